@@ -1,0 +1,1 @@
+"""Postern gateway: the one container that speaks SMTP, IMAP and POP3."""

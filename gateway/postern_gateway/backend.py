@@ -1,0 +1,31 @@
+"""What every protocol server of the gateway needs, in one object.
+
+In:   settings, a mail store, a directory, a spooler (SMTP only), and the
+      bounded executor.
+Out:  :class:`Backend`; protocol code calls ``await backend.run(fn, ...)``
+      for anything blocking. Tests build one over the in-memory store and
+      directory; the gateway's ``__main__`` builds it over DynamoDB/S3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from postern.config import Settings
+from postern.directory import Directory
+from postern.store.base import MailStore
+
+from .blocking import Blocking
+
+
+@dataclass
+class Backend:
+    settings: Settings
+    store: MailStore
+    directory: Directory
+    blocking: Blocking = field(default_factory=Blocking)
+    spooler: object | None = None  # postern_gateway.smtp.spool.Spooler (S3 + SQS), SMTP only
+    clients: object | None = None  # postern.aws.Clients when on AWS/moto
+
+    async def run(self, fn, /, *args, **kwargs):
+        return await self.blocking.run(fn, *args, **kwargs)

@@ -1,0 +1,184 @@
+"""Settings: the one reader of the process environment.
+
+In:   environment variables (``POSTERN_*`` plus the standard ``AWS_*`` ones,
+      which boto3 reads itself).
+Out:  an immutable :class:`Settings`, built once per process by
+      :func:`get_settings` (``Settings.from_env`` builds one explicitly, for
+      tests and for the local stack).
+Fails: a malformed number or boolean raises ``ValueError`` naming the
+      variable, at start-up rather than in the middle of a session.
+
+Every setting is documented in README.md ("Settings"). Local mode differs
+from a deployed stack only by the values of these variables (and by
+``AWS_ENDPOINT_URL``); there is no local-mode flag in production code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+MIB = 1024 * 1024
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob Postern has. Field comments name the environment variable."""
+
+    # --- identity -----------------------------------------------------------
+    hostname: str = "mail.example.test"  # POSTERN_HOSTNAME: our name in banners, Received, DSNs
+    region: str = "us-east-1"  # AWS_REGION / AWS_DEFAULT_REGION
+
+    # --- resources (names/URLs as template.yaml creates them) ---------------
+    bucket: str = "postern-mail"  # POSTERN_BUCKET
+    inbound_queue_url: str = ""  # POSTERN_INBOUND_QUEUE_URL  (gateway -> router)
+    store_queue_url: str = ""  # POSTERN_STORE_QUEUE_URL    (router -> store)
+    outbound_queue_url: str = ""  # POSTERN_OUTBOUND_QUEUE_URL (router -> deliver)
+    ndr_queue_url: str = ""  # POSTERN_NDR_QUEUE_URL      (anyone -> ndr)
+    directory_table: str = "postern-directory"  # POSTERN_DIRECTORY_TABLE
+    mail_table: str = "postern-mail"  # POSTERN_MAIL_TABLE
+    state_table: str = "postern-state"  # POSTERN_STATE_TABLE (delivery log, limits; TTL)
+    spool_prefix: str = "spool/"  # POSTERN_SPOOL_PREFIX (expired by bucket lifecycle)
+    message_prefix: str = "msg/"  # POSTERN_MESSAGE_PREFIX (mailbox blobs, refcounted)
+
+    # --- SMTP policy --------------------------------------------------------
+    max_message_size: int = 25 * MIB  # POSTERN_MAX_MESSAGE_SIZE (bytes; SIZE)
+    max_recipients: int = 100  # POSTERN_MAX_RECIPIENTS
+    max_sessions: int = 500  # POSTERN_MAX_SESSIONS (per protocol listener)
+    smtp_timeout: float = 300.0  # POSTERN_SMTP_TIMEOUT (idle seconds, RFC 5321 §4.5.3.2)
+    allow_plaintext_auth: bool = False  # POSTERN_ALLOW_PLAINTEXT_AUTH (AUTH/LOGIN/USER before TLS)
+
+    # --- mail store ---------------------------------------------------------
+    default_quota: int = 1024 * MIB  # POSTERN_DEFAULT_QUOTA (bytes per user)
+    imap_poll_interval: float = 0.5  # POSTERN_IMAP_POLL_INTERVAL (seconds, change watcher)
+
+    # --- gateway listeners --------------------------------------------------
+    bind: str = "0.0.0.0"  # POSTERN_BIND
+    smtp_port: int = 25  # POSTERN_SMTP_PORT
+    submission_port: int = 587  # POSTERN_SUBMISSION_PORT
+    submissions_port: int = 465  # POSTERN_SUBMISSIONS_PORT (implicit TLS)
+    imap_port: int = 143  # POSTERN_IMAP_PORT
+    imaps_port: int = 993  # POSTERN_IMAPS_PORT (implicit TLS)
+    pop3_port: int = 110  # POSTERN_POP3_PORT
+    pop3s_port: int = 995  # POSTERN_POP3S_PORT (implicit TLS)
+    aws_threads: int = 16  # POSTERN_AWS_THREADS (the one bounded executor)
+    login_fail_delay: float = 1.0  # POSTERN_LOGIN_FAIL_DELAY (seconds after a failed login)
+
+    # --- TLS ----------------------------------------------------------------
+    tls_cert_file: str = ""  # POSTERN_TLS_CERT_FILE (PEM chain)
+    tls_key_file: str = ""  # POSTERN_TLS_KEY_FILE (PEM key)
+    tls_secret_id: str = ""  # POSTERN_TLS_SECRET_ID (Secrets Manager: {"cert":..,"key":..})
+
+    # --- outbound -----------------------------------------------------------
+    outbound_transport: str = "ses"  # POSTERN_OUTBOUND_TRANSPORT: ses | smarthost | mx
+    smarthost: str = ""  # POSTERN_SMARTHOST (host:port)
+    smarthost_tls: str = "starttls"  # POSTERN_SMARTHOST_TLS: starttls | tls | none
+    smarthost_secret_id: str = ""  # POSTERN_SMARTHOST_SECRET_ID ({"username":..,"password":..})
+    dns_timeout: float = 5.0  # POSTERN_DNS_TIMEOUT (seconds per lookup)
+    dns_nameservers: tuple[str, ...] = ()  # POSTERN_DNS_NAMESERVERS (ip[:port],...; empty = system)
+    max_queue_age: int = 5 * 86400  # POSTERN_MAX_QUEUE_AGE (seconds before a failure notice)
+    delay_notice_after: int = 4 * 3600  # POSTERN_DELAY_NOTICE_AFTER (seconds)
+    dkim_selector: str = "postern"  # POSTERN_DKIM_SELECTOR
+
+    # --- free-form extras other modules read through Settings.extra ---------
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        d = cls()
+        return cls(
+            hostname=e.get("POSTERN_HOSTNAME", d.hostname),
+            region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or d.region,
+            bucket=e.get("POSTERN_BUCKET", d.bucket),
+            inbound_queue_url=e.get("POSTERN_INBOUND_QUEUE_URL", d.inbound_queue_url),
+            store_queue_url=e.get("POSTERN_STORE_QUEUE_URL", d.store_queue_url),
+            outbound_queue_url=e.get("POSTERN_OUTBOUND_QUEUE_URL", d.outbound_queue_url),
+            ndr_queue_url=e.get("POSTERN_NDR_QUEUE_URL", d.ndr_queue_url),
+            directory_table=e.get("POSTERN_DIRECTORY_TABLE", d.directory_table),
+            mail_table=e.get("POSTERN_MAIL_TABLE", d.mail_table),
+            state_table=e.get("POSTERN_STATE_TABLE", d.state_table),
+            spool_prefix=e.get("POSTERN_SPOOL_PREFIX", d.spool_prefix),
+            message_prefix=e.get("POSTERN_MESSAGE_PREFIX", d.message_prefix),
+            max_message_size=_int(e, "POSTERN_MAX_MESSAGE_SIZE", d.max_message_size),
+            max_recipients=_int(e, "POSTERN_MAX_RECIPIENTS", d.max_recipients),
+            max_sessions=_int(e, "POSTERN_MAX_SESSIONS", d.max_sessions),
+            smtp_timeout=_float(e, "POSTERN_SMTP_TIMEOUT", d.smtp_timeout),
+            allow_plaintext_auth=_bool(e, "POSTERN_ALLOW_PLAINTEXT_AUTH", d.allow_plaintext_auth),
+            default_quota=_int(e, "POSTERN_DEFAULT_QUOTA", d.default_quota),
+            imap_poll_interval=_float(e, "POSTERN_IMAP_POLL_INTERVAL", d.imap_poll_interval),
+            bind=e.get("POSTERN_BIND", d.bind),
+            smtp_port=_int(e, "POSTERN_SMTP_PORT", d.smtp_port),
+            submission_port=_int(e, "POSTERN_SUBMISSION_PORT", d.submission_port),
+            submissions_port=_int(e, "POSTERN_SUBMISSIONS_PORT", d.submissions_port),
+            imap_port=_int(e, "POSTERN_IMAP_PORT", d.imap_port),
+            imaps_port=_int(e, "POSTERN_IMAPS_PORT", d.imaps_port),
+            pop3_port=_int(e, "POSTERN_POP3_PORT", d.pop3_port),
+            pop3s_port=_int(e, "POSTERN_POP3S_PORT", d.pop3s_port),
+            aws_threads=_int(e, "POSTERN_AWS_THREADS", d.aws_threads),
+            login_fail_delay=_float(e, "POSTERN_LOGIN_FAIL_DELAY", d.login_fail_delay),
+            tls_cert_file=e.get("POSTERN_TLS_CERT_FILE", d.tls_cert_file),
+            tls_key_file=e.get("POSTERN_TLS_KEY_FILE", d.tls_key_file),
+            tls_secret_id=e.get("POSTERN_TLS_SECRET_ID", d.tls_secret_id),
+            outbound_transport=e.get("POSTERN_OUTBOUND_TRANSPORT", d.outbound_transport),
+            smarthost=e.get("POSTERN_SMARTHOST", d.smarthost),
+            smarthost_tls=e.get("POSTERN_SMARTHOST_TLS", d.smarthost_tls),
+            smarthost_secret_id=e.get("POSTERN_SMARTHOST_SECRET_ID", d.smarthost_secret_id),
+            dns_timeout=_float(e, "POSTERN_DNS_TIMEOUT", d.dns_timeout),
+            dns_nameservers=_list(e, "POSTERN_DNS_NAMESERVERS", d.dns_nameservers),
+            max_queue_age=_int(e, "POSTERN_MAX_QUEUE_AGE", d.max_queue_age),
+            delay_notice_after=_int(e, "POSTERN_DELAY_NOTICE_AFTER", d.delay_notice_after),
+            dkim_selector=e.get("POSTERN_DKIM_SELECTOR", d.dkim_selector),
+            extra={k: v for k, v in e.items() if k.startswith("POSTERN_")},
+        )
+
+    def replace(self, **changes) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings.from_env()

@@ -1,0 +1,242 @@
+"""The directory: local domains, users, aliases, catch-alls.
+
+In:   admin operations (the ``postern`` CLI) and look-ups from the gateway
+      (RCPT checks, AUTH), the router (resolution) and the store (quota).
+Out:  :class:`Directory` over an item layer (:mod:`postern.items`), so the
+      same code runs on DynamoDB and in memory. Look-ups are GetItem by key;
+      listings are Query on one partition (never Scan).
+Fails: :class:`~postern.errors.NoSuchDomain`, :class:`~postern.errors.NoSuchUser`,
+      :class:`~postern.errors.AlreadyExists`, :class:`~postern.errors.InvalidAddress`
+      for admin mistakes; :class:`~postern.errors.StoreUnavailable` for backend faults.
+
+Addresses are keyed by their canonical form (domain and local part lower-case).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from . import keys
+from .address import Address, normalize_domain, parse_address
+from .errors import AlreadyExists, InvalidAddress, NoSuchDomain, NoSuchUser
+from .passwords import hash_password, needs_rehash, verify_password
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    catchall: str | None = None  # canonical target address for unknown local parts
+    created: float = 0.0
+
+
+@dataclass(frozen=True)
+class User:
+    address: str  # canonical
+    password_hash: str = field(repr=False, default="")
+    quota: int = 0  # bytes; 0 = default quota
+    created: float = 0.0
+
+
+@dataclass(frozen=True)
+class Alias:
+    address: str  # canonical
+    targets: tuple[str, ...] = ()  # canonical local or remote addresses
+
+
+class Directory:
+    def __init__(self, items, default_quota: int = 0):
+        self.items = items
+        self.default_quota = default_quota
+
+    # --- domains ----------------------------------------------------------
+    def add_domain(self, domain: str) -> Domain:
+        name = normalize_domain(domain)
+        item = {**keys.domain_key(name), "kind": "domain", "name": name, "created": time.time()}
+        self.items.put(item, if_absent=True)
+        return Domain(name, None, item["created"])
+
+    def get_domain(self, domain: str) -> Domain | None:
+        try:
+            name = normalize_domain(domain)
+        except InvalidAddress:
+            return None
+        item = self.items.get(keys.domain_key(name))
+        if not item:
+            return None
+        return Domain(item["name"], item.get("catchall"), item.get("created", 0.0))
+
+    def is_local_domain(self, domain: str) -> bool:
+        return self.get_domain(domain) is not None
+
+    def list_domains(self) -> list[Domain]:
+        return [
+            Domain(i["name"], i.get("catchall"), i.get("created", 0.0))
+            for i in self.items.query(keys.domains_pk())
+        ]
+
+    def remove_domain(self, domain: str, force: bool = False) -> None:
+        name = normalize_domain(domain)
+        if not self.is_local_domain(name):
+            raise NoSuchDomain(f"No such domain {name}")
+        members = list(self.items.query(keys.domain_members_pk(name)))
+        if members and not force:
+            raise AlreadyExists(f"Domain {name} still has {len(members)} users/aliases (use --force)")
+        for m in members:
+            self.items.delete({"pk": m["pk"], "sk": m["sk"]})
+        self.items.delete(keys.domain_key(name))
+
+    def set_catchall(self, domain: str, target: str | None) -> None:
+        d = self._require_domain(normalize_domain(domain))
+        item = {**keys.domain_key(d.name), "kind": "domain", "name": d.name, "created": d.created}
+        if target:
+            item["catchall"] = parse_address(target).canonical
+        self.items.put(item)
+
+    def _require_domain(self, domain: str) -> Domain:
+        d = self.get_domain(domain)
+        if d is None:
+            raise NoSuchDomain(f"No such domain {domain}; add it first with 'postern domain add {domain}'")
+        return d
+
+    # --- users ------------------------------------------------------------
+    def add_user(self, address: str, password: str, quota: int = 0) -> User:
+        a = parse_address(address)
+        self._require_domain(a.domain)
+        if self.items.get(keys.alias_key(a.local, a.domain)):
+            raise AlreadyExists(f"{a.canonical} is an alias")
+        item = {
+            **keys.user_key(a.local, a.domain),
+            "kind": "user",
+            "address": a.canonical,
+            "password": hash_password(password),
+            "quota": int(quota),
+            "created": time.time(),
+        }
+        try:
+            self.items.put(item, if_absent=True)
+        except AlreadyExists:
+            raise AlreadyExists(f"User {a.canonical} already exists") from None
+        return self._user(item)
+
+    @staticmethod
+    def _user(item: dict) -> User:
+        return User(item["address"], item.get("password", ""), int(item.get("quota", 0)), item.get("created", 0.0))
+
+    def get_user(self, address: str | Address) -> User | None:
+        try:
+            a = address if isinstance(address, Address) else parse_address(address)
+        except InvalidAddress:
+            return None
+        item = self.items.get(keys.user_key(a.local, a.domain))
+        return self._user(item) if item else None
+
+    def require_user(self, address: str) -> User:
+        u = self.get_user(address)
+        if u is None:
+            raise NoSuchUser(f"No such user {address}")
+        return u
+
+    def set_password(self, address: str, password: str) -> None:
+        u = self.require_user(address)
+        a = parse_address(u.address)
+        item = self.items.get(keys.user_key(a.local, a.domain))
+        item["password"] = hash_password(password)
+        self.items.put(item)
+
+    def set_quota(self, address: str, quota: int) -> None:
+        u = self.require_user(address)
+        a = parse_address(u.address)
+        item = self.items.get(keys.user_key(a.local, a.domain))
+        item["quota"] = int(quota)
+        self.items.put(item)
+
+    def quota_of(self, user: User) -> int:
+        return user.quota or self.default_quota
+
+    def remove_user(self, address: str) -> None:
+        a = parse_address(address)
+        if not self.items.delete(keys.user_key(a.local, a.domain)):
+            raise NoSuchUser(f"No such user {a.canonical}")
+
+    def list_users(self, domain: str | None = None) -> list[User]:
+        domains = [normalize_domain(domain)] if domain else [d.name for d in self.list_domains()]
+        out: list[User] = []
+        for d in domains:
+            out.extend(self._user(i) for i in self.items.query(keys.domain_members_pk(d), keys.USER_PREFIX))
+        return out
+
+    def authenticate(self, address: str, password: str) -> User | None:
+        """The user if the password matches, else None (timing-safe for unknown users)."""
+        u = self.get_user(address)
+        if not verify_password(u.password_hash if u else None, password):
+            return None
+        if u and needs_rehash(u.password_hash):
+            self.set_password(u.address, password)
+        return u
+
+    # --- aliases ----------------------------------------------------------
+    def add_alias(self, address: str, targets: list[str] | tuple[str, ...]) -> Alias:
+        a = parse_address(address)
+        self._require_domain(a.domain)
+        if not targets:
+            raise InvalidAddress("An alias needs at least one target")
+        canon = tuple(parse_address(t).canonical for t in targets)
+        if self.items.get(keys.user_key(a.local, a.domain)):
+            raise AlreadyExists(f"{a.canonical} is a user")
+        item = {**keys.alias_key(a.local, a.domain), "kind": "alias", "address": a.canonical, "targets": list(canon)}
+        try:
+            self.items.put(item, if_absent=True)
+        except AlreadyExists:
+            raise AlreadyExists(f"Alias {a.canonical} already exists (remove it first)") from None
+        return Alias(a.canonical, canon)
+
+    def get_alias(self, address: str | Address) -> Alias | None:
+        try:
+            a = address if isinstance(address, Address) else parse_address(address)
+        except InvalidAddress:
+            return None
+        item = self.items.get(keys.alias_key(a.local, a.domain))
+        return Alias(item["address"], tuple(item.get("targets", ()))) if item else None
+
+    def remove_alias(self, address: str) -> None:
+        a = parse_address(address)
+        if not self.items.delete(keys.alias_key(a.local, a.domain)):
+            raise NoSuchUser(f"No such alias {a.canonical}")
+
+    def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        domains = [normalize_domain(domain)] if domain else [d.name for d in self.list_domains()]
+        out: list[Alias] = []
+        for d in domains:
+            out.extend(
+                Alias(i["address"], tuple(i.get("targets", ())))
+                for i in self.items.query(keys.domain_members_pk(d), keys.ALIAS_PREFIX)
+            )
+        return out
+
+    def addresses_of(self, user: str) -> set[str]:
+        """Every address that delivers to ``user`` within its domain: the user and
+        aliases naming it (the senders an authenticated user may use)."""
+        u = parse_address(user)
+        own = {u.canonical}
+        for alias in self.list_aliases(u.domain):
+            if u.canonical in alias.targets:
+                own.add(alias.address)
+        return own
+
+
+def dynamo_directory(settings=None, clients=None) -> Directory:
+    """The directory on the DynamoDB table named by settings."""
+    from .aws import get_clients
+    from .config import get_settings
+    from .items import DynamoItems
+
+    s = settings or get_settings()
+    c = clients or get_clients()
+    return Directory(DynamoItems(lambda: c.dynamodb, s.directory_table), default_quota=s.default_quota)
+
+
+def memory_directory(default_quota: int = 0) -> Directory:
+    from .items import MemoryItems
+
+    return Directory(MemoryItems(), default_quota=default_quota)

@@ -1,0 +1,138 @@
+"""Domain errors that know their wire replies.
+
+In:   raised by the directory, the mail store and the pipeline.
+Out:  each error carries its SMTP :class:`~postern.status.Reply`, its IMAP
+      response code/text and its POP3 text, so every protocol turns the same
+      failure into the right reply without a table of its own (pymap
+      ``exceptions.py``, mox ``smtpserver/error.go``).
+
+``permanent`` says whether a queue consumer should give up (bounce) or let
+SQS retry the message.
+"""
+
+from __future__ import annotations
+
+from . import status
+from .status import Reply
+
+
+class PosternError(Exception):
+    """Base class. Subclasses set the class attributes below."""
+
+    smtp: Reply = status.TEMP_BACKEND
+    imap_code: str | None = None  # e.g. "TRYCREATE" -> "NO [TRYCREATE] ..."
+    imap_kind: str = "NO"  # NO or BAD
+    permanent: bool = False
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or self.default_message())
+
+    @classmethod
+    def default_message(cls) -> str:
+        return cls.smtp.text
+
+    @property
+    def text(self) -> str:
+        return str(self.args[0]) if self.args else self.default_message()
+
+    def imap_response(self, tag: str) -> bytes:
+        code = f"[{self.imap_code}] " if self.imap_code else ""
+        return f"{tag} {self.imap_kind} {code}{self.text}\r\n".encode()
+
+    def pop3_response(self) -> bytes:
+        return f"-ERR {self.text}\r\n".encode()
+
+    def smtp_reply(self) -> str:
+        return f"{self.smtp.code} {self.smtp.enhanced} {self.text}"
+
+
+class StoreUnavailable(PosternError):
+    """A backend (S3, SQS, DynamoDB) call failed; try again later."""
+
+    smtp = status.TEMP_BACKEND
+    imap_code = "UNAVAILABLE"  # RFC 5530 §3
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Temporary failure of the mail store, try again later"
+
+
+class MailboxNotFound(PosternError):
+    smtp = status.NO_SUCH_USER
+    imap_code = "TRYCREATE"  # RFC 3501 §6.3.11 / §6.4.7
+    permanent = True
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "No such mailbox"
+
+
+class MailboxExists(PosternError):
+    imap_code = "ALREADYEXISTS"  # RFC 5530 §3
+    permanent = True
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Mailbox already exists"
+
+
+class MailboxInvalid(PosternError):
+    imap_code = "CANNOT"  # RFC 5530 §3
+    permanent = True
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Operation not permitted on this mailbox"
+
+
+class QuotaExceeded(PosternError):
+    smtp = status.MAILBOX_FULL
+    imap_code = "OVERQUOTA"  # RFC 9208 §4.3
+    permanent = True
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Mailbox full: over quota"
+
+
+class MessageTooBig(PosternError):
+    smtp = status.MESSAGE_TOO_BIG
+    imap_code = "TOOBIG"  # RFC 7889
+    permanent = True
+
+
+class NoSuchUser(PosternError):
+    smtp = status.NO_SUCH_USER
+    imap_code = "NONEXISTENT"
+    permanent = True
+
+
+class NoSuchDomain(PosternError):
+    smtp = status.RELAY_DENIED
+    imap_code = "NONEXISTENT"
+    permanent = True
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "No such domain"
+
+
+class AlreadyExists(PosternError):
+    imap_code = "ALREADYEXISTS"
+    permanent = True
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Already exists"
+
+
+class InvalidAddress(PosternError):
+    smtp = status.BAD_RCPT_SYNTAX
+    imap_kind = "BAD"
+    permanent = True
+
+
+class AuthFailed(PosternError):
+    smtp = status.AUTH_FAILED
+    imap_code = "AUTHENTICATIONFAILED"  # RFC 5530 §3
+    permanent = True

@@ -1,0 +1,104 @@
+"""Every DynamoDB key Postern uses, built here and nowhere else.
+
+Directory table (``POSTERN_DIRECTORY_TABLE``; attributes pk, sk):
+  pk=DOMAINS            sk=<domain>               a local domain (catch-all target)
+  pk=D#<domain>         sk=U#<local>              a user (password hash, quota)
+  pk=D#<domain>         sk=A#<local>              an alias (targets)
+
+Mail table (``POSTERN_MAIL_TABLE``; attributes pk, sk; GSI ``bymodseq`` on
+mpk/modseq, sparse: only message items carry them; TTL attribute ``expires``):
+  pk=U#<user>           sk=MB#<name>              a mailbox (id, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, counts)
+  pk=U#<user>           sk=USAGE                  bytes used (quota accounting)
+  pk=U#<user>           sk=SUB#<name>             a subscription (RFC 3501 §6.3.6)
+  pk=M#<user>#<mbid>    sk=<uid, 10 digits>       a message index entry, or its tombstone after EXPUNGE
+  pk=B#<s3 key>         sk=B                      reference count of an immutable S3 blob
+  pk=X#<dedup key>      sk=X                      "this spool object was delivered to this mailbox" (TTL)
+
+State table (``POSTERN_STATE_TABLE``; attributes pk, sk; TTL ``expires``):
+  pk=Q#<queue id>       sk=<stage>#<time>#<n>     trace/delivery log events of one message
+  pk=L#<limit>#<key>    sk=<window>               abuse-limit counters
+"""
+
+from __future__ import annotations
+
+UID_WIDTH = 10
+
+
+def _user(user: str) -> str:
+    return user.lower()
+
+
+# --- directory ------------------------------------------------------------
+def domain_key(domain: str) -> dict:
+    return {"pk": "DOMAINS", "sk": domain.lower()}
+
+
+def domains_pk() -> str:
+    return "DOMAINS"
+
+
+def user_key(local: str, domain: str) -> dict:
+    return {"pk": f"D#{domain.lower()}", "sk": f"U#{local.lower()}"}
+
+
+def alias_key(local: str, domain: str) -> dict:
+    return {"pk": f"D#{domain.lower()}", "sk": f"A#{local.lower()}"}
+
+
+def domain_members_pk(domain: str) -> str:
+    return f"D#{domain.lower()}"
+
+
+USER_PREFIX = "U#"
+ALIAS_PREFIX = "A#"
+
+# --- mail store -----------------------------------------------------------
+MAILBOX_PREFIX = "MB#"
+SUB_PREFIX = "SUB#"
+
+
+def user_pk(user: str) -> str:
+    return f"U#{_user(user)}"
+
+
+def mailbox_key(user: str, name: str) -> dict:
+    return {"pk": user_pk(user), "sk": f"{MAILBOX_PREFIX}{name}"}
+
+
+def usage_key(user: str) -> dict:
+    return {"pk": user_pk(user), "sk": "USAGE"}
+
+
+def subscription_key(user: str, name: str) -> dict:
+    return {"pk": user_pk(user), "sk": f"{SUB_PREFIX}{name}"}
+
+
+def messages_pk(user: str, mailbox_id: str) -> str:
+    return f"M#{_user(user)}#{mailbox_id}"
+
+
+def uid_sk(uid: int) -> str:
+    return f"{uid:0{UID_WIDTH}d}"
+
+
+def message_key(user: str, mailbox_id: str, uid: int) -> dict:
+    return {"pk": messages_pk(user, mailbox_id), "sk": uid_sk(uid)}
+
+
+def blob_key(s3_key: str) -> dict:
+    return {"pk": f"B#{s3_key}", "sk": "B"}
+
+
+def dedup_key(dedup: str) -> dict:
+    return {"pk": f"X#{dedup}", "sk": "X"}
+
+
+MODSEQ_INDEX = "bymodseq"
+
+# --- state ----------------------------------------------------------------
+def trace_pk(queue_id: str) -> str:
+    return f"Q#{queue_id}"
+
+
+def limit_key(limit: str, key: str, window: int) -> dict:
+    return {"pk": f"L#{limit}#{key.lower()}", "sk": str(window)}

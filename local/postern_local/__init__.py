@@ -1,0 +1,1 @@
+"""Postern's embedded local mode. Production code (functions/, layers/, gateway/) never imports this."""

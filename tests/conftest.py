@@ -1,0 +1,56 @@
+"""Shared fixtures.
+
+``aws``: moto's ``mock_aws`` with every resource template.yaml declares,
+and Settings/Clients pointing at them. ``store``/``directory`` fixtures give
+the DynamoDB-backed implementations on that mock.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Fake credentials before anything builds a client (moto docs: "How do I avoid tests from mutating my real infrastructure").
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_SECURITY_TOKEN", "testing")
+os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "PosternTest")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "postern")
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.fixture
+def aws():
+    """(settings, clients, resources) on a fresh moto mock."""
+    from moto import mock_aws
+
+    from postern.aws import Clients
+    from postern.config import Settings
+    from postern_local.resources import create_resources
+
+    with mock_aws():
+        bootstrap = Clients(Settings())
+        res = create_resources(bootstrap, prefix="t")
+        settings = Settings.from_env({**os.environ, **res.environment(), "POSTERN_HOSTNAME": "mx.example.test"})
+        clients = Clients(settings)
+        yield settings, clients, res
+
+
+@pytest.fixture
+def dynamo_store(aws):
+    from postern.store.dynamo import DynamoMailStore
+
+    settings, clients, _ = aws
+    return DynamoMailStore(settings=settings, clients=clients)
+
+
+@pytest.fixture
+def directory(aws):
+    from postern.directory import dynamo_directory
+
+    settings, clients, _ = aws
+    return dynamo_directory(settings, clients)
