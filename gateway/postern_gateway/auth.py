@@ -1,0 +1,72 @@
+"""Authentication shared by SMTP AUTH, IMAP LOGIN/AUTHENTICATE and POP3 USER/PASS/AUTH.
+
+In:   a username and password from any protocol, the client IP, the protocol name.
+Out:  :func:`authenticate` -> the directory :class:`~postern.directory.User`
+      or None. A failure costs the client a delay (``POSTERN_LOGIN_FAIL_DELAY``,
+      growing with consecutive failures on the connection) before the caller
+      answers; password hashing runs on the bounded executor, never on the loop.
+      :func:`decode_plain` parses a SASL PLAIN response (RFC 4616).
+Fails: backend errors propagate as StoreUnavailable (caller answers a temporary
+      failure: 454 4.7.0, ``NO [UNAVAILABLE]``, ``-ERR [SYS/TEMP]``).
+
+Passwords and AUTH lines are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger("postern.auth")
+
+
+class SaslError(ValueError):
+    """Malformed SASL exchange (the client gets a syntax error)."""
+
+
+def decode_plain(b64: str | bytes) -> tuple[str, str, str]:
+    """SASL PLAIN: base64(authzid NUL authcid NUL passwd) -> (authzid, authcid, passwd). RFC 4616 §2."""
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise SaslError("invalid base64") from None
+    parts = raw.split(b"\x00")
+    if len(parts) != 3 or not parts[1] or not parts[2]:
+        raise SaslError("invalid PLAIN response")
+    try:
+        authzid, authcid, passwd = (p.decode("utf-8") for p in parts)
+    except UnicodeDecodeError:
+        raise SaslError("PLAIN response is not UTF-8") from None
+    if authzid and authzid.lower() != authcid.lower():
+        raise SaslError("authorization identity must match")  # no proxy authorisation
+    return authzid, authcid, passwd
+
+
+@dataclass
+class FailureCounter:
+    """Consecutive failures on one connection: drives the growing delay."""
+
+    failures: int = 0
+
+
+async def authenticate(backend, username: str, password: str, *, client_ip: str = "", protocol: str = "",
+                       counter: FailureCounter | None = None):
+    """Check credentials; on failure sleep before returning None (RFC 3501 §6.2.3 advice, RFC 4954 §4)."""
+    user = await backend.run(backend.directory.authenticate, username, password)
+    if user is not None:
+        if counter is not None:
+            counter.failures = 0
+        log.info("auth ok protocol=%s ip=%s user=%s", protocol, client_ip, user.address)
+        return user
+    n = 1
+    if counter is not None:
+        counter.failures += 1
+        n = counter.failures
+    log.warning("auth failed protocol=%s ip=%s user=%r", protocol, client_ip, username[:100])
+    delay = backend.settings.login_fail_delay * min(n, 8)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return None
