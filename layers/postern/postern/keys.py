@@ -12,7 +12,7 @@ mpk/modseq, sparse: only message items carry them; TTL attribute ``expires``):
   pk=U#<user>           sk=SUB#<name>             a subscription (RFC 3501 §6.3.6)
   pk=M#<user>#<mbid>    sk=<uid, 10 digits>       a message index entry, or its tombstone after EXPUNGE
   pk=B#<s3 key>         sk=B                      reference count of an immutable S3 blob
-  pk=X#<dedup key>      sk=X                      "this spool object was delivered to this mailbox" (TTL)
+  pk=X#<queue id>       sk=<user>#<mailbox>       "this spool object was delivered to this mailbox" (uid; TTL)
 
 State table (``POSTERN_STATE_TABLE``; attributes pk, sk; TTL ``expires``):
   pk=Q#<queue id>       sk=<stage>#<time>#<n>     trace/delivery log events of one message
@@ -90,7 +90,14 @@ def blob_key(s3_key: str) -> dict:
 
 
 def dedup_key(dedup: str) -> dict:
-    return {"pk": f"X#{dedup}", "sk": "X"}
+    """``dedup`` is ``<queue id>#<rest>``: all local deliveries of one queue id share a
+    partition, so ``postern trace`` finds them with one Query (``dedup_pk``)."""
+    queue_id, _, rest = dedup.partition("#")
+    return {"pk": dedup_pk(queue_id), "sk": rest or "-"}
+
+
+def dedup_pk(queue_id: str) -> str:
+    return f"X#{queue_id}"
 
 
 MODSEQ_INDEX = "bymodseq"
