@@ -110,6 +110,21 @@ class Settings:
     tls_cert_file: str = ""  # POSTERN_TLS_CERT_FILE (PEM chain)
     tls_key_file: str = ""  # POSTERN_TLS_KEY_FILE (PEM key)
     tls_secret_id: str = ""  # POSTERN_TLS_SECRET_ID (Secrets Manager: {"cert":..,"key":..})
+    tls_s3_uri: str = ""  # POSTERN_TLS_S3_URI (s3://bucket/key of one PEM holding chain + key)
+    tls_self_signed: bool = False  # POSTERN_TLS_SELF_SIGNED (generate a certificate at start: local stack)
+    tls_reload_interval: float = 60.0  # POSTERN_TLS_RELOAD_INTERVAL (seconds between cert file mtime checks; 0 = off)
+
+    # --- inbound authentication and abuse limits (trust) --------------------
+    inbound_auth: bool = True  # POSTERN_INBOUND_AUTH (SPF/DKIM/DMARC/ARC on the MX port)
+    dnsbl_zones: tuple[str, ...] = ()  # POSTERN_DNSBL_ZONES (zone,...; empty = no DNSBL check)
+    limits_backend: str = "dynamo"  # POSTERN_LIMITS_BACKEND: dynamo | memory (shared counters)
+    max_conn_per_ip: int = 20  # POSTERN_MAX_CONN_PER_IP (concurrent, per gateway process)
+    auth_fail_window: int = 900  # POSTERN_AUTH_FAIL_WINDOW (seconds; also the lockout length)
+    auth_fail_ip_limit: int = 20  # POSTERN_AUTH_FAIL_IP_LIMIT (failures per window per client IP)
+    auth_fail_user_limit: int = 10  # POSTERN_AUTH_FAIL_USER_LIMIT (failures per window per account)
+    auth_fail_max_delay: float = 8.0  # POSTERN_AUTH_FAIL_MAX_DELAY (cap of the growing delay, seconds)
+    send_rate_limit: int = 500  # POSTERN_SEND_RATE_LIMIT (recipients per window per submission user)
+    send_rate_window: int = 3600  # POSTERN_SEND_RATE_WINDOW (seconds)
 
     # --- outbound -----------------------------------------------------------
     outbound_transport: str = "ses"  # POSTERN_OUTBOUND_TRANSPORT: ses | smarthost | mx
@@ -162,6 +177,19 @@ class Settings:
             tls_cert_file=e.get("POSTERN_TLS_CERT_FILE", d.tls_cert_file),
             tls_key_file=e.get("POSTERN_TLS_KEY_FILE", d.tls_key_file),
             tls_secret_id=e.get("POSTERN_TLS_SECRET_ID", d.tls_secret_id),
+            tls_s3_uri=e.get("POSTERN_TLS_S3_URI", d.tls_s3_uri),
+            tls_self_signed=_bool(e, "POSTERN_TLS_SELF_SIGNED", d.tls_self_signed),
+            tls_reload_interval=_float(e, "POSTERN_TLS_RELOAD_INTERVAL", d.tls_reload_interval),
+            inbound_auth=_bool(e, "POSTERN_INBOUND_AUTH", d.inbound_auth),
+            dnsbl_zones=_list(e, "POSTERN_DNSBL_ZONES", d.dnsbl_zones),
+            limits_backend=e.get("POSTERN_LIMITS_BACKEND", d.limits_backend),
+            max_conn_per_ip=_int(e, "POSTERN_MAX_CONN_PER_IP", d.max_conn_per_ip),
+            auth_fail_window=_int(e, "POSTERN_AUTH_FAIL_WINDOW", d.auth_fail_window),
+            auth_fail_ip_limit=_int(e, "POSTERN_AUTH_FAIL_IP_LIMIT", d.auth_fail_ip_limit),
+            auth_fail_user_limit=_int(e, "POSTERN_AUTH_FAIL_USER_LIMIT", d.auth_fail_user_limit),
+            auth_fail_max_delay=_float(e, "POSTERN_AUTH_FAIL_MAX_DELAY", d.auth_fail_max_delay),
+            send_rate_limit=_int(e, "POSTERN_SEND_RATE_LIMIT", d.send_rate_limit),
+            send_rate_window=_int(e, "POSTERN_SEND_RATE_WINDOW", d.send_rate_window),
             outbound_transport=e.get("POSTERN_OUTBOUND_TRANSPORT", d.outbound_transport),
             smarthost=e.get("POSTERN_SMARTHOST", d.smarthost),
             smarthost_tls=e.get("POSTERN_SMARTHOST_TLS", d.smarthost_tls),
