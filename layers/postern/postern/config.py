@@ -103,6 +103,7 @@ class Settings:
     imaps_port: int = 993  # POSTERN_IMAPS_PORT (implicit TLS)
     pop3_port: int = 110  # POSTERN_POP3_PORT
     pop3s_port: int = 995  # POSTERN_POP3S_PORT (implicit TLS)
+    pop3_timeout: float = 600.0  # POSTERN_POP3_TIMEOUT (idle seconds; RFC 1939 §3: at least 10 minutes)
     aws_threads: int = 16  # POSTERN_AWS_THREADS (the one bounded executor)
     login_fail_delay: float = 1.0  # POSTERN_LOGIN_FAIL_DELAY (seconds after a failed login)
 
@@ -172,6 +173,7 @@ class Settings:
             imaps_port=_int(e, "POSTERN_IMAPS_PORT", d.imaps_port),
             pop3_port=_int(e, "POSTERN_POP3_PORT", d.pop3_port),
             pop3s_port=_int(e, "POSTERN_POP3S_PORT", d.pop3s_port),
+            pop3_timeout=_float(e, "POSTERN_POP3_TIMEOUT", d.pop3_timeout),
             aws_threads=_int(e, "POSTERN_AWS_THREADS", d.aws_threads),
             login_fail_delay=_float(e, "POSTERN_LOGIN_FAIL_DELAY", d.login_fail_delay),
             tls_cert_file=e.get("POSTERN_TLS_CERT_FILE", d.tls_cert_file),

@@ -22,6 +22,7 @@ class PosternError(Exception):
     smtp: Reply = status.TEMP_BACKEND
     imap_code: str | None = None  # e.g. "TRYCREATE" -> "NO [TRYCREATE] ..."
     imap_kind: str = "NO"  # NO or BAD
+    pop3_code: str | None = None  # e.g. "SYS/TEMP" -> "-ERR [SYS/TEMP] ..." (RFC 2449 §8, RFC 3206)
     permanent: bool = False
 
     def __init__(self, message: str | None = None):
@@ -40,7 +41,8 @@ class PosternError(Exception):
         return f"{tag} {self.imap_kind} {code}{self.text}\r\n".encode()
 
     def pop3_response(self) -> bytes:
-        return f"-ERR {self.text}\r\n".encode()
+        code = f"[{self.pop3_code}] " if self.pop3_code else ""
+        return f"-ERR {code}{self.text}\r\n".encode()
 
     def smtp_reply(self) -> str:
         return f"{self.smtp.code} {self.smtp.enhanced} {self.text}"
@@ -51,6 +53,7 @@ class StoreUnavailable(PosternError):
 
     smtp = status.TEMP_BACKEND
     imap_code = "UNAVAILABLE"  # RFC 5530 §3
+    pop3_code = "SYS/TEMP"  # RFC 3206 §4
 
     @classmethod
     def default_message(cls) -> str:
@@ -135,4 +138,5 @@ class InvalidAddress(PosternError):
 class AuthFailed(PosternError):
     smtp = status.AUTH_FAILED
     imap_code = "AUTHENTICATIONFAILED"  # RFC 5530 §3
+    pop3_code = "AUTH"  # RFC 3206 §4
     permanent = True
