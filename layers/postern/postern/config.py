@@ -137,6 +137,10 @@ class Settings:
     max_queue_age: int = 5 * 86400  # POSTERN_MAX_QUEUE_AGE (seconds before a failure notice)
     delay_notice_after: int = 4 * 3600  # POSTERN_DELAY_NOTICE_AFTER (seconds)
     dkim_selector: str = "postern"  # POSTERN_DKIM_SELECTOR
+    dkim_store: str = "secretsmanager"  # POSTERN_DKIM_STORE: secretsmanager | ssm (where DKIM keys live)
+    mx_port: int = 25  # POSTERN_MX_PORT (port of remote MX hosts; tests point it at a fake MX)
+    outbound_timeout: float = 30.0  # POSTERN_OUTBOUND_TIMEOUT (seconds per SMTP read/connect, outbound)
+    mta_sts: bool = True  # POSTERN_MTA_STS (enforce MTA-STS policies on the mx transport)
 
     # --- free-form extras other modules read through Settings.extra ---------
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -201,6 +205,10 @@ class Settings:
             max_queue_age=_int(e, "POSTERN_MAX_QUEUE_AGE", d.max_queue_age),
             delay_notice_after=_int(e, "POSTERN_DELAY_NOTICE_AFTER", d.delay_notice_after),
             dkim_selector=e.get("POSTERN_DKIM_SELECTOR", d.dkim_selector),
+            dkim_store=e.get("POSTERN_DKIM_STORE", d.dkim_store),
+            mx_port=_int(e, "POSTERN_MX_PORT", d.mx_port),
+            outbound_timeout=_float(e, "POSTERN_OUTBOUND_TIMEOUT", d.outbound_timeout),
+            mta_sts=_bool(e, "POSTERN_MTA_STS", d.mta_sts),
             extra={k: v for k, v in e.items() if k.startswith("POSTERN_")},
         )
 
