@@ -17,6 +17,9 @@ mpk/modseq, sparse: only message items carry them; TTL attribute ``expires``):
 State table (``POSTERN_STATE_TABLE``; attributes pk, sk; TTL ``expires``):
   pk=Q#<queue id>       sk=<stage>#<time>#<n>     trace/delivery log events of one message
   pk=L#<limit>#<key>    sk=<window>               abuse-limit counters
+  pk=Q#<queue id>       sk=rcpt#<recipient>       outbound delivery state of one recipient (deliverylog)
+  pk=Q#<queue id>       sk=notice#<kind>#<domain> "this notice was sent" marker (deliverylog)
+  pk=OUTQ               sk=<queue id>#<domain>    a pending outbound job (``postern queue list``; deliverylog)
 """
 
 from __future__ import annotations
@@ -109,3 +112,23 @@ def trace_pk(queue_id: str) -> str:
 
 def limit_key(limit: str, key: str, window: int) -> dict:
     return {"pk": f"L#{limit}#{key.lower()}", "sk": str(window)}
+
+
+# --- outbound delivery log (postern.deliverylog) ----------------------------
+OUTQ_PK = "OUTQ"  # one partition of pending outbound jobs: small (deleted when final), Query'd by `queue list`
+
+
+def delivery_rcpt_key(queue_id: str, recipient: str) -> dict:
+    return {"pk": trace_pk(queue_id), "sk": f"rcpt#{recipient.lower()}"}
+
+
+def delivery_event_key(queue_id: str, stage: str, t: float, n: int = 0) -> dict:
+    return {"pk": trace_pk(queue_id), "sk": f"{stage}#{t:017.6f}#{n}"}
+
+
+def notice_marker_key(queue_id: str, kind: str, domain: str) -> dict:
+    return {"pk": trace_pk(queue_id), "sk": f"notice#{kind}#{domain.lower()}"}
+
+
+def outq_key(queue_id: str, domain: str) -> dict:
+    return {"pk": OUTQ_PK, "sk": f"{queue_id}#{domain.lower()}"}
