@@ -225,6 +225,69 @@ class Directory:
         return own
 
 
+    # --- batched look-ups (router) ----------------------------------------
+    def prefetched(self, addresses) -> Directory:
+        """A read view that has fetched, in one BatchGetItem, every item that
+        resolving ``addresses`` needs first: the domain, the alias and the user
+        of each address, and of its plus-address base. Look-ups beyond that
+        (alias targets, catch-all targets) fall back to GetItem and are cached.
+        Same methods and answers as this directory; writes go straight through."""
+        view = PrefetchedItems(self.items)
+        wanted: list[dict] = []
+        for raw in addresses:
+            try:
+                a = parse_address(raw)
+            except InvalidAddress:
+                continue
+            wanted.append(keys.domain_key(a.domain))
+            for cand in (a, a.without_tag()):
+                if cand is not None:
+                    wanted.append(keys.alias_key(cand.local, cand.domain))
+                    wanted.append(keys.user_key(cand.local, cand.domain))
+        view.prefetch(wanted)
+        return Directory(view, default_quota=self.default_quota)
+
+
+class PrefetchedItems:
+    """Item layer wrapper: answers ``get`` from a batch-fetched cache (absent
+    items are cached as absent), delegates everything else. Short-lived: one
+    per routed envelope, so it never serves stale data for long."""
+
+    def __init__(self, items):
+        self._items = items
+        self._cache: dict[tuple[str, str], dict | None] = {}
+
+    def prefetch(self, wanted: list[dict]) -> None:
+        missing = [k for k in wanted if (k["pk"], k["sk"]) not in self._cache]
+        if not missing:
+            return
+        found = self._items.batch_get(missing)
+        for k in missing:
+            self._cache[(k["pk"], k["sk"])] = found.get((k["pk"], k["sk"]))
+
+    def get(self, key: dict, consistent: bool = True) -> dict | None:
+        t = (key["pk"], key["sk"])
+        if t not in self._cache:
+            self._cache[t] = self._items.get(key, consistent)
+        item = self._cache[t]
+        return dict(item) if item is not None else None
+
+    def batch_get(self, wanted: list[dict], consistent: bool = True) -> dict[tuple[str, str], dict]:
+        self.prefetch(wanted)
+        return {t: dict(v) for t in ((k["pk"], k["sk"]) for k in wanted) if (v := self._cache.get(t)) is not None}
+
+    def put(self, item: dict, if_absent: bool = False) -> None:
+        self._cache.pop((item["pk"], item["sk"]), None)
+        self._items.put(item, if_absent=if_absent)
+
+    def delete(self, key: dict) -> bool:
+        self._cache.pop((key["pk"], key["sk"]), None)
+        return self._items.delete(key)
+
+    def query(self, pk: str, sk_prefix: str = ""):
+        return self._items.query(pk, sk_prefix)
+
+
 def dynamo_directory(settings=None, clients=None) -> Directory:
     """The directory on the DynamoDB table named by settings."""
     from .aws import get_clients

@@ -3,8 +3,9 @@
 In:   plain Python dicts (str, int, bool, bytes, list, dict, set values).
 Out:  :class:`DynamoItems` (boto3 low-level client, (de)serialised with
       boto3's TypeSerializer) and :class:`MemoryItems` with the same methods:
-      ``get``, ``put`` (optionally only-if-absent), ``delete``, ``query``
-      (partition + sort-key prefix, paginated under the hood).
+      ``get``, ``batch_get`` (many keys, one BatchGetItem per 100), ``put``
+      (optionally only-if-absent), ``delete``, ``query`` (partition +
+      sort-key prefix, paginated under the hood).
 Fails: ``put(..., if_absent=True)`` on an existing item raises
       :class:`~postern.errors.AlreadyExists`; a DynamoDB fault raises
       :class:`~postern.errors.StoreUnavailable`.
@@ -103,6 +104,28 @@ class DynamoItems:
             raise StoreUnavailable("directory delete failed") from exc
         return bool(r.get("Attributes"))
 
+    def batch_get(self, keys: list[dict], consistent: bool = True) -> dict[tuple[str, str], dict]:
+        """Many items in as few BatchGetItem calls as possible (100 keys per call;
+        unprocessed keys are retried). Returns {(pk, sk): item} for the items found."""
+        out: dict[tuple[str, str], dict] = {}
+        unique = list({(k["pk"], k["sk"]): k for k in keys}.values())
+        for i in range(0, len(unique), 100):
+            request = {self.table: {"Keys": [serialize(k) for k in unique[i:i + 100]], "ConsistentRead": consistent}}
+            for _attempt in range(5):
+                try:
+                    r = self._c.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as exc:
+                    raise StoreUnavailable(f"directory read failed: {exc.__class__.__name__}") from exc
+                for item in r.get("Responses", {}).get(self.table, []):
+                    d = deserialize(item)
+                    out[(d["pk"], d["sk"])] = d
+                request = r.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise StoreUnavailable("directory read failed: unprocessed keys after retries")
+        return out
+
     def query(self, pk: str, sk_prefix: str = "") -> Iterator[dict]:
         kwargs: dict[str, Any] = {
             "TableName": self.table,
@@ -137,6 +160,14 @@ class MemoryItems:
         with self._lock:
             item = self._items.get((key["pk"], key["sk"]))
             return copy.deepcopy(item) if item else None
+
+    def batch_get(self, keys: list[dict], consistent: bool = True) -> dict[tuple[str, str], dict]:
+        with self._lock:
+            return {
+                (k["pk"], k["sk"]): copy.deepcopy(self._items[(k["pk"], k["sk"])])
+                for k in keys
+                if (k["pk"], k["sk"]) in self._items
+            }
 
     def put(self, item: dict, if_absent: bool = False) -> None:
         k = (item["pk"], item["sk"])

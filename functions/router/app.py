@@ -1,0 +1,66 @@
+"""router - route accepted mail (Postfix qmgr + trivial-rewrite).
+
+READS
+    The inbound queue: one ``Envelope`` per SMTP transaction accepted by the
+    gateway (SQS batches of up to 10, ReportBatchItemFailures). The directory
+    table: domains, users, aliases, catch-alls, in one BatchGetItem per
+    envelope. Routing is on the envelope recipients only, never on To:/Cc:.
+WRITES
+    The store queue: one ``StoreJob`` per final local mailbox. The outbound
+    queue: one ``OutboundJob`` per remote domain (authenticated submission,
+    and aliases that forward outside). The NDR queue: one
+    ``NoticeJob(kind="failed")`` for recipients that resolve nowhere (no such
+    user 5.1.1, relaying denied 5.7.1, alias loop 5.4.6), never when the
+    sender is ``<>``.
+FAILURES
+    Unknown recipients bounce (a notice, the record is done). A directory or
+    SQS fault fails the record: SQS redelivers it after the visibility
+    timeout; jobs already sent may be sent again and are deduplicated
+    downstream. A body that is not an Envelope is poison: it fails every time
+    and reaches the inbound DLQ after maxReceiveCount receives.
+CODE
+    postern.pipeline.router (the logic), postern.routing (pure resolution).
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from postern.aws import get_clients
+from postern.config import get_settings
+from postern.directory import dynamo_directory
+from postern.envelope import Envelope
+from postern.pipeline import router
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    env = Envelope.from_json(record.body)
+    settings, clients = get_settings(), get_clients()
+    p = router.plan(env, dynamo_directory(settings, clients))
+    router.send_plan(p, settings, clients.sqs)
+    logger.info(
+        "routed",
+        queue_id=env.queue_id,
+        local=len(p.store),
+        remote_domains=len(p.outbound),
+        failed=len(p.decision.failed),
+    )
+    metrics.add_metric(name="LocalCopies", unit=MetricUnit.Count, value=len(p.store))
+    metrics.add_metric(name="RemoteJobs", unit=MetricUnit.Count, value=len(p.outbound))
+    metrics.add_metric(name="RouteFailures", unit=MetricUnit.Count, value=len(p.decision.failed))
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context):
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,72 @@
+"""store - append delivered mail to local mailboxes (Postfix virtual).
+
+READS
+    The store queue: one ``StoreJob`` per (message, local mailbox) from the
+    router (SQS batches of up to 10, ReportBatchItemFailures). The spool
+    object in S3 (GetObject) and the mail table.
+WRITES
+    The message bytes as an immutable mailbox blob (CopyObject of the spool
+    object, idempotent per queue id), one index entry through the one ingest
+    path ``MailStore.append`` (UID, modseq, counters, quota, blob refcount,
+    dedup marker in one transaction), with the trace prefix Return-Path /
+    Delivered-To / the gateway's Received lines. The NDR queue: a
+    ``NoticeJob(kind="failed")``, status 5.2.2, when the mailbox is over quota.
+FAILURES
+    Bounce when the mailbox is over quota (permanent: the record is done).
+    Defer everything else: a backend fault fails the record and SQS
+    redelivers it; a retried job never creates a second copy (dedup key
+    ``queue_id#user#mailbox``). A body that is not a StoreJob is poison and
+    reaches the store DLQ after maxReceiveCount receives.
+CODE
+    postern.pipeline.store (the logic), postern.store.dynamo (the store).
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from postern.aws import get_clients
+from postern.config import get_settings
+from postern.envelope import StoreJob
+from postern.pipeline import store as pipeline
+from postern.pipeline.queues import send_bodies
+from postern.store.dynamo import DynamoMailStore
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    job = StoreJob.from_json(record.body)
+    settings, clients = get_settings(), get_clients()
+    outcome = pipeline.deliver(job, DynamoMailStore(settings, clients), settings.default_quota)
+    if outcome.notice is not None:
+        send_bodies(clients.sqs, settings.ndr_queue_url, [outcome.notice.to_json()])
+        logger.info("over quota", queue_id=job.queue_id, user=job.user)
+        metrics.add_metric(name="OverQuota", unit=MetricUnit.Count, value=1)
+        return
+    if outcome.result is None:  # over quota, null sender: nothing to tell anyone
+        metrics.add_metric(name="OverQuota", unit=MetricUnit.Count, value=1)
+        return
+    logger.info(
+        "stored",
+        queue_id=job.queue_id,
+        user=job.user,
+        mailbox=job.mailbox,
+        uid=outcome.result.uid,
+        duplicate=outcome.result.duplicate,
+    )
+    metrics.add_metric(name="Duplicates" if outcome.result.duplicate else "Stored", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context):
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,188 @@
+"""The gateway process: build the Backend and start every listener.
+
+In:   :class:`~postern.config.Settings` (ports, bind address, resources) and
+      :class:`~postern.aws.Clients`.
+Out:  :class:`Gateway`: ``await start()`` binds every listener in
+      :data:`LISTENERS` (SMTP MX, submission, submissions, IMAP, IMAPS,
+      POP3, POP3S) and records the bound ports in ``ports`` (port 0 binds a
+      free one); ``await stop()`` closes them. :func:`serve` runs a gateway
+      until SIGINT/SIGTERM (the ``postern-gateway`` command, the container's
+      CMD); :func:`build_backend` is the Backend over DynamoDB + S3 + SQS.
+Fails: a port in use raises OSError from ``start()`` (after closing what was
+      already bound). TLS listeners (465, 993, 995) are skipped, with a
+      warning, when no certificate is configured; STARTTLS/STLS are then not
+      offered on the plaintext ports.
+
+Listener modules are imported when the gateway starts, not at import time,
+so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from postern.aws import Clients, get_clients
+from postern.config import Settings, get_settings
+from postern.directory import dynamo_directory
+from postern.store.dynamo import DynamoMailStore
+
+from .backend import Backend
+from .blocking import Blocking
+
+log = logging.getLogger("postern.gateway")
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str  # also the key in Gateway.ports
+    port_setting: str  # Settings attribute holding the port
+    module: str
+    factory: str
+    implicit_tls: bool = False
+    options: tuple[tuple[str, str], ...] = ()  # extra keyword arguments for the factory
+
+
+LISTENERS: tuple[Listener, ...] = (
+    Listener("smtp", "smtp_port", "postern_gateway.smtp.server", "start_smtp", options=(("role", "mx"),)),
+    Listener("submission", "submission_port", "postern_gateway.smtp.server", "start_smtp",
+             options=(("role", "submission"),)),
+    # RFC 8314 §3.3: submission over implicit TLS.
+    Listener("submissions", "submissions_port", "postern_gateway.smtp.server", "start_smtp", implicit_tls=True,
+             options=(("role", "submission"),)),
+    Listener("imap", "imap_port", "postern_gateway.imap.server", "start_imap"),
+    Listener("imaps", "imaps_port", "postern_gateway.imap.server", "start_imap", implicit_tls=True),
+    Listener("pop3", "pop3_port", "postern_gateway.pop3.server", "start_pop3"),
+    Listener("pop3s", "pop3s_port", "postern_gateway.pop3.server", "start_pop3", implicit_tls=True),
+)
+
+
+def tls_context(settings: Settings, clients: Clients):
+    """THE place TLS is wired: the trust module's server context, or None.
+
+    ``postern_gateway.trust.tls.server_context(settings, clients)`` returns an
+    ``ssl.SSLContext`` (certificate from files, Secrets Manager, S3 or a
+    generated self-signed one) or None when nothing is configured."""
+    try:
+        from .trust import tls
+    except ImportError as exc:
+        if getattr(exc, "name", "") in ("postern_gateway.trust.tls", "postern_gateway.trust"):
+            log.warning("TLS module not available yet; TLS listeners disabled")
+            return None
+        raise
+    return tls.server_context(settings, clients)
+
+
+def build_backend(settings: Settings, clients: Clients) -> Backend:
+    """The production Backend: DynamoDB + S3 mail store and directory, S3 + SQS spooler."""
+    spooler = None
+    try:
+        from .smtp.spool import Spooler
+    except ImportError as exc:
+        if getattr(exc, "name", "") != "postern_gateway.smtp.spool":
+            raise
+        log.warning("SMTP spooler not available yet")
+    else:
+        spooler = Spooler(settings, clients)
+    return Backend(
+        settings=settings,
+        store=DynamoMailStore(settings, clients),
+        directory=dynamo_directory(settings, clients),
+        blocking=Blocking(settings.aws_threads),
+        spooler=spooler,
+        clients=clients,
+    )
+
+
+def _factory(listener: Listener):
+    try:
+        module = importlib.import_module(listener.module)
+    except ImportError as exc:
+        # Only while the protocol packages are being written: a protocol package that does not
+        # import yet skips its listeners (tests/unit/test_template.py checks they all import).
+        if (getattr(exc, "name", "") or "").startswith("postern_gateway"):
+            log.warning("%s: %s not available (%s), listener skipped", listener.name, listener.module, exc)
+            return None
+        raise
+    return getattr(module, listener.factory)
+
+
+class Gateway:
+    def __init__(self, settings: Settings | None = None, clients: Clients | None = None,
+                 backend: Backend | None = None, ssl_context=None):
+        self.settings = settings or get_settings()
+        self.clients = clients or get_clients()
+        self.backend = backend
+        self.ssl_context = ssl_context
+        self.servers: dict[str, asyncio.base_events.Server] = {}
+        self.ports: dict[str, int] = {}
+
+    async def start(self, listeners: tuple[Listener, ...] = LISTENERS) -> dict[str, int]:
+        if self.backend is None:
+            self.backend = build_backend(self.settings, self.clients)
+        if self.ssl_context is None:
+            self.ssl_context = await self.backend.run(tls_context, self.settings, self.clients)
+        host = self.settings.bind
+        try:
+            for lst in listeners:
+                port = getattr(self.settings, lst.port_setting)
+                if port < 0:  # a negative port disables a listener
+                    continue
+                if lst.implicit_tls and self.ssl_context is None:
+                    log.warning("%s: no TLS certificate configured, listener on port %d skipped", lst.name, port)
+                    continue
+                factory = _factory(lst)
+                if factory is None:
+                    continue
+                server = await factory(self.backend, host, port, ssl_context=self.ssl_context,
+                                       implicit_tls=lst.implicit_tls, **dict(lst.options))
+                self.servers[lst.name] = server
+                self.ports[lst.name] = server.sockets[0].getsockname()[1]
+        except BaseException:
+            await self.stop()
+            raise
+        return dict(self.ports)
+
+    async def stop(self, cancel_sessions: bool = False, timeout: float = 5.0) -> None:
+        """Close every listener. ``cancel_sessions`` also cancels every other task on
+        this loop (only for a loop the gateway owns: ``serve`` and the local stack)."""
+        servers, self.servers = list(self.servers.values()), {}
+        for s in servers:
+            s.close()
+        if cancel_sessions:
+            me = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+        for s in servers:
+            try:
+                await asyncio.wait_for(s.wait_closed(), timeout)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down regardless
+                pass
+        if self.backend is not None:
+            self.backend.blocking.shutdown()
+
+
+async def serve(settings: Settings | None = None, clients: Clients | None = None) -> None:
+    """Run a gateway until SIGINT or SIGTERM, then close listeners and sessions."""
+    gw = Gateway(settings, clients)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    ports = await gw.start()
+    log.info("gateway listening on %s: %s", gw.settings.bind,
+             ", ".join(f"{k}={v}" for k, v in sorted(ports.items())))
+    try:
+        await stop.wait()
+    finally:
+        log.info("gateway stopping")
+        await gw.stop(cancel_sessions=True)

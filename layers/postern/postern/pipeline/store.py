@@ -1,0 +1,83 @@
+"""Store logic (Postfix virtual): one StoreJob -> one message in one mailbox.
+
+In:   a :class:`~postern.envelope.StoreJob` from the store queue; the spool
+      object in S3; the mail store (DynamoDB + S3).
+Out:  the spool bytes adopted as an immutable mailbox blob (CopyObject,
+      idempotent per queue id) and one index entry appended through the one
+      ingest path, :meth:`MailStore.append`, with the per-recipient trace
+      prefix (``Return-Path``, ``Delivered-To``, then the gateway's trace
+      lines). The raw S3 bytes are never changed.
+Fails: bounce when the mailbox is over quota (a ``NoticeJob`` with status
+      5.2.2; the record counts as done: no retry changes it); defer on any
+      backend fault (StoreUnavailable: SQS redelivers); a body that is not a
+      StoreJob is poison (EnvelopeError: redelivered until the DLQ). A retried
+      job never creates a second copy: the dedup key is
+      ``queue_id#user#mailbox``.
+
+Cost per delivery: GetObject, CopyObject, then append's GetItem (dedup),
+UpdateItem (UID) and TransactWriteItems.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..envelope import NoticeJob, RecipientFailure, StoreJob
+from ..errors import QuotaExceeded
+from ..store.base import AppendResult, MailStore
+
+
+@dataclass
+class Outcome:
+    job: StoreJob
+    result: AppendResult | None = None
+    notice: NoticeJob | None = None  # set when the recipient bounced
+
+
+def trace_prefix(job: StoreJob) -> bytes:
+    """``Return-Path``, ``Delivered-To`` (RFC 5321 §4.4, RFC 9228), then the gateway's lines, CRLF-terminated."""
+    lines = f"Return-Path: <{job.mail_from}>\r\nDelivered-To: {job.user}\r\n"
+    th = job.trace_headers
+    if th and not th.endswith("\r\n"):
+        th += "\r\n"
+    return (lines + th).encode("utf-8")
+
+
+def dedup_key(job: StoreJob) -> str:
+    return f"{job.queue_id}#{job.user}#{job.mailbox}"
+
+
+def deliver(job: StoreJob, store: MailStore, default_quota: int) -> Outcome:
+    raw = store.read_spool(job.s3_key)
+    blob = store.adopt_spool(job.s3_key, job.queue_id)
+    try:
+        result = store.append(
+            job.user,
+            job.mailbox,
+            raw,
+            blob_key=blob,
+            prefix=trace_prefix(job),
+            internaldate=job.received_at or None,
+            dedup=dedup_key(job),
+            quota=job.quota or default_quota,
+        )
+    except QuotaExceeded as exc:
+        if job.mail_from == "":  # never bounce the null sender
+            return Outcome(job)
+        failure = RecipientFailure(
+            recipient=job.user,
+            status="5.2.2",
+            diagnostic=f"smtp; 552 5.2.2 {exc.text}",
+            original_recipient=job.original_recipient,
+        )
+        notice = NoticeJob(
+            queue_id=job.queue_id,
+            s3_key=job.s3_key,
+            mail_from=job.mail_from,
+            received_at=job.received_at,
+            kind="failed",
+            recipients=(dataclasses.asdict(failure),),
+        )
+        return Outcome(job, notice=notice)
+    return Outcome(job, result=result)

@@ -1,0 +1,307 @@
+"""The embedded local stack: everything ``make run`` starts, in one process.
+
+In:   the process environment (users override any default below) and
+      template.yaml.
+Out:  :class:`LocalStack`. ``start()``: a moto server on 127.0.0.1 in place
+      of AWS; the environment a deployed stack gives its code (fake
+      credentials, ``AWS_ENDPOINT_URL``, every ``POSTERN_*`` resource
+      variable); the bucket, queues and tables the template declares; a demo
+      domain and user; the gateway's listeners on loopback; and the pollers
+      feeding SQS batches to the real Lambda handlers. ``drain()`` pumps the
+      queues until they are empty (tests start with ``background=False`` and
+      drain for determinism); ``stop()`` undoes it all, environment included.
+Fails: a port in use raises OSError from ``start()``, after stopping what
+      had started.
+
+Local differences live here and in environment variables only: the
+production code sees an endpoint URL and resource names, nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+
+from .lambdas import LocalFunction, load_functions
+from .moto_server import FAKE_CREDENTIALS, MotoServer
+from .pollers import Poller, Pollers
+from .resources import LocalResources, create_resources
+from .template import load_template
+
+log = logging.getLogger("postern.local")
+
+# Applied as {**LOCAL_DEFAULTS, **os.environ}: anything the user sets wins.
+LOCAL_DEFAULTS: dict[str, str] = {
+    "POSTERN_BIND": "127.0.0.1",
+    "POSTERN_HOSTNAME": "mail.example.test",
+    "POSTERN_SMTP_PORT": "2525",
+    "POSTERN_SUBMISSION_PORT": "1587",
+    "POSTERN_SUBMISSIONS_PORT": "1465",
+    "POSTERN_IMAP_PORT": "1143",
+    "POSTERN_IMAPS_PORT": "1993",
+    "POSTERN_POP3_PORT": "1110",
+    "POSTERN_POP3S_PORT": "1995",
+    "POSTERN_ALLOW_PLAINTEXT_AUTH": "true",
+    "POSTERN_TLS_SELF_SIGNED": "true",
+    "POSTERN_LOCAL_MOTO_PORT": "4566",
+    "POSTERN_DEMO_USER": "alice@example.test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_SERVICE_NAME": "postern",
+    "POWERTOOLS_METRICS_NAMESPACE": "Postern",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "LOG_LEVEL": "WARNING",
+}
+
+PORT_VARS: dict[str, str] = {
+    "smtp": "POSTERN_SMTP_PORT",
+    "submission": "POSTERN_SUBMISSION_PORT",
+    "submissions": "POSTERN_SUBMISSIONS_PORT",
+    "imap": "POSTERN_IMAP_PORT",
+    "imaps": "POSTERN_IMAPS_PORT",
+    "pop3": "POSTERN_POP3_PORT",
+    "pop3s": "POSTERN_POP3S_PORT",
+}
+
+# Seconds before a record a handler failed is visible again. Not for deliver:
+# its handler sets its own visibility for its retry schedule.
+FAILURE_VISIBILITY: dict[str, int] = {"RouterFunction": 1, "StoreFunction": 1, "NdrFunction": 1}
+
+_instances = itertools.count(1)
+
+
+class LocalStack:
+    """``LocalStack(ephemeral_ports=True, background=False)`` is what tests use."""
+
+    def __init__(
+        self,
+        overrides: Mapping[str, str] | None = None,
+        *,
+        ephemeral_ports: bool = False,
+        background: bool = True,
+        failure_visibility: Mapping[str, int] | None = None,
+        handler_wrapper: Callable[[str, Callable], Callable] | None = None,
+        gateway: bool = True,
+        prefix: str | None = None,
+    ):
+        n = next(_instances)
+        self.prefix = prefix or ("postern" if n == 1 else f"postern{n}")
+        self.overrides = dict(overrides or {})
+        self.ephemeral_ports = ephemeral_ports
+        self.background = background
+        self.failure_visibility = dict(FAILURE_VISIBILITY if failure_visibility is None else failure_visibility)
+        if ephemeral_ports and failure_visibility is None:
+            self.failure_visibility = {k: 0 for k in self.failure_visibility}
+        self.handler_wrapper = handler_wrapper
+        self.with_gateway = gateway
+        self.moto: MotoServer | None = None
+        self.env: dict[str, str] = {}
+        self.resources: LocalResources | None = None
+        self.functions: dict[str, LocalFunction] = {}
+        self.pollers: Pollers | None = None
+        self.settings = None
+        self.clients = None
+        self.directory = None
+        self.store = None
+        self.gateway = None
+        self.demo_user = ""
+        self.demo_password = ""
+        self._saved_env: dict[str, str] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from postern import aws, config
+
+        self._saved_env = dict(os.environ)
+        env = {**LOCAL_DEFAULTS, **os.environ, **self.overrides}
+        if self.ephemeral_ports:
+            env.update({var: "0" for var in PORT_VARS.values()})
+            env["POSTERN_LOCAL_MOTO_PORT"] = "0"
+        self.moto = MotoServer(int(env["POSTERN_LOCAL_MOTO_PORT"])).start()
+        region = env.get("AWS_REGION") or env["AWS_DEFAULT_REGION"]
+        env.update(FAKE_CREDENTIALS)  # never a real account, whatever the shell has
+        env.update({"AWS_ENDPOINT_URL": self.moto.endpoint, "AWS_DEFAULT_REGION": region, "AWS_REGION": region})
+        for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+            env.pop(var, None)
+            os.environ.pop(var, None)
+        os.environ.update(env)
+        self._reset_process_caches(config, aws)
+
+        bootstrap = aws.Clients(config.Settings.from_env())
+        template = load_template()
+        self.resources = create_resources(bootstrap, prefix=self.prefix, template=template)
+        env.update(self.resources.environment())
+        os.environ.update(self.resources.environment())
+        self.env = env
+        self._reset_process_caches(config, aws)
+        self.settings = config.get_settings()
+        self.clients = aws.get_clients()  # shared by handlers and the gateway: one place for request hooks
+
+        from postern.directory import dynamo_directory
+        from postern.store.dynamo import DynamoMailStore
+
+        self.directory = dynamo_directory(self.settings, self.clients)
+        self.store = DynamoMailStore(self.settings, self.clients)
+        self._create_demo(env)
+
+        self.functions = load_functions(template, required=False)
+        self.pollers = Pollers(self._pollers())
+        if self.with_gateway:
+            self._start_gateway()
+        if self.background:
+            self.pollers.start()
+
+    @staticmethod
+    def _reset_process_caches(config, aws) -> None:
+        config.get_settings.cache_clear()
+        aws.reset_clients()
+
+    def _create_demo(self, env: Mapping[str, str]) -> None:
+        from postern.address import parse_address
+        from postern.errors import AlreadyExists
+
+        self.demo_user = parse_address(env["POSTERN_DEMO_USER"]).canonical
+        self.demo_password = env.get("POSTERN_DEMO_PASSWORD") or secrets.token_urlsafe(12)
+        try:
+            self.directory.add_domain(self.demo_user.split("@", 1)[1])
+        except AlreadyExists:
+            pass
+        try:
+            self.directory.add_user(self.demo_user, self.demo_password)
+        except AlreadyExists:
+            self.directory.set_password(self.demo_user, self.demo_password)
+
+    def _pollers(self) -> list[Poller]:
+        out = []
+        for fn in self.functions.values():
+            if self.handler_wrapper is not None:
+                fn.handler = self.handler_wrapper(fn.logical_id, fn.handler)
+            for src in fn.sources:
+                out.append(Poller(
+                    function=fn,
+                    source=src,
+                    queue_url=self.resources.queues[src.queue],
+                    queue_arn=self.resources.queue_arns[src.queue],
+                    sqs=self.clients.sqs,
+                    region=self.settings.region,
+                    failure_visibility=self.failure_visibility.get(fn.logical_id),
+                ))
+        return out
+
+    def _start_gateway(self) -> None:
+        from postern_gateway.app import Gateway
+
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self._loop)
+            ready.set()
+            self._loop.run_forever()
+
+        self._loop_thread = threading.Thread(target=run, name="postern-gateway", daemon=True)
+        self._loop_thread.start()
+        ready.wait()
+        self.gateway = Gateway(self.settings, self.clients)
+        asyncio.run_coroutine_threadsafe(self.gateway.start(), self._loop).result(timeout=60)
+
+    def drain(self, max_rounds: int = 50) -> int:
+        """Run the pollers until every queue is empty; returns the messages handled."""
+        return self.pollers.drain(max_rounds=max_rounds)
+
+    def stop(self) -> None:
+        from postern import aws, config
+
+        if self.pollers is not None:
+            self.pollers.stop()
+        if self._loop is not None:
+            if self.gateway is not None:
+                try:
+                    asyncio.run_coroutine_threadsafe(self.gateway.stop(cancel_sessions=True), self._loop).result(15)
+                except Exception:  # noqa: BLE001 - stopping regardless
+                    log.exception("gateway stop failed")
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(timeout=10)
+            self._loop.close()
+            self._loop = None
+        if self.moto is not None:
+            self.moto.stop()
+            self.moto = None
+        if self._saved_env is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_env)
+            self._saved_env = None
+        self._reset_process_caches(config, aws)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- what clients need -------------------------------------------------
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Bound port per listener name (smtp, submission, submissions, imap, imaps, pop3, pop3s)."""
+        return dict(self.gateway.ports) if self.gateway is not None else {}
+
+    def _port(self, name: str) -> int | None:
+        return self.ports.get(name)
+
+    smtp_port = property(lambda self: self._port("smtp"))
+    submission_port = property(lambda self: self._port("submission"))
+    submissions_port = property(lambda self: self._port("submissions"))
+    imap_port = property(lambda self: self._port("imap"))
+    imaps_port = property(lambda self: self._port("imaps"))
+    pop3_port = property(lambda self: self._port("pop3"))
+    pop3s_port = property(lambda self: self._port("pop3s"))
+
+    @property
+    def endpoint(self) -> str:
+        return self.moto.endpoint if self.moto else ""
+
+    def exported_env(self) -> dict[str, str]:
+        """What another shell needs to use this stack (the admin CLI): endpoint, fake
+        credentials, region and every resource variable."""
+        keys = ["AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION", *FAKE_CREDENTIALS]
+        out = {k: self.env[k] for k in keys if k in self.env}
+        out.update(self.resources.environment() if self.resources else {})
+        return out
+
+    def queue_url(self, logical: str) -> str:
+        return self.resources.queues[logical]
+
+    def queue_count(self, logical: str) -> int:
+        """Messages in a queue (visible + in flight + delayed), e.g. ``queue_count("InboundDLQ")``."""
+        attrs = self.clients.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url(logical),
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                            "ApproximateNumberOfMessagesDelayed"],
+        )["Attributes"]
+        return sum(int(v) for v in attrs.values())
+
+    def receive(self, logical: str, max_messages: int = 10) -> list[dict]:
+        """Receive (without deleting) messages of a queue nobody consumes, e.g. a DLQ."""
+        r = self.clients.sqs.receive_message(QueueUrl=self.queue_url(logical), MaxNumberOfMessages=max_messages,
+                                             AttributeNames=["All"], VisibilityTimeout=0)
+        return r.get("Messages", [])

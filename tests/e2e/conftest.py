@@ -1,0 +1,75 @@
+"""End-to-end fixtures: the same embedded stack ``make run`` starts, on ephemeral ports.
+
+``stack`` (session): a started :class:`postern_local.stack.LocalStack` with
+every listener on 127.0.0.1:0 and the pollers NOT running in the background:
+tests send mail, call ``stack.drain()`` (pumps every queue through the real
+Lambda handlers until all are empty) and then read. Ports:
+``stack.smtp_port``, ``stack.submission_port``, ``stack.imap_port``,
+``stack.pop3_port`` ... (``stack.ports`` has them all). The stack's
+``directory``, ``store``, ``settings`` and ``clients`` are the DynamoDB/S3
+ones the handlers and the gateway use.
+
+``new_user`` (function): a fresh user in a fresh domain for each test, so
+tests sharing the session stack never see each other's mail; returns
+``(address, password)``. ``new_domain`` gives just a domain.
+
+E2E tests are moved to the end of the run (``pytest_collection_modifyitems``):
+the stack sets process environment variables and shares moto's in-process
+backends, which unit tests' ``mock_aws`` resets; running it last keeps the
+two apart. It restores the environment when the session ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+
+import pytest
+
+_E2E_DIR = __file__.rsplit("/", 1)[0]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    e2e = [i for i in items if str(i.fspath).startswith(_E2E_DIR)]
+    if not e2e:
+        return
+    for item in e2e:
+        item.add_marker(pytest.mark.e2e)
+    others = [i for i in items if not str(i.fspath).startswith(_E2E_DIR)]
+    items[:] = others + e2e
+
+
+@pytest.fixture(scope="session")
+def stack():
+    from postern_local.stack import LocalStack
+
+    s = LocalStack(ephemeral_ports=True, background=False).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+_seq = itertools.count(1)
+
+
+@pytest.fixture
+def new_domain(stack):
+    def make() -> str:
+        d = f"d{next(_seq)}-{secrets.token_hex(3)}.test"
+        stack.directory.add_domain(d)
+        return d
+
+    return make
+
+
+@pytest.fixture
+def new_user(stack, new_domain):
+    def make(local: str = "user", domain: str | None = None, quota: int = 0) -> tuple[str, str]:
+        d = domain or new_domain()
+        address = f"{local}@{d}"
+        password = secrets.token_urlsafe(9)
+        stack.directory.add_user(address, password, quota=quota)
+        return address, password
+
+    return make
