@@ -28,14 +28,13 @@ when deferred, +GetSecretValue per domain per 5 minutes (DKIM key cache).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from dataclasses import dataclass, field
-from email.utils import formatdate
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import clock, retry
+from ..dsn import formatdate
 from ..dkim import KeyStore, header_from_domain, sign
 from ..deliverylog import DeliveryLog
 from ..dns import is_invalid_name
@@ -201,9 +200,3 @@ def handle_record(record: dict, deliverer: Deliverer) -> Outcome:
         except (ClientError, BotoCoreError, KeyError) as exc:  # the queue's own visibility timeout applies
             log.warning("ChangeMessageVisibility for %s failed: %s", job.queue_id, exc)
     return outcome
-
-
-def report_id(queue_id: str, kind: str, recipients) -> str:
-    """Deterministic id of the report about ``recipients`` (retries build the same one)."""
-    digest = hashlib.sha256("\n".join(sorted(r.lower() for r in recipients)).encode()).hexdigest()[:10]
-    return f"{queue_id}-{kind[0]}{digest}"

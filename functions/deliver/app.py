@@ -1,0 +1,78 @@
+"""deliver - send remote mail and schedule its retries (Postfix smtp + deferred queue).
+
+READS
+    The outbound queue: one ``OutboundJob`` per (message, destination domain)
+    from the router (authenticated submission, aliases forwarding out) and
+    from the NDR function (reports to remote senders); batches of up to 5,
+    ReportBatchItemFailures. ``ApproximateReceiveCount`` is the attempt
+    number. The spool object in S3, the delivery log in the state table,
+    the sender domain's DKIM key (Secrets Manager ``postern/dkim/<domain>``
+    or SSM), DNS (mx transport).
+WRITES
+    The message to the transport chosen by POSTERN_OUTBOUND_TRANSPORT
+    (``ses`` SESv2 SendEmail raw; ``smarthost``; ``mx`` direct), with
+    DKIM-Signature and Received prepended as bytes. Per-recipient state and
+    one event per attempt in the delivery log. NoticeJobs to the NDR queue.
+FAILURES
+    Bounce at once on 5xx, null MX (5.1.10), NXDOMAIN and ``.invalid``
+    (5.1.2). Defer 4xx, timeouts, refused connections and SERVFAIL: the
+    record is reported failed after ChangeMessageVisibility set the next
+    attempt per ``postern.retry`` (1m, 5m, 15m, 30m, 1h, 2h, 4h, 8h, then
+    every 12h); a delay notice once after POSTERN_DELAY_NOTICE_AFTER, a
+    failure notice after POSTERN_MAX_QUEUE_AGE. Recipients already final
+    are never sent again. Backend faults fail the record (queue visibility
+    timeout, then DLQ after maxReceiveCount); a body that is not an
+    OutboundJob is poison and reaches the DLQ.
+CODE
+    postern.pipeline.deliver, postern.transports, postern.dkim, postern.deliverylog.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from postern.aws import get_clients
+from postern.config import get_settings
+from postern.pipeline import deliver as pipeline
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.SQS)
+_deliverer: pipeline.Deliverer | None = None
+
+
+class Deferred(Exception):
+    """Some recipients wait for a retry: the record stays in the queue (its visibility is set)."""
+
+
+def deliverer() -> pipeline.Deliverer:
+    global _deliverer
+    if _deliverer is None:
+        _deliverer = pipeline.Deliverer(get_settings(), get_clients())
+    return _deliverer
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    outcome = pipeline.handle_record(record.raw_event, deliverer())
+    job = outcome.job
+    logger.info("outbound attempt", queue_id=job.queue_id, domain=job.domain, attempt=outcome.attempt,
+                delivered=outcome.delivered, failed=outcome.failed, deferred=outcome.deferred,
+                skipped=outcome.skipped, responses=[r.response for r in outcome.results],
+                retry_in=outcome.retry_delay)
+    for name, items in (("Delivered", outcome.delivered), ("Bounced", outcome.failed), ("Deferred", outcome.deferred)):
+        if items:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=len(items))
+    if outcome.retry:
+        raise Deferred(f"{job.queue_id}/{job.domain}: {len(outcome.deferred)} deferred, next in {outcome.retry_delay}s")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context):
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
