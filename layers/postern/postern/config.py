@@ -142,6 +142,9 @@ class Settings:
     outbound_timeout: float = 30.0  # POSTERN_OUTBOUND_TIMEOUT (seconds per SMTP read/connect, outbound)
     mta_sts: bool = True  # POSTERN_MTA_STS (enforce MTA-STS policies on the mx transport)
 
+    # --- admin CLI ----------------------------------------------------------
+    stack_name: str = ""  # POSTERN_STACK (CloudFormation stack whose Outputs name the resources; `postern --stack`)
+
     # --- free-form extras other modules read through Settings.extra ---------
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -205,6 +208,7 @@ class Settings:
             max_queue_age=_int(e, "POSTERN_MAX_QUEUE_AGE", d.max_queue_age),
             delay_notice_after=_int(e, "POSTERN_DELAY_NOTICE_AFTER", d.delay_notice_after),
             dkim_selector=e.get("POSTERN_DKIM_SELECTOR", d.dkim_selector),
+            stack_name=e.get("POSTERN_STACK", d.stack_name),
             dkim_store=e.get("POSTERN_DKIM_STORE", d.dkim_store),
             mx_port=_int(e, "POSTERN_MX_PORT", d.mx_port),
             outbound_timeout=_float(e, "POSTERN_OUTBOUND_TIMEOUT", d.outbound_timeout),
