@@ -1,0 +1,233 @@
+"""Abuse limits shared by every gateway task: connections, failed logins, sending rate.
+
+In:   Settings (every limit is a ``POSTERN_*`` setting with a safe default), a counter
+      store (:class:`DynamoCounters` on the state table, or :class:`MemoryCounters`, its
+      in-memory twin for tests and single-process runs), the client IP and the account.
+Out:  :class:`Limits`:
+        ``connect(ip)`` -> a :class:`Ticket` or None (over ``max_conn_per_ip``); ``Ticket.release()``.
+            Concurrency is counted **per gateway process** (an in-memory counter, no I/O): a
+            DynamoDB counter of open connections would leak on every crashed task. Behind the
+            NLB each task enforces the cap for the connections it holds.
+        ``auth_allowed(ip, user)`` -> :class:`Refusal` or None: a temporary lockout once an IP or
+            an account has ``auth_fail_*_limit`` failures in the current window
+            (``auth_fail_window`` seconds); the lockout ends with the window.
+        ``auth_failed(ip, user)`` -> seconds the caller sleeps before answering: a delay growing
+            with the failures counted for that IP/account (``login_fail_delay`` x 2^(n-1),
+            capped at ``auth_fail_max_delay``), shared across tasks.
+        ``send_allowed(user, recipients)`` -> :class:`Refusal` or None: per-user recipients per
+            ``send_rate_window`` on submission (``send_rate_limit``).
+      The shared counters are fixed windows: one item per (limit, key, window), key
+      ``keys.limit_key``, incremented with UpdateItem ``ADD n :k`` and given ``expires``
+      (the table's TTL) a window past its end, so nothing needs cleaning up.
+Fails: a state-table fault never locks anyone out and never lets a session crash: counters
+      that cannot be read or written count as zero, and the fault is logged (fail open —
+      availability of mail over strictness of a rate limit). Blocking: gateway code calls the
+      shared-counter methods through ``backend.run``.
+
+Every refusal is logged with the client IP (and the account, never a password).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from . import keys
+
+log = logging.getLogger("postern.limits")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a limit refused; protocol code picks its reply (454/535/-ERR/NO) and may show ``text``."""
+
+    limit: str  # conn | auth_ip | auth_user | send
+    text: str
+    retry_after: float = 0.0  # seconds until the window ends
+
+
+# --- counter stores ---------------------------------------------------------------
+class MemoryCounters:
+    """Fixed-window counters in a dict (same semantics as DynamoCounters, expiry included)."""
+
+    def __init__(self, clock=time.time):
+        self._d: dict[tuple[str, str], tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def add(self, key: dict, n: int, expires: float) -> int:
+        k = (key["pk"], key["sk"])
+        with self._lock:
+            now = self._clock()
+            cur, exp = self._d.get(k, (0, 0.0))
+            if exp and exp <= now:
+                cur = 0
+            cur += n
+            self._d[k] = (cur, expires)
+            return cur
+
+    def get(self, key: dict) -> int:
+        k = (key["pk"], key["sk"])
+        with self._lock:
+            cur, exp = self._d.get(k, (0, 0.0))
+            return 0 if exp and exp <= self._clock() else cur
+
+    def get_many(self, key_list: list[dict]) -> list[int]:
+        return [self.get(k) for k in key_list]
+
+
+class DynamoCounters:
+    """The state table: UpdateItem ADD for increments, BatchGetItem for reads."""
+
+    def __init__(self, clients, table: str, clock=time.time):
+        self.clients = clients
+        self.table = table
+        self._clock = clock
+
+    def add(self, key: dict, n: int, expires: float) -> int:
+        r = self.clients.dynamodb.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": key["pk"]}, "sk": {"S": key["sk"]}},
+            UpdateExpression="ADD n :n SET expires = :e",
+            ExpressionAttributeValues={":n": {"N": str(n)}, ":e": {"N": str(int(expires))}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(r["Attributes"]["n"]["N"])
+
+    def get(self, key: dict) -> int:
+        return self.get_many([key])[0]
+
+    def get_many(self, key_list: list[dict]) -> list[int]:
+        req = [{"pk": {"S": k["pk"]}, "sk": {"S": k["sk"]}} for k in key_list]
+        r = self.clients.dynamodb.batch_get_item(
+            RequestItems={self.table: {"Keys": req, "ConsistentRead": True,
+                                       "ProjectionExpression": "pk, sk, n, expires"}})
+        found = {}
+        now = self._clock()
+        for item in r.get("Responses", {}).get(self.table, []):
+            exp = float(item.get("expires", {}).get("N", "0"))
+            if exp and exp <= now:  # TTL deletion lags; an expired item counts as absent
+                continue
+            found[(item["pk"]["S"], item["sk"]["S"])] = int(item.get("n", {}).get("N", "0"))
+        return [found.get((k["pk"], k["sk"]), 0) for k in key_list]
+
+
+# --- the limits ------------------------------------------------------------------------
+class Ticket:
+    def __init__(self, limits: Limits, ip: str):
+        self._limits = limits
+        self.ip = ip
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._limits._release(self.ip)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class Limits:
+    def __init__(self, settings, counters, clock=time.time):
+        self.settings = settings
+        self.counters = counters
+        self._clock = clock
+        self._conns: dict[str, int] = {}
+        self._conn_lock = threading.Lock()
+
+    # --- concurrent connections (per process) -------------------------------------
+    def connect(self, ip: str, protocol: str = "") -> Ticket | None:
+        cap = self.settings.max_conn_per_ip
+        with self._conn_lock:
+            n = self._conns.get(ip, 0)
+            if cap > 0 and n >= cap:
+                log.warning("limit refused limit=conn protocol=%s ip=%s open=%d max=%d", protocol, ip, n, cap)
+                return None
+            self._conns[ip] = n + 1
+        return Ticket(self, ip)
+
+    def _release(self, ip: str) -> None:
+        with self._conn_lock:
+            n = self._conns.get(ip, 0) - 1
+            if n > 0:
+                self._conns[ip] = n
+            else:
+                self._conns.pop(ip, None)
+
+    def open_connections(self, ip: str) -> int:
+        with self._conn_lock:
+            return self._conns.get(ip, 0)
+
+    # --- windows ---------------------------------------------------------------------------
+    def _window(self, seconds: int) -> tuple[int, float]:
+        seconds = max(1, int(seconds))
+        w = int(self._clock() // seconds)
+        return w, (w + 1) * seconds  # window number, end of window
+
+    def _safe(self, fn, *args, default):
+        try:
+            return fn(*args)
+        except Exception as exc:  # fail open, loudly (see module docstring)
+            log.error("limits backend error %s: counting as zero", exc.__class__.__name__)
+            return default
+
+    # --- authentication failures -----------------------------------------------------
+    def _auth_keys(self, ip: str, user: str | None):
+        w, end = self._window(self.settings.auth_fail_window)
+        k = [keys.limit_key("authip", ip or "-", w)]
+        if user:
+            k.append(keys.limit_key("authuser", user.strip()[:256], w))
+        return k, end
+
+    def auth_allowed(self, ip: str, user: str | None = None, protocol: str = "") -> Refusal | None:
+        ks, end = self._auth_keys(ip, user)
+        counts = self._safe(self.counters.get_many, ks, default=[0] * len(ks))
+        retry = max(0.0, end - self._clock())
+        s = self.settings
+        if s.auth_fail_ip_limit > 0 and counts[0] >= s.auth_fail_ip_limit:
+            log.warning("limit refused limit=auth_ip protocol=%s ip=%s failures=%d", protocol, ip, counts[0])
+            return Refusal("auth_ip", "Too many failed logins from your address, try again later", retry)
+        if user and s.auth_fail_user_limit > 0 and len(counts) > 1 and counts[1] >= s.auth_fail_user_limit:
+            log.warning("limit refused limit=auth_user protocol=%s ip=%s user=%r failures=%d", protocol, ip,
+                        user[:100], counts[1])
+            return Refusal("auth_user", "Account temporarily locked after failed logins, try again later", retry)
+        return None
+
+    def auth_failed(self, ip: str, user: str | None = None) -> float:
+        """Count one failure for the IP and the account; return the delay before answering."""
+        ks, end = self._auth_keys(ip, user)
+        expires = end + self.settings.auth_fail_window
+        n = 1
+        for k in ks:
+            n = max(n, self._safe(self.counters.add, k, 1, expires, default=1))
+        base = self.settings.login_fail_delay
+        if base <= 0:
+            return 0.0
+        return min(self.settings.auth_fail_max_delay, base * (2 ** min(n - 1, 16)))
+
+    # --- submission rate ---------------------------------------------------------------
+    def send_allowed(self, user: str, recipients: int = 1, ip: str = "") -> Refusal | None:
+        """Count ``recipients`` against the user's window; refuse once over the limit."""
+        s = self.settings
+        if s.send_rate_limit <= 0:
+            return None
+        w, end = self._window(s.send_rate_window)
+        k = keys.limit_key("send", user, w)
+        n = self._safe(self.counters.add, k, max(1, recipients), end + s.send_rate_window, default=0)
+        if n > s.send_rate_limit:
+            log.warning("limit refused limit=send ip=%s user=%s count=%d max=%d", ip, user, n, s.send_rate_limit)
+            return Refusal("send", "Sending rate limit exceeded, try again later", max(0.0, end - self._clock()))
+        return None
+
+
+def limits_for(settings, clients=None) -> Limits:
+    """DynamoDB-backed limits when AWS clients are at hand (``POSTERN_LIMITS_BACKEND=dynamo``), else memory."""
+    if settings.limits_backend == "dynamo" and clients is not None:
+        return Limits(settings, DynamoCounters(clients, settings.state_table))
+    return Limits(settings, MemoryCounters())

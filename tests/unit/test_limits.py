@@ -1,0 +1,140 @@
+"""Abuse limits: the same assertions on the DynamoDB counters (moto) and the in-memory twin."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from postern import keys
+from postern.config import Settings
+from postern.limits import DynamoCounters, Limits, MemoryCounters, limits_for
+
+
+class Clock:
+    def __init__(self, t=1_000_000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+BASE = dict(max_conn_per_ip=2, auth_fail_window=600, auth_fail_ip_limit=5, auth_fail_user_limit=3,
+            login_fail_delay=0.5, auth_fail_max_delay=4.0, send_rate_limit=10, send_rate_window=3600)
+
+
+@pytest.fixture(params=["memory", "dynamo"])
+def make(request):
+    """make(**settings) -> (Limits, clock)"""
+    if request.param == "memory":
+        def build(**kw):
+            clock = Clock()
+            s = Settings().replace(**{**BASE, **kw})
+            return Limits(s, MemoryCounters(clock), clock), clock
+        return build
+    aws = request.getfixturevalue("aws")
+    settings, clients, _ = aws
+
+    def build(**kw):
+        clock = Clock()
+        s = settings.replace(**{**BASE, **kw})
+        return Limits(s, DynamoCounters(clients, s.state_table, clock), clock), clock
+    return build
+
+
+def test_concurrent_connections_per_ip(make, caplog):
+    lim, _ = make()
+    a, b = lim.connect("192.0.2.1"), lim.connect("192.0.2.1")
+    assert a and b
+    with caplog.at_level(logging.WARNING, "postern.limits"):
+        assert lim.connect("192.0.2.1", "smtp") is None
+    assert "ip=192.0.2.1" in caplog.text and "limit=conn" in caplog.text
+    assert lim.connect("192.0.2.2") is not None  # other IPs unaffected
+    a.release()
+    a.release()  # idempotent
+    assert lim.open_connections("192.0.2.1") == 1
+    with lim.connect("192.0.2.1") as c:
+        assert c is not None and lim.connect("192.0.2.1") is None
+    assert lim.open_connections("192.0.2.1") == 1
+
+
+def test_growing_delay_then_ip_lockout_until_window_ends(make, caplog):
+    lim, clock = make()
+    ip = "198.51.100.9"
+    delays = []
+    for i in range(5):
+        assert lim.auth_allowed(ip, f"user{i}@example.test") is None
+        delays.append(lim.auth_failed(ip, f"user{i}@example.test"))
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0]  # doubling, capped at auth_fail_max_delay
+    with caplog.at_level(logging.WARNING, "postern.limits"):
+        r = lim.auth_allowed(ip, "new@example.test", "imap")
+    assert r is not None and r.limit == "auth_ip" and 0 < r.retry_after <= 600
+    assert f"ip={ip}" in caplog.text
+    assert lim.auth_allowed("198.51.100.10", "new@example.test") is None  # a different IP is fine
+    clock.t += 600  # next window: the lockout has ended
+    assert lim.auth_allowed(ip, "new@example.test") is None
+
+
+def test_account_lockout_across_ips(make):
+    lim, _ = make()
+    for i in range(3):
+        lim.auth_failed(f"203.0.113.{i}", "Alice@Example.test")
+    r = lim.auth_allowed("203.0.113.99", "alice@example.test")
+    assert r is not None and r.limit == "auth_user" and "locked" in r.text
+    assert lim.auth_allowed("203.0.113.99", "bob@example.test") is None
+
+
+def test_send_rate_per_user(make):
+    lim, clock = make()
+    assert lim.send_allowed("alice@example.test", 6) is None
+    assert lim.send_allowed("alice@example.test", 4) is None
+    r = lim.send_allowed("alice@example.test", 1, ip="192.0.2.5")
+    assert r is not None and r.limit == "send"
+    assert lim.send_allowed("bob@example.test", 1) is None
+    clock.t += 3600
+    assert lim.send_allowed("alice@example.test", 1) is None
+
+
+def test_zero_disables(make):
+    lim, _ = make(max_conn_per_ip=0, auth_fail_ip_limit=0, auth_fail_user_limit=0, send_rate_limit=0,
+                  login_fail_delay=0)
+    assert all(lim.connect("192.0.2.1") for _ in range(50))
+    for _ in range(50):
+        assert lim.auth_failed("192.0.2.1", "a@b.test") == 0
+    assert lim.auth_allowed("192.0.2.1", "a@b.test") is None
+    assert lim.send_allowed("a@b.test", 10_000) is None
+
+
+def test_dynamo_items_carry_ttl(aws):
+    settings, clients, _ = aws
+    clock = Clock(7200.0)
+    lim = Limits(settings.replace(**BASE), DynamoCounters(clients, settings.state_table, clock), clock)
+    lim.auth_failed("192.0.2.7", "x@example.test")
+    w = int(7200 // 600)
+    item = clients.dynamodb.get_item(TableName=settings.state_table,
+                                     Key={k: {"S": v} for k, v in keys.limit_key("authip", "192.0.2.7", w).items()})
+    assert item["Item"]["n"]["N"] == "1"
+    assert int(item["Item"]["expires"]["N"]) == (w + 1) * 600 + 600
+
+
+def test_backend_fault_fails_open(caplog):
+    class Broken:
+        def add(self, *a):
+            raise RuntimeError("dynamodb down")
+
+        def get_many(self, *a):
+            raise RuntimeError("dynamodb down")
+
+    lim = Limits(Settings().replace(**BASE), Broken())
+    with caplog.at_level(logging.ERROR, "postern.limits"):
+        assert lim.auth_allowed("192.0.2.1", "a@b.test") is None
+        assert lim.auth_failed("192.0.2.1", "a@b.test") == 0.5
+        assert lim.send_allowed("a@b.test") is None
+    assert "counting as zero" in caplog.text
+
+
+def test_limits_for_picks_backend(aws):
+    settings, clients, _ = aws
+    assert isinstance(limits_for(settings, clients).counters, DynamoCounters)
+    assert isinstance(limits_for(settings).counters, MemoryCounters)
+    assert isinstance(limits_for(settings.replace(limits_backend="memory"), clients).counters, MemoryCounters)
