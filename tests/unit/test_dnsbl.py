@@ -8,7 +8,7 @@ from postern_gateway.trust.dnsbl import listed, query_name
 
 def test_query_names():
     assert query_name("1.2.3.4", "bl.test") == "4.3.2.1.bl.test"
-    assert query_name("2001:db8::1", "bl.test.") == "1.0.0.0." + "0." * 23 + "8.b.d.0.1.0.0.2.bl.test"
+    assert query_name("2001:db8::1", "bl.test.") == "1." + "0." * 23 + "8.b.d.0.1.0.0.2.bl.test"
     assert query_name("nonsense", "bl.test") is None
 
 
