@@ -1,0 +1,232 @@
+"""Postern's SMTP policy as an aiosmtpd handler; the MX role (port 25, 2525 locally).
+
+In:   aiosmtpd hook calls (``handle_MAIL``, ``handle_RCPT``, ``handle_DATA``...)
+      from :class:`~postern_gateway.smtp.replies.PosternSMTP`, and a Backend
+      (settings, directory, spooler, bounded executor).
+Out:  replies, each a named :mod:`postern.status` reply with its enhanced code;
+      at end of DATA the message is spooled (S3 then SQS, off the event loop)
+      and answered ``250 2.0.0 queued as <id>``.
+Fails: ``550 5.7.1`` relaying denied (recipient outside our domains),
+      ``550 5.1.1`` unknown local user (at RCPT time, so we never bounce),
+      ``452 4.5.3`` beyond ``max_recipients``, ``552 5.3.4`` over SIZE (MAIL
+      parameter and actual data, enforced by aiosmtpd's ``data_size_limit``),
+      ``451 4.3.0`` when the directory or the spool fails (nothing was
+      enqueued, the client retries). The null sender ``<>`` is accepted:
+      bounces must reach us.
+
+Mechanics shared with submission live in :class:`PolicyHandler`; a role
+overrides :meth:`mail_policy`, :meth:`rcpt_policy` and :meth:`data_policy`.
+Extra checks (trust: SPF/DKIM/DMARC, limits) plug in as ``checks=[...]``,
+see :mod:`.checks`. The ``Received:`` line goes into ``Envelope.trace_headers``
+(the store and deliver stages prepend it); S3 keeps the bytes as they arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from postern import status
+from postern.address import parse_address
+from postern.errors import InvalidAddress, PosternError
+from postern.routing import route
+from postern.status import Reply
+
+from . import trace
+from .checks import Check, DataContext
+from .replies import EsmtpHandler
+from .spool import new_queue_id
+
+log = logging.getLogger("postern.smtp")
+
+LOCAL, REMOTE, UNKNOWN, INVALID = "local", "remote", "unknown", "invalid"
+
+
+def classify_recipient(directory, rcpt: str) -> str:
+    """Blocking (run through backend.run): one directory pass for one RCPT.
+
+    LOCAL: resolves to something in our domains; UNKNOWN: in our domains but no
+    such user (or not a mailbox we could have); REMOTE: a plain mailbox outside
+    our domains; INVALID: outside our domains and not a plain mailbox either.
+    """
+    try:
+        a = parse_address(rcpt)
+    except InvalidAddress:
+        domain = rcpt.rpartition("@")[2]
+        return UNKNOWN if domain and directory.get_domain(domain) is not None else INVALID
+    if directory.get_domain(a.domain) is None:
+        return REMOTE
+    decision = route([str(a)], directory, allow_remote=False)
+    return UNKNOWN if decision.failed else LOCAL
+
+
+class BackendFailure(Exception):
+    """Carries the reply for a failed directory/spool call."""
+
+    def __init__(self, reply: Reply):
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+class PolicyHandler(EsmtpHandler):
+    """The transaction mechanics both roles share (state, limits, trace, spool)."""
+
+    role = "mx"
+    auth_required = False
+
+    def __init__(self, backend, checks: list[Check] | tuple[Check, ...] = ()):
+        self.backend = backend
+        self.settings = backend.settings
+        self.checks = list(checks)
+
+    # --- role policy (overridden by roles) ---------------------------------
+    async def mail_policy(self, server, session, envelope, sender: str) -> Reply | None:
+        return None
+
+    async def rcpt_policy(self, server, session, envelope, rcpt: str) -> Reply | None:
+        return None
+
+    async def data_policy(self, server, session, envelope, ctx: DataContext) -> Reply | None:
+        return None
+
+    # --- helpers -----------------------------------------------------------
+    async def call(self, fn, *args):
+        """A blocking directory/spool call off the loop; failures become BackendFailure(451/...)."""
+        try:
+            return await self.backend.run(fn, *args)
+        except PosternError as exc:
+            raise BackendFailure(exc.smtp if exc.smtp.transient else status.TEMP_BACKEND) from exc
+        except Exception as exc:
+            log.exception("backend call %s failed", getattr(fn, "__name__", fn))
+            raise BackendFailure(status.TEMP_BACKEND) from exc
+
+    async def _run_checks(self, hook: str, *args) -> Reply | None:
+        for check in self.checks:
+            verdict = await getattr(check, hook)(*args)
+            if verdict is not None:
+                return verdict
+        return None
+
+    # --- aiosmtpd hooks ----------------------------------------------------
+    async def handle_CONNECT(self, server, session) -> Reply | None:
+        return await self._run_checks("on_connect", server, session)
+
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, BackendFailure):
+            return str(error.reply)
+        log.exception("SMTP session error", exc_info=error)
+        return str(status.TEMP_BACKEND.with_text("Temporary internal error, try again later"))
+
+    async def handle_MAIL(self, server, session, envelope, address: str, mail_options: list[str]) -> str:
+        sender = server.parsed_path if server.parsed_path is not None else address
+        if sender == "<>":
+            sender = ""
+        try:
+            verdict = await self.mail_policy(server, session, envelope, sender)
+            verdict = verdict or await self._run_checks("on_mail", server, session, envelope, sender)
+        except BackendFailure as exc:
+            verdict = exc.reply
+        if verdict is not None:
+            return str(verdict)
+        envelope.mail_from = address  # aiosmtpd's own record ("<>" for the null path)
+        envelope.mail_options.extend(mail_options)
+        envelope.sender = sender
+        return str(status.SENDER_OK)
+
+    async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
+        rcpt = server.parsed_path if server.parsed_path is not None else address
+        if rcpt in envelope.rcpt_tos:
+            return str(status.RCPT_OK.with_text("Recipient OK (duplicate)"))
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return str(status.TOO_MANY_RECIPIENTS)  # RFC 5321 §4.5.3.1.10: 452, client retries the rest later
+        try:
+            verdict = await self.rcpt_policy(server, session, envelope, rcpt)
+            verdict = verdict or await self._run_checks("on_rcpt", server, session, envelope, rcpt)
+        except BackendFailure as exc:
+            verdict = exc.reply
+        if verdict is not None:
+            return str(verdict)
+        envelope.rcpt_tos.append(rcpt)
+        envelope.rcpt_options.extend(rcpt_options)
+        return str(status.RCPT_OK)
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        now = time.time()
+        queue_id = new_queue_id()
+        auth_user = self.auth_user(session)
+        ctx = DataContext(
+            raw=envelope.original_content,
+            queue_id=queue_id,
+            sender=envelope.sender or "",
+            recipients=tuple(envelope.rcpt_tos),
+            client_ip=_peer_ip(session),
+            helo=session.host_name or "",
+            auth_user=auth_user,
+        )
+        try:
+            verdict = await self.data_policy(server, session, envelope, ctx)
+            verdict = verdict or await self._run_checks("on_data", server, session, envelope, ctx)
+        except BackendFailure as exc:
+            verdict = exc.reply
+        if verdict is not None:
+            return str(verdict)
+        utf8 = bool(envelope.smtp_utf8)
+        received = trace.received(
+            hostname=self.settings.hostname, client_ip=ctx.client_ip, helo=ctx.helo, queue_id=queue_id,
+            when=now, recipients=ctx.recipients, esmtp=session.extended_smtp, tls=session.tls,
+            tls_info=session.tls_info, auth=auth_user is not None, utf8=utf8,
+        )
+        fields = dict(
+            queue_id=queue_id,
+            mail_from=ctx.sender,
+            rcpt_to=ctx.recipients,
+            received_at=now,
+            client_ip=ctx.client_ip,
+            helo=ctx.helo,
+            tls=session.tls,
+            auth_user=auth_user,
+            trace_headers="".join(ctx.trace) + received,
+            junk=ctx.junk,
+            smtputf8=utf8,
+            body_8bit="BODY=8BITMIME" in envelope.mail_options,
+        )
+        spooler = self.backend.spooler
+        if spooler is None:
+            log.error("no spooler configured; deferring queue_id=%s", queue_id)
+            return str(status.TEMP_BACKEND)
+        try:
+            env = await self.backend.run(spooler.spool, ctx.raw, **fields)
+        except Exception as exc:  # StoreUnavailable or anything else: nothing is queued, client retries
+            log.warning("spool failed queue_id=%s: %s", queue_id, exc)
+            return str(status.TEMP_BACKEND)
+        log.info("accepted queue_id=%s role=%s from=<%s> rcpts=%d size=%d ip=%s", env.queue_id, self.role,
+                 ctx.sender, len(ctx.recipients), env.size, ctx.client_ip)
+        return str(status.QUEUED.with_text(f"queued as {env.queue_id}"))
+
+    def auth_user(self, session) -> str | None:
+        return None
+
+
+class MXHandler(PolicyHandler):
+    """Port 25: mail for our domains from anyone; no relaying, no AUTH."""
+
+    role = "mx"
+
+    async def rcpt_policy(self, server, session, envelope, rcpt: str) -> Reply | None:
+        kind = await self.call(classify_recipient, self.backend.directory, rcpt)
+        if kind in (REMOTE, INVALID):
+            return status.RELAY_DENIED
+        if kind != LOCAL:
+            return status.NO_SUCH_USER.with_text(f"No such user here: <{_printable(rcpt)}>")
+        return None
+
+
+def _peer_ip(session) -> str:
+    peer = session.peer
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "")
+
+
+def _printable(s: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in s)[:256]

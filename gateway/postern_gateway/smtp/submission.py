@@ -1,0 +1,166 @@
+"""The submission role (RFC 6409): port 587 STARTTLS and 465 implicit TLS on AWS, 1587 locally.
+
+In:   the same aiosmtpd hooks as the MX role, plus AUTH PLAIN (RFC 4616) and
+      AUTH LOGIN, checked against the directory through
+      :func:`postern_gateway.auth.authenticate` (argon2 off the loop, growing
+      delay after each failure on the connection).
+Out:  authenticated mail enters the same spool as inbound mail, with
+      ``Envelope.auth_user`` set; recipients may be remote (the router sends
+      them to the outbound queue). Message-ID and Date are added when missing
+      by PREPENDING header lines; the rest of the message is byte-identical.
+Fails: ``530 5.7.0`` MAIL (or RCPT/DATA) without AUTH: unauthenticated
+      submission never relays; ``535 5.7.8`` bad credentials; ``538 5.7.11``
+      AUTH before TLS unless ``allow_plaintext_auth`` (aiosmtpd's
+      ``auth_require_tls``); ``553 5.7.1`` an envelope sender that is not one of
+      the user's addresses or aliases; ``550 5.7.1`` a ``From:`` header naming
+      an address the user does not own (or no usable ``From:``); ``550 5.1.1``
+      unknown local recipient; ``553 5.1.3`` a recipient we cannot deliver to;
+      ``454 4.7.0`` directory failure during AUTH.
+
+SCRAM-SHA-256 is not offered: the directory stores argon2id hashes and SCRAM
+needs its own stored keys (RFC 5802 §3).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+
+from aiosmtpd.smtp import MISSING, AuthResult
+
+from postern import status
+from postern.address import parse_address
+from postern.errors import InvalidAddress
+from postern.status import Reply
+
+from ..auth import FailureCounter, SaslError, authenticate, decode_plain
+from . import trace
+from .checks import DataContext
+from .handler import INVALID, UNKNOWN, PolicyHandler, classify_recipient
+
+log = logging.getLogger("postern.smtp.submission")
+
+FROM_NOT_OWNED = Reply(550, "5.7.1", "From: header address not owned by authenticated user")
+NO_FROM = Reply(550, "5.7.1", "Message must have exactly one From: header naming your address")
+BAD_RCPT = Reply(553, "5.1.3", "Recipient address not deliverable")
+
+
+class SubmissionHandler(PolicyHandler):
+    role = "submission"
+    auth_required = True
+
+    # --- AUTH mechanisms (aiosmtpd calls handler.auth_<MECH>(server, args)) --
+    async def auth_PLAIN(self, server, args: list[str]) -> AuthResult:
+        if len(args) == 1:  # RFC 4954 §4: empty challenge, response on the next line
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+            b64 = base64.b64encode(blob)
+        else:
+            b64 = args[1].encode("ascii", "replace")
+        try:
+            _, login, password = decode_plain(b64)
+        except SaslError as exc:
+            return AuthResult(success=False, handled=False, message=f"501 5.5.2 {exc}")
+        return await self._check_credentials(server, login, password)
+
+    async def auth_LOGIN(self, server, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await server.challenge_auth("Username:")
+        else:
+            try:
+                login = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot decode base64")
+        if login is MISSING:
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth("Password:")
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        try:
+            return await self._check_credentials(server, login.decode("utf-8"), password.decode("utf-8"))
+        except UnicodeDecodeError:
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Credentials are not UTF-8")
+
+    async def _check_credentials(self, server, login: str, password: str) -> AuthResult:
+        session = server.session
+        if session.auth_failures is None:
+            session.auth_failures = FailureCounter()
+        try:
+            user = await authenticate(self.backend, login, password, client_ip=_ip(session), protocol="smtp",
+                                      counter=session.auth_failures)
+        except Exception:
+            log.exception("directory failure during AUTH")
+            return AuthResult(success=False, handled=False, message=str(status.AUTH_TEMP))
+        if user is None:
+            return AuthResult(success=False, handled=False, message=str(status.AUTH_FAILED))
+        session.own_addresses = None
+        return AuthResult(success=True, auth_data=user, message=str(status.AUTH_OK))
+
+    def auth_user(self, session) -> str | None:
+        user = session.auth_data if session.authenticated else None
+        return getattr(user, "address", None)
+
+    async def _owned(self, session) -> set[str]:
+        if session.own_addresses is None:
+            session.own_addresses = await self.call(self.backend.directory.addresses_of, self.auth_user(session))
+        return session.own_addresses
+
+    async def _owns(self, session, address: str) -> bool:
+        try:
+            a = parse_address(address)
+        except InvalidAddress:
+            return False
+        own = await self._owned(session)
+        base = a.without_tag()  # user+tag@ is the user's too
+        return a.canonical in own or (base is not None and base.canonical in own)
+
+    # --- policy ---------------------------------------------------------------
+    async def mail_policy(self, server, session, envelope, sender: str) -> Reply | None:
+        if self.auth_user(session) is None:
+            return status.AUTH_REQUIRED
+        if not sender or not await self._owns(session, sender):
+            return status.SENDER_NOT_OWNED.with_text(
+                f"Sender address <{sender}> not owned by {self.auth_user(session)}")
+        return None
+
+    async def rcpt_policy(self, server, session, envelope, rcpt: str) -> Reply | None:
+        if self.auth_user(session) is None:
+            return status.AUTH_REQUIRED  # never relay unauthenticated
+        kind = await self.call(classify_recipient, self.backend.directory, rcpt)
+        if kind == UNKNOWN:
+            return status.NO_SUCH_USER.with_text(f"No such user here: <{rcpt}>")
+        if kind == INVALID:
+            return BAD_RCPT
+        return None  # LOCAL or REMOTE (authenticated relay)
+
+    async def data_policy(self, server, session, envelope, ctx: DataContext) -> Reply | None:
+        if self.auth_user(session) is None:
+            return status.AUTH_REQUIRED
+        headers = trace.parse_headers(ctx.raw)
+        froms = headers.get_all("From") or []
+        if len(froms) != 1:
+            return NO_FROM
+        try:
+            addresses = [a.addr_spec for a in froms[0].addresses]
+        except Exception:  # unparseable From: the email package could not give addresses
+            addresses = []
+        if not addresses:
+            return NO_FROM
+        for addr in addresses:
+            if not await self._owns(session, addr):
+                return FROM_NOT_OWNED.with_text(
+                    f"From: header address <{addr}> not owned by {self.auth_user(session)}")
+        ctx.raw, added = trace.complete_submission(ctx.raw, hostname=self.settings.hostname,
+                                                   queue_id=ctx.queue_id, when=time.time())
+        if added:
+            log.info("submission queue_id=%s added %s", ctx.queue_id, ",".join(added))
+        return None
+
+
+def _ip(session) -> str:
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
+
+
