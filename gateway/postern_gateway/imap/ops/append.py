@@ -1,0 +1,71 @@
+"""APPEND, with MULTIAPPEND (RFC 3501 §6.3.11; RFC 3502; RFC 4315 APPENDUID; RFC 7889 APPENDLIMIT).
+
+Every message goes through ``store.append`` - the same ingest path as SMTP
+delivery - with the user's quota. MULTIAPPEND is all-or-nothing: if a later
+message fails, the ones already appended by this command are expunged again.
+Fails: missing mailbox -> NO [TRYCREATE]; over quota -> NO [OVERQUOTA];
+bigger than APPENDLIMIT -> NO [TOOBIG] (the receiver refuses the literal
+before it is sent when it is synchronising).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from postern.store.base import MessageMeta
+
+from .. import parser as P
+from ..errors import BadCommand, NoCommand
+from ..parser import Literal
+from ..seqset import compress
+
+log = logging.getLogger("postern.imap")
+
+
+def parse_append(args: list) -> tuple[str, list[tuple[list[str], float | None, bytes]]]:
+    if len(args) < 2:
+        raise BadCommand("APPEND needs a mailbox and a message literal")
+    name = P.mailbox(args[0])
+    msgs = []
+    i = 1
+    while i < len(args):
+        flags: list[str] = []
+        date = None
+        if isinstance(args[i], list):
+            flags = [f for f in P.flag_list(args[i]) if f != "\\Recent"]
+            i += 1
+        if i < len(args) and isinstance(args[i], bytes) and not isinstance(args[i], Literal):
+            date = P.date_time(args[i])
+            i += 1
+        if i >= len(args) or not isinstance(args[i], Literal):
+            raise BadCommand("APPEND message must be a literal")
+        msgs.append((flags, date, bytes(args[i])))
+        i += 1
+    return name, msgs
+
+
+async def append(s, cmd):
+    name, msgs = parse_append(cmd.args)
+    limit = s.settings.max_message_size
+    for _, _, raw in msgs:
+        if len(raw) > limit:
+            raise NoCommand("Message exceeds APPENDLIMIT", "TOOBIG")
+    quota = s.backend.directory.quota_of(s.user)
+    store = s.backend.store
+    done = []
+    try:
+        for flags, date, raw in msgs:
+            done.append(await s.backend.run(lambda f=flags, d=date, r=raw: store.append(
+                s.user.address, name, r, flags=f, internaldate=d, quota=quota)))
+    except Exception:
+        if done:  # MULTIAPPEND: undo the part that succeeded (RFC 3502 §6.3.11 atomicity)
+            try:
+                mb = await s.backend.run(store.get_mailbox, s.user.address, name)
+                await s.backend.run(store.expunge, mb, [MessageMeta(uid=r.uid, modseq=0) for r in done])
+            except Exception:  # noqa: BLE001
+                log.warning("MULTIAPPEND rollback failed", exc_info=True)
+        raise
+    last = done[-1]
+    await s.runtime.notify(s.user.address.lower(), last.mailbox_id)
+    uids = compress([r.uid for r in done])
+    return ("OK", f"APPENDUID {last.uidvalidity} {uids}", "APPEND completed")

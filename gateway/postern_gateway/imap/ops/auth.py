@@ -1,0 +1,116 @@
+"""CAPABILITY, LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE (PLAIN, SASL-IR), ENABLE.
+
+RFC 3501 §6.1-§6.2, RFC 4959 (SASL-IR), RFC 2971 (ID), RFC 5161 (ENABLE).
+Credentials are refused before TLS unless ``allow_plaintext_auth``
+(LOGINDISABLED advertised). Failures cost the shared login delay
+(``postern_gateway.auth.authenticate``). Passwords are never logged.
+"""
+
+from __future__ import annotations
+
+from ... import auth as shared_auth
+from .. import parser as P
+from .. import responses as R
+from .. import state as S
+from ..errors import BadCommand, NoCommand
+
+
+async def capability(s, cmd):
+    P.arity(cmd, 0)
+    s.send(R.untagged(f"CAPABILITY {s.capabilities()}"))
+    return "CAPABILITY completed"
+
+
+async def logout(s, cmd):
+    P.arity(cmd, 0)
+    s.send(R.untagged("BYE Logging out"))
+    s.deselect()
+    s.state = S.LOGOUT
+    return "LOGOUT completed"
+
+
+async def id_(s, cmd):
+    P.arity(cmd, 1)
+    arg = cmd.args[0]
+    if not (isinstance(arg, list) or (isinstance(arg, str) and arg.upper() == "NIL")):
+        raise BadCommand("ID expects a list or NIL")
+    if isinstance(arg, list) and (len(arg) % 2 or len(arg) > 60):
+        raise BadCommand("ID list must hold field/value pairs")
+    s.send(R.untagged('ID ("name" "Postern" "vendor" "Postern" "support-url" "https://example.invalid/postern")'))
+    return "ID completed"
+
+
+async def starttls(s, cmd):
+    P.arity(cmd, 0)
+    if s.ssl_context is None or s.tls:
+        raise BadCommand("STARTTLS not available")
+    s.send(R.tagged(cmd.tag, "OK", "Begin TLS negotiation now"))
+    await s.flush()
+    await s.start_tls()
+    return None  # RFC 3501 §6.2.1: the client re-issues CAPABILITY after the handshake
+
+
+def _require_privacy(s) -> None:
+    if not s.plaintext_ok:
+        raise NoCommand("Plaintext authentication disallowed before STARTTLS", "PRIVACYREQUIRED")
+
+
+async def _login_as(s, username: str, password: str):
+    if s.fail_counter is None:
+        s.fail_counter = shared_auth.FailureCounter()
+    if len(username) > 320 or len(password) > 1024:
+        user = None
+    else:
+        user = await shared_auth.authenticate(s.backend, username, password, client_ip=s.client_ip,
+                                              protocol="imap", counter=s.fail_counter)
+    if user is None:
+        raise NoCommand("Invalid credentials", "AUTHENTICATIONFAILED")
+    await s.backend.run(s.backend.store.ensure_mailboxes, user.address)
+    s.user = user
+    s.state = S.AUTHENTICATED
+    return ("OK", f"CAPABILITY {s.capabilities()}", "Logged in")
+
+
+async def login(s, cmd):
+    P.arity(cmd, 2)
+    _require_privacy(s)
+    return await _login_as(s, P.text(cmd.args[0]), P.text(cmd.args[1]))
+
+
+async def authenticate(s, cmd):
+    P.arity(cmd, 1, 2)
+    mech = cmd.args[0]
+    if not isinstance(mech, str) or mech.upper() != "PLAIN":
+        raise NoCommand("Unsupported authentication mechanism", "CANNOT")
+    _require_privacy(s)
+    if len(cmd.args) == 2:  # RFC 4959 SASL-IR; "=" is an empty initial response
+        resp = P.astring(cmd.args[1])
+        resp = b"" if resp == b"=" else resp
+    else:
+        s.send(b"+ \r\n")
+        await s.flush()
+        resp = (await s.next_request()).strip()
+    if resp == b"*":
+        raise BadCommand("Authentication cancelled")  # RFC 3501 §6.2.2
+    try:
+        _, authcid, passwd = shared_auth.decode_plain(resp)
+    except shared_auth.SaslError as exc:
+        raise BadCommand(f"Invalid SASL response: {exc}") from None
+    return await _login_as(s, authcid, passwd)
+
+
+async def enable(s, cmd):
+    if not cmd.args:
+        raise BadCommand("ENABLE needs capability names")
+    done = []
+    for a in cmd.args:
+        if not isinstance(a, str):
+            raise BadCommand("ENABLE takes atoms")
+        if a.upper() == "CONDSTORE" and "CONDSTORE" not in s.enabled:
+            s.enabled.add("CONDSTORE")
+            s.condstore = True
+            if s.selected is not None:
+                s.selected.condstore = True
+            done.append("CONDSTORE")
+    s.send(R.untagged("ENABLED" + "".join(" " + d for d in done)))
+    return "ENABLE completed"

@@ -1,0 +1,60 @@
+"""COPY, UID COPY, MOVE, UID MOVE (RFC 3501 §6.4.7; RFC 4315 COPYUID; RFC 6851 MOVE).
+
+COPY shares the blobs (``store.copy``) and answers ``OK [COPYUID v src dst]``;
+a missing target is ``NO [TRYCREATE]`` (MailboxNotFound's code). MOVE is
+copy + expunge of the source messages: ``* OK [COPYUID ...]`` untagged, then
+the EXPUNGE responses, then the tagged OK (RFC 6851 §4.3). Quota is the
+user's directory quota.
+"""
+
+from __future__ import annotations
+
+from .. import parser as P
+from .. import responses as R
+from ..errors import NoCommand
+from ..seqset import compress
+from .expunge import do_expunge
+
+
+async def _copy(s, cmd):
+    P.arity(cmd, 2)
+    ss = P.seqset(cmd.args[0])
+    dest = P.mailbox(cmd.args[1])
+    sel = s.selected
+    pairs = [(q, u) for q, u in sel.resolve(ss, cmd.uid) if sel.live(u)]
+    metas = [sel.metas[u] for _, u in pairs]
+    quota = s.backend.directory.quota_of(s.user)
+    if not metas:
+        # still validate the target (RFC 3501: TRYCREATE for a missing mailbox)
+        await s.backend.run(s.backend.store.get_mailbox, s.user.address, dest)
+        return None, []
+    dmb, mapping = await s.backend.run(s.backend.store.copy, sel.watcher.mb, metas, dest, quota)
+    await s.runtime.notify(dmb.user, dmb.mailbox_id)
+    return dmb, mapping
+
+
+def _copyuid(dmb, mapping) -> str | None:
+    if not mapping:
+        return None
+    src = compress([a for a, _ in mapping])
+    dst = compress([b for _, b in mapping])
+    return f"COPYUID {dmb.uidvalidity} {src} {dst}"
+
+
+async def copy(s, cmd):
+    dmb, mapping = await _copy(s, cmd)
+    code = _copyuid(dmb, mapping)
+    return ("OK", code, f"{cmd.full_name} completed") if code else f"{cmd.full_name} completed"
+
+
+async def move(s, cmd):
+    sel = s.selected
+    if sel.readonly:
+        raise NoCommand("Mailbox is read-only", "READ-ONLY")
+    dmb, mapping = await _copy(s, cmd)
+    code = _copyuid(dmb, mapping)
+    if code:
+        s.send(R.ok_code(code, "Moved"))
+    moved = {a for a, _ in mapping}
+    await do_expunge(s, [sel.metas[u] for u in sorted(moved) if u in sel.metas])
+    return f"{cmd.full_name} completed"

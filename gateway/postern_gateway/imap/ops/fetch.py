@@ -1,0 +1,193 @@
+"""FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2; RFC 7162 CHANGEDSINCE/MODSEQ).
+
+Storage rule: FLAGS, UID, RFC822.SIZE, INTERNALDATE and MODSEQ come from the
+index; ENVELOPE, HEADER, HEADER.FIELDS(.NOT) and RFC822.HEADER from the
+stored header block (``MessageMeta.header``, no S3 read); BODY[]/TEXT and
+partials are ranged reads (``store.read(meta, start, end)``); nested parts,
+MIME and BODYSTRUCTURE read the whole message once per FETCH (structures
+are cached per process by blob). Non-PEEK body fetches set ``\\Seen`` first
+so the FETCH response carries the new FLAGS (RFC 3501 §6.4.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from postern.errors import StoreUnavailable
+
+from .. import parser as P
+from .. import responses as R
+from .. import wire
+from ..errors import BadCommand
+from ..parser import FetchAtt, Section
+
+CHUNK = 500
+FULL_ATTS = {"ENVELOPE", "RFC822.HEADER", "RFC822", "RFC822.TEXT", "BODY", "BODYSTRUCTURE"}
+
+
+class _Msg:
+    """One message being fetched: its view meta, full meta and lazily read bytes."""
+
+    def __init__(self, s, mb, view, full):
+        self.s, self.mb, self.view, self.full = s, mb, view, full or view
+        self._raw = None
+        self._header = None
+
+    async def read(self, start=0, end=None) -> bytes:
+        if self._raw is not None:
+            return self._raw[start:end]
+        return await self.s.backend.run(self.s.backend.store.read, self.full, start, end)
+
+    async def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = await self.s.backend.run(self.s.backend.store.read, self.full, 0, None)
+        return self._raw
+
+    async def header(self) -> bytes:
+        if self._header is None:
+            h = self.full.header
+            if h is None:
+                h = await self.read(0, self.full.header_len)
+            self._header = h
+        return self._header
+
+
+def _partial(data: bytes, partial) -> bytes:
+    if partial is None:
+        return data
+    o, n = partial
+    return data[o : o + n]
+
+
+async def section_bytes(m: _Msg, sec: Section, partial) -> bytes:
+    from .. import message as M  # imap-content's pure MIME functions
+
+    meta = m.full
+    if not sec.part:
+        if sec.text is None:
+            if partial is not None:
+                o, n = partial
+                return await m.read(o, min(o + n, meta.size)) if o < meta.size else b""
+            return await m.read(0, meta.size)
+        if sec.text == "HEADER":
+            return _partial(await m.header(), partial)
+        if sec.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+            return _partial(M.header_fields(await m.header(), sec.fields, sec.text.endswith(".NOT")), partial)
+        if sec.text == "TEXT":
+            start = meta.header_len
+            end = meta.size
+            if partial is not None:
+                o, n = partial
+                start, end = start + o, min(start + o + n, end)
+            return await m.read(start, end) if start < end else b""
+    data = M.section(await m.raw(), sec.part, sec.text, sec.fields)
+    return _partial(data, partial)
+
+
+async def bodystructure(s, m: _Msg, extended: bool) -> bytes:
+    from .. import message as M
+
+    key = (m.full.blob_key, len(m.full.prefix), extended)
+    hit = s.runtime.structure_get(key) if m.full.blob_key else None
+    if hit is None:
+        hit = M.bodystructure(await m.raw(), extended)
+        if m.full.blob_key:
+            s.runtime.structure_put(key, hit)
+    return hit
+
+
+async def render(s, sel, seq, uid, att: FetchAtt, m: _Msg) -> bytes:
+    from .. import message as M
+
+    name = att.name
+    view = m.view
+    if name == "FLAGS":
+        return b"FLAGS " + R.flag_list(sel.flags_of(uid)).encode()
+    if name == "UID":
+        return b"UID %d" % uid
+    if name == "INTERNALDATE":
+        return b"INTERNALDATE " + wire.format_internaldate(view.internaldate)
+    if name == "RFC822.SIZE":
+        return b"RFC822.SIZE %d" % view.size
+    if name == "MODSEQ":
+        return b"MODSEQ (%d)" % view.modseq
+    if name == "ENVELOPE":
+        return b"ENVELOPE " + M.envelope(await m.header())
+    if name == "BODYSTRUCTURE":
+        return b"BODYSTRUCTURE " + await bodystructure(s, m, True)
+    if name == "BODY":
+        return b"BODY " + await bodystructure(s, m, False)
+    if name == "RFC822.HEADER":
+        return b"RFC822.HEADER " + wire.literal(await m.header())
+    if name == "RFC822":
+        return b"RFC822 " + wire.literal(await m.read(0, m.full.size))
+    if name == "RFC822.TEXT":
+        return b"RFC822.TEXT " + wire.literal(await section_bytes(m, Section((), "TEXT"), None))
+    data = await section_bytes(m, att.section, att.partial)
+    return att.label().encode() + b" " + wire.literal(data)
+
+
+async def fetch(s, cmd):
+    if len(cmd.args) < 2:
+        raise BadCommand("FETCH needs a message set and attributes")
+    ss = P.seqset(cmd.args[0])
+    req = P.fetch_items(cmd.args[1:])
+    sel = s.selected
+    atts = list(req.atts)
+    names = {a.name for a in atts}
+    if req.changedsince is not None or "MODSEQ" in names:
+        s.condstore = sel.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
+    if sel.condstore and "MODSEQ" not in names and req.changedsince is not None:
+        atts.append(FetchAtt("MODSEQ"))
+    if cmd.uid and "UID" not in names:
+        atts.insert(0, FetchAtt("UID"))  # RFC 3501 §6.4.8
+    targets = sel.resolve(ss, cmd.uid)
+    if req.changedsince is not None:
+        targets = [(q, u) for q, u in targets if sel.metas[u].modseq > req.changedsince]
+    need_full = any(a.name in FULL_ATTS or a.is_body_section for a in atts)
+    sets_seen = not sel.readonly and any(a.sets_seen for a in atts)
+    store = s.backend.store
+    mb = sel.watcher.mb
+    missing = False
+    wrote = False
+    for i in range(0, len(targets), CHUNK):
+        chunk = targets[i : i + CHUNK]
+        flagged_now: set[int] = set()
+        if sets_seen:
+            unseen = [sel.metas[u] for _, u in chunk if "\\Seen" not in sel.metas[u].flags and sel.live(u)]
+            if unseen:
+                res = await s.backend.run(store.store_flags, mb, unseen, ["\\Seen"], "add")
+                for ch in res.changed:
+                    old = sel.metas.get(ch.uid)
+                    if old is not None:
+                        sel.told_flags(ch.uid, replace(old, flags=ch.flags, modseq=ch.modseq))
+                        flagged_now.add(ch.uid)
+                wrote = wrote or bool(res.changed)
+        full = await s.runtime.full_metas(mb, [sel.metas[u] for _, u in chunk]) if need_full else {}
+        for seq, uid in chunk:
+            view = sel.metas[uid]
+            m = _Msg(s, mb, view, full.get(uid))
+            if need_full and uid not in full:
+                missing = True  # expunged by someone else, not yet announced (RFC 2180 §4.1.2)
+                continue
+            try:
+                items = [await render(s, sel, seq, uid, a, m) for a in atts]
+            except (KeyError, FileNotFoundError):
+                missing = True
+                continue
+            except StoreUnavailable:
+                if sel.live(uid):
+                    raise
+                missing = True
+                continue
+            if uid in flagged_now and "FLAGS" not in names:
+                items.append(b"FLAGS " + R.flag_list(sel.flags_of(uid)).encode())
+            if uid in flagged_now and sel.condstore and "MODSEQ" not in {a.name for a in atts}:
+                items.append(b"MODSEQ (%d)" % sel.metas[uid].modseq)
+            s.send(R.fetch_line(seq, items))
+            await s.maybe_flush()
+    if wrote:
+        await s.runtime.notify(mb.user, mb.mailbox_id)
+    if missing:
+        return ("NO", "EXPUNGEISSUED", "Some messages were expunged")  # RFC 5530 §3
+    return f"{cmd.full_name} completed"

@@ -1,0 +1,214 @@
+"""CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS, NAMESPACE.
+
+RFC 3501 §6.3, RFC 3348 (CHILDREN), RFC 6154 (SPECIAL-USE), RFC 2342
+(NAMESPACE), RFC 8438 (STATUS SIZE), RFC 7162 (STATUS HIGHESTMODSEQ).
+Hierarchy delimiter ``/``; names travel in modified UTF-7; INBOX is
+case-insensitive. Store errors (MailboxNotFound, MailboxExists, MailboxInvalid)
+carry their NO codes (TRYCREATE / ALREADYEXISTS / CANNOT).
+"""
+
+from __future__ import annotations
+
+import re
+
+from postern.errors import MailboxNotFound
+from postern.store.base import DELIMITER, validate_mailbox_name
+
+from .. import parser as P
+from .. import responses as R
+from ..errors import BadCommand, NoCommand
+from ..tokens import Atom
+
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE")
+
+
+def _user(s) -> str:
+    return s.user.address
+
+
+async def _store(s, fn, *args):
+    return await s.backend.run(fn, *args)
+
+
+async def create(s, cmd):
+    P.arity(cmd, 1, 2)
+    name = P.mailbox(cmd.args[0]).rstrip(DELIMITER)  # RFC 3501 §6.3.3: trailing delimiter = intent only
+    if not name:
+        raise BadCommand("Invalid mailbox name")
+    if name == "INBOX":
+        raise NoCommand("INBOX already exists", "ALREADYEXISTS")
+    validate_mailbox_name(name)
+    store = s.backend.store
+    existing = {mb.name for mb in await _store(s, store.list_mailboxes, _user(s))}
+    parts = name.split(DELIMITER)
+    for i in range(1, len(parts)):  # create missing superiors (RFC 3501 §6.3.3 SHOULD)
+        sup = DELIMITER.join(parts[:i])
+        if sup not in existing and sup != "INBOX":
+            await _store(s, store.create_mailbox, _user(s), sup)
+    await _store(s, store.create_mailbox, _user(s), name)
+    return "CREATE completed"
+
+
+async def delete(s, cmd):
+    P.arity(cmd, 1)
+    name = P.mailbox(cmd.args[0])
+    if name == "INBOX":
+        raise NoCommand("INBOX cannot be deleted", "CANNOT")
+    if s.selected is not None and s.selected.mb.name == name:
+        s.deselect()
+    await _store(s, s.backend.store.delete_mailbox, _user(s), name)
+    return "DELETE completed"
+
+
+async def rename(s, cmd):
+    P.arity(cmd, 2)
+    old, new = P.mailbox(cmd.args[0]), P.mailbox(cmd.args[1]).rstrip(DELIMITER)
+    if new == "INBOX":
+        raise NoCommand("Cannot rename to INBOX", "ALREADYEXISTS")
+    validate_mailbox_name(new)
+    store = s.backend.store
+    existing = {mb.name for mb in await _store(s, store.list_mailboxes, _user(s))}
+    if old not in existing:
+        raise MailboxNotFound()
+    if new in existing:
+        raise NoCommand("Target mailbox exists", "ALREADYEXISTS")
+    await _store(s, store.rename_mailbox, _user(s), old, new)
+    existing = {mb.name for mb in await _store(s, store.list_mailboxes, _user(s))}
+    parts = new.split(DELIMITER)
+    for i in range(1, len(parts)):
+        sup = DELIMITER.join(parts[:i])
+        if sup not in existing:
+            await _store(s, store.create_mailbox, _user(s), sup)
+    return "RENAME completed"
+
+
+async def subscribe(s, cmd):
+    P.arity(cmd, 1)
+    await _store(s, s.backend.store.subscribe, _user(s), P.mailbox(cmd.args[0]))
+    return "SUBSCRIBE completed"
+
+
+async def unsubscribe(s, cmd):
+    P.arity(cmd, 1)
+    await _store(s, s.backend.store.unsubscribe, _user(s), P.mailbox(cmd.args[0]))
+    return "UNSUBSCRIBE completed"
+
+
+def pattern_regex(pattern: str) -> re.Pattern:
+    """LIST wildcards (RFC 3501 §6.3.8): ``*`` matches anything, ``%`` anything but the delimiter."""
+    if pattern[:5].upper() == "INBOX" and (len(pattern) == 5 or pattern[5] in "/*%"):
+        pattern = "INBOX" + pattern[5:]
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append("[^/]*")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out) + r"\Z", re.S)
+
+
+def _canonical(ref: str, pat: str) -> str:
+    if not ref:
+        return pat
+    if pat.startswith(DELIMITER):
+        return pat if not ref.endswith(DELIMITER) else ref + pat[1:]
+    return ref + pat
+
+
+async def _list(s, cmd, lsub: bool):
+    args = list(cmd.args)
+    sel_opts: set[str] = set()
+    ret_opts: set[str] = set()
+    if not lsub and args and isinstance(args[0], list):  # RFC 5258 selection options
+        sel_opts = {str(a).upper() for a in args[0] if isinstance(a, str)}
+        args = args[1:]
+    if len(args) >= 4 and isinstance(args[2], Atom) and args[2].upper() == "RETURN" and isinstance(args[3], list):
+        ret_opts = {str(a).upper() for a in args[3] if isinstance(a, str)}
+        args = args[:2]
+    if len(args) != 2:
+        raise BadCommand(f"{cmd.name} needs a reference and a pattern")
+    ref = P.pattern(args[0])
+    pats = args[1] if isinstance(args[1], list) else [args[1]]
+    patterns = [P.pattern(p) for p in pats]
+    verb = "LSUB" if lsub else "LIST"
+    if not lsub and patterns == [""]:  # RFC 3501 §6.3.8: delimiter and root
+        s.send(R.untagged('LIST (\\Noselect) "/" ""'))
+        return "LIST completed"
+    store = s.backend.store
+    mbs = {mb.name: mb for mb in await _store(s, store.list_mailboxes, _user(s))}
+    want_subs = lsub or "SUBSCRIBED" in sel_opts or "SUBSCRIBED" in ret_opts
+    subs = set(await _store(s, store.list_subscriptions, _user(s))) if want_subs else set()
+    names = set(mbs)
+    implied = set()
+    for n in list(names):
+        parts = n.split(DELIMITER)
+        for i in range(1, len(parts)):
+            sup = DELIMITER.join(parts[:i])
+            if sup not in names:
+                implied.add(sup)
+    universe = (subs if lsub else names | implied)
+    regs = [pattern_regex(_canonical(ref, p)) for p in patterns]
+    has_children = {DELIMITER.join(n.split(DELIMITER)[:i]) for n in names | implied for i in range(1, n.count(DELIMITER) + 1)}
+    out = []
+    for name in sorted(universe, key=lambda n: (n != "INBOX", n)):
+        if not any(r.match(name) for r in regs):
+            continue
+        attrs = []
+        mb = mbs.get(name)
+        if "SUBSCRIBED" in sel_opts and name not in subs:
+            continue
+        if "SPECIAL-USE" in sel_opts and (mb is None or not mb.special_use):
+            continue
+        if mb is None:
+            attrs.append("\\Noselect" if not lsub or name in implied else "\\NonExistent")
+        attrs.append("\\HasChildren" if name in has_children else "\\HasNoChildren")
+        if mb is not None and mb.special_use:
+            attrs.append(mb.special_use)
+        if not lsub and ("SUBSCRIBED" in ret_opts or "SUBSCRIBED" in sel_opts) and name in subs:
+            attrs.append("\\Subscribed")
+        out.append(b"* " + f"{verb} ({' '.join(attrs)}) \"/\" ".encode() + R.mailbox_name(name) + b"\r\n")
+    for line in out:
+        s.send(line)
+    return f"{verb} completed"
+
+
+async def list_(s, cmd):
+    return await _list(s, cmd, lsub=False)
+
+
+async def lsub(s, cmd):
+    return await _list(s, cmd, lsub=True)
+
+
+async def status(s, cmd):
+    P.arity(cmd, 2)
+    name = P.mailbox(cmd.args[0])
+    items = cmd.args[1]
+    if not isinstance(items, list) or not items:
+        raise BadCommand("STATUS needs a list of items")
+    want = []
+    for it in items:
+        u = str(it).upper() if isinstance(it, str) else ""
+        if u not in STATUS_ITEMS:
+            raise BadCommand(f"Unknown STATUS item {u[:20]}")
+        want.append(u)
+    mb = await _store(s, s.backend.store.get_mailbox, _user(s), name)
+    if "HIGHESTMODSEQ" in want:
+        s.condstore = True
+    recent = 0
+    idx = s.runtime.indexes.get((mb.user, mb.mailbox_id, mb.uidvalidity))
+    if idx is not None:
+        recent = sum(1 for u in idx.metas if u > idx.recent_claimed)
+    values = {"MESSAGES": mb.exists, "RECENT": recent, "UIDNEXT": mb.uidnext, "UIDVALIDITY": mb.uidvalidity,
+              "UNSEEN": mb.unseen, "HIGHESTMODSEQ": mb.highestmodseq, "SIZE": mb.size}
+    body = " ".join(f"{k} {values[k]}" for k in want)
+    s.send(b"* STATUS " + R.mailbox_name(mb.name) + f" ({body})\r\n".encode())
+    return "STATUS completed"
+
+
+async def namespace(s, cmd):
+    P.arity(cmd, 0)
+    s.send(R.untagged('NAMESPACE (("" "/")) NIL NIL'))
+    return "NAMESPACE completed"

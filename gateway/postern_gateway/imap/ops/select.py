@@ -1,0 +1,132 @@
+"""SELECT, EXAMINE, CLOSE, UNSELECT, CHECK, NOOP, IDLE.
+
+RFC 3501 §6.3.1-2, §6.4.1-2, §6.1.2; RFC 2177 (IDLE); RFC 3691 (UNSELECT);
+RFC 7162 §3.1.2.1 (SELECT (CONDSTORE), HIGHESTMODSEQ).
+SELECT opens the process-wide watcher (O(changes) when this process has
+seen the mailbox before) and builds the session's :class:`~..selected.Selected`.
+IDLE waits on both the client (DONE) and the watcher's change event, sending
+untagged updates as they come; the RFC 3501 §5.4 autologout timer still applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from .. import parser as P
+from .. import responses as R
+from .. import state as S
+from ..errors import BadCommand, ByeError
+from ..selected import Selected
+
+
+async def select(s, cmd):
+    P.arity(cmd, 1, 2)
+    readonly = cmd.name == "EXAMINE"
+    name = P.mailbox(cmd.args[0])
+    condstore = False
+    if len(cmd.args) == 2:
+        params = cmd.args[1]
+        if not isinstance(params, list):
+            raise BadCommand("Invalid SELECT parameters")
+        for p in params:
+            if isinstance(p, str) and p.upper() == "CONDSTORE":
+                condstore = True
+            else:
+                raise BadCommand("Unknown SELECT parameter")
+    s.deselect()  # RFC 3501 §6.3.1: even if this SELECT fails, nothing stays selected
+    if condstore:
+        s.condstore = True
+    mb = await s.backend.run(s.backend.store.get_mailbox, s.user.address, name)
+    watcher = await s.runtime.open(mb)
+    sel = Selected(watcher, watcher.mb, readonly, condstore=s.condstore)
+    watcher.subscribe(sel)
+    s.selected = sel
+    s.state = S.SELECTED
+    mb = watcher.mb
+    flags = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"] + sorted(sel.keywords)
+    s.send(R.untagged(f"FLAGS ({' '.join(flags)})"))
+    perm = "" if readonly else " ".join(flags + ["\\*"])
+    s.send(R.ok_code(f"PERMANENTFLAGS ({perm})", "Flags permitted"))
+    s.send(R.untagged(f"{sel.exists} EXISTS"))
+    s.send(R.untagged(f"{len(sel.recent)} RECENT"))
+    unseen = sel.first_unseen()
+    if unseen is not None:
+        s.send(R.ok_code(f"UNSEEN {unseen}", "First unseen"))
+    s.send(R.ok_code(f"UIDVALIDITY {mb.uidvalidity}", "UIDs valid"))
+    uidnext = max(mb.uidnext, (sel.uids[-1] + 1) if sel.uids else 1)
+    s.send(R.ok_code(f"UIDNEXT {uidnext}", "Predicted next UID"))
+    s.send(R.ok_code(f"HIGHESTMODSEQ {sel.highestmodseq()}", "Highest"))
+    return ("OK", "READ-ONLY" if readonly else "READ-WRITE", f"{cmd.name} completed")
+
+
+async def _refresh(s) -> None:
+    if s.selected is not None:
+        await s.selected.watcher.refresh(force=True)
+
+
+async def noop(s, cmd):
+    P.arity(cmd, 0)
+    await _refresh(s)
+    return "NOOP completed"
+
+
+async def check(s, cmd):
+    P.arity(cmd, 0)
+    await _refresh(s)
+    return "CHECK completed"
+
+
+async def close(s, cmd):
+    P.arity(cmd, 0)
+    sel = s.selected
+    if not sel.readonly:
+        # RFC 3501 §6.4.2: silently remove \Deleted messages, no untagged EXPUNGE.
+        await sel.watcher.refresh(force=True)
+        doomed = [m for u, m in sel.metas.items() if "\\Deleted" in m.flags and u not in sel.pending_expunge]
+        if doomed:
+            await s.backend.run(s.backend.store.expunge, sel.watcher.mb, doomed)
+            await s.runtime.notify(sel.mb.user, sel.mb.mailbox_id)
+    s.deselect()
+    return "CLOSE completed"
+
+
+async def unselect(s, cmd):
+    P.arity(cmd, 0)
+    s.deselect()
+    return "UNSELECT completed"
+
+
+async def idle(s, cmd):
+    P.arity(cmd, 0)
+    sel = s.selected
+    s.send(b"+ idling\r\n")
+    if sel is not None:
+        await sel.watcher.refresh(force=True)
+        for line in sel.flush(allow_expunge=True):
+            s.send(line)
+    await s.flush()
+    read = asyncio.ensure_future(s.next_request())
+    try:
+        while True:
+            waiters = {read}
+            ev = None
+            if sel is not None:
+                ev = asyncio.ensure_future(sel.changed.wait())
+                waiters.add(ev)
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if ev is not None and ev not in done:
+                ev.cancel()
+            if sel is not None and (sel.changed.is_set() or sel.gone):
+                if sel.gone:
+                    raise ByeError("Selected mailbox was deleted or renamed")
+                for line in sel.flush(allow_expunge=True):
+                    s.send(line)
+                await s.flush()
+            if read in done:
+                line = read.result()
+                if line.strip().upper() != b"DONE":
+                    raise BadCommand("Expected DONE")
+                return "IDLE terminated"
+    finally:
+        if not read.done():
+            read.cancel()

@@ -1,0 +1,194 @@
+"""The selected mailbox of one session (pymap ``selected.py``): what this client knows.
+
+In:   the process :class:`~.watcher.MailboxIndex` at SELECT time, then change
+      batches from the :class:`~.watcher.Watcher` (``on_changes``) and the
+      session's own writes (``told_flags``, ``expunged_now``).
+Out:  the sequence-number <-> UID map the client sees, :meth:`resolve` for
+      message sets, and :meth:`flush`: the untagged EXPUNGE / EXISTS / RECENT /
+      FETCH FLAGS lines to send before a tagged reply.
+Fails: :class:`~.errors.BadCommand` for sequence numbers beyond EXISTS.
+
+Rules (RFC 3501 §5.2, §5.5, §7.4.1): sequence numbers change only when we
+tell the client: an expunge by another session is held back until a command
+during which EXPUNGE may be sent (never during FETCH, STORE or SEARCH; the
+UID forms allow it). Messages that were expunged but not yet announced keep
+their sequence numbers and last known metadata. ``\\Recent`` is per session:
+the first session of this process to see a new UID claims it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+
+from postern.store.base import MailboxInfo, MessageMeta
+
+from . import responses as R
+from .errors import BadCommand
+from .seqset import STAR, SeqSet
+
+
+class Selected:
+    def __init__(self, watcher, mb: MailboxInfo, readonly: bool, condstore: bool = False):
+        self.watcher = watcher
+        self.mb = mb
+        self.readonly = readonly
+        self.condstore = condstore
+        idx = watcher.index
+        self.metas: dict[int, MessageMeta] = dict(idx.metas)
+        self.uids: list[int] = sorted(self.metas)
+        self.pending_expunge: set[int] = set()
+        self.pending_flags: set[int] = set()
+        self.pending_new: dict[int, MessageMeta] = {}
+        self.recent: set[int] = set()
+        if not readonly:
+            self._claim_recent(self.uids)
+        self.gone = False
+        self.changed = asyncio.Event()
+        self.keywords: set[str] = set()
+        for m in self.metas.values():
+            self.keywords.update(f for f in m.flags if not f.startswith("\\"))
+
+    def _claim_recent(self, uids) -> None:
+        idx = self.watcher.index
+        for u in uids:
+            if u > idx.recent_claimed:
+                self.recent.add(u)
+        if uids:
+            idx.recent_claimed = max(idx.recent_claimed, max(uids))
+
+    # --- inputs -------------------------------------------------------------
+    def mark_gone(self) -> None:
+        self.gone = True
+        self.changed.set()
+
+    def on_changes(self, changes: list[MessageMeta]) -> None:
+        top = self.uids[-1] if self.uids else 0
+        for m in changes:
+            if m.expunged:
+                if m.uid in self.metas:
+                    self.pending_expunge.add(m.uid)
+                    self.pending_flags.discard(m.uid)
+                self.pending_new.pop(m.uid, None)
+                continue
+            cur = self.metas.get(m.uid)
+            if cur is not None:
+                if m.modseq > cur.modseq and m.uid not in self.pending_expunge:
+                    if m.flags != cur.flags or self.condstore:
+                        self.pending_flags.add(m.uid)
+                    self.metas[m.uid] = m
+            elif m.uid > top:
+                prev = self.pending_new.get(m.uid)
+                if prev is None or prev.modseq < m.modseq:
+                    self.pending_new[m.uid] = m
+        if self.pending_expunge or self.pending_flags or self.pending_new:
+            self.changed.set()
+
+    def told_flags(self, uid: int, meta: MessageMeta) -> None:
+        """Our own STORE/FETCH already told the client these flags."""
+        if uid in self.metas:
+            self.metas[uid] = meta
+            self.pending_flags.discard(uid)
+            self.keywords.update(f for f in meta.flags if not f.startswith("\\"))
+
+    def expunged_now(self, uid: int) -> int | None:
+        """Remove ``uid`` and return the sequence number to announce in an EXPUNGE."""
+        seq = self.seq_of(uid)
+        if seq is None:
+            return None
+        del self.uids[seq - 1]
+        self.metas.pop(uid, None)
+        self.pending_expunge.discard(uid)
+        self.pending_flags.discard(uid)
+        self.recent.discard(uid)
+        return seq
+
+    # --- queries ------------------------------------------------------------
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def live(self, uid: int) -> bool:
+        return uid in self.metas and uid not in self.pending_expunge
+
+    def resolve(self, ss: SeqSet, uid: bool) -> list[tuple[int, int]]:
+        """(seq, uid) pairs of a message set, ascending. UID sets silently skip UIDs not present."""
+        n = len(self.uids)
+        if not uid:
+            for lo, hi in ss.ranges:
+                for v in (lo, hi):
+                    if v != STAR and v > n:
+                        raise BadCommand("Invalid message sequence number")
+            return [(s, self.uids[s - 1]) for s in ss.iter(n)]
+        top = self.uids[-1] if self.uids else 0
+        if not self.uids:
+            return []
+        picked: set[int] = set()
+        for lo, hi in ss.ranges:
+            a, b = SeqSet._resolve(lo, hi, top)
+            i = bisect.bisect_left(self.uids, a)
+            j = bisect.bisect_right(self.uids, b)
+            picked.update(range(i, j))
+        return [(i + 1, self.uids[i]) for i in sorted(picked)]
+
+    def first_unseen(self) -> int | None:
+        for i, u in enumerate(self.uids):
+            if "\\Seen" not in self.metas[u].flags:
+                return i + 1
+        return None
+
+    def flags_of(self, uid: int) -> list[str]:
+        m = self.metas.get(uid)
+        fl = set(m.flags) if m else set()
+        if uid in self.recent:
+            fl.add("\\Recent")
+        return fl
+
+    def highestmodseq(self) -> int:
+        return max(self.watcher.index.modseq, self.mb.highestmodseq)
+
+    # --- output -------------------------------------------------------------
+    def flush(self, allow_expunge: bool, with_uid: bool = False) -> list[bytes]:
+        out: list[bytes] = []
+        if allow_expunge and self.pending_expunge:
+            for uid in sorted(self.pending_expunge):  # RFC 3501 §7.4.1: each EXPUNGE renumbers
+                seq = self.expunged_now(uid)
+                if seq is not None:
+                    out.append(R.untagged(f"{seq} EXPUNGE"))
+            self.pending_expunge.clear()
+        if self.pending_new:
+            new = sorted(self.pending_new)
+            top = self.uids[-1] if self.uids else 0
+            for uid in new:
+                if uid > top:
+                    m = self.pending_new[uid]
+                    self.uids.append(uid)
+                    self.metas[uid] = m
+                    top = uid
+                    self.keywords.update(f for f in m.flags if not f.startswith("\\"))
+            self.pending_new.clear()
+            before = len(self.recent)
+            if not self.readonly:
+                self._claim_recent(new)
+            out.append(R.untagged(f"{len(self.uids)} EXISTS"))
+            if len(self.recent) != before:
+                out.append(R.untagged(f"{len(self.recent)} RECENT"))
+        if self.pending_flags:
+            for uid in sorted(self.pending_flags):
+                seq = self.seq_of(uid)
+                if seq is None:
+                    continue
+                m = self.metas[uid]
+                items = [b"FLAGS " + R.flag_list(self.flags_of(uid)).encode()]
+                if with_uid or self.condstore:
+                    items.append(b"UID %d" % uid)
+                if self.condstore:
+                    items.append(b"MODSEQ (%d)" % m.modseq)
+                out.append(R.fetch_line(seq, items))
+            self.pending_flags.clear()
+        self.changed.clear()
+        return out

@@ -1,0 +1,45 @@
+"""The IMAP listener.
+
+In:   a Backend, host/port, optional TLS context.
+Out:  :func:`start_imap` -> a started ``asyncio.Server``; each connection runs
+      one :class:`~.session.Session`. ``ssl_context`` with ``implicit_tls=False``
+      offers STARTTLS; ``implicit_tls=True`` is TLS from the first byte (993).
+Fails: session errors never escape (see session.py); closing the server and
+      cancelling its tasks stops the sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .session import Session
+
+log = logging.getLogger("postern.imap")
+
+
+async def start_imap(backend, host: str, port: int, *, ssl_context=None, implicit_tls: bool = False):
+    sessions: set[asyncio.Task] = set()
+    limit = max(1, int(backend.settings.max_sessions))
+
+    async def handle(reader, writer):
+        task = asyncio.current_task()
+        if len(sessions) >= limit:
+            writer.write(b"* BYE Too many connections, try again later\r\n")
+            try:
+                await writer.drain()
+            finally:
+                writer.close()
+            return
+        sessions.add(task)
+        try:
+            await Session(backend, reader, writer, ssl_context=ssl_context, tls=implicit_tls).run()
+        except Exception:  # noqa: BLE001
+            log.exception("imap session crashed")
+        finally:
+            sessions.discard(task)
+
+    server = await asyncio.start_server(handle, host, port, ssl=ssl_context if implicit_tls else None,
+                                        limit=1024 * 1024)
+    server.imap_sessions = sessions
+    return server

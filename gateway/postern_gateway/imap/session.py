@@ -1,0 +1,209 @@
+"""One IMAP connection: read -> receive -> parse -> gate -> op -> respond.
+
+In:   asyncio streams of an accepted connection, the Backend, TLS options.
+Out:  IMAP4rev1 responses on the stream. The ops modules get this object as
+      ``s`` and use :meth:`send`, ``s.selected``, ``s.user``, ``s.backend``,
+      :meth:`next_request` (AUTHENTICATE continuations, IDLE's DONE) and
+      return the tagged reply text (or raise an error that carries it).
+Fails: nothing escapes :meth:`run`: parse errors -> BAD; domain errors -> their
+      ``imap_response``; any other exception -> ``NO [UNAVAILABLE]`` (logged);
+      too many consecutive bad commands or the RFC 3501 §5.4 autologout timer
+      -> ``* BYE`` and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from postern.errors import PosternError
+
+from . import responses as R
+from . import state as S
+from .errors import BadCommand, ByeError, ImapError, ParseError
+from .parser import Command, parse_command
+from .receiver import Complete, Continue, NeedMore, Receiver, Reject
+from .watcher import Runtime
+
+log = logging.getLogger("postern.imap")
+
+AUTOLOGOUT = 30 * 60  # RFC 3501 §5.4: at least 30 minutes once authenticated
+PREAUTH_TIMEOUT = 120.0
+MAX_BAD = 20  # consecutive BAD replies before we hang up
+MAX_LINE = 64 * 1024
+MAX_LITERAL = 1024 * 1024
+OUT_CHUNK = 256 * 1024
+# RFC 3501 §7.4.1: no EXPUNGE while responding to FETCH, STORE or SEARCH (the UID forms may).
+NO_EXPUNGE = {"FETCH", "STORE", "SEARCH"}
+
+
+class Done(Exception):
+    """The op asked to end the connection after its reply (LOGOUT)."""
+
+
+class Session:
+    def __init__(self, backend, reader, writer, *, ssl_context=None, tls: bool = False):
+        self.backend = backend
+        self.settings = backend.settings
+        self.runtime = Runtime.of(backend)
+        self.reader = reader
+        self.writer = writer
+        self.ssl_context = ssl_context
+        self.tls = tls
+        peer = writer.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        self.receiver = Receiver(max_line=MAX_LINE, max_literal=MAX_LITERAL,
+                                 max_append_literal=self.settings.max_message_size)
+        self.state = S.NOT_AUTHENTICATED
+        self.user = None
+        self.selected = None
+        self.condstore = False
+        self.enabled: set[str] = set()
+        self.bad_count = 0
+        self._out: list[bytes] = []
+        self._out_len = 0
+        self.fail_counter = None
+        self.idling = False
+
+    # --- output ---------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_len += len(data)
+
+    async def flush(self) -> None:
+        if self._out:
+            self.writer.write(b"".join(self._out))
+            self._out.clear()
+            self._out_len = 0
+        await self.writer.drain()
+
+    async def maybe_flush(self) -> None:
+        if self._out_len >= OUT_CHUNK:
+            await self.flush()
+
+    # --- capabilities -----------------------------------------------------------
+    @property
+    def plaintext_ok(self) -> bool:
+        return self.tls or self.settings.allow_plaintext_auth
+
+    def capabilities(self) -> str:
+        caps = ["IMAP4rev1"]
+        if self.state == S.NOT_AUTHENTICATED:
+            if self.ssl_context is not None and not self.tls:
+                caps.append("STARTTLS")
+            if self.plaintext_ok:
+                caps += ["AUTH=PLAIN", "SASL-IR"]
+            else:
+                caps.append("LOGINDISABLED")
+        caps += ["LITERAL+", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
+                 "UIDPLUS", "MOVE", "CONDSTORE", "QUOTA", "QUOTA=RES-STORAGE", "MULTIAPPEND",
+                 f"APPENDLIMIT={self.settings.max_message_size}", "ESEARCH"]
+        return " ".join(caps)
+
+    # --- input ------------------------------------------------------------------
+    def _timeout(self) -> float:
+        return PREAUTH_TIMEOUT if self.state == S.NOT_AUTHENTICATED else AUTOLOGOUT
+
+    async def next_request(self) -> bytes:
+        """The next complete command (or continuation line); sends ``+`` for synchronising literals."""
+        while True:
+            ev = self.receiver.next()
+            if isinstance(ev, Complete):
+                return ev.data
+            if isinstance(ev, Continue):
+                self.send(b"+ Ready for literal data\r\n")
+                await self.flush()
+                continue
+            if isinstance(ev, Reject):
+                self.send(ev.response)
+                self.bad_count += 1
+                await self.flush()
+                if ev.close or self.bad_count > MAX_BAD:
+                    raise ByeError("Too many bad commands")
+                continue
+            assert isinstance(ev, NeedMore)
+            try:
+                data = await asyncio.wait_for(self.reader.read(65536), self._timeout())
+            except asyncio.TimeoutError:
+                raise ByeError("Autologout; idle for too long") from None
+            if not data:
+                raise ConnectionResetError("client closed")
+            self.receiver.feed(data)
+
+    # --- main loop -------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            self.send(R.untagged(f"OK [CAPABILITY {self.capabilities()}] {self.settings.hostname} Postern IMAP4rev1 ready"))
+            await self.flush()
+            while self.state != S.LOGOUT:
+                data = await self.next_request()
+                await self.dispatch(data)
+                await self.flush()
+        except ByeError as exc:
+            try:
+                self.send(R.untagged(f"BYE {exc.text}"))
+                await self.flush()
+            except (ConnectionError, OSError, RuntimeError):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            pass
+        finally:
+            self.deselect()
+            try:
+                self.writer.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    async def dispatch(self, data: bytes) -> None:
+        tag = "*"
+        try:
+            cmd = parse_command(data)
+            tag = cmd.tag
+            fn = S.handler(self.state, cmd.name, cmd.uid)
+            result = await fn(self, cmd)
+            self.bad_count = 0
+            if result is None:
+                return  # the op sent its own tagged reply (STARTTLS)
+            self.before_tagged(cmd)
+            status, code, text = result if isinstance(result, tuple) else ("OK", None, result)
+            self.send(R.tagged(tag, status, text or f"{cmd.full_name} completed", code))
+        except ParseError as exc:
+            self.bad_count += 1
+            self.send(exc.response(exc.tag))
+        except (ImapError, PosternError) as exc:
+            if isinstance(exc, BadCommand):
+                self.bad_count += 1
+            else:
+                self.bad_count = 0
+            self.send(exc.imap_response(tag))
+        except (ByeError, ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:  # noqa: BLE001 - no input may crash the connection handler
+            log.exception("imap command failed")
+            self.send(R.tagged(tag, "NO", "Internal error, try again later", "UNAVAILABLE"))
+        if self.bad_count > MAX_BAD:
+            raise ByeError("Too many bad commands")
+        if self.selected is not None and self.selected.gone and self.state == S.SELECTED:
+            raise ByeError("Selected mailbox was deleted or renamed")
+
+    def before_tagged(self, cmd: Command) -> None:
+        """Untagged updates the client may receive now (RFC 3501 §5.5, §7.4.1)."""
+        if self.selected is None or self.state != S.SELECTED:
+            return
+        allow = cmd.uid or cmd.name not in NO_EXPUNGE
+        for line in self.selected.flush(allow_expunge=allow, with_uid=cmd.uid):
+            self.send(line)
+
+    # --- selection ---------------------------------------------------------------
+    def deselect(self) -> None:
+        if self.selected is not None:
+            self.selected.watcher.unsubscribe(self.selected)
+            self.selected = None
+        if self.state == S.SELECTED:
+            self.state = S.AUTHENTICATED
+
+    async def start_tls(self) -> None:
+        """Upgrade in place (RFC 3501 §6.2.1); anything pipelined before the handshake is discarded."""
+        self.receiver.discard_buffer()
+        await self.writer.start_tls(self.ssl_context)
+        self.tls = True
