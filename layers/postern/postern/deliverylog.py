@@ -138,6 +138,8 @@ class DeliveryLog:
                     last = r.response
             puts.append({**keys.outq_key(job.queue_id, job.domain), "queue_id": job.queue_id, "domain": job.domain,
                          "mail_from": job.mail_from, "recipients": deferred, "attempts": attempt,
+                         "s3_key": job.s3_key, "original_recipients": [
+                             dict(zip(job.recipients, job.original_recipients or ())).get(r, "") for r in deferred],
                          "last_response": last, "next_attempt": next_attempt, "received_at": job.received_at,
                          "receipt_handle": receipt_handle, "updated": now, "expires": exp})
         else:
