@@ -1,0 +1,104 @@
+"""``postern-local`` (what ``make run`` starts): the whole of Postern on this machine.
+
+Starts :class:`~postern_local.stack.LocalStack` with its pollers in the
+background, prints the ports, the demo account and how to try it, writes
+``.postern-local/env`` so the admin CLI can reach the same stack from another
+shell, and runs until Ctrl-C (or SIGTERM), then stops everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .stack import LocalStack
+
+TRY_PORTS = (
+    ("smtp", "SMTP (MX role)", "25"),
+    ("submission", "Submission (STARTTLS)", "587"),
+    ("submissions", "Submission (implicit TLS)", "465"),
+    ("imap", "IMAP (STARTTLS)", "143"),
+    ("imaps", "IMAPS", "993"),
+    ("pop3", "POP3 (STLS)", "110"),
+    ("pop3s", "POP3S", "995"),
+)
+
+
+def write_env_file(stack: LocalStack, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "env"
+    lines = ["# Written by postern-local: point the admin CLI (and boto3) at the local stack.",
+             "# Usage: . .postern-local/env && .venv/bin/postern user list"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(stack.exported_env().items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def banner(stack: LocalStack, env_path: Path) -> str:
+    p = stack.ports
+    user, pw = stack.demo_user, stack.demo_password
+    rows = [f"  {'listener':<28} {'local':>7}   AWS"]
+    for name, label, aws_port in TRY_PORTS:
+        rows.append(f"  {label:<28} {p[name] if name in p else '(off)':>7}   {aws_port}")
+    smtp, pop3, imap = p.get("smtp", "?"), p.get("pop3", "?"), p.get("imap", "?")
+    return "\n".join([
+        "",
+        "Postern is running locally (moto in place of AWS at " + stack.endpoint + ").",
+        "",
+        *rows,
+        "",
+        f"Demo account:  {user}",
+        f"Password:      {pw}",
+        "",
+        "Try it:",
+        f"  swaks --server 127.0.0.1:{smtp} --to {user}",
+        f"  curl pop3://127.0.0.1:{pop3}/1 -u {shlex.quote(user + ':' + pw)}",
+        f"  curl 'imap://127.0.0.1:{imap}/INBOX;UID=1' -u {shlex.quote(user + ':' + pw)}",
+        "",
+        "Admin CLI against this stack (another shell):",
+        f"  . {env_path} && .venv/bin/postern user add bob@{user.split('@', 1)[1]} --password-stdin",
+        "  .venv/bin/postern user list",
+        "",
+        "Ctrl-C stops everything.",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack = LocalStack(background=True)
+    try:
+        stack.start()
+    except OSError as exc:
+        print(f"postern-local: cannot start: {exc} (is another postern-local running? "
+              "choose other ports with POSTERN_SMTP_PORT=... POSTERN_LOCAL_MOTO_PORT=...)", file=sys.stderr)
+        return 1
+    try:
+        env_path = write_env_file(stack, Path(os.getcwd()) / ".postern-local")
+        rel = os.path.relpath(env_path)
+        print(banner(stack, Path(rel)), flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("Stopping...", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+    print("Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
