@@ -18,7 +18,7 @@ session.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from postern.store.base import MailboxInfo, MessageMeta
 
@@ -30,6 +30,7 @@ class Entry:
     number: int
     meta: MessageMeta
     deleted: bool = False
+    full: bool = False  # meta has the prefix and header (the snapshot listing is light)
 
 
 def unique_id(uidvalidity: int, uid: int) -> str:
@@ -86,4 +87,5 @@ class Maildrop:
 
     def upgrade(self, e: Entry, full: MessageMeta) -> None:
         """Keep the full metadata (prefix, header) once fetched for RETR/TOP."""
-        e.meta = replace(full)
+        e.meta = full
+        e.full = True

@@ -386,8 +386,12 @@ class Pop3Session:
         return Action.CONTINUE
 
     async def _full_meta(self, e: Entry):
-        """RETR/TOP need the trace prefix and header summary the light listing left out."""
-        if not e.meta.light:
+        """RETR/TOP need the trace prefix and header summary the light listing left out.
+
+        Fetched once per message and session; this also notices a message another
+        client (IMAP) expunged since the snapshot.
+        """
+        if e.full:
             return e.meta
         found = await self.backend.run(self.store.get_messages, self.maildrop.mailbox, [e.meta.uid])
         if not found:

@@ -1,0 +1,101 @@
+"""Shared data and helpers for the POP3 protocol tests (poplib over 127.0.0.1:0)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+USER = "alice@example.test"
+PASSWORD = "correct horse battery"
+OTHER = "bob@example.test"
+PREFIX = b"Return-Path: <carol@remote.test>\r\nDelivered-To: alice@example.test\r\n"
+
+MSG1 = (
+    b"From: carol@remote.test\r\nTo: alice@example.test\r\nSubject: dots\r\n\r\n"
+    b"Hello\r\n.starts with a dot\r\n..two dots\r\n.\r\nmiddle . dot\r\nlast\r\n"
+)
+MSG2 = b"From: dave@remote.test\r\nSubject: short\r\n\r\nline 1\r\nline 2\r\nline 3\r\nline 4\r\n"
+MSG3 = b"Subject: no final newline\r\n\r\nbody without CRLF"
+MESSAGES = [MSG1, MSG2, MSG3]
+
+
+def populate(backend, messages=MESSAGES, *, user=USER, password=PASSWORD):
+    """Domain, user and INBOX contents through the store's one append path."""
+    d = backend.directory
+    if d.get_domain("example.test") is None:
+        d.add_domain("example.test")
+    d.add_user(user, password)
+    results = [backend.store.append(user, "INBOX", raw, prefix=PREFIX) for raw in messages]
+    return results
+
+
+def logical(raw: bytes) -> bytes:
+    return PREFIX + raw
+
+
+def lines_of(data: bytes) -> list[bytes]:
+    """What poplib returns for a RETR of ``data``: its CRLF lines, terminators stripped."""
+    out = data.split(b"\r\n")
+    if out and out[-1] == b"":
+        out.pop()
+    return out
+
+
+class Raw:
+    """A byte-level client for what poplib cannot send (pipelining, junk, oversize lines)."""
+
+    def __init__(self, port: int, sock: socket.socket | None = None):
+        self.sock = sock or socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(self.buf)
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line + b"\r\n"
+
+    def until_terminator(self) -> bytes:
+        """A whole multi-line response, status line to ``.CRLF`` inclusive, as on the wire."""
+        out = self.line()
+        while True:
+            ln = self.line()
+            out += ln
+            if ln == b".\r\n":
+                return out
+
+    def closed(self) -> bool:
+        """True when the server has closed the connection (EOF after any buffered bytes)."""
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def wait_for(cond, timeout: float = 5.0) -> None:
+    """Poll a condition the server thread makes true (not a timing assertion)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached")
+        time.sleep(0.01)
+
+
+def cheap_password_hashing(monkeypatch) -> None:
+    """argon2id at test-sized cost: these tests are about POP3, and every login hashes.
+
+    The production parameters are exercised by the directory and e2e tests.
+    """
+    from argon2 import PasswordHasher
+
+    from postern import passwords
+
+    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
