@@ -86,22 +86,30 @@ def _human(report: Report) -> str:
     return "\r\n".join(lines)
 
 
-def _block(pairs: list[tuple[str, str]]) -> Message:
-    m = Message(policy=POLICY)
+def _block(pairs: list[tuple[str, str]], pol=POLICY) -> Message:
+    m = Message(policy=pol)
     for name, value in pairs:
         m[name] = value
     return m
 
 
-def delivery_status(report: Report) -> Message:
-    """The ``message/delivery-status`` part: per-message block, then one per recipient."""
-    part = Message(policy=POLICY)
-    part["Content-Type"] = "message/delivery-status"
+def _is_international(report: Report) -> bool:
+    texts = [report.to_addr] + [x for f in report.failures for x in (f.recipient, f.original_recipient, f.diagnostic)]
+    return not all(t.isascii() for t in texts)
+
+
+def delivery_status(report: Report, pol=POLICY) -> Message:
+    """The ``message/delivery-status`` part: per-message block, then one per recipient.
+
+    With non-ASCII addresses it is ``message/global-delivery-status`` (RFC 6533
+    §6.2), written as UTF-8 by :class:`_Generator`.
+    """
+    blocks = []
     per_message = [("Reporting-MTA", f"dns; {report.reporting_mta}")]
     if report.original_queue_id:
         per_message.append(("X-Postern-Queue-ID", report.original_queue_id))
     per_message.append(("Arrival-Date", formatdate(report.arrival_date)))  # RFC 3464 §2.2.5
-    part.attach(_block(per_message))
+    blocks.append(_block(per_message, pol))
     for f in report.failures:
         fields = [("Final-Recipient", f"{_addr_type(f.recipient)}; {f.recipient}")]
         if f.original_recipient:
@@ -116,8 +124,21 @@ def delivery_status(report: Report) -> Message:
             fields.append(("Last-Attempt-Date", formatdate(f.last_attempt)))
         if report.kind == "delayed" and report.will_retry_until:
             fields.append(("Will-Retry-Until", formatdate(report.will_retry_until)))  # RFC 3464 §2.3.9
-        part.attach(_block(fields))
+        blocks.append(_block(fields, pol))
+    part = Message(policy=pol)
+    part["Content-Type"] = "message/delivery-status" if pol is POLICY else "message/global-delivery-status"
+    for b in blocks:
+        part.attach(b)
     return part
+
+
+class _Generator(BytesGenerator):
+    """The stdlib generator, also writing RFC 6533's global types: the header-block list
+    of ``message/global-delivery-status`` like ``message/delivery-status``'s, and
+    ``message/global-headers`` as 8-bit text (the original bytes, unchanged)."""
+
+    _handle_message_global_delivery_status = BytesGenerator._handle_message_delivery_status
+    _handle_message_global_headers = BytesGenerator._handle_text
 
 
 def boundary_for(message_id: str) -> str:
@@ -129,7 +150,9 @@ def build(report: Report) -> bytes:
         raise ValueError(f"unknown report kind {report.kind!r}")
     if not report.failures:
         raise ValueError("a report needs at least one recipient")
-    msg = EmailMessage(policy=POLICY)
+    intl = _is_international(report)
+    pol = policy.SMTPUTF8 if intl else POLICY  # RFC 6533: UTF-8 headers need SMTPUTF8 transport
+    msg = EmailMessage(policy=pol)
     msg["From"] = f"Mail Delivery System <{report.from_addr}>"
     msg["To"] = f"<{report.to_addr}>"
     msg["Subject"] = _SUBJECT[report.kind]
@@ -138,31 +161,33 @@ def build(report: Report) -> bytes:
     msg["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
     msg["MIME-Version"] = "1.0"
     msg["Content-Type"] = "multipart/report"
-    msg.set_param("report-type", "delivery-status")
+    msg.set_param("report-type", "global-delivery-status" if intl else "delivery-status")
     msg.set_boundary(boundary_for(report.message_id))
 
-    text = EmailMessage(policy=POLICY)
-    text.set_content(_human(report).replace("\r\n", "\n"), charset="us-ascii" if _human(report).isascii() else "utf-8")
+    human = _human(report)
+    text = EmailMessage(policy=pol)
+    text.set_content(human.replace("\r\n", "\n"), charset="us-ascii" if human.isascii() else "utf-8")
     del text["MIME-Version"]  # only the top level carries it (RFC 2045 §4)
     text["Content-Description"] = "Notification"
     msg.attach(text)
 
-    ds = delivery_status(report)
+    ds = delivery_status(report, pol)
     ds["Content-Description"] = "Delivery report"
     msg.attach(ds)
 
     if report.original_headers:
-        hdr = Message(policy=POLICY)
+        hdr = Message(policy=pol)
         raw = report.original_headers.rstrip(b"\r\n") + b"\r\n"
         eight_bit = any(b > 127 for b in raw)
-        hdr["Content-Type"] = "text/rfc822-headers"
+        # RFC 6522 §3 text/rfc822-headers; RFC 6533 §6.3 message/global-headers for UTF-8 ones
+        hdr["Content-Type"] = "message/global-headers" if eight_bit else "text/rfc822-headers"
         hdr["Content-Description"] = "Undelivered Message Headers" if report.kind == "failed" else "Delayed Message Headers"
         hdr["Content-Transfer-Encoding"] = "8bit" if eight_bit else "7bit"
-        hdr.set_payload(raw.decode("utf-8", "surrogateescape").replace("\r\n", "\n"))
+        hdr.set_payload(raw.decode("ascii", "surrogateescape"))  # the original bytes, unchanged
         msg.attach(hdr)
 
     buf = BytesIO()
-    BytesGenerator(buf, policy=POLICY).flatten(msg)
+    _Generator(buf, policy=pol).flatten(msg)
     return buf.getvalue()
 
 
