@@ -25,6 +25,16 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+# Evidence (bench/README: what each measures). Loopback only, bounded in time.
+faults: $(STAMP)
+	$(PY) bench/faults.py
+
+load: $(STAMP)
+	$(PY) bench/load.py
+
+cost: $(STAMP)
+	$(PY) bench/cost.py
+
 lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
 

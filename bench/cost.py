@@ -1,0 +1,571 @@
+"""What Postern costs to run: per million messages and the monthly idle floor (``make cost``).
+
+In:   the local stack (moto, the real Lambda handlers, the gateway on
+      loopback), the price table ``postern/data/prices.json`` and template.yaml.
+Out:  ``docs/cost.md`` (the tables and how they were computed) and
+      ``layers/postern/postern/data/cost_profile.json`` (per-stage usage per
+      message, which ``postern trace ID --cost`` multiplies out); the main
+      table on stdout. ``main(argv)``: ``--quick`` (fewer repetitions),
+      ``--out PATH``, ``--profile PATH``, ``--no-write`` (print only).
+Fails: exits non-zero when the stack or a scenario fails; a scenario whose
+      server has not landed yet (e.g. no IMAP listener) is reported as
+      "not measured", never estimated.
+
+Method. A :class:`~postern_local.requests.RequestCounter` on the stack's
+shared boto3 clients counts every HTTP request each component makes
+(gateway; ``lambda:<function>`` inside a handler), with the billed quantities:
+S3 request tiers and bytes, SQS requests in 64 KB chunks, DynamoDB read and
+write request units from the sizes of the items read and written (probed
+with an un-hooked client where the call does not show them, including GSI
+writes). Each scenario runs ``--reps`` times on warmed-up mailboxes (first
+delivery creates a user's mailboxes once) and is drained message by message,
+so every Lambda batch holds one record: the low-volume, worst case for
+Lambda request counts (at volume, batches of up to 10 divide the Lambda
+requests and the SQS receive/delete calls by up to 10).
+
+Lambda's event source mapping (ESM), which AWS runs, is modelled rather than
+counted (the local pollers' empty polls are an artefact): per batch one
+ReceiveMessage and one DeleteMessageBatch. Lambda GB-seconds are the handlers'
+measured wall time on this machine, rounded up to the millisecond per
+invocation, at the memory template.yaml configures; the local AWS endpoint
+answers in about a millisecond, AWS in several, so real durations are longer:
+the table also shows Lambda duration at +10 ms per AWS request, a stated
+allowance, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import imaplib
+import json
+import math
+import poplib
+import smtplib
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+from common import FakeMX, md_table, message, table  # noqa: E402
+
+DOCS = REPO / "docs" / "cost.md"
+PROFILE = REPO / "layers" / "postern" / "postern" / "data" / "cost_profile.json"
+GB = 1024 ** 3
+MONTH_H = 730
+AWS_LATENCY_ALLOWANCE = 0.010  # seconds per AWS request added for the "at AWS latency" duration column
+SPOOL_MONTHS = 14 / 30.42  # spool objects live until the bucket lifecycle (SpoolRetentionDays default)
+LAMBDA_SCOPES = ("lambda:RouterFunction", "lambda:StoreFunction", "lambda:DeliverFunction", "lambda:NdrFunction")
+
+
+# ---------------------------------------------------------------- measuring
+class Run:
+    """One stack, one counter, the scenarios."""
+
+    def __init__(self, reps: int):
+        from postern_local.evidence import Evidence
+
+        self.reps = reps
+        self.ev = Evidence(probe=True)
+        self.mx = FakeMX().__enter__()
+        from postern_local.stack import LocalStack
+
+        self.stack = LocalStack(
+            {
+                "POSTERN_OUTBOUND_TRANSPORT": "smarthost",
+                "POSTERN_SMARTHOST": f"127.0.0.1:{self.mx.port}",
+                "POSTERN_SMARTHOST_TLS": "none",
+                "POSTERN_MX_PORT": str(self.mx.port),
+                "POSTERN_LOGIN_FAIL_DELAY": "0",
+                "POSTERN_IMAP_POLL_INTERVAL": "0.5",
+                "POSTERN_DEMO_USER": "alice@example.test",
+                "POSTERN_DEMO_PASSWORD": "alice-password",
+            },
+            ephemeral_ports=True,
+            background=False,
+            handler_wrapper=self.ev.handler_wrapper,
+        ).start()
+        s = self.stack
+        self.password = "alice-password"
+        self.users = ["alice@example.test", "bob@example.test", "carol@example.test"]
+        for u in self.users[1:]:
+            s.directory.add_user(u, self.password)
+        self.ev.attach(s)
+        self.results: dict[str, dict] = {}
+        self.memory = {fn.logical_id: fn.memory for fn in s.functions.values()}
+
+    def close(self) -> None:
+        try:
+            self.stack.stop()
+        finally:
+            self.mx.__exit__(None, None, None)
+
+    # --- one measured step -------------------------------------------------
+    def _measure(self, name: str, messages: int, fn, **extra):
+        n_inv = len(self.ev.invocations)
+        with self.ev.counter.measure() as m:
+            info = fn() or {}
+        inv = self.ev.invocations_since(n_inv)
+        self.results[name] = {"usage": m.usage, "invocations": inv, "messages": messages, **extra, **info}
+
+    def _smtp_send(self, rcpts: list[str], sender: str = "someone@remote.test", size: int = 10 * 1024):
+        _mid, raw = message(sender, rcpts, size)
+        with smtplib.SMTP("127.0.0.1", self.stack.smtp_port, timeout=30) as c:
+            c.sendmail(sender, rcpts, raw)
+        self.stack.drain()
+        return len(raw)
+
+    def _submit(self, rcpts: list[str], size: int = 10 * 1024):
+        sender = self.users[0]
+        _mid, raw = message(sender, rcpts, size)
+        with smtplib.SMTP("127.0.0.1", self.stack.submission_port, timeout=30) as c:
+            c.ehlo("client.example.test")
+            c.login(sender, self.password)
+            c.sendmail(sender, rcpts, raw)
+        self.stack.drain()
+        return len(raw)
+
+    def scenarios(self) -> None:
+        reps = self.reps
+        # Warm-up: first delivery creates each user's mailboxes (once per user, not per message).
+        self._smtp_send(self.users)
+        self._submit(["warm@remote.test"])
+        size = {"n": 0}
+
+        def inbound(rcpts):
+            def run():
+                for _ in range(reps):
+                    size["n"] = self._smtp_send(rcpts)
+                return {"bytes": size["n"]}
+            return run
+
+        self._measure("inbound, 1 recipient", reps, inbound(self.users[:1]))
+        self._measure("inbound, 3 recipients", reps, inbound(self.users))
+
+        def outbound():
+            before = len(self.mx.received)
+            for _ in range(reps):
+                size["n"] = self._submit(["bob@remote.test"])
+            sent = len(self.mx.received) - before
+            return {"bytes": size["n"], "data_out": sum(len(r[2]) for r in self.mx.received[before:]),
+                    "delivered_remote": sent}
+
+        if self.stack.submission_port:
+            self._measure("outbound (submission)", reps, outbound)
+
+        def pop3():
+            got = 0
+            for _ in range(reps):
+                c = poplib.POP3("127.0.0.1", self.stack.pop3_port, timeout=30)
+                c.user(self.users[2])
+                c.pass_(self.password)
+                c.stat()
+                c.uidl()
+                _resp, lines, octets = c.retr(1)
+                got += octets
+                c.quit()
+            return {"data_out": got}
+
+        if self.stack.pop3_port:
+            self._measure("POP3 session (STAT, UIDL, RETR 1)", reps, pop3, unit="sessions")
+
+        idle_seconds = 2.0 if reps <= 3 else 4.0
+
+        def imap_session():
+            got = 0
+            for _ in range(reps):
+                c = imaplib.IMAP4("127.0.0.1", self.stack.imap_port, timeout=30)
+                c.login(self.users[1], self.password)
+                c.select("INBOX")
+                typ, data = c.fetch("1:*", "(UID FLAGS ENVELOPE)")
+                typ, data = c.fetch("1", "(BODY.PEEK[])")
+                got += sum(len(p[1]) for p in data if isinstance(p, tuple))
+                c.logout()
+            return {"data_out": got}
+
+        def imap_idle():
+            c = imaplib.IMAP4("127.0.0.1", self.stack.imap_port, timeout=30)
+            c.login(self.users[1], self.password)
+            c.select("INBOX")
+            tag = c._new_tag().decode()
+            c.send(f"{tag} IDLE\r\n".encode())
+            c.readline()  # "+ idling"
+            with self.ev.counter.measure() as m:
+                time.sleep(idle_seconds)
+            c.send(b"DONE\r\n")
+            while not c.readline().startswith(tag.encode()):
+                pass
+            c.logout()
+            return {"idle_usage": m.usage, "idle_seconds": idle_seconds}
+
+        if self.stack.imap_port:
+            self._measure("IMAP session (SELECT, FETCH headers + 1 body)", reps, imap_session, unit="sessions")
+            self._measure("IMAP IDLE", 1, imap_idle, unit="sessions")
+
+
+# ---------------------------------------------------------------- computing
+def lambda_arch(template: dict) -> str:
+    arch = (template.get("Globals", {}).get("Function", {}).get("Architectures") or ["x86_64"])[0]
+    return "arm64" if arch == "arm64" else "x86_64"
+
+
+def scenario_usage(res: dict, memory: dict[str, int], arch: str, assumptions: dict, latency: float = 0.0) -> dict:
+    """Billing-unit usage of one scenario, per message (or per session)."""
+    usage = res["usage"]
+    n = max(1, res["messages"])
+    scopes = {k: v for k, v in usage.scopes.items() if not k.startswith("esm:")}
+    s3_t1 = sum(s.s3_tier1 for s in scopes.values())
+    s3_t2 = sum(s.s3_tier2 for s in scopes.values())
+    sqs = sum(s.sqs_chunks for s in scopes.values())
+    wru = sum(s.ddb_wru for s in scopes.values())
+    rru = sum(s.ddb_rru for s in scopes.values())
+    invs = res["invocations"]
+    # ESM model: one ReceiveMessage and one DeleteMessageBatch per batch.
+    sqs += 2 * len(invs)
+    gbs = 0.0
+    aws_requests = {name: s.total_requests for name, s in scopes.items()}
+    per_fn_inv: dict[str, int] = {}
+    for inv in invs:
+        per_fn_inv[inv.function] = per_fn_inv.get(inv.function, 0) + 1
+    for inv in invs:
+        extra = 0.0
+        if latency:
+            reqs = aws_requests.get(f"lambda:{inv.function}", 0) / max(1, per_fn_inv[inv.function])
+            extra = latency * reqs
+        ms = math.ceil((inv.seconds + extra) * 1000)
+        gbs += ms / 1000 * memory.get(inv.function, 256) / 1024
+    u = {
+        "s3_tier1": s3_t1 / n,
+        "s3_tier2": s3_t2 / n,
+        "sqs_requests": sqs / n,
+        "ddb_wru": wru / n,
+        "ddb_rru": rru / n,
+        "lambda_requests": len(invs) / n,
+        f"lambda_gb_s_{arch}": gbs / n,
+        "xray_traces": len(invs) / n,
+        "log_gb": len(invs) * assumptions["lambda_log_bytes_per_invocation"] / 1e9 / n,
+    }
+    if res.get("data_out"):
+        u["data_out_gb"] = res["data_out"] / GB / n
+    return {k: v for k, v in u.items() if v}
+
+
+def stage_profile(results: dict, memory, arch, assumptions) -> dict:
+    """Per-stage usage per message for :func:`postern.costs.message_cost`."""
+    stages: dict[str, dict] = {}
+
+    def scope_usage(res, scope_prefixes: tuple[str, ...], fn_names: tuple[str, ...], per: float):
+        scopes = {k: v for k, v in res["usage"].scopes.items() if k.startswith(scope_prefixes)}
+        invs = [i for i in res["invocations"] if i.function in fn_names]
+        u = {
+            "s3_tier1": sum(s.s3_tier1 for s in scopes.values()) / per,
+            "s3_tier2": sum(s.s3_tier2 for s in scopes.values()) / per,
+            "sqs_requests": (sum(s.sqs_chunks for s in scopes.values()) + 2 * len(invs)) / per,
+            "ddb_wru": sum(s.ddb_wru for s in scopes.values()) / per,
+            "ddb_rru": sum(s.ddb_rru for s in scopes.values()) / per,
+        }
+        if invs:
+            u["lambda_requests"] = len(invs) / per
+            u["xray_traces"] = len(invs) / per
+            u[f"lambda_gb_s_{arch}"] = sum(math.ceil(i.seconds * 1000) / 1000 * memory.get(i.function, 256) / 1024
+                                           for i in invs) / per
+            u["log_gb"] = len(invs) * assumptions["lambda_log_bytes_per_invocation"] / 1e9 / per
+        return {k: round(v, 9) for k, v in u.items() if v}
+
+    one = results.get("inbound, 1 recipient")
+    three = results.get("inbound, 3 recipients")
+    out = results.get("outbound (submission)")
+    if one:
+        stages["accept"] = scope_usage(one, ("gateway",), (), one["messages"])
+        stages["route"] = scope_usage(one, ("lambda:RouterFunction",), ("RouterFunction",), one["messages"])
+    if three:
+        stages["store"] = scope_usage(three, ("lambda:StoreFunction",), ("StoreFunction",), three["messages"] * 3)
+    if out:
+        stages["submit"] = scope_usage(out, ("gateway",), (), out["messages"])
+        stages["deliver"] = scope_usage(out, ("lambda:DeliverFunction",), ("DeliverFunction",), out["messages"])
+        ndr = scope_usage(out, ("lambda:NdrFunction",), ("NdrFunction",), out["messages"])
+        if ndr:
+            stages["notice"] = ndr
+    return stages
+
+
+def idle_floor(template: dict, prices: dict) -> tuple[list[list], float, list[str]]:
+    """Monthly cost of the template as written with no mail at all."""
+    from postern.costs import cost_of
+
+    params = template.get("Parameters", {})
+    conditions = template.get("Conditions", {})
+
+    def resolve(v, default=None):
+        """Parameters at their defaults; Fn::If / Fn::Equals evaluated; other intrinsics left alone."""
+        if isinstance(v, dict) and "Ref" in v:
+            return params.get(v["Ref"], {}).get("Default", default)
+        if isinstance(v, dict) and "Fn::If" in v:
+            cond, yes, no = v["Fn::If"]
+            return resolve(yes if condition(cond) else no, default)
+        if isinstance(v, dict) and "Fn::Equals" in v:
+            x, y = v["Fn::Equals"]
+            return str(resolve(x)) == str(resolve(y))
+        return v if v is not None else default
+
+    def condition(name):
+        return bool(resolve(conditions.get(name, True)))
+
+    res = {n: r for n, r in template.get("Resources", {}).items()
+           if "Condition" not in r or condition(r["Condition"])}
+    by_type: dict[str, list[tuple[str, dict]]] = {}
+    for name, r in res.items():
+        by_type.setdefault(r.get("Type", ""), []).append((name, r.get("Properties", {}) or {}))
+    a = prices["assumptions"]
+    rows, notes, usage_rows = [], [], []
+
+    tasks = by_type.get("AWS::ECS::TaskDefinition", [])
+    services = by_type.get("AWS::ECS::Service", [])
+    desired = sum(int(resolve(p.get("DesiredCount"), 1) or 1) for _n, p in services) or (1 if tasks else 0)
+    for name, p in tasks[:1]:
+        cpu = int(resolve(p.get("Cpu"), 256)) / 1024
+        mem = int(resolve(p.get("Memory"), 512)) / 1024
+        arch = str(resolve((p.get("RuntimePlatform") or {}).get("CpuArchitecture"), "X86_64")).lower()
+        arch = "arm64" if arch == "arm64" else "x86_64"
+        usage_rows.append((f"Fargate task {name}: {cpu:g} vCPU, {mem:g} GB, {arch}, x{desired}",
+                           {f"fargate_vcpu_hour_{arch}": cpu * MONTH_H * desired,
+                            f"fargate_gb_hour_{arch}": mem * MONTH_H * desired}))
+    if not tasks:
+        notes.append("no ECS task definition in template.yaml as written: the gateway's Fargate cost is not counted")
+    public_ips = 0
+    for _n, p in services:
+        net = ((p.get("NetworkConfiguration") or {}).get("AwsvpcConfiguration") or {})
+        if resolve(net.get("AssignPublicIp")) == "ENABLED":
+            public_ips += int(resolve(p.get("DesiredCount"), 1) or 1)
+    nlbs = [(n, p) for n, p in by_type.get("AWS::ElasticLoadBalancingV2::LoadBalancer", [])
+            if resolve(p.get("Type"), "application") == "network"]
+    for name, p in nlbs:
+        usage_rows.append((f"NLB {name}", {"nlb_hour": MONTH_H}))
+        if resolve(p.get("Scheme"), "internet-facing") == "internet-facing":
+            azs = len(resolve(p.get("SubnetMappings")) or resolve(p.get("Subnets")) or []) or 2
+            public_ips += azs
+    if not nlbs:
+        notes.append("no Network Load Balancer in template.yaml as written")
+    if public_ips:
+        usage_rows.append((f"public IPv4 addresses x{public_ips}", {"public_ipv4_hour": public_ips * MONTH_H}))
+    nats = len(by_type.get("AWS::EC2::NatGateway", []))
+    if nats:
+        usage_rows.append((f"NAT gateways x{nats}", {"nat_gateway_hour": nats * MONTH_H}))
+    alarms = len(by_type.get("AWS::CloudWatch::Alarm", []))
+    if alarms:
+        usage_rows.append((f"CloudWatch alarms x{alarms}", {"cloudwatch_alarm_month": alarms}))
+    secrets = len(by_type.get("AWS::SecretsManager::Secret", []))
+    if secrets:
+        usage_rows.append((f"Secrets Manager secrets x{secrets}", {"secret_month": secrets}))
+    endpoints = [p for _n, p in by_type.get("AWS::EC2::VPCEndpoint", []) if resolve(p.get("VpcEndpointType")) == "Interface"]
+    if endpoints:
+        notes.append(f"{len(endpoints)} interface VPC endpoints not priced (about $7.30 per AZ-month each)")
+    # Lambda's SQS pollers long-poll every queue with an event source even when idle.
+    esm_queues = 0
+    for _n, r in res.items():
+        if r.get("Type") == "AWS::Serverless::Function":
+            esm_queues += sum(1 for e in (r.get("Properties", {}).get("Events") or {}).values() if e.get("Type") == "SQS")
+    polls = esm_queues * a["esm_pollers_per_queue"] * a["esm_idle_receives_per_poller_per_minute"] * 60 * MONTH_H
+    usage_rows.append((f"idle SQS long polls by Lambda ({esm_queues} queues x {a['esm_pollers_per_queue']} pollers, 20 s)",
+                       {"sqs_requests": polls}))
+    total = 0.0
+    for label, usage in usage_rows:
+        b = cost_of(usage, prices)
+        total += b.total
+        rows.append([label, ", ".join(f"{q:,.0f} {l.unit}" if q >= 10 else f"{q:,.2f} {l.unit}"
+                                      for q, l in ((l.quantity, l) for l in b.lines)), f"${b.total:,.2f}"])
+    return rows, total, notes
+
+
+def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[str, dict, str]:
+    from postern.costs import cost_of, load_prices
+
+    prices = load_prices()
+    a = prices["assumptions"]
+    arch = lambda_arch(template)
+    lines_md: list[str] = []
+    text: list[str] = []
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    headers = ["scenario (per million)", "S3", "SQS", "DynamoDB", "Lambda req", "Lambda GB-s", "X-Ray", "Logs",
+               "Data out", "Total", "at AWS latency"]
+    rows = []
+    details = []
+    per_message_totals = {}
+    for name, res in run_results.items():
+        if name == "IMAP IDLE":
+            continue
+        u = scenario_usage(res, memory, arch, a)
+        u_lat = scenario_usage(res, memory, arch, a, latency=AWS_LATENCY_ALLOWANCE)
+        b = cost_of({k: v * 1e6 for k, v in u.items()}, prices)
+        b_lat = cost_of({k: v * 1e6 for k, v in u_lat.items()}, prices)
+        group = {"S3": 0.0, "SQS": 0.0, "DynamoDB": 0.0, "Lambda req": 0.0, "Lambda GB-s": 0.0, "X-Ray": 0.0,
+                 "Logs": 0.0, "Data out": 0.0}
+        for line in b.lines:
+            key = {"s3_tier1": "S3", "s3_tier2": "S3", "sqs_requests": "SQS", "ddb_wru": "DynamoDB",
+                   "ddb_rru": "DynamoDB", "lambda_requests": "Lambda req", "xray_traces": "X-Ray", "log_gb": "Logs",
+                   "data_out_gb": "Data out"}.get(line.item, "Lambda GB-s")
+            group[key] += line.cost
+        per_message_totals[name] = b.total / 1e6
+        rows.append([name] + [f"${v:,.2f}" for v in group.values()] + [f"**${b.total:,.2f}**", f"${b_lat.total:,.2f}"])
+        total_scope = res["usage"].total()
+        reqs = {k: v for k, v in sorted(total_scope.requests.items())}
+        non_esm = {}
+        for sname, s in res["usage"].scopes.items():
+            if not sname.startswith("esm:"):
+                for k, v in s.requests.items():
+                    non_esm[k] = non_esm.get(k, 0) + v
+        details.append((name, res, u, {k: v for k, v in sorted(non_esm.items())}, reqs))
+
+    # Storage: a message kept for a month (blob shared by its mailbox copies + index items) and its spool copy.
+    stor_rows = []
+    one = run_results.get("inbound, 1 recipient")
+    if one:
+        size = one.get("bytes", 10 * 1024)
+        item = one.get("index_item_bytes", 1500)
+        st = cost_of({"s3_gb_month": 1e6 * size / GB * (1 + SPOOL_MONTHS),
+                      "ddb_gb_month": 1e6 * (item + 100) / GB,
+                      "ddb_pitr_gb_month": 1e6 * (item + 100) / GB}, prices)
+        stor_rows.append([f"storage of 1M messages of {size / 1024:.0f} KB kept a month (S3 blob + spool until expiry,"
+                          f" DynamoDB index {item} B + PITR)", f"${st.total:,.2f} per month"])
+
+    idle = run_results.get("IMAP IDLE")
+    idle_row = None
+    if idle and idle.get("idle_usage") is not None:
+        iu = idle["idle_usage"]
+        scopes = {k: v for k, v in iu.scopes.items() if not k.startswith("esm:")}
+        secs = idle["idle_seconds"]
+        per_month = MONTH_H * 3600 / secs
+        ib = cost_of({"ddb_rru": sum(s.ddb_rru for s in scopes.values()) * per_month,
+                      "ddb_wru": sum(s.ddb_wru for s in scopes.values()) * per_month,
+                      "s3_tier2": sum(s.s3_tier2 for s in scopes.values()) * per_month}, prices)
+        reqs = sum(s.total_requests for s in scopes.values())
+        idle_row = [f"one IMAP client in IDLE all month ({reqs / secs:.1f} AWS requests/s measured)",
+                    f"${ib.total:,.2f} per month"]
+
+    floor_rows, floor_total, floor_notes = idle_floor(template, prices)
+
+    # Comparison at a few volumes.
+    inbound = per_message_totals.get("inbound, 1 recipient", 0.0)
+    comp_rows = []
+    for users, msgs in ((10, 10_000), (50, 100_000), (500, 1_000_000)):
+        postern = floor_total + inbound * msgs
+        ses = cost_of({"ses_inbound": msgs, "ses_inbound_chunk": msgs}, prices).total
+        wm = cost_of({"workmail_user_month": users}, prices).total
+        comp_rows.append([f"{users} users, {msgs:,} inbound messages/month", f"${postern:,.2f}",
+                          f"${ses:,.2f} (+ storage, Lambda, no IMAP/POP3)", f"${wm:,.2f}"])
+
+    # ---- markdown
+    lines_md += [
+        "# What Postern costs to run",
+        "",
+        f"Measured by `make cost` (`bench/cost.py`) on {now}; prices: `layers/postern/postern/data/prices.json`"
+        f" (us-east-1, as of {prices['as_of']}; {prices['source']})",
+        "",
+        "## Per million messages (or sessions)",
+        "",
+        md_table(headers, rows),
+        "",
+        f"Each scenario ran {reps} times on the local stack with warmed-up mailboxes, drained one message at a"
+        " time, so every Lambda batch held one record (the low-volume worst case; at volume SQS batches of up to"
+        " 10 divide the Lambda requests and the event-source receive/delete requests by up to 10)."
+        f" Lambda duration at {memory.get('RouterFunction', 256)} MB {arch} (template.yaml), measured wall time"
+        f" per invocation rounded up to 1 ms; \"at AWS latency\" adds {AWS_LATENCY_ALLOWANCE * 1000:.0f} ms per AWS"
+        " request made inside the handler (an allowance for real service latency, not a measurement)."
+        " X-Ray: every invocation traced (true while the account makes under about one traced request per second;"
+        " above that the default sampling rule caps it at 1/s + 5%). Logs: an assumed"
+        f" {a['lambda_log_bytes_per_invocation']} bytes per invocation (START/END/REPORT lines plus Powertools)."
+        " Data out: bytes sent to the internet (POP3/IMAP downloads, outbound SMTP), $0.09/GB. Outbound uses the"
+        " smarthost transport here; with the template's default `OutboundTransport=ses` add SES's $0.10 per"
+        " 1,000 messages ($100 per million).",
+        "",
+    ]
+    if stor_rows or idle_row:
+        lines_md += ["## Storage and connected clients", "", md_table(["item", "cost"], stor_rows + ([idle_row] if idle_row else [])), ""]
+    lines_md += ["## Monthly idle floor (template.yaml as written, no mail)", "",
+                 md_table(["resource", "quantity", "per month"], floor_rows + [["**total**", "", f"**${floor_total:,.2f}**"]]),
+                 ""]
+    if floor_notes:
+        lines_md += ["Not counted: " + "; ".join(floor_notes) + ".", ""]
+    lines_md += [
+        "Idle SQS polling assumes Lambda keeps "
+        f"{a['esm_pollers_per_queue']} long-polling (20 s) pollers per queue; DynamoDB, S3 and Lambda cost nothing idle;"
+        " free tiers (1M Lambda requests, 400,000 GB-s, 1M SQS requests, 100,000 X-Ray traces a month) are ignored.",
+        "",
+        "## Compared with SES inbound and WorkMail (per month)",
+        "",
+        md_table(["volume", "Postern (floor + measured inbound cost)", "SES inbound ($0.10/1,000 + $0.09/1,000 chunks)",
+                  "WorkMail ($4/user)"], comp_rows),
+        "",
+        "SES inbound only receives: it still needs a Lambda or S3 action and offers no mailbox, IMAP or POP3.",
+        "",
+        "## AWS requests per scenario (per message or session, measured)",
+        "",
+    ]
+    for name, res, u, non_esm, _all in details:
+        n = max(1, res["messages"])
+        per = ", ".join(f"{k} {v / n:g}" for k, v in non_esm.items())
+        scope_tot = {k: s.total_requests / n for k, s in res["usage"].scopes.items()
+                     if not k.startswith("esm:") and s.total_requests}
+        lines_md.append(f"- **{name}**: {sum(non_esm.values()) / n:g} requests ({per});"
+                        f" by component: {', '.join(f'{k} {v:g}' for k, v in sorted(scope_tot.items()))};"
+                        f" Lambda invocations {len(res['invocations']) / n:g}, mean"
+                        f" {1000 * sum(i.seconds for i in res['invocations']) / max(1, len(res['invocations'])):.1f} ms;"
+                        f" DynamoDB {u.get('ddb_wru', 0):g} WRU + {u.get('ddb_rru', 0):g} RRU;"
+                        f" SQS incl. modelled event source {u.get('sqs_requests', 0):g}.")
+    lines_md += ["", "Missing scenarios are not measured, not estimated." if len(details) < 5 else "", ""]
+    text.append(table(headers, [[c.replace("**", "") for c in r] for r in rows]))
+    text.append(f"idle floor ${floor_total:,.2f}/month" + (f" ({'; '.join(floor_notes)})" if floor_notes else ""))
+    if idle_row:
+        text.append(" ".join(idle_row))
+    profile = {"measured": now, "method": "bench/cost.py: counted AWS requests on the local stack, Lambda duration measured there",
+               "prices_as_of": prices["as_of"], "stages": stage_profile(run_results, memory, arch, a)}
+    return "\n".join(lines_md), profile, "\n".join(text)
+
+
+def index_item_bytes(run: Run) -> int:
+    """Mean size of a message index item in the mail table (read with un-hooked clients)."""
+    from postern import keys
+    from postern_local.requests import item_size
+
+    from common import unhooked
+
+    c = unhooked(run.stack.settings)
+    mb = run.stack.store.get_mailbox(run.users[0], "INBOX")
+    r = c.dynamodb.query(TableName=run.stack.settings.mail_table, KeyConditionExpression="pk = :p",
+                         ExpressionAttributeValues={":p": {"S": keys.messages_pk(run.users[0], mb.mailbox_id)}})
+    items = r.get("Items", [])
+    return int(sum(item_size(i) for i in items) / max(1, len(items)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench/cost.py", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3 repetitions per scenario instead of 10")
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--out", default=str(DOCS))
+    ap.add_argument("--profile", default=str(PROFILE))
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    reps = args.reps or (3 if args.quick else 10)
+    from postern_local.template import load_template
+
+    run = Run(reps)
+    try:
+        run.scenarios()
+        if "inbound, 1 recipient" in run.results:
+            run.results["inbound, 1 recipient"]["index_item_bytes"] = index_item_bytes(run)
+        md, profile, text = report(run.results, run.memory, load_template(), reps)
+    finally:
+        run.close()
+    print(text)
+    if not args.no_write:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(md + "\n")
+        Path(args.profile).write_text(json.dumps(profile, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {args.out} and {args.profile}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
