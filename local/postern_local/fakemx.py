@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import warnings
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
@@ -78,21 +79,35 @@ class _Handler:
 
 
 class FakeMX:
-    def __init__(self, hostname: str = "mx.fake.test", script: Script | None = None, ssl_context=None):
+    def __init__(self, hostname: str = "mx.fake.test", script: Script | None = None, ssl_context=None,
+                 credentials: tuple[str, str] | None = None):
         self.hostname = hostname
         self.script = script or Script()
         self.messages: list[Received] = []
         self.rejections: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.ssl_context = ssl_context
+        self.credentials = credentials  # (user, password): AUTH required, like a smarthost
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server = None
         self._thread: threading.Thread | None = None
 
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = (isinstance(auth_data, LoginPassword) and self.credentials is not None
+              and (auth_data.login.decode(), auth_data.password.decode()) == self.credentials)
+        return AuthResult(success=ok)
+
     def _factory(self):
-        return SMTP(_Handler(self), hostname=self.hostname, decode_data=False, enable_SMTPUTF8=True,
-                    tls_context=self.ssl_context, require_starttls=False, data_size_limit=None)
+        auth = {}
+        if self.credentials is not None:
+            auth = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # AUTH without TLS: deliberate, loopback only
+            return SMTP(_Handler(self), hostname=self.hostname, decode_data=False, enable_SMTPUTF8=True,
+                        tls_context=self.ssl_context, require_starttls=False, data_size_limit=None, **auth)
 
     def start(self) -> int:
         ready = threading.Event()

@@ -157,7 +157,9 @@ def smtp_transaction(client: smtplib.SMTP, req: SendRequest, remote: str) -> lis
     except (socket.timeout, TimeoutError):
         raise SessionFailed(transient_all(pending, "4.4.2", f"timeout talking to {remote}", remote)) from None
     except smtplib.SMTPServerDisconnected as exc:
-        raise SessionFailed(transient_all(pending, "4.4.2", f"connection lost with {remote}: {exc}", remote)) from None
+        # smtplib reports a read timeout as a disconnect ("... closed: timed out")
+        what = f"timeout talking to {remote}" if "timed out" in str(exc) else f"connection lost with {remote}: {exc}"
+        raise SessionFailed(transient_all(pending, "4.4.2", what, remote)) from None
     except (ssl.SSLError, OSError, smtplib.SMTPException) as exc:
         raise SessionFailed(transient_all(pending, "4.4.2", f"{remote}: {exc.__class__.__name__}: {exc}", remote)) from None
 
