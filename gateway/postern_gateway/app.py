@@ -87,7 +87,7 @@ def build_backend(settings: Settings, clients: Clients) -> Backend:
         log.warning("SMTP spooler not available yet")
     else:
         spooler = Spooler(settings, clients)
-    return Backend(
+    backend = Backend(
         settings=settings,
         store=DynamoMailStore(settings, clients),
         directory=dynamo_directory(settings, clients),
@@ -95,6 +95,20 @@ def build_backend(settings: Settings, clients: Clients) -> Backend:
         spooler=spooler,
         clients=clients,
     )
+    from .trust.gate import attach
+
+    attach(backend, clients)  # trust: abuse limits (state table) and the DNS checks of the MX port
+    return backend
+
+
+def listener_options(backend: Backend, listener: Listener) -> dict:
+    """Keyword arguments a listener factory gets beyond the agreed ones (trust: the SMTP checks)."""
+    options = dict(listener.options)
+    if listener.factory == "start_smtp":
+        from .trust.gate import smtp_checks
+
+        options["checks"] = smtp_checks(backend, options.get("role", "mx"))
+    return options
 
 
 def _factory(listener: Listener):
@@ -125,6 +139,9 @@ class Gateway:
             self.backend = build_backend(self.settings, self.clients)
         if self.ssl_context is None:
             self.ssl_context = await self.backend.run(tls_context, self.settings, self.clients)
+        store = getattr(self.ssl_context, "postern_store", None)
+        if store is not None:
+            store.start()  # certificate reload in place: SIGHUP, file mtime, reload()
         host = self.settings.bind
         try:
             for lst in listeners:
@@ -138,7 +155,7 @@ class Gateway:
                 if factory is None:
                     continue
                 server = await factory(self.backend, host, port, ssl_context=self.ssl_context,
-                                       implicit_tls=lst.implicit_tls, **dict(lst.options))
+                                       implicit_tls=lst.implicit_tls, **listener_options(self.backend, lst))
                 self.servers[lst.name] = server
                 self.ports[lst.name] = server.sockets[0].getsockname()[1]
         except BaseException:
@@ -150,6 +167,9 @@ class Gateway:
         """Close every listener. ``cancel_sessions`` also cancels every other task on
         this loop (only for a loop the gateway owns: ``serve`` and the local stack)."""
         servers, self.servers = list(self.servers.values()), {}
+        store = getattr(self.ssl_context, "postern_store", None)
+        if store is not None:
+            store.stop()
         for s in servers:
             s.close()
         if cancel_sessions:

@@ -20,6 +20,8 @@ import binascii
 import logging
 from dataclasses import dataclass
 
+from postern.errors import AuthLocked
+
 log = logging.getLogger("postern.auth")
 
 
@@ -54,7 +56,19 @@ class FailureCounter:
 
 async def authenticate(backend, username: str, password: str, *, client_ip: str = "", protocol: str = "",
                        counter: FailureCounter | None = None):
-    """Check credentials; on failure sleep before returning None (RFC 3501 §6.2.3 advice, RFC 4954 §4)."""
+    """Check credentials; on failure sleep before returning None (RFC 3501 §6.2.3 advice, RFC 4954 §4).
+
+    With ``backend.limits`` (postern.limits): an IP or account over its failure limit gets
+    :class:`~postern.errors.AuthLocked` (454 / NO [UNAVAILABLE] / -ERR [SYS/TEMP]) without a
+    password check, and a failure's delay grows with the failures counted across gateway tasks.
+    """
+    limits = getattr(backend, "limits", None)
+    if limits is not None:
+        refusal = await backend.run(limits.auth_allowed, client_ip, username[:256], protocol)
+        if refusal is not None:
+            if backend.settings.login_fail_delay > 0:
+                await asyncio.sleep(backend.settings.login_fail_delay)
+            raise AuthLocked(refusal.text)
     user = await backend.run(backend.directory.authenticate, username, password)
     if user is not None:
         if counter is not None:
@@ -67,6 +81,8 @@ async def authenticate(backend, username: str, password: str, *, client_ip: str 
         n = counter.failures
     log.warning("auth failed protocol=%s ip=%s user=%r", protocol, client_ip, username[:100])
     delay = backend.settings.login_fail_delay * min(n, 8)
+    if limits is not None:
+        delay = max(delay, await backend.run(limits.auth_failed, client_ip, username[:256]))
     if delay > 0:
         await asyncio.sleep(delay)
     return None

@@ -26,6 +26,8 @@ class Backend:
     blocking: Blocking = field(default_factory=Blocking)
     spooler: object | None = None  # postern_gateway.smtp.spool.Spooler (S3 + SQS), SMTP only
     clients: object | None = None  # postern.aws.Clients when on AWS/moto
+    limits: object | None = None  # postern.limits.Limits (abuse limits); None = no limits
+    trust: object | None = None  # postern_gateway.trust.gate.Trust (DNS checks on the MX port); None = off
 
     async def run(self, fn, /, *args, **kwargs):
         return await self.blocking.run(fn, *args, **kwargs)

@@ -111,6 +111,16 @@ class PolicyHandler(EsmtpHandler):
     async def handle_CONNECT(self, server, session) -> Reply | None:
         return await self._run_checks("on_connect", server, session)
 
+    def handle_DISCONNECT(self, server) -> None:
+        """Called once from ``connection_lost``; checks may free per-connection state (sync)."""
+        for check in self.checks:
+            hook = getattr(check, "on_disconnect", None)
+            if hook is not None:
+                try:
+                    hook(server)
+                except Exception:  # noqa: BLE001 - never break connection teardown
+                    log.exception("check on_disconnect failed")
+
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, BackendFailure):
             return str(error.reply)

@@ -224,6 +224,9 @@ class PosternSMTP(SMTP):
             return
         if self._sessions is not None:
             self._sessions.release(self)
+        hook = getattr(self.event_handler, "handle_DISCONNECT", None)  # trust: release per-IP slots
+        if hook is not None:
+            hook(self)
         super().connection_lost(error)
 
     def eof_received(self):

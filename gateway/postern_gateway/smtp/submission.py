@@ -31,7 +31,7 @@ from aiosmtpd.smtp import MISSING, AuthResult
 
 from postern import status
 from postern.address import parse_address
-from postern.errors import InvalidAddress
+from postern.errors import AuthLocked, InvalidAddress
 from postern.status import Reply
 
 from ..auth import FailureCounter, SaslError, authenticate, decode_plain
@@ -90,6 +90,8 @@ class SubmissionHandler(PolicyHandler):
         try:
             user = await authenticate(self.backend, login, password, client_ip=_ip(session), protocol="smtp",
                                       counter=session.auth_failures)
+        except AuthLocked as exc:  # trust: postern.limits lockout, 454 4.7.0 with its reason
+            return AuthResult(success=False, handled=False, message=exc.smtp_reply())
         except Exception:
             log.exception("directory failure during AUTH")
             return AuthResult(success=False, handled=False, message=str(status.AUTH_TEMP))

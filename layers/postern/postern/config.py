@@ -117,6 +117,7 @@ class Settings:
 
     # --- inbound authentication and abuse limits (trust) --------------------
     inbound_auth: bool = True  # POSTERN_INBOUND_AUTH (SPF/DKIM/DMARC/ARC on the MX port)
+    inbound_auth_skip: tuple[str, ...] = ("127.0.0.0/8", "::1")  # POSTERN_INBOUND_AUTH_SKIP (client nets not checked)
     dnsbl_zones: tuple[str, ...] = ()  # POSTERN_DNSBL_ZONES (zone,...; empty = no DNSBL check)
     limits_backend: str = "dynamo"  # POSTERN_LIMITS_BACKEND: dynamo | memory (shared counters)
     max_conn_per_ip: int = 20  # POSTERN_MAX_CONN_PER_IP (concurrent, per gateway process)
@@ -190,6 +191,7 @@ class Settings:
             tls_self_signed=_bool(e, "POSTERN_TLS_SELF_SIGNED", d.tls_self_signed),
             tls_reload_interval=_float(e, "POSTERN_TLS_RELOAD_INTERVAL", d.tls_reload_interval),
             inbound_auth=_bool(e, "POSTERN_INBOUND_AUTH", d.inbound_auth),
+            inbound_auth_skip=_list(e, "POSTERN_INBOUND_AUTH_SKIP", d.inbound_auth_skip),
             dnsbl_zones=_list(e, "POSTERN_DNSBL_ZONES", d.dnsbl_zones),
             limits_backend=e.get("POSTERN_LIMITS_BACKEND", d.limits_backend),
             max_conn_per_ip=_int(e, "POSTERN_MAX_CONN_PER_IP", d.max_conn_per_ip),

@@ -140,3 +140,16 @@ class AuthFailed(PosternError):
     imap_code = "AUTHENTICATIONFAILED"  # RFC 5530 §3
     pop3_code = "AUTH"  # RFC 3206 §4
     permanent = True
+
+
+class AuthLocked(PosternError):
+    """Too many failed logins from this IP or for this account (postern.limits): try again later."""
+
+    smtp = status.AUTH_TEMP  # 454 4.7.0 (RFC 4954 §6: temporary authentication failure)
+    imap_code = "UNAVAILABLE"  # RFC 5530 §3: temporary; the client may retry later
+    pop3_code = "SYS/TEMP"  # RFC 3206 §4
+    permanent = False
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Too many failed logins, try again later"
