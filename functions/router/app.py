@@ -63,4 +63,7 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
+    metrics.add_metric(name="Records", unit=MetricUnit.Count, value=len(event.get("Records", [])))
+    # Partial failures are reported per record; if every record fails, Powertools raises
+    # BatchProcessingError and Lambda returns the whole batch to the queue.
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

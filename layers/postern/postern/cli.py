@@ -27,6 +27,8 @@ module listed in :data:`COMMAND_MODULES` registers with
         p.set_defaults(func=run_dkim)
 
 ``ctx`` is a :class:`Context` (settings, clients, directory, store, out).
+Handlers may instead take ``(args, settings, clients)``; plain registrar
+functions are listed in :data:`REGISTRARS` (``postern.cli_outbound`` is).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
+import inspect
 import re
 import sys
 from collections.abc import Callable
@@ -49,6 +52,13 @@ EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL
 
 # Modules imported for their @command / @group_command registrations (add yours here).
 COMMAND_MODULES: list[str] = []
+
+# Or plain registrar functions: (module, function, group). group None -> the function gets the
+# top-level subparsers; "domain"/"user"/"alias" -> that group's subparsers.
+REGISTRARS: list[tuple[str, str, str | None]] = [
+    ("postern.cli_outbound", "register", None),  # queue, trace
+    ("postern.cli_outbound", "register_domain", "domain"),  # domain dkim
+]
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 _GROUP_COMMANDS: dict[str, list[Callable[[argparse._SubParsersAction], None]]] = {}
@@ -250,6 +260,14 @@ def _group(sub, name: str, help_text: str) -> argparse._SubParsersAction:
     return g
 
 
+def _registrars(group: str | None):
+    out = []
+    for mod, fn, g in REGISTRARS:
+        if g == group:
+            out.append(getattr(importlib.import_module(mod), fn))
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     for mod in COMMAND_MODULES:
         importlib.import_module(mod)
@@ -279,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="?", help="the catch-all address (omit to show the current one)")
     p.add_argument("--clear", action="store_true", help="remove the catch-all")
     p.set_defaults(func=_domain_catchall)
-    for fn in _GROUP_COMMANDS.get("domain", []):
+    for fn in _GROUP_COMMANDS.get("domain", []) + _registrars("domain"):
         fn(g)
 
     g = _group(sub, "user", "mailbox users")
@@ -304,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = g.add_parser("remove", help="remove a user (the stored mail is kept)")
     p.add_argument("address")
     p.set_defaults(func=_user_remove)
-    for fn in _GROUP_COMMANDS.get("user", []):
+    for fn in _GROUP_COMMANDS.get("user", []) + _registrars("user"):
         fn(g)
 
     g = _group(sub, "alias", "aliases: an address delivering to one or more others (local or remote)")
@@ -318,12 +336,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = g.add_parser("remove", help="remove an alias")
     p.add_argument("address")
     p.set_defaults(func=_alias_remove)
-    for fn in _GROUP_COMMANDS.get("alias", []):
+    for fn in _GROUP_COMMANDS.get("alias", []) + _registrars("alias"):
         fn(g)
 
-    for fn in _COMMANDS:
+    for fn in _COMMANDS + _registrars(None):
         fn(sub)
     return parser
+
+
+def _run(func, args, ctx: Context):
+    """Handlers take ``(args, ctx)``, or ``(args, settings, clients)``."""
+    if len(inspect.signature(func).parameters) >= 3:
+        return func(args, ctx.settings, ctx.clients)
+    return func(args, ctx)
 
 
 def stack_settings(settings, clients, stack: str):
@@ -362,7 +387,7 @@ def main(argv: list[str] | None = None, *, settings=None, clients=None, out: Tex
             s = stack_settings(s, c, stack)
             c = clients or Clients(s)
         ctx = Context(settings=s, clients=c, out=out or sys.stdout, stdin=stdin or sys.stdin, verbose=args.verbose)
-        rc = args.func(args, ctx)
+        rc = _run(args.func, args, ctx)
         return EXIT_OK if rc is None else int(rc)
     except CliError as exc:
         print(f"postern: {exc}", file=err)

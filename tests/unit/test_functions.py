@@ -1,0 +1,213 @@
+"""Each Lambda handler on the sample events in events/, under moto's mock_aws."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from postern.envelope import NoticeJob, OutboundJob, StoreJob, parse_body
+from postern_local.lambdas import FakeContext, load_handler
+
+REPO = Path(__file__).resolve().parents[2]
+RAW = b"From: bob@example.org\r\nTo: alice@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
+
+
+def event(name: str) -> dict:
+    return json.loads((REPO / "events" / name).read_text())
+
+
+@pytest.fixture
+def env(aws, monkeypatch):
+    """The handlers' process environment: what the template's Globals set, on the mock."""
+    from postern import aws as aws_mod
+    from postern import config
+
+    settings, clients, res = aws
+    for k, v in {**res.environment(), "POSTERN_HOSTNAME": "mx.example.test"}.items():
+        monkeypatch.setenv(k, v)
+    config.get_settings.cache_clear()
+    aws_mod.reset_clients()
+    s, c = config.get_settings(), aws_mod.get_clients()
+    from postern.directory import dynamo_directory
+
+    d = dynamo_directory(s, c)
+    d.add_domain("example.test")
+    d.add_user("alice@example.test", "pw-alice")
+    d.add_user("small@example.test", "pw-small", quota=10)
+    d.add_alias("team@example.test", ["alice@example.test", "dave@example.net"])
+    for ev in ("store/normal.json", "store/duplicate.json", "store/over-quota.json"):
+        for r in event(ev)["Records"]:
+            job = StoreJob.from_json(r["body"])
+            c.s3.put_object(Bucket=s.bucket, Key=job.s3_key, Body=RAW)
+    yield s, c
+    config.get_settings.cache_clear()
+    aws_mod.reset_clients()
+
+
+def handler(function: str):
+    return load_handler(f"functions/{function}", "app.lambda_handler", f"postern_fn_test_{function}")
+
+
+def drain(clients, url) -> list:
+    out = []
+    while True:
+        r = clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        msgs = r.get("Messages", [])
+        if not msgs:
+            return out
+        for m in msgs:
+            out.append(parse_body(m["Body"]))
+            clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def counting(clients) -> Counter:
+    calls: Counter = Counter()
+
+    def hook(event_name, model, **kwargs):
+        calls[f"{event_name.split('.')[1]}.{model.name}"] += 1
+
+    clients.register_hook("before-call", hook)
+    return calls
+
+
+def ctx(name: str) -> FakeContext:
+    return FakeContext(function_name=name)
+
+
+# --- router -----------------------------------------------------------------------
+def test_router_local_recipient_one_store_job_in_two_requests(env):
+    s, c = env
+    calls = counting(c)
+    r = handler("router")(event("router/local.json"), ctx("router"))
+    assert r == {"batchItemFailures": []}
+    assert calls == Counter({"dynamodb.BatchGetItem": 1, "sqs.SendMessage": 1})
+    (job,) = drain(c, s.store_queue_url)
+    assert isinstance(job, StoreJob)
+    assert (job.user, job.mailbox, job.original_recipient) == ("alice@example.test", "INBOX", "alice@example.test")
+    assert job.trace_headers.startswith("Received: from client.example.org")
+    assert drain(c, s.outbound_queue_url) == [] and drain(c, s.ndr_queue_url) == []
+
+
+def test_router_alias_local_and_forwarded_target(env):
+    s, c = env
+    assert handler("router")(event("router/alias.json"), ctx("router")) == {"batchItemFailures": []}
+    (job,) = drain(c, s.store_queue_url)
+    assert (job.user, job.original_recipient) == ("alice@example.test", "team@example.test")
+    (out,) = drain(c, s.outbound_queue_url)
+    assert isinstance(out, OutboundJob)
+    assert (out.domain, out.recipients, out.original_recipients) == ("example.net", ("dave@example.net",),
+                                                                     ("team@example.test",))
+
+
+def test_router_authenticated_submission_relays(env):
+    s, c = env
+    assert handler("router")(event("router/remote-auth.json"), ctx("router")) == {"batchItemFailures": []}
+    (out,) = drain(c, s.outbound_queue_url)
+    assert out.recipients == ("carol@example.net",) and out.auth_user == "alice@example.test"
+    (job,) = drain(c, s.store_queue_url)
+    assert job.user == "alice@example.test"
+
+
+def test_router_unknown_recipient_bounces(env):
+    s, c = env
+    assert handler("router")(event("router/unknown.json"), ctx("router")) == {"batchItemFailures": []}
+    assert drain(c, s.store_queue_url) == []
+    (notice,) = drain(c, s.ndr_queue_url)
+    assert isinstance(notice, NoticeJob) and notice.kind == "failed"
+    (f,) = notice.failures()
+    assert (f.recipient, f.status) == ("nobody@example.test", "5.1.1")
+    assert f.diagnostic.startswith("smtp; 550 5.1.1")
+
+
+def test_router_poison_is_a_batch_item_failure(env):
+    ev = event("router/local.json")
+    ev["Records"].append({**ev["Records"][0], "messageId": "poison-1", "body": "{}"})
+    r = handler("router")(ev, ctx("router"))
+    assert r == {"batchItemFailures": [{"itemIdentifier": "poison-1"}]}
+
+
+# --- store ------------------------------------------------------------------------
+def _messages(s, c, user):
+    from postern.store.dynamo import DynamoMailStore
+
+    store = DynamoMailStore(s, c)
+    mb = store.get_mailbox(user, "INBOX")
+    return [store.read(m) for m in store.list_messages(mb)]
+
+
+def test_store_normal_appends_prefix_plus_original_bytes(env):
+    s, c = env
+    assert handler("store")(event("store/normal.json"), ctx("store")) == {"batchItemFailures": []}
+    (msg,) = _messages(s, c, "alice@example.test")
+    job = StoreJob.from_json(event("store/normal.json")["Records"][0]["body"])
+    prefix = f"Return-Path: <bob@example.org>\r\nDelivered-To: alice@example.test\r\n{job.trace_headers}".encode()
+    assert msg == prefix + RAW
+    # the raw spool bytes are unchanged, and were adopted as a mailbox blob
+    assert c.s3.get_object(Bucket=s.bucket, Key=job.s3_key)["Body"].read() == RAW
+    assert c.s3.get_object(Bucket=s.bucket, Key=s.message_prefix + job.queue_id)["Body"].read() == RAW
+
+
+def test_store_steady_state_request_count(env):
+    s, c = env
+    h = handler("store")
+    h(event("store/normal.json"), ctx("store"))  # first delivery creates the mailboxes
+    ev = event("store/duplicate.json")
+    ev["Records"] = ev["Records"][:1]
+    calls = counting(c)
+    assert h(ev, ctx("store")) == {"batchItemFailures": []}
+    assert calls == Counter({"s3.GetObject": 1, "s3.CopyObject": 1, "dynamodb.GetItem": 1,
+                             "dynamodb.UpdateItem": 1, "dynamodb.TransactWriteItems": 1})
+
+
+def test_store_duplicate_job_creates_one_message(env):
+    s, c = env
+    h = handler("store")
+    assert h(event("store/duplicate.json"), ctx("store")) == {"batchItemFailures": []}
+    assert h(event("store/duplicate.json"), ctx("store")) == {"batchItemFailures": []}  # redelivered batch
+    assert len(_messages(s, c, "alice@example.test")) == 1
+
+
+def test_store_over_quota_bounces_and_is_done(env):
+    s, c = env
+    assert handler("store")(event("store/over-quota.json"), ctx("store")) == {"batchItemFailures": []}
+    (notice,) = drain(c, s.ndr_queue_url)
+    (f,) = notice.failures()
+    assert (f.recipient, f.status, notice.mail_from) == ("small@example.test", "5.2.2", "bob@example.org")
+    from postern.errors import MailboxNotFound
+    from postern.store.dynamo import DynamoMailStore
+
+    store = DynamoMailStore(s, c)
+    try:
+        mb = store.get_mailbox("small@example.test", "INBOX")
+    except MailboxNotFound:
+        return
+    assert mb.exists == 0
+
+
+def test_store_poison_records_fail(env):
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    ev = event("store/poison.json")
+    # Every record failed: Powertools raises, so Lambda (and the local poller) keep the whole batch.
+    with pytest.raises(BatchProcessingError):
+        handler("store")(ev, ctx("store"))
+    good = event("store/normal.json")["Records"][0]
+    ev["Records"].append(good)
+    r = handler("store")(ev, ctx("store"))
+    assert sorted(f["itemIdentifier"] for f in r["batchItemFailures"]) == sorted(
+        x["messageId"] for x in ev["Records"][:2])
+
+
+def test_store_backend_fault_is_a_retry(env):
+    s, c = env
+    ev = event("store/normal.json")
+    job = json.loads(ev["Records"][0]["body"])
+    job["s3_key"] = "spool/does-not-exist"
+    ev["Records"][0]["body"] = json.dumps(job)
+    ev["Records"].append({**event("store/duplicate.json")["Records"][0], "messageId": "good-1"})
+    r = handler("store")(ev, ctx("store"))
+    assert r == {"batchItemFailures": [{"itemIdentifier": ev["Records"][0]["messageId"]}]}
+    assert len(_messages(s, c, "alice@example.test")) == 1
