@@ -568,3 +568,27 @@ def test_unexpected_error_closes_only_that_connection():
         p = login(srv)  # the server is still serving, the lock was released
         assert p.retr(1)[1] == lines_of(logical(MSG1))
         p.quit()
+
+
+def test_per_ip_connection_limit_and_auth_lockout(backend):
+    """The shared abuse limits (postern.limits) as the gateway attaches them."""
+    from postern.limits import Limits, MemoryCounters
+
+    b = memory_backend(store=backend.store, directory=backend.directory, max_conn_per_ip=2, auth_fail_user_limit=2)
+    b.limits = Limits(b.settings, MemoryCounters())
+    with ServerThread(start_pop3, b) as srv:
+        first, second = connect(srv), connect(srv)
+        c = Raw(srv.port)
+        assert c.line() == b"-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n"
+        assert c.closed()
+        second.quit()
+        wait_for(lambda: b.limits.open_connections("127.0.0.1") == 1)
+        p = connect(srv)  # the slot came back
+        for _ in range(2):
+            p.user(USER)
+            assert refusal(p, "PASS wrong") == R["auth_failed"]
+        p.user(USER)
+        assert refusal(p, "PASS " + PASSWORD) == (
+            b"-ERR [SYS/TEMP] Account temporarily locked after failed logins, try again later")
+        p.quit()
+        first.quit()

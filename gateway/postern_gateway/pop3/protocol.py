@@ -9,7 +9,9 @@ Out:  :class:`Command` (keyword upper-cased, arguments), and the bytes of
 Fails: :class:`LineTooLong` when a line exceeds its bound (the caller
       answers ``-ERR`` and drops the connection); :class:`BadCommand` for a
       line that is not a POP3 command (the caller answers ``-ERR`` with its
-      text). Nothing here touches a socket, a clock or the mail store.
+      text); :class:`Pop3Error` is how the session refuses a command
+      (``-ERR [code] text``). Nothing here touches a socket, a clock or the
+      mail store.
 
 RFC 1939 §3: commands are a case-insensitive keyword, optionally followed by
 arguments separated by a single space, ending in CRLF; responses are a

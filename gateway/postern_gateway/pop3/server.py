@@ -8,7 +8,8 @@ Out:  a started :class:`asyncio.Server`. Closing it (``close()``, also via
       ``serve_forever`` being cancelled) cancels its sessions, which close
       their connections without committing any DELE.
 Fails: more than ``settings.max_sessions`` concurrent connections on one
-      listener get ``-ERR [SYS/TEMP]`` and are closed; a line over the bound
+      listener, or more than ``settings.max_conn_per_ip`` from one address
+      when ``backend.limits`` is set, get ``-ERR [SYS/TEMP]`` and are closed; a line over the bound
       gets ``-ERR`` and the connection is dropped; ``settings.pop3_timeout``
       seconds without a command (or without the client reading our output)
       ends the session (RFC 1939 §3: an autologout timer of at least 10
@@ -27,6 +28,7 @@ import asyncio
 import logging
 import ssl
 
+from ..trust.gate import connection_ticket
 from .protocol import CODE_SYS_TEMP, LineBuffer, LineTooLong, err
 from .session import LOCKS, Action, MaildropLocks, Pop3Session
 
@@ -63,6 +65,8 @@ class _Connection(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._drain: list[asyncio.Future] = []
+        self._ticket = None
+        self._ticket = None  # per-IP connection slot (postern.limits), released at disconnect
 
     # --- asyncio.Protocol callbacks ---------------------------------------
     def connection_made(self, transport) -> None:
@@ -71,6 +75,20 @@ class _Connection(asyncio.Protocol):
         if len(lst.connections) >= self.settings.max_sessions:
             log.warning("pop3 session cap reached (%d), refusing %s", self.settings.max_sessions, self._peer())
             transport.write(err("Too many connections, try again later", CODE_SYS_TEMP))
+            transport.close()
+            self._closed = True
+            return
+        limits = getattr(lst.backend, "limits", None)  # postern.limits (trust.gate.connection_ticket)
+        if limits is not None:
+            self._ticket = limits.connect(self._peer(), "pop3")
+            if self._ticket is None:
+                transport.write(err("Too many connections from your address, try again later", CODE_SYS_TEMP))
+                transport.close()
+                self._closed = True
+                return
+        self._ticket = connection_ticket(lst.backend, self._peer(), "pop3")  # trust: per-IP cap (postern.limits)
+        if self._ticket is None:
+            transport.write(err("Too many connections from your address, try again later", CODE_SYS_TEMP))
             transport.close()
             self._closed = True
             return
@@ -92,11 +110,17 @@ class _Connection(asyncio.Protocol):
         return False  # close the transport
 
     def connection_lost(self, exc) -> None:
+        if self._ticket is not None:
+            self._ticket.release()
+            self._ticket = None
         self._eof = True
         self._closed = True
         self._data.set()
         self._wake_writers()
         self.listener.connections.discard(self)
+        if self._ticket is not None:
+            self._ticket.release()
+            self._ticket = None
 
     def pause_writing(self) -> None:
         self._write_paused = True
