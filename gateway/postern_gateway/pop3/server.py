@@ -28,7 +28,6 @@ import asyncio
 import logging
 import ssl
 
-from ..trust.gate import connection_ticket
 from .protocol import CODE_SYS_TEMP, LineBuffer, LineTooLong, err
 from .session import LOCKS, Action, MaildropLocks, Pop3Session
 
@@ -65,7 +64,6 @@ class _Connection(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._drain: list[asyncio.Future] = []
-        self._ticket = None
         self._ticket = None  # per-IP connection slot (postern.limits), released at disconnect
 
     # --- asyncio.Protocol callbacks ---------------------------------------
@@ -86,12 +84,6 @@ class _Connection(asyncio.Protocol):
                 transport.close()
                 self._closed = True
                 return
-        self._ticket = connection_ticket(lst.backend, self._peer(), "pop3")  # trust: per-IP cap (postern.limits)
-        if self._ticket is None:
-            transport.write(err("Too many connections from your address, try again later", CODE_SYS_TEMP))
-            transport.close()
-            self._closed = True
-            return
         lst.connections.add(self)
         task = self._loop.create_task(self._serve())
         lst.tasks.add(task)
@@ -110,9 +102,6 @@ class _Connection(asyncio.Protocol):
         return False  # close the transport
 
     def connection_lost(self, exc) -> None:
-        if self._ticket is not None:
-            self._ticket.release()
-            self._ticket = None
         self._eof = True
         self._closed = True
         self._data.set()
