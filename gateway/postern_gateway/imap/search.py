@@ -1,0 +1,537 @@
+"""SEARCH criteria: parse and evaluate (RFC 3501 §6.4.4; RFC 7162 §3.4 MODSEQ).
+
+In:   the argument tokens of SEARCH / UID SEARCH (``tokens.py`` model: Atom,
+      bytes for quoted strings and literals, lists for parentheses); and, per
+      message, an object with ``seq, uid, flags, modseq, size, internaldate,
+      header, raw, seq_max, uid_max`` and optionally ``recent`` (bool).
+Out:  :func:`parse_search` -> a :class:`SearchKey` tree; :func:`needs` -> which
+      message data beyond the index evaluation reads ({"header", "body"});
+      :func:`evaluate` -> bool.
+Fails: :class:`SearchSyntaxError` (a ValueError) from the parser, with
+      ``.code`` set to ``BADCHARSET (UTF-8 US-ASCII)`` for an unsupported
+      CHARSET (RFC 3501 §6.4.4: tagged NO [BADCHARSET]); otherwise a BAD.
+      :func:`evaluate` never raises: a message whose data cannot be read as
+      asked simply does not match that key.
+
+Matching rules
+--------------
+* String keys match a case-insensitive substring (``str.casefold``) of the
+  *decoded* text: header values with RFC 2047 encoded-words decoded (the
+  email package, ``policy.default``), bodies as the transfer- and
+  charset-decoded text of their text/* parts (each part handed to
+  ``BytesParser(policy=policy.default)`` and read with ``get_content()``).
+  The MIME structure comes from :mod:`.message`, so large attachments are
+  never decoded for a BODY search.
+* HEADER/FROM/TO/CC/BCC/SUBJECT look at every field of that name; an empty
+  string matches any message that has the field (RFC 3501 §6.4.4 HEADER).
+* BEFORE/ON/SINCE compare the date of INTERNALDATE (as shown by FETCH, UTC),
+  SENT* the date of the Date: header as written; times and zones are ignored
+  (RFC 3501 §6.4.4). A message without a readable Date: matches no SENT* key.
+* Flags and keywords compare case-insensitively.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass
+from email import policy as _policy
+from email import utils as _email_utils
+from email.parser import BytesParser
+
+from . import message as _message
+from . import wire
+from .seqset import SeqSet
+
+__all__ = ["SearchKey", "SearchSyntaxError", "parse_search", "needs", "evaluate"]
+
+MAX_DEPTH = 64  # nesting of parentheses / NOT / OR
+MAX_NUMBER = 2**32 - 1
+MAX_MODSEQ = 2**63 - 1  # RFC 7162 §7 mod-sequence-value
+
+
+class SearchSyntaxError(ValueError):
+    """Bad SEARCH arguments. ``code`` is a response code for a tagged NO (BADCHARSET), else None."""
+
+    def __init__(self, text: str, code: str | None = None):
+        super().__init__(text)
+        self.code = code
+
+
+# --- the key tree -----------------------------------------------------------
+
+
+class SearchKey:
+    """Base of the parsed criteria tree."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class All(SearchKey):
+    pass
+
+
+@dataclass(frozen=True)
+class And(SearchKey):
+    keys: tuple[SearchKey, ...]
+
+
+@dataclass(frozen=True)
+class Or(SearchKey):
+    left: SearchKey
+    right: SearchKey
+
+
+@dataclass(frozen=True)
+class Not(SearchKey):
+    key: SearchKey
+
+
+@dataclass(frozen=True)
+class HasFlag(SearchKey):
+    flag: str  # compared upper-cased
+
+
+@dataclass(frozen=True)
+class Recent(SearchKey):
+    pass
+
+
+@dataclass(frozen=True)
+class SeqMatch(SearchKey):
+    seqset: SeqSet
+    uid: bool
+
+
+@dataclass(frozen=True)
+class Size(SearchKey):
+    larger: bool
+    n: int
+
+
+@dataclass(frozen=True)
+class DateKey(SearchKey):
+    sent: bool  # Date: header (SENT*) rather than INTERNALDATE
+    op: str  # "before" | "on" | "since"
+    date: _dt.date
+
+
+@dataclass(frozen=True)
+class HeaderKey(SearchKey):
+    name: str  # lower-case field name
+    needle: str  # casefolded
+
+
+@dataclass(frozen=True)
+class BodyKey(SearchKey):
+    needle: str
+    text: bool  # TEXT (header + body) rather than BODY
+
+
+@dataclass(frozen=True)
+class ModSeq(SearchKey):
+    modseq: int
+
+
+# --- parsing ------------------------------------------------------------------
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\ANSWERED", True),
+    "DELETED": ("\\DELETED", True),
+    "DRAFT": ("\\DRAFT", True),
+    "FLAGGED": ("\\FLAGGED", True),
+    "SEEN": ("\\SEEN", True),
+    "UNANSWERED": ("\\ANSWERED", False),
+    "UNDELETED": ("\\DELETED", False),
+    "UNDRAFT": ("\\DRAFT", False),
+    "UNFLAGGED": ("\\FLAGGED", False),
+    "UNSEEN": ("\\SEEN", False),
+}
+_HEADER_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
+_DATE_KEYS = {
+    "BEFORE": (False, "before"),
+    "ON": (False, "on"),
+    "SINCE": (False, "since"),
+    "SENTBEFORE": (True, "before"),
+    "SENTON": (True, "on"),
+    "SENTSINCE": (True, "since"),
+}
+_SEQSET_RE = re.compile(r"[0-9*:,]+")
+_NUMBER_RE = re.compile(r"[0-9]+")
+_ENTRY_TYPES = {"PRIV", "SHARED", "ALL"}
+
+
+class _Parser:
+    def __init__(self, tokens: list, charset: str):
+        self.tokens = tokens
+        self.pos = 0
+        self.charset = charset
+
+    def _next(self, what: str):
+        if self.pos >= len(self.tokens):
+            raise SearchSyntaxError(f"missing {what}")
+        tok = self.tokens[self.pos]
+        self.pos += 1
+        return tok
+
+    def string(self, what: str) -> str:
+        tok = self._next(what)
+        if isinstance(tok, (bytes, bytearray)):
+            return bytes(tok).decode("utf-8" if self.charset != "US-ASCII" else "ascii", "replace")
+        if isinstance(tok, str):
+            return str(tok)  # an atom used as an astring
+        raise SearchSyntaxError(f"expected a string for {what}")
+
+    def atom(self, what: str) -> str:
+        tok = self._next(what)
+        if not isinstance(tok, str):
+            raise SearchSyntaxError(f"expected {what}")
+        return str(tok)
+
+    def number(self, what: str, limit: int = MAX_NUMBER) -> int:
+        text = self.atom(what)
+        if not _NUMBER_RE.fullmatch(text) or len(text) > 20 or int(text) > limit:
+            raise SearchSyntaxError(f"invalid number for {what}")
+        return int(text)
+
+    def date(self, what: str) -> _dt.date:
+        tok = self._next(what)
+        if isinstance(tok, list):
+            raise SearchSyntaxError(f"expected a date for {what}")
+        try:
+            return wire.parse_date(tok)
+        except ValueError:
+            raise SearchSyntaxError(f"invalid date for {what}") from None
+
+    def keys_until_end(self, depth: int) -> list[SearchKey]:
+        keys = []
+        while self.pos < len(self.tokens):
+            keys.append(self.key(depth))
+        return keys
+
+    def key(self, depth: int) -> SearchKey:
+        if depth > MAX_DEPTH:
+            raise SearchSyntaxError("search criteria nested too deeply")
+        tok = self._next("search key")
+        if isinstance(tok, list):
+            sub = _Parser(tok, self.charset)
+            keys = sub.keys_until_end(depth + 1)
+            if not keys:
+                raise SearchSyntaxError("empty parenthesised search key")
+            return keys[0] if len(keys) == 1 else And(tuple(keys))
+        if not isinstance(tok, str):
+            raise SearchSyntaxError("expected a search key")
+        name = str(tok).upper()
+        if name == "ALL":
+            return All()
+        if name in _FLAG_KEYS:
+            flag, present = _FLAG_KEYS[name]
+            k: SearchKey = HasFlag(flag)
+            return k if present else Not(k)
+        if name == "KEYWORD" or name == "UNKEYWORD":
+            flag = self.atom("keyword")
+            k = HasFlag(flag.upper())
+            return k if name == "KEYWORD" else Not(k)
+        if name == "RECENT":
+            return Recent()
+        if name == "NEW":  # RFC 3501: RECENT UNSEEN
+            return And((Recent(), Not(HasFlag("\\SEEN"))))
+        if name == "OLD":
+            return Not(Recent())
+        if name in _HEADER_KEYS:
+            return HeaderKey(_HEADER_KEYS[name], self.string(name).casefold())
+        if name == "HEADER":
+            field_name = self.string("header field name").strip().lower()
+            if not field_name:
+                raise SearchSyntaxError("empty header field name")
+            return HeaderKey(field_name, self.string("header value").casefold())
+        if name == "BODY" or name == "TEXT":
+            return BodyKey(self.string(name).casefold(), name == "TEXT")
+        if name in _DATE_KEYS:
+            sent, op = _DATE_KEYS[name]
+            return DateKey(sent, op, self.date(name))
+        if name == "LARGER" or name == "SMALLER":
+            return Size(name == "LARGER", self.number(name))
+        if name == "UID":
+            return SeqMatch(self._seqset(self.atom("UID set")), True)
+        if name == "NOT":
+            return Not(self.key(depth + 1))
+        if name == "OR":
+            left = self.key(depth + 1)
+            right = self.key(depth + 1)
+            return Or(left, right)
+        if name == "MODSEQ":
+            return self._modseq()
+        if _SEQSET_RE.fullmatch(name):
+            return SeqMatch(self._seqset(name), False)
+        raise SearchSyntaxError(f"unknown search key {name[:40]}")
+
+    def _seqset(self, text: str) -> SeqSet:
+        try:
+            return SeqSet.parse(text)
+        except ValueError as exc:
+            raise SearchSyntaxError(f"invalid sequence set: {exc}") from None
+
+    def _modseq(self) -> SearchKey:
+        # RFC 7162 §3.4: "MODSEQ" [SP entry-name SP entry-type-req] SP mod-sequence-valzer
+        if self.pos < len(self.tokens):
+            tok = self.tokens[self.pos]
+            if isinstance(tok, (bytes, bytearray)) or (isinstance(tok, str) and not _NUMBER_RE.fullmatch(str(tok))):
+                self.pos += 1  # entry-name: ignored, our modseq is per message
+                kind = self.atom("MODSEQ entry type").upper()
+                if kind not in _ENTRY_TYPES:
+                    raise SearchSyntaxError("invalid MODSEQ entry type")
+        return ModSeq(self.number("MODSEQ value", MAX_MODSEQ))
+
+
+def parse_search(args: list, charset_ok=("UTF-8", "US-ASCII")) -> SearchKey:
+    """Parse SEARCH criteria (after any RETURN options) into a :class:`SearchKey`.
+
+    ``[CHARSET name] key *(SP key)``; several keys are an implicit AND.
+    """
+    tokens = list(args)
+    charset = "UTF-8"
+    if tokens and isinstance(tokens[0], str) and not isinstance(tokens[0], list) and str(tokens[0]).upper() == "CHARSET":
+        if len(tokens) < 2 or isinstance(tokens[1], list):
+            raise SearchSyntaxError("CHARSET needs a name")
+        name = tokens[1]
+        name = (bytes(name).decode("ascii", "replace") if isinstance(name, (bytes, bytearray)) else str(name)).upper()
+        allowed = [c.upper() for c in charset_ok]
+        if name not in allowed:
+            raise SearchSyntaxError(
+                f"unsupported charset {name[:40]}", code="BADCHARSET (" + " ".join(charset_ok) + ")"
+            )
+        charset = name
+        tokens = tokens[2:]
+    parser = _Parser(tokens, charset)
+    keys = parser.keys_until_end(0)
+    if not keys:
+        raise SearchSyntaxError("missing search criteria")
+    return keys[0] if len(keys) == 1 else And(tuple(keys))
+
+
+def needs(key: SearchKey) -> set[str]:
+    """What evaluating ``key`` reads beyond index fields: a subset of {"header", "body"}."""
+    out: set[str] = set()
+    stack = [key]
+    while stack:
+        k = stack.pop()
+        if isinstance(k, And):
+            stack.extend(k.keys)
+        elif isinstance(k, Or):
+            stack += [k.left, k.right]
+        elif isinstance(k, Not):
+            stack.append(k.key)
+        elif isinstance(k, HeaderKey) or (isinstance(k, DateKey) and k.sent):
+            out.add("header")
+        elif isinstance(k, BodyKey):
+            out.add("body")
+            if k.text:
+                out.add("header")
+    return out
+
+
+# --- evaluation --------------------------------------------------------------
+
+
+def _decode_header_value(raw: bytes) -> str:
+    """A header value as text: encoded-words decoded (RFC 2047) via the email package."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")  # 8-bit header in some legacy charset: keep every byte readable
+    if "=?" not in text:
+        return text
+    try:
+        return str(_policy.default.header_factory("x-postern-search", text))
+    except Exception:
+        return text
+
+
+class _View:
+    """Lazily derived data of one message for one evaluation."""
+
+    __slots__ = ("msg", "_buf", "_flist", "_values", "_body", "_header_text")
+
+    def __init__(self, msg):
+        self.msg = msg
+        self._buf: bytes | None = None
+        self._flist = None
+        self._values: dict[bytes, list[str]] = {}
+        self._body: list[str] | None = None
+        self._header_text: str | None = None
+
+    def _header(self) -> bytes:
+        if self._buf is None:
+            header = getattr(self.msg, "header", None)
+            if not header:
+                raw = getattr(self.msg, "raw", None) or b""
+                header = raw[: _message.header_length(raw)]
+            self._buf = header
+        return self._buf
+
+    def _fields(self):
+        if self._flist is None:
+            header = self._header()
+            self._flist = _message._split_header(header, 0, len(header), _message.MAX_FIELDS)[0]
+        return self._flist
+
+    def values(self, name: str) -> list[str]:
+        """Decoded, casefolded values of every field called ``name`` (lower case)."""
+        key = name.encode("utf-8", "replace")
+        got = self._values.get(key)
+        if got is None:
+            buf = self._header()
+            end = _message._header_end(buf, 0, len(buf))[0]
+            got = []
+            # find the fields by name at line starts (no full split of the header)
+            for start, value_start, fend in _message.field_spans(buf, (key,), end):
+                field = _message.Field(key, start, value_start, fend)
+                got.append(_decode_header_value(_message._value(buf, field)).casefold())
+            self._values[key] = got
+        return got
+
+    def header_text(self) -> str:
+        if self._header_text is None:
+            flist = self._fields()
+            self._header_text = "\n".join(
+                (f.name or b"").decode("ascii", "replace") + ": " + _decode_header_value(_message._value(self._buf, f)).casefold()
+                for f in flist
+            )
+        return self._header_text
+
+    def body_texts(self) -> list[str]:
+        if self._body is None:
+            raw = getattr(self.msg, "raw", None)
+            self._body = _body_texts(raw) if raw else []
+        return self._body
+
+
+def _text_entities(root: _message.Entity):
+    stack = [root]
+    while stack:
+        e = stack.pop()
+        if e.synthetic:
+            continue
+        if e.is_multipart:
+            stack.extend(reversed(e.children))
+        elif e.message is not None:
+            stack.append(e.message)
+        elif e.maintype == "text":
+            yield e
+
+
+def _body_texts(raw: bytes) -> list[str]:
+    """Decoded text of every text/* part (casefolded)."""
+    out = []
+    try:
+        root = _message.parse(raw)
+    except Exception:
+        return out
+    parser = BytesParser(policy=_policy.default)
+    for e in _text_entities(root):
+        if e.end <= e.body_start:
+            continue
+        try:
+            part = parser.parsebytes(raw[e.start : e.end])
+            try:
+                text = part.get_content()
+            except (LookupError, UnicodeError):
+                payload = part.get_payload(decode=True) or b""
+                text = payload.decode("utf-8", "replace")
+            if not isinstance(text, str):
+                text = bytes(text).decode("utf-8", "replace")
+        except Exception:
+            text = raw[e.body_start : e.end].decode("utf-8", "replace")
+        out.append(text.casefold())
+    return out
+
+
+def _sent_date(view: _View) -> _dt.date | None:
+    values = view.values("date")
+    if not values:
+        return None
+    try:
+        parsed = _email_utils.parsedate_tz(values[0])
+    except Exception:
+        return None
+    if not parsed:
+        return None
+    try:
+        year = parsed[0]
+        if year < 100:  # RFC 5322 §4.3 two-digit years
+            year += 2000 if year < 50 else 1900
+        return _dt.date(year, parsed[1], parsed[2])  # the date as written: the zone is ignored
+    except (ValueError, TypeError):
+        return None
+
+
+def _internal_date(msg) -> _dt.date | None:
+    try:
+        return _dt.datetime.fromtimestamp(float(msg.internaldate), _dt.timezone.utc).date()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _compare(op: str, have: _dt.date | None, want: _dt.date) -> bool:
+    if have is None:
+        return False
+    if op == "before":
+        return have < want
+    if op == "on":
+        return have == want
+    return have >= want  # since: on or after
+
+
+def _flags_upper(msg) -> frozenset[str]:
+    return frozenset(str(f).upper() for f in (getattr(msg, "flags", None) or ()))
+
+
+def _eval(key: SearchKey, msg, view: _View, flags: frozenset[str]) -> bool:
+    if isinstance(key, And):
+        return all(_eval(k, msg, view, flags) for k in key.keys)
+    if isinstance(key, Not):
+        return not _eval(key.key, msg, view, flags)
+    if isinstance(key, Or):
+        return _eval(key.left, msg, view, flags) or _eval(key.right, msg, view, flags)
+    if isinstance(key, All):
+        return True
+    if isinstance(key, HasFlag):
+        return key.flag in flags
+    if isinstance(key, Recent):
+        return bool(getattr(msg, "recent", False))
+    if isinstance(key, SeqMatch):
+        if key.uid:
+            return key.seqset.contains(msg.uid, msg.uid_max)
+        return key.seqset.contains(msg.seq, msg.seq_max)
+    if isinstance(key, Size):
+        return msg.size > key.n if key.larger else msg.size < key.n
+    if isinstance(key, ModSeq):
+        return (getattr(msg, "modseq", 0) or 0) >= key.modseq
+    try:
+        if isinstance(key, DateKey):
+            have = _sent_date(view) if key.sent else _internal_date(msg)
+            return _compare(key.op, have, key.date)
+        if isinstance(key, HeaderKey):
+            values = view.values(key.name)
+            if not values:
+                return False
+            return any(key.needle in v for v in values)
+        if isinstance(key, BodyKey):
+            if not key.needle:
+                return True
+            if key.text and key.needle in view.header_text():
+                return True
+            return any(key.needle in t for t in view.body_texts())
+    except Exception:  # unreadable message data: this key does not match
+        return False
+    return False
+
+
+def evaluate(key: SearchKey, msg) -> bool:
+    """Does ``msg`` match ``key``? Never raises (unreadable data does not match)."""
+    try:
+        return _eval(key, msg, _View(msg), _flags_upper(msg))
+    except Exception:
+        return False
