@@ -1,0 +1,123 @@
+"""The ``postern`` admin command, against the template's resources on moto."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from postern.cli import EXIT_REFUSED, EXIT_TEMPFAIL, EXIT_USAGE, main, parse_size
+
+
+@pytest.fixture
+def run(aws, capsys):
+    settings, clients, _ = aws
+
+    def go(*argv, stdin: str = "", settings_=None):
+        out = io.StringIO()
+        rc = main(list(argv), settings=settings_ or settings, clients=clients, out=out, stdin=io.StringIO(stdin))
+        return rc, out.getvalue(), capsys.readouterr().err
+
+    return go
+
+
+def test_domain_user_alias_lifecycle(run, directory):
+    assert run("domain", "add", "Example.test")[0] == 0
+    assert run("domain", "list") == (0, "example.test\n", "")
+    assert run("user", "add", "alice@example.test", "--password-stdin", stdin="correct horse\n")[0] == 0
+    assert directory.authenticate("alice@example.test", "correct horse") is not None
+    assert run("user", "add", "bob@example.test", "--password-stdin", "--quota", "2M", stdin="pw\n")[0] == 0
+    rc, out, _ = run("user", "list")
+    assert rc == 0
+    assert out.splitlines() == ["alice@example.test\tquota 1.0 GiB (default)", "bob@example.test\tquota 2.0 MiB"]
+    rc, out, _ = run("user", "list", "example.test", "--usage")
+    assert "used 0 B" in out
+    assert run("user", "passwd", "alice@example.test", "--password-stdin", stdin="battery staple\n")[0] == 0
+    assert directory.authenticate("alice@example.test", "battery staple") is not None
+    assert run("alias", "add", "team@example.test", "alice@example.test", "bob@example.test")[0] == 0
+    assert run("alias", "list") == (0, "team@example.test\t-> alice@example.test, bob@example.test\n", "")
+    assert run("domain", "catchall", "example.test", "alice@example.test")[0] == 0
+    assert run("domain", "catchall", "example.test")[1] == "alice@example.test\n"
+    assert run("domain", "list")[1] == "example.test\tcatch-all -> alice@example.test\n"
+    assert run("domain", "catchall", "example.test", "--clear")[0] == 0
+    assert run("domain", "catchall", "example.test")[1] == "(none)\n"
+    assert run("alias", "remove", "team@example.test")[0] == 0
+    assert run("user", "remove", "bob@example.test")[0] == 0
+    assert run("-v", "user", "remove", "alice@example.test")[1] == "removed user alice@example.test (stored mail is kept)\n"
+    assert run("domain", "remove", "example.test")[0] == 0
+    assert run("domain", "list") == (0, "", "")
+
+
+ERRORS = [
+    # (argv, stdin, exit status, stderr)
+    (("user", "add", "a@nowhere.test", "--password-stdin"), "pw\n", EXIT_REFUSED,
+     "postern: No such domain nowhere.test; add it first with 'postern domain add nowhere.test'\n"),
+    (("user", "add", "a@example.test", "--password-stdin"), "pw\n", EXIT_REFUSED,
+     "postern: User a@example.test already exists\n"),
+    (("user", "add", "not-an-address", "--password-stdin"), "pw\n", EXIT_REFUSED,
+     "postern: Invalid address 'not-an-address'\n"),
+    (("user", "add", "b@example.test", "--password-stdin"), "", EXIT_USAGE, "postern: empty password\n"),
+    (("user", "passwd", "ghost@example.test", "--password-stdin"), "pw\n", EXIT_REFUSED,
+     "postern: No such user ghost@example.test\n"),
+    (("user", "remove", "ghost@example.test"), "", EXIT_REFUSED, "postern: No such user ghost@example.test\n"),
+    (("user", "list", "nowhere.test"), "", EXIT_REFUSED, "postern: No such domain nowhere.test\n"),
+    (("alias", "add", "a@example.test", "b@example.test"), "", EXIT_REFUSED, "postern: a@example.test is a user\n"),
+    (("alias", "remove", "x@example.test"), "", EXIT_REFUSED, "postern: No such alias x@example.test\n"),
+    (("domain", "add", "example.test"), "", EXIT_REFUSED, "postern: Already exists\n"),
+    (("domain", "remove", "example.test"), "", EXIT_REFUSED,
+     "postern: Domain example.test still has 1 users/aliases (use --force)\n"),
+    (("domain", "catchall", "example.test", "x@example.test", "--clear"), "", EXIT_USAGE,
+     "postern: give a TARGET or --clear, not both\n"),
+]
+
+
+@pytest.mark.parametrize("argv,stdin,status,err", ERRORS, ids=[" ".join(e[0]) for e in ERRORS])
+def test_errors_are_one_line_with_an_exit_status(run, argv, stdin, status, err):
+    run("domain", "add", "example.test")
+    run("user", "add", "a@example.test", "--password-stdin", stdin="pw\n")
+    rc, out, stderr = run(*argv, stdin=stdin)
+    assert (rc, out, stderr) == (status, "", err)
+
+
+@pytest.mark.parametrize("argv", [(), ("user",), ("user", "add"), ("frobnicate",), ("user", "add", "x", "--quota", "lots")])
+def test_usage_errors_exit_2(run, argv):
+    with pytest.raises(SystemExit) as e:
+        run(*argv)
+    assert e.value.code == 2
+
+
+@pytest.mark.parametrize("argv", [("--help",), ("domain", "--help"), ("user", "add", "--help"), ("alias", "add", "-h")])
+def test_help_everywhere(run, argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(list(argv))
+    assert e.value.code == 0
+    assert "usage: postern" in capsys.readouterr().out
+
+
+def test_backend_failure_is_tempfail(run, aws):
+    settings, _, _ = aws
+    rc, _, err = run("domain", "list", settings_=settings.replace(directory_table="no-such-table"))
+    assert rc == EXIT_TEMPFAIL and err.startswith("postern: ") and err.count("\n") == 1
+
+
+def test_stack_outputs_name_the_resources(run, aws):
+    from postern.config import Settings
+
+    settings, clients, res = aws
+    outputs = {"DirectoryTableName": res.tables["DirectoryTable"], "MailTableName": res.tables["MailTable"],
+               "MailBucketName": res.buckets["MailBucket"], "InboundQueueUrl": res.queues["InboundQueue"]}
+    template = {"Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+                "Outputs": {k: {"Value": v} for k, v in outputs.items()}}
+    clients.client("cloudformation").create_stack(StackName="mail", TemplateBody=json.dumps(template))
+    wrong = Settings()  # default names: nothing exists under them
+    assert run("--stack", "mail", "domain", "add", "example.test", settings_=wrong)[0] == 0
+    assert run("--stack", "mail", "domain", "list", settings_=wrong)[1] == "example.test\n"
+    assert run("domain", "list")[1] == "example.test\n"  # the same table, named by the environment
+    rc, _, err = run("--stack", "nope", "domain", "list", settings_=wrong)
+    assert rc == EXIT_TEMPFAIL and "cannot read stack nope" in err
+
+
+def test_parse_size():
+    assert [parse_size(x) for x in ("0", "1024", "1k", "2M", "3GiB", "1 g")] == [0, 1024, 1024, 2 * 1024**2,
+                                                                             3 * 1024**3, 1024**3]
