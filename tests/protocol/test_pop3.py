@@ -592,3 +592,41 @@ def test_per_ip_connection_limit_and_auth_lockout(backend):
             b"-ERR [SYS/TEMP] Account temporarily locked after failed logins, try again later")
         p.quit()
         first.quit()
+
+
+def test_fuzz_byte_streams_never_hang_or_crash(backend):
+    """Random input then EOF: the server answers, closes, and keeps serving (issue 5 fuzzing)."""
+    import socket
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    words = st.sampled_from([b"USER ", b"PASS ", b"AUTH PLAIN", b"STLS", b"CAPA", b"TOP 1 ", b"\r\n", b"\n",
+                             b".", b"*", b"=", b"\x00", b"\xff", b" ", b"RETR 1", b"LIST", b"QUIT"])
+    streams = st.lists(st.one_of(words, st.binary(max_size=40)), max_size=30).map(b"".join)
+
+    with ServerThread(start_pop3, backend) as srv:
+        @settings(max_examples=40, deadline=None)
+        @given(data=streams)
+        def run(data):
+            c = Raw(srv.port)
+            try:
+                c.send(data)
+                c.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the server may already have closed (line too long, too many errors)
+            received = c.buf
+            try:
+                while chunk := c.sock.recv(65536):
+                    received += chunk
+            except ConnectionResetError:
+                pass
+            c.close()
+            assert received.startswith(b"+OK ")
+            assert b"Internal server error" not in received
+
+        run()
+        wait_for(sessions_gone(srv))
+        p = login(srv)
+        assert p.stat() == (3, sum(SIZES))
+        p.quit()

@@ -172,3 +172,34 @@ def test_dot_stuffer_chunking_is_invisible_and_reversible(data, cuts):
 ])
 def test_take_lines(data, n, expected):
     assert take_lines(data, n) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=1200))
+def test_parse_command_is_total(data):
+    """Any bytes: a Command or BadCommand, nothing else (issue 5 fuzzing)."""
+    try:
+        cmd = parse_command(data)
+    except BadCommand:
+        return
+    assert cmd.keyword == cmd.keyword.upper() and 0 < len(cmd.keyword) <= 16 and cmd.keyword.isascii()
+    assert all(a and " " not in a for a in cmd.args)
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=400), max_size=10))
+def test_line_buffer_never_exceeds_its_bound(chunks):
+    b = LineBuffer()
+    for c in chunks:
+        b.feed(c)
+        while True:
+            try:
+                line = b.next_line()
+            except LineTooLong:
+                assert len(b) >= MAX_LINE
+                b.clear()
+                break
+            if line is None:
+                assert len(b) < MAX_LINE
+                break
+            assert line.endswith(b"\n") and len(line) <= MAX_LINE
