@@ -1,0 +1,151 @@
+"""template.yaml: lint-clean, and in step with the code that runs under it."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from postern.config import Settings
+from postern_local.lambdas import function_specs, load_functions
+from postern_local.resources import BUCKET_ENV, QUEUE_ENV, TABLE_ENV
+from postern_local.stack import LOCAL_DEFAULTS, PORT_VARS
+from postern_local.template import TEMPLATE, load_template, resources_of_type
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "layers/postern/postern/config.py"
+
+
+@pytest.fixture(scope="module")
+def t():
+    return load_template()
+
+
+def test_cfn_lint_clean():
+    from cfnlint.api import lint_file
+
+    matches = lint_file(TEMPLATE)
+    assert [str(m) for m in matches] == []
+
+
+def test_every_handler_in_the_template_imports(t):
+    fns = load_functions(t, required=True)
+    assert set(fns) == set(resources_of_type(t, "AWS::Serverless::Function"))
+    for f in fns.values():
+        assert callable(f.handler)
+        assert f.sources, f"{f.logical_id} has no SQS event source"
+
+
+def test_every_sqs_consumer_reports_partial_failures_and_has_room_to_retry(t):
+    queues = resources_of_type(t, "AWS::SQS::Queue")
+    for logical, spec in function_specs(t).items():
+        for src in spec["sources"]:
+            props = queues[src.queue]["Properties"]
+            assert src.report_failures, logical
+            # AWS: visibility timeout at least 6x the function timeout for SQS event sources.
+            assert int(props["VisibilityTimeout"]) >= 6 * spec["timeout"], (logical, src.queue)
+            assert "RedrivePolicy" in props, f"{src.queue} has no DLQ"
+            assert src.batch_size <= 10
+
+
+def _resource_vars() -> dict[str, str]:
+    """Settings' resource variables (POSTERN_*_QUEUE_URL, *_TABLE, POSTERN_BUCKET) from config.py."""
+    names = set(re.findall(r'"(POSTERN_[A-Z_]+)"', CONFIG.read_text()))
+    return {n: n for n in names if n.endswith(("_QUEUE_URL", "_TABLE")) or n == "POSTERN_BUCKET"}
+
+
+def test_every_resource_variable_the_code_reads_is_declared(t):
+    env = t["Globals"]["Function"]["Environment"]["Variables"]
+    expected_type = {"_QUEUE_URL": "AWS::SQS::Queue", "_TABLE": "AWS::DynamoDB::Table", "BUCKET": "AWS::S3::Bucket"}
+    local_map = {**{v: k for k, v in QUEUE_ENV.items()}, **{v: k for k, v in TABLE_ENV.items()},
+                 **{v: k for k, v in BUCKET_ENV.items()}}
+    for var in _resource_vars():
+        assert var in env, f"{var} is read by Settings but not set in the template's Globals"
+        ref = env[var]["Ref"]
+        rtype = next(v for k, v in expected_type.items() if var.endswith(k))
+        assert t["Resources"][ref]["Type"] == rtype, var
+        assert local_map.get(var) == ref, f"local mode maps {var} to {local_map.get(var)}, the template to {ref}"
+
+
+def test_settings_attributes_used_by_code_exist():
+    fields = set(Settings.__dataclass_fields__)
+    used = set()
+    for path in [*REPO.glob("functions/*/app.py"), *REPO.glob("layers/postern/postern/**/*.py"),
+                 *REPO.glob("gateway/postern_gateway/**/*.py")]:
+        used |= set(re.findall(r"\bsettings\.((?:\w+_queue_url)|(?:\w+_table)|bucket)\b", path.read_text()))
+    assert used and used <= fields, used - fields
+
+
+def test_gateway_task_gets_what_the_gateway_reads(t):
+    (task,) = resources_of_type(t, "AWS::ECS::TaskDefinition").values()
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    for var in ("POSTERN_BUCKET", "POSTERN_INBOUND_QUEUE_URL", "POSTERN_DIRECTORY_TABLE", "POSTERN_MAIL_TABLE",
+                "POSTERN_STATE_TABLE", "POSTERN_HOSTNAME"):
+        assert var in env
+    container_ports = {int(env[v]) for v in PORT_VARS.values()}
+    assert container_ports == {m["ContainerPort"] for m in container["PortMappings"]}
+    # the container uses the local stack's ports, so one table of ports serves both
+    assert container_ports == {int(LOCAL_DEFAULTS[v]) for v in PORT_VARS.values()}
+
+
+def test_nlb_listeners_preserve_client_ip_without_proxy_protocol(t):
+    listeners = resources_of_type(t, "AWS::ElasticLoadBalancingV2::Listener")
+    assert sorted(int(l["Properties"]["Port"]) for l in listeners.values()) == [25, 110, 143, 465, 587, 993, 995]
+    groups = resources_of_type(t, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    (service,) = resources_of_type(t, "AWS::ECS::Service").values()
+    lb = {x["TargetGroupArn"]["Ref"]: x["ContainerPort"] for x in service["Properties"]["LoadBalancers"]}
+    for name, g in groups.items():
+        attrs = {a["Key"]: a["Value"] for a in g["Properties"]["TargetGroupAttributes"]}
+        assert attrs["preserve_client_ip.enabled"] == "true", name
+        assert attrs.get("proxy_protocol_v2.enabled", "false") == "false", name
+        assert g["Properties"]["Protocol"] == "TCP"
+        assert lb[name] == g["Properties"]["Port"]
+    for l in listeners.values():
+        assert l["Properties"]["DefaultActions"][0]["TargetGroupArn"]["Ref"] in groups
+
+
+def test_gateway_protocol_factories_exist():
+    from postern_gateway.app import LISTENERS, _factory
+
+    for listener in LISTENERS:
+        assert callable(_factory(listener)), f"{listener.module}.{listener.factory} does not import"
+
+
+# --- layering -------------------------------------------------------------------------
+def _imports(path: Path) -> set[str]:
+    mods = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            mods |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            mods.add(node.module)
+    return mods
+
+
+PRODUCTION = ["functions", "layers", "gateway"]
+
+
+def test_production_code_never_imports_the_local_package():
+    offenders = [
+        str(p.relative_to(REPO))
+        for top in PRODUCTION
+        for p in (REPO / top).rglob("*.py")
+        if any(m == "postern_local" or m.startswith("postern_local.") for m in _imports(p))
+    ]
+    assert offenders == []
+
+
+def test_functions_do_not_import_each_other():
+    names = {p.name for p in (REPO / "functions").iterdir() if p.is_dir()}
+    for app in (REPO / "functions").glob("*/*.py"):
+        bad = {m for m in _imports(app) if m.split(".")[0] in names | {"functions", "app"}}
+        assert not bad, f"{app.relative_to(REPO)} imports {bad}"
+
+
+def test_shared_package_does_not_import_the_gateway():
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "layers").rglob("*.py")
+                 if any(m.startswith("postern_gateway") for m in _imports(p))]
+    assert offenders == []
