@@ -276,7 +276,8 @@ AUTHORIZATION_REFUSALS = [
     ("USER", b"-ERR USER requires exactly one argument: a mailbox name"),
     ("AUTH CRAM-MD5", b"-ERR Unsupported authentication mechanism: CRAM-MD5"),
     ("AUTH PLAIN !!!", b"-ERR [AUTH] Invalid SASL response: invalid base64"),
-    ("AUTH PLAIN " + base64.b64encode(b"no-nuls").decode(), b"-ERR [AUTH] Invalid SASL response: invalid PLAIN response"),
+    ("AUTH PLAIN " + base64.b64encode(b"no-nuls").decode(),
+     b"-ERR [AUTH] Invalid SASL response: invalid PLAIN response"),
     ("", b"-ERR Empty command"),
 ]
 
@@ -433,7 +434,8 @@ def test_maildrop_in_use(srv, backend):
 def test_pipelining(srv):
     c = Raw(srv.port)
     c.line()
-    c.send(b"USER %s\r\nPASS %s\r\nSTAT\r\nLIST 2\r\nDELE 1\r\nNOOP\r\nRSET\r\nQUIT\r\n" % (USER.encode(), PASSWORD.encode()))
+    c.send(b"USER %s\r\nPASS %s\r\nSTAT\r\nLIST 2\r\nDELE 1\r\nNOOP\r\nRSET\r\nQUIT\r\n"
+           % (USER.encode(), PASSWORD.encode()))
     replies = [c.line() for _ in range(8)]
     assert replies[2] == b"+OK 3 %d\r\n" % sum(SIZES)
     assert replies[3] == b"+OK 2 %d\r\n" % SIZES[1]

@@ -119,7 +119,8 @@ DOT_STUFF = [
     (b"a\r\n", b"a\r\n.\r\n"),
     (b"a", b"a\r\n.\r\n"),  # last line closed
     (b".\r\n", b"..\r\n.\r\n"),  # a lone dot must not end the response early
-    (b"Subject: x\r\n\r\n.line\r\n..two\r\nmid.dot\r\n.", b"Subject: x\r\n\r\n..line\r\n...two\r\nmid.dot\r\n..\r\n.\r\n"),
+    (b"Subject: x\r\n\r\n.line\r\n..two\r\nmid.dot\r\n.",
+     b"Subject: x\r\n\r\n..line\r\n...two\r\nmid.dot\r\n..\r\n.\r\n"),
     (b"bare\nlf\n.x\n", b"bare\r\nlf\r\n..x\r\n.\r\n"),  # bare LF becomes CRLF
     (b"cr\ronly\r\n", b"cr\ronly\r\n.\r\n"),  # a bare CR inside a line is data
     (b"ends with cr\r", b"ends with cr\r\r\n.\r\n"),

@@ -136,7 +136,8 @@ KEYWORDS = sorted(S.KNOWN) + ["XTND", "", "retr", "Top"]
 ARGS = st.lists(st.one_of(st.sampled_from(["1", "2", "0", "-1", "99", "=", "*", "x" * 50, "\u00e4"]),
                           st.text(max_size=8)), max_size=3)
 LINES = st.one_of(
-    st.builds(lambda k, a: (" ".join([k, *a])).encode("utf-8", "surrogatepass") + b"\r\n", st.sampled_from(KEYWORDS), ARGS),
+    st.builds(lambda k, a: (" ".join([k, *a])).encode("utf-8", "surrogatepass") + b"\r\n",
+              st.sampled_from(KEYWORDS), ARGS),
     st.binary(max_size=60),
 )
 
