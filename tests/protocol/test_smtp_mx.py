@@ -11,6 +11,7 @@ import time
 import pytest
 from helpers import HOST, ServerThread, memory_backend
 
+from postern.directory import memory_directory
 from postern.envelope import Envelope
 from postern.status import Reply
 from postern_gateway.smtp.checks import Check
@@ -22,9 +23,24 @@ ENHANCED = re.compile(rb"^[245]\.\d{1,3}\.\d{1,3}( |$)")
 MSG = b"From: Sender <s@remote.test>\r\nTo: alice@example.test\r\nSubject: hi\r\n\r\nHello\r\n"
 
 
-def make_backend(clients=None, **overrides):
-    b = memory_backend(**overrides)
-    d = b.directory
+_DIRECTORY = None
+
+
+def shared_directory():
+    """One directory for the module (argon2 hashing makes building one slow); tests only read it."""
+    global _DIRECTORY
+    if _DIRECTORY is None:
+        _DIRECTORY = build_directory(memory_directory())
+    return _DIRECTORY
+
+
+def make_backend(clients=None, *, directory=None, **overrides):
+    b = memory_backend(directory=directory or shared_directory(), **overrides)
+    b.spooler = Spooler(b.settings, clients if clients is not None else MemoryClients())
+    return b
+
+
+def build_directory(d):
     d.add_domain("example.test")
     d.add_user("alice@example.test", "alice-pw")
     d.add_user("bob@example.test", "bob-pw")
@@ -34,8 +50,7 @@ def make_backend(clients=None, **overrides):
     d.add_domain("catchall.test")
     d.add_user("any@catchall.test", "x")
     d.set_catchall("catchall.test", "any@catchall.test")
-    b.spooler = Spooler(b.settings, clients if clients is not None else MemoryClients())
-    return b
+    return d
 
 
 @pytest.fixture
@@ -257,7 +272,7 @@ def test_spool_failure_answers_451_and_leaves_nothing_dangling(failing):
 
 
 def test_directory_failure_answers_451():
-    backend = make_backend()
+    backend = make_backend(directory=memory_directory())
 
     def broken(*a, **kw):
         raise RuntimeError("dynamodb down")

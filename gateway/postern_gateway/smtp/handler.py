@@ -72,7 +72,8 @@ class PolicyHandler(EsmtpHandler):
     """The transaction mechanics both roles share (state, limits, trace, spool)."""
 
     role = "mx"
-    auth_required = False
+    needs_auth = False
+    # NB: aiosmtpd treats every handler member named auth_* as an AUTH mechanism; name nothing else so.
 
     def __init__(self, backend, checks: list[Check] | tuple[Check, ...] = ()):
         self.backend = backend
@@ -163,7 +164,7 @@ class PolicyHandler(EsmtpHandler):
     async def handle_DATA(self, server, session, envelope) -> str:
         now = time.time()
         queue_id = new_queue_id()
-        auth_user = self.auth_user(session)
+        auth_user = self.authenticated_user(session)
         ctx = DataContext(
             raw=envelope.original_content,
             queue_id=queue_id,
@@ -213,7 +214,7 @@ class PolicyHandler(EsmtpHandler):
                  ctx.sender, len(ctx.recipients), env.size, ctx.client_ip)
         return str(status.QUEUED.with_text(f"queued as {env.queue_id}"))
 
-    def auth_user(self, session) -> str | None:
+    def authenticated_user(self, session) -> str | None:
         return None
 
 

@@ -179,13 +179,13 @@ class PosternSMTP(SMTP):
     """aiosmtpd's SMTP with the changes listed in the module docstring, nothing more."""
 
     def __init__(self, handler, *, sessions: SessionSet | None = None, implicit_tls: bool = False,
-                 auth_enabled: bool = False, **kwargs):
+                 offers_auth: bool = False, **kwargs):
         # aiosmtpd keeps command_size_limits on the class and grows it on every EHLO of
         # every session; give each connection its own table.
         self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
         self._sessions = sessions
         self.implicit_tls = implicit_tls
-        self.auth_enabled = auth_enabled
+        self.offers_auth = offers_auth
         self._verb: str | None = None
         self._greeted = False
         self._refused = False
@@ -288,7 +288,7 @@ class PosternSMTP(SMTP):
 
     @functools.wraps(SMTP.smtp_AUTH, assigned=())  # keep aiosmtpd's HELP syntax attributes
     async def smtp_AUTH(self, arg: str) -> None:
-        if not self.auth_enabled:
+        if not self.offers_auth:
             await self.push(str(AUTH_NOT_ENABLED))
             return
         self._verb = "AUTH"
@@ -337,7 +337,7 @@ class EsmtpHandler:
 
     async def handle_EHLO(self, server: PosternSMTP, session, envelope, hostname: str, responses: list[str]):
         session.host_name = hostname  # aiosmtpd leaves this to a 5-argument hook
-        lines = [r for r in responses if not (r.startswith("250-AUTH") and not server.auth_enabled)]
+        lines = [r for r in responses if not (r.startswith("250-AUTH") and not server.offers_auth)]
         lines = [r for r in lines if r != "250 HELP"]  # HELP is a command, not an extension
         keywords = {line[4:].split(" ", 1)[0].upper() for line in lines[1:]}
         lines += [f"250-{k}" for k in self.extra_keywords if k not in keywords]

@@ -54,7 +54,7 @@ async def start_smtp(backend, host: str, port: int, *, role: str = "mx", ssl_con
             handler,
             sessions=sessions,
             implicit_tls=implicit_tls,
-            auth_enabled=submission,
+            offers_auth=submission,
             hostname=settings.hostname,
             ident=IDENT,
             data_size_limit=settings.max_message_size,

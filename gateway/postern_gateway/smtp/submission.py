@@ -48,7 +48,7 @@ BAD_RCPT = Reply(553, "5.1.3", "Recipient address not deliverable")
 
 class SubmissionHandler(PolicyHandler):
     role = "submission"
-    auth_required = True
+    needs_auth = True
 
     # --- AUTH mechanisms (aiosmtpd calls handler.auth_<MECH>(server, args)) --
     async def auth_PLAIN(self, server, args: list[str]) -> AuthResult:
@@ -100,13 +100,13 @@ class SubmissionHandler(PolicyHandler):
         session.own_addresses = None
         return AuthResult(success=True, auth_data=user, message=str(status.AUTH_OK))
 
-    def auth_user(self, session) -> str | None:
+    def authenticated_user(self, session) -> str | None:
         user = session.auth_data if session.authenticated else None
         return getattr(user, "address", None)
 
     async def _owned(self, session) -> set[str]:
         if session.own_addresses is None:
-            session.own_addresses = await self.call(self.backend.directory.addresses_of, self.auth_user(session))
+            session.own_addresses = await self.call(self.backend.directory.addresses_of, self.authenticated_user(session))
         return session.own_addresses
 
     async def _owns(self, session, address: str) -> bool:
@@ -120,15 +120,15 @@ class SubmissionHandler(PolicyHandler):
 
     # --- policy ---------------------------------------------------------------
     async def mail_policy(self, server, session, envelope, sender: str) -> Reply | None:
-        if self.auth_user(session) is None:
+        if self.authenticated_user(session) is None:
             return status.AUTH_REQUIRED
         if not sender or not await self._owns(session, sender):
             return status.SENDER_NOT_OWNED.with_text(
-                f"Sender address <{sender}> not owned by {self.auth_user(session)}")
+                f"Sender address <{sender}> not owned by {self.authenticated_user(session)}")
         return None
 
     async def rcpt_policy(self, server, session, envelope, rcpt: str) -> Reply | None:
-        if self.auth_user(session) is None:
+        if self.authenticated_user(session) is None:
             return status.AUTH_REQUIRED  # never relay unauthenticated
         kind = await self.call(classify_recipient, self.backend.directory, rcpt)
         if kind == UNKNOWN:
@@ -138,7 +138,7 @@ class SubmissionHandler(PolicyHandler):
         return None  # LOCAL or REMOTE (authenticated relay)
 
     async def data_policy(self, server, session, envelope, ctx: DataContext) -> Reply | None:
-        if self.auth_user(session) is None:
+        if self.authenticated_user(session) is None:
             return status.AUTH_REQUIRED
         headers = trace.parse_headers(ctx.raw)
         froms = headers.get_all("From") or []
@@ -153,7 +153,7 @@ class SubmissionHandler(PolicyHandler):
         for addr in addresses:
             if not await self._owns(session, addr):
                 return FROM_NOT_OWNED.with_text(
-                    f"From: header address <{addr}> not owned by {self.auth_user(session)}")
+                    f"From: header address <{addr}> not owned by {self.authenticated_user(session)}")
         ctx.raw, added = trace.complete_submission(ctx.raw, hostname=self.settings.hostname,
                                                    queue_id=ctx.queue_id, when=time.time())
         if added:
