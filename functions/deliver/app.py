@@ -41,7 +41,9 @@ from postern.pipeline import deliver as pipeline
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A deferred record is a "failure" by design (SQS keeps it, its visibility already set):
+# a batch of only deferred records is not an error of the function.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _deliverer: pipeline.Deliverer | None = None
 
 
@@ -57,7 +59,7 @@ def deliverer() -> pipeline.Deliverer:
 
 
 @tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
+def attempt(record: SQSRecord) -> pipeline.Outcome:
     outcome = pipeline.handle_record(record.raw_event, deliverer())
     job = outcome.job
     logger.info("outbound attempt", queue_id=job.queue_id, domain=job.domain, attempt=outcome.attempt,
@@ -67,7 +69,13 @@ def record_handler(record: SQSRecord) -> None:
     for name, items in (("Delivered", outcome.delivered), ("Bounced", outcome.failed), ("Deferred", outcome.deferred)):
         if items:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=len(items))
+    return outcome
+
+
+def record_handler(record: SQSRecord) -> None:
+    outcome = attempt(record)
     if outcome.retry:
+        job = outcome.job
         raise Deferred(f"{job.queue_id}/{job.domain}: {len(outcome.deferred)} deferred, next in {outcome.retry_delay}s")
 
 

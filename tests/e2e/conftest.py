@@ -40,10 +40,36 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 @pytest.fixture(scope="session")
-def stack():
+def fake_dns():
+    """A loopback DNS server the stack's deliver function resolves through (outbound tests add records)."""
+    from postern_local.fakedns import FakeDNS
+
+    with FakeDNS() as d:
+        yield d
+
+
+@pytest.fixture(scope="session")
+def fake_mx():
+    """The remote MX every outbound test domain points at (127.0.0.1, port 0; replies scripted per test)."""
+    from postern_local.fakemx import FakeMX
+
+    with FakeMX("mx.remote.test") as m:
+        yield m
+
+
+@pytest.fixture(scope="session")
+def stack(fake_dns, fake_mx):
     from postern_local.stack import LocalStack
 
-    s = LocalStack(ephemeral_ports=True, background=False).start()
+    outbound = {  # the mx transport, DNS answered by fake_dns, remote MX port = fake_mx's
+        "POSTERN_OUTBOUND_TRANSPORT": "mx",
+        "POSTERN_DNS_NAMESERVERS": fake_dns.nameserver,
+        "POSTERN_DNS_TIMEOUT": "1",
+        "POSTERN_MX_PORT": str(fake_mx.port),
+        "POSTERN_OUTBOUND_TIMEOUT": "1",
+        "POSTERN_MTA_STS": "false",
+    }
+    s = LocalStack(outbound, ephemeral_ports=True, background=False).start()
     try:
         yield s
     finally:

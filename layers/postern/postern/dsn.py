@@ -137,7 +137,18 @@ class _Generator(BytesGenerator):
     of ``message/global-delivery-status`` like ``message/delivery-status``'s, and
     ``message/global-headers`` as 8-bit text (the original bytes, unchanged)."""
 
-    _handle_message_global_delivery_status = BytesGenerator._handle_message_delivery_status
+    def _handle_message_delivery_status(self, msg):
+        # Status fields are written unfolded (up to RFC 5322's 998): a long
+        # Diagnostic-Code folded right after its colon reads back with a leading
+        # space in some parsers, and the text is the remote server's, verbatim.
+        saved = self.policy
+        self.policy = saved.clone(max_line_length=998)
+        try:
+            super()._handle_message_delivery_status(msg)
+        finally:
+            self.policy = saved
+
+    _handle_message_global_delivery_status = _handle_message_delivery_status
     _handle_message_global_headers = BytesGenerator._handle_text
 
 
