@@ -1,0 +1,164 @@
+"""A listener on 127.0.0.1:0 in a background loop, fed random byte streams by the fuzz tests.
+
+In:   a listener factory with the agreed signature (``start_smtp``/``start_pop3``/``start_imap``)
+      and a Backend.
+Out:  :class:`Harness`: ``session(data)`` connects, sends ``data``, half-closes, and reads
+      until the server closes (raises :class:`Hang` if it does not within ``deadline``);
+      ``alive()`` checks a fresh connection still gets a greeting; ``problems`` collects every
+      exception that reached a logger at ERROR (``log.exception`` in a catch-all counts: an
+      internal error is a bug even when the session survives it) or the loop's exception handler.
+      ``rss_mb()`` is the process's resident memory.
+
+Example counts: ``POSTERN_FUZZ_EXAMPLES`` (default small, for ``make test``); e.g.
+``POSTERN_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest tests/unit/test_fuzz_*.py`` for a long run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+
+from hypothesis import HealthCheck, settings
+
+from postern.config import Settings
+from postern.directory import memory_directory
+from postern.store.memory import MemoryMailStore
+from postern_gateway.backend import Backend
+from postern_gateway.blocking import Blocking
+
+HOST = "127.0.0.1"
+EXAMPLES = int(os.environ.get("POSTERN_FUZZ_EXAMPLES", "30"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])
+RUNS: dict[str, int] = {}  # fuzz cases run, per target (read by the report)
+
+
+class Hang(AssertionError):
+    pass
+
+
+class _Collect(logging.Handler):
+    def __init__(self, sink):
+        super().__init__(logging.ERROR)
+        self.sink = sink
+
+    def emit(self, record):
+        if record.exc_info or record.levelno >= logging.ERROR:
+            self.sink.append(f"{record.name}: {record.getMessage()}"
+                             + (f" [{record.exc_info[0].__name__}: {record.exc_info[1]}]" if record.exc_info else ""))
+
+
+def fuzz_backend(**overrides) -> Backend:
+    base = {"login_fail_delay": 0.0, "allow_plaintext_auth": True, "hostname": "mx.example.test",
+            "smtp_timeout": 5.0}
+    base.update(overrides)
+    s = Settings().replace(**base)
+    return Backend(settings=s, store=MemoryMailStore(), directory=memory_directory(), blocking=Blocking(4))
+
+
+class Harness:
+    LOGGERS = ("postern", "mail.log", "asyncio")
+
+    def __init__(self, start, backend, **kwargs):
+        self.backend = backend
+        self.problems: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(lambda loop, ctx: self.problems.append(f"loop: {ctx.get('message')} "
+                                                                               f"{ctx.get('exception')!r}"))
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="fuzz-server")
+        self._thread.start()
+        self._handler = _Collect(self.problems)
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self._handler)
+        fut = asyncio.run_coroutine_threadsafe(start(backend, HOST, 0, **kwargs), self.loop)
+        self.server = fut.result(30)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def session(self, data: bytes, deadline: float = 10.0, greet: bool = True) -> bytes:
+        out = bytearray()
+        end = time.monotonic() + deadline
+        with socket.create_connection((HOST, self.port), timeout=deadline) as s:
+            if greet:
+                out += s.recv(4096)
+            try:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+            except (BrokenPipeError, ConnectionResetError):
+                return bytes(out)  # the server hung up on us first: fine
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise Hang(f"server did not close {deadline}s after EOF; last output {bytes(out[-200:])!r}")
+                s.settimeout(left)
+                try:
+                    chunk = s.recv(65536)
+                except TimeoutError:
+                    continue
+                except ConnectionResetError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if len(out) > 8 * 1024 * 1024:
+                    raise AssertionError("unbounded output")
+        return bytes(out)
+
+    def alive(self) -> bool:
+        with socket.create_connection((HOST, self.port), timeout=10) as s:
+            return bool(s.recv(100))
+
+    @staticmethod
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+    def flood(self, total: int, chunk: bytes = b"A" * 65536, deadline: float = 30.0) -> None:
+        """Send ``total`` bytes with no line end while reading; the server may hang up at any point."""
+        with socket.create_connection((HOST, self.port), timeout=deadline) as s:
+            s.recv(4096)
+            s.settimeout(0.0)
+            sent = 0
+            end = time.monotonic() + deadline
+            while sent < total and time.monotonic() < end:
+                try:
+                    sent += s.send(chunk)
+                except BlockingIOError:
+                    time.sleep(0.005)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                try:
+                    if s.recv(65536) == b"":
+                        return
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    return
+
+    def close(self) -> None:
+        async def _stop():
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            for name in self.LOGGERS:
+                logging.getLogger(name).removeHandler(self._handler)
+            self.backend.blocking.shutdown()
+
+
+def lines(parts: list[bytes], seps: list[bytes]) -> bytes:
+    out = b""
+    for i, p in enumerate(parts):
+        out += p + seps[i % len(seps)]
+    return out
