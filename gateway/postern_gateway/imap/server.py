@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ..trust.gate import connection_ticket
 from .session import Session
 
 log = logging.getLogger("postern.imap")
@@ -31,6 +32,15 @@ async def start_imap(backend, host: str, port: int, *, ssl_context=None, implici
             finally:
                 writer.close()
             return
+        peer = writer.get_extra_info("peername")
+        ticket = connection_ticket(backend, peer[0] if peer else "", "imap")  # trust: per-IP cap (postern.limits)
+        if ticket is None:
+            writer.write(b"* BYE [UNAVAILABLE] Too many connections from your address, try again later\r\n")
+            try:
+                await writer.drain()
+            finally:
+                writer.close()
+            return
         sessions.add(task)
         try:
             await Session(backend, reader, writer, ssl_context=ssl_context, tls=implicit_tls).run()
@@ -40,6 +50,7 @@ async def start_imap(backend, host: str, port: int, *, ssl_context=None, implici
             log.exception("imap session crashed")
         finally:
             sessions.discard(task)
+            ticket.release()
 
     server = await asyncio.start_server(handle, host, port, ssl=ssl_context if implicit_tls else None,
                                         limit=1024 * 1024)
