@@ -15,8 +15,11 @@ Fails: :class:`~postern.errors.StoreUnavailable` if either call fails (the
       SQS refuses the send (an error response: the message was not enqueued),
       the object is deleted best-effort so no orphan lingers. If the send fails
       ambiguously (timeout, dropped connection: SQS may have enqueued it), the
-      object is kept, because deleting it could leave an envelope pointing
-      at nothing; the bucket's spool lifecycle rule expires it.
+      same envelope is sent again (up to ``SEND_ATTEMPTS``; a duplicate with
+      the same queue id is deduplicated downstream, while a 451 would make the
+      client resend under a new id); if every attempt is ambiguous the object
+      is kept, because deleting it could leave an envelope pointing at
+      nothing, and the bucket's spool lifecycle rule expires it.
 
 Queue ids are 24 lowercase hex digits: 14 of microseconds since the epoch
 (sortable by arrival) then 10 random (unique across gateway tasks).
@@ -37,6 +40,7 @@ from postern.errors import StoreUnavailable
 log = logging.getLogger("postern.smtp.spool")
 
 METADATA_KEY = "postern-envelope"
+SEND_ATTEMPTS = 3  # sends of the same envelope after ambiguous failures (botocore retries within each)
 _METADATA_BUDGET = 1800  # S3 allows 2 KB of user metadata in total
 
 
@@ -91,17 +95,39 @@ class Spooler:
         except Exception as exc:  # any failure: nothing was enqueued, nothing to undo
             log.warning("spool put failed queue_id=%s: %s", queue_id, exc)
             raise StoreUnavailable() from exc
-        try:
-            sqs.send_message(QueueUrl=self.settings.inbound_queue_url, MessageBody=env.to_json())
-        except Exception as exc:
-            if isinstance(exc, ClientError):  # SQS answered with an error: nothing was enqueued
+        body = env.to_json()
+        body = env.to_json()
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                sqs.send_message(QueueUrl=self.settings.inbound_queue_url, MessageBody=body)
+                break
+            except ClientError as exc:  # SQS answered with an error: nothing was enqueued
+                log.warning("spool send refused queue_id=%s: %s", queue_id, exc)
                 self._discard(key, queue_id)
-            else:
+                raise StoreUnavailable() from exc
+            except Exception as exc:  # ambiguous: SQS may have enqueued it
+                if attempt < SEND_ATTEMPTS:
+                    # Resend the same body: a duplicate envelope with the same queue id is
+                    # deduplicated downstream, whereas a 451 makes the client resend under a new id.
+                    log.warning("spool send ambiguous queue_id=%s attempt=%d, resending: %s", queue_id, attempt, exc)
+                    continue
                 log.error("spool send ambiguous queue_id=%s, keeping %s for the lifecycle rule: %s",
                           queue_id, key, exc)
-            raise StoreUnavailable() from exc
+                raise StoreUnavailable() from exc
         log.info("spooled queue_id=%s size=%d rcpts=%d", queue_id, env.size, len(env.rcpt_to))
         return env
+
+    AMBIGUOUS_RESENDS = 2
+
+    def _resend(self, sqs, body: str, queue_id: str) -> bool:
+        """After an ambiguous send: send the same envelope again (never discard the object now)."""
+        for _ in range(self.AMBIGUOUS_RESENDS):
+            try:
+                sqs.send_message(QueueUrl=self.settings.inbound_queue_url, MessageBody=body)
+                return True
+            except Exception as exc:  # noqa: BLE001 - either kind: the first send may have landed
+                log.warning("spool resend failed queue_id=%s: %s", queue_id, exc)
+        return False
 
     def _discard(self, key: str, queue_id: str) -> None:
         try:
