@@ -18,11 +18,12 @@ billed as the second invocation it is.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
 
-from .faults import FaultInjector, FaultSpec, HandlerFaults
+from .faults import FaultInjector, FaultSpec, HandlerFaults, InjectedCrash
 from .requests import RequestCounter
 
 
@@ -41,11 +42,15 @@ class Evidence:
         self.injector = FaultInjector(self.spec) if (self.spec.rates or self.spec.timeout) else None
         self.handler_faults = HandlerFaults(self.spec)
         self.invocations: list[Invocation] = []
+        self.reasons: dict[str, str] = {}  # SQS message id -> why its last handling failed
         self._lock = threading.Lock()
 
     # --- handler wrapping (LocalStack(handler_wrapper=...)) ----------------
     def handler_wrapper(self, name: str, handler):
         counter = self.counter
+
+        module = sys.modules.get(getattr(handler, "__module__", "") or "")
+        processor = getattr(module, "processor", None)  # the function's Powertools BatchProcessor
 
         def timed(event, context=None):
             t0 = time.perf_counter()
@@ -54,22 +59,73 @@ class Evidence:
                 with counter.scope(f"lambda:{name}"):
                     result = handler(event, context)
                 ok = True
+                self._record_failures(name, processor)
                 return result
+            except Exception as exc:
+                self._record_batch(name, event, f"handler raised {exc.__class__.__name__}: {exc}")
+                raise
             finally:
                 with self._lock:
                     self.invocations.append(Invocation(name, len(event.get("Records", []) or []),
                                                        time.perf_counter() - t0, ok))
 
         timed.__wrapped__ = handler
-        if self.spec.crash or self.spec.redeliver > 1:
-            return self.handler_faults.wrap(name, timed)
-        return timed
+        if not (self.spec.crash or self.spec.redeliver > 1):
+            return timed
+        faulty = self.handler_faults.wrap(name, timed)
+
+        def crashing(event, context=None):
+            try:
+                return faulty(event, context)
+            except InjectedCrash as exc:
+                self._record_batch(name, event, str(exc))
+                raise
+
+        crashing.__wrapped__ = handler
+        return crashing
+
+    def _record_failures(self, name: str, processor) -> None:
+        if processor is None:
+            return
+        try:
+            pairs = list(zip(processor.fail_messages, processor.exceptions))
+        except Exception:  # noqa: BLE001 - a Powertools detail changed: no reasons, no harm
+            return
+        with self._lock:
+            for record, info in pairs:
+                mid = getattr(record, "message_id", None) or (record.get("messageId") if isinstance(record, dict) else None)
+                exc = info[1] if isinstance(info, tuple) and len(info) > 1 else info
+                self.reasons[mid] = f"{name}: {exc.__class__.__name__}: {exc}"
+
+    def _record_batch(self, name: str, event: dict, reason: str) -> None:
+        with self._lock:
+            for rec in event.get("Records", []) or []:
+                self.reasons[rec.get("messageId")] = f"{name}: {reason}"
 
     # --- the stack's clients and pollers -----------------------------------
-    def attach(self, stack) -> Evidence:
-        self.counter.install(stack.clients)
+    def attach(self, stack, wrap_handlers: bool = False) -> Evidence:
+        """Install on a started stack. ``wrap_handlers``: the stack was not built with
+        ``handler_wrapper=self.handler_wrapper``, so wrap its handlers now (undo with detach)."""
+        self._wrapped = {}
+        if wrap_handlers:
+            for fn in stack.functions.values():
+                self._wrapped[fn.logical_id] = fn.handler
+                fn.handler = self.handler_wrapper(fn.logical_id, fn.handler)
+        self._polls = {}
+        from postern.aws import get_clients
+
+        targets = [stack.clients]
+        if get_clients() is not stack.clients:  # handlers use the process-wide clients
+            targets.append(get_clients())
+        for clients in targets:
+            self.counter.install(clients)
+            if self.injector is not None:
+                self.injector.install(clients)
         if self.injector is not None:
-            self.injector.install(stack.clients)
+            # The pollers' receive/delete/visibility calls play Lambda's event source
+            # mapping, which AWS runs and retries itself: never faulted. Crashes and
+            # redeliveries (HandlerFaults) stand for its failures instead.
+            self.injector.exempt = lambda: self.counter.current_scope().startswith("esm:")
         for p in stack.pollers.pollers:
             self._scope_poller(p)
         return self
@@ -83,7 +139,19 @@ class Evidence:
             with counter.scope(label):
                 return original(wait=wait)
 
+        self._polls[id(poller)] = (poller, original)
         poller.poll_once = poll_once
+
+    def detach(self, stack) -> None:
+        """Undo attach as far as botocore allows: faults off, handlers and pollers restored
+        (the counter's hooks stay registered but only count)."""
+        if self.injector is not None:
+            self.injector.enabled = False
+        for fn in stack.functions.values():
+            if fn.logical_id in getattr(self, "_wrapped", {}):
+                fn.handler = self._wrapped[fn.logical_id]
+        for poller, original in getattr(self, "_polls", {}).values():
+            poller.poll_once = original
 
     def pause_faults(self):
         """Context manager: no injected faults inside (set-up and read-back steps)."""

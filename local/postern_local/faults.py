@@ -152,6 +152,9 @@ class FaultInjector:
         self.counts: Counter = Counter()  # (service, operation, kind) -> n
         self.calls: Counter = Counter()  # service -> calls seen
         self.enabled = True
+        # Optional () -> bool: True exempts the current call (e.g. the local pollers'
+        # own SQS calls, which stand for Lambda's event source mapping that AWS runs).
+        self.exempt = None
 
     def install(self, clients) -> FaultInjector:
         """Register on a :class:`postern.aws.Clients`. Install a RequestCounter first (see requests.py)."""
@@ -174,7 +177,7 @@ class FaultInjector:
 
     # --- hooks --------------------------------------------------------------
     def _before_call(self, model=None, params=None, context=None, **kwargs):
-        if not self.enabled or model is None:
+        if not self.enabled or model is None or (self.exempt is not None and self.exempt()):
             return None
         service = kwargs.get("event_name", "..").split(".")[1]
         op = model.name
