@@ -149,3 +149,10 @@ def test_shared_package_does_not_import_the_gateway():
     offenders = [str(p.relative_to(REPO)) for p in (REPO / "layers").rglob("*.py")
                  if any(m.startswith("postern_gateway") for m in _imports(p))]
     assert offenders == []
+
+
+def test_readme_documents_every_setting():
+    readme = (REPO / "README.md").read_text()
+    names = set(re.findall(r'"(POSTERN_[A-Z0-9_]+)"', CONFIG.read_text()))
+    missing = sorted(n for n in names if f"`{n}`" not in readme)
+    assert missing == [], "add these to README.md's Settings table"
