@@ -60,6 +60,8 @@ __all__ = [
     "header_fields",
     "section_range",
     "header_length",
+    "addresses",
+    "field_spans",
 ]
 
 MAX_DEPTH = 100  # nesting deeper than this is treated as opaque application/octet-stream
@@ -362,11 +364,14 @@ def parse(raw: bytes) -> Entity:
 # --- ENVELOPE -------------------------------------------------------------
 
 
-def _addr(name: bytes | None, route: bytes | None, mailbox: bytes | None, host: bytes | None) -> bytes:
-    return b"(" + b" ".join((quote(name), quote(route), quote(mailbox), quote(host))) + b")"
+Address = tuple  # (name, adl, mailbox, host), each bytes or None: RFC 3501 §7.4.2 address
 
 
-def _mailbox(m) -> bytes | None:
+def _addr(a: Address) -> bytes:
+    return b"(" + b" ".join(quote(x) for x in a) + b")"
+
+
+def _mailbox(m) -> Address | None:
     local = m.local_part
     if not local:
         return None
@@ -379,7 +384,7 @@ def _mailbox(m) -> bytes | None:
         name = comments[0] if comments else None  # old-style "addr (Name)", as c-client and Dovecot read it
     route = getattr(m, "route", None)
     domain = m.domain
-    return _addr(
+    return (
         _unshield(name) if name else None,
         ",".join("@" + r for r in route).encode("utf-8", "surrogateescape") if route else None,
         _unshield(local),
@@ -387,8 +392,8 @@ def _mailbox(m) -> bytes | None:
     )
 
 
-def _fallback_addresses(text: str) -> list[bytes]:
-    out = []
+def _fallback_addresses(text: str) -> list[Address]:
+    out: list[Address] = []
     try:
         pairs = _email_utils.getaddresses([text])
     except Exception:
@@ -399,19 +404,17 @@ def _fallback_addresses(text: str) -> list[bytes]:
         local, _, host = addr.rpartition("@")
         if not local:
             local, host = host, ""
-        out.append(
-            _addr(
-                _unshield(name) if name else None,
-                None,
-                _unshield(local),
-                _unshield(host) if host else MISSING_DOMAIN,
-            )
-        )
+        out.append((_unshield(name) if name else None, None, _unshield(local), _unshield(host) if host else MISSING_DOMAIN))
     return out
 
 
-def _address_list(value: bytes | None) -> list[bytes]:
-    """RFC 3501 §7.4.2 address structures, with group start/end markers (§7.4.2 ¶ on groups)."""
+def addresses(value: bytes | None) -> list[Address]:
+    """Addresses of one raw address-list field value, RFC 3501 §7.4.2 style.
+
+    Each is ``(name, adl, mailbox, host)`` (bytes or None, encoded-words left
+    raw). A group is a start marker ``(None, None, b"group name", None)``, its
+    members, and an end marker ``(None, None, None, None)``. Never raises.
+    """
     if not value:
         return []
     text = _shield(_text(value[:MAX_PARSED_VALUE]))
@@ -419,21 +422,20 @@ def _address_list(value: bytes | None) -> list[bytes]:
         parsed, _rest = _hvp.get_address_list(text)
     except Exception:
         return _fallback_addresses(text)
-    out: list[bytes] = []
+    out: list[Address] = []
     try:
         for tok in parsed:
             if tok.token_type != "address" or not len(tok):
                 continue
             inner = tok[0]
             if inner.token_type == "group":
-                # group start: (NIL NIL "name" NIL); group end: (NIL NIL NIL NIL)
                 gname = inner.display_name
-                out.append(_addr(None, None, _unshield(gname) if gname is not None else b"", None))
+                out.append((None, None, _unshield(gname) if gname is not None else b"", None))
                 for m in inner.all_mailboxes:
                     a = _mailbox(m)
                     if a is not None:
                         out.append(a)
-                out.append(_addr(None, None, None, None))
+                out.append((None, None, None, None))
             else:
                 a = _mailbox(inner)
                 if a is not None:
@@ -441,6 +443,11 @@ def _address_list(value: bytes | None) -> list[bytes]:
     except Exception:
         return _fallback_addresses(text)
     return out
+
+
+def _address_list(value: bytes | None) -> list[bytes]:
+    """RFC 3501 §7.4.2 address structures in wire form, with group start/end markers."""
+    return [_addr(a) for a in addresses(value)]
 
 
 def _nil_list(items: list[bytes]) -> bytes:

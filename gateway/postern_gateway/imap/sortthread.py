@@ -1,0 +1,515 @@
+"""SORT and THREAD (RFC 5256; DISPLAYFROM/DISPLAYTO from RFC 5957), pure.
+
+In:   SORT criteria tokens (``tokens.py`` model) and the messages that matched
+      the search criteria, as objects with ``seq, internaldate (epoch),
+      size, header (bytes)`` like :mod:`.search` evaluates (``uid`` for UID
+      SORT / UID THREAD is read by the caller's ``number`` function).
+Out:  :func:`parse_sort_criteria` -> [(key, reverse)]; :func:`sort_messages`
+      -> the messages in order; :func:`thread` -> a list of :class:`Node`
+      trees; :func:`format_threads` -> the text after ``* THREAD``.
+Fails: :class:`~.search.SearchSyntaxError` for bad criteria or an unknown
+      algorithm (a tagged BAD); sorting and threading never raise.
+
+Collation: strings compare after ``str.casefold`` (i;unicode-casemap-like,
+which is i;ascii-casemap for ASCII; RFC 5256 §3 / RFC 5255). Ties keep
+mailbox order (sequence numbers), RFC 5256 §3. The sent date is the Date:
+header in UTC, or INTERNALDATE when that is missing or unreadable (§2.2).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass, field
+from email import utils as _email_utils
+
+from . import message as _message
+from .search import SearchSyntaxError, _decode_header_value
+
+__all__ = [
+    "SORT_KEYS",
+    "ALGORITHMS",
+    "parse_sort_criteria",
+    "sort_messages",
+    "base_subject",
+    "Node",
+    "thread",
+    "format_threads",
+]
+
+SORT_KEYS = ("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO")
+ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")
+
+
+# --- base subject (RFC 5256 §2.1) ---------------------------------------------
+
+_WSP_RUN = re.compile(r"[ \t\r\n]+")
+# subj-trailer = "(fwd)" / WSP
+_TRAILER = re.compile(r"(?:\(fwd\)|[ \t])$", re.IGNORECASE)
+# subj-blob = "[" *BLOBCHAR "]" *WSP ; BLOBCHAR = any CHAR except "[" and "]"
+_BLOB = r"\[[^\[\]]*\][ \t]*"
+# subj-refwd = ("re" / ("fw" ["d"])) *WSP [subj-blob] ":"
+_REFWD = r"(?:re|fwd?)[ \t]*(?:" + _BLOB + r")?:"
+# subj-leader = (*subj-blob subj-refwd) / WSP
+_LEADER = re.compile(r"(?:(?:" + _BLOB + r")*" + _REFWD + r"|[ \t])", re.IGNORECASE)
+_BLOB_PREFIX = re.compile(_BLOB)
+_FWD_HDR = "[fwd:"
+
+
+def base_subject(subject: str) -> tuple[str, bool]:
+    """(base subject, is reply or forward) of a decoded Subject (RFC 5256 §2.1 steps 1-7).
+
+    The flag is set when a ``re:``/``fw:``/``fwd:`` leader, a ``(fwd)`` trailer
+    or a ``[fwd: ...]`` wrapper was removed (RFC 5256 §2.1, used by THREAD).
+    """
+    s = _WSP_RUN.sub(" ", subject)  # (1) tabs, continuations, runs of spaces -> one space
+    refwd = False
+    while True:
+        # (2) trailers
+        while True:
+            m = _TRAILER.search(s)
+            if not m:
+                break
+            if m.group(0) != " " and m.group(0) != "\t":
+                refwd = True
+            s = s[: m.start()]
+        # (3)-(5) leaders and blobs
+        while True:
+            changed = False
+            m = _LEADER.match(s)
+            while m and m.end() > 0:
+                if m.group(0) not in (" ", "\t"):
+                    refwd = True
+                s = s[m.end() :]
+                changed = True
+                m = _LEADER.match(s)
+            m = _BLOB_PREFIX.match(s)
+            if m and s[m.end() :]:
+                # (4) only when something non-empty remains as the base
+                s = s[m.end() :]
+                changed = True
+            if not changed:
+                break
+        # (6) "[fwd:" ... "]"
+        if s[:5].lower() == _FWD_HDR and s.endswith("]"):
+            s = s[5:-1]
+            refwd = True
+            continue
+        return s, refwd
+
+
+_ATOMS = rb"[^\x00-\x20\x7f\"<>,;:@()\[\]\\]+"
+_SIMPLE_ADDR = re.compile(
+    rb"[ \t]*(?:([A-Za-z0-9 \t.'_-]*)<(" + _ATOMS + rb")@(" + _ATOMS + rb")>|(" + _ATOMS + rb")@(" + _ATOMS + rb"))[ \t]*"
+)
+
+
+# --- per-message data -------------------------------------------------------------
+
+
+@dataclass
+class _Info:
+    msg: object
+    seq: int
+    arrival: float
+    sent: float
+    size: int
+    header: bytes
+    _subject: tuple[str, bool] | None = None
+
+    def field(self, name: bytes) -> bytes | None:
+        end = _message._header_end(self.header, 0, len(self.header))[0]
+        spans = _message.field_spans(self.header, (name,), end)
+        if not spans:
+            return None
+        start, value_start, fend = spans[0]
+        return _message._value(self.header, _message.Field(name, start, value_start, fend))
+
+    def subject(self) -> tuple[str, bool]:
+        if self._subject is None:
+            raw = self.field(b"subject")
+            self._subject = base_subject(_decode_header_value(raw)) if raw else ("", False)
+        return self._subject
+
+    def first_address(self, name: bytes):
+        value = self.field(name)
+        if value is None:
+            return None
+        m = _SIMPLE_ADDR.fullmatch(value)  # fast path for "local@host" and "Name <local@host>"
+        if m:
+            display = m.group(1).strip() if m.group(1) else None
+            if m.group(2) is not None:
+                return (display or None, None, m.group(2), m.group(3))
+            return (None, None, m.group(4), m.group(5))
+        for a in _message.addresses(value):
+            if a[2] is not None and a[3] is not None:  # not a group marker
+                return a
+        return None
+
+    def mailbox(self, name: bytes) -> str:
+        a = self.first_address(name)
+        return "" if a is None else a[2].decode("utf-8", "replace").casefold()
+
+    def display(self, name: bytes) -> str:
+        # RFC 5957 §3: the decoded display name, else the addr-spec
+        a = self.first_address(name)
+        if a is None:
+            return ""
+        if a[0]:
+            return _decode_header_value(a[0]).strip().casefold()
+        return (a[2] + b"@" + a[3]).decode("utf-8", "replace").casefold()
+
+
+def _info(msg) -> _Info:
+    header = getattr(msg, "header", None) or b""
+    try:
+        arrival = float(getattr(msg, "internaldate", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        arrival = 0.0
+    info = _Info(msg, int(getattr(msg, "seq", 0) or 0), arrival, arrival, int(getattr(msg, "size", 0) or 0), header)
+    date = info.field(b"date")
+    if date:
+        try:
+            dt = _email_utils.parsedate_to_datetime(date.decode("ascii", "replace"))
+            if dt.tzinfo is None:  # "-0000": UTC with no zone information (RFC 5322 §3.3)
+                dt = dt.replace(tzinfo=_dt.timezone.utc)
+            info.sent = dt.timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+    return info
+
+
+# --- SORT ---------------------------------------------------------------------
+
+
+def parse_sort_criteria(tokens) -> list[tuple[str, bool]]:
+    """``(sort-criterion *(SP sort-criterion))`` -> [(key, reverse)], RFC 5256 §4."""
+    if not isinstance(tokens, list) or not tokens:
+        raise SearchSyntaxError("SORT needs a parenthesised list of sort criteria")
+    out = []
+    reverse = False
+    for tok in tokens:
+        if not isinstance(tok, str):
+            raise SearchSyntaxError("invalid sort criterion")
+        word = str(tok).upper()
+        if word == "REVERSE":
+            if reverse:
+                raise SearchSyntaxError("REVERSE twice")
+            reverse = True
+            continue
+        if word not in SORT_KEYS:
+            raise SearchSyntaxError(f"unknown sort key {word[:30]}")
+        out.append((word, reverse))
+        reverse = False
+    if reverse or not out:
+        raise SearchSyntaxError("REVERSE needs a sort key")
+    return out
+
+
+def _key_value(info: _Info, key: str):
+    if key == "ARRIVAL":
+        return info.arrival
+    if key == "DATE":
+        return info.sent
+    if key == "SIZE":
+        return info.size
+    if key == "SUBJECT":
+        return info.subject()[0].casefold()
+    if key in ("FROM", "TO", "CC"):
+        return info.mailbox(key.lower().encode())
+    if key == "DISPLAYFROM":
+        return info.display(b"from")
+    if key == "DISPLAYTO":
+        return info.display(b"to")
+    return 0
+
+
+def sort_messages(criteria: list[tuple[str, bool]], msgs) -> list:
+    """The messages ordered by ``criteria`` (RFC 5256 §3); ties in sequence order."""
+    infos = [_info(m) for m in msgs]
+    infos.sort(key=lambda i: i.seq)  # the final tie-break
+    # stable sorts from the least significant key to the most significant one
+    for key, reverse in reversed(criteria):
+        values = {id(i): _key_value(i, key) for i in infos}
+        infos.sort(key=lambda i: values[id(i)], reverse=reverse)  # stable also when reversed
+    return [i.msg for i in infos]
+
+
+# --- THREAD -------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Node:
+    """A thread tree node: ``msg`` is None for a dummy (a message referred to but not present)."""
+
+    msg: object | None = None
+    children: list[Node] = field(default_factory=list)
+    parent: Node | None = None
+    info: _Info | None = None
+
+    def add(self, child: Node) -> None:
+        if child.parent is not None:
+            child.parent.children.remove(child)
+        child.parent = self
+        self.children.append(child)
+
+    def is_ancestor_of(self, other: Node) -> bool:
+        if other is self:
+            return True
+        if not self.children:
+            return False  # the common case, O(1): a leaf is nobody's ancestor
+        n = other
+        while n is not None:
+            if n is self:
+                return True
+            n = n.parent
+        return False
+
+
+_MSGID = re.compile(r"<([^<>]+)>")
+
+
+def _msgids(value: bytes | None) -> list[str]:
+    if not value:
+        return []
+    out = []
+    for m in _MSGID.finditer(value.decode("utf-8", "replace")):
+        ident = re.sub(r"\s+", "", m.group(1))
+        if ident and "@" in ident:
+            out.append(ident)
+    return out
+
+
+def _date_key(node: Node):
+    """Sent date and sequence number of a node (a dummy uses its first child, §2.3 (4))."""
+    n = node
+    while n.info is None and n.children:
+        n = n.children[0]
+    if n.info is None:
+        return (0.0, 0)
+    return (n.info.sent, n.info.seq)
+
+
+def _sort_siblings(nodes: list[Node]) -> None:
+    nodes.sort(key=_date_key)
+
+
+def _sort_tree(nodes: list[Node]) -> None:
+    # RFC 5256 §2.3 (6): youngest sets of siblings first
+    stack = [(n, False) for n in nodes]
+    while stack:
+        n, done = stack.pop()
+        if done:
+            _sort_siblings(n.children)
+        else:
+            stack.append((n, True))
+            stack.extend((c, False) for c in n.children)
+    _sort_siblings(nodes)
+
+
+def _ordered_subject(infos: list[_Info]) -> list[Node]:
+    # RFC 5256 §3 ORDEREDSUBJECT: sort by base subject then sent date; one thread per
+    # subject; the first message is the parent, the rest its children (no grandchildren).
+    infos = sorted(infos, key=lambda i: (i.subject()[0].casefold(), i.sent, i.seq))
+    threads: list[Node] = []
+    current: Node | None = None
+    subject = None
+    for i in infos:
+        s = i.subject()[0].casefold()
+        if current is None or s != subject:
+            current = Node(i.msg, info=i)
+            threads.append(current)
+            subject = s
+        else:
+            current.add(Node(i.msg, info=i))
+    threads.sort(key=_date_key)
+    return threads
+
+
+def _references(infos: list[_Info]) -> list[Node]:
+    table: dict[str, Node] = {}
+    nodes: list[Node] = []
+    unique = 0
+    # (1) link by Message-ID / References / In-Reply-To
+    for i in sorted(infos, key=lambda x: x.seq):
+        ids = _msgids(i.field(b"message-id"))
+        mid = ids[0] if ids else None
+        if mid is None or (mid in table and table[mid].msg is not None):
+            unique += 1
+            mid = f"\x00unique-{unique}"  # missing or duplicate Message-ID: a unique one
+        node = table.get(mid)
+        if node is None:
+            node = table[mid] = Node()
+        node.msg, node.info = i.msg, i
+        nodes.append(node)
+        refs = _msgids(i.field(b"references"))
+        if not refs:
+            refs = _msgids(i.field(b"in-reply-to"))[:1]
+        # (1A) chain the references, never changing an existing parent, never making a loop
+        prev: Node | None = None
+        for ref in refs:
+            r = table.get(ref)
+            if r is None:
+                r = table[ref] = Node()
+            if prev is not None and r.parent is None and r is not prev and not r.is_ancestor_of(prev):
+                prev.add(r)
+            prev = r
+        # (1B) the last reference is the parent, replacing an existing link, unless that loops
+        if prev is not None and prev is not node and not node.is_ancestor_of(prev):
+            prev.add(node)
+        elif not refs and node.parent is not None:
+            node.parent.children.remove(node)
+            node.parent = None
+    # (2) the root set
+    roots = [n for n in table.values() if n.parent is None]
+    # (3) prune dummies
+    roots = _prune(roots)
+    # (4) sort the root set by sent date (dummies by their first child, children sorted first)
+    for r in roots:
+        if r.msg is None:
+            _sort_siblings(r.children)
+    _sort_siblings(roots)
+    # (5) gather threads by base subject
+    roots = _gather_subjects(roots)
+    # (6) sort every set of siblings
+    _sort_tree(roots)
+    return roots
+
+
+def _postorder(nodes: list[Node]) -> list[Node]:
+    """Every node below ``nodes`` (and they themselves), children before parents; iterative."""
+    order: list[Node] = []
+    stack = list(nodes)
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        stack.extend(n.children)
+    order.reverse()
+    return order
+
+
+def _pruned(children: list[Node], at_root: bool) -> list[Node]:
+    out: list[Node] = []
+    for c in children:
+        if c.msg is not None:
+            out.append(c)
+        elif not c.children:
+            continue  # a dummy without children goes
+        elif at_root and len(c.children) > 1:
+            out.append(c)  # promoting would make several children of the root: keep the dummy
+        else:
+            out.extend(c.children)  # splice the children in with the dummy's siblings
+    return out
+
+
+def _prune(roots: list[Node]) -> list[Node]:
+    """RFC 5256 §2.3 (3), bottom-up so that nested dummies are resolved first."""
+    for n in _postorder(roots):
+        n.children = _pruned(n.children, at_root=False)
+        for c in n.children:
+            c.parent = n
+    roots = _pruned(roots, at_root=True)
+    for r in roots:
+        r.parent = None
+    return roots
+
+
+def _thread_subject(node: Node) -> tuple[str, bool]:
+    n = node if node.info is not None else (node.children[0] if node.children else None)
+    if n is None or n.info is None:
+        return "", False
+    s, refwd = n.info.subject()
+    return s.casefold(), refwd
+
+
+def _gather_subjects(roots: list[Node]) -> list[Node]:
+    table: dict[str, Node] = {}
+    for r in roots:  # (5B)
+        subj, _ = _thread_subject(r)
+        if not subj:
+            continue
+        have = table.get(subj)
+        if have is None:
+            table[subj] = r
+        elif have.msg is not None and (r.msg is None or (_thread_subject(have)[1] and not _thread_subject(r)[1])):
+            table[subj] = r
+    out: list[Node] = []
+    for r in roots:  # (5C)
+        subj, refwd = _thread_subject(r)
+        have = table.get(subj) if subj else None
+        if have is None or have is r:
+            out.append(r)
+            continue
+        if have.msg is None and r.msg is None:
+            for c in list(r.children):
+                have.add(c)
+        elif have.msg is None:
+            have.add(r)
+        elif refwd and not _thread_subject(have)[1]:
+            have.add(r)
+        else:
+            dummy = Node()
+            index = out.index(have) if have in out else None
+            dummy.add(have)
+            dummy.add(r)
+            table[subj] = dummy
+            if index is not None:
+                out[index] = dummy
+            else:
+                roots[roots.index(have)] = dummy  # not yet reached: it will be visited as the dummy
+    seen: set[int] = set()
+    final = []
+    for n in out:
+        if n.parent is None and id(n) not in seen:
+            seen.add(id(n))
+            final.append(n)
+    return final
+
+
+def thread(algorithm: str, msgs) -> list[Node]:
+    """Threads of ``msgs`` by ``ORDEREDSUBJECT`` or ``REFERENCES`` (RFC 5256 §3)."""
+    algorithm = algorithm.upper()
+    if algorithm not in ALGORITHMS:
+        raise SearchSyntaxError(f"unknown threading algorithm {algorithm[:30]}")
+    infos = [_info(m) for m in msgs]
+    if algorithm == "ORDEREDSUBJECT":
+        return _ordered_subject(infos)
+    return _references(infos)
+
+
+def format_threads(threads: list[Node], number=lambda m: m.seq) -> str:
+    """The ``thread-list``s of RFC 5256 §4: ``(2)(3 6 (4 23)(44 7 96))``.
+
+    A chain of single children is a run of numbers; where a node has several
+    children each becomes its own parenthesised list (``thread-nested``).
+    Iterative, so very deep threads cannot exhaust the stack.
+    """
+    out: list[str] = []
+    # work items: a node to open as a thread-list, or a literal ")" to close one
+    stack: list[Node | str] = [")"] * 0
+    for t in reversed(threads):
+        stack.append(")")
+        stack.append(t)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        out.append("(")
+        nums = []
+        cur = item
+        while True:
+            if cur.msg is not None:
+                nums.append(str(number(cur.msg)))
+            if len(cur.children) == 1:
+                cur = cur.children[0]
+                continue
+            break
+        out.append(" ".join(nums))
+        if len(cur.children) > 1:
+            if nums:
+                out.append(" ")
+            for c in reversed(cur.children):
+                stack.append(")")
+                stack.append(c)
+    return "".join(out)
