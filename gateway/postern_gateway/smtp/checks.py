@@ -5,7 +5,9 @@ In:   one :class:`Check` object per concern (TLS/abuse limits, DNSBL, SPF,
 Out:  the handler awaits each check, in list order, at four points of the
       SMTP session; a check returns None to carry on or a
       :class:`~postern.status.Reply` to refuse (the first refusal wins and is
-      sent as is, so it should carry its enhanced code). At DATA a check may
+      sent as is, so it should carry its enhanced code). ``on_disconnect``
+      (synchronous) runs once per connection when it closes, to release
+      whatever ``on_connect`` took. At DATA a check may
       also add trace header lines (``Authentication-Results:``...) or mark the
       message as junk through the :class:`DataContext`.
 Fails: an exception escaping a check becomes ``451 4.3.0`` (the handler's
@@ -56,3 +58,6 @@ class Check:
     async def on_data(self, server, session, envelope, ctx: DataContext) -> Reply | None:
         """After the message is complete and Postern's own DATA policy passed, before spooling."""
         return None
+
+    def on_disconnect(self, server) -> None:
+        """When the connection is gone (also after a refusal at connect); synchronous, must not raise."""

@@ -42,7 +42,8 @@ slow DATA upload) and that says ``421 4.4.2`` before closing, implicit TLS
 (port 465) recognised as TLS, a per-instance command-size table (aiosmtpd keeps
 it on the class, shared by every session), and a connect hook
 (``handler.handle_CONNECT(server, session)`` may return a refusal instead of
-the greeting) for the trust checks.
+the greeting) and a disconnect hook (``handler.handle_DISCONNECT(server)``) for
+the trust checks.
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ class PosternSMTP(SMTP):
         self._verb: str | None = None
         self._greeted = False
         self._refused = False
+        self._disconnected = False
         self._helo_reply = False
         self.parsed_path: str | None = None  # the strictly parsed path of the current MAIL/RCPT
         super().__init__(handler, **kwargs)
