@@ -308,3 +308,55 @@ def test_search_parser_total(tokens):
     msg = type("M", (), dict(seq=1, uid=1, flags=frozenset(), modseq=1, size=10, internaldate=0.0,
                              header=b"Subject: x\r\n\r\n", raw=b"Subject: x\r\n\r\nx", seq_max=1, uid_max=1))()
     assert S.evaluate(key, msg) in (True, False)
+
+
+# --- SORT / THREAD: every message exactly once, whatever the headers ----------------
+
+from types import SimpleNamespace  # noqa: E402
+
+from postern_gateway.imap import sortthread as T  # noqa: E402
+
+_ids = st.sampled_from(["a@x", "b@x", "c@x", "d@x", "e@x", "bogus", ""])
+_subjects = st.sampled_from(["x", "Re: x", "[l] x", "Fwd: [fwd: x]", "y", "", "re:", "=?utf-8?q?x?="])
+
+
+@st.composite
+def thread_mailbox(draw):
+    n = draw(st.integers(min_value=0, max_value=12))
+    msgs = []
+    for seq in range(1, n + 1):
+        lines = [f"Subject: {draw(_subjects)}"]
+        if draw(st.booleans()):
+            lines.append(f"Date: Thu, {draw(st.integers(1, 3))} Jan 2026 10:00:00 +0000")
+        mid = draw(_ids)
+        if mid:
+            lines.append(f"Message-ID: <{mid}>")
+        refs = draw(st.lists(_ids, max_size=4))
+        if refs:
+            lines.append("References: " + " ".join(f"<{r}>" for r in refs))
+        if draw(st.booleans()):
+            lines.append(f"In-Reply-To: <{draw(_ids)}>")
+        header = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        msgs.append(SimpleNamespace(seq=seq, uid=seq, internaldate=float(draw(st.integers(0, 5))), size=seq, header=header))
+    return msgs
+
+
+@FUZZ
+@given(thread_mailbox(), st.sampled_from(T.ALGORITHMS))
+def test_thread_lists_every_message_once(msgs, algorithm):
+    text = T.format_threads(T.thread(algorithm, msgs))
+    depth = 0
+    for c in text:
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        assert depth >= 0
+    assert depth == 0
+    assert "()" not in text
+    numbers = sorted(int(x) for x in text.replace("(", " ").replace(")", " ").split())
+    assert numbers == [m.seq for m in msgs]
+
+
+@FUZZ
+@given(thread_mailbox(), st.lists(st.tuples(st.sampled_from(T.SORT_KEYS), st.booleans()), min_size=1, max_size=3))
+def test_sort_is_a_permutation(msgs, criteria):
+    out = T.sort_messages(criteria, msgs)
+    assert sorted(m.seq for m in out) == [m.seq for m in msgs]

@@ -188,11 +188,15 @@ def test_flag_keys(criteria, flags, recent, expected):
     assert S.needs(key) == set()
 
 
-def test_recent_defaults_to_false_without_attribute():
+def test_recent_without_attribute_reads_flags():
     m = msg_from(ENC)
     del m.recent
     assert S.evaluate(S.parse_search(tok("RECENT")), m) is False
     assert S.evaluate(S.parse_search(tok("OLD")), m) is True
+    m = msg_from(ENC, flags={"\\Recent"})
+    del m.recent
+    assert S.evaluate(S.parse_search(tok("RECENT")), m) is True
+    assert S.evaluate(S.parse_search(tok("NEW")), m) is True
 
 
 @pytest.mark.parametrize(

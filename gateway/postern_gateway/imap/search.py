@@ -3,7 +3,8 @@
 In:   the argument tokens of SEARCH / UID SEARCH (``tokens.py`` model: Atom,
       bytes for quoted strings and literals, lists for parentheses); and, per
       message, an object with ``seq, uid, flags, modseq, size, internaldate,
-      header, raw, seq_max, uid_max`` and optionally ``recent`` (bool).
+      header, raw, seq_max, uid_max`` and optionally ``recent`` (bool; when
+      absent, ``\Recent`` among ``flags`` counts).
 Out:  :func:`parse_search` -> a :class:`SearchKey` tree; :func:`needs` -> which
       message data beyond the index evaluation reads ({"header", "body"});
       :func:`evaluate` -> bool.
@@ -500,7 +501,10 @@ def _eval(key: SearchKey, msg, view: _View, flags: frozenset[str]) -> bool:
     if isinstance(key, HasFlag):
         return key.flag in flags
     if isinstance(key, Recent):
-        return bool(getattr(msg, "recent", False))
+        recent = getattr(msg, "recent", None)
+        if recent is None:  # a session that lists \Recent among the flags instead
+            return "\\RECENT" in flags
+        return bool(recent)
     if isinstance(key, SeqMatch):
         if key.uid:
             return key.seqset.contains(msg.uid, msg.uid_max)
