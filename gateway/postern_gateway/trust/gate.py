@@ -79,6 +79,9 @@ def attach(backend, clients=None, resolver=None) -> None:
     """Give a Backend its limits and trust services (the gateway app calls this once)."""
     from postern.limits import limits_for
 
+    from . import redact
+
+    redact.install()  # aiosmtpd's DEBUG lines carry AUTH continuations and message bodies
     if backend.limits is None:
         backend.limits = limits_for(backend.settings, clients)
     if backend.trust is None:
