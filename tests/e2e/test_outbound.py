@@ -259,3 +259,30 @@ def test_ses_transport_against_moto_sesv2(stack, new_user):
     assert out.delivered == ["x@ses.example"]
     sent = ses_backends[DEFAULT_ACCOUNT_ID][stack.settings.region].sent_messages
     assert sent[-1].raw_data.encode().endswith(raw) and "x@ses.example" in sent[-1].destinations
+
+
+def test_local_failures_feed_the_ndr(stack, new_user, capsys):
+    """Router (alias pointing nowhere) and store (over quota) failures come back as reports."""
+    user, _ = new_user("sender")
+    domain = user.split("@")[1]
+    small, _ = new_user("small", domain=domain, quota=10)
+    stack.directory.add_alias(f"lost@{domain}", [f"ghost@{domain}"])
+    qid = inject(stack, user, [f"lost@{domain}", small])
+    stack.drain()
+    reports = inbox_reports(stack, user)
+    statuses = sorted(ds_blocks(r)[1]["Status"] for r in reports)
+    assert statuses == ["5.1.1", "5.2.2"]
+    trace = cli(stack, capsys, "trace", qid)
+    assert trace.count(" ndr ") == 2
+
+
+def test_trace_shows_local_delivery(stack, new_user, remote, fake_mx, capsys):
+    user, _ = new_user("sender")
+    friend, _ = new_user("friend", domain=user.split("@")[1])
+    r = remote()
+    qid = inject(stack, user, [friend, f"bob@{r}"])
+    stack.drain()
+    trace = cli(stack, capsys, "trace", qid)
+    assert f"store     {friend} INBOX uid 1" in trace
+    assert f"router    local: {friend}#INBOX; remote: {r}" in trace
+    assert f"bob@{r}: delivered after 1 attempt(s)" in trace
