@@ -121,6 +121,7 @@ CASES = [
     ("SINCE 2-Jan-2026", ENC, False),
     ("LARGER 100", ENC, True),
     ("SMALLER 100", ENC, False),
+    ("SMALLER 99999999999", ENC, True),  # 64-bit sizes are accepted (RFC 9051 number64)
     (f"LARGER {len(ENC)}", ENC, False),
     (f"SMALLER {len(ENC)}", ENC, False),
     (f"SMALLER {len(ENC) + 1}", ENC, True),
@@ -245,7 +246,7 @@ def test_sequence_set_uses_seq_max_for_star():
         'HEADER "" x',
         "LARGER x",
         "LARGER -1",
-        "LARGER 99999999999",
+        "LARGER 99999999999999999999",
         "SMALLER",
         "BEFORE 1-Foo-2026",
         "BEFORE 2026-01-01",

@@ -253,7 +253,7 @@ class _Parser:
             sent, op = _DATE_KEYS[name]
             return DateKey(sent, op, self.date(name))
         if name == "LARGER" or name == "SMALLER":
-            return Size(name == "LARGER", self.number(name))
+            return Size(name == "LARGER", self.number(name, MAX_MODSEQ))  # RFC 9051 number64
         if name == "UID":
             return SeqMatch(self._seqset(self.atom("UID set")), True)
         if name == "NOT":
