@@ -256,9 +256,14 @@ def _params(mime_params) -> list[tuple[str, bytes]]:
     return out
 
 
-@functools.lru_cache(maxsize=512)
 def _parse_content_type(value: bytes | None, default: tuple[str, str]):
-    """(maintype, subtype, params, present) of a Content-Type value; cached, the result is shared."""
+    """(maintype, subtype, params, present) of a Content-Type value; short values are cached."""
+    if value is not None and len(value) > 1024:
+        return _parse_content_type_uncached(value, default)
+    return _parse_content_type_cached(value, default)
+
+
+def _parse_content_type_uncached(value: bytes | None, default: tuple[str, str]):
     if value is None:
         return default[0], default[1], (), False
     if len(value) > MAX_PARSED_VALUE:
@@ -277,6 +282,9 @@ def _parse_content_type(value: bytes | None, default: tuple[str, str]):
         return maintype, subtype, params, True
     except Exception:  # malformed header: RFC 2045 §5.2 default
         return "text", "plain", (), True
+
+
+_parse_content_type_cached = functools.lru_cache(maxsize=512)(_parse_content_type_uncached)
 
 
 def _boundary(params: list[tuple[str, bytes]]) -> bytes | None:
