@@ -47,12 +47,15 @@ def banner(stack: LocalStack, env_path: Path) -> str:
     for name, label, aws_port in TRY_PORTS:
         rows.append(f"  {label:<28} {p[name] if name in p else '(off)':>7}   {aws_port}")
     smtp, pop3, imap = p.get("smtp", "?"), p.get("pop3", "?"), p.get("imap", "?")
+    store = getattr(getattr(stack.gateway, "ssl_context", None), "postern_store", None)  # trust.tls
+    tls_rows = [f"TLS:           {store.source} certificate, SHA-256 {store.fingerprint}", ""] if store else []
     return "\n".join([
         "",
         "Postern is running locally (moto in place of AWS at " + stack.endpoint + ").",
         "",
         *rows,
         "",
+        *tls_rows,
         f"Demo account:  {user}",
         f"Password:      {pw}",
         "",
