@@ -66,7 +66,9 @@ SECTION_CASES = [
     ((3,), None, (), b""),
     ((0,), None, (), b""),
     ((2, 3), None, (), b""),
-    ((1, 1), None, (), b""),
+    ((1, 1), None, (), b"See below."),  # a single part of a multipart is its own part 1 (as Dovecot)
+    ((1, 1), "MIME", (), b"Content-Type: text/plain\r\n\r\n"),
+    ((1, 2), None, (), b""),
     ((1,), "HEADER", (), b""),  # HEADER of a part that is not message/rfc822
     ((1,), "TEXT", (), b""),
     ((), "MIME", (), b""),  # MIME needs a part number
@@ -101,6 +103,9 @@ def test_section_part_of_mixed_attachment_is_exact_bytes():
     assert m.section(raw, (2,)) == b"SGVsbG8gV29ybGQh"
     assert m.section(raw, (3,)) == b"iVBORw0KGgo="
     assert m.section(raw, (2,), "mime").startswith(b"Content-Type: application/pdf;")
+    assert m.section(raw, (2, 1)) == b"SGVsbG8gV29ybGQh"  # as Dovecot: one level of "itself"
+    assert m.section(raw, (2, 1, 1)) == b""
+    assert m.section(raw, (2, 1), "MIME") == m.section(raw, (2,), "MIME")
 
 
 def test_section_bare_lf():

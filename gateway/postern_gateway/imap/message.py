@@ -493,11 +493,13 @@ def envelope(header: bytes) -> bytes:
 
 
 def _lines(buf: bytes, start: int, end: int) -> int:
-    """Text lines in ``buf[start:end]``: line ends, plus a last line without one."""
-    if end <= start:
-        return 0
-    n = buf.count(b"\n", start, end)
-    return n + (0 if buf[end - 1] == 0x0A else 1)
+    """body-fld-lines: the line ends in ``buf[start:end]``.
+
+    A last line without its own line end (the usual case in a multipart
+    part, whose final CRLF belongs to the delimiter, RFC 2046 §5.1.1) is not
+    counted: this is what Dovecot answers, checked against it.
+    """
+    return buf.count(b"\n", start, end) if end > start else 0
 
 
 def _param_list(params: list[tuple[str, bytes]]) -> bytes:
@@ -588,14 +590,16 @@ def _find_part(root: Entity, part: tuple[int, ...]) -> Entity | None:
 
     Part numbers index the parts of a multipart; inside a message/rfc822 part
     they index the encapsulated message's parts; a message (top level or
-    encapsulated) that is not multipart has just a part 1: its body.
+    encapsulated) that is not multipart has just a part 1: its body; and a
+    single part inside a multipart has itself as its part 1 (Dovecot's reading).
     """
     container: Entity | None = root  # the entity whose parts the next number selects
     ent: Entity | None = None
     for n in part:
         if container is None:
             return None
-        kids = container.children if container.is_multipart else [container]
+        in_multipart = container.is_multipart
+        kids = container.children if in_multipart else [container]
         if not 1 <= n <= len(kids):
             return None
         ent = kids[n - 1]
@@ -603,8 +607,12 @@ def _find_part(root: Entity, part: tuple[int, ...]) -> Entity | None:
             container = ent
         elif ent.message is not None:
             container = ent.message
+        elif in_multipart:
+            # a single part of a multipart is its own part 1 (2.1 of a text part 2 is
+            # part 2): Dovecot's reading, checked against it
+            container = ent
         else:
-            container = None
+            container = None  # the body of a non-multipart message has no parts
     return ent
 
 
