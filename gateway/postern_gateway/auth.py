@@ -31,13 +31,14 @@ log = logging.getLogger("postern.auth")
 # 1 GB Fargate task, and starved the executor the SMTP spooler needs.
 MAX_CONCURRENT_PASSWORD_CHECKS = 4
 _password_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_running_loop, _Semaphore = asyncio.get_running_loop, asyncio.Semaphore  # bound now: tests patch asyncio.sleep
 
 
-def _slots() -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
+def _slots():
+    loop = _running_loop()
     sem = _password_slots.get(loop)
     if sem is None:
-        sem = _password_slots[loop] = asyncio.Semaphore(MAX_CONCURRENT_PASSWORD_CHECKS)
+        sem = _password_slots[loop] = _Semaphore(MAX_CONCURRENT_PASSWORD_CHECKS)
     return sem
 
 
