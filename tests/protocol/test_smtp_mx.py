@@ -277,7 +277,8 @@ def test_directory_failure_answers_451():
     def broken(*a, **kw):
         raise RuntimeError("dynamodb down")
 
-    backend.directory.get_domain = broken
+    backend.directory.items.get = broken  # the item layer (DynamoDB) is down
+    backend.directory.items.batch_get = broken
     with ServerThread(start_smtp, backend, role="mx") as srv:
         c = client(srv)
         c.mail("s@remote.test")

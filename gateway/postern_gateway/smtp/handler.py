@@ -54,9 +54,11 @@ def classify_recipient(directory, rcpt: str) -> str:
     except InvalidAddress:
         domain = rcpt.rpartition("@")[2]
         return UNKNOWN if domain and directory.get_domain(domain) is not None else INVALID
-    if directory.get_domain(a.domain) is None:
+    # One BatchGetItem for the domain, alias and user items (and the plus-base's) instead of a GetItem each.
+    view = directory.prefetched([str(a)]) if hasattr(directory, "prefetched") else directory
+    if view.get_domain(a.domain) is None:
         return REMOTE
-    decision = route([str(a)], directory, allow_remote=False)
+    decision = route([str(a)], view, allow_remote=False)
     return UNKNOWN if decision.failed else LOCAL
 
 

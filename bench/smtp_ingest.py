@@ -1,0 +1,281 @@
+"""SMTP ingest: 20 concurrent sessions of 10 KB messages against a bare aiosmtpd and the gateway.
+
+In:   nothing but the local packages; everything on 127.0.0.1, ports bound to 0.
+Out:  on stdout, one table: msg/s of
+        (a) a bare aiosmtpd server whose handler discards (the baseline, same run),
+        (b) the gateway's MX listener with S3/SQS replaced by an in-memory fake that
+            sleeps a fixed latency (5 ms) per call (directory in memory),
+        (c) the gateway's MX listener on the embedded local stack (moto server,
+            resources from template.yaml, DynamoDB directory, trust checks as
+            ``make run`` wires them);
+      the ratio (b)/(a) (target >= 0.7); and, for (c), the AWS API requests per
+      accepted single-recipient message through the whole pipeline (gateway,
+      then the pollers drained through router and store), by service, counted
+      with a botocore ``after-call`` hook registered through
+      ``postern.aws.Clients.register_hook``. Requests the local pollers make in
+      place of Lambda's event source mapping (ReceiveMessage/DeleteMessage*) are
+      shown apart, and empty polls (a local artefact) are not counted per message.
+      ``main(argv)``; ``--quick`` for a short run; ``--sessions``, ``--messages``
+      (per session), ``--size``, ``--latency``.
+Fails: exit status 1 if a run accepted fewer messages than it sent, or the
+      pipeline did not deliver them all; 0 otherwise (targets are printed, not enforced).
+
+Every client is a stdlib ``smtplib`` session in its own thread, sending its
+messages over one connection (as a relaying MTA does); the servers run on
+their own event-loop thread. Same clients, same messages, same machine for all
+three rows, so the ratio is what the gateway's policy and spooling cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import smtplib
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+
+HOST = "127.0.0.1"
+ESM_OPS = {"sqs.ReceiveMessage", "sqs.DeleteMessage", "sqs.DeleteMessageBatch", "sqs.ChangeMessageVisibility",
+           "sqs.ChangeMessageVisibilityBatch"}
+
+
+def make_message(sender: str, rcpt: str, size: int) -> bytes:
+    head = (f"From: {sender}\r\nTo: {rcpt}\r\nSubject: ingest bench\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n"
+            f"Message-ID: <{uuid.uuid4().hex}@bench.test>\r\n\r\n").encode()
+    line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
+    return head + line * max(1, (size - len(head)) // len(line))
+
+
+# ------------------------------------------------------------------ load
+def load(port: int, sessions: int, per_session: int, sender: str, rcpt: str, size: int) -> tuple[int, int, float]:
+    """(sent, accepted, seconds): ``sessions`` threads, each one connection sending ``per_session`` messages."""
+    accepted = Counter()
+    errors: list[str] = []
+    start = threading.Barrier(sessions + 1)
+    msgs = [make_message(sender, rcpt, size) for _ in range(per_session)]
+
+    def session(i: int) -> None:
+        try:
+            c = smtplib.SMTP(HOST, port, local_hostname="bench.test", timeout=60)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+            start.wait()
+            return
+        start.wait()
+        try:
+            for raw in msgs:
+                try:
+                    if c.sendmail(sender, [rcpt], raw) == {}:
+                        accepted[i] += 1
+                except smtplib.SMTPException as exc:
+                    errors.append(repr(exc))
+            c.quit()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=session, args=(i,), daemon=True) for i in range(sessions)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join(300)
+    elapsed = time.perf_counter() - t0
+    if errors:
+        print(f"  {len(errors)} client errors, first: {errors[0]}", file=sys.stderr)
+    return sessions * per_session, sum(accepted.values()), elapsed
+
+
+class LoopThread:
+    """An event loop on its own thread, for the servers."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="bench-server", daemon=True)
+        self.thread.start()
+
+    def call(self, coro_fn, *args, **kwargs):
+        return asyncio.run_coroutine_threadsafe(coro_fn(*args, **kwargs), self.loop).result(60)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+async def _close(server) -> None:
+    server.close()
+    await server.wait_closed()
+
+
+# ------------------------------------------------------------------ (a) bare aiosmtpd
+def run_bare(args) -> tuple[int, int, float]:
+    from aiosmtpd.smtp import SMTP
+
+    class Discard:
+        async def handle_DATA(self, server, session, envelope):
+            return "250 OK"
+
+    lt = LoopThread()
+    try:
+        async def start():
+            loop = asyncio.get_running_loop()
+            return await loop.create_server(
+                lambda: SMTP(Discard(), hostname="bare.test", enable_SMTPUTF8=True, loop=loop), HOST, 0)
+
+        server = lt.call(start)
+        port = server.sockets[0].getsockname()[1]
+        result = load(port, args.sessions, args.messages, "s@remote.test", "alice@example.test", args.size)
+        lt.call(_close, server)
+        return result
+    finally:
+        lt.stop()
+
+
+# ------------------------------------------------------------------ (b) gateway, fake S3/SQS
+def run_fake(args) -> tuple[int, int, float]:
+    from postern.config import Settings
+    from postern.directory import memory_directory
+    from postern.store.memory import MemoryMailStore
+    from postern_gateway.backend import Backend
+    from postern_gateway.blocking import Blocking
+    from postern_gateway.smtp.memspool import MemoryClients
+    from postern_gateway.smtp.server import start_smtp
+    from postern_gateway.smtp.spool import Spooler
+
+    settings = Settings().replace(hostname="mx.bench.test")
+    directory = memory_directory()
+    directory.add_domain("example.test")
+    directory.add_user("alice@example.test", "bench-password")
+    fake = MemoryClients(latency=args.latency)
+    backend = Backend(settings, MemoryMailStore(), directory, Blocking(settings.aws_threads),
+                      spooler=Spooler(settings, fake))
+    lt = LoopThread()
+    try:
+        server = lt.call(start_smtp, backend, HOST, 0, role="mx")
+        port = server.sockets[0].getsockname()[1]
+        result = load(port, args.sessions, args.messages, "s@remote.test", "alice@example.test", args.size)
+        lt.call(_close, server)
+        if len(fake.messages) != result[1]:
+            print(f"  fake spool holds {len(fake.messages)} envelopes for {result[1]} accepted", file=sys.stderr)
+        return result
+    finally:
+        lt.stop()
+        backend.blocking.shutdown()
+
+
+# ------------------------------------------------------------------ (c) gateway on the local stack
+class CallCounter:
+    """botocore ``after-call`` hook: API calls per ``service.Operation`` and phase."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.phase = "gateway"
+        self.calls: dict[str, Counter] = {}
+        self.empty_polls = 0
+
+    def __call__(self, http_response=None, parsed=None, model=None, **kwargs):
+        key = f"{model.service_model.endpoint_prefix}.{model.name}"
+        with self.lock:
+            if key == "sqs.ReceiveMessage" and not (parsed or {}).get("Messages"):
+                self.empty_polls += 1
+                return
+            self.calls.setdefault(self.phase, Counter())[key] += 1
+
+
+def run_stack(args) -> tuple[tuple[int, int, float], dict]:
+    from postern_local.stack import LocalStack
+
+    counter = CallCounter()
+    info: dict = {}
+    with LocalStack(ephemeral_ports=True, background=False) as stack:
+        stack.clients.register_hook("after-call", counter)
+        rcpt = stack.demo_user
+        result = load(stack.smtp_port, args.sessions, args.messages, "s@remote.test", rcpt, args.size)
+        counter.phase = "pipeline"
+        t0 = time.perf_counter()
+        handled = stack.drain()
+        info["drain_seconds"] = time.perf_counter() - t0
+        info["handled"] = handled
+        counter.phase = "after"
+        mb = stack.store.get_mailbox(rcpt, "INBOX")
+        info["delivered"] = mb.exists
+    info["calls"] = counter.calls
+    info["empty_polls"] = counter.empty_polls
+    return result, info
+
+
+# ------------------------------------------------------------------ report
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--quick", action="store_true", help="short run (5 messages per session)")
+    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--messages", type=int, default=None, help="messages per session (default 25, quick 5)")
+    p.add_argument("--size", type=int, default=10 * 1024)
+    p.add_argument("--latency", type=float, default=0.005, help="seconds per fake S3/SQS call in (b)")
+    p.add_argument("--no-stack", action="store_true", help="skip (c)")
+    args = p.parse_args(argv)
+    if args.messages is None:
+        args.messages = 5 if args.quick else 25
+
+    print(f"SMTP ingest: {args.sessions} concurrent sessions x {args.messages} messages of {args.size} bytes, "
+          f"one recipient each")
+    rows = []
+    ok = True
+    a = run_bare(args)
+    rows.append(("(a) bare aiosmtpd, discard", a))
+    b = run_fake(args)
+    rows.append((f"(b) gateway, fake S3/SQS {args.latency * 1000:.0f} ms/call", b))
+    stack_info = None
+    if not args.no_stack:
+        try:
+            c, stack_info = run_stack(args)
+            rows.append(("(c) gateway, local moto stack", c))
+        except Exception as exc:  # noqa: BLE001 - reported, the other rows still stand
+            print(f"  (c) failed: {exc!r}", file=sys.stderr)
+            ok = False
+
+    print(f"{'run':42} {'sent':>6} {'accepted':>8} {'seconds':>8} {'msg/s':>8}")
+    rates = {}
+    for name, (sent, accepted, secs) in rows:
+        rate = accepted / secs if secs else 0.0
+        rates[name[:3]] = rate
+        ok = ok and accepted == sent
+        print(f"{name:42} {sent:>6} {accepted:>8} {secs:>8.2f} {rate:>8.1f}")
+    ratio = rates["(b)"] / rates["(a)"] if rates.get("(a)") else 0.0
+    print(f"ratio (b)/(a) = {ratio:.2f}  (target >= 0.70: {'met' if ratio >= 0.7 else 'NOT met'})")
+    if "(c)" in rates:
+        print(f"ratio (c)/(a) = {rates['(c)'] / rates['(a)']:.2f}  (moto in-process: indicative only)")
+
+    if stack_info is not None:
+        accepted = rows[-1][1][1]
+        calls = stack_info["calls"]
+        gateway = calls.get("gateway", Counter())
+        pipeline = calls.get("pipeline", Counter())
+        handlers = Counter({k: v for k, v in pipeline.items() if k not in ESM_OPS})
+        esm = Counter({k: v for k, v in pipeline.items() if k in ESM_OPS})
+        print(f"\nAWS API requests per accepted single-recipient message ({accepted} messages; pipeline drained in "
+              f"{stack_info['drain_seconds']:.2f} s, {stack_info['handled']} queue messages handled; "
+              f"INBOX now holds {stack_info['delivered']})")
+        print(f"{'service':10} {'gateway':>8} {'handlers':>9} {'event src':>10} {'total':>7}")
+        services = sorted({k.split('.')[0] for k in (*gateway, *handlers, *esm)})
+        totals = [0.0, 0.0, 0.0]
+        for svc in services:
+            vals = [sum(v for k, v in part.items() if k.split(".")[0] == svc) / max(accepted, 1)
+                    for part in (gateway, handlers, esm)]
+            totals = [t + v for t, v in zip(totals, vals)]
+            print(f"{svc:10} {vals[0]:>8.2f} {vals[1]:>9.2f} {vals[2]:>10.2f} {sum(vals):>7.2f}")
+        print(f"{'all':10} {totals[0]:>8.2f} {totals[1]:>9.2f} {totals[2]:>10.2f} {sum(totals):>7.2f}"
+              f"   (target <= 8 per message)")
+        print("by operation: " + ", ".join(f"{k} {v / max(accepted, 1):.2f}"
+                                           for k, v in sorted((gateway + handlers + esm).items())))
+        print(f"(empty ReceiveMessage polls by the local pollers, not counted above: {stack_info['empty_polls']})")
+        if stack_info["delivered"] is not None and stack_info["delivered"] < accepted:
+            ok = False
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
