@@ -105,7 +105,13 @@ class Session:
         return PREAUTH_TIMEOUT if self.state == S.NOT_AUTHENTICATED else AUTOLOGOUT
 
     async def next_request(self) -> bytes:
-        """The next complete command (or continuation line); sends ``+`` for synchronising literals."""
+        """The next complete command (or continuation line); sends ``+`` for synchronising literals.
+
+        The timeout bounds the whole request, not each read (trust): a client sending one byte a
+        second cannot keep a session alive with a command that never ends.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout()
         while True:
             ev = self.receiver.next()
             if isinstance(ev, Complete):
@@ -123,7 +129,7 @@ class Session:
                 continue
             assert isinstance(ev, NeedMore)
             try:
-                data = await asyncio.wait_for(self.reader.read(65536), self._timeout())
+                data = await asyncio.wait_for(self.reader.read(65536), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
                 raise ByeError("Autologout; idle for too long") from None
             if not data:

@@ -237,8 +237,12 @@ class PosternSMTP(SMTP):
         return super().eof_received()
 
     def data_received(self, data: bytes) -> None:
-        if self._timeout_handle is not None:
-            self._reset_timeout()  # idle means no bytes at all (RFC 5321 §4.5.3.2.5/.6)
+        # Idle means no complete line (trust: Postfix's smtpd_per_record_deadline): a command or DATA
+        # line must arrive whole within the timeout, so a client trickling one byte a second cannot
+        # hold the session; a slow DATA upload still completes lines and is never cut
+        # (RFC 5321 §4.5.3.2.5/.6 timeouts apply per line).
+        if self._timeout_handle is not None and b"\n" in data:
+            self._reset_timeout()
         super().data_received(data)
 
     def _timeout_cb(self):
