@@ -48,7 +48,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-from common import FakeMX, md_table, message, table  # noqa: E402
+from common import md_table, message, table
 
 DOCS = REPO / "docs" / "cost.md"
 PROFILE = REPO / "layers" / "postern" / "postern" / "data" / "cost_profile.json"
@@ -68,7 +68,10 @@ class Run:
 
         self.reps = reps
         self.ev = Evidence(probe=True)
-        self.mx = FakeMX().__enter__()
+        from postern_local.fakemx import FakeMX, Script
+
+        self.mx = FakeMX(script=Script().on_rcpt("nobody@remote.test", *(["550 5.1.1 no such user"] * (reps + 5))))
+        self.mx.start()
         from postern_local.stack import LocalStack
 
         self.stack = LocalStack(
@@ -99,7 +102,7 @@ class Run:
         try:
             self.stack.stop()
         finally:
-            self.mx.__exit__(None, None, None)
+            self.mx.stop()
 
     # --- one measured step -------------------------------------------------
     def _measure(self, name: str, messages: int, fn, **extra):
@@ -144,15 +147,21 @@ class Run:
         self._measure("inbound, 3 recipients", reps, inbound(self.users))
 
         def outbound():
-            before = len(self.mx.received)
+            before = len(self.mx.messages)
             for _ in range(reps):
                 size["n"] = self._submit(["bob@remote.test"])
-            sent = len(self.mx.received) - before
-            return {"bytes": size["n"], "data_out": sum(len(r[2]) for r in self.mx.received[before:]),
+            sent = len(self.mx.messages) - before
+            return {"bytes": size["n"], "data_out": sum(len(r.data) for r in self.mx.messages[before:]),
                     "delivered_remote": sent}
+
+        def bounced():
+            for _ in range(reps):
+                self._submit(["nobody@remote.test"])
+            return {}
 
         if self.stack.submission_port:
             self._measure("outbound (submission)", reps, outbound)
+            self._measure("outbound refused 550 -> failure notice to the local sender", reps, bounced)
 
         def pop3():
             got = 0
@@ -284,7 +293,9 @@ def stage_profile(results: dict, memory, arch, assumptions) -> dict:
     if out:
         stages["submit"] = scope_usage(out, ("gateway",), (), out["messages"])
         stages["deliver"] = scope_usage(out, ("lambda:DeliverFunction",), ("DeliverFunction",), out["messages"])
-        ndr = scope_usage(out, ("lambda:NdrFunction",), ("NdrFunction",), out["messages"])
+    bounce = results.get("outbound refused 550 -> failure notice to the local sender")
+    if bounce:
+        ndr = scope_usage(bounce, ("lambda:NdrFunction",), ("NdrFunction",), bounce["messages"])
         if ndr:
             stages["notice"] = ndr
     return stages
@@ -514,7 +525,7 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
                         f" {1000 * sum(i.seconds for i in res['invocations']) / max(1, len(res['invocations'])):.1f} ms;"
                         f" DynamoDB {u.get('ddb_wru', 0):g} WRU + {u.get('ddb_rru', 0):g} RRU;"
                         f" SQS incl. modelled event source {u.get('sqs_requests', 0):g}.")
-    lines_md += ["", "Missing scenarios are not measured, not estimated." if len(details) < 5 else "", ""]
+    lines_md += ["", "Missing scenarios are not measured, not estimated." if len(details) < 6 else "", ""]
     text.append(table(headers, [[c.replace("**", "") for c in r] for r in rows]))
     text.append(f"idle floor ${floor_total:,.2f}/month" + (f" ({'; '.join(floor_notes)})" if floor_notes else ""))
     if idle_row:
