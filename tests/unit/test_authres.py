@@ -281,3 +281,21 @@ def test_fake_resolver_semantics():
     assert r.lookup("nx.test", "A") == []
     with pytest.raises(DnsTempError):
         r.lookup("b.test", "TXT")
+
+
+def test_dns_budget_turns_slow_dns_into_temperror(keys):
+    """Past the per-message budget every lookup is a temperror at once (and answers are memoised)."""
+    from postern_gateway.trust.authres import Budget
+
+    r = dns(keys)
+    clock = iter([0.0, 1.0, 2.0, 100.0, 100.0, 100.0]).__next__
+    b = Budget(r, 10.0, clock=clock)  # deadline at 10
+    assert b.lookup("sender.test", "TXT")  # t=1
+    assert b.lookup("_dmarc.sender.test", "TXT")  # t=2
+    assert b.lookup("sender.test", "TXT")  # memoised: no clock read, no query
+    with pytest.raises(DnsTempError):
+        b.lookup("s1._domainkey.sender.test", "TXT")  # t=100: budget spent
+    assert r.queries.count(("sender.test", "TXT")) == 1
+    v = InboundAuth(HOST, r, budget=0.0).check(message(), client_ip=BAD_IP, helo="mail.sender.test",
+                                               mail_from="b@sender.test")
+    assert (v.spf.result, v.dmarc.result, v.action) == ("temperror", "temperror", "accept")

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesHeaderParser
@@ -135,14 +136,44 @@ def _count_claims(msg, hostname: str) -> int:
     return n
 
 
+class Budget:
+    """One message's view of the resolver: answers memoised, and a deadline for all of it."""
+
+    def __init__(self, resolver, seconds: float, clock=time.monotonic):
+        self._r = resolver
+        self._clock = clock
+        self._deadline = clock() + seconds
+        self._memo: dict[tuple[str, str], object] = {}
+
+    def lookup(self, name: str, rdtype: str) -> list:
+        key = (name.rstrip(".").lower(), rdtype)
+        if key in self._memo:
+            hit = self._memo[key]
+            if isinstance(hit, DnsTempError):
+                raise hit
+            return list(hit)
+        if self._clock() >= self._deadline:
+            raise DnsTempError(f"{rdtype} {name}: DNS time budget for this message spent")
+        try:
+            answer = self._r.lookup(name, rdtype)
+        except DnsTempError as exc:
+            self._memo[key] = exc
+            raise
+        self._memo[key] = list(answer)
+        return answer
+
+
 class InboundAuth:
     """SPF + DKIM + DMARC + ARC with one resolver; ``check`` is blocking."""
 
-    def __init__(self, hostname: str, resolver, *, dns_timeout: float = 5.0, sample=None):
+    def __init__(self, hostname: str, resolver, *, dns_timeout: float = 5.0, sample=None, budget: float | None = None):
         self.hostname = hostname
         self.resolver = resolver
         self.dns_timeout = dns_timeout
         self._sample = sample  # DMARC pct draw (None = random)
+        # Wall-clock budget for all the DNS of one message: past it every lookup is a temperror at once,
+        # so a DNS outage costs a message seconds, not minutes of an executor thread.
+        self.budget = budget if budget is not None else max(5.0, 3 * dns_timeout)
 
     @classmethod
     def from_settings(cls, settings, resolver=None) -> InboundAuth:
@@ -151,8 +182,8 @@ class InboundAuth:
         return cls(settings.hostname, resolver or resolver_for(settings), dns_timeout=settings.dns_timeout)
 
     # --- DKIM / ARC -------------------------------------------------------------
-    def _dnsfunc(self):
-        resolver = self.resolver
+    def _dnsfunc(self, resolver=None):
+        resolver = resolver or self.resolver
 
         def txt(name, timeout=5):
             n = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
@@ -161,7 +192,7 @@ class InboundAuth:
 
         return txt
 
-    def verify_dkim(self, raw: bytes) -> list[DkimResult]:
+    def verify_dkim(self, raw: bytes, resolver=None) -> list[DkimResult]:
         try:
             d = dkim.DKIM(raw, timeout=self.dns_timeout, logger=_quiet)
         except Exception as exc:  # unparseable message
@@ -170,7 +201,7 @@ class InboundAuth:
         if not sigs:
             return []
         out: list[DkimResult] = []
-        dnsfunc = self._dnsfunc()
+        dnsfunc = self._dnsfunc(resolver)
         for idx in range(min(len(sigs), MAX_DKIM_SIGNATURES)):
             dom = sel = b = ""
             try:
@@ -197,12 +228,12 @@ class InboundAuth:
                 out.append(DkimResult("permerror", dom, sel, b, exc.__class__.__name__))
         return out
 
-    def verify_arc(self, raw: bytes) -> tuple[str, str]:
+    def verify_arc(self, raw: bytes, resolver=None) -> tuple[str, str]:
         if b"arc-seal" not in _header_block(raw).lower():
             return "none", ""
         try:
             a = dkim.ARC(raw, timeout=self.dns_timeout, logger=_quiet)
-            cv, _results, reason = a.verify(dnsfunc=self._dnsfunc())
+            cv, _results, reason = a.verify(dnsfunc=self._dnsfunc(resolver))
         except DnsTempError as exc:
             return "fail", f"temporary DNS failure: {exc}"
         except Exception as exc:
@@ -219,18 +250,19 @@ class InboundAuth:
             msg = BytesHeaderParser(policy=policy.default).parsebytes(header)
         except Exception:
             msg = None
-        helo_res = spf_mod.check_helo(self.resolver, client_ip, helo)
-        spf_res = spf_mod.check_mailfrom(self.resolver, client_ip, mail_from, helo)
-        dkim_res = self.verify_dkim(raw)
-        arc_res, arc_reason = self.verify_arc(raw)
+        r = Budget(self.resolver, self.budget)
+        helo_res = spf_mod.check_helo(r, client_ip, helo, querytime=self.budget)
+        spf_res = spf_mod.check_mailfrom(r, client_ip, mail_from, helo, querytime=self.budget)
+        dkim_res = self.verify_dkim(raw, r)
+        arc_res, arc_reason = self.verify_arc(raw, r)
         domains = _from_domains(msg) if msg is not None else None
         dkim_pairs = [(r.result, r.domain) for r in dkim_res]
         kw = {"sample": self._sample} if self._sample else {}
         if domains:
-            results = [dmarc_mod.evaluate(self.resolver, d, spf_res.result, spf_res.domain, dkim_pairs, **kw)
+            results = [dmarc_mod.evaluate(r, d, spf_res.result, spf_res.domain, dkim_pairs, **kw)
                        for d in domains]
         else:
-            results = [dmarc_mod.evaluate(self.resolver, None, spf_res.result, spf_res.domain, dkim_pairs)]
+            results = [dmarc_mod.evaluate(r, None, spf_res.result, spf_res.domain, dkim_pairs)]
         # Several From domains (RFC 7489 §6.6.1): every one must pass; the strictest disposition wins.
         order = {"none": 0, "quarantine": 1, "reject": 2}
         dm = max(results, key=lambda r: (r.result == "fail", order.get(r.disposition, 0)))
