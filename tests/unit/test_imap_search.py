@@ -111,8 +111,14 @@ CASES = [
     ("SENTSINCE 3-Dec-2026", ENC, True),
     ("SENTSINCE 4-Dec-2026", ENC, False),
     ("SENTON 30-Nov-2026", QP, True),  # not converted to UTC (that would be 1-Dec)
-    ("SENTON 1-Jan-2026", ATTACH, False),  # no Date: header
+    ("SENTON 1-Jan-2026", ATTACH, False),  # no Date: header: counts as 1 Jan 1970 (Dovecot, Cyrus)
     ("NOT SENTON 1-Jan-2026", ATTACH, True),
+    ("SENTBEFORE 1-Jan-1995", ATTACH, True),
+    ("SENTON 1-Jan-1970", ATTACH, True),
+    ("SENTSINCE 2-Jan-1970", ATTACH, False),
+    ("TEXT Quarterly", ATTACH, True),  # TEXT also sees the parts' MIME headers (as Dovecot)
+    ("BODY Quarterly", ATTACH, False),
+    ("TEXT report.pdf", ATTACH, True),
     ("ON 1-Jan-2026", ENC, True),
     ('ON "01-JAN-2026"', ENC, True),
     ("BEFORE 1-Jan-2026", ENC, False),

@@ -84,10 +84,10 @@ MSGS = [
         ([A("SUBJECT")], [3, 4, 5, 1, 2]),  # apple, banana x2 (by seq), lunch x2 (by seq)
         ([A("SUBJECT"), A("REVERSE"), A("DATE")], [3, 5, 4, 1, 2]),  # 4 has no Date: its INTERNALDATE (01:00)
         ([A("DATE")], [4, 5, 2, 3, 1]),
-        ([A("FROM")], [4, 2, 3, 5, 1]),  # "" (group only), alice, bob, carl, zed
+        ([A("FROM")], [2, 3, 5, 4, 1]),  # alice, bob, carl, "undisclosed-recipients" (a group: its name, as Dovecot), zed
         ([A("TO")], [4, 5, 3, 1, 2]),  # "", "", alice, bob, carol
         ([A("CC")], [1, 3, 4, 5, 2]),
-        ([A("DISPLAYFROM")], [4, 2, 3, 5, 1]),  # "", alice@..., Bob, Carl, Zed
+        ([A("DISPLAYFROM")], [2, 3, 5, 4, 1]),  # alice@..., Bob, Carl, the group's name, Zed
         ([A("DISPLAYTO")], [4, 5, 3, 1, 2]),
     ],
 )

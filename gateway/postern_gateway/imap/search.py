@@ -27,7 +27,10 @@ Matching rules
   string matches any message that has the field (RFC 3501 §6.4.4 HEADER).
 * BEFORE/ON/SINCE compare the date of INTERNALDATE (as shown by FETCH, UTC),
   SENT* the date of the Date: header as written; times and zones are ignored
-  (RFC 3501 §6.4.4). A message without a readable Date: matches no SENT* key.
+  (RFC 3501 §6.4.4). A message without a readable Date: counts as sent on
+  1 Jan 1970 (what Dovecot and Cyrus do).
+* TEXT looks at the top-level header, the decoded text parts and the MIME
+  headers of the parts (as Dovecot does); BODY at the decoded text parts only.
 * Flags and keywords compare case-insensitively.
 """
 
@@ -353,7 +356,7 @@ def _decode_header_value(raw: bytes) -> str:
 class _View:
     """Lazily derived data of one message for one evaluation."""
 
-    __slots__ = ("msg", "_buf", "_flist", "_values", "_body", "_header_text")
+    __slots__ = ("msg", "_buf", "_flist", "_values", "_body", "_header_text", "_tree")
 
     def __init__(self, msg):
         self.msg = msg
@@ -362,6 +365,7 @@ class _View:
         self._values: dict[bytes, list[str]] = {}
         self._body: list[str] | None = None
         self._header_text: str | None = None
+        self._tree = None
 
     def _header(self) -> bytes:
         if self._buf is None:
@@ -402,11 +406,36 @@ class _View:
             )
         return self._header_text
 
+    def _root(self):
+        if self._tree is None:
+            raw = getattr(self.msg, "raw", None)
+            self._tree = _message.parse(raw) if raw else False
+        return self._tree
+
     def body_texts(self) -> list[str]:
         if self._body is None:
-            raw = getattr(self.msg, "raw", None)
-            self._body = _body_texts(raw) if raw else []
+            root = self._root()
+            self._body = _body_texts(self.msg.raw, root) if root else []
         return self._body
+
+    def part_headers_text(self) -> str:
+        """Decoded MIME headers of every part below the top level (TEXT looks there too, as Dovecot does)."""
+        root = self._root()
+        if not root:
+            return ""
+        raw = self.msg.raw
+        out = []
+        stack = list(root.children) + ([root.message] if root.message is not None else [])
+        while stack:
+            e = stack.pop()
+            if e.synthetic:
+                continue
+            for f in _message._split_header(raw, e.start, e.body_start, _message.MAX_FIELDS)[0]:
+                out.append((f.name or b"").decode("ascii", "replace") + ": " + _decode_header_value(_message._value(raw, f)))
+            stack.extend(e.children)
+            if e.message is not None:
+                stack.append(e.message)
+        return "\n".join(out).casefold()
 
 
 def _text_entities(root: _message.Entity):
@@ -423,13 +452,9 @@ def _text_entities(root: _message.Entity):
             yield e
 
 
-def _body_texts(raw: bytes) -> list[str]:
+def _body_texts(raw: bytes, root: _message.Entity) -> list[str]:
     """Decoded text of every text/* part (casefolded)."""
     out = []
-    try:
-        root = _message.parse(raw)
-    except Exception:
-        return out
     parser = BytesParser(policy=_policy.default)
     for e in _text_entities(root):
         if e.end <= e.body_start:
@@ -449,23 +474,28 @@ def _body_texts(raw: bytes) -> list[str]:
     return out
 
 
-def _sent_date(view: _View) -> _dt.date | None:
+_NO_DATE = _dt.date(1970, 1, 1)
+
+
+def _sent_date(view: _View) -> _dt.date:
+    """The date of the Date: header as written (zone ignored); 1 Jan 1970 when it is missing
+    or unreadable, as Dovecot and Cyrus treat it (so SENTBEFORE matches such messages)."""
     values = view.values("date")
     if not values:
-        return None
+        return _NO_DATE
     try:
         parsed = _email_utils.parsedate_tz(values[0])
     except Exception:
-        return None
+        return _NO_DATE
     if not parsed:
-        return None
+        return _NO_DATE
     try:
         year = parsed[0]
         if year < 100:  # RFC 5322 §4.3 two-digit years
             year += 2000 if year < 50 else 1900
-        return _dt.date(year, parsed[1], parsed[2])  # the date as written: the zone is ignored
+        return _dt.date(year, parsed[1], parsed[2])
     except (ValueError, TypeError):
-        return None
+        return _NO_DATE
 
 
 def _internal_date(msg) -> _dt.date | None:
@@ -515,7 +545,7 @@ def _eval(key: SearchKey, msg, view: _View, flags: frozenset[str]) -> bool:
         return (getattr(msg, "modseq", 0) or 0) >= key.modseq
     try:
         if isinstance(key, DateKey):
-            have = _sent_date(view) if key.sent else _internal_date(msg)
+            have: _dt.date | None = _sent_date(view) if key.sent else _internal_date(msg)
             return _compare(key.op, have, key.date)
         if isinstance(key, HeaderKey):
             values = view.values(key.name)
@@ -527,7 +557,9 @@ def _eval(key: SearchKey, msg, view: _View, flags: frozenset[str]) -> bool:
                 return True
             if key.text and key.needle in view.header_text():
                 return True
-            return any(key.needle in t for t in view.body_texts())
+            if any(key.needle in t for t in view.body_texts()):
+                return True
+            return key.text and key.needle in view.part_headers_text()
     except Exception:  # unreadable message data: this key does not match
         return False
     return False

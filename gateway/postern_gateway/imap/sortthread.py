@@ -142,7 +142,7 @@ class _Info:
                 return (display or None, None, m.group(2), m.group(3))
             return (None, None, m.group(4), m.group(5))
         for a in _message.addresses(value):
-            if a[2] is not None and a[3] is not None:  # not a group marker
+            if a[2] is not None:  # a mailbox, or a group's start marker (its name), as Dovecot sorts
                 return a
         return None
 
@@ -151,12 +151,14 @@ class _Info:
         return "" if a is None else a[2].decode("utf-8", "replace").casefold()
 
     def display(self, name: bytes) -> str:
-        # RFC 5957 §3: the decoded display name, else the addr-spec
+        # RFC 5957 §3: the decoded display name, else the addr-spec; a group: its name
         a = self.first_address(name)
         if a is None:
             return ""
         if a[0]:
             return _decode_header_value(a[0]).strip().casefold()
+        if a[3] is None:
+            return a[2].decode("utf-8", "replace").casefold()
         return (a[2] + b"@" + a[3]).decode("utf-8", "replace").casefold()
 
 
