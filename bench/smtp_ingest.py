@@ -16,7 +16,7 @@ Out:  on stdout, one table: msg/s of
       place of Lambda's event source mapping (ReceiveMessage/DeleteMessage*) are
       shown apart, and empty polls (a local artefact) are not counted per message.
       ``main(argv)``; ``--quick`` for a short run; ``--sessions``, ``--messages``
-      (per session), ``--size``, ``--latency``.
+      (per session), ``--stack-messages`` (per session, for (c)), ``--size``, ``--latency``.
 Fails: exit status 1 if a run accepted fewer messages than it sent, or the
       pipeline did not deliver them all; 0 otherwise (targets are printed, not enforced).
 
@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import smtplib
 import sys
 import threading
@@ -193,7 +195,7 @@ def run_stack(args) -> tuple[tuple[int, int, float], dict]:
     with LocalStack(ephemeral_ports=True, background=False) as stack:
         stack.clients.register_hook("after-call", counter)
         rcpt = stack.demo_user
-        result = load(stack.smtp_port, args.sessions, args.messages, "s@remote.test", rcpt, args.size)
+        result = load(stack.smtp_port, args.sessions, args.stack_messages, "s@remote.test", rcpt, args.size)
         counter.phase = "pipeline"
         t0 = time.perf_counter()
         handled = stack.drain()
@@ -215,35 +217,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--messages", type=int, default=None, help="messages per session (default 25, quick 5)")
     p.add_argument("--size", type=int, default=10 * 1024)
     p.add_argument("--latency", type=float, default=0.005, help="seconds per fake S3/SQS call in (b)")
+    p.add_argument("--stack-messages", type=int, default=5,
+                   help="messages per session for (c): its pipeline drain is slow on moto (default 5)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds of (a) and (b) (default 3, quick 2)")
     p.add_argument("--no-stack", action="store_true", help="skip (c)")
     args = p.parse_args(argv)
     if args.messages is None:
         args.messages = 5 if args.quick else 25
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 3
 
     print(f"SMTP ingest: {args.sessions} concurrent sessions x {args.messages} messages of {args.size} bytes, "
           f"one recipient each")
     rows = []
     ok = True
-    a = run_bare(args)
-    rows.append(("(a) bare aiosmtpd, discard", a))
-    b = run_fake(args)
-    rows.append((f"(b) gateway, fake S3/SQS {args.latency * 1000:.0f} ms/call", b))
+    # Interleaved rounds, best of each: the machine is shared, so one-off stalls should not decide the ratio.
+    runs_a, runs_b = [], []
+    for _ in range(args.rounds):
+        runs_a.append(run_bare(args))
+        runs_b.append(run_fake(args))
+    best = lambda runs: max(runs, key=lambda r: r[1] / r[2] if r[2] else 0.0)  # noqa: E731
+    rows.append((f"(a) bare aiosmtpd, discard (best of {args.rounds})", best(runs_a)))
+    rows.append((f"(b) gateway, fake S3/SQS {args.latency * 1000:.0f} ms/call (best of {args.rounds})", best(runs_b)))
     stack_info = None
     if not args.no_stack:
         try:
-            c, stack_info = run_stack(args)
+            with contextlib.redirect_stdout(io.StringIO()):  # the handlers' metric lines, not our table
+                c, stack_info = run_stack(args)
             rows.append(("(c) gateway, local moto stack", c))
         except Exception as exc:  # noqa: BLE001 - reported, the other rows still stand
             print(f"  (c) failed: {exc!r}", file=sys.stderr)
             ok = False
 
-    print(f"{'run':42} {'sent':>6} {'accepted':>8} {'seconds':>8} {'msg/s':>8}")
+    print(f"{'run':54} {'sent':>6} {'accepted':>8} {'seconds':>8} {'msg/s':>8}")
     rates = {}
     for name, (sent, accepted, secs) in rows:
         rate = accepted / secs if secs else 0.0
         rates[name[:3]] = rate
         ok = ok and accepted == sent
-        print(f"{name:42} {sent:>6} {accepted:>8} {secs:>8.2f} {rate:>8.1f}")
+        print(f"{name:54} {sent:>6} {accepted:>8} {secs:>8.2f} {rate:>8.1f}")
     ratio = rates["(b)"] / rates["(a)"] if rates.get("(a)") else 0.0
     print(f"ratio (b)/(a) = {ratio:.2f}  (target >= 0.70: {'met' if ratio >= 0.7 else 'NOT met'})")
     if "(c)" in rates:
