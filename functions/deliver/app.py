@@ -52,9 +52,12 @@ class Deferred(Exception):
 
 
 def deliverer() -> pipeline.Deliverer:
+    """Built once per execution environment, and again if the process settings or
+    clients were rebuilt (the local stack does that when it restarts)."""
     global _deliverer
-    if _deliverer is None:
-        _deliverer = pipeline.Deliverer(get_settings(), get_clients())
+    settings, clients = get_settings(), get_clients()
+    if _deliverer is None or _deliverer.settings is not settings or _deliverer.clients is not clients:
+        _deliverer = pipeline.Deliverer(settings, clients)
     return _deliverer
 
 

@@ -42,9 +42,12 @@ _reporter: pipeline.Reporter | None = None
 
 
 def reporter() -> pipeline.Reporter:
+    """Built once per execution environment, and again if the process settings or
+    clients were rebuilt (the local stack does that when it restarts)."""
     global _reporter
-    if _reporter is None:
-        _reporter = pipeline.Reporter(get_settings(), get_clients())
+    settings, clients = get_settings(), get_clients()
+    if _reporter is None or _reporter.settings is not settings or _reporter.clients is not clients:
+        _reporter = pipeline.Reporter(settings, clients)
     return _reporter
 
 

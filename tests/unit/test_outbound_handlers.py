@@ -46,14 +46,7 @@ def env(aws, monkeypatch):
 
 
 def handler(function: str):
-    import sys
-
-    name = f"postern_fn_test_out_{function}"
-    h = load_handler(f"functions/{function}", "app.lambda_handler", name)
-    for attr in ("_deliverer", "_reporter"):  # built lazily per execution environment: rebuild on this mock
-        if hasattr(sys.modules[name], attr):
-            setattr(sys.modules[name], attr, None)
-    return h
+    return load_handler(f"functions/{function}", "app.lambda_handler", f"postern_fn_test_out_{function}")
 
 
 def drain(clients, url) -> list:
