@@ -308,3 +308,12 @@ def test_precompute_declines_big_structures():
     raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"--b\r\n\r\nx\r\n" * 200 + b"--b--\r\n"
     assert m.precompute(raw) is None
     assert m.precompute(raw, max_parts=500, max_chars=10**6) is not None
+
+
+def test_one_bad_address_does_not_lose_the_list():
+    # what Dovecot 2.3 answers for the same field
+    raw = b'From: "A" <a@b>, g: c@d;, (x) e@\r\n\r\n'
+    expected = b'(("A" NIL "a" "b")(NIL NIL "g" NIL)(NIL NIL "c" "d")(NIL NIL NIL NIL)(NIL NIL "e" "MISSING_DOMAIN"))'
+    assert m.envelope(raw) == b"(NIL NIL " + b" ".join([expected] * 3) + b" NIL NIL NIL NIL NIL)"
+    assert m.addresses(b"x, y@z") == [(None, None, b"x", b"MISSING_DOMAIN"), (None, None, b"y", b"z")]
+    assert m.addresses(b",,,") == [] and m.addresses(b"@") == [] and m.addresses(None) == []

@@ -47,7 +47,6 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 from email import _header_value_parser as _hvp
-from email import utils as _email_utils
 
 from .wire import NIL, format_list, quote
 
@@ -402,20 +401,81 @@ def _mailbox(m) -> Address | None:
     )
 
 
-def _fallback_addresses(text: str) -> list[Address]:
-    out: list[Address] = []
-    try:
-        pairs = _email_utils.getaddresses([text])
-    except Exception:
-        return out
-    for name, addr in pairs:
-        if not addr:
-            continue
-        local, _, host = addr.rpartition("@")
-        if not local:
-            local, host = host, ""
-        out.append((_unshield(name) if name else None, None, _unshield(local), _unshield(host) if host else MISSING_DOMAIN))
-    return out
+_COMMENT_RE = re.compile(r"\([^()]*\)")
+
+
+def _lenient_address(chunk: str) -> Address | None:
+    """Last resort for one address the email package could not read: ``local@host`` inside
+    optional ``<>``, comments dropped; a missing host becomes MISSING_DOMAIN (as Dovecot)."""
+    text = _COMMENT_RE.sub(" ", chunk).strip()
+    if "<" in text:
+        text = text[text.rfind("<") + 1 :].split(">", 1)[0]
+    words = text.split()
+    if not words:
+        return None
+    addr = next((w for w in reversed(words) if "@" in w), words[-1]).strip('"<>,;')
+    local, at, host = addr.rpartition("@")
+    if not at:
+        local, host = addr, ""
+    if not local:
+        return None
+    return (None, None, _unshield(local), _unshield(host) if host else MISSING_DOMAIN)
+
+
+def _address_tokens(text: str):
+    """The email package's address-list loop (``get_address_list``), made total.
+
+    ``get_address_list`` gives up on the whole field when one address makes
+    the parser fail with an IndexError (e.g. ``e@`` at the end); here each
+    address is parsed on its own and a failing one is read leniently, so the
+    rest of the list survives. Yields tokens or ``("lenient", Address)``.
+    """
+    value = text
+    for _ in range(10_000):  # bounded
+        if not value:
+            return
+        try:
+            token, value = _hvp.get_address(value)
+            yield token
+        except Exception:
+            if value[0] != ",":
+                cut = _next_comma(value)
+                a = _lenient_address(value[:cut])
+                if a is not None:
+                    yield ("lenient", a)
+                value = value[cut:]
+        if value and value[0] != ",":
+            value = value[_next_comma(value) :]  # junk after an address
+        if value:
+            value = value[1:]
+
+
+def _next_comma(value: str) -> int:
+    """Index of the next comma outside quotes, comments and angle brackets (len when none)."""
+    quoted = False
+    depth = angle = 0
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c == "(":
+            depth += 1
+        elif c == ")" and depth:
+            depth -= 1
+        elif c == "<" and not depth:
+            angle += 1
+        elif c == ">" and angle:
+            angle -= 1
+        elif c == "," and not depth and not angle:
+            return i
+        i += 1
+    return len(value)
 
 
 def addresses(value: bytes | None) -> list[Address]:
@@ -428,30 +488,32 @@ def addresses(value: bytes | None) -> list[Address]:
     if not value:
         return []
     text = _shield(_text(value[:MAX_PARSED_VALUE]))
-    try:
-        parsed, _rest = _hvp.get_address_list(text)
-    except Exception:
-        return _fallback_addresses(text)
     out: list[Address] = []
-    try:
-        for tok in parsed:
+    for tok in _address_tokens(text):
+        if isinstance(tok, tuple):
+            out.append(tok[1])
+            continue
+        try:
             if tok.token_type != "address" or not len(tok):
                 continue
             inner = tok[0]
             if inner.token_type == "group":
                 gname = inner.display_name
-                out.append((None, None, _unshield(gname) if gname is not None else b"", None))
+                group = [(None, None, _unshield(gname) if gname is not None else b"", None)]
                 for m in inner.all_mailboxes:
                     a = _mailbox(m)
                     if a is not None:
-                        out.append(a)
-                out.append((None, None, None, None))
+                        group.append(a)
+                group.append((None, None, None, None))
+                out.extend(group)
             else:
                 a = _mailbox(inner)
                 if a is not None:
                     out.append(a)
-    except Exception:
-        return _fallback_addresses(text)
+        except Exception:
+            a = _lenient_address(str(tok))
+            if a is not None:
+                out.append(a)
     return out
 
 
