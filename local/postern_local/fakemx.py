@@ -80,7 +80,7 @@ class _Handler:
 
 class FakeMX:
     def __init__(self, hostname: str = "mx.fake.test", script: Script | None = None, ssl_context=None,
-                 credentials: tuple[str, str] | None = None):
+                 credentials: tuple[str, str] | None = None, smtputf8: bool = True):
         self.hostname = hostname
         self.script = script or Script()
         self.messages: list[Received] = []
@@ -88,6 +88,7 @@ class FakeMX:
         self.lock = threading.Lock()
         self.ssl_context = ssl_context
         self.credentials = credentials  # (user, password): AUTH required, like a smarthost
+        self.smtputf8 = smtputf8  # advertise SMTPUTF8 (RFC 6531)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server = None
@@ -106,7 +107,7 @@ class FakeMX:
             auth = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # AUTH without TLS: deliberate, loopback only
-            return SMTP(_Handler(self), hostname=self.hostname, decode_data=False, enable_SMTPUTF8=True,
+            return SMTP(_Handler(self), hostname=self.hostname, decode_data=False, enable_SMTPUTF8=self.smtputf8,
                         tls_context=self.ssl_context, require_starttls=False, data_size_limit=None, **auth)
 
     def start(self) -> int:

@@ -306,3 +306,25 @@ def test_ses_rejection_is_permanent(aws):
     settings, clients, _ = aws  # no verified identity: SES refuses the sender
     results = SesTransport(settings, clients).send(req("b@remote.test"))
     assert [(r.ok, r.permanent, r.status) for r in results] == [(False, True, "5.7.1")]
+
+
+def test_dns_timeout_is_transient():
+    with FakeDNS() as dns:
+        dns.drop("slow.test")
+        s = settings_for(closed_port(), dns_nameservers=(dns.nameserver,), dns_timeout=0.3)
+        results = MxTransport(s, resolver=Resolver(s)).send(req("x@slow.test", domain="slow.test"))
+    assert [(r.ok, r.permanent, r.status) for r in results] == [(False, False, "4.4.3")]
+    assert "timeout" in results[0].text
+
+
+def test_utf8_address_needs_smtputf8(mx):
+    rq = SendRequest("alice@example.test", ("josé@remote.test",), MSG, "remote.test", "Q1", smtputf8=True)
+    results = MxTransport(settings_for(mx.port), resolver=resolver()).send(rq)
+    assert results[0].ok and mx.messages[0].rcpt_tos == ["josé@remote.test"]  # aiosmtpd offers SMTPUTF8
+
+
+def test_utf8_address_to_server_without_smtputf8_bounces():
+    with FakeMX("mx.remote.test", smtputf8=False) as old:
+        rq = SendRequest("alice@example.test", ("josé@remote.test",), MSG, "remote.test", "Q1", smtputf8=True)
+        results = MxTransport(settings_for(old.port), resolver=resolver()).send(rq)
+        assert [(r.ok, r.permanent, r.status) for r in results] == [(False, True, "5.6.7")] and old.messages == []

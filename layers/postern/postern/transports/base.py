@@ -117,7 +117,9 @@ def smtp_transaction(client: smtplib.SMTP, req: SendRequest, remote: str) -> lis
             options.append(f"SIZE={len(req.data)}")
         if client.has_extn("8bitmime") and any(b > 127 for b in req.data):
             options.append("BODY=8BITMIME")  # RFC 6152
-        if req.smtputf8 and client.has_extn("smtputf8"):
+        if req.smtputf8:
+            if not client.has_extn("smtputf8"):  # RFC 6531 §3.2: never downgrade an address
+                return permanent_all(pending, "5.6.7", f"{remote} does not support SMTPUTF8", remote)
             options.append("SMTPUTF8")  # RFC 6531 §3.4
         code, msg = client.mail(req.mail_from, options)
         if code != 250:
