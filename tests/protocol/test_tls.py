@@ -348,3 +348,38 @@ def test_pop3_pipelined_after_stls_not_executed(servers, client_ctx):
         assert c.line().startswith(b"-ERR"), "USER from before the handshake took effect"
     finally:
         c.close()
+
+
+def test_imap_plaintext_arriving_while_starttls_is_answered_is_discarded(servers, client_ctx, monkeypatch):
+    """The other half of the injection class: bytes that reach the server's stream buffer *after* it
+    read STARTTLS but before the TLS layer takes the socket (here the server is held for 0.3 s
+    right after its go-ahead so the injected line is certain to land in that window)."""
+    import time
+
+    from postern_gateway.imap import session as imap_session
+
+    original = imap_session.Session.start_tls
+
+    async def held(self):
+        import asyncio
+
+        await asyncio.sleep(0.3)
+        await original(self)
+
+    monkeypatch.setattr(imap_session.Session, "start_tls", held)
+    c = Raw(servers["imap"])
+    try:
+        assert c.line().startswith(b"* OK")
+        c.send(b"a STARTTLS\r\n")
+        assert c.line().startswith(b"a OK")
+        c.send(b"b LOGIN alice@example.test alice-pw\r\n")  # plaintext, injected after the go-ahead
+        time.sleep(0.8)  # the server has handed the socket to TLS by now
+        c.tls(client_ctx)
+        c.send(b"c SELECT INBOX\r\n")
+        lines = [c.line()]
+        while not lines[-1].startswith(b"c "):
+            lines.append(c.line())
+        assert not any(x.startswith(b"b ") for x in lines), lines
+        assert not lines[-1].startswith(b"c OK"), "plaintext LOGIN injected before the handshake took effect"
+    finally:
+        c.close()
