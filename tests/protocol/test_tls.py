@@ -383,3 +383,31 @@ def test_imap_plaintext_arriving_while_starttls_is_answered_is_discarded(servers
         assert not lines[-1].startswith(b"c OK"), "plaintext LOGIN injected before the handshake took effect"
     finally:
         c.close()
+
+
+def test_pop3_plaintext_arriving_while_stls_is_answered_is_discarded(servers, client_ctx, monkeypatch):
+    """As the IMAP case above, for POP3's STLS (the server is held 0.3 s after its +OK)."""
+    import asyncio
+    import time
+
+    from postern_gateway.pop3 import server as pop3_server
+
+    original = pop3_server._Connection._start_tls
+
+    async def held(self):
+        await asyncio.sleep(0.3)
+        return await original(self)
+
+    monkeypatch.setattr(pop3_server._Connection, "_start_tls", held)
+    c = Raw(servers["pop3"])
+    try:
+        assert c.line().startswith(b"+OK")
+        c.send(b"STLS\r\n")
+        assert c.line().startswith(b"+OK")
+        c.send(b"USER alice@example.test\r\n")  # plaintext, injected after the go-ahead
+        time.sleep(0.8)
+        c.tls(client_ctx)
+        c.send(b"PASS alice-pw\r\n")
+        assert c.line().startswith(b"-ERR"), "USER injected before the handshake took effect"
+    finally:
+        c.close()
