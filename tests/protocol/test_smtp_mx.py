@@ -185,8 +185,50 @@ def test_alias_plus_and_catchall_accepted(mx):
     c.mail("s@remote.test")
     for rcpt in ("postmaster@example.test", "alice+tag@example.test", "fwd@example.test", "whatever@catchall.test"):
         assert c.rcpt(rcpt)[0] == 250, rcpt
-    assert c.docmd("RCPT TO:<Postmaster>")[0] == 550  # domain-less postmaster: not routable here
     c.quit()
+
+
+def test_domainless_postmaster_is_ours(mx):
+    """RFC 5321 §4.1.1.3: RCPT TO:<Postmaster> (any case) reaches postmaster@ of our hostname's domain."""
+    c = client(mx)
+    c.mail("<>")
+    assert c.docmd("RCPT TO:<Postmaster>")[0] == 250
+    assert c.data(MSG)[0] == 250
+    c.quit()
+    (env,) = envelopes(mx.clients)
+    assert env.rcpt_to == ("postmaster@example.test",)  # hostname mx.example.test -> example.test
+
+
+def test_helo_client_gets_plain_smtp(mx):
+    c = smtplib.SMTP(HOST, mx.port, timeout=10)
+    assert c.helo("old.example")[0] == 250
+    assert c.sendmail("s@remote.test", ["alice@example.test"], MSG) == {}
+    c.quit()
+    (env,) = envelopes(mx.clients)
+    assert " with SMTP id " in env.trace_headers and env.helo == "old.example"
+
+
+def test_rset_forgets_the_transaction(mx):
+    c = client(mx)
+    c.mail("a@remote.test")
+    c.rcpt("bob@example.test")
+    assert c.rset()[0] == 250
+    assert c.docmd("DATA")[0] == 503
+    assert c.sendmail("b@remote.test", ["alice@example.test"], MSG) == {}
+    c.quit()
+    (env,) = envelopes(mx.clients)
+    assert (env.mail_from, env.rcpt_to) == ("b@remote.test", ("alice@example.test",))
+
+
+def test_two_messages_on_one_connection(mx):
+    c = client(mx)
+    assert c.sendmail("s@remote.test", ["alice@example.test"], MSG) == {}
+    assert c.sendmail("<>", ["bob@example.test"], MSG + b"second\r\n") == {}
+    c.quit()
+    first, second = envelopes(mx.clients)
+    assert first.queue_id < second.queue_id  # sortable by arrival
+    assert (second.mail_from, second.rcpt_to) == ("", ("bob@example.test",))
+    assert mx.clients.objects[second.s3_key] == MSG + b"second\r\n"
 
 
 def test_duplicate_recipient_recorded_once(mx):

@@ -157,6 +157,20 @@ def test_bad_login_raises_in_smtplib(sub):
     c.quit()
 
 
+def test_connection_closed_after_repeated_auth_failures(sub):
+    from postern_gateway.smtp.submission import MAX_AUTH_FAILURES
+
+    c = smtplib.SMTP(HOST, sub.port, timeout=10)
+    c.ehlo("laptop.example")
+    for _ in range(MAX_AUTH_FAILURES - 1):
+        assert c.docmd(f"AUTH PLAIN {PLAIN_WRONG}")[0] == 535
+    code, text = c.docmd(f"AUTH PLAIN {PLAIN_WRONG}")
+    assert (code, text.split(b" ")[0]) == (421, b"4.7.0")
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        c.docmd("NOOP")
+        c.docmd("NOOP")
+
+
 def test_authenticated_relay_to_remote_and_local(sub):
     c = client(sub)
     raw = message(extra=b"Message-ID: <m1@laptop.example>\r\nDate: Tue, 01 Dec 2026 10:00:00 +0000\r\n")
@@ -292,4 +306,8 @@ def test_mx_starttls_has_no_auth(tls):
         c.ehlo("peer.example")
         assert not c.has_extn("auth")
         assert c.docmd(f"AUTH PLAIN {PLAIN_ALICE}")[0] == 503
+        assert c.sendmail("s@remote.test", ["alice@example.test"], message(from_="s@remote.test")) == {}
         c.quit()
+    (env,) = envelopes(srv.backend.spooler.clients)
+    assert env.tls and env.auth_user is None
+    assert " with ESMTPS id " in env.trace_headers

@@ -62,6 +62,16 @@ def classify_recipient(directory, rcpt: str) -> str:
     return UNKNOWN if decision.failed else LOCAL
 
 
+def postmaster_address(directory, hostname: str) -> str | None:
+    """Blocking: ``postmaster@`` the first local domain among our hostname and its parents."""
+    labels = hostname.lower().strip(".").split(".")
+    for i in range(len(labels) - 1):
+        domain = ".".join(labels[i:])
+        if directory.get_domain(domain) is not None:
+            return f"postmaster@{domain}"
+    return None
+
+
 class BackendFailure(Exception):
     """Carries the reply for a failed directory/spool call."""
 
@@ -155,6 +165,13 @@ class PolicyHandler(EsmtpHandler):
 
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
         rcpt = server.parsed_path if server.parsed_path is not None else address
+        if rcpt.lower() == "postmaster":  # RFC 5321 §4.1.1.3: <Postmaster> without a domain must be accepted
+            try:
+                rcpt = await self.call(postmaster_address, self.backend.directory, self.settings.hostname)
+            except BackendFailure as exc:
+                return str(exc.reply)
+            if rcpt is None:
+                return str(status.NO_SUCH_USER.with_text("No postmaster domain configured here"))
         if rcpt in envelope.rcpt_tos:
             return str(status.RCPT_OK.with_text("Recipient OK (duplicate)"))
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:

@@ -118,14 +118,19 @@ def enhance(line: str, verb: str | None = None) -> str:
     if m is None:
         return line
     code, sep, text = m.groups()
-    if code in _UNCODED or code[0] not in "245" or _HAS_CODE.match(text):
+    if code in _UNCODED or code[0] not in "245":
         return line
+    coded = _HAS_CODE.match(text) is not None  # ours, or one of aiosmtpd's few coded replies
     for row_verb, row_code, prefix, (new_code, enhanced, new_text) in REPLIES:
+        if coded and not prefix[:1].isdigit():
+            continue  # only rows written for an already-coded text may rewrite one
         if row_code == code and (row_verb is None or row_verb == verb) and text.startswith(prefix):
             code = new_code or code
             text = new_text if new_text is not None else text
             break
     else:
+        if coded:
+            return line
         enhanced = f"{code[0]}.0.0"
     return f"{code}{sep}{enhanced} {text}".rstrip(" ")
 

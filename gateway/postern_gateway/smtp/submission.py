@@ -15,7 +15,8 @@ Fails: ``530 5.7.0`` MAIL (or RCPT/DATA) without AUTH: unauthenticated
       the user's addresses or aliases; ``550 5.7.1`` a ``From:`` header naming
       an address the user does not own (or no usable ``From:``); ``550 5.1.1``
       unknown local recipient; ``553 5.1.3`` a recipient we cannot deliver to;
-      ``454 4.7.0`` directory failure during AUTH.
+      ``454 4.7.0`` directory failure during AUTH; ``421 4.7.0`` and the
+      connection closed after ``MAX_AUTH_FAILURES`` failed AUTHs.
 
 SCRAM-SHA-256 is not offered: the directory stores argon2id hashes and SCRAM
 needs its own stored keys (RFC 5802 §3).
@@ -44,6 +45,8 @@ log = logging.getLogger("postern.smtp.submission")
 FROM_NOT_OWNED = Reply(550, "5.7.1", "From: header address not owned by authenticated user")
 NO_FROM = Reply(550, "5.7.1", "Message must have exactly one From: header naming your address")
 BAD_RCPT = Reply(553, "5.1.3", "Recipient address not deliverable")
+TOO_MANY_AUTH_FAILURES = Reply(421, "4.7.0", "Too many failed authentications, closing connection")
+MAX_AUTH_FAILURES = 5  # per connection; each failure already costs a growing delay
 
 
 class SubmissionHandler(PolicyHandler):
@@ -96,6 +99,10 @@ class SubmissionHandler(PolicyHandler):
             log.exception("directory failure during AUTH")
             return AuthResult(success=False, handled=False, message=str(status.AUTH_TEMP))
         if user is None:
+            if session.auth_failures.failures >= MAX_AUTH_FAILURES:  # Postfix smtpd_hard_error_limit, for AUTH
+                await server.push(str(TOO_MANY_AUTH_FAILURES))
+                server.transport.close()
+                return AuthResult(success=False, handled=True)
             return AuthResult(success=False, handled=False, message=str(status.AUTH_FAILED))
         session.own_addresses = None
         return AuthResult(success=True, auth_data=user, message=str(status.AUTH_OK))
