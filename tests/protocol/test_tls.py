@@ -411,3 +411,61 @@ def test_pop3_plaintext_arriving_while_stls_is_answered_is_discarded(servers, cl
         assert c.line().startswith(b"-ERR"), "USER injected before the handshake took effect"
     finally:
         c.close()
+
+
+def test_gateway_reloads_certificate_without_restart(tmp_path, ca):
+    """The app's own wiring: Gateway.start -> trust.tls.server_context -> CertificateStore.start();
+    new files are picked up by the mtime watcher, the listeners never restart, live sessions survive."""
+    import asyncio
+    import hashlib
+    import os
+    import threading
+    import time
+
+    from postern_gateway.app import Gateway
+
+    def write(cert):
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+        for blob in cert.cert_chain_pems[1:]:
+            blob.write_to_path(str(tmp_path / "cert.pem"), append=True)
+        cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+
+    write(ca.issue_cert("mail.example.test", "127.0.0.1"))
+    b = backend()
+    settings = b.settings.replace(bind="127.0.0.1", smtp_port=-1, submission_port=-1, submissions_port=-1,
+                                  imap_port=-1, pop3_port=-1, pop3s_port=-1, imaps_port=0,
+                                  tls_cert_file=str(tmp_path / "cert.pem"), tls_key_file=str(tmp_path / "key.pem"),
+                                  tls_reload_interval=0.05)
+    b.settings = settings
+    loop = asyncio.new_event_loop()
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    gw = Gateway(settings, clients=object(), backend=b)
+    try:
+        ports = asyncio.run_coroutine_threadsafe(gw.start(), loop).result(30)
+        client = ssl.create_default_context()
+        ca.configure_trust(client)
+
+        def peer_fp():
+            c = imaplib.IMAP4_SSL(HOST, ports["imaps"], ssl_context=client, timeout=10)
+            der = c.sock.getpeercert(binary_form=True)
+            return c, hashlib.sha256(der).hexdigest()
+
+        live, first = peer_fp()
+        write(ca.issue_cert("mail.example.test", "127.0.0.1"))
+        os.utime(tmp_path / "cert.pem", ns=(3, 3))
+        store = gw.ssl_context.postern_store
+        for _ in range(200):
+            if store.reloads:
+                break
+            time.sleep(0.05)
+        other, second = peer_fp()
+        assert store.reloads == 1 and second != first
+        assert gw.ports["imaps"] == ports["imaps"]  # same listener, no restart
+        assert live.noop()[0] == "OK"  # the session opened before the reload carries on
+        live.logout()
+        other.logout()
+    finally:
+        asyncio.run_coroutine_threadsafe(gw.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
