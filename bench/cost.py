@@ -36,6 +36,7 @@ allowance, not a measurement.
 from __future__ import annotations
 
 import argparse
+import os
 import datetime as _dt
 import imaplib
 import json
@@ -558,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=str(PROFILE))
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
+    os.environ.setdefault("LOG_LEVEL", "ERROR")  # the handlers' Powertools loggers: quiet unless asked
     reps = args.reps or (3 if args.quick else 10)
     from postern_local.template import load_template
 

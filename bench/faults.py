@@ -20,6 +20,7 @@ Lambda's event source mapping and are not faulted. Clients retry a 4xx up to
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rcpts", type=int, default=2, help="recipients per message cycle 1..N (default 2)")
     ap.add_argument("--spec", default=DEFAULT_SPEC)
     ap.add_argument("--time-limit", type=float, default=None)
+    ap.add_argument("--out", help="also write the report to this file (markdown)")
     args = ap.parse_args(argv)
+    os.environ.setdefault("LOG_LEVEL", "ERROR")  # the handlers' Powertools loggers: quiet unless asked
     messages = args.messages or (200 if args.quick else 2000)
     clients = args.clients or (10 if args.quick else 20)
     limit = args.time_limit or (300 if args.quick else 1500)
@@ -46,10 +49,15 @@ def main(argv: list[str] | None = None) -> int:
                      time_limit=limit)
     print(r.report())
     bad = r.after.lost or r.after.duplicated or r.before.lost or r.before.duplicated
-    summary = {"sent": len(r.sent), "accepted": r.accepted, "lost": r.after.lost,
+    summary = {"sent": sum(1 for s in r.sent if s.replies), "accepted": r.accepted, "lost": r.after.lost,
                "duplicated": r.before.duplicated + r.after.duplicated, "in_dlq": r.before.in_dlq,
                "seconds": round(r.seconds, 1)}
     print("summary:", summary)
+    if args.out:
+        from pathlib import Path
+
+        cmd = "make faults" if not argv else "bench/faults.py " + " ".join(argv)
+        Path(args.out).write_text(f"# Fault campaign\n\nMeasured by `{cmd}`.\n\n```\n{r.report()}\nsummary: {summary}\n```\n")
     main.result = summary
     return 1 if bad else 0
 

@@ -25,6 +25,7 @@ background meanwhile, as on AWS. Two cores are shared by everything here
 from __future__ import annotations
 
 import argparse
+import os
 import imaplib
 import logging
 import poplib
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pop3", type=int, default=50)
     ap.add_argument("--smtp-think", type=float, default=3.0)
     args = ap.parse_args(argv)
+    os.environ.setdefault("LOG_LEVEL", "ERROR")  # the handlers' Powertools loggers: quiet unless asked
     logging.basicConfig(level=logging.CRITICAL)
     seconds = args.seconds or (10.0 if args.quick else 60.0)
     r = run(seconds, args.smtp, args.imap_idle, args.imap_active, args.pop3, args.smtp_think)

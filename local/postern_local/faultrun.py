@@ -79,7 +79,7 @@ class Sent:
     @property
     def temp_failed(self) -> bool:
         """Some recipient was never accepted and never refused: the client gave up on 4xx replies."""
-        return not self.complete
+        return bool(self.replies) and not self.complete
 
 
 @dataclass
@@ -121,7 +121,8 @@ class CampaignResult:
 
     def table(self) -> str:
         rows = [
-            ("messages sent", len(self.sent), ""),
+            ("messages sent", sum(1 for s in self.sent if s.replies), ""),
+            ("not attempted (sending time cap reached)", sum(1 for s in self.sent if not s.replies), ""),
             ("accepted (250 for every recipient, after client retries)", sum(1 for s in self.sent if s.complete and s.accepted), ""),
             ("temp-failed (some recipient 4xx on every attempt)", self.temp_failed, ""),
             ("retried by the client after a 4xx", self.retried, ""),
