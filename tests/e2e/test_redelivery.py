@@ -24,8 +24,10 @@ from postern_local.faults import FaultSpec
 
 @pytest.fixture
 def twice():
+    from postern import aws
     from postern_local.stack import LocalStack
 
+    saved = aws._default  # the session stack's process-wide clients: give them back afterwards
     ev = Evidence(FaultSpec(redeliver=2), probe=False)
     with FakeMX() as mx:
         s = LocalStack(
@@ -39,6 +41,7 @@ def twice():
             yield s, ev, mx
         finally:
             s.stop()
+            aws._default = saved
 
 
 def test_redelivered_batches_store_once_and_send_once(twice):
