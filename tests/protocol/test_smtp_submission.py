@@ -157,6 +157,18 @@ def test_bad_login_raises_in_smtplib(sub):
     c.quit()
 
 
+@pytest.mark.parametrize("param", ["AUTH=<>", "AUTH=alice@example.test", "auth=<> BODY=8BITMIME"])
+def test_mail_auth_parameter_accepted(sub, param):
+    """RFC 4954 §5: a server that offers AUTH accepts MAIL's AUTH= parameter."""
+    c = client(sub)
+    assert c.docmd(f"MAIL FROM:<alice@example.test> {param}")[0] == 250
+    assert c.docmd("RCPT TO:<x@remote.test>")[0] == 250
+    assert c.data(message())[0] == 250
+    c.quit()
+    (env,) = envelopes(sub.clients)
+    assert env.mail_from == "alice@example.test" and env.body_8bit == ("BODY=8BITMIME" in param)
+
+
 def test_connection_closed_after_repeated_auth_failures(sub):
     from postern_gateway.smtp.submission import MAX_AUTH_FAILURES
 

@@ -33,7 +33,8 @@ Why a subclass and what it changes (everything else is aiosmtpd 1.4.6 as shipped
     lenient header parser (``MAIL FROM:<unterminated`` becomes ``unterminated``).
     ``smtp_MAIL``/``smtp_RCPT`` first check the path with :mod:`.paths` and answer
     ``501 5.1.7`` / ``501 5.1.3``; a non-ASCII path without SMTPUTF8 gets
-    ``553 5.6.7`` (RFC 6531 §3.4).
+    ``553 5.6.7`` (RFC 6531 §3.4). MAIL's ``AUTH=`` parameter (RFC 4954 §5), which
+    aiosmtpd does not know, is accepted and ignored.
 
 Also here, because they are per-connection protocol matters: a cap on live
 sessions (``421 4.3.2`` to the extra connection), an idle timer that any
@@ -336,9 +337,23 @@ class PosternSMTP(SMTP):
                     await self.push("553 5.6.7 Non-ASCII address requires SMTPUTF8")  # RFC 6531 §3.4
                     return
                 self.parsed_path = mailbox
+                if reverse:
+                    arg = _drop_auth_param(arg, params)
             await delegate(arg)
         finally:
             self._verb = None
+
+
+def _drop_auth_param(arg: str, params: str) -> str:
+    """Remove ``AUTH=...`` from MAIL's parameters: RFC 4954 §5 says a server offering AUTH must
+    accept it (and may ignore it, as we do: the session's own AUTH decides); aiosmtpd would answer 555."""
+    tokens = params.split()
+    kept = [t for t in tokens if not t.upper().startswith("AUTH=")]
+    if len(kept) == len(tokens):
+        return arg
+    head = arg.rstrip(" ")
+    head = head[: len(head) - len(params)].rstrip(" ")
+    return " ".join([head, *kept])
 
 
 class EsmtpHandler:
