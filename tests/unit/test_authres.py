@@ -299,3 +299,88 @@ def test_dns_budget_turns_slow_dns_into_temperror(keys):
     v = InboundAuth(HOST, r, budget=0.0).check(message(), client_ip=BAD_IP, helo="mail.sender.test",
                                                mail_from="b@sender.test")
     assert (v.spf.result, v.dmarc.result, v.action) == ("temperror", "temperror", "accept")
+
+
+# --- more edges ------------------------------------------------------------------------
+def _parse_ar(header: bytes):
+    """Our header through an independent RFC 8601 parser (the authres package)."""
+    import authres
+
+    text = header.decode().replace("\r\n\t", " ").rstrip("\r\n")
+    return authres.AuthenticationResultsHeader.parse(text)
+
+
+def test_header_parses_as_rfc8601(keys):
+    raw = sign(message(), keys["sender"][0])
+    v = run(dns(keys), raw)
+    ar = _parse_ar(v.header)
+    assert ar.authserv_id == HOST
+    got = {(r.method, r.result) for r in ar.results}
+    assert {("spf", "pass"), ("dkim", "pass"), ("dmarc", "pass"), ("arc", "none")} <= got
+    forged = f"Authentication-Results: {HOST}; dmarc=pass\r\n".encode()
+    v2 = run(dns(keys), message(extra=forged), ip=BAD_IP)
+    assert _parse_ar(v2.header).authserv_id == HOST
+
+
+def test_one_good_signature_among_bad_ones_passes(keys):
+    good = sign(message(), keys["sender"][0])
+    # a second, broken signature on top (wrong key published for its selector)
+    bad = dkim.sign(good, b"s1", b"other.test", keys["sender"][0], include_headers=[b"from"])
+    v = run(dns(keys), bad + good, ip=BAD_IP)
+    results = sorted((r.domain, r.result) for r in v.dkim)
+    assert results == [("other.test", "fail"), ("sender.test", "pass")]
+    assert (v.dmarc.result, v.action) == ("pass", "accept")
+
+
+def test_ed25519_signature(keys):
+    import nacl.encoding
+    import nacl.signing
+
+    sk = nacl.signing.SigningKey.generate()
+    priv = sk.encode(encoder=nacl.encoding.Base64Encoder)
+    pub = sk.verify_key.encode(encoder=nacl.encoding.Base64Encoder)
+    r = dns(keys)
+    r.add("ed._domainkey.sender.test", "TXT", b"v=DKIM1; k=ed25519; p=" + pub)
+    raw = message()
+    sig = dkim.sign(raw, b"ed", b"sender.test", priv, signature_algorithm=b"ed25519-sha256",
+                    include_headers=[b"from", b"to", b"subject"])
+    v = run(r, sig + raw, ip=BAD_IP)
+    assert v.dkim[0].result == "pass" and v.action == "accept"
+
+
+def test_missing_key_and_garbage_signature(keys):
+    r = dns(keys)
+    raw = message(extra=b"DKIM-Signature: v=1; a=rsa-sha256; d=sender.test; s=nokey; h=from; bh=AAAA; b=AAAA\r\n")
+    v = run(r, raw, ip=BAD_IP)
+    assert v.dkim[0].result in ("fail", "permerror") and v.action == "reject"
+    raw2 = message(extra=b"DKIM-Signature: garbage;;;===\r\n")
+    assert run(r, raw2, ip=BAD_IP).dkim[0].result == "permerror"
+
+
+@pytest.mark.parametrize("record,expected", [
+    ("v=spf1 redirect=spf.provider.test", "pass"),
+    ("v=spf1 include:loop.test -all", "permerror"),
+    ("v=spf1 exists:%{i}.allow.test -all", "pass"),
+    ("v=spf1 ip6:2001:db8::/32 -all", "fail"),
+])
+def test_spf_mechanisms(record, expected):
+    r = FakeResolver()
+    r.add("sender.test", "TXT", record)
+    r.add("spf.provider.test", "TXT", "v=spf1 ip4:203.0.113.0/28 -all")
+    r.add("loop.test", "TXT", "v=spf1 include:loop.test -all")
+    r.add("203.0.113.5.allow.test", "A", "127.0.0.2")
+    assert check_mailfrom(r, "203.0.113.5", "x@sender.test", "h.sender.test").result == expected
+
+
+@pytest.mark.parametrize("records,expected", [
+    (["v=DMARC1; p=reject", "v=DMARC1; p=none"], None),  # two records: no policy (RFC 7489 §6.6.3)
+    (["v=DMARC1; p=bogus; rua=mailto:x@sender.test"], "none"),  # bad p with rua: treated as none
+    (["v=DMARC1; p=bogus"], None),  # bad p, no rua: not a record
+    (["v=spf1 -all", "v=DMARC1; p=quarantine"], "quarantine"),  # other TXT ignored
+])
+def test_dmarc_record_selection(records, expected):
+    r = FakeResolver()
+    for rec in records:
+        r.add("_dmarc.sender.test", "TXT", rec)
+    got = dmarc.lookup_policy(r, "sender.test")
+    assert (got.p if got else None) == expected
