@@ -162,6 +162,8 @@ class Pollers:
 
     def drain(self, max_rounds: int = 50) -> int:
         """Poll every queue until a whole round receives nothing. Returns messages handled."""
+        if self.running:
+            raise RuntimeError("drain() with the background pollers running: stop them first")
         total = 0
         for _ in range(max_rounds):
             n = sum(p.poll_once(wait=0) for p in self.pollers)

@@ -112,6 +112,7 @@ class LocalStack:
         self.demo_user = ""
         self.demo_password = ""
         self._saved_env: dict[str, str] | None = None
+        self._saved_clients = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
 
@@ -128,6 +129,7 @@ class LocalStack:
         from postern import aws, config
 
         self._saved_env = dict(os.environ)
+        self._saved_clients = aws._default  # a stack started inside another gives the outer one back on stop
         env = {**LOCAL_DEFAULTS, **os.environ, **self.overrides}
         if self.ephemeral_ports:
             env.update({var: "0" for var in PORT_VARS.values()})
@@ -248,6 +250,8 @@ class LocalStack:
             os.environ.update(self._saved_env)
             self._saved_env = None
         self._reset_process_caches(config, aws)
+        with aws._default_lock:
+            aws._default, self._saved_clients = self._saved_clients, None
 
     def __enter__(self) -> LocalStack:
         return self.start()
