@@ -37,6 +37,20 @@ def flag_list(flags: Iterable[str]) -> str:
     return "(" + " ".join(ordered) + ")"
 
 
+_FLAG_CACHE: dict[frozenset, bytes] = {}
+
+
+def flag_bytes(flags) -> bytes:
+    """``flag_list`` as bytes, memoised per flag set (FETCH 1:* FLAGS repeats a handful of sets)."""
+    key = flags if isinstance(flags, frozenset) else frozenset(flags)
+    hit = _FLAG_CACHE.get(key)
+    if hit is None:
+        hit = flag_list(key).encode()
+        if len(_FLAG_CACHE) < 4096:
+            _FLAG_CACHE[key] = hit
+    return hit
+
+
 def mailbox_name(name: str) -> bytes:
     """A mailbox name for LIST/STATUS/QUOTAROOT: modified UTF-7, as an astring."""
     return wire.astring(mutf7.encode(name)) if name else b'""'

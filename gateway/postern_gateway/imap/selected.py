@@ -141,11 +141,11 @@ class Selected:
                 return i + 1
         return None
 
-    def flags_of(self, uid: int) -> list[str]:
+    def flags_of(self, uid: int) -> frozenset[str]:
         m = self.metas.get(uid)
-        fl = set(m.flags) if m else set()
+        fl = m.flags if m else frozenset()
         if uid in self.recent:
-            fl.add("\\Recent")
+            return fl | {"\\Recent"}
         return fl
 
     def highestmodseq(self) -> int:
@@ -183,7 +183,7 @@ class Selected:
                 if seq is None:
                     continue
                 m = self.metas[uid]
-                items = [b"FLAGS " + R.flag_list(self.flags_of(uid)).encode()]
+                items = [b"FLAGS " + R.flag_bytes(self.flags_of(uid))]
                 if with_uid or self.condstore:
                     items.append(b"UID %d" % uid)
                 if self.condstore:

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from postern.errors import StoreUnavailable
 
+from .. import message as M  # imap-content's pure MIME functions
 from .. import parser as P
 from .. import responses as R
 from .. import wire
@@ -60,8 +61,6 @@ def _partial(data: bytes, partial) -> bytes:
 
 
 async def section_bytes(m: _Msg, sec: Section, partial) -> bytes:
-    from .. import message as M  # imap-content's pure MIME functions
-
     meta = m.full
     if not sec.part:
         if sec.text is None:
@@ -85,8 +84,6 @@ async def section_bytes(m: _Msg, sec: Section, partial) -> bytes:
 
 
 async def bodystructure(s, m: _Msg, extended: bool) -> bytes:
-    from .. import message as M
-
     key = (m.full.blob_key, len(m.full.prefix), extended)
     hit = s.runtime.structure_get(key) if m.full.blob_key else None
     if hit is None:
@@ -96,21 +93,56 @@ async def bodystructure(s, m: _Msg, extended: bool) -> bytes:
     return hit
 
 
-async def render(s, sel, seq, uid, att: FetchAtt, m: _Msg) -> bytes:
-    from .. import message as M
+INDEX_ATTS = {"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"}
 
-    name = att.name
-    view = m.view
+
+def render_index(sel, uid: int, name: str, view) -> bytes:
+    """The attributes answered from the index alone (no await, no store call)."""
     if name == "FLAGS":
-        return b"FLAGS " + R.flag_list(sel.flags_of(uid)).encode()
+        return b"FLAGS " + R.flag_bytes(sel.flags_of(uid))
     if name == "UID":
         return b"UID %d" % uid
-    if name == "INTERNALDATE":
-        return b"INTERNALDATE " + wire.format_internaldate(view.internaldate)
     if name == "RFC822.SIZE":
         return b"RFC822.SIZE %d" % view.size
     if name == "MODSEQ":
         return b"MODSEQ (%d)" % view.modseq
+    return b"INTERNALDATE " + wire.format_internaldate(view.internaldate)
+
+
+def header_only(atts) -> bool:
+    """Every attribute is answered by the index or the stored header block (no store read)."""
+    for a in atts:
+        if a.name in INDEX_ATTS or a.name in ("ENVELOPE", "RFC822.HEADER"):
+            continue
+        if a.is_body_section and not a.section.part and a.section.text in ("HEADER", "HEADER.FIELDS",
+                                                                             "HEADER.FIELDS.NOT"):
+            continue
+        return False
+    return True
+
+
+def render_header(sel, uid: int, att: FetchAtt, view, header: bytes) -> bytes:
+    """Synchronous rendering of :func:`header_only` attributes (the common client header sweep)."""
+    name = att.name
+    if name in INDEX_ATTS:
+        return render_index(sel, uid, name, view)
+    if name == "ENVELOPE":
+        return b"ENVELOPE " + M.envelope(header)
+    if name == "RFC822.HEADER":
+        return b"RFC822.HEADER " + wire.literal(header)
+    sec = att.section
+    if sec.text == "HEADER":
+        data = header
+    else:
+        data = M.header_fields(header, sec.fields, sec.text.endswith(".NOT"))
+    return att.label().encode() + b" " + wire.literal(_partial(data, att.partial))
+
+
+async def render(s, sel, seq, uid, att: FetchAtt, m: _Msg) -> bytes:
+    name = att.name
+    view = m.view
+    if name in INDEX_ATTS:
+        return render_index(sel, uid, name, view)
     if name == "ENVELOPE":
         return b"ENVELOPE " + M.envelope(await m.header())
     if name == "BODYSTRUCTURE":
@@ -145,6 +177,8 @@ async def fetch(s, cmd):
     if req.changedsince is not None:
         targets = [(q, u) for q, u in targets if sel.metas[u].modseq > req.changedsince]
     need_full = any(a.name in FULL_ATTS or a.is_body_section for a in atts)
+    index_only = all(a.name in INDEX_ATTS for a in atts)
+    headers_only = header_only(atts)
     sets_seen = not sel.readonly and any(a.sets_seen for a in atts)
     store = s.backend.store
     mb = sel.watcher.mb
@@ -166,12 +200,18 @@ async def fetch(s, cmd):
         full = await s.runtime.full_metas(mb, [sel.metas[u] for _, u in chunk]) if need_full else {}
         for seq, uid in chunk:
             view = sel.metas[uid]
-            m = _Msg(s, mb, view, full.get(uid))
+            m = None if index_only else _Msg(s, mb, view, full.get(uid))
             if need_full and uid not in full:
                 missing = True  # expunged by someone else, not yet announced (RFC 2180 §4.1.2)
                 continue
             try:
-                items = [await render(s, sel, seq, uid, a, m) for a in atts]
+                if index_only:
+                    items = [render_index(sel, uid, a.name, view) for a in atts]
+                elif headers_only and full[uid].header is not None:
+                    hdr = full[uid].header
+                    items = [render_header(sel, uid, a, view, hdr) for a in atts]
+                else:
+                    items = [await render(s, sel, seq, uid, a, m) for a in atts]
             except (KeyError, FileNotFoundError):
                 missing = True
                 continue
@@ -181,7 +221,7 @@ async def fetch(s, cmd):
                 missing = True
                 continue
             if uid in flagged_now and "FLAGS" not in names:
-                items.append(b"FLAGS " + R.flag_list(sel.flags_of(uid)).encode())
+                items.append(b"FLAGS " + R.flag_bytes(sel.flags_of(uid)))
             if uid in flagged_now and sel.condstore and "MODSEQ" not in {a.name for a in atts}:
                 items.append(b"MODSEQ (%d)" % sel.metas[uid].modseq)
             s.send(R.fetch_line(seq, items))

@@ -45,7 +45,7 @@ async def store(s, cmd):
             continue
         if uid not in sel.metas:
             continue
-        items = [b"FLAGS " + R.flag_list(sel.flags_of(uid)).encode()]
+        items = [b"FLAGS " + R.flag_bytes(sel.flags_of(uid))]
         if cmd.uid or sel.condstore:
             items.append(b"UID %d" % uid)
         if sel.condstore:
