@@ -71,6 +71,8 @@ def _check_aiosmtpd() -> None:
 
 _check_aiosmtpd()
 
+_TOO_BIG = "Message size exceeds fixed maximum message size"
+
 # (verb or None, code, text prefix) -> (new code or None, enhanced code, new text or None).
 # First match wins; verb-specific rows come first. Texts are aiosmtpd 1.4.6's.
 REPLIES: list[tuple[str | None, str, str, tuple[str | None, str, str | None]]] = [
@@ -78,8 +80,8 @@ REPLIES: list[tuple[str | None, str, str, tuple[str | None, str, str | None]]] =
     ("RCPT", "553", "5.1.3 Error: malformed address", ("501", "5.1.3", "Bad recipient address syntax")),
     ("MAIL", "501", "Syntax:", (None, "5.5.4", None)),
     ("RCPT", "501", "Syntax:", (None, "5.5.4", None)),
-    (None, "552", "Error: message size exceeds fixed maximum", (None, "5.3.4", "Message size exceeds fixed maximum message size")),
-    (None, "552", "Error: Too much mail data", (None, "5.3.4", "Message size exceeds fixed maximum message size")),
+    (None, "552", "Error: message size exceeds fixed maximum", (None, "5.3.4", _TOO_BIG)),
+    (None, "552", "Error: Too much mail data", (None, "5.3.4", _TOO_BIG)),
     (None, "500", "Line too long", (None, "5.5.2", None)),
     (None, "500", "Command line too long", (None, "5.5.2", None)),
     (None, "500", "Error: bad syntax", (None, "5.5.2", None)),

@@ -113,7 +113,8 @@ class SubmissionHandler(PolicyHandler):
 
     async def _owned(self, session) -> set[str]:
         if session.own_addresses is None:
-            session.own_addresses = await self.call(self.backend.directory.addresses_of, self.authenticated_user(session))
+            user = self.authenticated_user(session)
+            session.own_addresses = await self.call(self.backend.directory.addresses_of, user)
         return session.own_addresses
 
     async def _owns(self, session, address: str) -> bool:

@@ -25,7 +25,8 @@ from email import policy
 from email.parser import BytesHeaderParser
 
 _SAFE_HELO = re.compile(r"[^A-Za-z0-9.\-:\[\]_]")
-_DOMAIN = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?)*")
+_HELO_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"(?=.{{1,253}}$){_HELO_LABEL}(?:\.{_HELO_LABEL})*")
 _LITERAL = re.compile(r"\[(?:IPv6:)?[0-9A-Fa-f:.]+\]")
 
 
