@@ -360,3 +360,26 @@ def test_thread_lists_every_message_once(msgs, algorithm):
 def test_sort_is_a_permutation(msgs, criteria):
     out = T.sort_messages(criteria, msgs)
     assert sorted(m.seq for m in out) == [m.seq for m in msgs]
+
+
+# --- the address fast path answers exactly what the email package answers --------
+
+_atom = st.text(alphabet="abcXYZ019!#$%&'*+/=?^_`{|}~-\u00e9", min_size=1, max_size=6)
+_dot_atom = st.lists(_atom, min_size=1, max_size=3).map(".".join)
+_phrase = st.lists(_atom | st.just("."), min_size=1, max_size=4).map(lambda w: " ".join(w))
+_simple = st.one_of(
+    st.tuples(_dot_atom, _dot_atom).map(lambda t: f"{t[0]}@{t[1]}"),
+    st.tuples(_phrase, _dot_atom, _dot_atom, st.sampled_from(["", " ", "  "])).map(
+        lambda t: f"{t[0]}{t[3]}<{t[1]}@{t[2]}>"
+    ),
+    st.tuples(_dot_atom, _dot_atom).map(lambda t: f"<{t[0]}@{t[1]}>"),
+)
+
+
+@FUZZ
+@given(st.lists(_simple, min_size=1, max_size=4), st.sampled_from([",", ", ", " ,\t", ",,"]))
+def test_fast_address_path_matches_email_package(items, sep):
+    value = sep.join(items).encode("utf-8")
+    fast = M._fast_addresses(value)
+    if fast is not None:
+        assert fast == M._slow_addresses(value)

@@ -156,6 +156,12 @@ def header_length(raw: bytes) -> int:
 def _value(buf: bytes, f: Field) -> bytes:
     """A field's value: unfolded (RFC 5322 §2.2.3), stray CR/LF/NUL removed, stripped."""
     v = buf[f.value_start : f.end]
+    if v.endswith(b"\r\n"):
+        v = v[:-2]
+    elif v.endswith(b"\n"):
+        v = v[:-1]
+    if b"\n" not in v and b"\r" not in v and b"\x00" not in v:
+        return v.strip(_WS)  # the common, unfolded case
     v = _UNFOLD_RE.sub(b"", v)
     v = _EOL_RE.sub(b"", v)
     if b"\x00" in v:
@@ -478,6 +484,39 @@ def _next_comma(value: str) -> int:
     return len(value)
 
 
+# The common shapes -- "local@host" and "Display Name <local@host>" with an
+# atom-only phrase, comma-separated, no quotes/comments/groups/routes -- are read
+# by one regex; anything else goes to the email package. Both give the same
+# answer for these shapes (a property test checks it); the regex is ~50x faster.
+_ATEXT = rb"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\x80-\xff"
+_DOT_ATOM_B = rb"[" + _ATEXT + rb"]+(?:\.[" + _ATEXT + rb"]+)*"
+_FAST_ADDR = re.compile(
+    rb"[ \t]*(?:([" + _ATEXT + rb" \t.]*?)[ \t]*<(" + _DOT_ATOM_B + rb")@(" + _DOT_ATOM_B + rb")>"
+    rb"|(" + _DOT_ATOM_B + rb")@(" + _DOT_ATOM_B + rb"))[ \t]*"
+)
+_PHRASE_WS = re.compile(rb"[ \t]+")
+
+
+def _fast_addresses(value: bytes) -> list[Address] | None:
+    if b'"' in value or b"(" in value or b":" in value or b";" in value or b"\\" in value:
+        return None
+    out: list[Address] = []
+    for item in value.split(b","):
+        if not item.strip(b" \t"):
+            continue  # an empty list element (obs-addr-list)
+        m = _FAST_ADDR.fullmatch(item)
+        if m is None:
+            return None
+        if m.group(2) is not None:
+            name = _PHRASE_WS.sub(b" ", m.group(1)).strip(b" \t") or None
+            if name is not None and name.strip(b".") != name:
+                return None  # a phrase starting or ending with "." (obs-phrase): leave it to the parser
+            out.append((name, None, m.group(2), m.group(3)))
+        else:
+            out.append((None, None, m.group(4), m.group(5)))
+    return out
+
+
 def addresses(value: bytes | None) -> list[Address]:
     """Addresses of one raw address-list field value, RFC 3501 §7.4.2 style.
 
@@ -487,6 +526,13 @@ def addresses(value: bytes | None) -> list[Address]:
     """
     if not value:
         return []
+    fast = _fast_addresses(value)
+    if fast is not None:
+        return fast
+    return _slow_addresses(value)
+
+
+def _slow_addresses(value: bytes) -> list[Address]:
     text = _shield(_text(value[:MAX_PARSED_VALUE]))
     out: list[Address] = []
     for tok in _address_tokens(text):
@@ -527,15 +573,16 @@ def _nil_list(items: list[bytes]) -> bytes:
 
 
 def _envelope_of(h: _Header) -> bytes:
-    from_ = _address_list(h.get(b"from"))
-    sender = _address_list(h.get(b"sender")) or from_
-    reply_to = _address_list(h.get(b"reply-to")) or from_
+    from_ = _nil_list(_address_list(h.get(b"from")))
+    # RFC 3501 §7.4.2: sender and reply-to default to from when absent or empty
+    sender = _address_list(h.get(b"sender"))
+    reply_to = _address_list(h.get(b"reply-to"))
     items = [
         quote(h.get(b"date")),
         quote(h.get(b"subject")),
-        _nil_list(from_),
-        _nil_list(sender),
-        _nil_list(reply_to),
+        from_,
+        _nil_list(sender) if sender else from_,
+        _nil_list(reply_to) if reply_to else from_,
         _nil_list(_address_list(h.get(b"to"))),
         _nil_list(_address_list(h.get(b"cc"))),
         _nil_list(_address_list(h.get(b"bcc"))),
