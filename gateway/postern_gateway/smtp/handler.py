@@ -134,13 +134,6 @@ class PolicyHandler(EsmtpHandler):
                 except Exception:  # noqa: BLE001 - never break connection teardown
                     log.exception("check on_disconnect failed")
 
-    def handle_DISCONNECT(self, server) -> None:
-        for check in self.checks:
-            try:
-                check.on_disconnect(server)
-            except Exception:
-                log.exception("check %r failed on disconnect", check)
-
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, BackendFailure):
             return str(error.reply)

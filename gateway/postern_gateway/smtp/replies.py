@@ -235,7 +235,8 @@ class PosternSMTP(SMTP):
         if self._sessions is not None:
             self._sessions.release(self)
         hook = getattr(self.event_handler, "handle_DISCONNECT", None)  # trust: release per-IP slots
-        if hook is not None:
+        if hook is not None and not self._disconnected:  # aiosmtpd may call this twice after a failed STARTTLS
+            self._disconnected = True
             hook(self)
         super().connection_lost(error)
 

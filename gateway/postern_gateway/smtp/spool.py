@@ -96,7 +96,6 @@ class Spooler:
             log.warning("spool put failed queue_id=%s: %s", queue_id, exc)
             raise StoreUnavailable() from exc
         body = env.to_json()
-        body = env.to_json()
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
                 sqs.send_message(QueueUrl=self.settings.inbound_queue_url, MessageBody=body)
@@ -116,18 +115,6 @@ class Spooler:
                 raise StoreUnavailable() from exc
         log.info("spooled queue_id=%s size=%d rcpts=%d", queue_id, env.size, len(env.rcpt_to))
         return env
-
-    AMBIGUOUS_RESENDS = 2
-
-    def _resend(self, sqs, body: str, queue_id: str) -> bool:
-        """After an ambiguous send: send the same envelope again (never discard the object now)."""
-        for _ in range(self.AMBIGUOUS_RESENDS):
-            try:
-                sqs.send_message(QueueUrl=self.settings.inbound_queue_url, MessageBody=body)
-                return True
-            except Exception as exc:  # noqa: BLE001 - either kind: the first send may have landed
-                log.warning("spool resend failed queue_id=%s: %s", queue_id, exc)
-        return False
 
     def _discard(self, key: str, queue_id: str) -> None:
         try:
