@@ -37,9 +37,10 @@ Why a subclass and what it changes (everything else is aiosmtpd 1.4.6 as shipped
     aiosmtpd does not know, is accepted and ignored.
 
 Also here, because they are per-connection protocol matters: a cap on live
-sessions (``421 4.3.2`` to the extra connection), an idle timer that any
-received byte resets (aiosmtpd only resets it per command, which would cut a
-slow DATA upload) and that says ``421 4.4.2`` before closing, implicit TLS
+sessions (``421 4.3.2`` to the extra connection), an idle timer that every
+completed line resets (aiosmtpd only resets it per command, which would cut a
+slow DATA upload; a byte-trickling client still times out) and that says
+``421 4.4.2`` before closing, implicit TLS
 (port 465) recognised as TLS, a per-instance command-size table (aiosmtpd keeps
 it on the class, shared by every session), and a connect hook
 (``handler.handle_CONNECT(server, session)`` may return a refusal instead of
