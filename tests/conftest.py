@@ -54,3 +54,18 @@ def directory(aws):
 
     settings, clients, _ = aws
     return dynamo_directory(settings, clients)
+
+
+@pytest.fixture(autouse=True)
+def _test_sized_argon2(request, monkeypatch):
+    """argon2id at test-sized cost for every test (each login hashes; the suite must stay fast).
+
+    Tests marked ``real_argon2`` keep the production parameters (see test_passwords.py).
+    """
+    if request.node.get_closest_marker("real_argon2"):
+        return
+    from argon2 import PasswordHasher
+
+    from postern import passwords
+
+    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
