@@ -288,3 +288,16 @@ def test_delayed_report_says_will_retry_until(reporter):
     msg = BytesParser(policy=policy.default).parsebytes(out.raw)
     block = msg.get_payload()[1].get_payload()[1]
     assert block["Action"] == "delayed" and "Will-Retry-Until" in block
+
+
+def test_job_without_received_at_ages_from_sqs_sent_timestamp(env, mx, frozen):
+    settings, clients, d, _ = env
+    mx.script.on_rcpt("bob@remote.test", "451 4.3.0 later")
+    job = OutboundJob(queue_id="Q7", s3_key="spool/Q7", mail_from="alice@example.test", domain="remote.test",
+                      recipients=("bob@remote.test",))
+    clients.s3.put_object(Bucket=settings.bucket, Key="spool/Q7", Body=RAW)
+    sent_ms = str(int((T0 - 5 * 86400) * 1000))  # queued five days ago
+    out = handle_record({"body": job.to_json(), "receiptHandle": "x",
+                         "attributes": {"ApproximateReceiveCount": "3", "SentTimestamp": sent_ms}}, d)
+    assert out.failed == ["bob@remote.test"] and not out.retry  # expired: failure notice, no retry
+    assert [n.kind for n in notices(settings, clients)] == ["failed"]

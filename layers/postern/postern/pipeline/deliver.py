@@ -103,8 +103,13 @@ class Deliverer:
         return body
 
     # --- one attempt ----------------------------------------------------------
-    def attempt(self, job: OutboundJob, attempt: int, receipt_handle: str | None = None) -> Outcome:
+    def attempt(self, job: OutboundJob, attempt: int, receipt_handle: str | None = None,
+                first_seen: float | None = None) -> Outcome:
+        """``first_seen``: when the queue first had the job (SQS SentTimestamp), the age
+        to go by if the job carries no ``received_at``."""
         now = clock.now()
+        if not job.received_at:
+            job = dataclasses.replace(job, received_at=first_seen or now)
         out = Outcome(job, attempt)
         prior = self.log.states(job.queue_id)
         todo = []
@@ -125,7 +130,7 @@ class Deliverer:
             smtputf8 = any(ord(c) > 127 for c in job.mail_from + "".join(todo))
             results = self.transport.send(SendRequest(job.mail_from, tuple(todo), data, job.domain, job.queue_id, smtputf8))
         out.results = results
-        plan = retry.plan(attempt, job.received_at or now, now, self.settings.max_queue_age,
+        plan = retry.plan(attempt, job.received_at, now, self.settings.max_queue_age,
                           self.settings.delay_notice_after)
         final: dict[str, str] = {}
         expired: list[RecipientResult] = []
@@ -191,7 +196,11 @@ def handle_record(record: dict, deliverer: Deliverer) -> Outcome:
     """One SQS record (Lambda event shape): attempt delivery; when recipients remain
     deferred, make the message invisible until the next attempt is due."""
     job = OutboundJob.from_json(record["body"])
-    outcome = deliverer.attempt(job, receive_count(record), record.get("receiptHandle"))
+    try:
+        sent = float(record.get("attributes", {}).get("SentTimestamp", 0)) / 1000.0 or None
+    except (TypeError, ValueError):
+        sent = None
+    outcome = deliverer.attempt(job, receive_count(record), record.get("receiptHandle"), first_seen=sent)
     if outcome.retry:
         try:
             deliverer.clients.sqs.change_message_visibility(

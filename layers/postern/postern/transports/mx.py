@@ -21,6 +21,7 @@ retried in clear) unless MTA-STS is enforced for the domain.
 from __future__ import annotations
 
 import logging
+import random
 import smtplib
 import ssl
 
@@ -37,6 +38,19 @@ def _opportunistic_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # RFC 7435 opportunistic security
     return ctx
+
+
+def _ordered(hosts) -> list[str]:
+    """Preference order; hosts of equal preference in random order (RFC 5321 §5.1)."""
+    groups: dict[int, list[str]] = {}
+    for pref, host in hosts:
+        groups.setdefault(pref, []).append(host)
+    out: list[str] = []
+    for pref in sorted(groups):
+        same = groups[pref]
+        random.shuffle(same)
+        out += same
+    return out
 
 
 class MxTransport(Transport):
@@ -70,7 +84,7 @@ class MxTransport(Transport):
             except Exception as exc:  # a policy problem never blocks delivery (RFC 8461 §5.1)
                 log.warning("mta-sts for %s: %s", req.domain, exc)
         enforce = policy is not None and policy.enforced
-        hosts = [h for _, h in answer.hosts]
+        hosts = _ordered(answer.hosts)
         if enforce:
             hosts = [h for h in hosts if policy.matches(h)]
             if not hosts:
