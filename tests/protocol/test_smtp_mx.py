@@ -436,6 +436,36 @@ class Annotate(Check):
         return None
 
 
+class Broken(Check):
+    async def on_connect(self, server, session):
+        raise RuntimeError("dnsbl resolver exploded")
+
+
+def test_broken_connect_check_defers():
+    with ServerThread(start_smtp, make_backend(), role="mx", checks=[Broken()]) as srv:
+        with pytest.raises(smtplib.SMTPConnectError) as exc:
+            smtplib.SMTP(HOST, srv.port, timeout=10)
+        assert (exc.value.smtp_code, exc.value.smtp_error[:5]) == (421, b"4.3.0")
+
+
+class BrokenData(Check):
+    async def on_data(self, server, session, envelope, ctx):
+        raise RuntimeError("dkim library crashed")
+
+
+def test_broken_data_check_defers_and_session_goes_on():
+    clients = MemoryClients()
+    with ServerThread(start_smtp, make_backend(clients), role="mx", checks=[BrokenData()]) as srv:
+        c = client(srv)
+        c.mail("s@remote.test")
+        c.rcpt("alice@example.test")
+        code, text = c.data(MSG)
+        assert (code, text[:5]) == (451, b"4.3.0")
+        assert c.mail("s@remote.test")[0] == 250  # the transaction was reset: no "nested MAIL"
+        c.quit()
+    assert clients.messages == []
+
+
 def test_check_seams():
     clients = MemoryClients()
     with ServerThread(start_smtp, make_backend(), role="mx", checks=[Refuse()]) as srv:

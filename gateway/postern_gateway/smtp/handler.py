@@ -147,8 +147,8 @@ class PolicyHandler(EsmtpHandler):
         try:
             verdict = await self.mail_policy(server, session, envelope, sender)
             verdict = verdict or await self._run_checks("on_mail", server, session, envelope, sender)
-        except BackendFailure as exc:
-            verdict = exc.reply
+        except Exception as exc:
+            verdict = _failure_reply(exc, "MAIL")
         if verdict is not None:
             return str(verdict)
         envelope.mail_from = address  # aiosmtpd's own record ("<>" for the null path)
@@ -172,8 +172,8 @@ class PolicyHandler(EsmtpHandler):
         try:
             verdict = await self.rcpt_policy(server, session, envelope, rcpt)
             verdict = verdict or await self._run_checks("on_rcpt", server, session, envelope, rcpt)
-        except BackendFailure as exc:
-            verdict = exc.reply
+        except Exception as exc:
+            verdict = _failure_reply(exc, "RCPT")
         if verdict is not None:
             return str(verdict)
         envelope.rcpt_tos.append(rcpt)
@@ -196,8 +196,8 @@ class PolicyHandler(EsmtpHandler):
         try:
             verdict = await self.data_policy(server, session, envelope, ctx)
             verdict = verdict or await self._run_checks("on_data", server, session, envelope, ctx)
-        except BackendFailure as exc:
-            verdict = exc.reply
+        except Exception as exc:  # answered here so aiosmtpd still resets the transaction after DATA
+            verdict = _failure_reply(exc, "DATA")
         if verdict is not None:
             return str(verdict)
         utf8 = bool(envelope.smtp_utf8)
@@ -249,6 +249,14 @@ class MXHandler(PolicyHandler):
         if kind != LOCAL:
             return status.NO_SUCH_USER.with_text(f"No such user here: <{_printable(rcpt)}>")
         return None
+
+
+def _failure_reply(exc: Exception, stage: str) -> Reply:
+    """A policy step or check that failed: defer (451/454...), never accept unchecked."""
+    if isinstance(exc, BackendFailure):
+        return exc.reply
+    log.error("%s policy/check failed: %r", stage, exc, exc_info=exc)
+    return status.TEMP_BACKEND
 
 
 def _peer_ip(session) -> str:

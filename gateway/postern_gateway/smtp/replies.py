@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import logging
 import re
 from importlib.metadata import version
 
@@ -60,6 +61,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from postern.status import Reply
 
 from .paths import PathError, parse_path
+
+log = logging.getLogger("postern.smtp")
 
 MIN_AIOSMTPD = (1, 4, 5)  # first release that ends DATA only on CRLF.CRLF (SMTP smuggling fix)
 
@@ -183,6 +186,7 @@ class SessionSet:
 TOO_BUSY_LINE = b"421 4.3.2 Too many connections, try again later\r\n"
 TIMEOUT_LINE = b"421 4.4.2 Idle timeout, closing connection\r\n"
 AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Error: authentication not enabled")
+CONNECT_CHECK_FAILED = Reply(421, "4.3.0", "Temporary failure, try again later")
 
 
 class PosternSMTP(SMTP):
@@ -269,7 +273,11 @@ class PosternSMTP(SMTP):
         if not self._greeted:
             self._greeted = True
             hook = getattr(self.event_handler, "handle_CONNECT", None)
-            refusal = await hook(self, self.session) if hook is not None else None
+            try:
+                refusal = await hook(self, self.session) if hook is not None else None
+            except Exception:  # a broken check defers the client, never lets it in unchecked
+                log.exception("connect check failed")
+                refusal = CONNECT_CHECK_FAILED
             if refusal:
                 await super().push(str(refusal))
                 assert self.transport is not None
