@@ -34,7 +34,7 @@ ARGS = st.one_of(
         b"MODSEQ 5", b"(((((((((((((((((((((((((((", b"))))", b'"unterminated', b"{5}\r\nabcde", b"{999999999}",
         b"{5+}\r\nab", b'"" "*"', b'"" %', b"~/../../etc", b"&Jjo-", b"&&&-", b"INBOX (MESSAGES UIDNEXT)",
         b"INBOX (\\Seen) {10+}\r\nSubject: x", b"Trash", b"1:* Trash", b'("name" "x")', b"NIL", b"CONDSTORE",
-        b"\\", b"\x00", b"\xff",
+        b"\\", b"\x00", b"\xff", b"1 BODY[\xc2\xb2]", b"1 BODY.PEEK[HEADER.FIELDS (\xff)]", b"1 BODY[1.\xb2]",
     ]),
     st.binary(max_size=60),
 )
@@ -98,3 +98,9 @@ def test_literal_flood_is_bounded(harness):
     out = harness.session(LOGIN + b"t APPEND INBOX {4000000000}\r\n" + b"A" * 100000)
     assert b"t OK" not in out
     assert harness.alive() and harness.problems == []
+
+
+def test_eight_bit_section_is_bad_not_internal_error(harness):
+    """Found by the long fuzz run: 8-bit bytes inside BODY[...] raised UnicodeDecodeError in the parser."""
+    out = harness.session(LOGIN + SELECT + b"c FETCH 1 BODY[\xc2\xb2]\r\nd LOGOUT\r\n")
+    assert b"c BAD" in out and harness.problems == []

@@ -114,7 +114,10 @@ class _Reader:
             j += 1
         if j == self.i:
             raise self.error("Expected an atom")
-        text = d[self.i : j].decode("ascii")
+        try:
+            text = d[self.i : j].decode("ascii")
+        except UnicodeDecodeError:  # 8-bit inside [...] (found by trust's fuzzing): BAD, not an internal error
+            raise self.error("Invalid character in atom") from None
         self.i = j
         return Atom(text)
 
@@ -414,7 +417,7 @@ def parse_section(spec: str) -> Section:
     parts: list[int] = []
     words = head.split(".")
     i = 0
-    while i < len(words) and words[i].isdigit():
+    while i < len(words) and words[i].isascii() and words[i].isdigit():  # "²".isdigit() is True
         n = int(words[i])
         if n == 0 or len(words[i]) > 6:
             raise BadCommand("Invalid section part number")
