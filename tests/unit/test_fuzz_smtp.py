@@ -96,3 +96,10 @@ def test_flood_without_line_end_is_bounded(harness):
     harness.flood(16 * 1024 * 1024)
     assert harness.rss_mb() - before < 64, "input buffered without bound"
     assert harness.alive() and harness.problems == []
+
+
+def test_non_utf8_echoed_argument_is_not_an_internal_error(harness):
+    """Found by the long fuzz run: VRFY with invalid UTF-8 made aiosmtpd's echoing reply raise."""
+    out = harness.session(b"EHLO c.test\r\nVRFY \xed\xa0\x80\xff\r\nQUIT\r\n")
+    assert b"502" in out or b"252" in out
+    assert b"451" not in out and harness.problems == []

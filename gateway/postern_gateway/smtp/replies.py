@@ -285,6 +285,10 @@ class PosternSMTP(SMTP):
                 return
         elif isinstance(status, str) and not (self._helo_reply and status.startswith("250")):
             status = enhance(status, self._verb)
+        if isinstance(status, str):
+            # aiosmtpd echoes client text in some replies (e.g. "502 Could not VRFY <arg>"); bytes that
+            # were not UTF-8 arrive as surrogates and made push() raise (found by trust's fuzzing).
+            status = status.encode("utf-8", "replace").decode("utf-8")
         await super().push(status)
 
     # --- commands Postern adjusts ---------------------------------------------
