@@ -59,6 +59,33 @@ def test_sqs_refusal_removes_the_object(aws):
     assert queued(clients, settings.inbound_queue_url) == []
 
 
+class _FlakySQS:
+    """First send 'times out' (it may have landed), the next is refused with an error response."""
+
+    def __init__(self):
+        self.sent = 0
+
+    def send_message(self, **kw):
+        from botocore.exceptions import ReadTimeoutError
+
+        self.sent += 1
+        if self.sent == 1:
+            raise ReadTimeoutError(endpoint_url="injected://sqs")
+        raise ClientError({"Error": {"Code": "InternalError", "Message": "x"}}, "SendMessage")
+
+
+def test_refusal_after_ambiguous_send_keeps_the_object():
+    from postern.config import Settings
+    from postern_gateway.smtp.memspool import MemoryClients
+
+    clients = MemoryClients()
+    clients.sqs = _FlakySQS()
+    with pytest.raises(StoreUnavailable):
+        Spooler(Settings(), clients).spool(RAW, mail_from="", rcpt_to=["a@example.test"])
+    assert clients.sqs.sent == 2
+    assert len(clients.objects) == 1  # the first send may have enqueued an envelope pointing at it
+
+
 def test_queue_ids_sort_by_time_and_are_unique():
     ids = [new_queue_id() for _ in range(2000)]
     assert len(set(ids)) == len(ids)

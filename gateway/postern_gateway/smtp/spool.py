@@ -12,8 +12,9 @@ Out:  :meth:`Spooler.spool` (blocking: call it through ``backend.run``) PUTs the
 Fails: :class:`~postern.errors.StoreUnavailable` if either call fails (the
       caller answers ``451 4.3.0``). Ordering guarantees no envelope points at
       a missing object: the envelope is sent only after the PUT succeeded. If
-      SQS refuses the send (an error response: the message was not enqueued),
-      the object is deleted best-effort so no orphan lingers. If the send fails
+      SQS refuses the send (an error response, with no earlier attempt that
+      may have landed: the message was not enqueued), the object is deleted
+      best-effort so no orphan lingers. If the send fails
       ambiguously (timeout, dropped connection: SQS may have enqueued it), the
       same envelope is sent again (up to ``SEND_ATTEMPTS``; a duplicate with
       the same queue id is deduplicated downstream, while a 451 would make the
@@ -96,15 +97,24 @@ class Spooler:
             log.warning("spool put failed queue_id=%s: %s", queue_id, exc)
             raise StoreUnavailable() from exc
         body = env.to_json()
+        ambiguous = False  # has any attempt possibly enqueued the envelope?
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
                 sqs.send_message(QueueUrl=self.settings.inbound_queue_url, MessageBody=body)
                 break
-            except ClientError as exc:  # SQS answered with an error: nothing was enqueued
-                log.warning("spool send refused queue_id=%s: %s", queue_id, exc)
-                self._discard(key, queue_id)
+            except ClientError as exc:  # SQS answered this request with an error
+                # botocore may have retried inside the call after a timeout: then an earlier
+                # request may have landed, exactly as after one of our own ambiguous attempts.
+                retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+                if ambiguous or retried:
+                    log.error("spool send failed after ambiguous attempts queue_id=%s, keeping %s: %s",
+                              queue_id, key, exc)
+                else:
+                    log.warning("spool send refused queue_id=%s: %s", queue_id, exc)
+                    self._discard(key, queue_id)  # nothing was enqueued: no orphan either
                 raise StoreUnavailable() from exc
             except Exception as exc:  # ambiguous: SQS may have enqueued it
+                ambiguous = True
                 if attempt < SEND_ATTEMPTS:
                     # Resend the same body: a duplicate envelope with the same queue id is
                     # deduplicated downstream, whereas a 451 makes the client resend under a new id.
