@@ -95,8 +95,12 @@ def test_nlb_listeners_preserve_client_ip_without_proxy_protocol(t):
     listeners = resources_of_type(t, "AWS::ElasticLoadBalancingV2::Listener")
     assert sorted(int(l["Properties"]["Port"]) for l in listeners.values()) == [25, 110, 143, 465, 587, 993, 995]
     groups = resources_of_type(t, "AWS::ElasticLoadBalancingV2::TargetGroup")
-    (service,) = resources_of_type(t, "AWS::ECS::Service").values()
-    lb = {x["TargetGroupArn"]["Ref"]: x["ContainerPort"] for x in service["Properties"]["LoadBalancers"]}
+    lb = {}
+    for service in resources_of_type(t, "AWS::ECS::Service").values():
+        attached = service["Properties"]["LoadBalancers"]
+        assert len(attached) <= 5  # ECS: at most five target groups per service
+        lb.update({x["TargetGroupArn"]["Ref"]: x["ContainerPort"] for x in attached})
+    assert set(lb) == set(groups)
     for name, g in groups.items():
         attrs = {a["Key"]: a["Value"] for a in g["Properties"]["TargetGroupAttributes"]}
         assert attrs["preserve_client_ip.enabled"] == "true", name
