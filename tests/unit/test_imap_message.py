@@ -317,3 +317,36 @@ def test_one_bad_address_does_not_lose_the_list():
     assert m.envelope(raw) == b"(NIL NIL " + b" ".join([expected] * 3) + b" NIL NIL NIL NIL NIL)"
     assert m.addresses(b"x, y@z") == [(None, None, b"x", b"MISSING_DOMAIN"), (None, None, b"y", b"z")]
     assert m.addresses(b",,,") == [] and m.addresses(b"@") == [] and m.addresses(None) == []
+
+
+def test_repeated_address_fields_are_merged():
+    # malformed (RFC 5322 §3.6 allows one To:), answered as Dovecot does: all addresses
+    raw = b"To: a@b\r\nSubject: first\r\nTo: c@d\r\nSubject: second\r\n\r\n"
+    env = m.envelope(raw)
+    assert b'((NIL NIL "a" "b")(NIL NIL "c" "d"))' in env
+    assert b'"first"' in env and b'"second"' not in env
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [  # Dovecot 2.3's answers for the same From: values
+        (b"(x) e@folded (y)", [(b"y", None, b"e", b"folded")]),  # the comment after the address is the name
+        (b"<a@b> (c)", [(None, None, b"a", b"b")]),
+        (b"a@b (c) (d)", [(b"d", None, b"a", b"b")]),
+        (b'"" <a@b>', [(None, None, b"a", b"b")]),
+        (b'"  spaced  name " <a@b>', [(b"spaced name", None, b"a", b"b")]),
+        (b"Joe . Q <a@b>", [(b"Joe . Q", None, b"a", b"b")]),
+        (b"<@r1,@r2:a@b>", [(None, b"@r1,@r2", b"a", b"b")]),
+        (b"a@[1.2.3.4]", [(None, None, b"a", b"[1.2.3.4]")]),
+        (b"=?utf-8?q?x?= =?utf-8?q?y?= <a@b>", [(b"=?utf-8?q?x?= =?utf-8?q?y?=", None, b"a", b"b")]),
+        (b"A (c) B <a@b>", [(b"A B", None, b"a", b"b")]),
+        (b"group: ;", [(None, None, b"group", None), (None, None, None, None)]),
+        (b'"q\\"x" <a@b>', [(b'q"x', None, b"a", b"b")]),
+        # deliberate differences: an empty list element is skipped (RFC 5322 §4.4 obs-addr-list;
+        # Dovecot adds MISSING_MAILBOX), a local part that needs quotes keeps them
+        (b"a@b, ,c@d", [(None, None, b"a", b"b"), (None, None, b"c", b"d")]),
+        (b'"a b"@c', [(None, None, b'"a b"', b"c")]),
+    ],
+)
+def test_address_details(value, expected):
+    assert m.addresses(value) == expected

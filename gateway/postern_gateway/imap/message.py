@@ -186,6 +186,11 @@ class _Header:
         f = self._first.get(name)
         return None if f is None else _value(self.buf, f)
 
+    def get_all(self, name: bytes) -> list[bytes]:
+        if name not in self._first:
+            return []
+        return [_value(self.buf, f) for f in self.fields if f.name == name]
+
 
 # --- structure ----------------------------------------------------------------
 
@@ -394,9 +399,10 @@ def _mailbox(m) -> Address | None:
     if not _DOT_ATOM_RE.fullmatch(local):
         local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
     name = m.display_name
+    if name:
+        name = re.sub(r"[ \t]+", " ", name).strip()  # whitespace in a quoted name collapsed, as Dovecot
     if not name:
-        comments = getattr(m, "comments", None) or []
-        name = comments[0] if comments else None  # old-style "addr (Name)", as c-client and Dovecot read it
+        name = _trailing_comment(m)  # old-style "addr (Name)", as c-client and Dovecot read it
     route = getattr(m, "route", None)
     domain = m.domain
     return (
@@ -405,6 +411,18 @@ def _mailbox(m) -> Address | None:
         _unshield(local),
         _unshield(domain) if domain else MISSING_DOMAIN,
     )
+
+
+def _trailing_comment(m) -> str | None:
+    """The last comment after a bare addr-spec (``a@b (Name)``), as Dovecot reads it; a comment
+    before the address or after ``<a@b>`` is not a name."""
+    try:
+        last = m[0][-1]  # the domain of an addr-spec
+        if m[0].token_type == "addr-spec" and last.token_type == "domain" and last.comments:
+            return last.comments[-1]
+    except (IndexError, AttributeError, TypeError):
+        pass
+    return None
 
 
 _COMMENT_RE = re.compile(r"\([^()]*\)")
@@ -572,20 +590,29 @@ def _nil_list(items: list[bytes]) -> bytes:
     return b"(" + b"".join(items) + b")" if items else NIL
 
 
+def _addresses_of(h: _Header, name: bytes) -> list[bytes]:
+    # a field given more than once (malformed, RFC 5322 §3.6) contributes all its
+    # addresses, as Dovecot answers
+    out: list[bytes] = []
+    for value in h.get_all(name):
+        out += _address_list(value)
+    return out
+
+
 def _envelope_of(h: _Header) -> bytes:
-    from_ = _nil_list(_address_list(h.get(b"from")))
+    from_ = _nil_list(_addresses_of(h, b"from"))
     # RFC 3501 §7.4.2: sender and reply-to default to from when absent or empty
-    sender = _address_list(h.get(b"sender"))
-    reply_to = _address_list(h.get(b"reply-to"))
+    sender = _addresses_of(h, b"sender")
+    reply_to = _addresses_of(h, b"reply-to")
     items = [
         quote(h.get(b"date")),
         quote(h.get(b"subject")),
         from_,
         _nil_list(sender) if sender else from_,
         _nil_list(reply_to) if reply_to else from_,
-        _nil_list(_address_list(h.get(b"to"))),
-        _nil_list(_address_list(h.get(b"cc"))),
-        _nil_list(_address_list(h.get(b"bcc"))),
+        _nil_list(_addresses_of(h, b"to")),
+        _nil_list(_addresses_of(h, b"cc")),
+        _nil_list(_addresses_of(h, b"bcc")),
         quote(h.get(b"in-reply-to")),
         quote(h.get(b"message-id")),
     ]
