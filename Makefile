@@ -35,6 +35,10 @@ load: $(STAMP)
 cost: $(STAMP)
 	$(PY) bench/cost.py
 
+# Real IMAP clients (curl, mbsync, fetchmail, getmail; apt-get installs them when root) against the local stack.
+compat: $(STAMP)
+	tests/compat/run.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
 

@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n = args.messages or (1000 if args.quick else 10_000)
     reps = args.reps or (1 if args.quick else 3)
-    moto_n = args.messages or (500 if args.quick else 2_000)
+    moto_n = args.messages or (300 if args.quick else 1_000)  # moto stores ~3-10 messages/s
     print(f"IMAP benchmark: {n} messages (moto run: {moto_n}), best of {reps}")
     runs: dict[str, tuple] = {}
     print("- Postern, in-memory store ...", file=sys.stderr)
