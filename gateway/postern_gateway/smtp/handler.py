@@ -84,7 +84,6 @@ class PolicyHandler(EsmtpHandler):
     """The transaction mechanics both roles share (state, limits, trace, spool)."""
 
     role = "mx"
-    needs_auth = False
     # NB: aiosmtpd treats every handler member named auth_* as an AUTH mechanism; name nothing else so.
 
     def __init__(self, backend, checks: list[Check] | tuple[Check, ...] = ()):
@@ -115,7 +114,8 @@ class PolicyHandler(EsmtpHandler):
 
     async def _run_checks(self, hook: str, *args) -> Reply | None:
         for check in self.checks:
-            verdict = await getattr(check, hook)(*args)
+            fn = getattr(check, hook, None)  # checks need not derive from Check
+            verdict = await fn(*args) if fn is not None else None
             if verdict is not None:
                 return verdict
         return None

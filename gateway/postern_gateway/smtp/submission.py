@@ -51,7 +51,6 @@ MAX_AUTH_FAILURES = 5  # per connection; each failure already costs a growing de
 
 class SubmissionHandler(PolicyHandler):
     role = "submission"
-    needs_auth = True
 
     # --- AUTH mechanisms (aiosmtpd calls handler.auth_<MECH>(server, args)) --
     async def auth_PLAIN(self, server, args: list[str]) -> AuthResult:
