@@ -274,6 +274,10 @@ def test_remote_sender_gets_report_through_outbound(reporter):
     assert isinstance(job, OutboundJob) and job.mail_from == "" and job.domain == "elsewhere.test"
     body = clients.s3.get_object(Bucket=settings.bucket, Key=job.s3_key)["Body"].read()
     assert body == out.raw and b"MAILER-DAEMON@example.test" in body  # our host's domain
+    r.handle(failed_notice(settings, clients, mail_from="carol@elsewhere.test"))  # SQS retried the notice
+    attrs = clients.sqs.get_queue_attributes(QueueUrl=settings.outbound_queue_url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    assert sum(int(v) for v in attrs.values()) == 1  # still the one OutboundJob
 
 
 def test_null_sender_notice_is_dropped(reporter):

@@ -161,6 +161,14 @@ class DeliveryLog:
         except BotoCoreError as exc:
             raise StoreUnavailable("delivery log write failed") from exc
 
+    def notice_marked(self, queue_id: str, kind: str, domain: str) -> bool:
+        try:
+            r = self._db.get_item(TableName=self.table, Key=serialize(keys.notice_marker_key(queue_id, kind, domain)),
+                                  ConsistentRead=True)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"delivery log read failed: {exc.__class__.__name__}") from exc
+        return "Item" in r
+
     def event(self, queue_id: str, stage: str, now: float, n: int = 0, **attrs) -> None:
         item = {**keys.delivery_event_key(queue_id, stage, now, n), "stage": stage, "at": now,
                 "expires": self._expires(now, now), **attrs}

@@ -160,16 +160,21 @@ class Reporter:
                                            Metadata={"queue-id": rid, "kind": "ndr", "about": job.queue_id})
             except (ClientError, BotoCoreError) as exc:
                 raise StoreUnavailable(f"report spool write failed: {exc.__class__.__name__}") from exc
-            bodies = []
+            bodies, domains = [], []
             for domain, rcpts in decision.remote.items():
+                out.remote += [r.recipient for r in rcpts]
+                if self.log.notice_marked(rid, "queued", domain):  # a retried notice: queued already
+                    continue
+                domains.append(domain)
                 bodies.append(OutboundJob(
                     queue_id=rid, s3_key=key, mail_from="", domain=domain,
                     recipients=tuple(r.recipient for r in rcpts),
                     original_recipients=tuple(r.original_recipient if r.original_recipient != r.recipient else ""
                                               for r in rcpts),
                     received_at=now, size=len(raw)).to_json())
-                out.remote += [r.recipient for r in rcpts]
             send_bodies(self.clients.sqs, self.settings.outbound_queue_url, bodies)
+            for domain in domains:  # after the send: a failure before it retries the whole notice
+                self.log.mark_notice(rid, "queued", domain, now)
         if not out.local and not out.remote:
             out.dropped = "sender unreachable"
         self.log.event(job.queue_id, "ndr", now, kind=job.kind, report_id=rid, to=job.mail_from,
