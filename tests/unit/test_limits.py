@@ -138,3 +138,17 @@ def test_limits_for_picks_backend(aws):
     assert isinstance(limits_for(settings, clients).counters, DynamoCounters)
     assert isinstance(limits_for(settings).counters, MemoryCounters)
     assert isinstance(limits_for(settings.replace(limits_backend="memory"), clients).counters, MemoryCounters)
+
+
+def test_ipv6_counts_per_64(make):
+    from postern.limits import client_key
+
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert client_key("::ffff:192.0.2.1") == "192.0.2.1" and client_key("192.0.2.1") == "192.0.2.1"
+    lim, _ = make()
+    assert lim.connect("2001:db8:1:2::1") and lim.connect("2001:db8:1:2::2")
+    assert lim.connect("2001:db8:1:2::3") is None  # same /64: the cap of 2 applies to the subnet
+    assert lim.connect("2001:db8:1:3::1") is not None
+    for i in range(5):
+        lim.auth_failed(f"2001:db8:9:9::{i + 1}", f"u{i}@example.test")
+    assert lim.auth_allowed("2001:db8:9:9::ffff", "new@example.test").limit == "auth_ip"

@@ -29,6 +29,7 @@ Every refusal is logged with the client IP (and the account, never a password).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -46,6 +47,20 @@ class Refusal:
     limit: str  # conn | auth_ip | auth_user | send
     text: str
     retry_after: float = 0.0  # seconds until the window ends
+
+
+def client_key(ip: str) -> str:
+    """The unit a per-IP limit counts: the address for IPv4, its /64 for IPv6 (one end site's
+    allocation, so an attacker cannot rotate through a subnet to dodge the limits)."""
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip or "-"
+    if a.version == 6:
+        if a.ipv4_mapped is not None:
+            return str(a.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{a}/64", strict=False))
+    return str(a)
 
 
 # --- counter stores ---------------------------------------------------------------
@@ -144,6 +159,7 @@ class Limits:
     # --- concurrent connections (per process) -------------------------------------
     def connect(self, ip: str, protocol: str = "") -> Ticket | None:
         cap = self.settings.max_conn_per_ip
+        ip = client_key(ip)
         with self._conn_lock:
             n = self._conns.get(ip, 0)
             if cap > 0 and n >= cap:
@@ -162,7 +178,7 @@ class Limits:
 
     def open_connections(self, ip: str) -> int:
         with self._conn_lock:
-            return self._conns.get(ip, 0)
+            return self._conns.get(client_key(ip), 0)
 
     # --- windows ---------------------------------------------------------------------------
     def _window(self, seconds: int) -> tuple[int, float]:
@@ -180,7 +196,7 @@ class Limits:
     # --- authentication failures -----------------------------------------------------
     def _auth_keys(self, ip: str, user: str | None):
         w, end = self._window(self.settings.auth_fail_window)
-        k = [keys.limit_key("authip", ip or "-", w)]
+        k = [keys.limit_key("authip", client_key(ip), w)]
         if user:
             k.append(keys.limit_key("authuser", user.strip()[:256], w))
         return k, end
