@@ -458,6 +458,15 @@ def test_starttls(backend):
         assert "STARTTLS" not in c.capabilities and "AUTH=PLAIN" in c.capabilities
         assert c.login(USER, PW)[0] == "OK"
         c.logout()
+        # commands pipelined behind STARTTLS are discarded, never run inside the TLS session (RFC 3501 §6.2.1)
+        raw = socket.create_connection((HOST, srv.port), timeout=10)
+        raw.recv(4096)
+        raw.sendall(b"a STARTTLS\r\nb LOGIN alice@example.test secret-pw\r\n")
+        assert raw.recv(4096).startswith(b"a OK")
+        tls = cctx.wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(b"c NOOP\r\n")
+        assert tls.recv(4096).startswith(b"c OK")
+        tls.close()
     with ServerThread(start_imap, make_backend(allow_plaintext_auth=False), ssl_context=sctx, implicit_tls=True) as srv:
         c = imaplib.IMAP4_SSL(HOST, srv.port, ssl_context=cctx)
         assert c.login(USER, PW)[0] == "OK"
@@ -487,3 +496,49 @@ def test_over_dynamodb_store(dynamo_store):
         assert c.expunge()[1] == [b"1"]
         assert c.uid("SEARCH", "ALL")[1] == [b"2"]
         c.logout()
+
+
+def test_reselect_costs_changes_not_a_listing():
+    from postern.store.memory import MemoryMailStore
+
+    class Counting(MemoryMailStore):
+        listings = 0
+        changes = 0
+
+        def list_messages(self, mb, since_uid=0, light=False):
+            Counting.listings += 1
+            return super().list_messages(mb, since_uid, light)
+
+        def changes_since(self, mb, modseq):
+            Counting.changes += 1
+            return super().changes_since(mb, modseq)
+
+    be = make_backend(store=Counting(), imap_poll_interval=60)
+    for i in range(20):
+        be.store.append(USER, "INBOX", b"Subject: %d\r\n\r\nx\r\n" % i)
+    with ServerThread(start_imap, be) as srv:
+        c = client(srv)
+        assert c.select("INBOX")[1] == [b"20"]
+        c.logout()
+        assert Counting.listings == 1
+        be.store.append(USER, "INBOX", b"Subject: late\r\n\r\nx\r\n")
+        be.store.store_flags(be.store.get_mailbox(USER, "INBOX"), be.store.get_messages(
+            be.store.get_mailbox(USER, "INBOX"), [3]), ["\\Seen"], "add")
+        c = client(srv)
+        assert c.select("INBOX")[1] == [b"21"]  # the process index caught up from changes_since
+        typ, data = c.fetch("3", "(FLAGS)")
+        assert b"\\Seen" in data[0]
+        c.logout()
+        assert Counting.listings == 1 and Counting.changes >= 1
+
+
+def test_examine_does_not_set_seen_and_claims_no_recent(server, backend):
+    backend.store.append(USER, "INBOX", MSG1)
+    c = client(server)
+    c.select("INBOX", readonly=True)
+    assert c.untagged_responses.get("RECENT") == [b"0"] or c.response("RECENT")[1] == [b"0"]
+    typ, data = c.fetch("1", "(BODY[TEXT] FLAGS)")
+    assert b"\\Seen" not in data[-1] if isinstance(data[-1], bytes) else True
+    mb = backend.store.get_mailbox(USER, "INBOX")
+    assert "\\Seen" not in backend.store.get_messages(mb, [1])[0].flags
+    c.logout()

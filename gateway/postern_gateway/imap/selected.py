@@ -86,7 +86,8 @@ class Selected:
 
     def told_flags(self, uid: int, meta: MessageMeta) -> None:
         """Our own STORE/FETCH already told the client these flags."""
-        if uid in self.metas:
+        cur = self.metas.get(uid)
+        if cur is not None and cur.modseq <= meta.modseq:
             self.metas[uid] = meta
             self.pending_flags.discard(uid)
             self.keywords.update(f for f in meta.flags if not f.startswith("\\"))
@@ -120,9 +121,9 @@ class Selected:
         n = len(self.uids)
         if not uid:
             for lo, hi in ss.ranges:
-                for v in (lo, hi):
-                    if v != STAR and v > n:
-                        raise BadCommand("Invalid message sequence number")
+                # a number beyond EXISTS is an error; "n:*" is fine (it covers EXISTS, or nothing if empty)
+                if lo != STAR and hi != STAR and max(lo, hi) > n:
+                    raise BadCommand("Invalid message sequence number")
             return [(s, self.uids[s - 1]) for s in ss.iter(n)]
         top = self.uids[-1] if self.uids else 0
         if not self.uids:

@@ -222,6 +222,8 @@ async def fetch(s, cmd):
                 continue
             if uid in flagged_now and "FLAGS" not in names:
                 items.append(b"FLAGS " + R.flag_bytes(sel.flags_of(uid)))
+            if uid in flagged_now and sel.condstore and "UID" not in {a.name for a in atts}:
+                items.append(b"UID %d" % uid)  # RFC 7162 §3.1: implicit \Seen changes carry UID and MODSEQ
             if uid in flagged_now and sel.condstore and "MODSEQ" not in {a.name for a in atts}:
                 items.append(b"MODSEQ (%d)" % sel.metas[uid].modseq)
             s.send(R.fetch_line(seq, items))

@@ -30,6 +30,14 @@ async def _store(s, fn, *args):
     return await s.backend.run(fn, *args)
 
 
+async def get_existing(s, name: str):
+    """get_mailbox for commands on an existing mailbox: a missing one is NO [NONEXISTENT] (RFC 5530 §3)."""
+    try:
+        return await _store(s, s.backend.store.get_mailbox, _user(s), name)
+    except MailboxNotFound:
+        raise NoCommand("No such mailbox", "NONEXISTENT") from None
+
+
 async def create(s, cmd):
     P.arity(cmd, 1, 2)
     name = P.mailbox(cmd.args[0]).rstrip(DELIMITER)  # RFC 3501 §6.3.3: trailing delimiter = intent only
@@ -56,7 +64,10 @@ async def delete(s, cmd):
         raise NoCommand("INBOX cannot be deleted", "CANNOT")
     if s.selected is not None and s.selected.mb.name == name:
         s.deselect()
-    await _store(s, s.backend.store.delete_mailbox, _user(s), name)
+    try:
+        await _store(s, s.backend.store.delete_mailbox, _user(s), name)
+    except MailboxNotFound:
+        raise NoCommand("No such mailbox", "NONEXISTENT") from None
     return "DELETE completed"
 
 
@@ -69,9 +80,11 @@ async def rename(s, cmd):
     store = s.backend.store
     existing = {mb.name for mb in await _store(s, store.list_mailboxes, _user(s))}
     if old not in existing:
-        raise MailboxNotFound()
+        raise NoCommand("No such mailbox", "NONEXISTENT")
     if new in existing:
         raise NoCommand("Target mailbox exists", "ALREADYEXISTS")
+    if new.startswith(old + DELIMITER):
+        raise NoCommand("Cannot move a mailbox into itself", "CANNOT")
     await _store(s, store.rename_mailbox, _user(s), old, new)
     existing = {mb.name for mb in await _store(s, store.list_mailboxes, _user(s))}
     parts = new.split(DELIMITER)
@@ -194,7 +207,7 @@ async def status(s, cmd):
         if u not in STATUS_ITEMS:
             raise BadCommand(f"Unknown STATUS item {u[:20]}")
         want.append(u)
-    mb = await _store(s, s.backend.store.get_mailbox, _user(s), name)
+    mb = await get_existing(s, name)
     if "HIGHESTMODSEQ" in want:
         s.condstore = True
     recent = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .. import parser as P
 from .. import responses as R
 from ..errors import NoCommand
+from .mailboxes import get_existing
 
 
 async def _quota_line(s) -> bytes:
@@ -22,7 +23,7 @@ async def _quota_line(s) -> bytes:
 async def getquotaroot(s, cmd):
     P.arity(cmd, 1)
     name = P.mailbox(cmd.args[0])
-    mb = await s.backend.run(s.backend.store.get_mailbox, s.user.address, name)
+    mb = await get_existing(s, name)
     s.send(b"* QUOTAROOT " + R.mailbox_name(mb.name) + b' ""\r\n')
     s.send(await _quota_line(s))
     return "GETQUOTAROOT completed"

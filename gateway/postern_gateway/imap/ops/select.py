@@ -17,6 +17,7 @@ from .. import responses as R
 from .. import state as S
 from ..errors import BadCommand, ByeError
 from ..selected import Selected
+from .mailboxes import get_existing
 
 
 async def select(s, cmd):
@@ -36,7 +37,7 @@ async def select(s, cmd):
     s.deselect()  # RFC 3501 §6.3.1: even if this SELECT fails, nothing stays selected
     if condstore:
         s.condstore = True
-    mb = await s.backend.run(s.backend.store.get_mailbox, s.user.address, name)
+    mb = await get_existing(s, name)
     watcher = await s.runtime.open(mb)
     sel = Selected(watcher, watcher.mb, readonly, condstore=s.condstore)
     watcher.subscribe(sel)
