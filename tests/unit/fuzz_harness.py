@@ -10,7 +10,8 @@ Out:  :class:`Harness`: ``session(data)`` connects, sends ``data``, half-closes,
       ``rss_mb()`` is the process's resident memory.
 
 Example counts: ``POSTERN_FUZZ_EXAMPLES`` (default small, for ``make test``); e.g.
-``POSTERN_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest tests/unit/test_fuzz_*.py`` for a long run.
+``POSTERN_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest --timeout=0 tests/unit/test_fuzz_*.py`` for a long run
+(``--timeout=0`` lifts the suite's 120 s per-test limit).
 """
 
 from __future__ import annotations
