@@ -323,3 +323,14 @@ def test_evaluate_with_broken_msg_object():
     assert S.evaluate(S.parse_search(tok("NOT ON 1-Jan-2026")), m) is True
     assert S.evaluate(S.parse_search(tok("SUBJECT x")), m) is False
     assert S.evaluate(S.parse_search(tok("MODSEQ 1")), m) is False
+
+
+def test_within_older_younger():
+    now = epoch(2026, 1, 1, 12)
+    m = msg_from(ENC, internaldate=now - 3600)  # an hour old
+    for criteria, expected in [("OLDER 60", True), ("OLDER 7200", False), ("YOUNGER 7200", True), ("YOUNGER 60", False),
+                               ("NOT YOUNGER 60", True)]:
+        assert S.evaluate(S.parse_search(tok(criteria), now=now), m) is expected, criteria
+    for bad in ("OLDER", "OLDER 0", "YOUNGER x"):
+        with pytest.raises(S.SearchSyntaxError):
+            S.parse_search(tok(bad))

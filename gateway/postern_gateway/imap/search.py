@@ -1,4 +1,4 @@
-"""SEARCH criteria: parse and evaluate (RFC 3501 §6.4.4; RFC 7162 §3.4 MODSEQ).
+"""SEARCH criteria: parse and evaluate (RFC 3501 §6.4.4; RFC 7162 §3.4 MODSEQ; RFC 5032 WITHIN).
 
 In:   the argument tokens of SEARCH / UID SEARCH (``tokens.py`` model: Atom,
       bytes for quoted strings and literals, lists for parentheses); and, per
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import time as _time
 from dataclasses import dataclass
 from email import policy as _policy
 from email import utils as _email_utils
@@ -138,6 +139,14 @@ class ModSeq(SearchKey):
     modseq: int
 
 
+@dataclass(frozen=True)
+class Within(SearchKey):
+    """RFC 5032 OLDER / YOUNGER: INTERNALDATE against ``cutoff`` (now - interval, fixed at parse time)."""
+
+    older: bool
+    cutoff: float
+
+
 # --- parsing ------------------------------------------------------------------
 
 _FLAG_KEYS = {
@@ -167,10 +176,11 @@ _ENTRY_TYPES = {"PRIV", "SHARED", "ALL"}
 
 
 class _Parser:
-    def __init__(self, tokens: list, charset: str):
+    def __init__(self, tokens: list, charset: str, now: float):
         self.tokens = tokens
         self.pos = 0
         self.charset = charset
+        self.now = now
 
     def _next(self, what: str):
         if self.pos >= len(self.tokens):
@@ -219,7 +229,7 @@ class _Parser:
             raise SearchSyntaxError("search criteria nested too deeply")
         tok = self._next("search key")
         if isinstance(tok, list):
-            sub = _Parser(tok, self.charset)
+            sub = _Parser(tok, self.charset, self.now)
             keys = sub.keys_until_end(depth + 1)
             if not keys:
                 raise SearchSyntaxError("empty parenthesised search key")
@@ -267,6 +277,11 @@ class _Parser:
             return Or(left, right)
         if name == "MODSEQ":
             return self._modseq()
+        if name == "OLDER" or name == "YOUNGER":  # RFC 5032 WITHIN
+            seconds = self.number(name)
+            if seconds == 0:
+                raise SearchSyntaxError(f"{name} needs a non-zero interval")
+            return Within(name == "OLDER", self.now - seconds)
         if _SEQSET_RE.fullmatch(name):
             return SeqMatch(self._seqset(name), False)
         raise SearchSyntaxError(f"unknown search key {name[:40]}")
@@ -289,11 +304,14 @@ class _Parser:
         return ModSeq(self.number("MODSEQ value", MAX_MODSEQ))
 
 
-def parse_search(args: list, charset_ok=("UTF-8", "US-ASCII")) -> SearchKey:
+def parse_search(args: list, charset_ok=("UTF-8", "US-ASCII"), now: float | None = None) -> SearchKey:
     """Parse SEARCH criteria (after any RETURN options) into a :class:`SearchKey`.
 
     ``[CHARSET name] key *(SP key)``; several keys are an implicit AND.
+    ``now`` (epoch seconds, default: the clock) anchors RFC 5032 OLDER/YOUNGER.
     """
+    if now is None:
+        now = _time.time()
     tokens = list(args)
     charset = "UTF-8"
     if tokens and isinstance(tokens[0], str) and not isinstance(tokens[0], list) and str(tokens[0]).upper() == "CHARSET":
@@ -308,7 +326,7 @@ def parse_search(args: list, charset_ok=("UTF-8", "US-ASCII")) -> SearchKey:
             )
         charset = name
         tokens = tokens[2:]
-    parser = _Parser(tokens, charset)
+    parser = _Parser(tokens, charset, now)
     keys = parser.keys_until_end(0)
     if not keys:
         raise SearchSyntaxError("missing search criteria")
@@ -541,6 +559,13 @@ def _eval(key: SearchKey, msg, view: _View, flags: frozenset[str]) -> bool:
         return key.seqset.contains(msg.seq, msg.seq_max)
     if isinstance(key, Size):
         return msg.size > key.n if key.larger else msg.size < key.n
+    if isinstance(key, Within):
+        try:
+            when = float(msg.internaldate)
+        except (TypeError, ValueError):
+            return False
+        # RFC 5032 §3: OLDER n = INTERNALDATE at least n seconds ago; YOUNGER n = within the last n
+        return when <= key.cutoff if key.older else when > key.cutoff
     if isinstance(key, ModSeq):
         return (getattr(msg, "modseq", 0) or 0) >= key.modseq
     try:
