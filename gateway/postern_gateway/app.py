@@ -141,7 +141,7 @@ class Gateway:
             self.ssl_context = await self.backend.run(tls_context, self.settings, self.clients)
         store = getattr(self.ssl_context, "postern_store", None)
         if store is not None:
-            store.start()  # certificate reload in place: SIGHUP, file mtime, reload()
+            store.start(blocking=self.backend.blocking)  # certificate reload in place: SIGHUP, file mtime, reload()
         host = self.settings.bind
         try:
             for lst in listeners:

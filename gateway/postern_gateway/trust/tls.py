@@ -227,6 +227,7 @@ class CertificateStore:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self._blocking = None
 
     @property
     def source(self) -> str | None:
@@ -272,10 +273,15 @@ class CertificateStore:
                 and _mtimes(self.settings) != self.material.mtimes)
 
     # --- triggers ------------------------------------------------------------------
-    def start(self, *, install_sighup: bool = True) -> None:
-        """On the running loop: SIGHUP handler and the periodic mtime check (file source)."""
+    def start(self, *, install_sighup: bool = True, blocking=None) -> None:
+        """On the running loop: SIGHUP handler and the periodic mtime check (file source).
+
+        ``blocking`` (the gateway's :class:`~postern_gateway.blocking.Blocking`) runs the reloads,
+        which read files or call AWS; without it the loop's default executor does.
+        """
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._blocking = blocking
         if install_sighup:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -286,14 +292,19 @@ class CertificateStore:
     def _on_sighup(self) -> None:
         log.warning("SIGHUP: reloading TLS certificate")
         loop = self._loop or asyncio.get_event_loop()
-        loop.run_in_executor(None, self.reload)
+        loop.create_task(self._run_reload())
+
+    async def _run_reload(self) -> bool:
+        if self._blocking is not None:
+            return await self._blocking.run(self.reload)
+        return await asyncio.get_running_loop().run_in_executor(None, self.reload)
 
     async def _watch(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
                 if self.files_changed():
-                    await asyncio.get_running_loop().run_in_executor(None, self.reload)
+                    await self._run_reload()
             except Exception:  # the watcher never dies
                 log.exception("TLS reload check failed")
 
