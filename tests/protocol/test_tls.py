@@ -373,7 +373,7 @@ def test_imap_plaintext_arriving_while_starttls_is_answered_is_discarded(servers
         c.send(b"a STARTTLS\r\n")
         assert c.line().startswith(b"a OK")
         c.send(b"b LOGIN alice@example.test alice-pw\r\n")  # plaintext, injected after the go-ahead
-        time.sleep(0.8)  # the server has handed the socket to TLS by now
+        time.sleep(1.5)  # the server has handed the socket to TLS by now (0.3 s hold + ample margin)
         c.tls(client_ctx)
         c.send(b"c SELECT INBOX\r\n")
         lines = [c.line()]
@@ -405,7 +405,7 @@ def test_pop3_plaintext_arriving_while_stls_is_answered_is_discarded(servers, cl
         c.send(b"STLS\r\n")
         assert c.line().startswith(b"+OK")
         c.send(b"USER alice@example.test\r\n")  # plaintext, injected after the go-ahead
-        time.sleep(0.8)
+        time.sleep(1.5)
         c.tls(client_ctx)
         c.send(b"PASS alice-pw\r\n")
         assert c.line().startswith(b"-ERR"), "USER injected before the handshake took effect"
