@@ -80,7 +80,9 @@ class Resolver:
                 resolver = dns.resolver.Resolver()
         resolver.timeout = settings.dns_timeout
         resolver.lifetime = settings.dns_timeout
-        resolver.cache = None
+        # Answers are cached per process for their TTL (a warm Lambda reuses them);
+        # SERVFAIL and timeouts are never cached.
+        resolver.cache = dns.resolver.LRUCache(1024)
         self._r = resolver
 
     def _query(self, name: str, rdtype: str):
