@@ -27,6 +27,7 @@ notice always yields the same id, Message-ID and dedup key.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -156,8 +157,12 @@ class Reporter:
         if decision.remote:
             key = f"{self.settings.spool_prefix}{rid}"
             try:
+                summary = json.dumps({"queue_id": rid, "mail_from": "", "received_at": now, "size": len(raw),
+                                      "rcpt_to": [r.recipient for rs in decision.remote.values() for r in rs][:20],
+                                      "report_about": job.queue_id, "kind": job.kind})
+                # the same envelope summary the gateway's spool writes, so `postern trace <report id>` reads it
                 self.clients.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=raw,
-                                           Metadata={"queue-id": rid, "kind": "ndr", "about": job.queue_id})
+                                           Metadata={"postern-envelope": summary})
             except (ClientError, BotoCoreError) as exc:
                 raise StoreUnavailable(f"report spool write failed: {exc.__class__.__name__}") from exc
             bodies, domains = [], []
