@@ -542,3 +542,30 @@ def test_examine_does_not_set_seen_and_claims_no_recent(server, backend):
     mb = backend.store.get_mailbox(USER, "INBOX")
     assert "\\Seen" not in backend.store.get_messages(mb, [1])[0].flags
     c.logout()
+
+
+def test_qresync(server, backend):
+    for i in range(5):
+        backend.store.append(USER, "INBOX", b"Subject: q%d\r\n\r\nx\r\n" % i)
+    uv = backend.store.get_mailbox(USER, "INBOX").uidvalidity
+    r = Raw(server.port)
+    r.cmd(f"LOGIN {USER} {PW}")
+    out = r.cmd("SELECT INBOX")
+    hms = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(out)).group(1))
+    r.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    r.cmd("EXPUNGE")
+    r.cmd("STORE 3 +FLAGS.SILENT (\\Seen)")  # now UID 4
+    assert r.cmd(f"SELECT INBOX (QRESYNC ({uv} {hms}))")[-1].split(b" ")[1] == b"BAD"  # not enabled yet
+    assert b"* ENABLED QRESYNC\r\n" in r.cmd("ENABLE QRESYNC")
+    out = r.cmd(f"SELECT INBOX (QRESYNC ({uv} {hms} 1:5))")
+    assert out[0].startswith(b"* OK [CLOSED]")  # the BAD SELECT left INBOX selected (RFC 7162 §3.2.11)
+    assert b"* VANISHED (EARLIER) 2\r\n" in out
+    fetches = [ln for ln in out if b" FETCH " in ln]
+    assert len(fetches) == 1 and b"UID 4" in fetches[0] and b"\\Seen" in fetches[0] and b"MODSEQ" in fetches[0]
+    r.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    out = r.cmd("EXPUNGE")
+    assert out[0] == b"* VANISHED 1\r\n"  # RFC 7162 §3.2.10: no EXPUNGE once QRESYNC is on
+    out = r.cmd(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {hms} VANISHED)")
+    assert out[0] == b"* VANISHED (EARLIER) 1:2\r\n"
+    assert r.cmd("SELECT Sent")[0].startswith(b"* OK [CLOSED]")
+    r.close()

@@ -25,15 +25,16 @@ from postern.store.base import MailboxInfo, MessageMeta
 
 from . import responses as R
 from .errors import BadCommand
-from .seqset import STAR, SeqSet
+from .seqset import STAR, SeqSet, compress
 
 
 class Selected:
-    def __init__(self, watcher, mb: MailboxInfo, readonly: bool, condstore: bool = False):
+    def __init__(self, watcher, mb: MailboxInfo, readonly: bool, condstore: bool = False, qresync: bool = False):
         self.watcher = watcher
         self.mb = mb
         self.readonly = readonly
-        self.condstore = condstore
+        self.condstore = condstore or qresync
+        self.qresync = qresync  # RFC 7162 §3.2.10: expunges are reported as VANISHED
         idx = watcher.index
         self.metas: dict[int, MessageMeta] = dict(idx.metas)
         self.uids: list[int] = sorted(self.metas)
@@ -136,6 +137,25 @@ class Selected:
             picked.update(range(i, j))
         return [(i + 1, self.uids[i]) for i in sorted(picked)]
 
+    def missing_uids(self, ss: SeqSet | None, uidnext: int) -> list[int]:
+        """UIDs below ``uidnext`` (in ``ss`` if given) that are not in this view: VANISHED (EARLIER).
+
+        A superset of what was expunged since the client's modseq; clients ignore UIDs they never had.
+        """
+        top = uidnext - 1
+        if top < 1:
+            return []
+        ranges = [(1, top)] if ss is None else [SeqSet._resolve(lo, hi, top) for lo, hi in ss.ranges]
+        out: set[int] = set()
+        for a, b in ranges:
+            a, b = max(a, 1), min(b, top)
+            if a > b or b - a > 1_000_000:
+                continue  # bounded work; an absurd range from a client is skipped
+            i = bisect.bisect_left(self.uids, a)
+            present = set(self.uids[i : bisect.bisect_right(self.uids, b)])
+            out.update(u for u in range(a, b + 1) if u not in present)
+        return sorted(out)
+
     def first_unseen(self) -> int | None:
         for i, u in enumerate(self.uids):
             if "\\Seen" not in self.metas[u].flags:
@@ -156,10 +176,15 @@ class Selected:
     def flush(self, allow_expunge: bool, with_uid: bool = False) -> list[bytes]:
         out: list[bytes] = []
         if allow_expunge and self.pending_expunge:
+            gone = []
             for uid in sorted(self.pending_expunge):  # RFC 3501 §7.4.1: each EXPUNGE renumbers
                 seq = self.expunged_now(uid)
                 if seq is not None:
-                    out.append(R.untagged(f"{seq} EXPUNGE"))
+                    gone.append(uid)
+                    if not self.qresync:
+                        out.append(R.untagged(f"{seq} EXPUNGE"))
+            if gone and self.qresync:
+                out.append(R.untagged(f"VANISHED {compress(gone)}"))
             self.pending_expunge.clear()
         if self.pending_new:
             new = sorted(self.pending_new)

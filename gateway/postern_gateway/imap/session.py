@@ -96,7 +96,7 @@ class Session:
             else:
                 caps.append("LOGINDISABLED")
         caps += ["LITERAL+", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
-                 "UIDPLUS", "MOVE", "CONDSTORE", "QUOTA", "QUOTA=RES-STORAGE", "MULTIAPPEND",
+                 "UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "MULTIAPPEND",
                  f"APPENDLIMIT={self.settings.max_message_size}", "ESEARCH"]
         return " ".join(caps)
 

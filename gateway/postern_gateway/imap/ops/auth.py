@@ -1,6 +1,7 @@
 """CAPABILITY, LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE (PLAIN, SASL-IR), ENABLE.
 
-RFC 3501 §6.1-§6.2, RFC 4959 (SASL-IR), RFC 2971 (ID), RFC 5161 (ENABLE).
+RFC 3501 §6.1-§6.2, RFC 4959 (SASL-IR), RFC 2971 (ID), RFC 5161 (ENABLE:
+CONDSTORE and QRESYNC, RFC 7162).
 Credentials are refused before TLS unless ``allow_plaintext_auth``
 (LOGINDISABLED advertised). Failures cost the shared login delay
 (``postern_gateway.auth.authenticate``). Passwords are never logged.
@@ -106,11 +107,12 @@ async def enable(s, cmd):
     for a in cmd.args:
         if not isinstance(a, str):
             raise BadCommand("ENABLE takes atoms")
-        if a.upper() == "CONDSTORE" and "CONDSTORE" not in s.enabled:
-            s.enabled.add("CONDSTORE")
-            s.condstore = True
+        cap = a.upper()
+        if cap in ("CONDSTORE", "QRESYNC") and cap not in s.enabled:
+            s.enabled.add(cap)
+            s.condstore = True  # QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)
             if s.selected is not None:
                 s.selected.condstore = True
-            done.append("CONDSTORE")
+            done.append(cap)
     s.send(R.untagged("ENABLED" + "".join(" " + d for d in done)))
     return "ENABLE completed"

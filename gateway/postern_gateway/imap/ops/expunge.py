@@ -10,16 +10,22 @@ from __future__ import annotations
 
 from .. import parser as P
 from ..errors import NoCommand
+from ..seqset import compress
 
 
 async def do_expunge(s, metas) -> list[int]:
     sel = s.selected
     mb = sel.watcher.mb
     done = await s.backend.run(s.backend.store.expunge, mb, metas) if metas else []
+    gone = []
     for uid in sorted(done):
         seq = sel.expunged_now(uid)
         if seq is not None:
-            s.send(f"* {seq} EXPUNGE\r\n".encode())
+            gone.append(uid)
+            if not sel.qresync:
+                s.send(f"* {seq} EXPUNGE\r\n".encode())
+    if gone and sel.qresync:
+        s.send(f"* VANISHED {compress(gone)}\r\n".encode())  # RFC 7162 §3.2.10
     if done:
         await s.runtime.notify(mb.user, mb.mailbox_id)
     return done

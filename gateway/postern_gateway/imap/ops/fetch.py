@@ -20,6 +20,7 @@ from .. import parser as P
 from .. import responses as R
 from .. import wire
 from ..errors import BadCommand
+from ..seqset import compress
 from ..parser import FetchAtt, Section
 
 CHUNK = 500
@@ -173,7 +174,14 @@ async def fetch(s, cmd):
         atts.append(FetchAtt("MODSEQ"))
     if cmd.uid and "UID" not in names:
         atts.insert(0, FetchAtt("UID"))  # RFC 3501 §6.4.8
+    if req.vanished and (not cmd.uid or req.changedsince is None or "QRESYNC" not in s.enabled):
+        raise BadCommand("VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC")  # RFC 7162 §3.2.6
     targets = sel.resolve(ss, cmd.uid)
+    if req.vanished:
+        uidnext = max(sel.watcher.mb.uidnext, (sel.uids[-1] + 1) if sel.uids else 1)
+        gone = sel.missing_uids(ss, uidnext)
+        if gone:
+            s.send(R.untagged(f"VANISHED (EARLIER) {compress(gone)}"))
     if req.changedsince is not None:
         targets = [(q, u) for q, u in targets if sel.metas[u].modseq > req.changedsince]
     need_full = any(a.name in FULL_ATTS or a.is_body_section for a in atts)

@@ -1,7 +1,8 @@
 """SELECT, EXAMINE, CLOSE, UNSELECT, CHECK, NOOP, IDLE.
 
 RFC 3501 §6.3.1-2, §6.4.1-2, §6.1.2; RFC 2177 (IDLE); RFC 3691 (UNSELECT);
-RFC 7162 §3.1.2.1 (SELECT (CONDSTORE), HIGHESTMODSEQ).
+RFC 7162 §3.1.2.1 (SELECT (CONDSTORE), HIGHESTMODSEQ), §3.2.5 (SELECT (QRESYNC ...):
+VANISHED (EARLIER) and the FETCH of changed flags), §3.2.11 ([CLOSED]).
 SELECT opens the process-wide watcher (O(changes) when this process has
 seen the mailbox before) and builds the session's :class:`~..selected.Selected`.
 IDLE waits on both the client (DONE) and the watcher's change event, sending
@@ -17,7 +18,18 @@ from .. import responses as R
 from .. import state as S
 from ..errors import BadCommand, ByeError
 from ..selected import Selected
+from ..seqset import SeqSet, compress
 from .mailboxes import get_existing
+
+
+def parse_qresync(arg):
+    """``(uidvalidity modseq [known-uids [(seq-set uid-set)]])`` (RFC 7162 §3.2.5); the seq-match hint is unused."""
+    if not isinstance(arg, list) or not 2 <= len(arg) <= 4:
+        raise BadCommand("Invalid QRESYNC parameter")
+    uidvalidity = P.number(arg[0], nonzero=True)
+    modseq = P.number(arg[1], bits=63)
+    known = P.seqset(arg[2]) if len(arg) >= 3 and not isinstance(arg[2], list) else None
+    return uidvalidity, modseq, known
 
 
 async def select(s, cmd):
@@ -25,21 +37,32 @@ async def select(s, cmd):
     readonly = cmd.name == "EXAMINE"
     name = P.mailbox(cmd.args[0])
     condstore = False
+    qr = None
     if len(cmd.args) == 2:
         params = cmd.args[1]
         if not isinstance(params, list):
             raise BadCommand("Invalid SELECT parameters")
-        for p in params:
+        i = 0
+        while i < len(params):
+            p = params[i]
             if isinstance(p, str) and p.upper() == "CONDSTORE":
                 condstore = True
+                i += 1
+            elif isinstance(p, str) and p.upper() == "QRESYNC" and i + 1 < len(params):
+                if "QRESYNC" not in s.enabled:
+                    raise BadCommand("QRESYNC parameter requires ENABLE QRESYNC")  # RFC 7162 §3.2.5
+                qr = parse_qresync(params[i + 1])
+                i += 2
             else:
                 raise BadCommand("Unknown SELECT parameter")
+    if s.selected is not None and "QRESYNC" in s.enabled:
+        s.send(R.ok_code("CLOSED", "Previous mailbox closed"))  # RFC 7162 §3.2.11
     s.deselect()  # RFC 3501 §6.3.1: even if this SELECT fails, nothing stays selected
     if condstore:
         s.condstore = True
     mb = await get_existing(s, name)
     watcher = await s.runtime.open(mb)
-    sel = Selected(watcher, watcher.mb, readonly, condstore=s.condstore)
+    sel = Selected(watcher, watcher.mb, readonly, condstore=s.condstore, qresync="QRESYNC" in s.enabled)
     watcher.subscribe(sel)
     s.selected = sel
     s.state = S.SELECTED
@@ -57,6 +80,16 @@ async def select(s, cmd):
     uidnext = max(mb.uidnext, (sel.uids[-1] + 1) if sel.uids else 1)
     s.send(R.ok_code(f"UIDNEXT {uidnext}", "Predicted next UID"))
     s.send(R.ok_code(f"HIGHESTMODSEQ {sel.highestmodseq()}", "Highest"))
+    if qr is not None and qr[0] == mb.uidvalidity:
+        _, since, known = qr
+        vanished = sel.missing_uids(known, uidnext)
+        if vanished:
+            s.send(R.untagged(f"VANISHED (EARLIER) {compress(vanished)}"))
+        for seq, uid in enumerate(sel.uids, 1):
+            m = sel.metas[uid]
+            if m.modseq > since and (known is None or known.contains(uid, sel.uids[-1])):
+                s.send(R.fetch_line(seq, [b"UID %d" % uid, b"FLAGS " + R.flag_bytes(sel.flags_of(uid)),
+                                          b"MODSEQ (%d)" % m.modseq]))
     return ("OK", "READ-ONLY" if readonly else "READ-WRITE", f"{cmd.name} completed")
 
 
