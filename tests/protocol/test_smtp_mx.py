@@ -231,6 +231,25 @@ def test_two_messages_on_one_connection(mx):
     assert mx.clients.objects[second.s3_key] == MSG + b"second\r\n"
 
 
+def test_recipient_cache_is_positive_only():
+    """A new address is accepted at once (refusals are not cached); a removed one may linger for the TTL."""
+    d = memory_directory()
+    d.add_domain("fresh.test")
+    d.add_alias("old@fresh.test", ["someone@remote.test"])  # aliases: no password hashing needed
+    with ServerThread(start_smtp, make_backend(directory=d), role="mx") as srv:
+        c = client(srv)
+        c.mail("s@remote.test")
+        assert c.rcpt("new@fresh.test")[0] == 550
+        assert c.rcpt("old@fresh.test")[0] == 250
+        d.add_alias("new@fresh.test", ["someone@remote.test"])
+        d.remove_alias("old@fresh.test")
+        assert c.rcpt("new@fresh.test")[0] == 250  # not refused from a cache
+        c.rset()
+        c.mail("s@remote.test")
+        assert c.rcpt("old@fresh.test")[0] == 250  # believed for RCPT_CACHE_TTL; the router reports it later
+        c.quit()
+
+
 def test_duplicate_recipient_recorded_once(mx):
     c = client(mx)
     c.sendmail("s@remote.test", ["alice@example.test", "alice@example.test"], MSG)

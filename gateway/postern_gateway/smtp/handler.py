@@ -40,6 +40,8 @@ from .spool import new_queue_id
 log = logging.getLogger("postern.smtp")
 
 LOCAL, REMOTE, UNKNOWN, INVALID = "local", "remote", "unknown", "invalid"
+RCPT_CACHE_TTL = 30.0  # seconds a recipient found LOCAL is believed without asking the directory again
+RCPT_CACHE_SIZE = 10_000
 
 
 def classify_recipient(directory, rcpt: str) -> str:
@@ -90,6 +92,7 @@ class PolicyHandler(EsmtpHandler):
         self.backend = backend
         self.settings = backend.settings
         self.checks = list(checks)
+        self._rcpt_cache: dict[str, float] = {}  # lower-cased recipient -> expiry (monotonic)
 
     # --- role policy (overridden by roles) ---------------------------------
     async def mail_policy(self, server, session, envelope, sender: str) -> Reply | None:
@@ -111,6 +114,25 @@ class PolicyHandler(EsmtpHandler):
         except Exception as exc:
             log.exception("backend call %s failed", getattr(fn, "__name__", fn))
             raise BackendFailure(status.TEMP_BACKEND) from exc
+
+    async def classify(self, rcpt: str) -> str:
+        """:func:`classify_recipient` off the loop, with LOCAL answers cached for ``RCPT_CACHE_TTL``.
+
+        Only positive answers are cached (Postfix proxymap does likewise): a user added a
+        moment ago is never refused, a user removed a moment ago may still be accepted for
+        the TTL and the router then reports the failure. Saves a DynamoDB read and an
+        executor hop per recipient of a busy mailbox."""
+        key = rcpt.lower()
+        now = time.monotonic()
+        hit = self._rcpt_cache.get(key)
+        if hit is not None and hit > now:
+            return LOCAL
+        kind = await self.call(classify_recipient, self.backend.directory, rcpt)
+        if kind == LOCAL:
+            if len(self._rcpt_cache) >= RCPT_CACHE_SIZE:
+                self._rcpt_cache.clear()
+            self._rcpt_cache[key] = now + RCPT_CACHE_TTL
+        return kind
 
     async def _run_checks(self, hook: str, *args) -> Reply | None:
         for check in self.checks:
@@ -243,7 +265,7 @@ class MXHandler(PolicyHandler):
     role = "mx"
 
     async def rcpt_policy(self, server, session, envelope, rcpt: str) -> Reply | None:
-        kind = await self.call(classify_recipient, self.backend.directory, rcpt)
+        kind = await self.classify(rcpt)
         if kind in (REMOTE, INVALID):
             return status.RELAY_DENIED
         if kind != LOCAL:

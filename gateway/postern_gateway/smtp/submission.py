@@ -38,7 +38,7 @@ from postern.status import Reply
 from ..auth import FailureCounter, SaslError, authenticate, decode_plain
 from . import trace
 from .checks import DataContext
-from .handler import INVALID, UNKNOWN, PolicyHandler, classify_recipient
+from .handler import INVALID, UNKNOWN, PolicyHandler
 
 log = logging.getLogger("postern.smtp.submission")
 
@@ -137,7 +137,7 @@ class SubmissionHandler(PolicyHandler):
     async def rcpt_policy(self, server, session, envelope, rcpt: str) -> Reply | None:
         if self.authenticated_user(session) is None:
             return status.AUTH_REQUIRED  # never relay unauthenticated
-        kind = await self.call(classify_recipient, self.backend.directory, rcpt)
+        kind = await self.classify(rcpt)
         if kind == UNKNOWN:
             return status.NO_SUCH_USER.with_text(f"No such user here: <{rcpt}>")
         if kind == INVALID:
