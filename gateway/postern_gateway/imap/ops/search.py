@@ -78,7 +78,7 @@ async def search(s, cmd):
                     header = raw[: fm.header_len]
         msg = SimpleNamespace(seq=i + 1, uid=uid, flags=frozenset(sel.flags_of(uid)), modseq=view.modseq,
                               size=view.size, internaldate=view.internaldate, header=header, raw=raw,
-                              seq_max=seq_max, uid_max=uid_max)
+                              seq_max=seq_max, uid_max=uid_max, recent=uid in sel.recent)
         if SS.evaluate(key, msg):
             hits.append((i + 1, uid))
     nums = [u if cmd.uid else q for q, u in hits]
