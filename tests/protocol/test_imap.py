@@ -568,3 +568,29 @@ def test_qresync(server, backend):
     assert out[0] == b"* VANISHED (EARLIER) 1:2\r\n"
     assert r.cmd("SELECT Sent")[0].startswith(b"* OK [CLOSED]")
     r.close()
+
+
+def test_concurrent_selects_share_one_watcher(server, backend):
+    import threading
+
+    for i in range(30):
+        backend.store.append(USER, "INBOX", b"Subject: %d\r\n\r\nx\r\n" % i)
+    clients = [client(server) for _ in range(4)]
+    ths = [threading.Thread(target=c.select, args=("INBOX",)) for c in clients]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    from postern_gateway.imap.watcher import Runtime
+
+    rt = Runtime.of(backend)
+    assert len(rt.watchers) == 1
+    (w,) = rt.watchers.values()
+    assert len(w.sessions) == 4
+    clients[0].store("1", "+FLAGS", "(\\Flagged)")
+    for c in clients[1:]:
+        typ, data = c.noop()
+        assert any(b"\\Flagged" in d for d in c.untagged_responses.get("FETCH", [])), c.untagged_responses
+    for c in clients:
+        c.logout()
+    assert rt.watchers == {}

@@ -106,7 +106,8 @@ class Watcher:
             if self.task is not None:
                 self.task.cancel()
                 self.task = None
-            self.runtime.watchers.pop(self.key, None)
+            if self.runtime.watchers.get(self.key) is self:
+                del self.runtime.watchers[self.key]
 
     async def _poll(self) -> None:
         interval = max(0.05, float(self.backend.settings.imap_poll_interval))
@@ -209,6 +210,9 @@ class Runtime:
             self.indexes.move_to_end(key)
             idx.polled = ()
             await w.refresh(force=True)
+        other = self.watchers.get(w.key)
+        if other is not None and other.mb.uidvalidity == mb.uidvalidity:
+            return other  # a concurrent SELECT registered one while we were loading: share it
         self.watchers[w.key] = w
         return w
 

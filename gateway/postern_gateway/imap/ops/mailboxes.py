@@ -175,7 +175,7 @@ async def _list(s, cmd, lsub: bool):
         if "SPECIAL-USE" in sel_opts and (mb is None or not mb.special_use):
             continue
         if mb is None:
-            attrs.append("\\Noselect" if not lsub or name in implied else "\\NonExistent")
+            attrs.append("\\Noselect")  # an implied parent, or (LSUB) a subscription whose mailbox is gone
         attrs.append("\\HasChildren" if name in has_children else "\\HasNoChildren")
         if mb is not None and mb.special_use:
             attrs.append(mb.special_use)
