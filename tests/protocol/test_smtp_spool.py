@@ -115,3 +115,21 @@ def test_mx_listener_on_moto(aws):
     (env,) = queued(clients, settings.inbound_queue_url)
     assert clients.s3.get_object(Bucket=settings.bucket, Key=env.s3_key)["Body"].read() == RAW
     assert env.trace_headers.startswith("Received: from ")
+
+
+def test_mx_listener_on_moto_answers_451_when_sqs_refuses(aws):
+    settings, clients, _ = aws
+    backend = memory_backend(hostname=settings.hostname)
+    backend.directory.add_domain("example.test")
+    backend.directory.add_alias("alice@example.test", ["someone@remote.test"])
+    broken = backend.settings.replace(bucket=settings.bucket, spool_prefix=settings.spool_prefix,
+                                      inbound_queue_url=settings.inbound_queue_url + "-missing")
+    backend.spooler = Spooler(broken, clients)
+    with ServerThread(start_smtp, backend, role="mx") as srv:
+        c = smtplib.SMTP(HOST, srv.port, timeout=10)
+        c.mail("s@remote.test")
+        c.rcpt("alice@example.test")
+        code, text = c.data(RAW)
+        assert (code, text[:5]) == (451, b"4.3.0")
+        c.quit()
+    assert keys(clients, settings) == [] and queued(clients, settings.inbound_queue_url) == []
