@@ -127,6 +127,7 @@ def test_mx_listener_on_moto_answers_451_when_sqs_refuses(aws):
     backend.spooler = Spooler(broken, clients)
     with ServerThread(start_smtp, backend, role="mx") as srv:
         c = smtplib.SMTP(HOST, srv.port, timeout=10)
+        c.ehlo("client.example")
         c.mail("s@remote.test")
         c.rcpt("alice@example.test")
         code, text = c.data(RAW)
