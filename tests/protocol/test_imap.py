@@ -124,6 +124,13 @@ def search_checks(c):
     assert typ == "OK" and c.untagged_responses.pop("ESEARCH", [b""])[0].endswith(b"MIN 1 MAX 2 COUNT 2")
     typ, data = c.search("KOI8-R", "ALL")
     assert typ == "NO"
+    # SORT / THREAD (RFC 5256) through imap-content's sortthread module
+    typ, data = c.sort("(REVERSE SUBJECT)", "UTF-8", "ALL")
+    assert data == [b"2 1"]  # "parts" > "hello there" reversed
+    typ, data = c.uid("SORT", "(SIZE)", "UTF-8", "ALL")
+    assert data == [b"1 2"]
+    typ, data = c.thread("REFERENCES", "UTF-8", "ALL")
+    assert typ == "OK" and data[0] in (b"(1)(2)", b"(2)(1)")
 
 
 # --- a full client session -------------------------------------------------------

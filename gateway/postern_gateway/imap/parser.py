@@ -212,7 +212,7 @@ def parse_command(data: bytes) -> Command:
         r.sp()
         name = r.atom().upper()
         uid = True
-        if name not in ("FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"):
+        if name not in ("FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"):
             raise r.error(f"UID {name[:20]} is not a command")
     return Command(tag=tag, name=name, args=r.rest(), uid=uid)
 

@@ -33,8 +33,9 @@ MAX_BAD = 20  # consecutive BAD replies before we hang up
 MAX_LINE = 64 * 1024
 MAX_LITERAL = 1024 * 1024
 OUT_CHUNK = 256 * 1024
-# RFC 3501 §7.4.1: no EXPUNGE while responding to FETCH, STORE or SEARCH (the UID forms may).
-NO_EXPUNGE = {"FETCH", "STORE", "SEARCH"}
+# RFC 3501 §7.4.1: no EXPUNGE while responding to FETCH, STORE or SEARCH (the UID forms may);
+# SORT and THREAD answer with sequence numbers too (RFC 5256 §4).
+NO_EXPUNGE = {"FETCH", "STORE", "SEARCH", "SORT", "THREAD"}
 
 
 class Done(Exception):
@@ -97,7 +98,8 @@ class Session:
                 caps.append("LOGINDISABLED")
         caps += ["LITERAL+", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
                  "UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "MULTIAPPEND",
-                 f"APPENDLIMIT={self.settings.max_message_size}", "ESEARCH"]
+                 f"APPENDLIMIT={self.settings.max_message_size}", "ESEARCH", "SORT", "SORT=DISPLAY",
+                 "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
         return " ".join(caps)
 
     # --- input ------------------------------------------------------------------

@@ -31,9 +31,10 @@ AUTH = {  # §6.3 (also valid when a mailbox is selected)
 SELECTED_ONLY = {  # §6.4
     "CHECK": select.check, "CLOSE": select.close, "UNSELECT": select.unselect,
     "EXPUNGE": expunge.expunge, "SEARCH": search.search, "FETCH": fetch.fetch,
+    "SORT": search.sort, "THREAD": search.thread,
     "STORE": store.store, "COPY": copy.copy, "MOVE": copy.move,
 }
-UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"}
+UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"}
 
 GATES = {
     NOT_AUTHENTICATED: (ANY, NOT_AUTH),

@@ -1,7 +1,8 @@
-"""SEARCH and UID SEARCH wiring (RFC 3501 §6.4.4; RFC 7162 MODSEQ; RFC 4731 ESEARCH).
+"""SEARCH, SORT and THREAD wiring (RFC 3501 §6.4.4; RFC 7162 MODSEQ; RFC 4731 ESEARCH; RFC 5256).
 
 Parsing and evaluation are imap-content's pure functions
-(``imap/search.py``: ``parse_search``, ``needs``, ``evaluate``); this module
+(``imap/search.py``: ``parse_search``, ``needs``, ``evaluate``; ``imap/sortthread.py``
+for SORT/THREAD); this module
 feeds them the session's view of each message and reads only what ``needs``
 asks for: index fields always, the stored header block for "header", the
 whole message for "body".
@@ -29,37 +30,27 @@ def _mentions(tokens, word: str) -> bool:
     return False
 
 
-async def search(s, cmd):
+async def _matching(s, cmd, args: list, extra_need: set[str] = frozenset()):
+    """Messages of the session's view matching the SEARCH criteria ``args``: (seq, uid, msg) list, and key."""
     from .. import search as SS  # imap-content's module
 
-    args = list(cmd.args)
-    ret = None
-    if len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper() == "RETURN" and isinstance(args[1], list):
-        ret = {str(a).upper() for a in args[1] if isinstance(a, str)}
-        if not ret <= ESEARCH_OPTS:
-            raise BadCommand("Unknown SEARCH RETURN option")
-        ret = ret or {"ALL"}
-        args = args[2:]
-    if not args:
-        raise BadCommand("SEARCH needs criteria")
     try:
         key = SS.parse_search(args)
     except SS.SearchSyntaxError as exc:
         code = getattr(exc, "code", None)
         if code:
             raise NoCommand(str(exc), code) from None
-        raise BadCommand(f"SEARCH: {exc}") from None
-    modseq_used = _mentions(args, "MODSEQ")
-    if modseq_used:
+        raise BadCommand(f"{cmd.name}: {exc}") from None
+    if _mentions(args, "MODSEQ"):
         s.condstore = s.selected.condstore = True
-    need = SS.needs(key)
+    need = SS.needs(key) | set(extra_need)
     sel = s.selected
     mb = sel.watcher.mb
     uids = list(sel.uids)
     seq_max = len(uids)
     uid_max = uids[-1] if uids else 0
     full = await s.runtime.full_metas(mb, [sel.metas[u] for u in uids]) if need else {}
-    hits: list[tuple[int, int]] = []
+    hits = []
     for i, uid in enumerate(uids):
         view = sel.metas[uid]
         header = b""
@@ -80,9 +71,25 @@ async def search(s, cmd):
                               size=view.size, internaldate=view.internaldate, header=header, raw=raw,
                               seq_max=seq_max, uid_max=uid_max, recent=uid in sel.recent)
         if SS.evaluate(key, msg):
-            hits.append((i + 1, uid))
-    nums = [u if cmd.uid else q for q, u in hits]
-    top_modseq = max((sel.metas[u].modseq for _, u in hits), default=0)
+            hits.append(msg)
+    return hits
+
+
+async def search(s, cmd):
+    args = list(cmd.args)
+    ret = None
+    if len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper() == "RETURN" and isinstance(args[1], list):
+        ret = {str(a).upper() for a in args[1] if isinstance(a, str)}
+        if not ret <= ESEARCH_OPTS:
+            raise BadCommand("Unknown SEARCH RETURN option")
+        ret = ret or {"ALL"}
+        args = args[2:]
+    if not args:
+        raise BadCommand("SEARCH needs criteria")
+    hits = await _matching(s, cmd, args)
+    modseq_used = _mentions(args, "MODSEQ")
+    nums = [m.uid if cmd.uid else m.seq for m in hits]
+    top_modseq = max((m.modseq for m in hits), default=0)
     if ret is not None:
         parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if cmd.uid else [])
         if nums:
@@ -102,4 +109,48 @@ async def search(s, cmd):
         if modseq_used and nums:
             line += f" (MODSEQ {top_modseq})"  # RFC 7162 §3.1.5
         s.send(R.untagged(line))
+    return f"{cmd.full_name} completed"
+
+
+def _charset_args(cmd, rest: list) -> list:
+    """SORT/THREAD carry a mandatory charset before the criteria (RFC 5256 §3)."""
+    if not rest:
+        raise BadCommand(f"{cmd.name} needs a charset and search criteria")
+    return [Atom("CHARSET"), rest[0]] + list(rest[1:])
+
+
+async def sort(s, cmd):
+    """SORT / UID SORT (RFC 5256; SORT=DISPLAY, RFC 5957)."""
+    from .. import search as SS
+    from .. import sortthread as ST
+
+    if len(cmd.args) < 3:
+        raise BadCommand("SORT needs criteria, a charset and search criteria")
+    try:
+        criteria = ST.parse_sort_criteria(cmd.args[0])
+    except SS.SearchSyntaxError as exc:
+        raise BadCommand(f"SORT: {exc}") from None
+    hits = await _matching(s, cmd, _charset_args(cmd, cmd.args[1:]), {"header"})
+    ordered = ST.sort_messages(criteria, hits)
+    s.send(R.untagged("SORT" + "".join(f" {m.uid if cmd.uid else m.seq}" for m in ordered)))
+    return f"{cmd.full_name} completed"
+
+
+async def thread(s, cmd):
+    """THREAD / UID THREAD with ORDEREDSUBJECT or REFERENCES (RFC 5256)."""
+    from .. import search as SS
+    from .. import sortthread as ST
+
+    if len(cmd.args) < 3 or not isinstance(cmd.args[0], Atom):
+        raise BadCommand("THREAD needs an algorithm, a charset and search criteria")
+    algorithm = cmd.args[0].upper()
+    if algorithm not in ST.ALGORITHMS:
+        raise BadCommand("Unknown threading algorithm")
+    hits = await _matching(s, cmd, _charset_args(cmd, cmd.args[1:]), {"header"})
+    try:
+        trees = ST.thread(algorithm, hits)
+    except SS.SearchSyntaxError as exc:
+        raise BadCommand(f"THREAD: {exc}") from None
+    text = ST.format_threads(trees, (lambda m: m.uid) if cmd.uid else (lambda m: m.seq))
+    s.send(R.untagged(("THREAD " + text).rstrip()))
     return f"{cmd.full_name} completed"
