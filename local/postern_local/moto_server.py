@@ -11,6 +11,7 @@ Fails: a port in use raises OSError from ``start()``.
 from __future__ import annotations
 
 import logging
+import socket
 
 from moto.server import ThreadedMotoServer
 
@@ -31,6 +32,14 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per AWS request otherwise
+        if self._requested_port:
+            # ThreadedMotoServer binds in its thread and would wait forever for a port in use.
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((self.host, self._requested_port))
+                except OSError as exc:
+                    raise OSError(exc.errno, f"moto port {self.host}:{self._requested_port} is in use") from None
         self._server = ThreadedMotoServer(self.host, self._requested_port, verbose=False)
         self._server.start()
         self.port = self._server.get_host_and_port()[1]
