@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from postern.errors import MailboxNotFound, PosternError
 from postern.store.base import MailboxInfo, MessageMeta
@@ -42,6 +42,16 @@ SETTLE_POLLS = 4
 MAX_INDEXES = 256
 HEADER_CACHE_BYTES = 64 * 1024 * 1024
 STRUCTURE_CACHE_ITEMS = 2048
+
+
+MAX_INDEX_ENTRIES = 500_000  # light metas kept across all cached mailboxes (~100-150 MB)
+
+
+def light(m: MessageMeta) -> MessageMeta:
+    """The index keeps what FLAGS/UID/SIZE/INTERNALDATE/MODSEQ need; headers live in the bounded header cache."""
+    if m.expunged or (m.header is None and not m.prefix and m.structure is None):
+        return m
+    return replace(m, header=None, prefix=b"", structure=None, light=True)
 
 
 @dataclass
@@ -72,8 +82,8 @@ class MailboxIndex:
                 elif cur is None:
                     fresh.append(m)
             elif cur is None or cur.modseq < m.modseq:
-                self.metas[m.uid] = m
-                fresh.append(m)
+                self.metas[m.uid] = light(m)
+                fresh.append(self.metas[m.uid])
             self.modseq = max(self.modseq, m.modseq)
         floor = self.modseq - LOOKBACK
         if len(self.applied) > 4 * LOOKBACK:
@@ -176,7 +186,7 @@ class Runtime:
             return list(self.backend.store.list_messages(mb, 0, light=True))
 
         metas = await self.backend.run(listing)
-        new = {m.uid: m for m in metas}
+        new = {m.uid: light(m) for m in metas}
         diff: list[MessageMeta] = []
         for uid, m in idx.metas.items():
             if uid not in new:
@@ -204,8 +214,7 @@ class Runtime:
             idx = w.index
             await self.reload(mb, idx)
             self.indexes[key] = idx
-            while len(self.indexes) > MAX_INDEXES:
-                self.indexes.popitem(last=False)
+            self._evict()
         else:
             self.indexes.move_to_end(key)
             idx.polled = ()
@@ -215,6 +224,17 @@ class Runtime:
             return other  # a concurrent SELECT registered one while we were loading: share it
         self.watchers[w.key] = w
         return w
+
+    def _evict(self) -> None:
+        """Drop least recently used indexes of mailboxes nobody here has selected (bounded memory)."""
+        watched = {(w.mb.user, w.mb.mailbox_id, w.mb.uidvalidity) for w in self.watchers.values()}
+        total = sum(len(i.metas) for i in self.indexes.values())
+        for key in list(self.indexes):
+            if len(self.indexes) <= 1 or (len(self.indexes) <= MAX_INDEXES and total <= MAX_INDEX_ENTRIES):
+                break
+            if key in watched:
+                continue
+            total -= len(self.indexes.pop(key).metas)
 
     async def notify(self, user: str, mailbox_id: str) -> None:
         """After this process wrote to a mailbox: refresh its watcher now (local sessions see it next command)."""
