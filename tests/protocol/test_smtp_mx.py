@@ -121,6 +121,8 @@ def test_ehlo_keywords(mx):
     assert c.esmtp_features["size"] == str(mx.backend.settings.max_message_size)
     assert not c.has_extn("auth")
     assert not c.has_extn("starttls")
+    help_text = c.docmd("HELP")[1]
+    assert b"MAIL" in help_text and b"RCPT" in help_text and b"AUTH" not in help_text
     c.quit()
 
 

@@ -325,6 +325,8 @@ class PosternSMTP(SMTP):
         finally:
             self._verb = None
 
+    smtp_AUTH.__smtp_syntax_when__ = "offers_auth"  # HELP lists AUTH only where it is offered
+
     @functools.wraps(SMTP.smtp_MAIL, assigned=())  # keep aiosmtpd's HELP syntax attributes
     async def smtp_MAIL(self, arg: str | None) -> None:
         await self._with_path("MAIL", "FROM:", arg, super().smtp_MAIL)
