@@ -601,3 +601,17 @@ def test_concurrent_selects_share_one_watcher(server, backend):
     for c in clients:
         c.logout()
     assert rt.watchers == {}
+
+
+def test_idle_keepalive(server, monkeypatch):
+    from postern_gateway.imap.ops import select as select_ops
+
+    monkeypatch.setattr(select_ops, "IDLE_KEEPALIVE", 0.2)
+    r = Raw(server.port)
+    r.cmd(f"LOGIN {USER} {PW}")
+    r.send(b"i IDLE\r\n")
+    assert r.line().startswith(b"+ ")
+    assert r.line() == b"* OK Still here\r\n"
+    r.send(b"DONE\r\n")
+    assert r.until("i")[-1].startswith(b"i OK")
+    r.close()

@@ -21,6 +21,8 @@ from ..selected import Selected
 from ..seqset import SeqSet, compress
 from .mailboxes import get_existing
 
+IDLE_KEEPALIVE = 120.0  # seconds between "* OK Still here" during a quiet IDLE
+
 
 def parse_qresync(arg):
     """``(uidvalidity modseq [known-uids [(seq-set uid-set)]])`` (RFC 7162 §3.2.5); the seq-match hint is unused."""
@@ -147,9 +149,14 @@ async def idle(s, cmd):
             if sel is not None:
                 ev = asyncio.ensure_future(sel.changed.wait())
                 waiters.add(ev)
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waiters, timeout=IDLE_KEEPALIVE, return_when=asyncio.FIRST_COMPLETED)
             if ev is not None and ev not in done:
                 ev.cancel()
+            if not done:
+                # keep NATs and the NLB (350 s TCP idle timeout) from dropping a quiet IDLE (RFC 2177 §3)
+                s.send(R.untagged("OK Still here"))
+                await s.flush()
+                continue
             if sel is not None and (sel.changed.is_set() or sel.gone):
                 if sel.gone:
                     raise ByeError("Selected mailbox was deleted or renamed")
