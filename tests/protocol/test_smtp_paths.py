@@ -133,3 +133,12 @@ def test_complete_submission_ignores_fields_in_the_body():
     raw = b"From: a@b.example\r\n\r\nMessage-ID: <not@a.header>\r\nDate: nope\r\n"
     out, added = trace.complete_submission(raw, hostname="h.example", queue_id="q", when=0.0)
     assert added == ["Message-ID", "Date"] and out.endswith(raw)
+
+
+def test_header_block_is_bounded():
+    big = b"X-Filler: " + b"y" * 900 + b"\r\n"
+    raw = big * (trace.MAX_HEADER_BLOCK // len(big) + 2) + b"\r\nbody\r\n"
+    with pytest.raises(trace.HeaderTooLarge):
+        trace.header_block(raw)
+    assert trace.header_block(b"Subject: x\r\n") == b"Subject: x\r\n"  # no body: all header
+    assert trace.header_block(b"\r\nbody") == b""

@@ -229,6 +229,17 @@ def test_from_header_must_be_owned(sub, name, raw):
     assert sub.clients.messages == []
 
 
+def test_oversized_header_block_refused(sub):
+    filler = (b"X-Filler: " + b"y" * 900 + b"\r\n") * 1200  # > 1 MiB of header lines
+    c = client(sub)
+    c.mail("alice@example.test")
+    c.rcpt("x@remote.test")
+    code, text = c.data(message(extra=filler))
+    assert (code, text[:5]) == (552, b"5.3.4")
+    c.quit()
+    assert sub.clients.messages == []
+
+
 DATE = b"Date: Tue, 01 Dec 2026 10:00:00 +0000\r\n"
 MSGID = b"Message-ID: <m1@laptop.example>\r\n"
 COMPLETION = [  # headers the client sent -> fields we must prepend

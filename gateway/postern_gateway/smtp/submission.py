@@ -45,6 +45,7 @@ log = logging.getLogger("postern.smtp.submission")
 FROM_NOT_OWNED = Reply(550, "5.7.1", "From: header address not owned by authenticated user")
 NO_FROM = Reply(550, "5.7.1", "Message must have exactly one From: header naming your address")
 BAD_RCPT = Reply(553, "5.1.3", "Recipient address not deliverable")
+HEADER_TOO_LARGE = Reply(552, "5.3.4", "Header block too large")
 TOO_MANY_AUTH_FAILURES = Reply(421, "4.7.0", "Too many failed authentications, closing connection")
 MAX_AUTH_FAILURES = 5  # per connection; each failure already costs a growing delay
 
@@ -147,7 +148,10 @@ class SubmissionHandler(PolicyHandler):
     async def data_policy(self, server, session, envelope, ctx: DataContext) -> Reply | None:
         if self.authenticated_user(session) is None:
             return status.AUTH_REQUIRED
-        headers = trace.parse_headers(ctx.raw)
+        try:
+            headers = trace.parse_headers(ctx.raw)
+        except trace.HeaderTooLarge:
+            return HEADER_TOO_LARGE
         froms = headers.get_all("From") or []
         if len(froms) != 1:
             return NO_FROM

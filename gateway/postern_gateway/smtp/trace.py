@@ -8,7 +8,9 @@ Out:  :func:`received` -> one ``Received:`` field as CRLF-terminated text
       ``Date:`` lines PREPENDED when the header block lacks them (RFC 6409 §8.3,
       Postfix cleanup does the same). Nothing here re-serialises a message:
       every other byte stays as it arrived.
-Fails: never; an unparseable header block counts as lacking the fields.
+Fails: :class:`HeaderTooLarge` for a header block over ``MAX_HEADER_BLOCK``
+      (the caller refuses the message); otherwise never: an unparseable header
+      block counts as lacking the fields.
 
 No DNS here: the client is named by its address literal, as RFC 5321 §4.4
 allows, and our own name is ``settings.hostname``.
@@ -86,12 +88,24 @@ def received(*, hostname: str, client_ip: str, helo: str, queue_id: str, when: f
     return "\r\n".join(lines) + "\r\n"
 
 
+MAX_HEADER_BLOCK = 1024 * 1024  # parsing runs on the event loop: never hand it megabytes of "headers"
+
+
+class HeaderTooLarge(ValueError):
+    """No end of the header block within MAX_HEADER_BLOCK bytes."""
+
+
 def header_block(raw: bytes) -> bytes:
-    """The header block of a message: up to and including the first empty line (CRLF or bare LF)."""
-    m = re.search(rb"\r?\n\r?\n", raw)
+    """The header block of a message: up to and including the first empty line (CRLF or bare LF);
+    a message without a body is all header. Raises HeaderTooLarge beyond MAX_HEADER_BLOCK."""
     if raw.startswith((b"\r\n", b"\n")):
         return b""
-    return raw[: m.end()] if m else raw
+    m = re.search(rb"\r?\n\r?\n", raw[: MAX_HEADER_BLOCK + 4])
+    if m is not None:
+        return raw[: m.end()]
+    if len(raw) > MAX_HEADER_BLOCK:
+        raise HeaderTooLarge(f"header block larger than {MAX_HEADER_BLOCK} bytes")
+    return raw
 
 
 def parse_headers(raw: bytes):
