@@ -96,7 +96,8 @@ def test_outbound_job_records_original_recipient(directory):
 
 
 def test_one_batch_get_for_a_recipient(directory):
-    """The prefetched view answers domain, alias, user and plus-base look-ups from one batch."""
+    """The prefetched view answers domain, alias, user and plus-base look-ups from one batch per
+    level of indirection (alias targets, catch-all target), never one GetItem per item."""
     calls = {"batch": 0, "get": 0}
     items = directory.items
     orig_batch, orig_get = items.batch_get, items.get
@@ -115,5 +116,13 @@ def test_one_batch_get_for_a_recipient(directory):
         assert calls == {"batch": 1, "get": 0}
         plan(env("alice@example.test", "bob@example.test", "nobody@example.test"), directory)
         assert calls == {"batch": 2, "get": 0}
+        plan(env("team@example.test"), directory)  # alias: its targets in a second batch
+        assert calls == {"batch": 4, "get": 0}
+        plan(env("whoever@catch.test"), directory)  # catch-all: its target in a second batch
+        assert calls == {"batch": 6, "get": 0}
+        plan(env("both@example.test"), directory)  # alias -> alias -> users: three rounds
+        assert calls == {"batch": 9, "get": 0}
+        plan(env("sink@catch.test"), directory)  # a user in a catch-all domain: one batch
+        assert calls == {"batch": 10, "get": 0}
     finally:
         del items.batch_get, items.get

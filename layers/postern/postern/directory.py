@@ -226,25 +226,46 @@ class Directory:
 
 
     # --- batched look-ups (router) ----------------------------------------
-    def prefetched(self, addresses) -> Directory:
+    def prefetched(self, addresses, levels: int = 3) -> Directory:
         """A read view that has fetched, in one BatchGetItem, every item that
         resolving ``addresses`` needs first: the domain, the alias and the user
-        of each address, and of its plus-address base. Look-ups beyond that
-        (alias targets, catch-all targets) fall back to GetItem and are cached.
-        Same methods and answers as this directory; writes go straight through."""
+        of each address, and of its plus-address base. Aliases and catch-alls
+        found in a round have their targets fetched the same way in the next
+        round (at most ``levels`` rounds); anything deeper falls back to GetItem
+        and is cached. Same methods and answers as this directory; writes go
+        straight through."""
         view = PrefetchedItems(self.items)
-        wanted: list[dict] = []
-        for raw in addresses:
-            try:
-                a = parse_address(raw)
-            except InvalidAddress:
-                continue
-            wanted.append(keys.domain_key(a.domain))
-            for cand in (a, a.without_tag()):
-                if cand is not None:
-                    wanted.append(keys.alias_key(cand.local, cand.domain))
-                    wanted.append(keys.user_key(cand.local, cand.domain))
-        view.prefetch(wanted)
+        pending = list(addresses)
+        seen: set[str] = set()
+        for _ in range(levels):
+            wanted: list[dict] = []
+            batch: list[tuple[Address, list[dict]]] = []
+            for raw in pending:
+                try:
+                    a = parse_address(raw)
+                except InvalidAddress:
+                    continue
+                if a.canonical in seen:
+                    continue
+                seen.add(a.canonical)
+                mine = [keys.domain_key(a.domain)]
+                for cand in (a, a.without_tag()):
+                    if cand is not None:
+                        mine += [keys.alias_key(cand.local, cand.domain), keys.user_key(cand.local, cand.domain)]
+                wanted += mine
+                batch.append((a, mine))
+            if not wanted:
+                break
+            view.prefetch(wanted)
+            pending = []
+            for a, mine in batch:
+                domain, *names = (view.cached(k) for k in mine)
+                hits = [i for i in names if i is not None]
+                for item in hits:
+                    if item.get("kind") == "alias":
+                        pending.extend(item.get("targets", ()))
+                if not hits and domain is not None and domain.get("catchall"):
+                    pending.append(domain["catchall"])  # routing.py: catch-all only when nothing matched
         return Directory(view, default_quota=self.default_quota)
 
 
@@ -257,13 +278,19 @@ class PrefetchedItems:
         self._items = items
         self._cache: dict[tuple[str, str], dict | None] = {}
 
-    def prefetch(self, wanted: list[dict]) -> None:
-        missing = [k for k in wanted if (k["pk"], k["sk"]) not in self._cache]
+    def prefetch(self, wanted: list[dict]) -> list[dict]:
+        """Fetch the keys not cached yet in one batch; returns the items that fetch found."""
+        missing = list({(k["pk"], k["sk"]): k for k in wanted if (k["pk"], k["sk"]) not in self._cache}.values())
         if not missing:
-            return
+            return []
         found = self._items.batch_get(missing)
         for k in missing:
             self._cache[(k["pk"], k["sk"])] = found.get((k["pk"], k["sk"]))
+        return list(found.values())
+
+    def cached(self, key: dict) -> dict | None:
+        """What the cache holds for ``key`` (None when absent or not fetched); no request."""
+        return self._cache.get((key["pk"], key["sk"]))
 
     def get(self, key: dict, consistent: bool = True) -> dict | None:
         t = (key["pk"], key["sk"])
