@@ -97,12 +97,16 @@ class Verdict:
         return self.action == "quarantine"
 
 
+MAX_HEADER = 1024 * 1024  # header bytes we parse for From/A-R (a 25 MB "header" is not worth the CPU)
+
+
 def _header_block(raw: bytes) -> bytes:
+    head = raw[: MAX_HEADER + 4]
     for sep in (b"\r\n\r\n", b"\n\n"):
-        i = raw.find(sep)
+        i = head.find(sep)
         if i >= 0:
-            return raw[: i + len(sep)]
-    return raw
+            return head[: i + len(sep)]
+    return head[:MAX_HEADER]
 
 
 def _from_domains(msg) -> list[str] | None:
