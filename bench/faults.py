@@ -43,12 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     limit = args.time_limit or (300 if args.quick else 1500)
     logging.basicConfig(level=logging.CRITICAL)
     logging.getLogger("postern").setLevel(logging.CRITICAL)
+    logging.getLogger("postern.local").setLevel(logging.ERROR)  # poller failures: worth seeing
     from postern_local.faultrun import run_campaign
 
     r = run_campaign(args.spec, messages=messages, clients=clients, users=10, max_rcpts=args.rcpts,
                      time_limit=limit)
     print(r.report())
-    bad = r.after.lost or r.after.duplicated or r.before.lost or r.before.duplicated
+    bad = (r.after.lost or r.after.duplicated or r.before.lost or r.before.duplicated
+           or r.after.stuck or r.after.pending)
     summary = {"sent": sum(1 for s in r.sent if s.replies), "accepted": r.accepted, "lost": r.after.lost,
                "duplicated": r.before.duplicated + r.after.duplicated, "in_dlq": r.before.in_dlq,
                "seconds": round(r.seconds, 1)}

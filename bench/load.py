@@ -233,12 +233,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imap-active", type=int, default=20)
     ap.add_argument("--pop3", type=int, default=50)
     ap.add_argument("--smtp-think", type=float, default=3.0)
+    ap.add_argument("--out", help="also write the report to this file (markdown)")
     args = ap.parse_args(argv)
     os.environ.setdefault("LOG_LEVEL", "ERROR")  # the handlers' Powertools loggers: quiet unless asked
     logging.basicConfig(level=logging.CRITICAL)
     seconds = args.seconds or (10.0 if args.quick else 60.0)
     r = run(seconds, args.smtp, args.imap_idle, args.imap_active, args.pop3, args.smtp_think)
     st = r["stats"]
+    out_lines: list[str] = []
+    print_ = print
+
+    def print(*a):  # noqa: A001 - tee the report
+        line = " ".join(str(x) for x in a)
+        out_lines.append(line)
+        print_(line)
+
     rows = []
     total = errors = 0
     for op in sorted(set(st.lat) | set(st.errors)):
@@ -259,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
           f" ({back:.0%} of the growth returned)")
     if r["stuck_threads"]:
         print(f"client threads still running after the stop: {r['stuck_threads']}")
+    if args.out:
+        from pathlib import Path
+
+        cmd = "make load" if not argv else "bench/load.py " + " ".join(argv)
+        Path(args.out).write_text(f"# Load\n\nMeasured by `{cmd}`.\n\n```\n" + "\n".join(out_lines) + "\n```\n")
     main.result = {"ops": total, "errors": errors, "rss_peak_mib": round(p / 1024, 1),
                    "smtp_msgs_per_s": round(msgs / r["seconds"], 1)}
     return 1 if total and errors / total > 0.01 else 0

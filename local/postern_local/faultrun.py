@@ -90,6 +90,7 @@ class Count:
     in_dlq: int = 0
     delivered_anyway: int = 0  # never accepted, yet present (once or more)
     stuck: int = 0
+    pending: int = 0  # absent while queues still hold messages: in flight, not (yet) lost
 
 
 @dataclass
@@ -132,7 +133,8 @@ class CampaignResult:
             ("lost", self.before.lost, self.after.lost),
             ("in DLQ", self.before.in_dlq, self.after.in_dlq),
             ("4xx'd yet delivered", self.before.delivered_anyway, self.after.delivered_anyway),
-            ("stuck in a queue", self.before.stuck, self.after.stuck),
+            ("stuck in a queue at the deadline (SQS messages)", self.before.stuck, self.after.stuck),
+            ("not yet delivered while queues were busy", self.before.pending, self.after.pending),
         ]
         w = max(len(r[0]) for r in rows)
         out = [f"{'':{w}}  {'with faults':>11}  {'after DLQ redrive':>17}", f"{'-' * w}  {'-' * 11}  {'-' * 17}"]
@@ -343,6 +345,8 @@ def classify(sent: list[Sent], boxes: dict[str, Counter], dlq_qids: set[str], st
                     dups.append(s.mid)
                 elif any(q in dlq_qids for q in s.queue_ids):
                     c.in_dlq += 1
+                elif stuck:
+                    c.pending += 1  # the queues were not drained by the deadline: cannot call it lost
                 else:
                     c.lost += 1
                     lost.append(s.mid)
