@@ -187,6 +187,7 @@ class LocalStack:
             self.directory.add_user(self.demo_user, self.demo_password)
         except AlreadyExists:
             self.directory.set_password(self.demo_user, self.demo_password)
+        self.store.ensure_mailboxes(self.demo_user)  # as `postern user add` does
 
     def _pollers(self) -> list[Poller]:
         out = []

@@ -22,11 +22,16 @@ def run(aws, capsys):
     return go
 
 
-def test_domain_user_alias_lifecycle(run, directory):
+def test_domain_user_alias_lifecycle(run, directory, aws):
     assert run("domain", "add", "Example.test")[0] == 0
     assert run("domain", "list") == (0, "example.test\n", "")
     assert run("user", "add", "alice@example.test", "--password-stdin", stdin="correct horse\n")[0] == 0
     assert directory.authenticate("alice@example.test", "correct horse") is not None
+    from postern.store.dynamo import DynamoMailStore
+
+    settings, clients, _ = aws
+    names = {mb.name for mb in DynamoMailStore(settings, clients).list_mailboxes("alice@example.test")}
+    assert names == {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"}
     assert run("user", "add", "bob@example.test", "--password-stdin", "--quota", "2M", stdin="pw\n")[0] == 0
     rc, out, _ = run("user", "list")
     assert rc == 0

@@ -158,7 +158,7 @@ def test_store_steady_state_request_count(env):
     ev["Records"] = ev["Records"][:1]
     calls = counting(c)
     assert h(ev, ctx("store")) == {"batchItemFailures": []}
-    assert calls == Counter({"s3.GetObject": 1, "s3.CopyObject": 1, "dynamodb.GetItem": 1,
+    assert calls == Counter({"s3.GetObject": 1, "s3.CopyObject": 1,
                              "dynamodb.UpdateItem": 1, "dynamodb.TransactWriteItems": 1})
 
 

@@ -200,6 +200,8 @@ def _domain_catchall(args, ctx: Context):
 def _user_add(args, ctx: Context):
     pw = read_password(ctx, args.password_stdin)
     u = ctx.directory.add_user(args.address, pw, quota=args.quota or 0)
+    # INBOX and the SPECIAL-USE mailboxes now, not on the first delivery (which would cost ~20 requests).
+    ctx.store.ensure_mailboxes(u.address)
     ctx.say(f"added user {u.address}")
 
 
