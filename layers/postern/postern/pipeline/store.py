@@ -14,8 +14,8 @@ Fails: bounce when the mailbox is over quota (a ``NoticeJob`` with status
       job never creates a second copy: the dedup key is
       ``queue_id#user#mailbox``.
 
-Cost per delivery: GetObject, CopyObject, then append's GetItem (dedup),
-UpdateItem (UID) and TransactWriteItems.
+Cost per delivery: GetObject, CopyObject, then append's UpdateItem (UID) and
+TransactWriteItems (which also enforces the dedup key).
 """
 
 from __future__ import annotations

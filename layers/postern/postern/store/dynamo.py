@@ -402,10 +402,9 @@ class DynamoMailStore(MailStore):
         fl = frozenset(flags)
         if quota and s.size > quota:
             raise QuotaExceeded()
-        if dedup is not None:
-            prior = self._dedup_result(dedup)
-            if prior is not None:
-                return prior
+        # No dedup pre-read: the transaction's condition on the dedup marker is what
+        # guarantees one copy; a retried delivery only burns a UID (a gap is legal,
+        # RFC 3501 §2.3.1.1) and saves a request on every first delivery.
         try:
             mbitem = self._allocate(u, name, 1)
         except ClientError:
