@@ -46,9 +46,7 @@ class Selected:
             self._claim_recent(self.uids)
         self.gone = False
         self.changed = asyncio.Event()
-        self.keywords: set[str] = set()
-        for m in self.metas.values():
-            self.keywords.update(f for f in m.flags if not f.startswith("\\"))
+        self.keywords: set[str] = set(idx.keywords)
 
     def _claim_recent(self, uids) -> None:
         idx = self.watcher.index

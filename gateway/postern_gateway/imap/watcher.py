@@ -66,6 +66,7 @@ class MailboxIndex:
     settle: int = 0
     applied: set = field(default_factory=set)  # (uid, modseq) seen within the lookback window
     recent_claimed: int = 0  # highest UID already given \Recent to a session of this process
+    keywords: set = field(default_factory=set)  # keywords ever seen here (for SELECT's FLAGS)
 
     def apply(self, changes: list[MessageMeta]) -> list[MessageMeta]:
         fresh = []
@@ -83,6 +84,8 @@ class MailboxIndex:
                     fresh.append(m)
             elif cur is None or cur.modseq < m.modseq:
                 self.metas[m.uid] = light(m)
+                if m.flags:
+                    self.keywords.update(f for f in m.flags if f[:1] != "\\")
                 fresh.append(self.metas[m.uid])
             self.modseq = max(self.modseq, m.modseq)
         floor = self.modseq - LOOKBACK
@@ -196,6 +199,9 @@ class Runtime:
             if old is None or old.flags != m.flags or old.modseq != m.modseq:
                 diff.append(m)
         idx.metas = new
+        for m in new.values():
+            if m.flags:
+                idx.keywords.update(f for f in m.flags if f[:1] != "\\")
         idx.modseq = max([mb.highestmodseq, idx.modseq] + [m.modseq for m in metas])
         idx.polled = (mb.highestmodseq, mb.uidnext, mb.exists)
         idx.settle = 0
