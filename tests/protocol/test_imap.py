@@ -615,3 +615,20 @@ def test_idle_keepalive(server, monkeypatch):
     r.send(b"DONE\r\n")
     assert r.until("i")[-1].startswith(b"i OK")
     r.close()
+
+
+def test_rename_of_selected_mailbox_keeps_session(server, backend):
+    backend.store.create_mailbox(USER, "Work")
+    backend.store.append(USER, "Work", b"Subject: w\r\n\r\nx\r\n")
+    backend.store.append(USER, "INBOX", b"Subject: i\r\n\r\nx\r\n")
+    c = client(server)
+    c.select("Work")
+    assert c.rename("Work", "Job")[0] == "OK"
+    assert c.noop()[0] == "OK" and c.fetch("1", "(FLAGS)")[0] == "OK"
+    backend.store.append(USER, "Job", b"Subject: w2\r\n\r\nx\r\n")
+    c.noop()
+    assert c.untagged_responses.get("EXISTS", [b""])[-1] == b"2"
+    c.select("INBOX")
+    assert c.rename("INBOX", "Old")[0] == "OK"  # the selected messages moved to "Old"
+    assert c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1] == b"Subject: i\r\n\r\n"
+    c.logout()

@@ -231,6 +231,16 @@ class Runtime:
         self.watchers[w.key] = w
         return w
 
+    def renamed(self, user: str, old: str, new: str) -> None:
+        """RENAME keeps mailbox ids (RFC 3501 §6.3.5): point this process's watchers at the new names."""
+        for w in self.watchers.values():
+            if w.mb.user != user:
+                continue
+            if w.mb.name == old or w.mb.name.startswith(old + "/"):
+                w.mb = replace(w.mb, name=new + w.mb.name[len(old):])
+                for sel in w.sessions:
+                    sel.mb = w.mb
+
     def _evict(self) -> None:
         """Drop least recently used indexes of mailboxes nobody here has selected (bounded memory)."""
         watched = {(w.mb.user, w.mb.mailbox_id, w.mb.uidvalidity) for w in self.watchers.values()}

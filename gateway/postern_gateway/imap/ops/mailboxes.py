@@ -86,6 +86,7 @@ async def rename(s, cmd):
     if new.startswith(old + DELIMITER):
         raise NoCommand("Cannot move a mailbox into itself", "CANNOT")
     await _store(s, store.rename_mailbox, _user(s), old, new)
+    s.runtime.renamed(s.user.address.lower(), old, new)  # selected sessions follow the mailbox id
     existing = {mb.name for mb in await _store(s, store.list_mailboxes, _user(s))}
     parts = new.split(DELIMITER)
     for i in range(1, len(parts)):
