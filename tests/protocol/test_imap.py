@@ -632,3 +632,35 @@ def test_rename_of_selected_mailbox_keeps_session(server, backend):
     assert c.rename("INBOX", "Old")[0] == "OK"  # the selected messages moved to "Old"
     assert c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1] == b"Subject: i\r\n\r\n"
     c.logout()
+
+
+def test_dynamodb_watcher_sees_outside_changes(dynamo_store):
+    """Changes made outside this gateway process (the store Lambda) reach sessions via the GSI poll."""
+    from postern.directory import memory_directory
+
+    d = memory_directory()
+    be = memory_backend(store=dynamo_store, directory=d, imap_poll_interval=0.05)
+    d.add_domain("example.test")
+    d.add_user(USER, PW)
+    dynamo_store.ensure_mailboxes(USER)
+    dynamo_store.append(USER, "INBOX", MSG1)
+    with ServerThread(start_imap, be) as srv:
+        r = Raw(srv.port)
+        r.cmd(f"LOGIN {USER} {PW}")
+        r.cmd("SELECT INBOX")
+        r.send(b"i IDLE\r\n")
+        assert r.line().startswith(b"+ ")
+        dynamo_store.append(USER, "INBOX", MSG_MIME)  # as the store Lambda would
+        assert r.line() == b"* 2 EXISTS\r\n"
+        r.send(b"DONE\r\n")
+        r.until("i")
+        mb = dynamo_store.get_mailbox(USER, "INBOX")
+        dynamo_store.store_flags(mb, dynamo_store.get_messages(mb, [1]), ["\\Flagged"], "add")
+        dynamo_store.expunge(mb, dynamo_store.get_messages(mb, [2]))
+        time.sleep(0.5)
+        out = r.cmd("FETCH 1:2 (FLAGS)")  # no EXPUNGE during FETCH; the flag change may show
+        assert not any(b"EXPUNGE" in ln for ln in out)
+        out = r.cmd("NOOP")
+        assert b"* 2 EXPUNGE\r\n" in out
+        assert any(b"\\Flagged" in ln for ln in r.cmd("FETCH 1 (FLAGS)"))
+        r.close()
