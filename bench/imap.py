@@ -393,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
             ratio = runs["postern-memory"][0][step] / max(runs["dovecot"][0][step], 1e-9)
             row += f"   {ratio:>6.2f}x"
         print(row)
+    if "dovecot" in runs:
+        ratios = {st: runs["postern-memory"][0][st] / max(runs["dovecot"][0][st], 1e-9) for st in STEPS}
+        within = [st for st, r in ratios.items() if r <= 2.0]
+        print(f"\nsummary: Postern (in-memory store) / Dovecot within the 2x target on {len(within)} of "
+              f"{len(STEPS)} steps; worst {max(ratios, key=ratios.get)} {max(ratios.values()):.2f}x")
     if "postern-moto" in runs:
         print(f"\nAWS requests per step (moto run, {moto_n} messages):")
         for step in STEPS:
