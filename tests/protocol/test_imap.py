@@ -664,3 +664,17 @@ def test_dynamodb_watcher_sees_outside_changes(dynamo_store):
         assert b"* 2 EXPUNGE\r\n" in out
         assert any(b"\\Flagged" in ln for ln in r.cmd("FETCH 1 (FLAGS)"))
         r.close()
+
+
+def test_search_header_prefilter_keeps_encoded_and_8bit_matches(server, backend):
+    backend.store.append(USER, "INBOX", b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe_hello?=\r\n\r\nx\r\n")
+    backend.store.append(USER, "INBOX", "Subject: Straße\r\n\r\nx\r\n".encode())
+    backend.store.append(USER, "INBOX", b"Subject: plain\r\n words\r\n\r\nx\r\n")
+    c = client(server)
+    c.select("INBOX")
+    assert c.search(None, "SUBJECT", "hello")[1] == [b"1"]  # only inside an encoded-word
+    assert c.search(None, "SUBJECT", "strasse")[1] == [b"2"]  # casefold of a raw UTF-8 header
+    assert c.search(None, "SUBJECT", '"plain words"')[1] == [b"3"]  # across a fold
+    assert c.search(None, "SUBJECT", "words")[1] == [b"3"]
+    assert c.search(None, "SUBJECT", "absent")[1] == [b""]
+    c.logout()

@@ -30,6 +30,18 @@ def _mentions(tokens, word: str) -> bool:
     return False
 
 
+def _prefilter(SS, key) -> bytes | None:
+    """For a lone header key (SUBJECT x, FROM x, ...) with an ASCII needle without white space: the needle.
+
+    In an all-ASCII header block with no encoded-words, a decoded field value contains the needle
+    only if the raw bytes do (casefold is lower for ASCII; unfolding only removes CRLF before white
+    space, which the needle lacks), so messages without it are skipped without evaluation.
+    """
+    if isinstance(key, SS.HeaderKey) and key.needle and key.needle.isascii() and not any(c.isspace() for c in key.needle):
+        return key.needle.lower().encode("ascii")
+    return None
+
+
 async def _matching(s, cmd, args: list, extra_need: set[str] = frozenset()):
     """Messages of the session's view matching the SEARCH criteria ``args``: (seq, uid, msg) list, and key."""
     from .. import search as SS  # imap-content's module
@@ -44,6 +56,7 @@ async def _matching(s, cmd, args: list, extra_need: set[str] = frozenset()):
     if _mentions(args, "MODSEQ"):
         s.condstore = s.selected.condstore = True
     need = SS.needs(key) | set(extra_need)
+    quick = _prefilter(SS, key)
     sel = s.selected
     mb = sel.watcher.mb
     uids = list(sel.uids)
@@ -67,6 +80,9 @@ async def _matching(s, cmd, args: list, extra_need: set[str] = frozenset()):
                     continue
                 if header is None:
                     header = raw[: fm.header_len]
+        if quick is not None and header and quick not in header.lower() and header.isascii() \
+                and b"=?" not in header:
+            continue  # cannot match: see _prefilter
         msg = SimpleNamespace(seq=i + 1, uid=uid, flags=frozenset(sel.flags_of(uid)), modseq=view.modseq,
                               size=view.size, internaldate=view.internaldate, header=header, raw=raw,
                               seq_max=seq_max, uid_max=uid_max, recent=uid in sel.recent)
