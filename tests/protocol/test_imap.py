@@ -165,6 +165,7 @@ def test_full_session(server, backend):
     # SUBSCRIBE / LSUB / UNSUBSCRIBE
     assert c.subscribe("Projects/2024")[0] == "OK"
     assert c.lsub('""', "*")[1] == [b'(\\HasNoChildren) "/" Projects/2024']
+    assert c.lsub('""', "%")[1] == [b'(\\Noselect \\HasChildren) "/" Projects']  # RFC 3501 §6.3.9
     assert c.unsubscribe("Projects/2024")[0] == "OK"
     assert c.lsub('""', "*")[1] == [None]
 

@@ -162,7 +162,14 @@ async def _list(s, cmd, lsub: bool):
             sup = DELIMITER.join(parts[:i])
             if sup not in names:
                 implied.add(sup)
-    universe = (subs if lsub else names | implied)
+    lsub_parents: set[str] = set()
+    if lsub and any("%" in p for p in patterns):
+        # RFC 3501 §6.3.9: "%" must return an unsubscribed parent of a subscribed name, \Noselect
+        for n in subs:
+            parts = n.split(DELIMITER)
+            lsub_parents.update(DELIMITER.join(parts[:i]) for i in range(1, len(parts)))
+        lsub_parents -= subs
+    universe = (subs | lsub_parents if lsub else names | implied)
     regs = [pattern_regex(_canonical(ref, p)) for p in patterns]
     has_children = {DELIMITER.join(n.split(DELIMITER)[:i]) for n in names | implied for i in range(1, n.count(DELIMITER) + 1)}
     out = []
@@ -175,7 +182,7 @@ async def _list(s, cmd, lsub: bool):
             continue
         if "SPECIAL-USE" in sel_opts and (mb is None or not mb.special_use):
             continue
-        if mb is None:
+        if mb is None or name in lsub_parents:
             attrs.append("\\Noselect")  # an implied parent, or (LSUB) a subscription whose mailbox is gone
         attrs.append("\\HasChildren" if name in has_children else "\\HasNoChildren")
         if mb is not None and mb.special_use:
