@@ -10,7 +10,7 @@ from postern.store.base import MailboxInfo, MessageMeta
 from postern_gateway.imap.errors import BadCommand
 from postern_gateway.imap.selected import Selected
 from postern_gateway.imap.seqset import SeqSet
-from postern_gateway.imap.watcher import LOOKBACK, MailboxIndex
+from postern_gateway.imap.watcher import MailboxIndex
 
 MB = MailboxInfo(user="u@example.test", name="INBOX", mailbox_id="m1", uidvalidity=7, uidnext=6, highestmodseq=10)
 
@@ -80,6 +80,62 @@ def test_index_dedupes_and_keeps_newest():
     assert idx.apply([late]) == [late] and 2 in idx.metas
     assert idx.apply([MessageMeta(uid=1, modseq=6, expunged=True)])
     assert 1 not in idx.metas and idx.modseq == 6
-    for m in range(7, 7 + 5 * LOOKBACK):
-        idx.apply([MessageMeta(uid=100 + m, modseq=m)])
-    assert len(idx.applied) <= 4 * LOOKBACK + 1
+
+
+def test_index_stable_watermark_waits_for_slow_writers(monkeypatch):
+    from postern_gateway.imap import watcher as W
+
+    idx = MailboxIndex("u", "m", 1)
+    assert idx.observe(100.0, (10, 5, 4))  # counters moved: query
+    assert idx.settled_at(100.0) == 0  # nothing is old enough to be final yet
+    assert idx.observe(101.0, (10, 5, 4))  # unchanged but still settling: keep querying
+    assert idx.settled_at(100.0 + W.SETTLE_SECONDS) == 10
+    assert not idx.history and not idx.observe(120.0, (10, 5, 4))  # quiet: no query
+
+
+def test_watcher_picks_up_a_late_writer_below_a_seen_modseq():
+    """Item modseq 5 lands after modseq 6 was already read (block reservation race, DynamoDB store)."""
+    import asyncio
+
+    from postern_gateway.imap.watcher import Runtime, Watcher
+
+    visible = [MessageMeta(uid=2, modseq=6)]
+    mb = MailboxInfo(user="u", name="INBOX", mailbox_id="m", uidvalidity=1, uidnext=3, highestmodseq=6, exists=2)
+
+    class Store:
+        def get_mailbox(self, user, name):
+            return mb
+
+        def changes_since(self, m, modseq):
+            return sorted((x for x in visible if x.modseq > modseq), key=lambda x: x.modseq)
+
+    class Backend:
+        store = Store()
+        settings = SimpleNamespace(imap_poll_interval=60)
+
+        async def run(self, fn, *a):
+            return fn(*a)
+
+    seen = []
+
+    class Sink:
+        def on_changes(self, changes):
+            seen.extend(changes)
+
+        def mark_gone(self):
+            raise AssertionError("mailbox is still there")
+
+    sink = Sink()
+
+    async def go():
+        w = Watcher(Runtime(Backend()), mb, MailboxIndex("u", "m", 1))
+        w.sessions.add(sink)
+        await w.refresh()
+        assert [m.uid for m in seen] == [2]
+        visible.append(MessageMeta(uid=1, modseq=5))  # the slow writer lands
+        await w.refresh()  # counters unchanged, but still settling: re-read from the stable mark
+        assert [m.uid for m in seen] == [2, 1]
+        await w.refresh()
+        assert [m.uid for m in seen] == [2, 1]  # deduped, not reported twice
+
+    asyncio.run(go())

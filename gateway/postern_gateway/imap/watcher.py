@@ -17,19 +17,25 @@ Fails: StoreUnavailable during a poll is logged and retried on the next tick;
       a mailbox deleted/renamed away (or whose UIDVALIDITY changed) marks the
       subscribed sessions' views ``gone`` (they send BYE).
 
-Modseq allocation race (DynamoDB store): a writer reserves modseqs before
-its items land, so a poll can see HIGHESTMODSEQ=N+1 with item N not written
-yet. We therefore query with a lookback (``LOOKBACK`` below the highest
-applied modseq), keep polling for ``SETTLE_POLLS`` ticks after the counter
-last moved, dedupe by (uid, modseq), and fall back to a full reload if the
-index's message count disagrees with the mailbox counter once settled.
+Modseq allocation race (DynamoDB store): a writer reserves modseqs (a block
+of n for a STORE on n messages) before its items land, so a poll can see
+HIGHESTMODSEQ=N+k while items below N+k are still being written, and a later
+item may carry a *lower* modseq than one already seen. So the index keeps a
+``stable`` watermark: a HIGHESTMODSEQ value becomes stable once it was observed
+at least ``SETTLE_SECONDS`` ago (every item it covers has landed by then);
+each poll after a change queries ``changes_since(stable)`` (re-reading the last
+few seconds of changes), dedupes by (uid, modseq), and only then advances
+``stable``. Once quiet, a poll is one GetItem. A writer stalled longer than
+``SETTLE_SECONDS`` between reserving and writing could still be missed; a
+message-count mismatch after settling triggers a full reload.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 
 from postern.errors import MailboxNotFound, PosternError
@@ -37,8 +43,9 @@ from postern.store.base import MailboxInfo, MessageMeta
 
 log = logging.getLogger("postern.imap.watcher")
 
-LOOKBACK = 64
-SETTLE_POLLS = 4
+SETTLE_SECONDS = 10.0
+RELOAD_LOOKBACK = 32  # after a full listing, re-read this many modseqs while settling
+LOOKBACK = RELOAD_LOOKBACK
 MAX_INDEXES = 256
 HEADER_CACHE_BYTES = 64 * 1024 * 1024
 STRUCTURE_CACHE_ITEMS = 2048
@@ -63,8 +70,9 @@ class MailboxIndex:
     modseq: int = 0  # highest modseq applied
     polled_hms: int = -1  # mailbox HIGHESTMODSEQ at the last poll
     polled: tuple = ()
-    settle: int = 0
-    applied: set = field(default_factory=set)  # (uid, modseq) seen within the lookback window
+    stable: int = 0  # every change with modseq <= stable is applied and final
+    history: deque = field(default_factory=deque)  # (monotonic time, HIGHESTMODSEQ) not yet stable
+    applied: set = field(default_factory=set)  # (uid, modseq) seen above ``stable``
     recent_claimed: int = 0  # highest UID already given \Recent to a session of this process
     keywords: set = field(default_factory=set)  # keywords ever seen here (for SELECT's FLAGS)
 
@@ -88,10 +96,24 @@ class MailboxIndex:
                     self.keywords.update(f for f in m.flags if f[:1] != "\\")
                 fresh.append(self.metas[m.uid])
             self.modseq = max(self.modseq, m.modseq)
-        floor = self.modseq - LOOKBACK
-        if len(self.applied) > 4 * LOOKBACK:
-            self.applied = {k for k in self.applied if k[1] > floor}
+        if len(self.applied) > 4096:
+            self.applied = {k for k in self.applied if k[1] > self.stable}
         return fresh
+
+    def observe(self, now: float, counters: tuple) -> bool:
+        """Record the mailbox counters; True when a query is due (changed, or still settling)."""
+        if counters != self.polled:
+            self.polled = counters
+            self.history.append((now, counters[0]))
+            return True
+        return bool(self.history)
+
+    def settled_at(self, now: float) -> int:
+        """The watermark that is safe once a query made at ``now`` has been applied."""
+        stable = self.stable
+        while self.history and self.history[0][0] <= now - SETTLE_SECONDS:
+            stable = max(stable, self.history.popleft()[1])
+        return stable
 
 
 class Watcher:
@@ -147,17 +169,14 @@ class Watcher:
                 return
             self.mb = cur
             idx = self.index
-            counters = (cur.highestmodseq, cur.uidnext, cur.exists)
-            if counters != idx.polled:
-                idx.settle = SETTLE_POLLS
-            elif idx.settle <= 0 and not force:
-                return
-            else:
-                idx.settle -= 1
-            idx.polled = counters
-            changes = await self.backend.run(store.changes_since, cur, max(0, idx.modseq - LOOKBACK))
+            now = time.monotonic()
+            if not idx.observe(now, (cur.highestmodseq, cur.uidnext, cur.exists)):
+                return  # quiet: nothing changed and nothing is settling (one GetItem per poll)
+            next_stable = idx.settled_at(now)
+            changes = await self.backend.run(store.changes_since, cur, idx.stable)
             fresh = idx.apply(changes)
-            if idx.settle <= 0 and len(idx.metas) != cur.exists:
+            idx.stable = max(idx.stable, next_stable)
+            if not idx.history and len(idx.metas) != cur.exists:
                 fresh += await self.runtime.reload(cur, idx)
             if fresh:
                 for sel in list(self.sessions):
@@ -204,7 +223,10 @@ class Runtime:
                 idx.keywords.update(f for f in m.flags if f[:1] != "\\")
         idx.modseq = max([mb.highestmodseq, idx.modseq] + [m.modseq for m in metas])
         idx.polled = (mb.highestmodseq, mb.uidnext, mb.exists)
-        idx.settle = 0
+        # writes in flight during the listing land below HIGHESTMODSEQ: re-read a window while settling
+        idx.stable = max(0, mb.highestmodseq - RELOAD_LOOKBACK)
+        idx.history = deque([(time.monotonic(), mb.highestmodseq)])
+        idx.applied = {(m.uid, m.modseq) for m in metas if m.modseq > idx.stable}
         return diff
 
     async def open(self, mb: MailboxInfo) -> Watcher:
