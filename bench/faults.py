@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         from pathlib import Path
 
-        cmd = "make faults" if not argv else "bench/faults.py " + " ".join(argv)
+        given = sys.argv[1:] if argv is None else argv
+        cmd = "make faults" if not given else "bench/faults.py " + " ".join(given)
         Path(args.out).write_text(f"# Fault campaign\n\nMeasured by `{cmd}`.\n\n```\n{r.report()}\nsummary: {summary}\n```\n")
     main.result = summary
     return 1 if bad else 0

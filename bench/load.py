@@ -25,6 +25,7 @@ background meanwhile, as on AWS. Two cores are shared by everything here
 from __future__ import annotations
 
 import argparse
+import builtins
 import os
 import imaplib
 import logging
@@ -241,12 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     r = run(seconds, args.smtp, args.imap_idle, args.imap_active, args.pop3, args.smtp_think)
     st = r["stats"]
     out_lines: list[str] = []
-    print_ = print
 
     def print(*a):  # noqa: A001 - tee the report
         line = " ".join(str(x) for x in a)
         out_lines.append(line)
-        print_(line)
+        builtins.print(line)
 
     rows = []
     total = errors = 0
@@ -263,15 +263,17 @@ def main(argv: list[str] | None = None) -> int:
     msgs = len(st.lat.get("smtp message (MAIL..DATA 250)", []))
     print(f"SMTP messages accepted: {msgs} ({msgs / r['seconds']:.1f}/s)")
     b, p, a = r["rss_base"], r["rss_peak"], r["rss_after"]
-    back = (p - a) / (p - b) if p > b else 1.0
+    growth = (f"{max(0.0, (p - a) / (p - b)):.0%} of the growth returned" if p - b > 1024
+              else "no growth to speak of")
     print(f"gateway RSS: before {b / 1024:.1f} MiB, peak {p / 1024:.1f} MiB, 5 s after the load {a / 1024:.1f} MiB"
-          f" ({back:.0%} of the growth returned)")
+          f" ({growth})")
     if r["stuck_threads"]:
         print(f"client threads still running after the stop: {r['stuck_threads']}")
     if args.out:
         from pathlib import Path
 
-        cmd = "make load" if not argv else "bench/load.py " + " ".join(argv)
+        given = sys.argv[1:] if argv is None else argv
+        cmd = "make load" if not given else "bench/load.py " + " ".join(given)
         Path(args.out).write_text(f"# Load\n\nMeasured by `{cmd}`.\n\n```\n" + "\n".join(out_lines) + "\n```\n")
     main.result = {"ops": total, "errors": errors, "rss_peak_mib": round(p / 1024, 1),
                    "smtp_msgs_per_s": round(msgs / r["seconds"], 1)}

@@ -160,7 +160,11 @@ class CampaignResult:
         if self.in_flight:
             lines.append(f"still in flight at the deadline: {self.in_flight}")
         if self.duplicates:
-            lines.append("duplicated Message-IDs: " + ", ".join(self.duplicates[:10]))
+            by_mid = {s.mid: s for s in self.sent}
+            lines.append("duplicated Message-IDs (client replies per attempt; queue ids given 250):")
+            for mid in self.duplicates[:10]:
+                s = by_mid.get(mid)
+                lines.append(f"  {mid}: replies {s.replies if s else '?'}, queue ids {s.queue_ids if s else '?'}")
         if self.lost_ids:
             lines.append("lost Message-IDs: " + ", ".join(self.lost_ids[:10]))
         return "\n".join(lines)
