@@ -211,3 +211,23 @@ def test_store_backend_fault_is_a_retry(env):
     r = handler("store")(ev, ctx("store"))
     assert r == {"batchItemFailures": [{"itemIdentifier": ev["Records"][0]["messageId"]}]}
     assert len(_messages(s, c, "alice@example.test")) == 1
+
+
+def test_store_with_inline_header_reads_nothing_from_s3(env):
+    """The gateway sends the header section inline, so indexing costs no GetObject."""
+    from postern.store.summary import inline_header
+
+    s, c = env
+    h = handler("store")
+    h(event("store/normal.json"), ctx("store"))  # mailboxes exist from here on
+    ev = event("store/duplicate.json")
+    ev["Records"] = ev["Records"][:1]
+    body = json.loads(ev["Records"][0]["body"])
+    body["header"] = inline_header(RAW)
+    body["size"] = len(RAW)  # what the gateway's spooler records
+    ev["Records"][0]["body"] = json.dumps(body)
+    calls = counting(c)
+    assert h(ev, ctx("store")) == {"batchItemFailures": []}
+    assert calls == Counter({"s3.CopyObject": 1, "dynamodb.UpdateItem": 1, "dynamodb.TransactWriteItems": 1})
+    stored = [m for m in _messages(s, c, "alice@example.test") if m.endswith(RAW)]
+    assert len(stored) == 2 and all(m.startswith(b"Return-Path: <") for m in stored)

@@ -153,3 +153,32 @@ def test_light_listing_and_get_messages(store):
     assert all(m.flags == {"\\Seen"} and m.size == len(MSG) for m in light)
     full = store.get_messages(mb, [3, 1, 99])
     assert [m.uid for m in full] == [1, 3] and full[0].header is not None
+
+
+def test_append_from_inline_header_equals_append_from_bytes(store):
+    """The store Lambda indexes from the gateway's inline header; the result must match a full append."""
+    from postern.store.summary import decode_inline_header, inline_header
+
+    prefix = b"Delivered-To: alice@example.test\r\n"
+    if isinstance(store, MemoryMailStore):
+        store.put_spool("spool/q9", MSG)
+    else:
+        store._s3.put_object(Bucket=store.bucket, Key="spool/q9", Body=MSG)
+    blob = store.adopt_spool("spool/q9", "q9")
+    header = decode_inline_header(inline_header(MSG))
+    assert header == MSG[: MSG.index(b"\r\n\r\n") + 4]
+    store.append(U, "INBOX", None, blob_key=blob, header=header, raw_size=len(MSG), prefix=prefix)
+    store.append(U, "INBOX", MSG, prefix=prefix)
+    mb = store.get_mailbox(U, "INBOX")
+    a, b = list(store.list_messages(mb))
+    assert (a.size, a.header, a.header_len, a.raw_size) == (b.size, b.header, b.header_len, b.raw_size)
+    assert store.read(a) == store.read(b) == prefix + MSG
+    with pytest.raises(ValueError):
+        store.append(U, "INBOX", None, header=header, raw_size=len(MSG))  # no blob to point at
+
+
+def test_inline_header_is_left_out_when_large():
+    from postern.store.summary import INLINE_HEADER_CAP, inline_header
+
+    big = b"X-Big: " + b"a" * INLINE_HEADER_CAP + b"\r\n\r\nbody\r\n"
+    assert inline_header(big) == ""

@@ -37,6 +37,7 @@ from botocore.exceptions import ClientError
 
 from postern.envelope import Envelope
 from postern.errors import StoreUnavailable
+from postern.store.summary import inline_header
 
 log = logging.getLogger("postern.smtp.spool")
 
@@ -83,6 +84,7 @@ class Spooler:
         fields.setdefault("received_at", time.time())
         fields["rcpt_to"] = tuple(fields.get("rcpt_to", ()))
         key = self.settings.spool_prefix + queue_id
+        fields.setdefault("header", inline_header(raw))
         env = Envelope(queue_id=queue_id, s3_key=key, size=len(raw), **fields)
         s3, sqs = self.clients.s3, self.clients.sqs
         try:

@@ -92,6 +92,7 @@ class Envelope(_Body):
     junk: bool = False  # DMARC p=quarantine failure: deliver to Junk
     smtputf8: bool = False
     body_8bit: bool = False
+    header: str = ""  # base64 of the raw header section when small (store.summary.inline_header), else ""
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class StoreJob(_Body):
     quota: int = 0  # bytes; 0 = the default quota
     trace_headers: str = ""  # from the Envelope; the store adds Return-Path and Delivered-To
     size: int = 0
+    header: str = ""  # from the Envelope: lets the store index the message without reading S3
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ def plan(env: Envelope, directory) -> Plan:
                 quota=d.quota,
                 trace_headers=env.trace_headers,
                 size=env.size,
+                header=env.header,
             )
         )
     for domain, recipients in sorted(decision.remote.items()):

@@ -14,8 +14,9 @@ Fails: bounce when the mailbox is over quota (a ``NoticeJob`` with status
       job never creates a second copy: the dedup key is
       ``queue_id#user#mailbox``.
 
-Cost per delivery: GetObject, CopyObject, then append's UpdateItem (UID) and
-TransactWriteItems (which also enforces the dedup key).
+Cost per delivery: CopyObject, then append's UpdateItem (UID) and
+TransactWriteItems (which also enforces the dedup key); plus a GetObject only
+when the gateway could not send the header section inline (over 16 KiB).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from ..envelope import NoticeJob, RecipientFailure, StoreJob
 from ..errors import QuotaExceeded
 from ..store.base import AppendResult, MailStore
+from ..store.summary import decode_inline_header
 
 
 @dataclass
@@ -49,13 +51,17 @@ def dedup_key(job: StoreJob) -> str:
 
 
 def deliver(job: StoreJob, store: MailStore, default_quota: int) -> Outcome:
-    raw = store.read_spool(job.s3_key)
+    header = decode_inline_header(job.header) if job.size else None
+    # With the header section inline (the usual case) the store reads nothing from S3.
+    raw = None if header is not None else store.read_spool(job.s3_key)
     blob = store.adopt_spool(job.s3_key, job.queue_id)
     try:
         result = store.append(
             job.user,
             job.mailbox,
             raw,
+            header=header,
+            raw_size=job.size if header is not None else None,
             blob_key=blob,
             prefix=trace_prefix(job),
             internaldate=job.received_at or None,

@@ -178,7 +178,7 @@ class MailStore(abc.ABC):
         self,
         user: str,
         mailbox: str,
-        raw: bytes,
+        raw: bytes | None,
         *,
         blob_key: str | None = None,
         prefix: bytes = b"",
@@ -186,12 +186,17 @@ class MailStore(abc.ABC):
         internaldate: float | None = None,
         dedup: str | None = None,
         quota: int = 0,
+        header: bytes | None = None,
+        raw_size: int | None = None,
     ) -> AppendResult:
         """The one ingest path (SMTP delivery and IMAP APPEND).
 
         ``raw`` is the message as received; ``blob_key`` names it if already in
-        S3 (else it is stored with put_blob). ``quota`` in bytes, 0 = unlimited.
-        INBOX (and the other defaults) are created on first delivery.
+        S3 (else it is stored with put_blob). ``raw`` may be None when the blob
+        exists and the caller gives its raw ``header`` section and ``raw_size``
+        (the store Lambda, from the gateway's inline header). ``quota`` in
+        bytes, 0 = unlimited. INBOX (and the other defaults) are created on
+        first delivery.
         """
 
     @abc.abstractmethod
@@ -232,6 +237,17 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     def usage(self, user: str) -> int:
         """Bytes counted against the user's quota."""
+
+
+def summary_for(prefix: bytes, raw: bytes | None, header: bytes | None, raw_size: int | None, blob_key: str | None):
+    """The append summary from the full bytes, or from the header section alone."""
+    from .summary import summarize, summarize_header
+
+    if raw is not None:
+        return summarize(prefix, raw), len(raw)
+    if header is None or raw_size is None or not blob_key:
+        raise ValueError("append without raw bytes needs blob_key, header and raw_size")
+    return summarize_header(prefix, header, raw_size), raw_size
 
 
 def apply_flags(current: frozenset[str], flags: Iterable[str], mode: str) -> frozenset[str]:

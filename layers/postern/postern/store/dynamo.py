@@ -45,9 +45,9 @@ from .base import (
     StoreResult,
     apply_flags,
     normalize_mailbox_name,
+    summary_for,
     validate_mailbox_name,
 )
-from .summary import summarize
 
 TOMBSTONE_TTL = 30 * 86400
 DEDUP_TTL = 15 * 86400  # longer than SQS's 14-day maximum retention
@@ -395,10 +395,11 @@ class DynamoMailStore(MailStore):
             item["struct"] = struct
         return item
 
-    def append(self, user, mailbox, raw, *, blob_key=None, prefix=b"", flags=(), internaldate=None, dedup=None, quota=0):
+    def append(self, user, mailbox, raw, *, blob_key=None, prefix=b"", flags=(), internaldate=None, dedup=None, quota=0,
+               header=None, raw_size=None):
         u = user.lower()
         name = normalize_mailbox_name(mailbox)
-        s = summarize(prefix, raw)
+        s, rsize = summary_for(prefix, raw, header, raw_size, blob_key)
         fl = frozenset(flags)
         if quota and s.size > quota:
             raise QuotaExceeded()
@@ -419,7 +420,7 @@ class DynamoMailStore(MailStore):
         uid, modseq = mb.uidnext - 1, mb.highestmodseq
         key = blob_key or self.put_blob(raw)
         item = self._message_item(u, mb.mailbox_id, uid, modseq, fl, internaldate or time.time(), s.size, key,
-                                  len(raw), bytes(prefix), s.header, s.header_len)
+                                  rsize, bytes(prefix), s.header, s.header_len)
         ops: list[dict] = [
             {"Put": {"TableName": self.table, "Item": serialize(item), "ConditionExpression": "attribute_not_exists(pk)"}},
             {

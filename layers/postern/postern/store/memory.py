@@ -30,9 +30,9 @@ from .base import (
     StoreResult,
     apply_flags,
     normalize_mailbox_name,
+    summary_for,
     validate_mailbox_name,
 )
-from .summary import summarize
 
 
 class MemoryMailStore(MailStore):
@@ -175,7 +175,8 @@ class MemoryMailStore(MailStore):
             return len(self._blobs)
 
     # --- messages ---------------------------------------------------------
-    def append(self, user, mailbox, raw, *, blob_key=None, prefix=b"", flags=(), internaldate=None, dedup=None, quota=0):
+    def append(self, user, mailbox, raw, *, blob_key=None, prefix=b"", flags=(), internaldate=None, dedup=None, quota=0,
+               header=None, raw_size=None):
         u = user.lower()
         name = normalize_mailbox_name(mailbox)
         with self._lock:
@@ -184,7 +185,7 @@ class MemoryMailStore(MailStore):
             if (u, name) not in self._mailboxes and name in DEFAULT_MAILBOXES:
                 self.ensure_mailboxes(u)
             mb = self._mb(u, name)
-            s = summarize(prefix, raw)
+            s, rsize = summary_for(prefix, raw, header, raw_size, blob_key)
             if quota and self._usage.get(u, 0) + s.size > quota:
                 raise QuotaExceeded()
             key = blob_key or self.put_blob(raw)
@@ -194,7 +195,7 @@ class MemoryMailStore(MailStore):
             fl = frozenset(flags)
             meta = MessageMeta(
                 uid=uid, modseq=modseq, flags=fl, internaldate=internaldate or time.time(), size=s.size,
-                blob_key=key, raw_size=len(raw), prefix=bytes(prefix), header=s.header, header_len=s.header_len,
+                blob_key=key, raw_size=rsize, prefix=bytes(prefix), header=s.header, header_len=s.header_len,
             )
             self._messages[mb.mailbox_id][uid] = meta
             self._refs[key] = self._refs.get(key, 0) + 1
