@@ -367,6 +367,10 @@ def idle_floor(template: dict, prices: dict) -> tuple[list[list], float, list[st
     alarms = len(by_type.get("AWS::CloudWatch::Alarm", []))
     if alarms:
         usage_rows.append((f"CloudWatch alarms x{alarms}", {"cloudwatch_alarm_month": alarms}))
+    else:
+        notes.append("no CloudWatch alarms in template.yaml as written ($0.10 per alarm-month when added)")
+    if by_type.get("AWS::Logs::LogGroup"):
+        notes.append("CloudWatch Logs for the gateway: $0.50/GB ingested, by volume, not idle")
     secrets = len(by_type.get("AWS::SecretsManager::Secret", []))
     if secrets:
         usage_rows.append((f"Secrets Manager secrets x{secrets}", {"secret_month": secrets}))

@@ -88,7 +88,7 @@ class Breakdown:
         }
 
     def to_text(self, money_digits: int = 6) -> str:
-        rows = [(l.label, f"{l.quantity:,.3f}".rstrip("0").rstrip("."), l.unit,
+        rows = [(l.label, f"{l.quantity:.3g}" if l.quantity < 0.01 else f"{l.quantity:,.3f}".rstrip("0").rstrip("."), l.unit,
                  f"${l.unit_price:g}/{l.per:,}" if l.per != 1 else f"${l.unit_price:g}", f"${l.cost:.{money_digits}f}")
                 for l in self.lines if l.quantity]
         rows.append(("total", "", "", "", f"${self.total:.{money_digits}f}"))
