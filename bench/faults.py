@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = (r.after.lost or r.after.duplicated or r.before.lost or r.before.duplicated
            or r.after.stuck or r.after.pending)
     summary = {"sent": sum(1 for s in r.sent if s.replies), "accepted": r.accepted, "lost": r.after.lost,
-               "duplicated": r.before.duplicated + r.after.duplicated, "in_dlq": r.before.in_dlq,
+               "duplicated": r.after.duplicated, "twice_after_4xx": r.after.dup_after_4xx, "in_dlq": r.before.in_dlq,
                "seconds": round(r.seconds, 1)}
     print("summary:", summary)
     if args.out:

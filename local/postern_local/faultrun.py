@@ -91,6 +91,7 @@ class Count:
     delivered_anyway: int = 0  # never accepted, yet present (once or more)
     stuck: int = 0
     pending: int = 0  # absent while queues still hold messages: in flight, not (yet) lost
+    dup_after_4xx: int = 0  # twice, and the client had been told 4xx/no reply for an attempt that landed
 
 
 @dataclass
@@ -130,6 +131,7 @@ class CampaignResult:
             ("deliveries expected (accepted recipients)", sum(len(s.accepted_for) for s in self.sent), ""),
             ("delivered exactly once", self.before.delivered, self.after.delivered),
             ("duplicated", self.before.duplicated, self.after.duplicated),
+            ("twice after a failure reply the client retried", self.before.dup_after_4xx, self.after.dup_after_4xx),
             ("lost", self.before.lost, self.after.lost),
             ("in DLQ", self.before.in_dlq, self.after.in_dlq),
             ("4xx'd yet delivered", self.before.delivered_anyway, self.after.delivered_anyway),
@@ -345,7 +347,10 @@ def classify(sent: list[Sent], boxes: dict[str, Counter], dlq_qids: set[str], st
                 if n == 1:
                     c.delivered += 1
                 elif n > 1:
-                    c.duplicated += 1
+                    if any(r != "250" for r in s.replies):
+                        c.dup_after_4xx += 1  # SMTP's ambiguity (RFC 5321 §6.1), not a dedup failure
+                    else:
+                        c.duplicated += 1
                     dups.append(s.mid)
                 elif any(q in dlq_qids for q in s.queue_ids):
                     c.in_dlq += 1
