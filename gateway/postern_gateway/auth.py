@@ -4,7 +4,9 @@ In:   a username and password from any protocol, the client IP, the protocol nam
 Out:  :func:`authenticate` -> the directory :class:`~postern.directory.User`
       or None. A failure costs the client a delay (``POSTERN_LOGIN_FAIL_DELAY``,
       growing with consecutive failures on the connection) before the caller
-      answers; password hashing runs on the bounded executor, never on the loop.
+      answers; password hashing runs on the bounded executor, never on the loop,
+      at most MAX_CONCURRENT_PASSWORD_CHECKS at a time, and a password verified
+      within POSTERN_AUTH_CACHE_TTL is not hashed again (authcache.py).
       :func:`decode_plain` parses a SASL PLAIN response (RFC 4616).
 Fails: backend errors propagate as StoreUnavailable (caller answers a temporary
       failure: 454 4.7.0, ``NO [UNAVAILABLE]``, ``-ERR [SYS/TEMP]``).
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 
 from postern.errors import AuthLocked
 
+from .authcache import VerifiedCache
+
 log = logging.getLogger("postern.auth")
 
 # At most this many password verifications at once per event loop. Each argon2id
@@ -40,6 +44,13 @@ def _slots():
     if sem is None:
         sem = _password_slots[loop] = _Semaphore(MAX_CONCURRENT_PASSWORD_CHECKS)
     return sem
+
+
+def _cache(backend) -> VerifiedCache:
+    """The backend's verified-credentials cache (one per gateway process)."""
+    if backend.auth_cache is None:
+        backend.auth_cache = VerifiedCache(backend.settings.auth_cache_ttl)
+    return backend.auth_cache
 
 
 class SaslError(ValueError):
@@ -86,8 +97,13 @@ async def authenticate(backend, username: str, password: str, *, client_ip: str 
             if backend.settings.login_fail_delay > 0:
                 await asyncio.sleep(backend.settings.login_fail_delay)
             raise AuthLocked(refusal.text)
-    async with _slots():
-        user = await backend.run(backend.directory.authenticate, username, password)
+    cache = _cache(backend)
+    user = cache.get(username, password)
+    if user is None:
+        async with _slots():
+            user = await backend.run(backend.directory.authenticate, username, password)
+        if user is not None:
+            cache.put(username, password, user)
     if user is not None:
         if counter is not None:
             counter.failures = 0

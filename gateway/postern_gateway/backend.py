@@ -28,6 +28,7 @@ class Backend:
     clients: object | None = None  # postern.aws.Clients when on AWS/moto
     limits: object | None = None  # postern.limits.Limits (abuse limits); None = no limits
     trust: object | None = None  # postern_gateway.trust.gate.Trust (DNS checks on the MX port); None = off
+    auth_cache: object | None = None  # postern_gateway.authcache.VerifiedCache, built on first login
 
     async def run(self, fn, /, *args, **kwargs):
         return await self.blocking.run(fn, *args, **kwargs)

@@ -50,6 +50,8 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "POSTERN_TLS_SELF_SIGNED": "true",
     "POSTERN_LOCAL_MOTO_PORT": "4566",
     "POSTERN_DEMO_USER": "alice@example.test",
+    # Locally the deliver function talks SMTP to the recipients' MX itself (no SES).
+    "POSTERN_OUTBOUND_TRANSPORT": "mx",
     "AWS_DEFAULT_REGION": "us-east-1",
     "POWERTOOLS_SERVICE_NAME": "postern",
     "POWERTOOLS_METRICS_NAMESPACE": "Postern",
