@@ -4,11 +4,16 @@ In:   the local stack (moto + pollers in this process) and the gateway as its
       own process (postern_local.gatewayproc), so its resident memory is its
       own: sampled from /proc every 0.25 s.
 Out:  per operation: count, errors, p50/p99 latency; gateway RSS before,
-      at peak and 5 s after every session closed (does memory return?).
+      at peak (sampled until the last session closed) and 5 s and
+      ``--settle`` (30) s after (does memory return?). ``--rounds N`` runs the
+      load N times against one gateway: RSS that keeps climbing round after
+      round is a leak; a plateau is the allocator keeping freed memory.
       ``main(argv)``: ``--quick`` (10 s instead of 60), ``--seconds``,
       ``--smtp N`` (200), ``--imap-idle N`` (100), ``--imap-active N`` (20),
-      ``--pop3 N`` (50).
-Fails: exit status 1 when more than 1% of operations failed.
+      ``--pop3 N`` (50, each its own account: RFC 1939 locks a maildrop).
+Fails: exit status 1 when more than 1% of operations failed, when no
+      operation ran, or when client threads were still running 90 s after
+      the stop; 0 otherwise.
 
 Workload (loopback only, bounded in count and time): every session is a
 thread with a real stdlib client. SMTP sessions stay connected and send a
@@ -34,6 +39,7 @@ import smtplib
 import sys
 import threading
 import time
+import warnings
 from collections import defaultdict
 
 from common import message, percentile, table
@@ -154,7 +160,30 @@ def pop3_session(port, user, pw, stop, stats, think):
         stop.wait(think)
 
 
-def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, smtp_think: float) -> dict:
+def _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop) -> list:
+    threads = []
+
+    def spawn(fn, *args):
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        t.start()
+        threads.append(t)
+
+    for i in range(n_idle):
+        u = users[i % len(users)]
+        spawn(imap_idle_session, gw.ports["imap"], u, "pw-" + u, stop, stats)
+    for i in range(n_active):
+        u = users[i % len(users)]
+        spawn(imap_active_session, gw.ports["imap"], u, "pw-" + u, stop, stats, 0.5)
+    for u in pop3_users[:n_pop3]:
+        spawn(pop3_session, gw.ports["pop3"], u, "pw-" + u, stop, stats, 1.0)
+    for i in range(n_smtp):
+        spawn(smtp_session, gw.ports["smtp"], users[i % len(users)], stop, stats, smtp_think)
+    return threads
+
+
+def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, smtp_think: float,
+        rounds: int = 1, settle: float = 30.0) -> dict:
+    """``rounds`` loads one after another against the same gateway (a leak grows with them)."""
     from postern_local.gatewayproc import GatewayProcess
     from postern_local.stack import LocalStack
 
@@ -165,13 +194,16 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
     try:
         domain = stack.demo_user.split("@", 1)[1]
         users = [f"load{i}@{domain}" for i in range(20)]
-        for u in users:
+        # Every POP3 session its own maildrop: POP3 locks a maildrop to one session (RFC 1939
+        # §8), so two sessions of one account get -ERR [IN-USE] by design, not by load.
+        pop3_users = [f"pop{i}@{domain}" for i in range(n_pop3)]
+        for u in users + pop3_users:
             stack.directory.add_user(u, "pw-" + u)
             stack.store.ensure_mailboxes(u)
         gw = GatewayProcess(stack, {"POSTERN_MAX_CONN_PER_IP": "5000", "POSTERN_MAX_SESSIONS": "2000",
                                     "POSTERN_LOG_LEVEL": "ERROR"}).start()
         # A few messages in every mailbox so RETR and FETCH have something.
-        for u in users:
+        for u in users + pop3_users:
             _mid, raw = message("seed@remote.test", [u], 10 * 1024)
             with smtplib.SMTP("127.0.0.1", gw.ports["smtp"], timeout=30) as c:
                 c.sendmail("seed@remote.test", [u], raw)
@@ -181,43 +213,31 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
         time.sleep(1.0)
         rss_base = gw.rss_kb()
 
-        stats = Stats()
-        stop = threading.Event()
-        threads = []
-
-        def spawn(fn, *args):
-            t = threading.Thread(target=fn, args=args, daemon=True)
-            t.start()
-            threads.append(t)
-
-        for i in range(n_idle):
-            u = users[i % len(users)]
-            spawn(imap_idle_session, gw.ports["imap"], u, "pw-" + u, stop, stats)
-        for i in range(n_active):
-            u = users[i % len(users)]
-            spawn(imap_active_session, gw.ports["imap"], u, "pw-" + u, stop, stats, 0.5)
-        for i in range(n_pop3):
-            u = users[i % len(users)]
-            spawn(pop3_session, gw.ports["pop3"], u, "pw-" + u, stop, stats, 1.0)
-        for i in range(n_smtp):
-            spawn(smtp_session, gw.ports["smtp"], users[i % len(users)], stop, stats, smtp_think)
-
-        peak = rss_base
-        samples = []
-        t_end = time.monotonic() + seconds
-        while time.monotonic() < t_end:
-            r = gw.rss_kb()
-            samples.append(r)
-            peak = max(peak, r)
-            time.sleep(0.25)
-        stop.set()
-        for t in threads:
-            t.join(90)
-        alive = sum(1 for t in threads if t.is_alive())
-        time.sleep(5.0)
-        rss_after = gw.rss_kb()
-        return {"stats": stats, "rss_base": rss_base, "rss_peak": peak, "rss_after": rss_after,
-                "seconds": seconds, "stuck_threads": alive,
+        out = []
+        for _ in range(rounds):
+            stats = Stats()
+            stop = threading.Event()
+            threads = _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop)
+            peak = gw.rss_kb()
+            t_end = time.monotonic() + seconds
+            while time.monotonic() < t_end:
+                peak = max(peak, gw.rss_kb())
+                time.sleep(0.25)
+            stop.set()
+            join_by = time.monotonic() + 90
+            for t in threads:  # sessions finish their last command: still load, still sampled
+                while t.is_alive() and time.monotonic() < join_by:
+                    t.join(0.25)
+                    peak = max(peak, gw.rss_kb())
+            alive = sum(1 for t in threads if t.is_alive())
+            closed = time.monotonic()
+            after = {}
+            for mark in (5.0, settle):
+                time.sleep(max(0.0, closed + mark - time.monotonic()))
+                after[mark] = gw.rss_kb()
+            out.append({"stats": stats, "rss_start": out[-1]["after"][settle] if out else rss_base,
+                        "rss_peak": peak, "after": after, "stuck_threads": alive})
+        return {"rounds": out, "rss_base": rss_base, "seconds": seconds, "settle": settle,
                 "sessions": {"smtp": n_smtp, "imap idle": n_idle, "imap active": n_active, "pop3": n_pop3}}
     finally:
         if gw is not None:
@@ -234,13 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imap-active", type=int, default=20)
     ap.add_argument("--pop3", type=int, default=50)
     ap.add_argument("--smtp-think", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=1, help="loads one after another on one gateway (leak check)")
+    ap.add_argument("--settle", type=float, default=30.0, help="seconds after a load to read RSS again")
     ap.add_argument("--out", help="also write the report to this file (markdown)")
     args = ap.parse_args(argv)
     os.environ.setdefault("LOG_LEVEL", "ERROR")  # the handlers' Powertools loggers: quiet unless asked
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF blobs on stdout
+    warnings.filterwarnings("ignore", "No application metrics to publish")  # what disabled metrics say
     logging.basicConfig(level=logging.CRITICAL)
     seconds = args.seconds or (10.0 if args.quick else 60.0)
-    r = run(seconds, args.smtp, args.imap_idle, args.imap_active, args.pop3, args.smtp_think)
-    st = r["stats"]
+    r = run(seconds, args.smtp, args.imap_idle, args.imap_active, args.pop3, args.smtp_think,
+            rounds=max(1, args.rounds), settle=args.settle)
     out_lines: list[str] = []
 
     def print(*a):  # noqa: A001 - tee the report
@@ -248,36 +272,49 @@ def main(argv: list[str] | None = None) -> int:
         out_lines.append(line)
         builtins.print(line)
 
-    rows = []
-    total = errors = 0
-    for op in sorted(set(st.lat) | set(st.errors)):
-        lat = st.lat.get(op, [])
-        err = st.errors.get(op, 0)
-        total += len(lat) + err
-        errors += err
-        rows.append([op, len(lat), err, f"{percentile(lat, 50) * 1000:.1f}", f"{percentile(lat, 99) * 1000:.1f}"])
-    print(f"load: {r['sessions']} for {r['seconds']:.0f} s (loopback; 2 shared cores)")
-    print(table(["operation", "ok", "errors", "p50 ms", "p99 ms"], rows))
-    for op, e in sorted(st.last_error.items()):
-        print(f"  last error in {op}: {e}")
-    msgs = len(st.lat.get("smtp message (MAIL..DATA 250)", []))
-    print(f"SMTP messages accepted: {msgs} ({msgs / r['seconds']:.1f}/s)")
-    b, p, a = r["rss_base"], r["rss_peak"], r["rss_after"]
-    growth = (f"{max(0.0, (p - a) / (p - b)):.0%} of the growth returned" if p - b > 1024
-              else "no growth to speak of")
-    print(f"gateway RSS: before {b / 1024:.1f} MiB, peak {p / 1024:.1f} MiB, 5 s after the load {a / 1024:.1f} MiB"
-          f" ({growth})")
-    if r["stuck_threads"]:
-        print(f"client threads still running after the stop: {r['stuck_threads']}")
+    total = errors = stuck = 0
+    rss_lines = []
+    print(f"load: {r['sessions']} for {r['seconds']:.0f} s (loopback; 2 shared cores)"
+          + (f", {len(r['rounds'])} rounds against one gateway" if len(r["rounds"]) > 1 else ""))
+    for n, rd in enumerate(r["rounds"], 1):
+        st = rd["stats"]
+        rows = []
+        for op in sorted(set(st.lat) | set(st.errors)):
+            lat = st.lat.get(op, [])
+            err = st.errors.get(op, 0)
+            total += len(lat) + err
+            errors += err
+            rows.append([op, len(lat), err, f"{percentile(lat, 50) * 1000:.1f}", f"{percentile(lat, 99) * 1000:.1f}"])
+        if len(r["rounds"]) > 1:
+            print(f"round {n}:")
+        print(table(["operation", "ok", "errors", "p50 ms", "p99 ms"], rows))
+        for op, e in sorted(st.last_error.items()):
+            print(f"  last error in {op}: {e}")
+        msgs = len(st.lat.get("smtp message (MAIL..DATA 250)", []))
+        print(f"SMTP messages accepted: {msgs} ({msgs / r['seconds']:.1f}/s)")
+        b, p = rd["rss_start"], rd["rss_peak"]
+        a5, a_end = rd["after"][5.0], rd["after"][r["settle"]]
+        growth = (f"{max(0.0, (p - a_end) / (p - b)):.0%} of the growth returned" if p - b > 1024
+                  else "no growth to speak of")
+        rss_lines.append(f"gateway RSS{f' round {n}' if len(r['rounds']) > 1 else ''}: before {b / 1024:.1f} MiB,"
+                         f" peak {p / 1024:.1f} MiB, after the load {a5 / 1024:.1f} MiB at 5 s,"
+                         f" {a_end / 1024:.1f} MiB at {r['settle']:.0f} s ({growth})")
+        if rd["stuck_threads"]:
+            stuck += rd["stuck_threads"]
+            print(f"client threads still running after the stop: {rd['stuck_threads']}")
+    for line in rss_lines:
+        print(line)
     if args.out:
         from pathlib import Path
 
         given = sys.argv[1:] if argv is None else argv
         cmd = "make load" if not given else "bench/load.py " + " ".join(given)
         Path(args.out).write_text(f"# Load\n\nMeasured by `{cmd}`.\n\n```\n" + "\n".join(out_lines) + "\n```\n")
-    main.result = {"ops": total, "errors": errors, "rss_peak_mib": round(p / 1024, 1),
-                   "smtp_msgs_per_s": round(msgs / r["seconds"], 1)}
-    return 1 if total and errors / total > 0.01 else 0
+    last = r["rounds"][-1]
+    main.result = {"ops": total, "errors": errors, "rss_peak_mib": round(max(x["rss_peak"] for x in r["rounds"]) / 1024, 1),
+                   "smtp_msgs_per_s": round(len(last["stats"].lat.get("smtp message (MAIL..DATA 250)", []))
+                                            / r["seconds"], 1)}
+    return 1 if not total or errors / total > 0.01 or stuck else 0
 
 
 if __name__ == "__main__":

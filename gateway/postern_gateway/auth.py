@@ -6,7 +6,8 @@ Out:  :func:`authenticate` -> the directory :class:`~postern.directory.User`
       growing with consecutive failures on the connection) before the caller
       answers; password hashing runs on the bounded executor, never on the loop,
       at most MAX_CONCURRENT_PASSWORD_CHECKS at a time, and a password verified
-      within POSTERN_AUTH_CACHE_TTL is not hashed again (authcache.py).
+      within POSTERN_AUTH_CACHE_TTL is not hashed again (authcache.py); logins
+      arriving together with the same credentials share one check.
       :func:`decode_plain` parses a SASL PLAIN response (RFC 4616).
 Fails: backend errors propagate as StoreUnavailable (caller answers a temporary
       failure: 454 4.7.0, ``NO [UNAVAILABLE]``, ``-ERR [SYS/TEMP]``).
@@ -36,6 +37,12 @@ log = logging.getLogger("postern.auth")
 MAX_CONCURRENT_PASSWORD_CHECKS = 4
 _password_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _running_loop, _Semaphore = asyncio.get_running_loop, asyncio.Semaphore  # bound now: tests patch asyncio.sleep
+_shield = asyncio.shield
+# Checks in progress per loop, keyed by VerifiedCache.key (user + HMAC of the password):
+# a client opening several connections at once (or a reconnect storm) hashes once, not
+# once per connection. `make load` (170 simultaneous logins over 20 accounts) spent two
+# cores on 170 argon2id checks where 20 gave every answer.
+_in_flight: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _slots():
@@ -51,6 +58,43 @@ def _cache(backend) -> VerifiedCache:
     if backend.auth_cache is None:
         backend.auth_cache = VerifiedCache(backend.settings.auth_cache_ttl)
     return backend.auth_cache
+
+
+async def _verify(backend, cache: VerifiedCache, username: str, password: str):
+    """The directory user for these credentials or None: from the cache, a check already
+    running for the same user and password, or a new check (at most MAX_CONCURRENT at once).
+
+    The check is a task of its own, shielded: a waiter that disconnects does not cancel
+    it for the others, and its result still reaches the cache. Only identical credentials
+    share a check, so a wrong password never rides on a right one's result (or the reverse).
+    """
+    user = cache.get(username, password)
+    if user is not None:
+        return user
+    loop = _running_loop()
+    pending = _in_flight.get(loop)
+    if pending is None:
+        pending = _in_flight[loop] = {}
+    key = cache.key(username, password)
+    task = pending.get(key)
+    if task is None:
+        async def check():
+            async with _slots():
+                found = await backend.run(backend.directory.authenticate, username, password)
+            if found is not None:
+                cache.put(username, password, found)
+            return found
+
+        task = pending[key] = loop.create_task(check())
+
+        def done(t, key=key):
+            if pending.get(key) is t:
+                del pending[key]
+            if not t.cancelled():
+                t.exception()  # retrieved: waiters that left early leave no "never retrieved" warning
+
+        task.add_done_callback(done)
+    return await _shield(task)
 
 
 class SaslError(ValueError):
@@ -97,13 +141,7 @@ async def authenticate(backend, username: str, password: str, *, client_ip: str 
             if backend.settings.login_fail_delay > 0:
                 await asyncio.sleep(backend.settings.login_fail_delay)
             raise AuthLocked(refusal.text)
-    cache = _cache(backend)
-    user = cache.get(username, password)
-    if user is None:
-        async with _slots():
-            user = await backend.run(backend.directory.authenticate, username, password)
-        if user is not None:
-            cache.put(username, password, user)
+    user = await _verify(backend, _cache(backend), username, password)
     if user is not None:
         if counter is not None:
             counter.failures = 0

@@ -39,6 +39,11 @@ class VerifiedCache:
         msg = username.lower().encode("utf-8") + b"\x00" + password.encode("utf-8", "surrogatepass")
         return hmac.new(self._key, msg, hashlib.sha256).digest()
 
+    def key(self, username: str, password: str) -> tuple[str, bytes]:
+        """An opaque key for these exact credentials (user and HMAC of the password, never the password)."""
+        name = username.lower()
+        return name, self._digest(name, password)
+
     def get(self, username: str, password: str):
         if self.ttl <= 0:
             return None

@@ -3,7 +3,7 @@
 In:   settings, a mail store, a directory, a spooler (SMTP only), and the
       bounded executor.
 Out:  :class:`Backend`; protocol code calls ``await backend.run(fn, ...)``
-      for anything blocking. Tests build one over the in-memory store and
+      for anything blocking (``run_bulk`` for the SMTP spool). Tests build one over the in-memory store and
       directory; the gateway's ``__main__`` builds it over DynamoDB/S3.
 """
 
@@ -32,3 +32,7 @@ class Backend:
 
     async def run(self, fn, /, *args, **kwargs):
         return await self.blocking.run(fn, *args, **kwargs)
+
+    async def run_bulk(self, fn, /, *args, **kwargs):
+        """For bulk work that may queue (spooling mail): leaves threads free for interactive calls."""
+        return await self.blocking.run_bulk(fn, *args, **kwargs)

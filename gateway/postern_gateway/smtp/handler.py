@@ -247,7 +247,7 @@ class PolicyHandler(EsmtpHandler):
             log.error("no spooler configured; deferring queue_id=%s", queue_id)
             return str(status.TEMP_BACKEND)
         try:
-            env = await self.backend.run(spooler.spool, ctx.raw, **fields)
+            env = await self.backend.run_bulk(spooler.spool, ctx.raw, **fields)  # blocking.py: keeps threads for logins
         except Exception as exc:  # StoreUnavailable or anything else: nothing is queued, client retries
             log.warning("spool failed queue_id=%s: %s", queue_id, exc)
             return str(status.TEMP_BACKEND)
