@@ -16,7 +16,7 @@ Fails: :class:`~postern.errors.StoreUnavailable` if either call fails (the
       may have landed: the message was not enqueued), the object is deleted
       best-effort so no orphan lingers. If the send fails
       ambiguously (timeout, dropped connection: SQS may have enqueued it), the
-      same envelope is sent again (up to ``SEND_ATTEMPTS``; a duplicate with
+      same envelope is sent again, also after a later refusal (up to ``SEND_ATTEMPTS``; a duplicate with
       the same queue id is deduplicated downstream, while a 451 would make the
       client resend under a new id); if every attempt is ambiguous the object
       is kept, because deleting it could leave an envelope pointing at
@@ -109,6 +109,15 @@ class Spooler:
                 # request may have landed, exactly as after one of our own ambiguous attempts.
                 retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
                 if ambiguous or retried:
+                    ambiguous = True
+                    if attempt < SEND_ATTEMPTS:
+                        # The envelope may be queued already: answering 451 now makes the client
+                        # resend under a new queue id (two copies, RFC 1047); another send of the
+                        # same body is deduplicated downstream. The fault campaign (seed 2) saw a
+                        # late timeout, then ServiceUnavailable, then 451 and a duplicate.
+                        log.warning("spool send refused after an ambiguous attempt queue_id=%s attempt=%d,"
+                                    " resending: %s", queue_id, attempt, exc)
+                        continue
                     log.error("spool send failed after ambiguous attempts queue_id=%s, keeping %s: %s",
                               queue_id, key, exc)
                 else:
