@@ -69,3 +69,26 @@ def _test_sized_argon2(request, monkeypatch):
     from postern import passwords
 
     monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture
+def handler_env(aws, monkeypatch):
+    """Factory: the Lambda handlers' process environment on the mock (what the template's
+    Globals set, plus ``extra``), with the process-wide settings and clients rebuilt for it.
+    Returns (settings, clients); everything is reset again after the test."""
+    from postern import aws as aws_mod
+    from postern import config
+
+    _, _, res = aws
+
+    def make(**extra: str):
+        for k, v in {**res.environment(), "POSTERN_HOSTNAME": "mx.example.test", **extra}.items():
+            monkeypatch.setenv(k, v)
+        config.get_settings.cache_clear()
+        aws_mod.reset_clients()
+        return config.get_settings(), aws_mod.get_clients()
+
+    yield make
+    config.get_settings.cache_clear()
+    aws_mod.reset_clients()
+

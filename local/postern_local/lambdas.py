@@ -147,3 +147,18 @@ def load_functions(template: dict | None = None, required: bool = True) -> dict[
             continue
         out[logical] = LocalFunction(logical, handler, module_name, spec["timeout"], spec["memory"], spec["sources"])
     return out
+
+
+def drain_queue(clients, url: str) -> list:
+    """Receive and delete everything on a queue; the parsed bodies in the order received
+    (tests read what a handler sent without running the next function)."""
+    from postern.envelope import parse_body
+
+    out = []
+    while True:
+        msgs = clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not msgs:
+            return out
+        for m in msgs:
+            out.append(parse_body(m["Body"]))
+            clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])

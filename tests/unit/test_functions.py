@@ -10,6 +10,7 @@ import pytest
 
 from postern.envelope import NoticeJob, OutboundJob, StoreJob, parse_body
 from postern_local.lambdas import FakeContext, load_handler
+from postern_local.lambdas import drain_queue as drain
 
 REPO = Path(__file__).resolve().parents[2]
 RAW = b"From: bob@example.org\r\nTo: alice@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -20,19 +21,11 @@ def event(name: str) -> dict:
 
 
 @pytest.fixture
-def env(aws, monkeypatch):
+def env(handler_env):
     """The handlers' process environment: what the template's Globals set, on the mock."""
-    from postern import aws as aws_mod
-    from postern import config
-
-    settings, clients, res = aws
-    for k, v in {**res.environment(), "POSTERN_HOSTNAME": "mx.example.test"}.items():
-        monkeypatch.setenv(k, v)
-    config.get_settings.cache_clear()
-    aws_mod.reset_clients()
-    s, c = config.get_settings(), aws_mod.get_clients()
     from postern.directory import dynamo_directory
 
+    s, c = handler_env()
     d = dynamo_directory(s, c)
     d.add_domain("example.test")
     d.add_user("alice@example.test", "pw-alice")
@@ -42,25 +35,11 @@ def env(aws, monkeypatch):
         for r in event(ev)["Records"]:
             job = StoreJob.from_json(r["body"])
             c.s3.put_object(Bucket=s.bucket, Key=job.s3_key, Body=RAW)
-    yield s, c
-    config.get_settings.cache_clear()
-    aws_mod.reset_clients()
+    return s, c
 
 
 def handler(function: str):
     return load_handler(f"functions/{function}", "app.lambda_handler", f"postern_fn_test_{function}")
-
-
-def drain(clients, url) -> list:
-    out = []
-    while True:
-        r = clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
-        msgs = r.get("Messages", [])
-        if not msgs:
-            return out
-        for m in msgs:
-            out.append(parse_body(m["Body"]))
-            clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
 def counting(clients) -> Counter:

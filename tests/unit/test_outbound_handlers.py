@@ -12,6 +12,7 @@ import pytest
 
 from postern.envelope import NoticeJob, OutboundJob, parse_body
 from postern_local.lambdas import FakeContext, load_handler
+from postern_local.lambdas import drain_queue as drain
 
 REPO = Path(__file__).resolve().parents[2]
 RAW = b"From: Alice <alice@example.test>\r\nTo: dave@example.net\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -22,17 +23,10 @@ def event(name: str) -> dict:
 
 
 @pytest.fixture
-def env(aws, monkeypatch):
-    from postern import aws as aws_mod
-    from postern import config
+def env(handler_env):
     from postern.directory import dynamo_directory
 
-    settings, clients, res = aws
-    for k, v in {**res.environment(), "POSTERN_HOSTNAME": "mx.example.test", "POSTERN_OUTBOUND_TRANSPORT": "ses"}.items():
-        monkeypatch.setenv(k, v)
-    config.get_settings.cache_clear()
-    aws_mod.reset_clients()
-    s, c = config.get_settings(), aws_mod.get_clients()
+    s, c = handler_env(POSTERN_OUTBOUND_TRANSPORT="ses")
     d = dynamo_directory(s, c)
     d.add_domain("example.test")
     d.add_user("alice@example.test", "pw-alice")
@@ -40,24 +34,11 @@ def env(aws, monkeypatch):
         for r in event(name)["Records"]:
             job = parse_body(r["body"])
             c.s3.put_object(Bucket=s.bucket, Key=job.s3_key, Body=RAW)
-    yield s, c
-    config.get_settings.cache_clear()
-    aws_mod.reset_clients()
+    return s, c
 
 
 def handler(function: str):
     return load_handler(f"functions/{function}", "app.lambda_handler", f"postern_fn_test_out_{function}")
-
-
-def drain(clients, url) -> list:
-    out = []
-    while True:
-        msgs = clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not msgs:
-            return out
-        for m in msgs:
-            out.append(parse_body(m["Body"]))
-            clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
 def ctx(name):
