@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from postern.envelope import NoticeJob, OutboundJob, StoreJob, parse_body
+from postern.envelope import NoticeJob, OutboundJob, StoreJob
 from postern_local.lambdas import FakeContext, load_handler
 from postern_local.lambdas import drain_queue as drain
 
