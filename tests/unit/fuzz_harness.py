@@ -113,6 +113,17 @@ class Harness:
         with socket.create_connection((HOST, self.port), timeout=10) as s:
             return bool(s.recv(100))
 
+    def assert_healthy(self) -> None:
+        """Still greeting new clients, and nothing escaped a connection handler."""
+        assert self.alive() and self.problems == []
+
+    def assert_flood_bounded(self, total: int = 16 * 1024 * 1024, limit_mb: float = 64) -> None:
+        """A flood of ``total`` bytes without a line end grows our memory by less than ``limit_mb``."""
+        before = self.rss_mb()
+        self.flood(total)
+        assert self.rss_mb() - before < limit_mb, "input buffered without bound"
+        self.assert_healthy()
+
     @staticmethod
     def rss_mb() -> float:
         with open("/proc/self/statm") as f:
