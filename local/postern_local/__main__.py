@@ -12,8 +12,8 @@ import logging
 import os
 import shlex
 import signal
+import time
 import sys
-import threading
 from pathlib import Path
 
 from .stack import LocalStack
@@ -75,10 +75,14 @@ def banner(stack: LocalStack, env_path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
+    # A plain flag, not a threading.Event: the handler runs in the main thread between
+    # bytecodes, and Event.set() there can deadlock on the lock Event.wait() is
+    # re-taking (seen: a SIGTERM during the wait hung postern-local for good).
+    stopping = False
 
     def on_signal(signum, frame):  # noqa: ARG001
-        stop.set()
+        nonlocal stopping
+        stopping = True
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -93,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         env_path = write_env_file(stack, Path(os.getcwd()) / ".postern-local")
         rel = os.path.relpath(env_path)
         print(banner(stack, Path(rel)), flush=True)
-        while not stop.wait(0.5):
-            pass
+        while not stopping:
+            time.sleep(0.5)  # a signal interrupts the sleep and runs on_signal
         print("Stopping...", flush=True)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
