@@ -7,7 +7,8 @@ Out:  :class:`GatewayProcess`: ``start()`` runs ``python -m postern_gateway``
       picked at construction (so a restarted gateway listens where the old
       one did) and waits until they accept; ``kill()`` sends SIGKILL (no
       clean-up of any kind runs: the crash we want); ``stop()`` SIGTERM;
-      ``pid``, ``ports``, ``rss_kb()``.
+      ``pid``, ``ports``, ``rss_kb()``. ``preexec_fn`` runs in the child before exec
+      (postern_local.liveness sets RLIMIT_AS there).
 Fails: ``start()`` raises RuntimeError with the process's stderr tail if the
       listeners do not come up within the timeout.
 """
@@ -42,8 +43,9 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, stack, extra_env: dict[str, str] | None = None):
+    def __init__(self, stack, extra_env: dict[str, str] | None = None, preexec_fn=None):
         self.stack = stack
+        self.preexec_fn = preexec_fn
         self.ports = {name: free_port() for name in PORT_VARS}
         env = dict(os.environ)
         env.update(stack.env)
@@ -63,7 +65,7 @@ class GatewayProcess:
     def start(self, timeout: float = 60.0) -> GatewayProcess:
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([sys.executable, "-m", "postern_gateway"], env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=self._stderr)
+                                     stdout=subprocess.DEVNULL, stderr=self._stderr, preexec_fn=self.preexec_fn)
         deadline = time.monotonic() + timeout
         pending = set(self.ports)
         while pending and time.monotonic() < deadline:

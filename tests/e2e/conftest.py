@@ -13,6 +13,11 @@ ones the handlers and the gateway use.
 tests sharing the session stack never see each other's mail; returns
 ``(address, password)``. ``new_domain`` gives just a domain.
 
+``hostile`` (module): the gateway in its own process under RLIMIT_AS with a
+canary client probing it (:class:`postern_local.liveness.HostileGateway`):
+``hostile.measure(attack).check()`` asserts the liveness ceilings.
+``hostile_gateway(**env)`` (function) starts another one with extra settings.
+
 E2E tests are moved to the end of the run (``pytest_collection_modifyitems``):
 the stack sets process environment variables and shares moto's in-process
 backends, which unit tests' ``mock_aws`` resets; running it last keeps the
@@ -99,3 +104,48 @@ def new_user(stack, new_domain):
         return address, password
 
     return make
+
+
+def _canary_account(stack) -> tuple[str, str]:
+    domain = f"canary{next(_seq)}-{secrets.token_hex(3)}.test"
+    stack.directory.add_domain(domain)
+    address, password = f"canary@{domain}", secrets.token_urlsafe(9)
+    stack.directory.add_user(address, password)
+    stack.store.ensure_mailboxes(address)
+    return address, password
+
+
+@pytest.fixture(scope="module")
+def hostile(stack):
+    """The gateway under attack: own process, RLIMIT_AS, canary running (postern_local.liveness)."""
+    from postern_local.liveness import HostileGateway
+
+    g = HostileGateway(stack, *_canary_account(stack)).start()
+    try:
+        yield g
+    finally:
+        g.stop()
+
+
+@pytest.fixture(autouse=True)
+def _hostile_running(request):
+    """A test that killed the module's hostile gateway fails alone; the next one gets a fresh one."""
+    if "hostile" in request.fixturenames:
+        request.getfixturevalue("hostile").ensure_running()
+
+
+@pytest.fixture
+def hostile_gateway(stack):
+    """Factory: ``hostile_gateway(POSTERN_X="1")`` -> a started HostileGateway with those settings."""
+    from postern_local.liveness import HostileGateway
+
+    started = []
+
+    def make(**env: str):
+        g = HostileGateway(stack, *_canary_account(stack), extra_env=env).start()
+        started.append(g)
+        return g
+
+    yield make
+    for g in started:
+        g.stop()
