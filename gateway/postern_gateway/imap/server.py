@@ -18,6 +18,8 @@ from .session import Session
 
 log = logging.getLogger("postern.imap")
 
+STREAM_LIMIT = 64 * 1024
+
 
 async def start_imap(backend, host: str, port: int, *, ssl_context=None, implicit_tls: bool = False):
     sessions: set[asyncio.Task] = set()
@@ -52,7 +54,9 @@ async def start_imap(backend, host: str, port: int, *, ssl_context=None, implici
             sessions.discard(task)
             ticket.release()
 
+    # limit: the StreamReader pauses the socket past twice this much unread input, so a client
+    # cannot park more than 128 KiB in our memory while its session is busy (pre-login included).
     server = await asyncio.start_server(handle, host, port, ssl=ssl_context if implicit_tls else None,
-                                        limit=1024 * 1024)
+                                        limit=STREAM_LIMIT)
     server.imap_sessions = sessions
     return server

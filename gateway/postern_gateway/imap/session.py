@@ -18,6 +18,7 @@ import logging
 
 from postern.errors import PosternError
 
+from ..preauth import EXCEEDED, PreauthBudget
 from . import responses as R
 from . import state as S
 from .errors import BadCommand, ByeError, ImapError, ParseError
@@ -53,8 +54,10 @@ class Session:
         self.tls = tls
         peer = writer.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
-        self.receiver = Receiver(max_line=MAX_LINE, max_literal=MAX_LITERAL,
-                                 max_append_literal=self.settings.max_message_size)
+        # Before login every limit is at most the connection's byte budget (postern_gateway.preauth):
+        # a literal announced larger is refused before "+", and the total read is counted.
+        self.preauth = PreauthBudget(self.settings.preauth_max_bytes)
+        self.receiver = Receiver(**self._receiver_limits(self.preauth.limit))
         self.state = S.NOT_AUTHENTICATED
         self.user = None
         self.selected = None
@@ -136,6 +139,8 @@ class Session:
                 raise ByeError("Autologout; idle for too long") from None
             if not data:
                 raise ConnectionResetError("client closed")
+            if self.state == S.NOT_AUTHENTICATED and not self.preauth.spend(len(data)):
+                raise ByeError(f"[LIMIT] {EXCEEDED}")
             self.receiver.feed(data)
 
     # --- main loop -------------------------------------------------------------
@@ -201,6 +206,21 @@ class Session:
         allow = cmd.uid or cmd.name not in NO_EXPUNGE
         for line in self.selected.flush(allow_expunge=allow, with_uid=cmd.uid):
             self.send(line)
+
+    def logged_in(self, user) -> None:
+        """LOGIN/AUTHENTICATE succeeded: authenticated state, the pre-login budget lifted."""
+        self.user = user
+        self.state = S.AUTHENTICATED
+        self.preauth.done()
+        for name, value in self._receiver_limits(0).items():
+            setattr(self.receiver, name, value)
+
+    def _receiver_limits(self, cap: int) -> dict[str, int]:
+        """The receiver's limits; before login (``cap`` > 0) none exceeds the byte budget."""
+        limits = {"max_line": MAX_LINE, "max_literal": MAX_LITERAL, "max_append_literal": self.settings.max_message_size}
+        if cap:
+            return {**{k: min(v, cap) for k, v in limits.items()}, "max_command": cap}
+        return {**limits, "max_command": limits["max_append_literal"] + MAX_LINE * 4}
 
     # --- selection ---------------------------------------------------------------
     def deselect(self) -> None:

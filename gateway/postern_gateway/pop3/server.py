@@ -10,7 +10,8 @@ Out:  a started :class:`asyncio.Server`. Closing it (``close()``, also via
 Fails: more than ``settings.max_sessions`` concurrent connections on one
       listener, or more than ``settings.max_conn_per_ip`` from one address
       when ``backend.limits`` is set, get ``-ERR [SYS/TEMP]`` and are closed; a line over the bound
-      gets ``-ERR`` and the connection is dropped; ``settings.pop3_timeout``
+      gets ``-ERR`` and the connection is dropped, as does a connection that sends more than
+      ``settings.preauth_max_bytes`` before logging in (postern_gateway.preauth); ``settings.pop3_timeout``
       seconds without a command (or without the client reading our output)
       ends the session (RFC 1939 §3: an autologout timer of at least 10
       minutes). An unexpected exception is logged and answered with
@@ -28,8 +29,9 @@ import asyncio
 import logging
 import ssl
 
+from ..preauth import EXCEEDED, PreauthBudget
 from .protocol import CODE_SYS_TEMP, LineBuffer, LineTooLong, err
-from .session import LOCKS, Action, MaildropLocks, Pop3Session
+from .session import AUTHORIZATION, LOCKS, Action, MaildropLocks, Pop3Session
 
 log = logging.getLogger("postern.pop3")
 
@@ -65,6 +67,7 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain: list[asyncio.Future] = []
         self._ticket = None  # per-IP connection slot (postern.limits), released at disconnect
+        self.preauth = PreauthBudget(self.settings.preauth_max_bytes)  # bytes before login (preauth.py)
 
     # --- asyncio.Protocol callbacks ---------------------------------------
     def connection_made(self, transport) -> None:
@@ -90,6 +93,11 @@ class _Connection(asyncio.Protocol):
         task.add_done_callback(lst.tasks.discard)
 
     def data_received(self, data: bytes) -> None:
+        if not self.preauth.spend(len(data)):
+            self.buffer.clear()
+            self._last_words(err(EXCEEDED))
+            self.transport.close()
+            return
         self.buffer.feed(data)
         if len(self.buffer) > HIGH_WATER and not self._read_paused:
             self._read_paused = True
@@ -203,6 +211,8 @@ class _Connection(asyncio.Protocol):
                 if line is None:
                     break  # dropped: no UPDATE state, nothing is deleted (RFC 1939 §6)
                 action = await session.handle_line(line)
+                if session.state != AUTHORIZATION:
+                    self.preauth.done()
                 if action is Action.CLOSE:
                     break
                 if action is Action.STARTTLS:

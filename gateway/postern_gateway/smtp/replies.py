@@ -45,7 +45,8 @@ slow DATA upload; a byte-trickling client still times out) and that says
 it on the class, shared by every session), and a connect hook
 (``handler.handle_CONNECT(server, session)`` may return a refusal instead of
 the greeting) and a disconnect hook (``handler.handle_DISCONNECT(server)``) for
-the trust checks.
+the trust checks, and the pre-login byte budget of submission (``421 4.7.0`` and close past
+``preauth_max_bytes`` before AUTH succeeds; postern_gateway.preauth).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from postern.status import Reply
 
+from ..preauth import EXCEEDED, PreauthBudget
 from .paths import PathError, parse_path
 
 log = logging.getLogger("postern.smtp")
@@ -185,6 +187,7 @@ class SessionSet:
 
 TOO_BUSY_LINE = b"421 4.3.2 Too many connections, try again later\r\n"
 TIMEOUT_LINE = b"421 4.4.2 Idle timeout, closing connection\r\n"
+PREAUTH_LINE = f"421 4.7.0 {EXCEEDED}\r\n".encode()
 AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Error: authentication not enabled")
 CONNECT_CHECK_FAILED = Reply(421, "4.3.0", "Temporary failure, try again later")
 
@@ -193,7 +196,7 @@ class PosternSMTP(SMTP):
     """aiosmtpd's SMTP with the changes listed in the module docstring, nothing more."""
 
     def __init__(self, handler, *, sessions: SessionSet | None = None, implicit_tls: bool = False,
-                 offers_auth: bool = False, **kwargs):
+                 offers_auth: bool = False, preauth_max_bytes: int = 0, **kwargs):
         # aiosmtpd keeps command_size_limits on the class and grows it on every EHLO of
         # every session; give each connection its own table.
         self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
@@ -206,6 +209,8 @@ class PosternSMTP(SMTP):
         self._disconnected = False
         self._helo_reply = False
         self.parsed_path: str | None = None  # the strictly parsed path of the current MAIL/RCPT
+        # Submission: bytes before AUTH succeeds, across STARTTLS (postern_gateway.preauth).
+        self.preauth = PreauthBudget(preauth_max_bytes if offers_auth else 0)
         super().__init__(handler, **kwargs)
 
     # --- connection life cycle -------------------------------------------
@@ -257,6 +262,14 @@ class PosternSMTP(SMTP):
         # (RFC 5321 §4.5.3.2.5/.6 timeouts apply per line).
         if self._timeout_handle is not None and b"\n" in data:
             self._reset_timeout()
+        if self.preauth.active:
+            if self.session is not None and self.session.authenticated:
+                self.preauth.done()
+            elif not self.preauth.spend(len(data)):
+                if self.transport is not None:  # as aiosmtpd's own command-call limit: 421, close
+                    self.transport.write(PREAUTH_LINE)
+                    self.transport.close()
+                return
         super().data_received(data)
 
     def _timeout_cb(self):

@@ -55,6 +55,7 @@ async def start_smtp(backend, host: str, port: int, *, role: str = "mx", ssl_con
             sessions=sessions,
             implicit_tls=implicit_tls,
             offers_auth=submission,
+            preauth_max_bytes=settings.preauth_max_bytes,
             hostname=settings.hostname,
             ident=IDENT,
             data_size_limit=settings.max_message_size,

@@ -107,6 +107,7 @@ class Settings:
     aws_threads: int = 16  # POSTERN_AWS_THREADS (the one bounded executor)
     login_fail_delay: float = 1.0  # POSTERN_LOGIN_FAIL_DELAY (seconds after a failed login)
     auth_cache_ttl: float = 120.0  # POSTERN_AUTH_CACHE_TTL (seconds a verified password is remembered; 0 = off)
+    preauth_max_bytes: int = 16 * 1024  # POSTERN_PREAUTH_MAX_BYTES (per connection before login; 0 = off)
 
     # --- TLS ----------------------------------------------------------------
     tls_cert_file: str = ""  # POSTERN_TLS_CERT_FILE (PEM chain)
@@ -186,6 +187,7 @@ class Settings:
             aws_threads=_int(e, "POSTERN_AWS_THREADS", d.aws_threads),
             login_fail_delay=_float(e, "POSTERN_LOGIN_FAIL_DELAY", d.login_fail_delay),
             auth_cache_ttl=_float(e, "POSTERN_AUTH_CACHE_TTL", d.auth_cache_ttl),
+            preauth_max_bytes=_int(e, "POSTERN_PREAUTH_MAX_BYTES", d.preauth_max_bytes),
             tls_cert_file=e.get("POSTERN_TLS_CERT_FILE", d.tls_cert_file),
             tls_key_file=e.get("POSTERN_TLS_KEY_FILE", d.tls_key_file),
             tls_secret_id=e.get("POSTERN_TLS_SECRET_ID", d.tls_secret_id),

@@ -67,8 +67,7 @@ async def _login_as(s, username: str, password: str):
     if user is None:
         raise NoCommand("Invalid credentials", "AUTHENTICATIONFAILED")
     await s.backend.run(s.backend.store.ensure_mailboxes, user.address)
-    s.user = user
-    s.state = S.AUTHENTICATED
+    s.logged_in(user)
     return ("OK", f"CAPABILITY {s.capabilities()}", "Logged in")
 
 
