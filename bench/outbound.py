@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         base_rate = baseline(mx.port, msgs)
         mx.messages.clear()
 
-        overrides = {"POSTERN_OUTBOUND_TRANSPORT": "mx", "POSTERN_DNS_NAMESERVERS": dns.nameserver,
+        overrides = {"POSTERN_OUTBOUND_TRANSPORT": "mx", "POSTERN_OUTBOUND_VPC": "true",
+                     "POSTERN_DNS_NAMESERVERS": dns.nameserver,
                      "POSTERN_MX_PORT": str(mx.port), "POSTERN_MTA_STS": "false", "POSTERN_OUTBOUND_TIMEOUT": "10",
                      "LOG_LEVEL": "ERROR"}
         with LocalStack(overrides, ephemeral_ports=True, background=False, gateway=False) as stack:

@@ -16,13 +16,17 @@ WRITES
 FAILURES
     Bounce at once on 5xx, null MX (5.1.10), NXDOMAIN and ``.invalid``
     (5.1.2). Defer 4xx, timeouts, refused connections and SERVFAIL: the
-    record is reported failed after ChangeMessageVisibility set the next
-    attempt per ``postern.retry`` (1m, 5m, 15m, 30m, 1h, 2h, 4h, 8h, then
-    every 12h); a delay notice once after POSTERN_DELAY_NOTICE_AFTER, a
-    failure notice after POSTERN_MAX_QUEUE_AGE. Recipients already final
-    are never sent again. Backend faults fail the record (queue visibility
-    timeout, then DLQ after maxReceiveCount); a body that is not an
-    OutboundJob is poison and reaches the DLQ.
+    deferred recipients leave as a new body on the outbound queue carrying
+    the next attempt number and the time it is due per ``postern.retry``
+    (1m, 5m, 15m, 30m, 1h, 2h, 4h, 8h, then every 12h), sent on in hops of
+    at most 900 s DelaySeconds, so nothing waits in flight; a delay notice
+    once after POSTERN_DELAY_NOTICE_AFTER, a failure notice after
+    POSTERN_MAX_QUEUE_AGE. Recipients already final are never sent again; a
+    body the delivery log no longer knows (dropped, finished, retried by
+    hand) is dropped. Backend faults fail the record (queue visibility
+    timeout, then DLQ after maxReceiveCount: only crashes count); a body
+    that is not an OutboundJob is poison and reaches the DLQ. The ``mx``
+    transport is refused unless POSTERN_OUTBOUND_VPC (the VPC option).
 CODE
     postern.pipeline.deliver, postern.transports, postern.dkim, postern.deliverylog.
 """
@@ -41,14 +45,10 @@ from postern.pipeline import deliver as pipeline
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
-# A deferred record is a "failure" by design (SQS keeps it, its visibility already set):
-# a batch of only deferred records is not an error of the function.
+# Failures are reported per record even when every record of the batch failed (e.g. all poison):
+# SQS then retries exactly those, as ReportBatchItemFailures does for a partial batch.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _deliverer: pipeline.Deliverer | None = None
-
-
-class Deferred(Exception):
-    """Some recipients wait for a retry: the record stays in the queue (its visibility is set)."""
 
 
 def deliverer() -> pipeline.Deliverer:
@@ -65,6 +65,10 @@ def deliverer() -> pipeline.Deliverer:
 def attempt(record: SQSRecord) -> pipeline.Outcome:
     outcome = pipeline.handle_record(record.raw_event, deliverer())
     job = outcome.job
+    if outcome.hop is not None or outcome.stale:
+        logger.debug("outbound hop", queue_id=job.queue_id, domain=job.domain, attempt=job.attempt,
+                     delay=outcome.hop, stale=outcome.stale)
+        return outcome
     logger.info("outbound attempt", queue_id=job.queue_id, domain=job.domain, attempt=outcome.attempt,
                 delivered=outcome.delivered, failed=outcome.failed, deferred=outcome.deferred,
                 skipped=outcome.skipped, responses=[r.response for r in outcome.results],
@@ -76,10 +80,7 @@ def attempt(record: SQSRecord) -> pipeline.Outcome:
 
 
 def record_handler(record: SQSRecord) -> None:
-    outcome = attempt(record)
-    if outcome.retry:
-        job = outcome.job
-        raise Deferred(f"{job.queue_id}/{job.domain}: {len(outcome.deferred)} deferred, next in {outcome.retry_delay}s")
+    attempt(record)
 
 
 @logger.inject_lambda_context

@@ -56,6 +56,11 @@ def banner(stack: LocalStack, env_path: Path) -> str:
         *rows,
         "",
         *tls_rows,
+        *([f"Outbound:      smarthost {stack.env.get('POSTERN_SMARTHOST')} (local sink: nothing leaves this "
+           f"machine; each message is written to {stack.outbound_dir})", ""]
+          if stack.smarthost_sink is not None else
+          [f"Outbound:      {stack.env.get('POSTERN_OUTBOUND_TRANSPORT')} "
+           f"{stack.env.get('POSTERN_SMARTHOST', '')}".rstrip(), ""]),
         f"Demo account:  {user}",
         f"Password:      {pw}",
         "",
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    stack = LocalStack(background=True)
+    stack = LocalStack(background=True, outbound_dir=Path(os.getcwd()) / ".postern-local" / "outbound")
     try:
         stack.start()
     except OSError as exc:

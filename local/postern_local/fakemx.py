@@ -3,9 +3,11 @@
 In:   a :class:`Script` saying, per recipient, what RCPT answers on each
       successive transaction (``"451 4.3.0 try later"``, or None to accept),
       what DATA answers, and how long DATA stalls (timeouts).
-Out:  :class:`FakeMX` (``start()`` -> port, ``stop()``) running its own event
-      loop on a thread; ``messages``: every accepted transaction as
-      :class:`Received` (mail_from, rcpt_tos, data bytes exactly as sent).
+Out:  :class:`FakeMX` (``start(port=0)`` -> port, ``stop()``) running its own
+      event loop on a thread; ``messages``: every accepted transaction as
+      :class:`Received` (mail_from, rcpt_tos, data bytes exactly as sent);
+      with ``spool_dir`` each is also written there as ``<n>.eml`` (the
+      local stack's outbound sink, so ``make run`` shows what left).
 Fails: never on purpose; a script error shows up as a 451 to the client.
 
 aiosmtpd's ``Controller`` cannot bind port 0, hence the small listener here.
@@ -73,15 +75,21 @@ class _Handler:
         reply = self.mx.script.data.popleft() if self.mx.script.data else None
         if reply:
             return reply
+        got = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
         with self.mx.lock:
-            self.mx.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content)))
-        return f"250 2.0.0 queued as fake{len(self.mx.messages)}"
+            self.mx.messages.append(got)
+            n = len(self.mx.messages)
+        if self.mx.spool_dir is not None:
+            head = f"X-Postern-Local-Envelope: from <{got.mail_from}> to {', '.join(got.rcpt_tos)}\r\n"
+            (self.mx.spool_dir / f"{n:05d}.eml").write_bytes(head.encode("utf-8", "replace") + got.data)
+        return f"250 2.0.0 queued as fake{n}"
 
 
 class FakeMX:
     def __init__(self, hostname: str = "mx.fake.test", script: Script | None = None, ssl_context=None,
-                 credentials: tuple[str, str] | None = None, smtputf8: bool = True):
+                 credentials: tuple[str, str] | None = None, smtputf8: bool = True, spool_dir=None):
         self.hostname = hostname
+        self.spool_dir = spool_dir  # pathlib.Path: keep a copy of each accepted message there
         self.script = script or Script()
         self.messages: list[Received] = []
         self.rejections: list[tuple[str, str]] = []
@@ -110,13 +118,22 @@ class FakeMX:
             return SMTP(_Handler(self), hostname=self.hostname, decode_data=False, enable_SMTPUTF8=self.smtputf8,
                         tls_context=self.ssl_context, require_starttls=False, data_size_limit=None, **auth)
 
-    def start(self) -> int:
+    def start(self, port: int = 0) -> int:
         ready = threading.Event()
+        failed: list[BaseException] = []
+        if self.spool_dir is not None:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
 
         def run():
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
-            self._server = self._loop.run_until_complete(self._loop.create_server(self._factory, "127.0.0.1", 0))
+            try:
+                self._server = self._loop.run_until_complete(self._loop.create_server(self._factory, "127.0.0.1", port))
+            except OSError as exc:  # port in use: start() raises it
+                failed.append(exc)
+                ready.set()
+                self._loop.close()
+                return
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
             self._loop.run_forever()
@@ -127,6 +144,11 @@ class FakeMX:
         self._thread = threading.Thread(target=run, name="fake-mx", daemon=True)
         self._thread.start()
         ready.wait(10)
+        if failed:
+            self._thread.join(5)
+            self._thread = None
+            self._loop = None
+            raise failed[0]
         return self.port
 
     def stop(self) -> None:

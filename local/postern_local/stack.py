@@ -50,8 +50,10 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "POSTERN_TLS_SELF_SIGNED": "true",
     "POSTERN_LOCAL_MOTO_PORT": "4566",
     "POSTERN_DEMO_USER": "alice@example.test",
-    # Locally the deliver function talks SMTP to the recipients' MX itself (no SES).
-    "POSTERN_OUTBOUND_TRANSPORT": "mx",
+    # Locally outbound mail goes to a smarthost: the local sink (a FakeMX on POSTERN_LOCAL_SMARTHOST_PORT)
+    # unless POSTERN_SMARTHOST names a real one. (mx needs the deliver VPC option: AWS blocks port 25.)
+    "POSTERN_OUTBOUND_TRANSPORT": "smarthost",
+    "POSTERN_LOCAL_SMARTHOST_PORT": "2526",
     "AWS_DEFAULT_REGION": "us-east-1",
     "POWERTOOLS_SERVICE_NAME": "postern",
     "POWERTOOLS_METRICS_NAMESPACE": "Postern",
@@ -70,9 +72,9 @@ PORT_VARS: dict[str, str] = {
     "pop3s": "POSTERN_POP3S_PORT",
 }
 
-# Seconds before a record a handler failed is visible again. Not for deliver:
-# its handler sets its own visibility for its retry schedule.
-FAILURE_VISIBILITY: dict[str, int] = {"RouterFunction": 1, "StoreFunction": 1, "NdrFunction": 1}
+# Seconds before a record a handler failed is visible again (in place of the queue's visibility
+# timeout). Deliver too: its retry schedule re-enqueues (postern.retry), so a failed record is a crash.
+FAILURE_VISIBILITY: dict[str, int] = {"RouterFunction": 1, "StoreFunction": 1, "DeliverFunction": 1, "NdrFunction": 1}
 
 _instances = itertools.count(1)
 
@@ -90,6 +92,7 @@ class LocalStack:
         handler_wrapper: Callable[[str, Callable], Callable] | None = None,
         gateway: bool = True,
         prefix: str | None = None,
+        outbound_dir=None,
     ):
         n = next(_instances)
         self.prefix = prefix or ("postern" if n == 1 else f"postern{n}")
@@ -101,6 +104,8 @@ class LocalStack:
             self.failure_visibility = {k: 0 for k in self.failure_visibility}
         self.handler_wrapper = handler_wrapper
         self.with_gateway = gateway
+        self.outbound_dir = outbound_dir  # pathlib.Path: where the local smarthost sink writes what leaves
+        self.smarthost_sink = None  # the FakeMX outbound mail goes to when no POSTERN_SMARTHOST is set
         self.moto: MotoServer | None = None
         self.env: dict[str, str] = {}
         self.resources: LocalResources | None = None
@@ -136,7 +141,14 @@ class LocalStack:
         if self.ephemeral_ports:
             env.update({var: "0" for var in PORT_VARS.values()})
             env["POSTERN_LOCAL_MOTO_PORT"] = "0"
+            env["POSTERN_LOCAL_SMARTHOST_PORT"] = "0"
         self.moto = MotoServer(int(env["POSTERN_LOCAL_MOTO_PORT"])).start()
+        if env.get("POSTERN_OUTBOUND_TRANSPORT") == "smarthost" and not env.get("POSTERN_SMARTHOST"):
+            from .fakemx import FakeMX
+
+            self.smarthost_sink = FakeMX("smarthost.local", spool_dir=self.outbound_dir)
+            port = self.smarthost_sink.start(int(env["POSTERN_LOCAL_SMARTHOST_PORT"]))
+            env.update({"POSTERN_SMARTHOST": f"127.0.0.1:{port}", "POSTERN_SMARTHOST_TLS": "none"})
         region = env.get("AWS_REGION") or env["AWS_DEFAULT_REGION"]
         env.update(FAKE_CREDENTIALS)  # never a real account, whatever the shell has
         env.update({"AWS_ENDPOINT_URL": self.moto.endpoint, "AWS_DEFAULT_REGION": region, "AWS_REGION": region})
@@ -245,6 +257,9 @@ class LocalStack:
                 self._loop_thread.join(timeout=10)
             self._loop.close()
             self._loop = None
+        if self.smarthost_sink is not None:
+            self.smarthost_sink.stop()
+            self.smarthost_sink = None
         if self.moto is not None:
             self.moto.stop()
             self.moto = None

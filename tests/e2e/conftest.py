@@ -55,10 +55,10 @@ def fake_dns():
 
 @pytest.fixture(scope="session")
 def fake_mx():
-    """The remote MX every outbound test domain points at (127.0.0.1, port 0; replies scripted per test)."""
+    """The smarthost all outbound mail goes through (127.0.0.1, port 0; replies scripted per test)."""
     from postern_local.fakemx import FakeMX
 
-    with FakeMX("mx.remote.test") as m:
+    with FakeMX("smarthost.remote.test") as m:
         yield m
 
 
@@ -66,11 +66,12 @@ def fake_mx():
 def stack(fake_dns, fake_mx):
     from postern_local.stack import LocalStack
 
-    outbound = {  # the mx transport, DNS answered by fake_dns, remote MX port = fake_mx's
-        "POSTERN_OUTBOUND_TRANSPORT": "mx",
+    outbound = {  # the smarthost transport to fake_mx (mx needs the deliver VPC option: AWS blocks port 25)
+        "POSTERN_OUTBOUND_TRANSPORT": "smarthost",
+        "POSTERN_SMARTHOST": f"127.0.0.1:{fake_mx.port}",
+        "POSTERN_SMARTHOST_TLS": "none",
         "POSTERN_DNS_NAMESERVERS": fake_dns.nameserver,
         "POSTERN_DNS_TIMEOUT": "1",
-        "POSTERN_MX_PORT": str(fake_mx.port),
         "POSTERN_OUTBOUND_TIMEOUT": "1",
         "POSTERN_MTA_STS": "false",
     }

@@ -12,6 +12,7 @@ import pytest
 from helpers import HOST, ServerThread, memory_backend
 
 from postern.directory import memory_directory
+from postern import status
 from postern.envelope import Envelope
 from postern.status import Reply
 from postern_gateway.smtp.checks import Check
@@ -384,6 +385,38 @@ def test_smuggling_bare_lf_dot_does_not_end_data(mx):
     # line ".\nstill ..." starts with a dot, which is removed as the client's dot-stuffing.
     assert mx.clients.objects[env.s3_key] == smuggled.replace(b"\r\n.\nstill", b"\r\n\nstill")
     assert b"Subject: smuggled" in mx.clients.objects[env.s3_key]
+
+
+BARE_CR_CASES = [
+    b"From: s@remote.test\r\n\r\nbody\r.\r\nMAIL FROM:<bob@example.test>\r\nRCPT TO:<alice@example.test>\r\n",
+    b"From: s@remote.test\r\n\r\na bare CR\rinside a line\r\n",
+    b"From: s@remote.test\r\n\r\nline ending CR CR LF\r\r\n",
+    b"From: s@remote.test\rSubject: CR in the header\r\n\r\nbody\r\n",
+]
+
+
+@pytest.mark.parametrize("data", BARE_CR_CASES)
+def test_bare_cr_in_data_is_refused_and_the_session_goes_on(mx, data):
+    """RFC 5321 §2.3.8: a CR only in CRLF. Refused like Postfix's smtpd_forbid_bare_newline; nothing spooled."""
+    with socket.create_connection((HOST, mx.port), timeout=10) as s:
+        f = s.makefile("rb")
+        assert _read_reply(f).startswith(b"220 ")
+        for cmd, expect in ((b"EHLO client.example", b"250"), (b"MAIL FROM:<s@remote.test>", b"250"),
+                            (b"RCPT TO:<alice@example.test>", b"250"), (b"DATA", b"354")):
+            s.sendall(cmd + b"\r\n")
+            assert _read_reply(f).startswith(expect), cmd
+        s.sendall(data + b".\r\n")
+        assert _read_reply(f).startswith(str(status.BARE_CR).encode())
+        # the same session still works: a clean message, with a bare LF, is accepted as sent
+        for cmd, expect in ((b"MAIL FROM:<s@remote.test>", b"250"), (b"RCPT TO:<alice@example.test>", b"250"),
+                            (b"DATA", b"354")):
+            s.sendall(cmd + b"\r\n")
+            assert _read_reply(f).startswith(expect), cmd
+        s.sendall(b"From: s@remote.test\r\n\r\nbare LF\nis fine\r\n.\r\n")
+        assert _read_reply(f).startswith(b"250 2.0.0 queued as ")
+        s.sendall(b"QUIT\r\n")
+    (env,) = envelopes(mx.clients)
+    assert mx.clients.objects[env.s3_key] == b"From: s@remote.test\r\n\r\nbare LF\nis fine\r\n"
 
 
 def test_pipelined_transaction(mx):

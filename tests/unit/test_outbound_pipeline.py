@@ -1,5 +1,6 @@
 """The deliver and NDR pipelines under moto, driven with real SQS records and a
-fake MX; time comes from postern.clock (no real waiting)."""
+fake MX; time comes from postern.clock and ``postern_local.timetravel`` moves
+SQS's delays with it (no real waiting)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from email.parser import BytesParser
 
 import pytest
 
-from postern import clock
 from postern.cli_outbound import format_queue, format_trace, queue_drop, queue_retry, queue_rows, trace_data
 from postern.deliverylog import DeliveryLog
 from postern.dns import StaticResolver
 from postern.envelope import NoticeJob, OutboundJob, parse_body
 from postern.pipeline.deliver import Deliverer, handle_record
 from postern.pipeline.ndr import Reporter, report_id
+from postern_local import timetravel
 from postern_local.fakemx import FakeMX
 
 T0 = 1_800_000_000.0
@@ -31,19 +32,23 @@ def mx():
 
 @pytest.fixture
 def frozen():
-    with clock.frozen(T0) as c:
+    with timetravel.frozen(T0) as c:  # SQS's delays follow the same clock
         yield c
 
 
 @pytest.fixture
 def env(aws, mx, frozen):
     settings, clients, res = aws
-    settings = settings.replace(outbound_transport="mx", mx_port=mx.port, outbound_timeout=2.0, mta_sts=False)
+    settings = settings.replace(outbound_transport="mx", outbound_vpc=True, mx_port=mx.port, outbound_timeout=2.0,
+                                mta_sts=False)
     resolver = StaticResolver(mx_records={"remote.test": [(10, "mx.remote.test")], "null.test": [(0, ".")]},
                               a_records={"mx.remote.test": ["127.0.0.1"]})
-    calls = []
+    calls = []  # every ChangeMessageVisibility (there must be none) and every re-enqueue's DelaySeconds
     clients.register_hook("provide-client-params.sqs.ChangeMessageVisibility",
-                          lambda params, **kw: calls.append(params["VisibilityTimeout"]))
+                          lambda params, **kw: calls.append(("visibility", params["VisibilityTimeout"])))
+    clients.register_hook("provide-client-params.sqs.SendMessage",
+                          lambda params, **kw: calls.append(("delay", params.get("DelaySeconds", 0)))
+                          if params["QueueUrl"] == settings.outbound_queue_url else None)
     d = Deliverer(settings, clients, resolver=resolver)
     return settings, clients, d, calls
 
@@ -74,9 +79,8 @@ def receive(settings, clients):
 
 
 def finish(settings, clients, record, outcome):
-    """What the poller does: delete unless the handler reported a failure (retry)."""
-    if not outcome.retry:
-        clients.sqs.delete_message(QueueUrl=settings.outbound_queue_url, ReceiptHandle=record["receiptHandle"])
+    """What the poller does after a handler that did not raise: delete the record."""
+    clients.sqs.delete_message(QueueUrl=settings.outbound_queue_url, ReceiptHandle=record["receiptHandle"])
 
 
 def notices(settings, clients) -> list[NoticeJob]:
@@ -104,7 +108,7 @@ def test_success_prepends_trace_and_keeps_bytes(env, mx):
     settings, clients, d, calls = env
     enqueue(settings, clients)
     out = attempt(env)
-    assert out.delivered == ["bob@remote.test"] and not out.retry and calls == []
+    assert out.delivered == ["bob@remote.test"] and not out.retry and calls == [("delay", 0)]  # enqueue's own
     data = mx.messages[0].data
     assert data.endswith(b"Received: from client by gw\r\n" + RAW)
     assert data.startswith(b"Received: by mx.example.test (Postern) id Q1;")
@@ -118,22 +122,62 @@ def test_4xx_twice_then_success_retries_only_the_pending_recipient(env, mx, froz
     enqueue(settings, clients, rcpts=("bob@remote.test", "carol@remote.test"))
     out = attempt(env)
     assert (out.delivered, out.deferred, out.retry_delay) == (["bob@remote.test"], ["carol@remote.test"], 60)
+    assert out.next_job.recipients == ("carol@remote.test",) and out.next_job.attempt == 2
     rows = queue_rows(settings, clients)
     assert [(r["queue_id"], r["recipients"], r["attempts"]) for r in rows] == [("Q1", ["carol@remote.test"], 1)]
     assert "451 4.3.0 try later" in format_queue(rows)
+    assert receive(settings, clients) is None  # the next body waits in SQS's delay, not in flight
     frozen.advance(60)
-    assert queue_retry(settings, clients, "Q1") == ["remote.test"]  # visibility 0: "time has passed"
     out = attempt(env)
-    assert (out.attempt, out.skipped, out.deferred, out.retry_delay) == (2, ["bob@remote.test"], ["carol@remote.test"], 300)
+    assert (out.attempt, out.skipped, out.deferred, out.retry_delay) == (2, [], ["carol@remote.test"], 300)
     frozen.advance(300)
-    queue_retry(settings, clients, "Q1")
     out = attempt(env)
     assert (out.attempt, out.delivered, out.retry) == (3, ["carol@remote.test"], False)
-    assert calls == [60, 0, 300, 0]  # the handler's schedule, each followed by `queue retry` (visible now)
+    assert calls == [("delay", 0), ("delay", 60), ("delay", 300)]  # the enqueue, two re-enqueues; no visibility change
     assert [m.rcpt_tos for m in mx.messages] == [["bob@remote.test"], ["carol@remote.test"]]  # nobody twice
     states = DeliveryLog(settings, clients).states("Q1")
     assert (states["carol@remote.test"].state, states["carol@remote.test"].attempts) == ("delivered", 3)
     assert queue_rows(settings, clients) == [] and notices(settings, clients) == []
+
+
+def test_queue_retry_sends_now_and_the_waiting_body_goes_stale(env, mx, frozen):
+    settings, clients, d, calls = env
+    mx.script.on_rcpt("bob@remote.test", "451 4.3.0 try later")
+    enqueue(settings, clients)
+    attempt(env)
+    assert receive(settings, clients) is None
+    assert queue_retry(settings, clients, "Q1") == ["remote.test"]  # no waiting for the minute
+    out = attempt(env)
+    assert (out.attempt, out.delivered) == (2, ["bob@remote.test"])
+    frozen.advance(60)  # the body the first attempt sent arrives: its token is not live
+    out = attempt(env)
+    assert out.stale and out.results == [] and len(mx.messages) == 1
+    assert receive(settings, clients) is None and queue_rows(settings, clients) == []
+
+
+def test_a_body_not_yet_due_only_hops(env, mx, frozen):
+    """A 2 h wait is 8 hops of 900 s; nothing is attempted before the time."""
+    settings, clients, d, calls = env
+    mx.script.on_rcpt("bob@remote.test", *["451 4.3.0 later"] * 6)
+    enqueue(settings, clients)
+    attempts, hops = [], []
+    while True:
+        rec = receive(settings, clients)
+        if rec is None:
+            if timetravel.skip(frozen, settings.outbound_queue_url) is None:
+                break
+            continue
+        out = handle_record(rec, d)
+        finish(settings, clients, rec, out)
+        if out.hop is not None:
+            hops.append(out.hop)
+        elif out.results:
+            attempts.append((out.attempt, frozen.t - T0))
+        if out.delivered:
+            break
+    assert [(n, round(t)) for n, t in attempts] == [(1, 0), (2, 60), (3, 360), (4, 1260), (5, 3060), (6, 6660), (7, 13860)]
+    assert max(hops) == 900 and [c for c in calls if c[0] == "visibility"] == []
+    assert all(delay <= 900 for _, delay in calls)
 
 
 def test_redelivered_record_after_success_sends_nothing(env, mx):
@@ -150,7 +194,7 @@ def test_5xx_bounces_at_once_with_status_and_diagnostic(env, mx):
     mx.script.on_rcpt("bob@remote.test", "550 5.1.1 <bob@remote.test>: no such user")
     enqueue(settings, clients)
     out = attempt(env)
-    assert out.failed == ["bob@remote.test"] and not out.retry and calls == []
+    assert out.failed == ["bob@remote.test"] and not out.retry and calls == [("delay", 0)]
     (n,) = notices(settings, clients)
     assert n.kind == "failed" and n.mail_from == "alice@example.test"
     (f,) = n.failures()
@@ -178,26 +222,46 @@ def test_null_mx_and_invalid_domain_fail_permanently(env):
     assert statuses == ["5.1.10", "5.1.2"]
 
 
-def test_schedule_delay_notice_once_and_failure_at_max_age(env, mx, frozen):
-    """Every attempt 4xx: the waits follow postern.retry, one delayed notice after 4 h,
-    then the failure notice when the message is 5 days old."""
+def test_schedule_delay_notice_once_and_failure_at_max_age(env, mx, frozen, reporter_for):
+    """Every attempt 4xx, for real through SQS: the waits follow postern.retry, each carried
+    by re-enqueue hops of at most 900 s (no visibility change, nothing in flight between
+    attempts), one delayed notice after 4 h, then the failure notice when the message is
+    5 days old, which the NDR delivers into the sender's mailbox."""
     settings, clients, d, calls = env
     mx.script.on_rcpt("bob@remote.test", *["451 4.4.1 greylisted"] * 40)
     enqueue(settings, clients)
-    waits, kinds = [], []
-    for _ in range(40):
-        out = attempt(env)
-        kinds += [n.kind for n in notices(settings, clients)]
-        if not out.retry:
-            break
-        waits.append(out.retry_delay)
-        frozen.advance(out.retry_delay)
-        queue_retry(settings, clients, "Q1")
+    times, got = [], []
+    hops = 0
+    while True:
+        rec = receive(settings, clients)
+        if rec is None:
+            if timetravel.skip(frozen, settings.outbound_queue_url) is None:
+                break  # nothing left anywhere in the queue
+            continue
+        assert rec["attributes"]["ApproximateReceiveCount"] == "1"  # maxReceiveCount never sees the schedule
+        out = handle_record(rec, d)
+        finish(settings, clients, rec, out)
+        hops += out.hop is not None
+        if out.results:
+            times.append(frozen.t - T0)
+        got += notices(settings, clients)
+    waits = [round(b - a) for a, b in zip(times, times[1:])]
     assert waits[:9] == [60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200]
-    assert out.attempt == 18 and frozen.t - T0 == 5 * 86400
-    assert kinds == ["delayed", "failed"]
-    assert [c for c in calls if c] == waits  # ChangeMessageVisibility carried exactly the schedule
+    assert len(times) == 18 and times[-1] == pytest.approx(5 * 86400, abs=1)
+    assert [n.kind for n in got] == ["delayed", "failed"]
+    assert [c for c in calls if c[0] == "visibility"] == [] and max(c[1] for c in calls) <= 900
+    assert hops > 400  # five days in hops of at most 900 s
     assert DeliveryLog(settings, clients).states("Q1")["bob@remote.test"].state == "failed"
+    assert queue_rows(settings, clients) == []
+    # the failure notice, through the NDR, lands in the sender's INBOX
+    reporter, store = reporter_for("alice@example.test")
+    ndr = reporter.handle(got[-1])
+    assert ndr.local == ["alice@example.test"]
+    (meta,) = list(store.list_messages(store.get_mailbox("alice@example.test", "INBOX")))
+    report = BytesParser(policy=policy.default).parsebytes(store.read(meta))
+    block = report.get_payload()[1].get_payload()[1]
+    assert (block["Action"], block["Status"]) == ("failed", "4.4.1")
+    assert "gave up after 120 hours" in block["Diagnostic-Code"]
 
 
 def test_queue_drop_marks_recipients_and_skips_them(env, mx):
@@ -221,7 +285,6 @@ def test_trace_shows_acceptance_attempts_and_states(env, mx, frozen):
     enqueue(settings, clients)
     attempt(env)
     frozen.advance(60)
-    queue_retry(settings, clients, "Q1")
     attempt(env)
     data = trace_data(settings, clients, "Q1")
     text = format_trace(data)
@@ -232,6 +295,17 @@ def test_trace_shows_acceptance_attempts_and_states(env, mx, frozen):
 
 
 # --- NDR --------------------------------------------------------------------------
+@pytest.fixture
+def reporter_for(aws, dynamo_store, directory):
+    def make(user: str):
+        settings, clients, _ = aws
+        directory.add_domain(user.split("@")[1])
+        directory.add_user(user, "pw")
+        return Reporter(settings, clients, directory=directory, store=dynamo_store), dynamo_store
+
+    return make
+
+
 @pytest.fixture
 def reporter(aws, frozen, dynamo_store, directory):
     settings, clients, _ = aws

@@ -13,8 +13,16 @@ def test_schedule_is_the_documented_one():
     assert retry.schedule(11) == [60, 300, 900, 1800, H, 2 * H, 4 * H, 8 * H, 12 * H, 12 * H, 12 * H]
 
 
-def test_no_wait_exceeds_the_sqs_visibility_ceiling():
-    assert max(retry.schedule(100)) <= 12 * H == retry.SQS_MAX_VISIBILITY
+@pytest.mark.parametrize("not_before, now, max_hop, expected", [
+    (1000.0, 1000.0, 900, 0),  # due: no delay
+    (1060.0, 1000.0, 900, 60),
+    (1000.0 + 12 * H, 1000.0, 900, 900),  # a 12 h wait leaves in 900 s hops (SQS DelaySeconds maximum)
+    (1000.5, 1000.0, 900, 1),  # never early
+    (5000.0, 1000.0, 5000, 900),  # a setting above SQS's ceiling is capped
+    (900.0, 1000.0, 900, 0),  # overdue
+])
+def test_hop_delay_never_exceeds_sqs_delayseconds(not_before, now, max_hop, expected):
+    assert retry.hop_delay(not_before, now, max_hop) == expected == min(expected, retry.SQS_MAX_DELAY)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +55,7 @@ def test_walking_the_schedule_ends_exactly_at_max_age():
     assert times[:9] == [0, 60, 360, 1260, 3060, 6660, 13860, 28260, 57060]
     assert times[-1] == 5 * 86400
     assert first_notice == 8  # 28260 s is the first attempt at or after 4 h
-    assert len(times) == 18  # well below the queue's maxReceiveCount (40)
+    assert len(times) == 18  # attempts; maxReceiveCount counts crashes only (re-enqueued, not redelivered)
 
 
 def test_fake_clock_controls_now():

@@ -11,7 +11,8 @@ Fails: ``550 5.7.1`` relaying denied (recipient outside our domains),
       ``452 4.5.3`` beyond ``max_recipients``, ``552 5.3.4`` over SIZE (MAIL
       parameter and actual data, enforced by aiosmtpd's ``data_size_limit``),
       ``451 4.3.0`` when the directory or the spool fails (nothing was
-      enqueued, the client retries). The null sender ``<>`` is accepted:
+      enqueued, the client retries), ``554 5.6.0`` for a bare CR in DATA
+      (RFC 5321 §2.3.8; a bare LF is accepted and stored as received). The null sender ``<>`` is accepted:
       bounces must reach us.
 
 Mechanics shared with submission live in :class:`PolicyHandler`; a role
@@ -28,6 +29,7 @@ import time
 
 from postern import status
 from postern.address import parse_address
+from postern.canonical import has_bare_cr
 from postern.errors import InvalidAddress, PosternError
 from postern.routing import route
 from postern.status import Reply
@@ -203,6 +205,9 @@ class PolicyHandler(EsmtpHandler):
         return str(status.RCPT_OK)
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        if has_bare_cr(envelope.original_content):  # two C-speed counts: cheap even at 25 MiB
+            log.info("refused DATA with a bare CR from %s", _peer_ip(session))
+            return str(status.BARE_CR)
         now = time.time()
         queue_id = new_queue_id()
         auth_user = self.authenticated_user(session)

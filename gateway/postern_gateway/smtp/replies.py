@@ -27,8 +27,12 @@ Why a subclass and what it changes (everything else is aiosmtpd 1.4.6 as shipped
     ``\\n.\\n``, ``\\n.\\r\\n`` and ``\\r\\n.\\n`` stay message content and commands
     after them are never executed. We do not re-implement DATA: we refuse to run
     on an aiosmtpd older than 1.4.5 (:data:`MIN_AIOSMTPD`), and the protocol tests
-    pin the behaviour. Bytes are stored exactly as received (bare LFs included);
-    the outbound side (smtplib) re-terminates lines before it relays.
+    pin the behaviour. A bare CR anywhere in DATA is refused (``status.BARE_CR``,
+    in ``handler.PolicyHandler.handle_DATA``), as Postfix's
+    ``smtpd_forbid_bare_newline`` refuses a bare LF. A bare LF is accepted and
+    stored exactly as received; smtplib does NOT re-terminate lines or stuff
+    dots after a bare CR for bytes, so outbound mail is made canonical (CRLF,
+    dot-stuffed) by :mod:`postern.canonical` before any transport sees it.
 (d) Strict paths. aiosmtpd parses MAIL/RCPT addresses with the email package's
     lenient header parser (``MAIL FROM:<unterminated`` becomes ``unterminated``).
     ``smtp_MAIL``/``smtp_RCPT`` first check the path with :mod:`.paths` and answer

@@ -7,14 +7,15 @@ Out:  text on stdout; exit status 0, or 1 with a message on stderr.
                               log's OUTQ partition - no Scan): queue id,
                               domain, recipients, attempts, last response,
                               next attempt.
-        queue retry ID        make the job's SQS message visible now
-                              (ChangeMessageVisibility 0 with the receipt
-                              handle its last attempt recorded).
+        queue retry ID        attempt the job now: its next body (kept in
+                              the delivery log) is sent again with no delay
+                              under a new retry token, which makes the
+                              waiting body stale (dropped when it arrives).
         queue drop ID [--bounce]
                               final state ``dropped`` for the pending
-                              recipients (the deliver function skips them if
-                              the message comes round again) and delete the
-                              SQS message. No notice by default: an
+                              recipients and the job out of the log (its
+                              waiting body is then stale and dropped when it
+                              arrives). No notice by default: an
                               administrator dropping mail usually knows why;
                               ``--bounce`` sends the sender a failure report
                               (status 5.3.0, "dropped by administrator").
@@ -29,8 +30,8 @@ Out:  text on stdout; exit status 0, or 1 with a message on stderr.
         domain dkim DOMAIN [--algorithm rsa|ed25519|both] [--bits N]
                               generate and store (encrypted) the domain's
                               DKIM key(s); print the DNS TXT record(s).
-Fails: a missing queue id, or a receipt handle SQS no longer accepts (the
-      message is being attempted right now), exits 1 with the reason.
+Fails: a missing queue id, or a job whose token changed under us (it is
+      being attempted right now), exits 1 with the reason.
 
 ``register(subparsers)`` adds ``queue`` and ``trace``;
 ``register_domain(domain_subparsers)`` adds ``domain dkim``. Each parser sets
@@ -44,7 +45,7 @@ import json
 import sys
 from datetime import datetime, timezone
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from . import clock, keys
 from .deliverylog import DeliveryLog
@@ -76,22 +77,25 @@ def format_queue(rows: list[dict]) -> str:
 
 
 def queue_retry(settings, clients, queue_id: str) -> list[str]:
-    """Make every pending job of ``queue_id`` visible now; returns the domains retried."""
-    jobs = DeliveryLog(settings, clients).pending_for(queue_id)
+    """Attempt every pending job of ``queue_id`` now; returns the domains retried."""
+    import secrets
+
+    from .envelope import OutboundJob
+
+    dlog = DeliveryLog(settings, clients)
+    jobs = dlog.pending_for(queue_id)
     if not jobs:
         raise LookupError(f"{queue_id}: nothing pending in the outbound queue")
+    now = clock.now()
     done = []
-    for job in jobs:
-        handle = job.get("receipt_handle")
-        if not handle:
-            raise LookupError(f"{queue_id}/{job['domain']}: no receipt handle recorded")
-        try:
-            clients.sqs.change_message_visibility(QueueUrl=settings.outbound_queue_url, ReceiptHandle=handle,
-                                                  VisibilityTimeout=0)
-        except ClientError as exc:
-            raise LookupError(f"{queue_id}/{job['domain']}: SQS refused ({exc.response['Error'].get('Code')}); "
-                              "it may be being attempted right now") from None
-        done.append(job["domain"])
+    for entry in jobs:
+        if not entry.get("job"):
+            raise LookupError(f"{queue_id}/{entry['domain']}: no retry body recorded")
+        job = dataclasses.replace(OutboundJob.from_json(entry["job"]), not_before=now, token=secrets.token_hex(8))
+        if not dlog.retoken(queue_id, entry["domain"], entry.get("token", ""), job.token, job.to_json(), now):
+            raise LookupError(f"{queue_id}/{entry['domain']}: changed meanwhile; it may be being attempted right now")
+        clients.sqs.send_message(QueueUrl=settings.outbound_queue_url, MessageBody=job.to_json())
+        done.append(entry["domain"])
     return done
 
 
@@ -100,12 +104,7 @@ def queue_drop(settings, clients, queue_id: str, bounce: bool = False) -> list[d
     jobs = DeliveryLog(settings, clients).drop(queue_id, now)
     if not jobs:
         raise LookupError(f"{queue_id}: nothing pending in the outbound queue")
-    for job in jobs:
-        if job.get("receipt_handle"):
-            try:
-                clients.sqs.delete_message(QueueUrl=settings.outbound_queue_url, ReceiptHandle=job["receipt_handle"])
-            except (ClientError, BotoCoreError):
-                pass  # the log says dropped: the deliver function skips it when it comes round
+    for job in jobs:  # the waiting bodies are stale now: the deliver function drops them when they arrive
         if bounce and job.get("mail_from"):
             origs = job.get("original_recipients") or [""] * len(job.get("recipients", []))
             failures = tuple(dataclasses.asdict(RecipientFailure(

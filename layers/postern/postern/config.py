@@ -144,6 +144,8 @@ class Settings:
     mx_port: int = 25  # POSTERN_MX_PORT (port of remote MX hosts; tests point it at a fake MX)
     outbound_timeout: float = 30.0  # POSTERN_OUTBOUND_TIMEOUT (seconds per SMTP read/connect, outbound)
     mta_sts: bool = True  # POSTERN_MTA_STS (enforce MTA-STS policies on the mx transport)
+    outbound_vpc: bool = False  # POSTERN_OUTBOUND_VPC (deliver runs in the VPC with NAT + EIP: mx allowed)
+    retry_hop: int = 900  # POSTERN_RETRY_HOP (longest SQS DelaySeconds per re-enqueue hop, <= 900)
 
     # --- admin CLI ----------------------------------------------------------
     stack_name: str = ""  # POSTERN_STACK (CloudFormation stack whose Outputs name the resources; `postern --stack`)
@@ -219,6 +221,8 @@ class Settings:
             mx_port=_int(e, "POSTERN_MX_PORT", d.mx_port),
             outbound_timeout=_float(e, "POSTERN_OUTBOUND_TIMEOUT", d.outbound_timeout),
             mta_sts=_bool(e, "POSTERN_MTA_STS", d.mta_sts),
+            outbound_vpc=_bool(e, "POSTERN_OUTBOUND_VPC", d.outbound_vpc),
+            retry_hop=_int(e, "POSTERN_RETRY_HOP", d.retry_hop),
             extra={k: v for k, v in e.items() if k.startswith("POSTERN_")},
         )
 

@@ -7,12 +7,15 @@ In:   the deliver pipeline (after every attempt), the NDR pipeline (notices
         ``Q#<queue id> / deliver#<time>#<n>``      one attempt (all its results)
         ``Q#<queue id> / ndr#<time>#<n>``          a notice built for this message
         ``Q#<queue id> / notice#<kind>#<domain>``  "notice already sent" marker
-        ``OUTQ / <queue id>#<domain>``            a pending outbound job
+        ``OUTQ / <queue id>#<domain>``            a pending outbound job: its next
+                                                  body (``job``) and retry ``token``
 Out:  :class:`DeliveryLog` with ``states`` (one Query), ``record`` (one
       BatchWriteItem per 25 items), ``mark_notice`` (conditional put),
       ``pending`` / ``pending_for`` (Query of the OUTQ partition: no Scan;
       the partition only holds jobs not yet final, so it stays small),
-      ``drop``, ``history``.
+      ``current_token`` (one GetItem: is a retry body still the live one?),
+      ``retoken`` (conditional update: ``postern queue retry``), ``drop``,
+      ``history``.
 Fails: :class:`~postern.errors.StoreUnavailable` on any DynamoDB fault (the
       deliver function then lets SQS retry the record).
 
@@ -110,9 +113,12 @@ class DeliveryLog:
         return out
 
     def record(self, job, attempt: int, results, final: dict[str, str], prior: dict[str, RecipientState], now: float,
-               next_attempt: float | None, receipt_handle: str | None = None, transport: str = "") -> None:
+               next_job=None, transport: str = "") -> None:
         """Write one attempt: each recipient's new state, the attempt event, and the
-        OUTQ entry (kept while any recipient is still deferred, deleted otherwise)."""
+        OUTQ entry (kept while any recipient is still deferred, deleted otherwise).
+        ``next_job``: the body that will carry the next attempt (its ``token`` makes
+        every other body of this job stale; ``postern queue retry`` re-sends it)."""
+        next_attempt = next_job.not_before if next_job is not None else None
         exp = self._expires(job.received_at, now)
         puts: list[dict] = []
         deferred = []
@@ -141,7 +147,9 @@ class DeliveryLog:
                          "s3_key": job.s3_key, "original_recipients": [
                              dict(zip(job.recipients, job.original_recipients or ())).get(r, "") for r in deferred],
                          "last_response": last, "next_attempt": next_attempt, "received_at": job.received_at,
-                         "receipt_handle": receipt_handle, "updated": now, "expires": exp})
+                         "token": next_job.token if next_job is not None else "",
+                         "job": next_job.to_json() if next_job is not None else "",
+                         "updated": now, "expires": exp})
         else:
             deletes.append(keys.outq_key(job.queue_id, job.domain))
         self._write(puts, deletes)
@@ -180,6 +188,34 @@ class DeliveryLog:
 
     def pending_for(self, queue_id: str) -> list[dict]:
         return self._query(keys.OUTQ_PK, f"{queue_id}#")
+
+    def current_token(self, queue_id: str, domain: str) -> str | None:
+        """The retry token of the pending job, or None when nothing is pending (final or dropped)."""
+        try:
+            r = self._db.get_item(TableName=self.table, Key=serialize(keys.outq_key(queue_id, domain)),
+                                  ConsistentRead=True, ProjectionExpression="#t", ExpressionAttributeNames={"#t": "token"})
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"delivery log read failed: {exc.__class__.__name__}") from exc
+        if "Item" not in r:
+            return None
+        return deserialize(r["Item"]).get("token", "")
+
+    def retoken(self, queue_id: str, domain: str, old: str, new: str, job_json: str, now: float) -> bool:
+        """Make ``new`` the live token (and ``job_json`` the next body) if ``old`` still is; False otherwise."""
+        try:
+            self._db.update_item(
+                TableName=self.table, Key=serialize(keys.outq_key(queue_id, domain)),
+                UpdateExpression="SET #t = :new, #j = :job, next_attempt = :now, updated = :now",
+                ConditionExpression="#t = :old",
+                ExpressionAttributeNames={"#t": "token", "#j": "job"},
+                ExpressionAttributeValues=serialize({":new": new, ":old": old, ":job": job_json, ":now": now}))
+            return True
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise StoreUnavailable(f"delivery log write failed: {exc.__class__.__name__}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable("delivery log write failed") from exc
 
     def drop(self, queue_id: str, now: float) -> list[dict]:
         """Final state ``dropped`` for every still-deferred recipient of ``queue_id``."""

@@ -131,6 +131,10 @@ class OutboundJob(_Body):
     trace_headers: str = ""
     size: int = 0
     delayed_notice_sent: bool = False
+    # Retries (postern.retry): a deferred job is sent again as a new message carrying these.
+    attempt: int = 1  # the attempt this body is for (not SQS's ApproximateReceiveCount: that counts crashes)
+    not_before: float = 0.0  # epoch seconds; a body arriving earlier is only sent on (a hop)
+    token: str = ""  # the retry generation; a body whose token is not the delivery log's is stale
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,9 @@ SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by authenticate
 DMARC_REJECT = Reply(550, "5.7.1", "Rejected by DMARC policy")
 NULL_MX = Reply(556, "5.1.10", "Recipient domain does not accept mail (null MX)")
 NO_SUCH_DOMAIN = Reply(550, "5.1.2", "Recipient domain not found")
+# RFC 5321 §2.3.8: CR only as part of CRLF. Refused as Postfix's smtpd_forbid_bare_newline refuses bare LF
+# (a bare LF is accepted, stored as received and canonicalised on output: postern.canonical).
+BARE_CR = Reply(554, "5.6.0", "Message refused: bare CR in DATA (lines must end with CRLF, RFC 5321 2.3.8)")
 
 
 def is_permanent(code: int) -> bool:

@@ -2,38 +2,44 @@
 
 In:   an SQS record of the outbound queue (Lambda event shape) holding an
       :class:`~postern.envelope.OutboundJob` (one destination domain, all
-      its recipients); ``attributes.ApproximateReceiveCount`` is the attempt
-      number. The spool object in S3; the delivery log; DKIM keys.
+      its recipients, the attempt number, ``not_before`` and retry
+      ``token``). The spool object in S3; the delivery log; DKIM keys.
 Out:  the message sent through the configured transport as
       ``DKIM-Signature`` + ``Received`` + the gateway's trace lines + the
-      original bytes (prepended as bytes, never re-serialised); per-recipient
-      states in the delivery log; NoticeJobs on the NDR queue; for deferred
-      recipients a ChangeMessageVisibility that schedules the next attempt
-      (:mod:`postern.retry`) and ``Outcome.retry`` set, so the handler
-      reports the record as a batch failure and SQS keeps it.
+      original bytes in canonical form (:mod:`postern.canonical`: CRLF line
+      ends; prepended as bytes, never re-serialised); per-recipient states in
+      the delivery log; NoticeJobs on the NDR queue; for deferred recipients
+      a new body on the outbound queue carrying attempt + 1 and the time it
+      is due (:mod:`postern.retry`: hops of at most 900 s DelaySeconds), so
+      no message waits in flight and the record is always done.
 Fails: 5xx, null MX, NXDOMAIN, ``.invalid`` -> failed at once (a "failed"
       notice unless the sender was ``<>``). 4xx, timeouts, refused
       connections, SERVFAIL -> deferred on the schedule; a "delayed" notice
       once after ``delay_notice_after``; a "failed" notice once the message
       is ``max_queue_age`` old. Recipients already final in the delivery log
-      are skipped, so an SQS redelivery never sends anyone a second copy.
+      are skipped, so an SQS redelivery never sends anyone a second copy;
+      a retry body whose token the log no longer holds is dropped.
       Backend faults (S3, DynamoDB, SQS, key store) raise StoreUnavailable:
-      the record is retried after the queue's visibility timeout.
+      the record is retried after the queue's visibility timeout, and only
+      such crashes count towards the queue's maxReceiveCount (DLQ).
 
 Cost per attempt: Query (delivery log), GetObject, the transport (SES:
-SendEmail), BatchWriteItem; +SendMessage per notice, +ChangeMessageVisibility
-when deferred, +GetSecretValue per domain per 5 minutes (DKIM key cache).
+SendEmail), BatchWriteItem; +SendMessage per notice; when deferred,
++SendMessage for the next body and one GetItem + SendMessage per 900 s hop
+while it waits; +GetSecretValue per domain per 5 minutes (DKIM key cache).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import clock, retry
+from ..canonical import canonical
 from ..dsn import formatdate
 from ..dkim import KeyStore, header_from_domain, sign
 from ..deliverylog import DeliveryLog
@@ -58,6 +64,9 @@ class Outcome:
     deferred: list[str] = field(default_factory=list)
     notices: list[NoticeJob] = field(default_factory=list)
     retry_delay: int | None = None  # set when deferred recipients remain
+    next_job: OutboundJob | None = None  # the body sent to carry the next attempt
+    hop: int | None = None  # not due yet: sent on with this DelaySeconds, nothing attempted
+    stale: bool = False  # a body of a generation the delivery log no longer holds: dropped
 
     @property
     def retry(self) -> bool:
@@ -94,6 +103,7 @@ class Deliverer:
         th = job.trace_headers
         if th and not th.endswith("\r\n"):
             th += "\r\n"
+        raw = canonical(raw)  # what is signed is what goes out (postern.canonical)
         body = received_header(self.settings.hostname, job.queue_id, now) + th.encode("utf-8") + raw
         domain = header_from_domain(raw) or (job.mail_from.rsplit("@", 1)[1].lower() if "@" in job.mail_from else None)
         if domain:
@@ -103,11 +113,12 @@ class Deliverer:
         return body
 
     # --- one attempt ----------------------------------------------------------
-    def attempt(self, job: OutboundJob, attempt: int, receipt_handle: str | None = None,
-                first_seen: float | None = None) -> Outcome:
-        """``first_seen``: when the queue first had the job (SQS SentTimestamp), the age
-        to go by if the job carries no ``received_at``."""
+    def attempt(self, job: OutboundJob, attempt: int | None = None, first_seen: float | None = None) -> Outcome:
+        """Attempt ``job`` now (attempt number: the job's own unless given). ``first_seen``:
+        when the queue first had the job (SQS SentTimestamp), the age to go by if the job
+        carries no ``received_at``. Deferred recipients leave with the next body sent."""
         now = clock.now()
+        attempt = attempt or job.attempt or 1
         if not job.received_at:
             job = dataclasses.replace(job, received_at=first_seen or now)
         out = Outcome(job, attempt)
@@ -153,18 +164,43 @@ class Deliverer:
         if expired:
             out.notices += self._notice(job, "failed", expired, now, expired=True)
         deferred = [r for r in results if r.transient and r.recipient in out.deferred]
+        notice_sent = job.delayed_notice_sent
         if deferred:
             out.retry_delay = plan.delay
             if plan.delay_notice_due and not job.delayed_notice_sent and job.mail_from:
                 if self.log.mark_notice(job.queue_id, "delayed", job.domain, now, job.received_at):
                     out.notices += self._notice(job, "delayed", deferred, now)
-        # Notices first, then the log: if the log write fails the record is retried and
-        # the notices are rebuilt with the same report id (the NDR dedups them).
+                notice_sent = True  # sent now, or by an earlier run of this attempt
+            out.next_job = self._next_job(job, out.deferred, attempt + 1, now + plan.delay, notice_sent)
+        # Notices first, then the log, then the next body: a fault at any step retries the
+        # whole record (SQS), which rebuilds the notices with the same report ids (the NDR
+        # dedups them) and writes a new token, so a body sent before the fault is stale.
         if out.notices:
             send_bodies(self.clients.sqs, self.settings.ndr_queue_url, [n.to_json() for n in out.notices])
-        next_at = now + out.retry_delay if out.retry else None
-        self.log.record(job, attempt, results, final, prior, now, next_at, receipt_handle, self.transport.name)
+        self.log.record(job, attempt, results, final, prior, now, out.next_job, self.transport.name)
+        if out.next_job is not None:
+            self.send_on(out.next_job, now)
         return out
+
+    @staticmethod
+    def _next_job(job: OutboundJob, deferred: list[str], attempt: int, not_before: float,
+                  notice_sent: bool) -> OutboundJob:
+        """The body of the next attempt: only the deferred recipients, a fresh token."""
+        originals = dict(zip(job.recipients, job.original_recipients or ()))
+        return dataclasses.replace(
+            job, recipients=tuple(deferred), attempt=attempt, not_before=not_before, token=secrets.token_hex(8),
+            original_recipients=tuple(originals.get(r, "") for r in deferred) if job.original_recipients else (),
+            delayed_notice_sent=notice_sent)
+
+    def send_on(self, job: OutboundJob, now: float) -> int:
+        """Send ``job`` to the outbound queue as a new message, delayed by at most one hop."""
+        delay = retry.hop_delay(job.not_before, now, self.settings.retry_hop)
+        try:
+            self.clients.sqs.send_message(QueueUrl=self.settings.outbound_queue_url, MessageBody=job.to_json(),
+                                          DelaySeconds=delay)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"outbound re-enqueue failed: {exc.__class__.__name__}") from exc
+        return delay
 
     def _notice(self, job: OutboundJob, kind: str, results: list[RecipientResult], now: float,
                 expired: bool = False) -> list[NoticeJob]:
@@ -186,6 +222,7 @@ class Deliverer:
 
 
 def receive_count(record: dict) -> int:
+    """SQS's receive count: above 1 means an earlier run of this same attempt crashed."""
     try:
         return max(1, int(record.get("attributes", {}).get("ApproximateReceiveCount", "1")))
     except (TypeError, ValueError):
@@ -193,19 +230,27 @@ def receive_count(record: dict) -> int:
 
 
 def handle_record(record: dict, deliverer: Deliverer) -> Outcome:
-    """One SQS record (Lambda event shape): attempt delivery; when recipients remain
-    deferred, make the message invisible until the next attempt is due."""
+    """One SQS record (Lambda event shape). A body that is not due yet is sent on (a hop);
+    a body of a retry generation the log no longer holds (the job was dropped, finished or
+    retried by hand) is dropped; otherwise one attempt, after which deferred recipients
+    leave as a new body (:meth:`Deliverer.attempt`). The record itself is always done."""
     job = OutboundJob.from_json(record["body"])
+    now = clock.now()
+    if job.token:
+        live = deliverer.log.current_token(job.queue_id, job.domain)
+        if live != job.token:
+            log.info("outbound %s/%s attempt %d: stale retry body (%s), dropped", job.queue_id, job.domain,
+                     job.attempt, "nothing pending" if live is None else "superseded")
+            return Outcome(job, job.attempt, stale=True)
+    if job.not_before > now:
+        out = Outcome(job, job.attempt)
+        out.hop = deliverer.send_on(job, now)
+        return out
     try:
         sent = float(record.get("attributes", {}).get("SentTimestamp", 0)) / 1000.0 or None
     except (TypeError, ValueError):
         sent = None
-    outcome = deliverer.attempt(job, receive_count(record), record.get("receiptHandle"), first_seen=sent)
-    if outcome.retry:
-        try:
-            deliverer.clients.sqs.change_message_visibility(
-                QueueUrl=deliverer.settings.outbound_queue_url, ReceiptHandle=record["receiptHandle"],
-                VisibilityTimeout=int(outcome.retry_delay))
-        except (ClientError, BotoCoreError, KeyError) as exc:  # the queue's own visibility timeout applies
-            log.warning("ChangeMessageVisibility for %s failed: %s", job.queue_id, exc)
-    return outcome
+    if receive_count(record) > 1:
+        log.warning("outbound %s/%s attempt %d: received %d times (an earlier run failed)", job.queue_id,
+                    job.domain, job.attempt, receive_count(record))
+    return deliverer.attempt(job, first_seen=sent)

@@ -12,6 +12,10 @@ Fails: transports never raise for a delivery failure; they return results.
 :func:`smtp_transaction` drives an already-connected ``smtplib.SMTP``
 command by command (MAIL, RCPT per recipient, DATA) so each recipient gets
 its own reply; ``smtplib.sendmail`` would fold them into one exception.
+DATA is written by :func:`send_data` with :func:`postern.canonical.data_payload`
+(never ``smtplib.SMTP.data``, which leaves bare CR/LF alone and would
+dot-stuff a second time). :class:`SendRequest` holds its bytes in canonical
+form whatever it was given, so no transport ever sees anything else.
 smtplib blocks: that is fine in a Lambda, never on an event loop.
 """
 
@@ -24,6 +28,8 @@ import socket
 import ssl
 from dataclasses import dataclass
 
+from ..canonical import canonical, data_payload
+
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -31,10 +37,13 @@ _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 class SendRequest:
     mail_from: str  # "" for the null reverse-path
     recipients: tuple[str, ...]
-    data: bytes  # the message exactly as it goes on the wire (CRLF line ends)
+    data: bytes  # the message, canonical (postern.canonical): CRLF line ends, not dot-stuffed
     domain: str  # the destination domain (one transaction per domain)
     queue_id: str = ""
     smtputf8: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", canonical(self.data))  # whatever the caller built
 
 
 @dataclass(frozen=True)
@@ -141,10 +150,7 @@ def smtp_transaction(client: smtplib.SMTP, req: SendRequest, remote: str) -> lis
             except (smtplib.SMTPException, OSError):
                 pass
             return [results[r] for r in pending]
-        try:
-            code, msg = client.data(req.data)
-        except smtplib.SMTPDataError as exc:  # DATA itself refused (not 354)
-            code, msg = exc.smtp_code, exc.smtp_error
+        code, msg = send_data(client, req.data)
         for r in accepted:
             results[r] = from_reply(r, code, msg, remote)  # RFC 5321 §4.1.1.4: one reply for all
         return [results[r] for r in pending]
@@ -164,6 +170,17 @@ def smtp_transaction(client: smtplib.SMTP, req: SendRequest, remote: str) -> lis
         raise SessionFailed(transient_all(pending, "4.4.2", what, remote)) from None
     except (ssl.SSLError, OSError, smtplib.SMTPException) as exc:
         raise SessionFailed(transient_all(pending, "4.4.2", f"{remote}: {exc.__class__.__name__}: {exc}", remote)) from None
+
+
+def send_data(client: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
+    """DATA, then the canonical dot-stuffed payload (RFC 5321 §4.1.1.4); the final reply.
+
+    A refusal of DATA itself (anything but 354) is returned as that reply."""
+    code, msg = client.docmd("DATA")
+    if code != 354:
+        return code, msg
+    client.send(data_payload(message))
+    return client.getreply()
 
 
 class Transport(abc.ABC):
