@@ -20,10 +20,11 @@ from postern.errors import PosternError
 
 from ..preauth import EXCEEDED, PreauthBudget
 from . import responses as R
-from . import state as S
 from .errors import BadCommand, ByeError, ImapError, ParseError
+from .gate import handler
 from .parser import Command, parse_command
 from .receiver import Complete, Continue, NeedMore, Receiver, Reject
+from .state import AUTHENTICATED, LOGOUT, NOT_AUTHENTICATED, SELECTED, TRANSITIONS, State
 from .watcher import Runtime
 
 log = logging.getLogger("postern.imap")
@@ -58,7 +59,7 @@ class Session:
         # a literal announced larger is refused before "+", and the total read is counted.
         self.preauth = PreauthBudget(self.settings.preauth_max_bytes)
         self.receiver = Receiver(**self._receiver_limits(self.preauth.limit))
-        self.state = S.NOT_AUTHENTICATED
+        self._state = NOT_AUTHENTICATED
         self.user = None
         self.selected = None
         self.condstore = False
@@ -92,7 +93,7 @@ class Session:
 
     def capabilities(self) -> str:
         caps = ["IMAP4rev1"]
-        if self.state == S.NOT_AUTHENTICATED:
+        if self.state == NOT_AUTHENTICATED:
             if self.ssl_context is not None and not self.tls:
                 caps.append("STARTTLS")
             if self.plaintext_ok:
@@ -107,7 +108,7 @@ class Session:
 
     # --- input ------------------------------------------------------------------
     def _timeout(self) -> float:
-        return PREAUTH_TIMEOUT if self.state == S.NOT_AUTHENTICATED else AUTOLOGOUT
+        return PREAUTH_TIMEOUT if self.state == NOT_AUTHENTICATED else AUTOLOGOUT
 
     async def next_request(self) -> bytes:
         """The next complete command (or continuation line); sends ``+`` for synchronising literals.
@@ -139,7 +140,7 @@ class Session:
                 raise ByeError("Autologout; idle for too long") from None
             if not data:
                 raise ConnectionResetError("client closed")
-            if self.state == S.NOT_AUTHENTICATED and not self.preauth.spend(len(data)):
+            if self.state == NOT_AUTHENTICATED and not self.preauth.spend(len(data)):
                 raise ByeError(f"[LIMIT] {EXCEEDED}")
             self.receiver.feed(data)
 
@@ -148,7 +149,7 @@ class Session:
         try:
             self.send(R.untagged(f"OK [CAPABILITY {self.capabilities()}] {self.settings.hostname} Postern IMAP4rev1 ready"))
             await self.flush()
-            while self.state != S.LOGOUT:
+            while self.state != LOGOUT:
                 data = await self.next_request()
                 await self.dispatch(data)
                 await self.flush()
@@ -172,7 +173,7 @@ class Session:
         try:
             cmd = parse_command(data)
             tag = cmd.tag
-            fn = S.handler(self.state, cmd.name, cmd.uid)
+            fn = handler(self.state, cmd.name, cmd.uid)
             result = await fn(self, cmd)
             self.bad_count = 0
             if result is None:
@@ -196,21 +197,31 @@ class Session:
             self.send(R.tagged(tag, "NO", "Internal error, try again later", "UNAVAILABLE"))
         if self.bad_count > MAX_BAD:
             raise ByeError("Too many bad commands")
-        if self.selected is not None and self.selected.gone and self.state == S.SELECTED:
+        if self.selected is not None and self.selected.gone and self.state == SELECTED:
             raise ByeError("Selected mailbox was deleted or renamed")
 
     def before_tagged(self, cmd: Command) -> None:
         """Untagged updates the client may receive now (RFC 3501 §5.5, §7.4.1)."""
-        if self.selected is None or self.state != S.SELECTED:
+        if self.selected is None or self.state != SELECTED:
             return
         allow = cmd.uid or cmd.name not in NO_EXPUNGE
         for line in self.selected.flush(allow_expunge=allow, with_uid=cmd.uid):
             self.send(line)
 
+    # --- state transitions (RFC 3501 §3); the only writers of ``_state`` ---------------
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def _move(self, to: State) -> None:
+        if to not in TRANSITIONS[self._state]:
+            raise AssertionError(f"IMAP state {self._state.value} -> {to.value} is not a transition")
+        self._state = to
+
     def logged_in(self, user) -> None:
-        """LOGIN/AUTHENTICATE succeeded: authenticated state, the pre-login budget lifted."""
+        """LOGIN/AUTHENTICATE succeeded: (4) authenticated state, the pre-login budget lifted."""
+        self._move(AUTHENTICATED)
         self.user = user
-        self.state = S.AUTHENTICATED
         self.preauth.done()
         for name, value in self._receiver_limits(0).items():
             setattr(self.receiver, name, value)
@@ -222,13 +233,23 @@ class Session:
             return {**{k: min(v, cap) for k, v in limits.items()}, "max_command": cap}
         return {**limits, "max_command": limits["max_append_literal"] + MAX_LINE * 4}
 
-    # --- selection ---------------------------------------------------------------
+    def enter_selected(self, sel) -> None:
+        """SELECT / EXAMINE succeeded: (5) -> selected, with ``sel`` as the selected mailbox."""
+        self._move(SELECTED)
+        self.selected = sel
+
     def deselect(self) -> None:
+        """CLOSE, UNSELECT, a new SELECT or the end of the connection: (6) selected -> authenticated."""
         if self.selected is not None:
             self.selected.watcher.unsubscribe(self.selected)
             self.selected = None
-        if self.state == S.SELECTED:
-            self.state = S.AUTHENTICATED
+        if self._state == SELECTED:
+            self._move(AUTHENTICATED)
+
+    def logout(self) -> None:
+        """LOGOUT: (7) -> logout; the main loop ends after the tagged reply."""
+        self.deselect()
+        self._move(LOGOUT)
 
     async def start_tls(self) -> None:
         """Upgrade in place (RFC 3501 §6.2.1); anything pipelined before the handshake is discarded."""

@@ -1,56 +1,36 @@
-"""The IMAP command gate (RFC 3501 §3, mox ``commandsState*``, pymap ``imap/state.py``).
+"""The IMAP connection states (RFC 3501 §3): a leaf module, imported by the gate, the session and the ops.
 
-In:   the session's state and a command name (``UID`` commands carry ``uid``).
-Out:  :func:`handler` -> the ops coroutine for that command, or a BAD.
-      The whole protocol surface is the four tables below.
-Fails: :class:`~.errors.BadCommand` for an unknown command or one not valid
-      in the current state.
+In:   nothing (no imports of this package: the ops import it, and ``gate.py`` imports the ops).
+Out:  :class:`State` and :data:`TRANSITIONS`, the moves RFC 3501 §3's diagram allows;
+      :class:`~.session.Session` is the only code that changes a session's state and checks
+      every change against this table.
+Fails: never.
 """
 
 from __future__ import annotations
 
-from .errors import BadCommand
-from .ops import append, auth, copy, expunge, fetch, mailboxes, quota, search, select, store
-
-NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = "not-authenticated", "authenticated", "selected", "logout"
-
-ANY = {  # RFC 3501 §6.1: valid in every state
-    "CAPABILITY": auth.capability, "NOOP": select.noop, "LOGOUT": auth.logout, "ID": auth.id_,
-}
-NOT_AUTH = {  # §6.2
-    "STARTTLS": auth.starttls, "AUTHENTICATE": auth.authenticate, "LOGIN": auth.login,
-}
-AUTH = {  # §6.3 (also valid when a mailbox is selected)
-    "ENABLE": auth.enable, "SELECT": select.select, "EXAMINE": select.select,
-    "CREATE": mailboxes.create, "DELETE": mailboxes.delete, "RENAME": mailboxes.rename,
-    "SUBSCRIBE": mailboxes.subscribe, "UNSUBSCRIBE": mailboxes.unsubscribe,
-    "LIST": mailboxes.list_, "LSUB": mailboxes.lsub, "STATUS": mailboxes.status,
-    "NAMESPACE": mailboxes.namespace, "APPEND": append.append, "IDLE": select.idle,
-    "GETQUOTAROOT": quota.getquotaroot, "GETQUOTA": quota.getquota, "SETQUOTA": quota.setquota,
-}
-SELECTED_ONLY = {  # §6.4
-    "CHECK": select.check, "CLOSE": select.close, "UNSELECT": select.unselect,
-    "EXPUNGE": expunge.expunge, "SEARCH": search.search, "FETCH": fetch.fetch,
-    "SORT": search.sort, "THREAD": search.thread,
-    "STORE": store.store, "COPY": copy.copy, "MOVE": copy.move,
-}
-UID_COMMANDS = {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"}
-
-GATES = {
-    NOT_AUTHENTICATED: (ANY, NOT_AUTH),
-    AUTHENTICATED: (ANY, AUTH),
-    SELECTED: (ANY, AUTH, SELECTED_ONLY),
-    LOGOUT: (),
-}
-KNOWN = set(ANY) | set(NOT_AUTH) | set(AUTH) | set(SELECTED_ONLY)
+from enum import Enum
 
 
-def handler(state: str, name: str, uid: bool = False):
-    if uid and name not in UID_COMMANDS:
-        raise BadCommand(f"UID {name} is not a command")
-    for table in GATES.get(state, ()):
-        if name in table:
-            return table[name]
-    if name in KNOWN:
-        raise BadCommand(f"{name} is not valid in the {state} state")
-    raise BadCommand("Unknown command")
+class State(Enum):
+    NOT_AUTHENTICATED = "not-authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+NOT_AUTHENTICATED = State.NOT_AUTHENTICATED
+AUTHENTICATED = State.AUTHENTICATED
+SELECTED = State.SELECTED
+LOGOUT = State.LOGOUT
+
+# RFC 3501 §3 (figure): (1) connection without pre-authentication, (2) pre-authenticated (unused),
+# (3) rejected connection, (4) LOGIN/AUTHENTICATE, (5) SELECT/EXAMINE, (6) CLOSE/UNSELECT or a
+# failed SELECT, (7) LOGOUT, server shutdown or connection closed. A SELECT while selected stays
+# in (or returns to) the selected state.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    NOT_AUTHENTICATED: frozenset({AUTHENTICATED, LOGOUT}),
+    AUTHENTICATED: frozenset({SELECTED, LOGOUT}),
+    SELECTED: frozenset({SELECTED, AUTHENTICATED, LOGOUT}),
+    LOGOUT: frozenset(),
+}

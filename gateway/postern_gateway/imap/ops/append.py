@@ -11,6 +11,7 @@ before it is sent when it is synchronising).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from postern.store.base import MessageMeta
 
@@ -18,6 +19,10 @@ from .. import parser as P
 from ..errors import BadCommand, NoCommand
 from ..parser import Literal
 from ..seqset import compress
+from . import OpResult
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 log = logging.getLogger("postern.imap")
 
@@ -44,7 +49,7 @@ def parse_append(args: list) -> tuple[str, list[tuple[list[str], float | None, b
     return name, msgs
 
 
-async def append(s, cmd):
+async def append(s: Session, cmd: Command) -> OpResult:
     name, msgs = parse_append(cmd.args)
     limit = s.settings.max_message_size
     for _, _, raw in msgs:

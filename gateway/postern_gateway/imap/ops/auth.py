@@ -9,28 +9,33 @@ Credentials are refused before TLS unless ``allow_plaintext_auth``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ... import auth as shared_auth
 from .. import parser as P
 from .. import responses as R
-from .. import state as S
 from ..errors import BadCommand, NoCommand
+from ..parser import Command
+from . import OpResult
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 
-async def capability(s, cmd):
+async def capability(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 0)
     s.send(R.untagged(f"CAPABILITY {s.capabilities()}"))
     return "CAPABILITY completed"
 
 
-async def logout(s, cmd):
+async def logout(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 0)
     s.send(R.untagged("BYE Logging out"))
-    s.deselect()
-    s.state = S.LOGOUT
+    s.logout()
     return "LOGOUT completed"
 
 
-async def id_(s, cmd):
+async def id_(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1)
     arg = cmd.args[0]
     if not (isinstance(arg, list) or (isinstance(arg, str) and arg.upper() == "NIL")):
@@ -41,7 +46,7 @@ async def id_(s, cmd):
     return "ID completed"
 
 
-async def starttls(s, cmd):
+async def starttls(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 0)
     if s.ssl_context is None or s.tls:
         raise BadCommand("STARTTLS not available")
@@ -51,12 +56,12 @@ async def starttls(s, cmd):
     return None  # RFC 3501 §6.2.1: the client re-issues CAPABILITY after the handshake
 
 
-def _require_privacy(s) -> None:
+def _require_privacy(s: Session) -> None:
     if not s.plaintext_ok:
         raise NoCommand("Plaintext authentication disallowed before STARTTLS", "PRIVACYREQUIRED")
 
 
-async def _login_as(s, username: str, password: str):
+async def _login_as(s: Session, username: str, password: str) -> OpResult:
     if s.fail_counter is None:
         s.fail_counter = shared_auth.FailureCounter()
     if len(username) > 320 or len(password) > 1024:
@@ -71,13 +76,13 @@ async def _login_as(s, username: str, password: str):
     return ("OK", f"CAPABILITY {s.capabilities()}", "Logged in")
 
 
-async def login(s, cmd):
+async def login(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 2)
     _require_privacy(s)
     return await _login_as(s, P.text(cmd.args[0]), P.text(cmd.args[1]))
 
 
-async def authenticate(s, cmd):
+async def authenticate(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1, 2)
     mech = cmd.args[0]
     if not isinstance(mech, str) or mech.upper() != "PLAIN":
@@ -99,7 +104,7 @@ async def authenticate(s, cmd):
     return await _login_as(s, authcid, passwd)
 
 
-async def enable(s, cmd):
+async def enable(s: Session, cmd: Command) -> OpResult:
     if not cmd.args:
         raise BadCommand("ENABLE needs capability names")
     done = []

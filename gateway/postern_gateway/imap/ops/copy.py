@@ -9,14 +9,23 @@ user's directory quota.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from postern.store.base import MailboxInfo
+
 from .. import parser as P
 from .. import responses as R
 from ..errors import NoCommand
+from ..parser import Command
 from ..seqset import compress
+from . import OpResult
 from .expunge import do_expunge
 
+if TYPE_CHECKING:
+    from ..session import Session
 
-async def _copy(s, cmd):
+
+async def _copy(s: Session, cmd: Command) -> tuple[MailboxInfo | None, list[tuple[int, int]]]:
     P.arity(cmd, 2)
     ss = P.seqset(cmd.args[0])
     dest = P.mailbox(cmd.args[1])
@@ -41,13 +50,13 @@ def _copyuid(dmb, mapping) -> str | None:
     return f"COPYUID {dmb.uidvalidity} {src} {dst}"
 
 
-async def copy(s, cmd):
+async def copy(s: Session, cmd: Command) -> OpResult:
     dmb, mapping = await _copy(s, cmd)
     code = _copyuid(dmb, mapping)
     return ("OK", code, f"{cmd.full_name} completed") if code else f"{cmd.full_name} completed"
 
 
-async def move(s, cmd):
+async def move(s: Session, cmd: Command) -> OpResult:
     sel = s.selected
     if sel.readonly:
         raise NoCommand("Mailbox is read-only", "READ-ONLY")

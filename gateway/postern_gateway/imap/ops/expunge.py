@@ -8,12 +8,19 @@ announces each with an untagged EXPUNGE, renumbering as it goes (RFC 3501
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import parser as P
 from ..errors import NoCommand
+from ..parser import Command
 from ..seqset import compress
+from . import OpResult
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 
-async def do_expunge(s, metas) -> list[int]:
+async def do_expunge(s: Session, metas) -> list[int]:
     sel = s.selected
     mb = sel.watcher.mb
     done = await s.backend.run(s.backend.store.expunge, mb, metas) if metas else []
@@ -31,7 +38,7 @@ async def do_expunge(s, metas) -> list[int]:
     return done
 
 
-async def expunge(s, cmd):
+async def expunge(s: Session, cmd: Command) -> OpResult:
     sel = s.selected
     if cmd.uid:
         P.arity(cmd, 1)

@@ -12,6 +12,7 @@ so the FETCH response carries the new FLAGS (RFC 3501 §6.4.5).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from postern.errors import StoreUnavailable
 
@@ -20,8 +21,12 @@ from .. import parser as P
 from .. import responses as R
 from .. import wire
 from ..errors import BadCommand
-from ..seqset import compress
 from ..parser import FetchAtt, Section
+from ..seqset import compress
+from . import OpResult
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 CHUNK = 500
 FULL_ATTS = {"ENVELOPE", "RFC822.HEADER", "RFC822", "RFC822.TEXT", "BODY", "BODYSTRUCTURE"}
@@ -84,7 +89,7 @@ async def section_bytes(m: _Msg, sec: Section, partial) -> bytes:
     return _partial(data, partial)
 
 
-async def bodystructure(s, m: _Msg, extended: bool) -> bytes:
+async def bodystructure(s: Session, m: _Msg, extended: bool) -> bytes:
     key = (m.full.blob_key, len(m.full.prefix), extended)
     hit = s.runtime.structure_get(key) if m.full.blob_key else None
     if hit is None:
@@ -139,7 +144,7 @@ def render_header(sel, uid: int, att: FetchAtt, view, header: bytes) -> bytes:
     return att.label().encode() + b" " + wire.literal(_partial(data, att.partial))
 
 
-async def render(s, sel, seq, uid, att: FetchAtt, m: _Msg) -> bytes:
+async def render(s: Session, sel, seq, uid, att: FetchAtt, m: _Msg) -> bytes:
     name = att.name
     view = m.view
     if name in INDEX_ATTS:
@@ -160,7 +165,7 @@ async def render(s, sel, seq, uid, att: FetchAtt, m: _Msg) -> bytes:
     return att.label().encode() + b" " + wire.literal(data)
 
 
-async def fetch(s, cmd):
+async def fetch(s: Session, cmd: Command) -> OpResult:
     if len(cmd.args) < 2:
         raise BadCommand("FETCH needs a message set and attributes")
     ss = P.seqset(cmd.args[0])

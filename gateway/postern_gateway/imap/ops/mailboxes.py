@@ -10,6 +10,7 @@ carry their NO codes (TRYCREATE / ALREADYEXISTS / CANNOT).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from postern.errors import MailboxNotFound
 from postern.store.base import DELIMITER, validate_mailbox_name
@@ -17,20 +18,25 @@ from postern.store.base import DELIMITER, validate_mailbox_name
 from .. import parser as P
 from .. import responses as R
 from ..errors import BadCommand, NoCommand
+from ..parser import Command
 from ..tokens import Atom
+from . import OpResult
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE")
 
 
-def _user(s) -> str:
+def _user(s: Session) -> str:
     return s.user.address
 
 
-async def _store(s, fn, *args):
+async def _store(s: Session, fn, *args):
     return await s.backend.run(fn, *args)
 
 
-async def get_existing(s, name: str):
+async def get_existing(s: Session, name: str):
     """get_mailbox for commands on an existing mailbox: a missing one is NO [NONEXISTENT] (RFC 5530 §3)."""
     try:
         return await _store(s, s.backend.store.get_mailbox, _user(s), name)
@@ -38,7 +44,7 @@ async def get_existing(s, name: str):
         raise NoCommand("No such mailbox", "NONEXISTENT") from None
 
 
-async def create(s, cmd):
+async def create(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1, 2)
     name = P.mailbox(cmd.args[0]).rstrip(DELIMITER)  # RFC 3501 §6.3.3: trailing delimiter = intent only
     if not name:
@@ -57,7 +63,7 @@ async def create(s, cmd):
     return "CREATE completed"
 
 
-async def delete(s, cmd):
+async def delete(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1)
     name = P.mailbox(cmd.args[0])
     if name == "INBOX":
@@ -71,7 +77,7 @@ async def delete(s, cmd):
     return "DELETE completed"
 
 
-async def rename(s, cmd):
+async def rename(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 2)
     old, new = P.mailbox(cmd.args[0]), P.mailbox(cmd.args[1]).rstrip(DELIMITER)
     if new == "INBOX":
@@ -96,13 +102,13 @@ async def rename(s, cmd):
     return "RENAME completed"
 
 
-async def subscribe(s, cmd):
+async def subscribe(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1)
     await _store(s, s.backend.store.subscribe, _user(s), P.mailbox(cmd.args[0]))
     return "SUBSCRIBE completed"
 
 
-async def unsubscribe(s, cmd):
+async def unsubscribe(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1)
     await _store(s, s.backend.store.unsubscribe, _user(s), P.mailbox(cmd.args[0]))
     return "UNSUBSCRIBE completed"
@@ -131,7 +137,7 @@ def _canonical(ref: str, pat: str) -> str:
     return ref + pat
 
 
-async def _list(s, cmd, lsub: bool):
+async def _list(s: Session, cmd: Command, lsub: bool) -> OpResult:
     args = list(cmd.args)
     sel_opts: set[str] = set()
     ret_opts: set[str] = set()
@@ -195,15 +201,15 @@ async def _list(s, cmd, lsub: bool):
     return f"{verb} completed"
 
 
-async def list_(s, cmd):
+async def list_(s: Session, cmd: Command) -> OpResult:
     return await _list(s, cmd, lsub=False)
 
 
-async def lsub(s, cmd):
+async def lsub(s: Session, cmd: Command) -> OpResult:
     return await _list(s, cmd, lsub=True)
 
 
-async def status(s, cmd):
+async def status(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 2)
     name = P.mailbox(cmd.args[0])
     items = cmd.args[1]
@@ -229,7 +235,7 @@ async def status(s, cmd):
     return "STATUS completed"
 
 
-async def namespace(s, cmd):
+async def namespace(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 0)
     s.send(R.untagged('NAMESPACE (("" "/")) NIL NIL'))
     return "NAMESPACE completed"

@@ -11,11 +11,17 @@ whole message for "body".
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from .. import responses as R
 from ..errors import BadCommand, NoCommand
+from ..parser import Command
 from ..seqset import compress
 from ..tokens import Atom
+from . import OpResult
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 ESEARCH_OPTS = {"MIN", "MAX", "COUNT", "ALL"}
 
@@ -42,7 +48,7 @@ def _prefilter(SS, key) -> bytes | None:
     return None
 
 
-async def _matching(s, cmd, args: list, extra_need: set[str] = frozenset()):
+async def _matching(s: Session, cmd: Command, args: list, extra_need: set[str] = frozenset()):
     """Messages of the session's view matching the SEARCH criteria ``args``: (seq, uid, msg) list, and key."""
     from .. import search as SS  # imap-content's module
 
@@ -91,7 +97,7 @@ async def _matching(s, cmd, args: list, extra_need: set[str] = frozenset()):
     return hits
 
 
-async def search(s, cmd):
+async def search(s: Session, cmd: Command) -> OpResult:
     args = list(cmd.args)
     ret = None
     if len(args) >= 2 and isinstance(args[0], Atom) and args[0].upper() == "RETURN" and isinstance(args[1], list):
@@ -135,7 +141,7 @@ def _charset_args(cmd, rest: list) -> list:
     return [Atom("CHARSET"), rest[0]] + list(rest[1:])
 
 
-async def sort(s, cmd):
+async def sort(s: Session, cmd: Command) -> OpResult:
     """SORT / UID SORT (RFC 5256; SORT=DISPLAY, RFC 5957)."""
     from .. import search as SS
     from .. import sortthread as ST
@@ -152,7 +158,7 @@ async def sort(s, cmd):
     return f"{cmd.full_name} completed"
 
 
-async def thread(s, cmd):
+async def thread(s: Session, cmd: Command) -> OpResult:
     """THREAD / UID THREAD with ORDEREDSUBJECT or REFERENCES (RFC 5256)."""
     from .. import search as SS
     from .. import sortthread as ST

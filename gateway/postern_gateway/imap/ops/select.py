@@ -12,14 +12,19 @@ untagged updates as they come; the RFC 3501 §5.4 autologout timer still applies
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from .. import parser as P
 from .. import responses as R
-from .. import state as S
 from ..errors import BadCommand, ByeError
+from ..parser import Command
 from ..selected import Selected
 from ..seqset import SeqSet, compress
+from . import OpResult
 from .mailboxes import get_existing
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 IDLE_KEEPALIVE = 120.0  # seconds between "* OK Still here" during a quiet IDLE
 
@@ -34,7 +39,7 @@ def parse_qresync(arg):
     return uidvalidity, modseq, known
 
 
-async def select(s, cmd):
+async def select(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1, 2)
     readonly = cmd.name == "EXAMINE"
     name = P.mailbox(cmd.args[0])
@@ -66,8 +71,7 @@ async def select(s, cmd):
     watcher = await s.runtime.open(mb)
     sel = Selected(watcher, watcher.mb, readonly, condstore=s.condstore, qresync="QRESYNC" in s.enabled)
     watcher.subscribe(sel)
-    s.selected = sel
-    s.state = S.SELECTED
+    s.enter_selected(sel)
     mb = watcher.mb
     flags = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"] + sorted(sel.keywords)
     s.send(R.untagged(f"FLAGS ({' '.join(flags)})"))
@@ -95,24 +99,24 @@ async def select(s, cmd):
     return ("OK", "READ-ONLY" if readonly else "READ-WRITE", f"{cmd.name} completed")
 
 
-async def _refresh(s) -> None:
+async def _refresh(s: Session) -> None:
     if s.selected is not None:
         await s.selected.watcher.refresh(force=True)
 
 
-async def noop(s, cmd):
+async def noop(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 0)
     await _refresh(s)
     return "NOOP completed"
 
 
-async def check(s, cmd):
+async def check(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 0)
     await _refresh(s)
     return "CHECK completed"
 
 
-async def close(s, cmd):
+async def close(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 0)
     sel = s.selected
     if not sel.readonly:
@@ -126,13 +130,13 @@ async def close(s, cmd):
     return "CLOSE completed"
 
 
-async def unselect(s, cmd):
+async def unselect(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 0)
     s.deselect()
     return "UNSELECT completed"
 
 
-async def idle(s, cmd):
+async def idle(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 0)
     sel = s.selected
     s.send(b"+ idling\r\n")

@@ -10,14 +10,20 @@ Fails: NO [READ-ONLY] on an EXAMINEd mailbox; store errors carry their codes.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .. import parser as P
 from .. import responses as R
 from ..errors import BadCommand, NoCommand
+from ..parser import Command
 from ..seqset import compress
+from . import OpResult
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 
-async def store(s, cmd):
+async def store(s: Session, cmd: Command) -> OpResult:
     if len(cmd.args) < 3:
         raise BadCommand("STORE needs a message set, an item and flags")
     ss = P.seqset(cmd.args[0])
