@@ -71,6 +71,18 @@ def test_receiver_limits(data, expect):
     assert Complete(b"a9 NOOP\r\n") in ev  # the connection goes on
 
 
+def test_receiver_literal_inside_an_open_quote_is_no_literal():
+    """``"foo {5}`` CRLF is a broken quoted string (BAD), not a literal: the next command is not
+    eaten as literal data, and no continuation is offered."""
+    r = Receiver()
+    ev = _events(r, b'a1 SELECT "foo {5}\r\na2 NOOP\r\n')
+    assert ev == [Complete(b'a1 SELECT "foo {5}\r\n'), Complete(b"a2 NOOP\r\n"), NeedMore()]
+    ev = _events(Receiver(), b'a1 LOGIN "a\\"b" {2+}\r\npw\r\n')  # an escaped quote inside a closed string
+    assert ev == [Complete(b'a1 LOGIN "a\\"b" {2+}\r\npw\r\n'), NeedMore()]
+    ev = _events(Receiver(), b'a1 LOGIN "a\\\\" {2}\r\n')  # "a\\" is closed: a real literal follows
+    assert isinstance(ev[0], Continue)
+
+
 def test_receiver_swallows_rejected_literal_plus():
     r = Receiver(max_literal=10, max_append_literal=20)
     ev = _events(r, b"a1 APPEND INBOX {30+}\r\n" + b"x" * 30 + b"\r\na2 NOOP\r\n")
@@ -87,6 +99,12 @@ COMMANDS = [
     (b'a4 LIST "" [Gmail]/%\r\n', ("a4", "LIST", [b"", Atom("[Gmail]/%")], False)),
     (b"a5 LOGIN {5}\r\nalice {2+}\r\npw\r\n", ("a5", "LOGIN", [b"alice", b"pw"], False)),
     (b"a6 SELECT INBOX (CONDSTORE)\r\n", ("a6", "SELECT", [Atom("INBOX"), [Atom("CONDSTORE")]], False)),
+    # issue 10: "[" is an ATOM-CHAR and "]" an ASTRING-CHAR (RFC 3501 §9): no bracket runs outside FETCH
+    (b"a7 SELECT x[y}z\r\n", ("a7", "SELECT", [Atom("x[y}z")], False)),
+    (b"a8 RENAME [a b]\r\n", ("a8", "RENAME", [Atom("[a"), Atom("b]")], False)),
+    (b"a9 CREATE ]x[\r\n", ("a9", "CREATE", [Atom("]x[")], False)),
+    (b'b1 UID FETCH 1 (BODY[HEADER.FIELDS (A "B C")]<0.10>)\r\n',
+     ("b1", "FETCH", [Atom("1"), [Atom('BODY[HEADER.FIELDS (A "B C")]<0.10>')]], True)),
 ]
 
 
@@ -113,6 +131,9 @@ BAD = [
     b"a1 FOO " + b"(" * 40 + b"\r\n",
     b"a1 UID NOOP\r\n",
     b"a1 LOGIN \xff\xfe\r\n",
+    b"a1 FETCH 1 BODY[HEADER\r\n",
+    b'a1 FETCH 1 BODY[HEADER.FIELDS ("A)]\r\n',
+    b"a1 FETCH 1 BODY[\xc2\xb2]\r\n",
 ]
 
 

@@ -11,11 +11,13 @@ Out:  :func:`parse_command` -> :class:`Command` (tag, upper-case name, ``uid``
       :func:`store_items` (STORE with UNCHANGEDSINCE).
 Fails: :class:`~.errors.ParseError` / :class:`~.errors.BadCommand` (tagged BAD).
 
-Token rules: atoms stop at SP, ``(``, ``)`` and CRLF; a ``[`` inside an atom
-opens a bracketed run that may contain spaces, parentheses and quoted strings
-up to its ``]`` (so ``BODY.PEEK[HEADER.FIELDS (A B)]<0.100>`` and
-``[Gmail]/Sent`` are each ONE :class:`Atom`; :func:`fetch_items` reads the
-former). Quoted strings and literals become ``bytes``.
+Token rules: atoms stop at SP, ``(``, ``)`` and CRLF; ``[`` and ``]`` are
+ordinary atom characters (RFC 3501 §9: ``[`` is an ATOM-CHAR, ``]`` an
+ASTRING-CHAR), so ``x[y}z`` and ``[Gmail]/Sent`` are each one :class:`Atom`.
+Only in FETCH does ``BODY[`` open a section spec that may contain spaces,
+parentheses and quoted strings up to its ``]``
+(``BODY.PEEK[HEADER.FIELDS (A B)]<0.100>`` is one Atom, read by
+:func:`fetch_items`). Quoted strings and literals become ``bytes``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ SYSTEM_FLAGS = {"\\SEEN": "\\Seen", "\\ANSWERED": "\\Answered", "\\FLAGGED": "\\
 _ATOM_STOP = b" ()\r\n"
 _TAG_BAD = set(b" (){%*\"\\+\r\n") | set(range(0, 32)) | {127}
 _LIT_RE = re.compile(rb"\{(\d{1,20})\+?\}\r?\n")
+_SECTION_ATTS = {b"BODY", b"BODY.PEEK", b"BINARY", b"BINARY.PEEK", b"BINARY.SIZE"}
 
 
 class Literal(bytes):
@@ -59,6 +62,7 @@ class Command:
 class _Reader:
     def __init__(self, data: bytes):
         self.d = data
+        self.fetch = False  # FETCH / UID FETCH: section specs in brackets (fetch_att_atom)
         self.i = 0
         self.count = 0
         self.tag = "*"
@@ -89,37 +93,60 @@ class _Reader:
         return self.tag
 
     def atom(self) -> Atom:
+        """An atom, read leniently: any CHAR but SP, ``(``, ``)``, ``"``, CTL and 8-bit.
+
+        That is RFC 3501 §9's ASTRING-CHAR plus the list wildcards, ``{`` and ``\\`` (flags,
+        sequence sets, LIST patterns); ``[`` and ``]`` are ordinary characters here, so
+        ``x[y}z`` and ``[Gmail]/Sent`` are single atoms. Only FETCH reads a bracketed section
+        spec (:meth:`fetch_att_atom`).
+        """
         j, n = self.i, len(self.d)
         d = self.d
         while j < n and d[j] not in _ATOM_STOP:
             c = d[j]
-            if c == 0x5B:  # '[' opens a bracketed run (FETCH section spec, "[Gmail]" names)
-                depth_q = False
-                j += 1
-                while j < n and d[j] != 0x5D:
-                    if d[j] in b"\r\n":
-                        raise self.error("Unterminated [ in atom")
-                    if d[j] == 0x22:  # quoted string inside brackets
-                        j += 1
-                        while j < n and d[j] != 0x22:
-                            j += 2 if d[j] == 0x5C else 1
-                    j += 1
-                del depth_q
-                if j >= n:
-                    raise self.error("Unterminated [ in atom")
-                j += 1
-                continue
             if c < 0x20 or c == 0x7F or c == 0x22 or c > 0x7E:
                 raise self.error("Invalid character in atom")
             j += 1
         if j == self.i:
             raise self.error("Expected an atom")
-        try:
-            text = d[self.i : j].decode("ascii")
-        except UnicodeDecodeError:  # 8-bit inside [...] (found by trust's fuzzing): BAD, not an internal error
-            raise self.error("Invalid character in atom") from None
+        text = d[self.i : j].decode("ascii")
         self.i = j
         return Atom(text)
+
+    def fetch_att_atom(self) -> Atom:
+        """A FETCH attribute (RFC 3501 §9 ``fetch-att``): an atom, and for ``BODY[``/``BODY.PEEK[``
+        (and BINARY, refused later) its section spec up to ``]`` -- which may hold spaces,
+        parentheses and quoted strings, ``BODY[HEADER.FIELDS (A "B")]`` -- and a ``<n.m>`` partial.
+        One :class:`Atom`; :func:`fetch_att` reads it."""
+        start = self.i
+        d, n = self.d, len(self.d)
+        j = start
+        while j < n and d[j] not in _ATOM_STOP and d[j] != 0x5B:
+            j += 1
+        if j >= n or d[j] != 0x5B or d[start:j].upper() not in _SECTION_ATTS:
+            return self.atom()
+        j += 1
+        while j < n and d[j] != 0x5D:  # the section spec
+            c = d[j]
+            if c in (0x0D, 0x0A):
+                break
+            if c == 0x22:  # a quoted header-field name inside the brackets
+                j += 1
+                while j < n and d[j] != 0x22 and d[j] not in (0x0D, 0x0A):
+                    j += 2 if d[j] == 0x5C else 1
+                if j >= n or d[j] != 0x22:
+                    raise self.error("Unterminated quoted string in section")
+            j += 1
+        if j >= n or d[j] != 0x5D:
+            raise self.error("Unterminated [ in FETCH attribute")
+        j += 1
+        while j < n and d[j] not in _ATOM_STOP:  # "<0.100>": the partial, read by fetch_att
+            j += 1
+        raw = d[start:j]
+        if any(c < 0x20 or c == 0x7F or c > 0x7E for c in raw):
+            raise self.error("Invalid character in FETCH attribute")
+        self.i = j
+        return Atom(raw.decode("ascii"))
 
     def quoted(self) -> bytes:
         self.i += 1
@@ -156,6 +183,7 @@ class _Reader:
         return Literal(self.d[start : start + size])
 
     def token(self, depth: int = 0):
+        """One argument; in a FETCH command atoms are read as FETCH attributes."""
         self.count += 1
         if self.count > MAX_TOKENS:
             raise self.error("Too many arguments")
@@ -182,7 +210,7 @@ class _Reader:
             return self.literal()
         if c == 0x29:
             raise self.error("Unexpected )")
-        return self.atom()
+        return self.fetch_att_atom() if self.fetch else self.atom()
 
     def rest(self) -> list:
         args = []
@@ -214,6 +242,7 @@ def parse_command(data: bytes) -> Command:
         uid = True
         if name not in ("FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"):
             raise r.error(f"UID {name[:20]} is not a command")
+    r.fetch = name == "FETCH"
     return Command(tag=tag, name=name, args=r.rest(), uid=uid)
 
 

@@ -49,6 +49,38 @@ class Reject:
 NEED_MORE = NeedMore()
 
 
+def _in_open_quote(line: bytes, end: int) -> bool:
+    """Is ``line[end]`` inside a quoted string that opened earlier on the line? (RFC 3501 §4.3:
+    a quoted string cannot span lines or literals, so one line is the whole context.) Linear:
+    ``bytes.find`` per quote, each backslash run counted once."""
+    i = 0
+    while True:
+        q = line.find(b'"', i, end)
+        if q < 0:
+            return False
+        j = q + 1
+        while True:
+            k = line.find(b'"', j, end)
+            if k < 0:
+                return True
+            b = k
+            while b > j and line[b - 1] == 0x5C:  # an odd run of backslashes escapes the quote
+                b -= 1
+            if (k - b) % 2 == 0:
+                break
+            j = k + 1
+        i = k + 1
+
+
+def _literal(line: bytes):
+    """The ``{n}`` / ``{n+}`` announcement that ends ``line``, unless it is inside a quoted string
+    (``"foo {5}`` CRLF is a syntax error to answer BAD, not a literal to wait for)."""
+    m = LITERAL_RE.search(line)
+    if m is None or _in_open_quote(line, m.start()):
+        return None
+    return m
+
+
 def _tag_of(data: bytes) -> bytes:
     m = TAG_RE.match(data)
     return m.group(0)[:64] if m else b"*"
@@ -126,7 +158,7 @@ class Receiver:
                 self._skip_line = False
                 continue
             if self._skip_rest:
-                m = LITERAL_RE.search(line)
+                m = _literal(line)
                 if m and m.group(2):
                     self._skip = int(m.group(1))
                 elif not m:
@@ -139,7 +171,7 @@ class Receiver:
                 self._cur.clear()
                 return self._reject(tag + b" BAD Command line too long\r\n")
             self._cur += line
-            m = LITERAL_RE.search(line)
+            m = _literal(line)
             if not m:
                 data = bytes(self._cur)
                 self._cur.clear()
