@@ -6,6 +6,8 @@ CONDSTORE's first HIGHESTMODSEQ and ESEARCH MODSEQ, LIST with hostile wildcard p
 
 from __future__ import annotations
 
+import re
+
 from test_imap import MSG1, USER, Raw, backend, client, server  # noqa: F401  (backend, server: fixtures)
 
 
@@ -59,3 +61,66 @@ def test_fetch_section_specs_still_parse(server, backend):
     typ, data = c.fetch("1", '(BODY.PEEK[HEADER.FIELDS (SUBJECT "FROM")]<0.200>)')
     assert typ == "OK" and b"Subject: hello there" in data[0][1] and b"From: Bob" in data[0][1]
     c.logout()
+
+
+def _modseqs(r: Raw) -> dict[int, int]:
+    out = {}
+    for ln in r.cmd("FETCH 1:* (MODSEQ)"):
+        m = re.match(rb"\* (\d+) FETCH \(MODSEQ \((\d+)\)", ln)
+        if m:
+            out[int(m.group(1))] = int(m.group(2))
+    return out
+
+
+def test_first_condstore_command_announces_highestmodseq(server, backend):
+    """RFC 7162 §3.1: in a mailbox selected without CONDSTORE, the first CONDSTORE-enabling command
+    gets an untagged OK [HIGHESTMODSEQ n] before its tagged reply; later ones do not."""
+    for _ in range(2):
+        backend.store.append(USER, "INBOX", MSG1)
+    r = _login(server)
+    r.cmd("SELECT INBOX")
+    first = r.cmd("FETCH 1 (MODSEQ)")
+    hms = [ln for ln in first if ln.startswith(b"* OK [HIGHESTMODSEQ ")]
+    assert len(hms) == 1 and first.index(hms[0]) == len(first) - 2  # just before the tagged OK
+    assert int(re.search(rb"HIGHESTMODSEQ (\d+)", hms[0]).group(1)) == max(_modseqs(r).values())
+    assert not any(b"HIGHESTMODSEQ" in ln for ln in r.cmd("FETCH 2 (MODSEQ)"))
+    # the session stays CONDSTORE-enabled: a later SELECT reports HIGHESTMODSEQ itself
+    r.cmd("SELECT INBOX")
+    assert not any(b"HIGHESTMODSEQ" in ln for ln in r.cmd("FETCH 1 (MODSEQ)"))
+    r.close()
+    # STORE UNCHANGEDSINCE in a new session: the announced value covers the STORE's own change
+    r = _login(server)
+    r.cmd("SELECT INBOX")
+    got = r.cmd("STORE 1 (UNCHANGEDSINCE 1000) +FLAGS (\\Flagged)")
+    hms = [int(re.search(rb"HIGHESTMODSEQ (\d+)", ln).group(1)) for ln in got if b"[HIGHESTMODSEQ" in ln]
+    assert hms == [max(_modseqs(r).values())]
+    r.close()
+    # selected with CONDSTORE: SELECT itself reported it, nothing more to announce
+    r = _login(server)
+    r.cmd("SELECT INBOX (CONDSTORE)")
+    assert not any(b"HIGHESTMODSEQ" in ln for ln in r.cmd("FETCH 1 (MODSEQ)"))
+    r.close()
+
+
+def test_esearch_modseq_is_of_the_returned_messages(server, backend):
+    """RFC 7162 §3.1.5 with RFC 4731: MODSEQ is the highest mod-sequence of what the result returns."""
+    for _ in range(3):
+        backend.store.append(USER, "INBOX", MSG1)
+    r = _login(server)
+    r.cmd("SELECT INBOX (CONDSTORE)")
+    r.cmd("STORE 2 +FLAGS (\\Flagged)")  # message 2 now has the mailbox's highest modseq
+    ms = _modseqs(r)
+    assert ms[2] > max(ms[1], ms[3])
+
+    def esearch(ret: str) -> int:
+        line = next(ln for ln in r.cmd(f"SEARCH RETURN ({ret}) MODSEQ 1") if ln.startswith(b"* ESEARCH"))
+        return int(re.search(rb"MODSEQ (\d+)", line).group(1))
+
+    assert esearch("MIN") == ms[1]
+    assert esearch("MAX") == ms[3]
+    assert esearch("MIN MAX") == max(ms[1], ms[3])
+    assert esearch("COUNT") == ms[2]
+    assert esearch("ALL") == ms[2]
+    plain = next(ln for ln in r.cmd("SEARCH MODSEQ 1") if ln.startswith(b"* SEARCH"))
+    assert plain.endswith(b"(MODSEQ %d)\r\n" % ms[2])
+    r.close()

@@ -45,6 +45,7 @@ class Selected:
         if not readonly:
             self._claim_recent(self.uids)
         self.gone = False
+        self.announce_highestmodseq = False  # owed: untagged OK [HIGHESTMODSEQ] (enable_condstore)
         self.changed = asyncio.Event()
         self.keywords: set[str] = set(idx.keywords)
 
@@ -82,6 +83,14 @@ class Selected:
                     self.pending_new[m.uid] = m
         if self.pending_expunge or self.pending_flags or self.pending_new:
             self.changed.set()
+
+    def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command in this mailbox (RFC 7162 §3.1): from now on FETCH carries
+        MODSEQ, and if the mailbox was selected without CONDSTORE the client is owed an untagged
+        ``OK [HIGHESTMODSEQ n]`` before that command's tagged reply (sent by :meth:`flush`)."""
+        if not self.condstore:
+            self.condstore = True
+            self.announce_highestmodseq = True
 
     def told_flags(self, uid: int, meta: MessageMeta) -> None:
         """Our own STORE/FETCH already told the client these flags."""
@@ -170,6 +179,10 @@ class Selected:
     def highestmodseq(self) -> int:
         return max(self.watcher.index.modseq, self.mb.highestmodseq)
 
+    def told_highestmodseq(self) -> int:
+        """HIGHESTMODSEQ including this session's own changes not yet seen by the watcher."""
+        return max(self.highestmodseq(), max((m.modseq for m in self.metas.values()), default=0))
+
     # --- output -------------------------------------------------------------
     def flush(self, allow_expunge: bool, with_uid: bool = False) -> list[bytes]:
         out: list[bytes] = []
@@ -214,5 +227,8 @@ class Selected:
                     items.append(b"MODSEQ (%d)" % m.modseq)
                 out.append(R.fetch_line(seq, items))
             self.pending_flags.clear()
+        if self.announce_highestmodseq:  # RFC 7162 §3.1, after the updates it covers
+            self.announce_highestmodseq = False
+            out.append(R.ok_code(f"HIGHESTMODSEQ {self.told_highestmodseq()}", "Highest"))
         self.changed.clear()
         return out

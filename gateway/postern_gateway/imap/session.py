@@ -246,6 +246,14 @@ class Session:
         if self._state == SELECTED:
             self._move(AUTHENTICATED)
 
+    def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command (RFC 7162 §3.1: SELECT/EXAMINE (CONDSTORE), STATUS
+        HIGHESTMODSEQ, FETCH MODSEQ or CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE, ENABLE
+        CONDSTORE/QRESYNC): on for the rest of the connection, and for the selected mailbox."""
+        self.condstore = True
+        if self.selected is not None:
+            self.selected.enable_condstore()
+
     def logout(self) -> None:
         """LOGOUT: (7) -> logout; the main loop ends after the tagged reply."""
         self.deselect()

@@ -114,9 +114,7 @@ async def enable(s: Session, cmd: Command) -> OpResult:
         cap = a.upper()
         if cap in ("CONDSTORE", "QRESYNC") and cap not in s.enabled:
             s.enabled.add(cap)
-            s.condstore = True  # QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)
-            if s.selected is not None:
-                s.selected.condstore = True
+            s.enable_condstore()  # QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)
             done.append(cap)
     s.send(R.untagged("ENABLED" + "".join(" " + d for d in done)))
     return "ENABLE completed"

@@ -174,7 +174,7 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
     atts = list(req.atts)
     names = {a.name for a in atts}
     if req.changedsince is not None or "MODSEQ" in names:
-        s.condstore = sel.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
+        s.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE-enabling command
     if sel.condstore and "MODSEQ" not in names and req.changedsince is not None:
         atts.append(FetchAtt("MODSEQ"))
     if cmd.uid and "UID" not in names:

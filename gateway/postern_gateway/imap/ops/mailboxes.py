@@ -223,7 +223,7 @@ async def status(s: Session, cmd: Command) -> OpResult:
         want.append(u)
     mb = await get_existing(s, name)
     if "HIGHESTMODSEQ" in want:
-        s.condstore = True
+        s.enable_condstore()
     recent = 0
     idx = s.runtime.indexes.get((mb.user, mb.mailbox_id, mb.uidvalidity))
     if idx is not None:

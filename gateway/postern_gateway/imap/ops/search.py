@@ -60,7 +60,7 @@ async def _matching(s: Session, cmd: Command, args: list, extra_need: set[str] =
             raise NoCommand(str(exc), code) from None
         raise BadCommand(f"{cmd.name}: {exc}") from None
     if _mentions(args, "MODSEQ"):
-        s.condstore = s.selected.condstore = True
+        s.enable_condstore()
     need = SS.needs(key) | set(extra_need)
     quick = _prefilter(SS, key)
     sel = s.selected
@@ -97,6 +97,19 @@ async def _matching(s: Session, cmd: Command, args: list, extra_need: set[str] =
     return hits
 
 
+def _returned_modseq(hits: list, ret: set[str]) -> int:
+    """ESEARCH ``MODSEQ``: the highest mod-sequence of the messages the result returns
+    (RFC 7162 §3.1.5, RFC 4731 §3.2): for ``RETURN (MIN)`` only MIN's, for ``(MAX)`` MAX's, for
+    ``(MIN MAX)`` the higher of those two; ALL and COUNT cover every match. ``hits`` are in
+    mailbox order, so MIN is the first and MAX the last (as sequence numbers or as UIDs)."""
+    if not hits:
+        return 0
+    if ret & {"ALL", "COUNT"}:
+        return max(m.modseq for m in hits)
+    picked = ([hits[0]] if "MIN" in ret else []) + ([hits[-1]] if "MAX" in ret else [])
+    return max(m.modseq for m in picked)
+
+
 async def search(s: Session, cmd: Command) -> OpResult:
     args = list(cmd.args)
     ret = None
@@ -113,6 +126,7 @@ async def search(s: Session, cmd: Command) -> OpResult:
     nums = [m.uid if cmd.uid else m.seq for m in hits]
     top_modseq = max((m.modseq for m in hits), default=0)
     if ret is not None:
+        top_modseq = _returned_modseq(hits, ret)
         parts = [f'(TAG "{cmd.tag}")'] + (["UID"] if cmd.uid else [])
         if nums:
             if "MIN" in ret:

@@ -66,7 +66,7 @@ async def select(s: Session, cmd: Command) -> OpResult:
         s.send(R.ok_code("CLOSED", "Previous mailbox closed"))  # RFC 7162 §3.2.11
     s.deselect()  # RFC 3501 §6.3.1: even if this SELECT fails, nothing stays selected
     if condstore:
-        s.condstore = True
+        s.enable_condstore()
     mb = await get_existing(s, name)
     watcher = await s.runtime.open(mb)
     sel = Selected(watcher, watcher.mb, readonly, condstore=s.condstore, qresync="QRESYNC" in s.enabled)

@@ -32,7 +32,7 @@ async def store(s: Session, cmd: Command) -> OpResult:
     if sel.readonly:
         raise NoCommand("Mailbox is read-only", "READ-ONLY")
     if req.unchangedsince is not None:
-        s.condstore = sel.condstore = True
+        s.enable_condstore()
     targets = sel.resolve(ss, cmd.uid)
     live = [(q, u) for q, u in targets if sel.live(u)]
     mb = sel.watcher.mb
