@@ -124,3 +124,33 @@ def test_esearch_modseq_is_of_the_returned_messages(server, backend):
     plain = next(ln for ln in r.cmd("SEARCH MODSEQ 1") if ln.startswith(b"* SEARCH"))
     assert plain.endswith(b"(MODSEQ %d)\r\n" % ms[2])
     r.close()
+
+
+def _put(backend, **headers) -> None:
+    lines = [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+    backend.store.append(USER, "INBOX", ("\r\n".join(["From: a@remote.test"] + lines) + "\r\n\r\nbody\r\n").encode())
+
+
+def test_sort_subject_follows_rfc5256(server, backend):
+    """SORT (SUBJECT): base subject per RFC 5256 §2.1 after decoding, collated i;unicode-casemap
+    (RFC 5256 §1): a blob-only subject keeps its blob, "_" is an underscore unless Q-encoded."""
+    for subject in ("bc", "b_c", "[xyz]", "a", "=?utf-8?q?b_a?=", "Re: [xyz] (fwd)"):
+        _put(backend, Subject=subject)
+    c = client(server)
+    c.select("INBOX")
+    typ, data = c.sort("(SUBJECT)", "UTF-8", "ALL")
+    assert typ == "OK" and data == [b"4 5 1 2 3 6"]  # A, B A, BC, B_C, [XYZ] x2 in mailbox order
+    c.logout()
+
+
+def test_thread_references_breaks_reference_derived_parent(server, backend):
+    """THREAD REFERENCES (RFC 5256 §3 step (1)(B)) over <a>; <b> with References <a> <c>;
+    <c> with References <b>: c's own References break the a -> c link: (3 2)(1), not (1 3 2)."""
+    _put(backend, Subject="one", Date="Mon, 1 Jan 2024 10:00:00 +0000", Message_ID="<a@x>")
+    _put(backend, Subject="two", Date="Mon, 1 Jan 2024 11:00:00 +0000", Message_ID="<b@x>", References="<a@x> <c@x>")
+    _put(backend, Subject="three", Date="Mon, 1 Jan 2024 09:00:00 +0000", Message_ID="<c@x>", References="<b@x>")
+    c = client(server)
+    c.select("INBOX")
+    typ, data = c.thread("REFERENCES", "UTF-8", "ALL")
+    assert typ == "OK" and data == [b"(3 2)(1)"]
+    c.logout()

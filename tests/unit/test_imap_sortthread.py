@@ -52,6 +52,9 @@ def day(h):
         ("Reply: not a leader", "Reply: not a leader", False),
         ("Re : hello", "hello", True),  # subj-refwd allows WSP before the colon
         ("Re [x] : hello", "hello", True),
+        ("[xyz]", "[xyz]", False),  # step (4): a blob that is all there is stays
+        ("Re: [xyz] (fwd)", "[xyz]", True),
+        ("a_b", "a_b", False),  # an underscore outside an encoded-word is an underscore
     ],
 )
 def test_base_subject(subject, base, refwd):
@@ -96,6 +99,21 @@ def test_sort(criteria, expected):
     assert [m.seq for m in got] == expected
 
 
+def test_collation_is_unicode_casemap():
+    """RFC 5256 §1 (I18NLEVEL=1) -> i;unicode-casemap (RFC 5051): titlecase, NFD, octets. For ASCII
+    that is upper case, so "_" and "[" sort after the letters (casefold put them before)."""
+    words = ["b_c", "bc", "[xyz]", "A", "b a", "Éa", "ea", "Ea", "f"]
+    assert sorted(words, key=T.collate) == ["A", "b a", "bc", "b_c", "ea", "Ea", "Éa", "f", "[xyz]"]
+    assert T.collate("ǆ") == T.collate("ǅ") != T.collate("dž")
+    assert T.collate(b"caf\xe9") == T.collate("CAFÉ")  # not UTF-8: read as Latin-1
+
+
+def test_sort_subject_collation_and_blobs():
+    ms = [msg(1, "bc"), msg(2, "b_c"), msg(3, "[xyz]"), msg(4, "a"), msg(5, "=?utf-8?q?b_a?=")]
+    got = T.sort_messages([("SUBJECT", False)], ms)
+    assert [m.seq for m in got] == [4, 5, 1, 2, 3]  # "A", "B A" (Q-encoded "_" is a space), "BC", "B_C", "[XYZ]"
+
+
 def test_sort_survives_broken_headers():
     broken = [msg(1, "x", "not a date"), SimpleNamespace(seq=2, internaldate=None, size=None, header=None),
               msg(3, "=?bogus?q?x?=", "Mon, 99 Foo 2026 99:99:99 +9999", frm="<<<", to="a@")]
@@ -133,6 +151,17 @@ def test_thread_orderedsubject():
     threads = T.thread("orderedsubject", refs_mailbox())
     # subjects: hello {1,2,4,5,9}, lost {6,7}, other {3,8}; threads by their first date
     assert T.format_threads(threads) == "(6 7)(3 8)(1 (2)(4)(5)(9))"
+
+
+def test_thread_references_own_references_break_the_earlier_link():
+    """RFC 5256 §3 REFERENCES (1)(B): a message's own References break its earlier
+    (References-derived) parent link first, even when the new link is then skipped as a loop."""
+    ms = [
+        msg(1, "one", day(10), "a@x"),
+        msg(2, "two", day(11), "b@x", ["a@x", "c@x"]),  # a -> c (dummy) -> b
+        msg(3, "three", day(9), "c@x", ["b@x"]),  # c leaves a; b -> c would loop: c stays a root
+    ]
+    assert T.format_threads(T.thread("REFERENCES", ms)) == "(3 2)(1)"
 
 
 def test_thread_references_loops_and_self_references():

@@ -10,16 +10,20 @@ Out:  :func:`parse_sort_criteria` -> [(key, reverse)]; :func:`sort_messages`
 Fails: :class:`~.search.SearchSyntaxError` for bad criteria or an unknown
       algorithm (a tagged BAD); sorting and threading never raise.
 
-Collation: strings compare after ``str.casefold`` (i;unicode-casemap-like,
-which is i;ascii-casemap for ASCII; RFC 5256 §3 / RFC 5255). Ties keep
-mailbox order (sequence numbers), RFC 5256 §3. The sent date is the Date:
+Collation: strings compare by :func:`collate`, i;unicode-casemap (RFC 5051),
+which RFC 5256 §1 requires of SORT and THREAD (I18NLEVEL=1, RFC 5255): each
+character's titlecase, canonically decomposed, compared as UTF-8 octets. For
+ASCII that is upper case, so ``_`` (0x5F) and ``[`` (0x5B) sort after the
+letters. Ties keep mailbox order (sequence numbers), RFC 5256 §3. The sent date is the Date:
 header in UTC, or INTERNALDATE when that is missing or unreadable (§2.2).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from email import utils as _email_utils
 
@@ -39,6 +43,32 @@ __all__ = [
 
 SORT_KEYS = ("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO")
 ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")
+
+
+def collate(text: str | bytes) -> bytes:
+    """The i;unicode-casemap comparison key (RFC 5051 §2): every character mapped to its
+    titlecase (RFC 5051 §2 step 1), the result canonically decomposed (step 2, NFD), as UTF-8
+    octets (compared octet by octet, step 3). Bytes that are not UTF-8 count as Latin-1.
+
+    ASCII (the common case) is just ``upper()``; titlecase differs from upper case only for a
+    few characters (``ǆ`` -> ``ǅ``), and a character whose titlecase is several characters
+    (``ß`` -> ``Ss``, a full mapping) keeps its simple mapping: itself.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            text = text.decode("latin-1")
+    if text.isascii():
+        return text.upper().encode("ascii")
+    titled = "".join(_titlecase(c) for c in text)
+    return unicodedata.normalize("NFD", titled).encode("utf-8", "surrogatepass")
+
+
+@functools.lru_cache(maxsize=4096)
+def _titlecase(c: str) -> str:
+    t = c.title()
+    return t if len(t) == 1 else c
 
 
 # --- base subject (RFC 5256 §2.1) ---------------------------------------------
@@ -146,20 +176,21 @@ class _Info:
                 return a
         return None
 
-    def mailbox(self, name: bytes) -> str:
+    def mailbox(self, name: bytes) -> bytes:
+        """RFC 5256 §3 FROM/TO/CC: the addr-mailbox (local part) of the first address, collated."""
         a = self.first_address(name)
-        return "" if a is None else a[2].decode("utf-8", "replace").casefold()
+        return b"" if a is None else collate(a[2])
 
-    def display(self, name: bytes) -> str:
+    def display(self, name: bytes) -> bytes:
         # RFC 5957 §3: the decoded display name, else the addr-spec; a group: its name
         a = self.first_address(name)
         if a is None:
-            return ""
+            return b""
         if a[0]:
-            return _decode_header_value(a[0]).strip().casefold()
+            return collate(_decode_header_value(a[0]).strip())
         if a[3] is None:
-            return a[2].decode("utf-8", "replace").casefold()
-        return (a[2] + b"@" + a[3]).decode("utf-8", "replace").casefold()
+            return collate(a[2])
+        return collate(a[2] + b"@" + a[3])
 
 
 def _info(msg) -> _Info:
@@ -216,7 +247,7 @@ def _key_value(info: _Info, key: str):
     if key == "SIZE":
         return info.size
     if key == "SUBJECT":
-        return info.subject()[0].casefold()
+        return collate(info.subject()[0])
     if key in ("FROM", "TO", "CC"):
         return info.mailbox(key.lower().encode())
     if key == "DISPLAYFROM":
@@ -283,7 +314,8 @@ def _msgids(value: bytes | None) -> list[str]:
 
 
 def _date_key(node: Node):
-    """Sent date and sequence number of a node (a dummy uses its first child, §2.3 (4))."""
+    """Sent date (RFC 5256 §2.2) and sequence number of a node (a dummy uses its first child,
+    REFERENCES step (4))."""
     n = node
     while n.info is None and n.children:
         n = n.children[0]
@@ -297,7 +329,7 @@ def _sort_siblings(nodes: list[Node]) -> None:
 
 
 def _sort_tree(nodes: list[Node]) -> None:
-    # RFC 5256 §2.3 (6): youngest sets of siblings first
+    # RFC 5256 §3 REFERENCES step (6): youngest sets of siblings first
     stack = [(n, False) for n in nodes]
     while stack:
         n, done = stack.pop()
@@ -312,12 +344,12 @@ def _sort_tree(nodes: list[Node]) -> None:
 def _ordered_subject(infos: list[_Info]) -> list[Node]:
     # RFC 5256 §3 ORDEREDSUBJECT: sort by base subject then sent date; one thread per
     # subject; the first message is the parent, the rest its children (no grandchildren).
-    infos = sorted(infos, key=lambda i: (i.subject()[0].casefold(), i.sent, i.seq))
+    infos = sorted(infos, key=lambda i: (collate(i.subject()[0]), i.sent, i.seq))
     threads: list[Node] = []
     current: Node | None = None
     subject = None
     for i in infos:
-        s = i.subject()[0].casefold()
+        s = collate(i.subject()[0])
         if current is None or s != subject:
             current = Node(i.msg, info=i)
             threads.append(current)
@@ -347,7 +379,7 @@ def _references(infos: list[_Info]) -> list[Node]:
         refs = _msgids(i.field(b"references"))
         if not refs:
             refs = _msgids(i.field(b"in-reply-to"))[:1]
-        # (1A) chain the references, never changing an existing parent, never making a loop
+        # (1)(A) chain the references, never changing an existing parent, never making a loop
         prev: Node | None = None
         for ref in refs:
             r = table.get(ref)
@@ -356,12 +388,14 @@ def _references(infos: list[_Info]) -> list[Node]:
             if prev is not None and r.parent is None and r is not prev and not r.is_ancestor_of(prev):
                 prev.add(r)
             prev = r
-        # (1B) the last reference is the parent, replacing an existing link, unless that loops
-        if prev is not None and prev is not node and not node.is_ancestor_of(prev):
-            prev.add(node)
-        elif not refs and node.parent is not None:
+        # (1)(B) the last reference (or NIL) becomes the parent: break the current parent link
+        # first (a References-derived one may be wrong: truncated References), then link unless
+        # that would make a loop, in which case the message stays without a parent
+        if node.parent is not None:
             node.parent.children.remove(node)
             node.parent = None
+        if prev is not None and not node.is_ancestor_of(prev):
+            prev.add(node)
     # (2) the root set
     roots = [n for n in table.values() if n.parent is None]
     # (3) prune dummies
@@ -405,7 +439,7 @@ def _pruned(children: list[Node], at_root: bool) -> list[Node]:
 
 
 def _prune(roots: list[Node]) -> list[Node]:
-    """RFC 5256 §2.3 (3), bottom-up so that nested dummies are resolved first."""
+    """RFC 5256 §3 REFERENCES step (3), bottom-up so that nested dummies are resolved first."""
     for n in _postorder(roots):
         n.children = _pruned(n.children, at_root=False)
         for c in n.children:
@@ -416,12 +450,12 @@ def _prune(roots: list[Node]) -> list[Node]:
     return roots
 
 
-def _thread_subject(node: Node) -> tuple[str, bool]:
+def _thread_subject(node: Node) -> tuple[bytes, bool]:
     n = node if node.info is not None else (node.children[0] if node.children else None)
     if n is None or n.info is None:
-        return "", False
+        return b"", False
     s, refwd = n.info.subject()
-    return s.casefold(), refwd
+    return collate(s), refwd
 
 
 def _gather_subjects(roots: list[Node]) -> list[Node]:
