@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 from fuzz_harness import fuzz_backend
@@ -34,7 +33,7 @@ class _Writer:
 
 def test_session_owns_its_transitions():
     backend = fuzz_backend()
-    s = Session(backend, asyncio.StreamReader(), _Writer())
+    s = Session(backend, None, _Writer())  # no I/O in this test
     assert s.state is NOT_AUTHENTICATED
     with pytest.raises(AttributeError):
         s.state = SELECTED  # read-only: transitions go through the methods
