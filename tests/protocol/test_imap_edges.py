@@ -8,7 +8,21 @@ from __future__ import annotations
 
 import re
 
-from test_imap import MSG1, USER, Raw, backend, client, server  # noqa: F401  (backend, server: fixtures)
+import pytest
+from helpers import ServerThread
+from postern_gateway.imap.server import start_imap
+from test_imap import MSG1, USER, Raw, client, make_backend
+
+
+@pytest.fixture
+def backend():
+    return make_backend(imap_poll_interval=0.05)
+
+
+@pytest.fixture
+def server(backend):
+    with ServerThread(start_imap, backend) as srv:
+        yield srv
 
 
 def _login(srv) -> Raw:
@@ -126,9 +140,9 @@ def test_esearch_modseq_is_of_the_returned_messages(server, backend):
     r.close()
 
 
-def _put(backend, **headers) -> None:
+def _put(b, **headers) -> None:
     lines = [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
-    backend.store.append(USER, "INBOX", ("\r\n".join(["From: a@remote.test"] + lines) + "\r\n\r\nbody\r\n").encode())
+    b.store.append(USER, "INBOX", ("\r\n".join(["From: a@remote.test"] + lines) + "\r\n\r\nbody\r\n").encode())
 
 
 def test_sort_subject_follows_rfc5256(server, backend):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-
 import pytest
 from fuzz_harness import fuzz_backend
-
 from postern_gateway.imap.errors import BadCommand
 from postern_gateway.imap.gate import handler
 from postern_gateway.imap.ops import auth, select
