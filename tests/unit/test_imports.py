@@ -81,7 +81,7 @@ def test_every_module_imports_alone():
     assert len(mods) > 100  # the walk found the packages
     assert ("postern_gateway.imap.ops.auth", "") in mods and ("postern_gateway.imap.ops.select", "") in mods
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(mods)], check=False, capture_output=True,
-                          text=True,                           timeout=300, cwd=REPO)
+                          text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     failures = json.loads(done.stdout.strip().splitlines()[-1])
     assert failures == {}, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
