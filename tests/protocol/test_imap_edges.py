@@ -168,3 +168,20 @@ def test_thread_references_breaks_reference_derived_parent(server, backend):
     typ, data = c.thread("REFERENCES", "UTF-8", "ALL")
     assert typ == "OK" and data == [b"(3 2)(1)"]
     c.logout()
+
+
+def test_backend_error_text_never_reaches_the_client(server, backend, monkeypatch, caplog):
+    """A backend failure is NO [UNAVAILABLE] with Postern's own text; the AWS detail goes to the log."""
+    from postern.errors import StoreUnavailable
+
+    detail = "mail store: ValidationException: 1 validation error detected: Value 'x' at 'key' failed"
+
+    def boom(*a, **k):
+        raise StoreUnavailable(detail)
+
+    monkeypatch.setattr(backend.store, "list_mailboxes", boom)
+    r = _login(server)
+    reply = r.cmd('LIST "" *')[-1]
+    assert reply.startswith(b"r2 NO [UNAVAILABLE] ") and b"ValidationException" not in reply
+    assert any("ValidationException" in rec.getMessage() for rec in caplog.records)
+    r.close()

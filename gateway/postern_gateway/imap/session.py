@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from postern.errors import PosternError
+from postern.errors import PosternError, StoreUnavailable
 
 from ..preauth import EXCEEDED, PreauthBudget
 from . import responses as R
@@ -170,6 +170,7 @@ class Session:
 
     async def dispatch(self, data: bytes) -> None:
         tag = "*"
+        cmd = None
         try:
             cmd = parse_command(data)
             tag = cmd.tag
@@ -185,6 +186,8 @@ class Session:
             self.bad_count += 1
             self.send(exc.response(exc.tag))
         except (ImapError, PosternError) as exc:
+            if isinstance(exc, StoreUnavailable):  # the client gets the class's text (public_text), the log the detail
+                log.warning("imap %s: store unavailable: %s", cmd.name if cmd else "?", exc.text)
             if isinstance(exc, BadCommand):
                 self.bad_count += 1
             else:

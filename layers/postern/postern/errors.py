@@ -34,18 +34,25 @@ class PosternError(Exception):
 
     @property
     def text(self) -> str:
+        """The message as raised: for logs and the operator's CLI (may carry backend detail)."""
         return str(self.args[0]) if self.args else self.default_message()
+
+    @property
+    def public_text(self) -> str:
+        """What a client is told: the message as raised, unless the class keeps its detail
+        private (:class:`StoreUnavailable`: backend errors never reach the client verbatim)."""
+        return self.text
 
     def imap_response(self, tag: str) -> bytes:
         code = f"[{self.imap_code}] " if self.imap_code else ""
-        return f"{tag} {self.imap_kind} {code}{self.text}\r\n".encode()
+        return f"{tag} {self.imap_kind} {code}{self.public_text}\r\n".encode()
 
     def pop3_response(self) -> bytes:
         code = f"[{self.pop3_code}] " if self.pop3_code else ""
-        return f"-ERR {code}{self.text}\r\n".encode()
+        return f"-ERR {code}{self.public_text}\r\n".encode()
 
     def smtp_reply(self) -> str:
-        return f"{self.smtp.code} {self.smtp.enhanced} {self.text}"
+        return f"{self.smtp.code} {self.smtp.enhanced} {self.public_text}"
 
 
 class StoreUnavailable(PosternError):
@@ -58,6 +65,10 @@ class StoreUnavailable(PosternError):
     @classmethod
     def default_message(cls) -> str:
         return "Temporary failure of the mail store, try again later"
+
+    @property
+    def public_text(self) -> str:
+        return self.default_message()  # the AWS error text (issue 11: a ValidationException) is for the log
 
 
 class MailboxNotFound(PosternError):

@@ -18,6 +18,7 @@ from postern.store.base import DELIMITER, validate_mailbox_name
 from .. import parser as P
 from .. import responses as R
 from ..errors import BadCommand, NoCommand
+from ..listpattern import compile_pattern
 from ..parser import Command
 from ..tokens import Atom
 from . import OpResult
@@ -114,21 +115,6 @@ async def unsubscribe(s: Session, cmd: Command) -> OpResult:
     return "UNSUBSCRIBE completed"
 
 
-def pattern_regex(pattern: str) -> re.Pattern:
-    """LIST wildcards (RFC 3501 §6.3.8): ``*`` matches anything, ``%`` anything but the delimiter."""
-    if pattern[:5].upper() == "INBOX" and (len(pattern) == 5 or pattern[5] in "/*%"):
-        pattern = "INBOX" + pattern[5:]
-    out = []
-    for ch in pattern:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append("[^/]*")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out) + r"\Z", re.S)
-
-
 def _canonical(ref: str, pat: str) -> str:
     if not ref:
         return pat
@@ -176,11 +162,11 @@ async def _list(s: Session, cmd: Command, lsub: bool) -> OpResult:
             lsub_parents.update(DELIMITER.join(parts[:i]) for i in range(1, len(parts)))
         lsub_parents -= subs
     universe = (subs | lsub_parents if lsub else names | implied)
-    regs = [pattern_regex(_canonical(ref, p)) for p in patterns]
+    globs = [compile_pattern(_canonical(ref, p)) for p in patterns]  # linear matchers, length-capped
     has_children = {DELIMITER.join(n.split(DELIMITER)[:i]) for n in names | implied for i in range(1, n.count(DELIMITER) + 1)}
     out = []
     for name in sorted(universe, key=lambda n: (n != "INBOX", n)):
-        if not any(r.match(name) for r in regs):
+        if not any(g.matches(name) for g in globs):
             continue
         attrs = []
         mb = mbs.get(name)
