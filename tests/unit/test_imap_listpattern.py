@@ -9,7 +9,6 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from postern_gateway.imap.errors import BadCommand
 from postern_gateway.imap.listpattern import MAX_PATTERN, compile_pattern
 
@@ -25,7 +24,8 @@ def old_regex(pattern: str) -> re.Pattern:
 CASES = [
     ("*", "a/b/c", True), ("%", "a", True), ("%", "a/b", False), ("a/%", "a/b", True), ("a/%", "a/b/c", False),
     ("a/*", "a/b/c", True), ("a*", "a", True), ("a%c", "abc", True), ("a%c", "a/c", False), ("a*c", "a/b/c", True),
-    ("", "", True), ("", "a", False), ("inbox", "INBOX", True), ("Inbox/%", "INBOX/x", True), ("inboxes", "INBOXES", False),
+    ("", "", True), ("", "a", False), ("inbox", "INBOX", True), ("Inbox/%", "INBOX/x", True),
+    ("inboxes", "INBOXES", False),
     ("*%*%", "x/y", True), ("%*", "x/y", True), ("%%", "x/y", False), ("x[y}z", "x[y}z", True), ("a.b", "axb", False),
 ]
 

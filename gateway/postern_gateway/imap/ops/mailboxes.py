@@ -9,7 +9,6 @@ carry their NO codes (TRYCREATE / ALREADYEXISTS / CANNOT).
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from postern.errors import MailboxNotFound
