@@ -133,6 +133,7 @@ class Gateway:
         self.ssl_context = ssl_context
         self.servers: dict[str, asyncio.base_events.Server] = {}
         self.ports: dict[str, int] = {}
+        self.expiry = None  # trust.certexpiry.ExpiryPublisher, when a certificate is served
 
     async def start(self, listeners: tuple[Listener, ...] = LISTENERS) -> dict[str, int]:
         if self.backend is None:
@@ -141,7 +142,12 @@ class Gateway:
             self.ssl_context = await self.backend.run(tls_context, self.settings, self.clients)
         store = getattr(self.ssl_context, "postern_store", None)
         if store is not None:
-            store.start(blocking=self.backend.blocking)  # certificate reload in place: SIGHUP, file mtime, reload()
+            store.start(blocking=self.backend.blocking)  # reload in place: SIGHUP, file mtime, secret version
+            from .trust.certexpiry import ExpiryPublisher
+
+            self.expiry = ExpiryPublisher(store, self.clients, self.settings.hostname,
+                                          self.settings.tls_metric_interval, self.backend.blocking)
+            self.expiry.start()  # the served certificate's days left, for the expiry alarm
         host = self.settings.bind
         try:
             for lst in listeners:
@@ -170,6 +176,9 @@ class Gateway:
         store = getattr(self.ssl_context, "postern_store", None)
         if store is not None:
             store.stop()
+        if self.expiry is not None:
+            self.expiry.stop()
+            self.expiry = None
         for s in servers:
             s.close()
         if cancel_sessions:

@@ -13,7 +13,9 @@ Fails: a function whose code directory does not exist yet is skipped with a
 Each handler module is imported from its file with
 ``importlib.util.spec_from_file_location`` under a unique module name
 (``postern_fn_<logical id>``), so every function may call its module
-``app.py`` without clashing, and no ``sys.path`` is touched.
+``app.py`` without clashing. As on Lambda, the function's directory is on
+``sys.path`` for its own modules (which must have names of their own, such as
+the cert function's ``postern_cert`` package).
 """
 
 from __future__ import annotations
@@ -94,6 +96,12 @@ def load_handler(code_uri: str | Path, handler: str, module_name: str):
     path = Path(REPO_ROOT, code_uri, *mod_path.split(".")).with_suffix(".py")
     if not path.is_file():
         raise FileNotFoundError(f"handler module {path} not found")
+    # Lambda puts the function's root (/var/task) on sys.path: a function's own modules (the cert
+    # function's postern_cert package) import as they do there. Each function names its own
+    # modules apart (app.py itself is loaded under module_name, never as "app").
+    root = str(Path(REPO_ROOT, code_uri))
+    if root not in sys.path:
+        sys.path.append(root)
     module = sys.modules.get(module_name)
     if module is None or getattr(module, "__file__", None) != str(path):
         spec = importlib.util.spec_from_file_location(module_name, path)

@@ -219,3 +219,103 @@ def test_secrets_manager_and_s3_sources(aws, ca):
         tls.server_context(settings.replace(tls_secret_id="postern/missing"), clients)
     with pytest.raises(tls.TlsConfigError):
         tls.server_context(settings.replace(tls_s3_uri="https://not-s3"), clients)
+
+
+def _secret_doc(cert) -> str:
+    return json.dumps({"cert": b"".join(b.bytes() for b in cert.cert_chain_pems).decode(),
+                       "key": cert.private_key_pem.bytes().decode()})
+
+
+def test_a_new_secret_version_is_served_without_a_restart(aws, ca):
+    """The cert function renews by writing a new version; the gateway polls the version id, not the secret."""
+    settings, clients, _ = aws
+    clients.secrets.create_secret(Name="postern/poll", SecretString=_secret_doc(ca.issue_cert("mail.example.test")))
+    calls: list[str] = []
+    clients.register_hook("before-call.secrets-manager.*", lambda model, **kw: calls.append(model.name))
+    ctx = tls.server_context(settings.replace(tls_secret_id="postern/poll", tls_secret_poll_interval=0.05), clients)
+    store = ctx.postern_store
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    first = store.fingerprint
+
+    async def scenario():
+        store.start(install_sighup=False)
+        try:
+            await asyncio.sleep(0.3)  # several polls, no change: no reload, no secret read
+            assert store.reloads == 0 and calls.count("GetSecretValue") == 1 and calls.count("DescribeSecret") >= 3
+            clients.secrets.put_secret_value(SecretId="postern/poll", SecretString=_secret_doc(
+                ca.issue_cert("mail.example.test")))
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if store.reloads:
+                    break
+        finally:
+            store.stop()
+
+    asyncio.run(scenario())
+    assert store.reloads == 1 and store.fingerprint != first
+    assert fp(handshake(ctx, client)[0]) == store.fingerprint  # the same context, the new certificate
+    assert calls.count("GetSecretValue") == 2  # read again only when the version changed
+
+
+def test_a_failing_version_check_keeps_the_certificate(aws, ca):
+    settings, clients, _ = aws
+    clients.secrets.create_secret(Name="postern/gone", SecretString=_secret_doc(ca.issue_cert("mail.example.test")))
+    store = tls.server_context(settings.replace(tls_secret_id="postern/gone"), clients).postern_store
+    clients.secrets.delete_secret(SecretId="postern/gone", ForceDeleteWithoutRecovery=True)
+    assert store.secret_changed() is False and store.fingerprint
+
+
+def test_the_served_certificates_days_left_reach_cloudwatch(aws, ca):
+    import datetime as dt
+
+    from postern_gateway.trust.certexpiry import DIMENSION, METRIC, NAMESPACE, ExpiryPublisher
+
+    settings, clients, _ = aws
+    clients.secrets.create_secret(Name="postern/m", SecretString=_secret_doc(ca.issue_cert("mail.example.test")))
+    store = tls.server_context(settings.replace(tls_secret_id="postern/m"), clients).postern_store
+    left = (store.not_after - dt.datetime.now(dt.timezone.utc)).total_seconds() / 86400
+    pub = ExpiryPublisher(store, clients, "mail.example.test", interval=900, tick=0.02)
+
+    async def published(n: int) -> None:
+        for _ in range(250):
+            if pub.published >= n:
+                return
+            await asyncio.sleep(0.02)
+
+    async def scenario():
+        pub.start()
+        await published(1)
+        await asyncio.sleep(0.1)
+        assert pub.published == 1  # at start; the next one after the interval
+        clients.secrets.put_secret_value(SecretId="postern/m", SecretString=_secret_doc(
+            ca.issue_cert("mail.example.test")))
+        await asyncio.get_running_loop().run_in_executor(None, store.reload)
+        await published(2)  # and again after the reload
+        await asyncio.sleep(0.1)
+        pub.stop()
+
+    asyncio.run(scenario())
+    assert pub.published == 2
+    now = dt.datetime.now(dt.timezone.utc)
+    r = clients.cloudwatch.get_metric_statistics(
+        Namespace=NAMESPACE, MetricName=METRIC, Dimensions=[{"Name": DIMENSION, "Value": "mail.example.test"}],
+        StartTime=now - dt.timedelta(minutes=5), EndTime=now + dt.timedelta(minutes=1), Period=60,
+        Statistics=["Minimum", "SampleCount"])
+    (point,) = r["Datapoints"]
+    assert point["SampleCount"] == 2 and abs(point["Minimum"] - left) < 0.01
+
+
+def test_a_failed_metric_put_is_logged_not_raised(ca, tmp_path, caplog):
+    from postern_gateway.trust.certexpiry import ExpiryPublisher
+
+    cert = ca.issue_cert("mail.example.test")
+    store = tls.server_context(files_settings(tmp_path, cert)).postern_store
+
+    class NoCloudWatch:
+        @property
+        def cloudwatch(self):
+            raise ConnectionError("no route")
+
+    assert ExpiryPublisher(store, NoCloudWatch(), "h", interval=60).publish() is False
+    assert "TLS expiry metric not published: ConnectionError" in caplog.text

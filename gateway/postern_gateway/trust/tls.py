@@ -11,10 +11,14 @@ Out:  :func:`server_context` -> ``ssl.SSLContext`` (TLS 1.2 minimum, Mozilla "in
       renegotiation), or None. :class:`CertificateStore` holds that context and reloads it
       *in place*: ``ctx.load_cert_chain`` on the live context changes the certificate that new
       handshakes present, so listeners never restart. Reload triggers: ``reload()`` (API),
-      SIGHUP (``start()`` installs a handler), and, for the file source, a change of either
-      file's mtime seen by a periodic check (``POSTERN_TLS_RELOAD_INTERVAL`` seconds).
+      SIGHUP (``start()`` installs a handler), for the file source a change of either file's
+      mtime seen by a periodic check (``POSTERN_TLS_RELOAD_INTERVAL`` seconds), and for the
+      Secrets Manager source a new AWSCURRENT version id (``DescribeSecret`` every
+      ``POSTERN_TLS_SECRET_POLL_INTERVAL`` seconds; the secret itself is read only when the
+      version changed: the cert function renews by writing a new version).
       ``fingerprint`` is the SHA-256 fingerprint of the certificate in use (logged at start;
-      the local stack prints it so a client can pin the self-signed certificate).
+      the local stack prints it so a client can pin the self-signed certificate) and
+      ``not_after`` its expiry (``trust.certexpiry`` publishes the days left).
 Fails: at start, an unreadable or mismatched certificate/key raises :class:`TlsConfigError`
       (the gateway must not come up half-configured). On reload, a bad new certificate is
       logged and the old one stays in service.
@@ -123,6 +127,7 @@ class Material:
     cert_pem: bytes
     key_pem: bytes | None  # None when cert_pem also holds the key
     mtimes: tuple[float, ...] = ()
+    version: str = ""  # Secrets Manager VersionId of what was read
 
 
 def source_of(settings) -> str | None:
@@ -166,9 +171,9 @@ def fetch(settings, clients=None, *, generated: Material | None = None) -> Mater
         if clients is None:
             raise TlsConfigError("POSTERN_TLS_SECRET_ID needs AWS clients")
         try:
-            raw = clients.secrets.get_secret_value(SecretId=settings.tls_secret_id)["SecretString"]
-            doc = json.loads(raw)
-            return Material("secretsmanager", doc["cert"].encode(), doc["key"].encode())
+            r = clients.secrets.get_secret_value(SecretId=settings.tls_secret_id)
+            doc = json.loads(r["SecretString"])
+            return Material("secretsmanager", doc["cert"].encode(), doc["key"].encode(), version=r.get("VersionId", ""))
         except (KeyError, TypeError, ValueError) as exc:
             raise TlsConfigError(f"TLS secret must be JSON with cert and key ({exc.__class__.__name__})") from None
         except Exception as exc:  # botocore errors
@@ -191,6 +196,22 @@ def fetch(settings, clients=None, *, generated: Material | None = None) -> Mater
         cert, key = self_signed(settings.hostname)
         return Material("self-signed", cert, key)
     raise TlsConfigError("no TLS certificate configured")
+
+
+def current_secret_version(settings, clients) -> str:
+    """The VersionId that carries AWSCURRENT (blocking; one DescribeSecret, no secret material)."""
+    r = clients.secrets.describe_secret(SecretId=settings.tls_secret_id)
+    for version, stages in (r.get("VersionIdsToStages") or {}).items():
+        if "AWSCURRENT" in stages:
+            return version
+    return ""
+
+
+def not_after(cert_pem: bytes) -> datetime.datetime:
+    """The expiry (aware, UTC) of the first certificate in ``cert_pem``."""
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(_first_cert(cert_pem)).not_valid_after_utc
 
 
 def _load(ctx: ssl.SSLContext, m: Material) -> None:
@@ -223,6 +244,7 @@ class CertificateStore:
         self.context = new_context()
         self.material: Material | None = None
         self.fingerprint = ""
+        self.not_after: datetime.datetime | None = None
         self.reloads = 0
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -239,7 +261,9 @@ class CertificateStore:
         _load(self.context, m)
         self.material = m
         self.fingerprint = fingerprint_pem(m.cert_pem)
-        log.warning("TLS certificate loaded source=%s sha256=%s", m.source, self.fingerprint)
+        self.not_after = not_after(m.cert_pem)
+        log.warning("TLS certificate loaded source=%s sha256=%s not_after=%s", m.source, self.fingerprint,
+                    self.not_after.isoformat())
 
     def reload(self) -> bool:
         """Re-read the source and load it into the live context; True if the certificate changed.
@@ -264,13 +288,26 @@ class CertificateStore:
             return False
         self.material = m
         self.fingerprint = fp
+        self.not_after = not_after(m.cert_pem)
         self.reloads += 1
-        log.warning("TLS certificate reloaded source=%s sha256=%s", m.source, fp)
+        log.warning("TLS certificate reloaded source=%s sha256=%s not_after=%s", m.source, fp,
+                    self.not_after.isoformat())
         return True
 
     def files_changed(self) -> bool:
         return (self.source == "files" and self.material is not None
                 and _mtimes(self.settings) != self.material.mtimes)
+
+    def secret_changed(self) -> bool:
+        """True when the secret's AWSCURRENT version is not the one loaded (blocking)."""
+        if self.source != "secretsmanager" or self.material is None:
+            return False
+        try:
+            current = current_secret_version(self.settings, self.clients)
+        except Exception as exc:  # botocore errors: try again at the next check
+            log.warning("TLS secret version check failed: %s", exc.__class__.__name__)
+            return False
+        return bool(current) and current != self.material.version
 
     # --- triggers ------------------------------------------------------------------
     def start(self, *, install_sighup: bool = True, blocking=None) -> None:
@@ -285,8 +322,9 @@ class CertificateStore:
         if install_sighup:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        interval = self.settings.tls_reload_interval
-        if self.source == "files" and interval > 0:
+        interval = {"files": self.settings.tls_reload_interval,
+                    "secretsmanager": self.settings.tls_secret_poll_interval}.get(self.source, 0)
+        if interval > 0:
             self._task = loop.create_task(self._watch(interval), name="tls-reload-watch")
 
     def _on_sighup(self) -> None:
@@ -294,16 +332,24 @@ class CertificateStore:
         loop = self._loop or asyncio.get_event_loop()
         loop.create_task(self._run_reload())
 
-    async def _run_reload(self) -> bool:
+    async def _run_blocking(self, fn):
         if self._blocking is not None:
-            return await self._blocking.run(self.reload)
-        return await asyncio.get_running_loop().run_in_executor(None, self.reload)
+            return await self._blocking.run(fn)
+        return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+    async def _run_reload(self) -> bool:
+        return await self._run_blocking(self.reload)
+
+    async def _changed(self) -> bool:
+        if self.source == "files":
+            return self.files_changed()  # two stat() calls: cheap enough for the loop
+        return await self._run_blocking(self.secret_changed)
 
     async def _watch(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
-                if self.files_changed():
+                if await self._changed():
                     await self._run_reload()
             except Exception:  # the watcher never dies
                 log.exception("TLS reload check failed")

@@ -29,6 +29,7 @@ _SERVICES = {
     "sesv2": "sesv2",
     "secrets": "secretsmanager",
     "ssm": "ssm",
+    "cloudwatch": "cloudwatch",
 }
 
 
@@ -95,6 +96,10 @@ class Clients:
     @property
     def ssm(self):
         return self.client("ssm")
+
+    @property
+    def cloudwatch(self):
+        return self.client("cloudwatch")
 
 
 _default: Clients | None = None

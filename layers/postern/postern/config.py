@@ -116,6 +116,8 @@ class Settings:
     tls_s3_uri: str = ""  # POSTERN_TLS_S3_URI (s3://bucket/key of one PEM holding chain + key)
     tls_self_signed: bool = False  # POSTERN_TLS_SELF_SIGNED (generate a certificate at start: local stack)
     tls_reload_interval: float = 60.0  # POSTERN_TLS_RELOAD_INTERVAL (seconds between cert file mtime checks; 0 = off)
+    tls_secret_poll_interval: float = 300.0  # POSTERN_TLS_SECRET_POLL_INTERVAL (seconds between checks of the TLS secret's version; 0 = off)
+    tls_metric_interval: float = 900.0  # POSTERN_TLS_METRIC_INTERVAL (seconds between TlsCertificateDaysLeft metrics; 0 = off)
 
     # --- inbound authentication and abuse limits (trust) --------------------
     inbound_auth: bool = True  # POSTERN_INBOUND_AUTH (SPF/DKIM/DMARC/ARC on the MX port)
@@ -196,6 +198,8 @@ class Settings:
             tls_s3_uri=e.get("POSTERN_TLS_S3_URI", d.tls_s3_uri),
             tls_self_signed=_bool(e, "POSTERN_TLS_SELF_SIGNED", d.tls_self_signed),
             tls_reload_interval=_float(e, "POSTERN_TLS_RELOAD_INTERVAL", d.tls_reload_interval),
+            tls_secret_poll_interval=_float(e, "POSTERN_TLS_SECRET_POLL_INTERVAL", d.tls_secret_poll_interval),
+            tls_metric_interval=_float(e, "POSTERN_TLS_METRIC_INTERVAL", d.tls_metric_interval),
             inbound_auth=_bool(e, "POSTERN_INBOUND_AUTH", d.inbound_auth),
             inbound_auth_skip=_list(e, "POSTERN_INBOUND_AUTH_SKIP", d.inbound_auth_skip),
             dnsbl_zones=_list(e, "POSTERN_DNSBL_ZONES", d.dnsbl_zones),
