@@ -3,9 +3,13 @@
 READS
     The NDR queue: ``NoticeJob(kind="failed"|"delayed")`` from deliver
     (remote failures and delays), router (no such user, alias pointing
-    nowhere) and store (over quota); batches of up to 10,
+    nowhere) and store (over quota); and the SES events queue: bounce,
+    complaint and delivery-delay events SES publishes through the
+    configuration set's SNS topic (a remote 5xx after SES accepted the
+    message becomes a "failed" notice). Batches of up to 10,
     ReportBatchItemFailures. The original's header block from its spool
-    object (ranged GetObject), the directory (is the sender local?).
+    object (ranged GetObject), the directory (is the sender local?), the
+    delivery log (what an SES message id was).
 WRITES
     An RFC 3464 report (multipart/report; report-type=delivery-status) from
     MAILER-DAEMON@<domain>, envelope sender <>, Auto-Submitted: auto-replied:
@@ -16,13 +20,16 @@ WRITES
 FAILURES
     Never reports on a message whose sender was <> (logged and dropped); a
     sender that resolves nowhere or is over quota is logged and dropped.
-    Backend faults fail the record and SQS retries it; a body that is not a
-    NoticeJob is poison and reaches the DLQ.
+    Backend faults fail the record and SQS retries it; a body that is
+    neither a NoticeJob nor an SES event is poison and reaches the DLQ. An
+    SES event about a message Postern has no record of is logged, dropped.
 CODE
-    postern.pipeline.ndr, postern.dsn.
+    postern.pipeline.ndr, postern.pipeline.sesevents, postern.dsn.
 """
 
 from __future__ import annotations
+
+import json
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -51,10 +58,22 @@ def reporter() -> pipeline.Reporter:
     return _reporter
 
 
+def _is_notice(body: str) -> bool:
+    """A NoticeJob (``"type": "notice"``), or else an SES event (the SES events queue)."""
+    try:
+        return json.loads(body).get("type") == NoticeJob.TYPE
+    except (ValueError, AttributeError):
+        return True  # not even JSON: let NoticeJob's parser call it poison
+
+
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
-    job = NoticeJob.from_json(record.body)
-    outcome = reporter().handle(job)
+    if _is_notice(record.body):
+        outcome = reporter().handle(NoticeJob.from_json(record.body))
+    else:
+        outcome = reporter().handle_ses(record.body)
+        metrics.add_metric(name="SesEvents", unit=MetricUnit.Count, value=1)
+    job = outcome.job
     logger.info("notice", queue_id=job.queue_id, kind=job.kind, report_id=outcome.report_id,
                 local=outcome.local, remote=outcome.remote, dropped=outcome.dropped)
     metrics.add_metric(name="NoticesDropped" if outcome.dropped else f"Notices_{job.kind}",

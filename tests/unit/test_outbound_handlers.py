@@ -95,3 +95,36 @@ def test_ndr_null_sender_event_is_dropped(env):
     s, c = env
     assert handler("ndr")(event("ndr/null-sender.json"), ctx("ndr")) == {"batchItemFailures": []}
     assert drain(c, s.outbound_queue_url) == []
+
+
+def test_ndr_ses_bounce_event_becomes_a_failure_report_once(env):
+    """What the ses transport recorded at send time + SES's Bounce event -> alice's report."""
+    from postern.deliverylog import DeliveryLog
+    from postern.store.dynamo import DynamoMailStore
+    from postern.transports.base import RecipientResult
+
+    s, c = env
+    qid, mid = "0190000000000bbbb0003", "0100018cexample-ses-message-id-000000"
+    c.s3.put_object(Bucket=s.bucket, Key=f"spool/{qid}", Body=RAW)
+    job = OutboundJob(queue_id=qid, s3_key=f"spool/{qid}", mail_from="alice@example.test", domain="example.net",
+                      recipients=("dave@example.net",), original_recipients=("team@example.test",),
+                      received_at=1800000000.0)
+    sent = [RecipientResult("dave@example.net", ok=True, code=250, status="2.0.0", text=f"Ok {mid}")]
+    dlog = DeliveryLog(s, c)
+    dlog.record(job, 1, sent, {"dave@example.net": "delivered"}, {}, 1800000001.0, transport="ses",
+                ses_ids={mid: ["dave@example.net"]})
+    for _ in range(2):  # SNS/SQS deliver at least once: the second copy gives no second report
+        assert handler("ndr")(event("ndr/ses-bounce.json"), ctx("ndr")) == {"batchItemFailures": []}
+    store = DynamoMailStore(s, c)
+    (meta,) = list(store.list_messages(store.get_mailbox("alice@example.test", "INBOX")))
+    report = BytesParser(policy=policy.default).parsebytes(store.read(meta))
+    block = report.get_payload()[1].get_payload()[1]
+    assert (block["Action"], block["Status"], block["Original-Recipient"]) == ("failed", "5.1.1",
+                                                                              "rfc822; team@example.test")
+    assert block["Diagnostic-Code"].startswith("smtp; 550 5.1.1 <dave@example.net>")
+    assert block["Remote-MTA"] == "dns; a8-1.smtp-out.amazonses.com"
+    assert dlog.states(qid)["dave@example.net"].state == "failed"
+
+
+def test_ndr_ses_event_for_an_unknown_message_is_dropped(env):
+    assert handler("ndr")(event("ndr/ses-bounce.json"), ctx("ndr")) == {"batchItemFailures": []}

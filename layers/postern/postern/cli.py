@@ -73,6 +73,8 @@ STACK_OUTPUTS = {
     "DirectoryTableName": "directory_table",
     "MailTableName": "mail_table",
     "StateTableName": "state_table",
+    "OutboundTransport": "outbound_transport",
+    "SesConfigurationSetName": "ses_configuration_set",
 }
 
 
@@ -169,6 +171,10 @@ def read_password(ctx: Context, from_stdin: bool, confirm: bool = True) -> str:
 def _domain_add(args, ctx: Context):
     d = ctx.directory.add_domain(args.domain)
     ctx.say(f"added domain {d.name}")
+    if ctx.settings.outbound_transport == "ses":  # its SES identity and what to publish (`postern domain ses`)
+        from .sesidentity import ensure_identity, format_records
+
+        ctx.emit(format_records(d.name, ensure_identity(ctx.settings, ctx.clients, d.name)).rstrip("\n"))
 
 
 def _domain_remove(args, ctx: Context):

@@ -30,6 +30,11 @@ Out:  text on stdout; exit status 0, or 1 with a message on stderr.
         domain dkim DOMAIN [--algorithm rsa|ed25519|both] [--bits N]
                               generate and store (encrypted) the domain's
                               DKIM key(s); print the DNS TXT record(s).
+        domain ses DOMAIN     create (or find) the domain's SES identity
+                              (Easy DKIM, custom MAIL FROM, the events
+                              configuration set) and print the records to
+                              publish; ``domain add`` does this itself when
+                              the transport is ses (:mod:`postern.sesidentity`).
 Fails: a missing queue id, or a job whose token changed under us (it is
       being attempted right now), exits 1 with the reason.
 
@@ -283,8 +288,23 @@ def register(subparsers) -> None:
     t.set_defaults(func=_cmd_trace)
 
 
+def _cmd_domain_ses(args, settings, clients) -> int:
+    from .address import normalize_domain
+    from .sesidentity import SesIdentityError, ensure_identity, format_records
+
+    d = normalize_domain(args.domain)
+    try:
+        print(format_records(d, ensure_identity(settings, clients, d)), end="")
+    except SesIdentityError as exc:
+        return _fail(exc.text)
+    return 0
+
+
 def register_domain(domain_subparsers) -> None:
-    """Add ``dkim`` under ``postern domain``."""
+    """Add ``dkim`` and ``ses`` under ``postern domain``."""
+    p = domain_subparsers.add_parser("ses", help="create the domain's SES identity and print its DNS records")
+    p.add_argument("domain")
+    p.set_defaults(func=_cmd_domain_ses)
     p = domain_subparsers.add_parser("dkim", help="generate a DKIM key and print its DNS record")
     p.add_argument("domain")
     p.add_argument("--algorithm", choices=("rsa", "ed25519", "both"), default="rsa")

@@ -148,6 +148,8 @@ class Settings:
     mta_sts: bool = True  # POSTERN_MTA_STS (enforce MTA-STS policies on the mx transport)
     outbound_vpc: bool = False  # POSTERN_OUTBOUND_VPC (deliver runs in the VPC with NAT + EIP: mx allowed)
     retry_hop: int = 900  # POSTERN_RETRY_HOP (longest SQS DelaySeconds per re-enqueue hop, <= 900)
+    ses_configuration_set: str = ""  # POSTERN_SES_CONFIGURATION_SET (bounce/complaint/delay events -> NDR)
+    ses_mail_from_subdomain: str = "bounce"  # POSTERN_SES_MAIL_FROM_SUBDOMAIN (custom MAIL FROM: <sub>.<domain>)
 
     # --- admin CLI ----------------------------------------------------------
     stack_name: str = ""  # POSTERN_STACK (CloudFormation stack whose Outputs name the resources; `postern --stack`)
@@ -227,6 +229,8 @@ class Settings:
             mta_sts=_bool(e, "POSTERN_MTA_STS", d.mta_sts),
             outbound_vpc=_bool(e, "POSTERN_OUTBOUND_VPC", d.outbound_vpc),
             retry_hop=_int(e, "POSTERN_RETRY_HOP", d.retry_hop),
+            ses_configuration_set=e.get("POSTERN_SES_CONFIGURATION_SET", d.ses_configuration_set),
+            ses_mail_from_subdomain=e.get("POSTERN_SES_MAIL_FROM_SUBDOMAIN", d.ses_mail_from_subdomain),
             extra={k: v for k, v in e.items() if k.startswith("POSTERN_")},
         )
 

@@ -9,6 +9,9 @@ In:   the deliver pipeline (after every attempt), the NDR pipeline (notices
         ``Q#<queue id> / notice#<kind>#<domain>``  "notice already sent" marker
         ``OUTQ / <queue id>#<domain>``            a pending outbound job: its next
                                                   body (``job``) and retry ``token``
+        ``Q#<queue id> / ses#<message id>``       one SES send: domain, sender,
+                                                  recipients (``ses_send``, read
+                                                  back for SES events)
 Out:  :class:`DeliveryLog` with ``states`` (one Query), ``record`` (one
       BatchWriteItem per 25 items), ``mark_notice`` (conditional put),
       ``pending`` / ``pending_for`` (Query of the OUTQ partition: no Scan;
@@ -113,7 +116,7 @@ class DeliveryLog:
         return out
 
     def record(self, job, attempt: int, results, final: dict[str, str], prior: dict[str, RecipientState], now: float,
-               next_job=None, transport: str = "") -> None:
+               next_job=None, transport: str = "", ses_ids: dict[str, list[str]] | None = None) -> None:
         """Write one attempt: each recipient's new state, the attempt event, and the
         OUTQ entry (kept while any recipient is still deferred, deleted otherwise).
         ``next_job``: the body that will carry the next attempt (its ``token`` makes
@@ -152,7 +155,41 @@ class DeliveryLog:
                          "updated": now, "expires": exp})
         else:
             deletes.append(keys.outq_key(job.queue_id, job.domain))
+        originals = dict(zip(job.recipients, job.original_recipients or ()))
+        for mid, rcpts in (ses_ids or {}).items():  # what an SES event about this message id will need
+            puts.append({**keys.ses_message_key(job.queue_id, mid), "stage": "ses", "at": now, "domain": job.domain,
+                         "mail_from": job.mail_from, "s3_key": job.s3_key, "received_at": job.received_at,
+                         "recipients": rcpts, "original_recipients": [originals.get(r, "") for r in rcpts],
+                         "expires": exp})
         self._write(puts, deletes)
+
+    def ses_send(self, queue_id: str, message_id: str) -> dict | None:
+        """The record of one SES send (``record(..., ses_ids=...)``), or None."""
+        try:
+            r = self._db.get_item(TableName=self.table, Key=serialize(keys.ses_message_key(queue_id, message_id)),
+                                  ConsistentRead=True)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"delivery log read failed: {exc.__class__.__name__}") from exc
+        return deserialize(r["Item"]) if "Item" in r else None
+
+    def ses_outcome(self, queue_id: str, recipients: list[tuple[str, str, str]], now: float, domain: str,
+                    event: str, expires: int, set_state: bool = True) -> None:
+        """What SES reported after accepting: per recipient (recipient, state, response), as an
+        event and (``set_state``) as the recipient's state, which keeps its attempt count."""
+        try:
+            for r, st, resp in recipients if set_state else ():
+                self._db.update_item(
+                    TableName=self.table, Key=serialize(keys.delivery_rcpt_key(queue_id, r)),
+                    UpdateExpression="SET recipient = :r, #s = :s, last_response = :resp, #d = :d, updated = :now, "
+                                     "expires = if_not_exists(expires, :exp)",
+                    ExpressionAttributeNames={"#s": "state", "#d": "domain"},
+                    ExpressionAttributeValues=serialize({":r": r, ":s": st, ":resp": resp, ":d": domain, ":now": now,
+                                                         ":exp": expires}))
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"delivery log write failed: {exc.__class__.__name__}") from exc
+        self._write([{**keys.delivery_event_key(queue_id, "sesevent", now), "stage": "sesevent", "at": now,
+                      "event": event, "domain": domain, "expires": expires,
+                      "results": [{"recipient": r, "state": st, "response": resp} for r, st, resp in recipients]}])
 
     # --- notices ------------------------------------------------------------
     def mark_notice(self, queue_id: str, kind: str, domain: str, now: float, received_at: float = 0.0) -> bool:

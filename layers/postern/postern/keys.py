@@ -20,6 +20,7 @@ State table (``POSTERN_STATE_TABLE``; attributes pk, sk; TTL ``expires``):
   pk=Q#<queue id>       sk=rcpt#<recipient>       outbound delivery state of one recipient (deliverylog)
   pk=Q#<queue id>       sk=notice#<kind>#<domain> "this notice was sent" marker (deliverylog)
   pk=OUTQ               sk=<queue id>#<domain>    a pending outbound job (``postern queue list``; deliverylog)
+  pk=Q#<queue id>       sk=ses#<SES message id>   what one SES send was (sender, recipients): SES events (deliverylog)
 """
 
 from __future__ import annotations
@@ -132,3 +133,7 @@ def notice_marker_key(queue_id: str, kind: str, domain: str) -> dict:
 
 def outq_key(queue_id: str, domain: str) -> dict:
     return {"pk": OUTQ_PK, "sk": f"{queue_id}#{domain.lower()}"}
+
+
+def ses_message_key(queue_id: str, message_id: str) -> dict:
+    return {"pk": trace_pk(queue_id), "sk": f"ses#{message_id}"}

@@ -48,6 +48,7 @@ from ..envelope import NoticeJob, OutboundJob, RecipientFailure
 from ..errors import StoreUnavailable
 from ..transports import make_transport
 from ..transports.base import RecipientResult, SendRequest, permanent_all
+from ..transports.ses import ses_message_id
 from .queues import send_bodies
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,8 @@ class Deliverer:
         # dedups them) and writes a new token, so a body sent before the fault is stale.
         if out.notices:
             send_bodies(self.clients.sqs, self.settings.ndr_queue_url, [n.to_json() for n in out.notices])
-        self.log.record(job, attempt, results, final, prior, now, out.next_job, self.transport.name)
+        self.log.record(job, attempt, results, final, prior, now, out.next_job, self.transport.name,
+                        ses_ids=_ses_ids(results))
         if out.next_job is not None:
             self.send_on(out.next_job, now)
         return out
@@ -219,6 +221,16 @@ class Deliverer:
                 action="delayed" if kind == "delayed" else "failed", last_attempt=now)))
         return [NoticeJob(queue_id=job.queue_id, s3_key=job.s3_key, mail_from=job.mail_from,
                           received_at=job.received_at, kind=kind, recipients=tuple(failures))]
+
+
+def _ses_ids(results: list[RecipientResult]) -> dict[str, list[str]]:
+    """SES message id -> the recipients it went to (empty for the SMTP transports)."""
+    out: dict[str, list[str]] = {}
+    for r in results:
+        mid = ses_message_id(r)
+        if mid:
+            out.setdefault(mid, []).append(r.recipient)
+    return out
 
 
 def receive_count(record: dict) -> int:

@@ -22,6 +22,11 @@ Fails: a notice about a message whose sender was ``<>`` is logged and
 
 The report id is ``<queue id>-<f|d><digest of the recipients>``: the same
 notice always yields the same id, Message-ID and dedup key.
+
+SES events (:meth:`Reporter.handle_ses`, the SES events queue): what SES
+learns after it accepted a message (a remote 5xx, a delay, a complaint)
+becomes the same kind of notice, built by :mod:`.sesevents` from the event
+and the delivery log's record of the send.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from ..deliverylog import DeliveryLog
 from ..envelope import NoticeJob, OutboundJob
 from ..errors import InvalidAddress, QuotaExceeded, StoreUnavailable
 from ..routing import route
+from . import sesevents
 from .queues import send_bodies
 
 log = logging.getLogger(__name__)
@@ -109,6 +115,30 @@ class Reporter:
         except BotoCoreError as exc:
             raise StoreUnavailable("spool read failed") from exc
         return dsn.header_block(got) or got[:HEADER_MAX]
+
+    def handle_ses(self, body: str) -> NdrOutcome:
+        """One SES event (a body of the SES events queue) -> its notice, handled as any other."""
+        ev = sesevents.parse(body)
+        empty = NoticeJob(queue_id=ev.queue_id, s3_key="", mail_from="", received_at=0.0, kind="failed")
+        sent = self.log.ses_send(ev.queue_id, ev.message_id) if ev.queue_id else None
+        if sent is None:
+            log.warning("SES %s event for message %s (queue id %r): no record of this send; dropped",
+                        ev.event_type, ev.message_id, ev.queue_id)
+            return NdrOutcome(empty, dropped="unknown SES message")
+        now = clock.now()
+        domain = sent.get("domain", "")
+        notice = sesevents.notice_for(ev, sent, now)
+        state = "failed" if ev.event_type == "Bounce" else "delivered"
+        self.log.ses_outcome(ev.queue_id, [(r.address, state, sesevents.diagnostic(r, ev)) for r in ev.recipients],
+                             now, domain, f"{ev.event_type} {ev.detail}".strip(), int(sent.get("expires", 0) or 0)
+                             or int(now + 35 * 86400), set_state=ev.event_type == "Bounce")
+        if notice is None:
+            log.info("SES %s for %s (%s): recorded, no notice", ev.event_type, ev.queue_id, ev.detail)
+            return NdrOutcome(empty, dropped=f"SES {ev.event_type.lower()}: no notice")
+        if notice.kind == "delayed" and not self.log.mark_notice(ev.queue_id, "delayed", domain, now,
+                                                                  notice.received_at):
+            return NdrOutcome(notice, dropped="delay notice already sent")
+        return self.handle(notice)
 
     def handle(self, job: NoticeJob) -> NdrOutcome:
         out = NdrOutcome(job)

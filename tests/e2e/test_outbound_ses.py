@@ -1,0 +1,100 @@
+"""Outbound through the ``ses`` transport on moto (verified identities), end to end through a
+local stack of its own: router -> deliver -> SESv2 -> (SES events queue) -> NDR -> the sender's
+INBOX. moto sends nothing and publishes no events: the tests read what SES was handed from moto's
+backend and put the event SES would publish on the SES events queue themselves.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import secrets
+import uuid
+from email import policy
+
+import pytest
+
+from postern import clock
+from postern.deliverylog import DeliveryLog
+from postern.envelope import Envelope
+
+CONFIG_SET = "postern-test-outbound"
+
+
+@pytest.fixture(scope="module")
+def ses_stack(stack):  # after the session stack: this one nests inside it and gives it back
+    from postern_local.stack import LocalStack
+
+    s = LocalStack({"POSTERN_OUTBOUND_TRANSPORT": "ses", "POSTERN_SES_CONFIGURATION_SET": CONFIG_SET},
+                   ephemeral_ports=True, background=False, gateway=False).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def sent_messages(region: str) -> list:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    return ses_backends[DEFAULT_ACCOUNT_ID][region].sent_messages
+
+
+def sender(stack) -> str:
+    d = f"s{secrets.token_hex(3)}.test"
+    stack.directory.add_domain(d)
+    stack.clients.sesv2.create_email_identity(EmailIdentity=d)  # verified on moto at once
+    user = f"alice@{d}"
+    stack.directory.add_user(user, secrets.token_urlsafe(9))
+    return user
+
+
+def inject(stack, mail_from: str, rcpts: list[str]) -> str:
+    qid = uuid.uuid4().hex
+    # An empty group as To: (as list mail has): moto also counts header addresses towards SES's 50.
+    raw = f"From: {mail_from}\r\nTo: undisclosed-recipients:;\r\nSubject: ses {qid}\r\n\r\nhello\r\n".encode()
+    key = stack.settings.spool_prefix + qid
+    stack.clients.s3.put_object(Bucket=stack.settings.bucket, Key=key, Body=raw)
+    env = Envelope(queue_id=qid, mail_from=mail_from, rcpt_to=tuple(rcpts), s3_key=key, size=len(raw),
+                   received_at=clock.now(), auth_user=mail_from, trace_headers="Received: from client by test\r\n")
+    stack.clients.sqs.send_message(QueueUrl=stack.settings.inbound_queue_url, MessageBody=env.to_json())
+    return qid
+
+
+def reports(stack, user):
+    mb = stack.store.get_mailbox(user, "INBOX")
+    msgs = [email.message_from_bytes(stack.store.read(m), policy=policy.default) for m in stack.store.list_messages(mb)]
+    return [m for m in msgs if m.get_content_type() == "multipart/report"]
+
+
+def test_sixty_recipients_of_one_domain_go_out_then_an_ses_bounce_reaches_the_sender(ses_stack):
+    s = ses_stack
+    user = sender(s)
+    rcpts = [f"r{i:02d}@remote.test" for i in range(60)]
+    before = len(sent_messages(s.settings.region))
+    qid = inject(s, user, rcpts)
+    s.drain()
+    sent = sent_messages(s.settings.region)[before:]
+    assert sorted(len(m.destinations) for m in sent) == [10, 50]  # SES: at most 50 per message
+    assert sorted(d for m in sent for d in m.destinations) == rcpts
+    dlog = DeliveryLog(s.settings, s.clients)
+    assert {st.state for st in dlog.states(qid).values()} == {"delivered"}
+    sends = [i for i in dlog.history(qid) if i["sk"].startswith("ses#")]
+    assert sorted(len(i["recipients"]) for i in sends) == [10, 50]
+    first = next(i for i in sends if "r07@remote.test" in i["recipients"])
+    # What SES publishes through the configuration set's SNS topic when r07's server says 550 later.
+    event = {"eventType": "Bounce",
+             "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "timestamp": "2027-01-15T08:00:05Z",
+                        "reportingMTA": "dsn; a8-1.smtp-out.amazonses.com",
+                        "bouncedRecipients": [{"emailAddress": "r07@remote.test", "action": "failed",
+                                               "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 no such user"}]},
+             "mail": {"messageId": first["sk"].split("#", 1)[1], "source": user, "destination": first["recipients"],
+                      "tags": {"ses:configuration-set": [CONFIG_SET], "postern-queue-id": [qid]}}}
+    s.clients.sqs.send_message(QueueUrl=s.queue_url("SesEventsQueue"), MessageBody=json.dumps(event))
+    s.drain()
+    (report,) = reports(s, user)
+    per_msg, rcpt = report.get_payload()[1].get_payload()
+    assert (rcpt["Final-Recipient"], rcpt["Action"], rcpt["Status"]) == ("rfc822; r07@remote.test", "failed", "5.1.1")
+    assert rcpt["Diagnostic-Code"] == "smtp; 550 5.1.1 no such user"
+    assert dlog.states(qid)["r07@remote.test"].state == "failed"
+    assert s.queue_count("SesEventsQueue") == 0 and s.queue_count("SesEventsDLQ") == 0
