@@ -14,6 +14,8 @@ from postern.cli import EXIT_REFUSED, EXIT_TEMPFAIL, EXIT_USAGE, main, parse_siz
 def run(aws, capsys):
     settings, clients, _ = aws
 
+    settings = settings.replace(outbound_transport="smarthost")  # `domain add` with ses: test_domain_add_with_ses
+
     def go(*argv, stdin: str = "", settings_=None):
         out = io.StringIO()
         rc = main(list(argv), settings=settings_ or settings, clients=clients, out=out, stdin=io.StringIO(stdin))
@@ -115,7 +117,7 @@ def test_stack_outputs_name_the_resources(run, aws):
     template = {"Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
                 "Outputs": {k: {"Value": v} for k, v in outputs.items()}}
     clients.client("cloudformation").create_stack(StackName="mail", TemplateBody=json.dumps(template))
-    wrong = Settings()  # default names: nothing exists under them
+    wrong = Settings(outbound_transport="smarthost")  # default names: nothing exists under them
     assert run("--stack", "mail", "domain", "add", "example.test", settings_=wrong)[0] == 0
     assert run("--stack", "mail", "domain", "list", settings_=wrong)[1] == "example.test\n"
     assert run("domain", "list")[1] == "example.test\n"  # the same table, named by the environment
@@ -126,3 +128,26 @@ def test_stack_outputs_name_the_resources(run, aws):
 def test_parse_size():
     assert [parse_size(x) for x in ("0", "1024", "1k", "2M", "3GiB", "1 g")] == [0, 1024, 1024, 2 * 1024**2,
                                                                              3 * 1024**3, 1024**3]
+
+
+def test_domain_add_with_ses_creates_the_identity_and_prints_its_records(run, aws, directory):
+    """moto has no SES MAIL FROM / feedback attributes: SES is stubbed, the directory is moto's."""
+    from botocore.stub import ANY, Stubber
+
+    settings, clients, _ = aws
+    ses = settings.replace(outbound_transport="ses", ses_configuration_set="cs")
+    with Stubber(clients.sesv2) as stub:
+        stub.add_response("create_email_identity", {"DkimAttributes": {"Tokens": ["k1", "k2", "k3"]}},
+                          {"EmailIdentity": "sesdomain.test", "ConfigurationSetName": "cs", "DkimSigningAttributes": ANY})
+        stub.add_response("put_email_identity_mail_from_attributes", {}, {
+            "EmailIdentity": "sesdomain.test", "MailFromDomain": "bounce.sesdomain.test", "BehaviorOnMxFailure": ANY})
+        stub.add_response("put_email_identity_feedback_attributes", {})
+        rc, out, err = run("domain", "add", "SESdomain.test", settings_=ses)
+        stub.add_client_error("create_email_identity", "LimitExceededException", "too many identities")
+        rc2, _, err2 = run("domain", "add", "other.test", settings_=ses)
+    assert rc == 0 and err == ""
+    assert "k1._domainkey.sesdomain.test. 3600 IN CNAME k1.dkim.amazonses.com." in out
+    assert "bounce.sesdomain.test. 3600 IN MX 10 feedback-smtp.us-east-1.amazonses.com." in out
+    assert directory.is_local_domain("sesdomain.test")
+    assert rc2 == EXIT_REFUSED and "added domain other.test, but not its SES identity" in err2
+    assert "postern domain ses other.test" in err2 and directory.is_local_domain("other.test")

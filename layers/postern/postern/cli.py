@@ -172,9 +172,14 @@ def _domain_add(args, ctx: Context):
     d = ctx.directory.add_domain(args.domain)
     ctx.say(f"added domain {d.name}")
     if ctx.settings.outbound_transport == "ses":  # its SES identity and what to publish (`postern domain ses`)
-        from .sesidentity import ensure_identity, format_records
+        from .sesidentity import SesIdentityError, ensure_identity, format_records
 
-        ctx.emit(format_records(d.name, ensure_identity(ctx.settings, ctx.clients, d.name)).rstrip("\n"))
+        try:
+            recs = ensure_identity(ctx.settings, ctx.clients, d.name)
+        except SesIdentityError as exc:
+            raise SesIdentityError(f"added domain {d.name}, but not its SES identity: {exc.text}; "
+                                   f"then run `postern domain ses {d.name}`") from None
+        ctx.emit(format_records(d.name, recs).rstrip("\n"))
 
 
 def _domain_remove(args, ctx: Context):
