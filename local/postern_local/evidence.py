@@ -117,10 +117,14 @@ class Evidence:
         targets = [stack.clients]
         if get_clients() is not stack.clients:  # handlers use the process-wide clients
             targets.append(get_clients())
+        if getattr(stack, "gateway_clients", None) is not None:  # the gateway signs with its own role
+            targets.append(stack.gateway_clients)
         for clients in targets:
             self.counter.install(clients)
             if self.injector is not None:
                 self.injector.install(clients)
+        for esm in getattr(stack, "esm_clients", {}).values():  # the pollers' own clients: counted, never faulted
+            self.counter.install_client(esm)
         if self.injector is not None:
             # The pollers' receive/delete/visibility calls play Lambda's event source
             # mapping, which AWS runs and retries itself: never faulted. Crashes and

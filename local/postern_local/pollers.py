@@ -85,9 +85,10 @@ class Poller:
     source: SqsSource
     queue_url: str
     queue_arn: str
-    sqs: object  # boto3 SQS client
+    sqs: object  # boto3 SQS client: the event source mapping's (the function's role)
     region: str = "us-east-1"
     failure_visibility: int | None = None
+    local_sqs: object | None = None  # for the failure_visibility shortcut, which AWS does not take (administrator)
 
     @property
     def name(self) -> str:
@@ -131,7 +132,7 @@ class Poller:
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
         if failed and self.failure_visibility is not None:
-            self.sqs.change_message_visibility_batch(
+            (self.local_sqs or self.sqs).change_message_visibility_batch(
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": by_id[mid]["ReceiptHandle"],
                           "VisibilityTimeout": int(self.failure_visibility)}

@@ -347,12 +347,12 @@ class RequestCounter:
         # "Each 64 KB chunk of a payload is billed as 1 request" (SQS pricing).
         size = 0
         if op == "SendMessage":
-            size = len(params.get("MessageBody", "").encode()) + _sqs_attr_size(params.get("MessageAttributes"))
+            size = sqs_message_size(params.get("MessageBody", ""), params.get("MessageAttributes"))
         elif op == "SendMessageBatch":
-            size = sum(len(e.get("MessageBody", "").encode()) + _sqs_attr_size(e.get("MessageAttributes"))
+            size = sum(sqs_message_size(e.get("MessageBody", ""), e.get("MessageAttributes"))
                        for e in params.get("Entries", []))
         elif op == "ReceiveMessage":
-            size = sum(len(m.get("Body", "").encode()) + _sqs_attr_size(m.get("MessageAttributes"))
+            size = sum(sqs_message_size(m.get("Body", ""), m.get("MessageAttributes"))
                        for m in parsed.get("Messages", []) or [])
         return max(1, math.ceil(size / SQS_CHUNK))
 
@@ -479,6 +479,13 @@ class RequestCounter:
 
 class _Measured:
     usage: Usage | None = None
+
+
+def sqs_message_size(body: str, attrs: dict | None) -> int:
+    """The size SQS counts against MaximumMessageSize and bills in 64 KB chunks: the body's
+    bytes plus each message attribute's name, data type and value (SQS Developer Guide,
+    "Amazon SQS message attributes")."""
+    return len((body or "").encode()) + _sqs_attr_size(attrs)
 
 
 def _sqs_attr_size(attrs: dict | None) -> int:

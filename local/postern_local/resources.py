@@ -59,6 +59,18 @@ def _name(prefix: str, logical: str) -> str:
     return f"{prefix}-{logical}".lower()
 
 
+def physical_name(res: LocalResources, logical: str, rtype: str) -> str:
+    """The local physical name of a template resource (what CloudFormation would generate):
+    the created queue/table/bucket's name, else ``<prefix>-<logical id>`` in lower case."""
+    if rtype == "AWS::SQS::Queue" and logical in res.queues:
+        return res.queues[logical].rstrip("/").rsplit("/", 1)[-1]
+    if rtype == "AWS::DynamoDB::Table" and logical in res.tables:
+        return res.tables[logical]
+    if rtype == "AWS::S3::Bucket" and logical in res.buckets:
+        return res.buckets[logical]
+    return _name(res.prefix, logical)
+
+
 def _resolve_arn(value, res: LocalResources):
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         logical, attr = value["Fn::GetAtt"]

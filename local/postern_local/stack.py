@@ -28,9 +28,12 @@ import threading
 from collections.abc import Callable, Mapping
 
 from .lambdas import LocalFunction, load_functions
-from .moto_server import FAKE_CREDENTIALS, MotoServer
 from .pollers import Poller, Pollers
-from .resources import LocalResources, create_resources
+from .resources import LocalResources, create_resources, physical_name
+from .rules import RulesConfig
+from .rules.identities import ADMIN, Identities
+from .rules.proxy import RulesServer
+from .rules.roles import Roles, load_roles
 from .template import load_template
 
 log = logging.getLogger("postern.local")
@@ -79,6 +82,13 @@ FAILURE_VISIBILITY: dict[str, int] = {"RouterFunction": 1, "StoreFunction": 1, "
 _instances = itertools.count(1)
 
 
+def template_parameters(env: Mapping[str, str]) -> dict[str, str]:
+    """Values for the template's parameters that have no default, as the local stack runs."""
+    domain = env.get("POSTERN_DEMO_USER", "alice@example.test").rsplit("@", 1)[-1]
+    return {"MailDomain": domain, "GatewayHostname": env.get("POSTERN_HOSTNAME", "mail.example.test"),
+            "GatewayImage": "postern-gateway:local"}
+
+
 class LocalStack:
     """``LocalStack(ephemeral_ports=True, background=False)`` is what tests use."""
 
@@ -93,6 +103,7 @@ class LocalStack:
         gateway: bool = True,
         prefix: str | None = None,
         outbound_dir=None,
+        template: str | None = None,
     ):
         n = next(_instances)
         self.prefix = prefix or ("postern" if n == 1 else f"postern{n}")
@@ -106,7 +117,12 @@ class LocalStack:
         self.with_gateway = gateway
         self.outbound_dir = outbound_dir  # pathlib.Path: where the local smarthost sink writes what leaves
         self.smarthost_sink = None  # the FakeMX outbound mail goes to when no POSTERN_SMARTHOST is set
-        self.moto: MotoServer | None = None
+        self.template_path = template  # a copy of template.yaml (tests that change the template); None: the real one
+        self.proxy: RulesServer | None = None  # moto behind the AWS-rules proxy (postern_local.rules)
+        self.identities = Identities()
+        self.roles: Roles | None = None
+        self.gateway_clients = None  # the gateway's Clients: its own role's credentials
+        self.esm_clients: dict[str, object] = {}  # function -> SQS client of its event source mapping
         self.env: dict[str, str] = {}
         self.resources: LocalResources | None = None
         self.functions: dict[str, LocalFunction] = {}
@@ -142,7 +158,6 @@ class LocalStack:
             env.update({var: "0" for var in PORT_VARS.values()})
             env["POSTERN_LOCAL_MOTO_PORT"] = "0"
             env["POSTERN_LOCAL_SMARTHOST_PORT"] = "0"
-        self.moto = MotoServer(int(env["POSTERN_LOCAL_MOTO_PORT"])).start()
         if env.get("POSTERN_OUTBOUND_TRANSPORT") == "smarthost" and not env.get("POSTERN_SMARTHOST"):
             from .fakemx import FakeMX
 
@@ -150,8 +165,10 @@ class LocalStack:
             port = self.smarthost_sink.start(int(env["POSTERN_LOCAL_SMARTHOST_PORT"]))
             env.update({"POSTERN_SMARTHOST": f"127.0.0.1:{port}", "POSTERN_SMARTHOST_TLS": "none"})
         region = env.get("AWS_REGION") or env["AWS_DEFAULT_REGION"]
-        env.update(FAKE_CREDENTIALS)  # never a real account, whatever the shell has
-        env.update({"AWS_ENDPOINT_URL": self.moto.endpoint, "AWS_DEFAULT_REGION": region, "AWS_REGION": region})
+        self.proxy = RulesServer(self.identities, region, RulesConfig.from_env(env),
+                                 port=int(env["POSTERN_LOCAL_MOTO_PORT"])).start()
+        env.update(ADMIN.env())  # the operator's (fake) credentials: never a real account, whatever the shell has
+        env.update({"AWS_ENDPOINT_URL": self.proxy.endpoint, "AWS_DEFAULT_REGION": region, "AWS_REGION": region})
         for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
             env.pop(var, None)
             os.environ.pop(var, None)
@@ -159,14 +176,19 @@ class LocalStack:
         self._reset_process_caches(config, aws)
 
         bootstrap = aws.Clients(config.Settings.from_env())
-        template = load_template()
+        template = load_template(self.template_path)
         self.resources = create_resources(bootstrap, prefix=self.prefix, template=template)
         env.update(self.resources.environment())
         os.environ.update(self.resources.environment())
         self.env = env
+        self.roles = load_roles(template, lambda logical, rtype: physical_name(self.resources, logical, rtype),
+                                region, self.prefix, template_parameters(env), self.resources.queues)
+        self.identities.set_roles(self.roles)
         self._reset_process_caches(config, aws)
         self.settings = config.get_settings()
-        self.clients = aws.get_clients()  # shared by handlers and the gateway: one place for request hooks
+        self.clients = aws.get_clients()  # the administrator's (tests, CLI, set-up); components have their own
+        self.gateway_clients = aws.Clients(self.settings,
+                                           session=self.identities.for_component("gateway").session(region))
 
         from postern.directory import dynamo_directory
         from postern.store.dynamo import DynamoMailStore
@@ -208,13 +230,18 @@ class LocalStack:
         for fn in self.functions.values():
             if self.handler_wrapper is not None:
                 fn.handler = self.handler_wrapper(fn.logical_id, fn.handler)
+            # Lambda's event source mapping receives and deletes with the function's execution role.
+            esm = self.identities.for_component(fn.logical_id).session(self.settings.region).client(
+                "sqs", config=self.clients.config)
+            self.esm_clients[fn.logical_id] = esm
             for src in fn.sources:
                 out.append(Poller(
                     function=fn,
                     source=src,
                     queue_url=self.resources.queues[src.queue],
                     queue_arn=self.resources.queue_arns[src.queue],
-                    sqs=self.clients.sqs,
+                    sqs=esm,
+                    local_sqs=self.clients.sqs,
                     region=self.settings.region,
                     failure_visibility=self.failure_visibility.get(fn.logical_id),
                 ))
@@ -234,7 +261,7 @@ class LocalStack:
         self._loop_thread = threading.Thread(target=run, name="postern-gateway", daemon=True)
         self._loop_thread.start()
         ready.wait()
-        self.gateway = Gateway(self.settings, self.clients)
+        self.gateway = Gateway(self.settings, self.gateway_clients)
         asyncio.run_coroutine_threadsafe(self.gateway.start(), self._loop).result(timeout=60)
 
     def drain(self, max_rounds: int = 50) -> int:
@@ -260,9 +287,9 @@ class LocalStack:
         if self.smarthost_sink is not None:
             self.smarthost_sink.stop()
             self.smarthost_sink = None
-        if self.moto is not None:
-            self.moto.stop()
-            self.moto = None
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
         if self._saved_env is not None:
             os.environ.clear()
             os.environ.update(self._saved_env)
@@ -300,12 +327,12 @@ class LocalStack:
 
     @property
     def endpoint(self) -> str:
-        return self.moto.endpoint if self.moto else ""
+        return self.proxy.endpoint if self.proxy else ""
 
     def exported_env(self) -> dict[str, str]:
         """What another shell needs to use this stack (the admin CLI): endpoint, fake
         credentials, region and every resource variable."""
-        keys = ["AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION", *FAKE_CREDENTIALS]
+        keys = ["AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION", *ADMIN.env()]
         out = {k: self.env[k] for k in keys if k in self.env}
         out.update(self.resources.environment() if self.resources else {})
         return out

@@ -1,0 +1,115 @@
+"""The local stack's IAM model (postern_local.rules): roles from template.yaml through
+aws-sam-translator, policy evaluation, and the permissions each request needs."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from postern_local.resources import LocalResources, physical_name
+from postern_local.rules.actions import required
+from postern_local.rules.policy import Policy
+from postern_local.rules.roles import load_roles, paper_only
+from postern_local.rules.wire import Call
+from postern_local.template import load_template
+
+R, A = "us-east-1", "123456789012"
+PARAMS = {"MailDomain": "example.test", "GatewayHostname": "mail.example.test", "GatewayImage": "x"}
+
+
+def roles_of(template):
+    res = LocalResources(prefix="p")
+    return load_roles(template, lambda logical, rtype: physical_name(res, logical, rtype), R, "p", PARAMS)
+
+
+@pytest.fixture(scope="module")
+def roles():
+    return roles_of(load_template())
+
+
+def arn(kind: str, name: str) -> str:
+    return {"sqs": f"arn:aws:sqs:{R}:{A}:{name}", "table": f"arn:aws:dynamodb:{R}:{A}:table/{name}",
+            "s3": f"arn:aws:s3:::{name}"}[kind]
+
+
+def call(service: str, op: str, **params) -> Call:
+    return Call(service=service, operation=op, protocol="json", access_key="k", region=R, method="POST", path="/",
+                query={}, headers={}, body=b"", params=params)
+
+
+def test_every_component_has_the_role_the_template_gives_it(roles):
+    assert roles.by_component == {"RouterFunction": "RouterFunctionRole", "StoreFunction": "StoreFunctionRole",
+                                  "DeliverFunction": "DeliverFunctionRole", "NdrFunction": "NdrFunctionRole",
+                                  "gateway": "GatewayTaskRole"}
+
+
+def test_sam_policy_templates_are_expanded(roles):
+    router = roles.for_component("RouterFunction").policy
+    assert router.decide("sqs:SendMessage", arn("sqs", "p-storequeue"))  # SQSSendMessagePolicy: SendMessage*
+    assert router.decide("dynamodb:Query", arn("table", "p-directorytable"))  # DynamoDBReadPolicy
+    assert not router.decide("dynamodb:PutItem", arn("table", "p-directorytable"))
+    assert not router.decide("dynamodb:GetItem", arn("table", "p-mailtable"))
+    # SAM adds AWSLambdaSQSQueueExecutionRole for the SQS event source: receive/delete on any queue.
+    assert router.decide("sqs:DeleteMessage", arn("sqs", "p-ndrqueue"))
+    assert not router.decide("sqs:ChangeMessageVisibility", arn("sqs", "p-ndrqueue"))
+    store = roles.for_component("StoreFunction").policy
+    assert store.decide("s3:PutObject", arn("s3", "p-mailbucket") + "/spool/x")  # S3CrudPolicy
+    assert not store.decide("s3:PutObject", arn("s3", "other-bucket") + "/x")
+
+
+def test_gateway_task_role(roles):
+    gw = roles.for_component("gateway").policy
+    assert gw.decide("sqs:SendMessage", arn("sqs", "p-inboundqueue"))
+    assert not gw.decide("sqs:SendMessage", arn("sqs", "p-storequeue"))
+    assert gw.decide("dynamodb:Query", arn("table", "p-mailtable") + "/index/bymodseq")
+    assert gw.decide("secretsmanager:GetSecretValue", f"arn:aws:secretsmanager:{R}:{A}:secret:postern/tls-local0")
+    assert not gw.decide("secretsmanager:GetSecretValue", f"arn:aws:secretsmanager:{R}:{A}:secret:other-local0")
+
+
+def test_evaluation_explicit_deny_wins_and_wildcards():
+    p = Policy.from_documents([("t", {"Statement": [
+        {"Effect": "Allow", "Action": "s3:Get*", "Resource": "arn:aws:s3:::b/*"},
+        {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/secret/*"},
+        {"Effect": "Allow", "NotAction": "sqs:*", "Resource": "arn:aws:sns:*:*:t?"},
+    ]})])
+    assert p.decide("S3:GETOBJECT", "arn:aws:s3:::b/x")  # actions are case-insensitive
+    assert not p.decide("s3:GetObject", "arn:aws:s3:::B/x")  # resources are not
+    d = p.decide("s3:GetObject", "arn:aws:s3:::b/secret/k")
+    assert not d and d.denied_by is not None
+    assert p.decide("sns:Publish", "arn:aws:sns:us-east-1:1:t1")
+    assert not p.decide("sns:Publish", "arn:aws:sns:us-east-1:1:t12")
+    assert not p.decide("sqs:SendMessage", "arn:aws:sns:us-east-1:1:t1")
+    with pytest.raises(ValueError):
+        Policy.from_documents([("bad", {"Statement": [{"Action": "s3:*"}]})])
+
+
+def test_required_permissions_per_request():
+    q = f"http://127.0.0.1:1/{A}/p-storequeue"
+    assert required(call("sqs", "SendMessageBatch", QueueUrl=q), R, A) == [("sqs:SendMessage", arn("sqs", "p-storequeue"))]
+    tx = call("dynamodb", "TransactWriteItems", TransactItems=[
+        {"Put": {"TableName": "t1"}}, {"Update": {"TableName": "t2"}}, {"ConditionCheck": {"TableName": "t1"}}])
+    assert required(tx, R, A) == [("dynamodb:PutItem", arn("table", "t1")), ("dynamodb:UpdateItem", arn("table", "t2")),
+                                  ("dynamodb:ConditionCheckItem", arn("table", "t1"))]
+    assert required(call("dynamodb", "Query", TableName="t", IndexName="i"), R, A) == [
+        ("dynamodb:Query", arn("table", "t") + "/index/i")]
+    head = Call("s3", "HeadObject", "rest-xml", "k", R, "HEAD", "/b/k", {}, {}, b"", {"Bucket": "b", "Key": "k"})
+    assert required(head, R, A) == [("s3:GetObject", "arn:aws:s3:::b/k")]
+    assert required(call("ec2", "DescribeThings"), R, A) == [("ec2:DescribeThings", "*")]
+
+
+def test_removing_a_policy_from_the_template_removes_the_grant():
+    t = copy.deepcopy(load_template())
+    policies = t["Resources"]["RouterFunction"]["Properties"]["Policies"]
+    t["Resources"]["RouterFunction"]["Properties"]["Policies"] = [
+        p for p in policies if "StoreQueue" not in json.dumps(p)]
+    router = roles_of(t).for_component("RouterFunction").policy
+    assert not router.decide("sqs:SendMessage", arn("sqs", "p-storequeue"))
+    assert router.decide("sqs:SendMessage", arn("sqs", "p-outboundqueue"))
+
+
+def test_paper_only_lists_conditions_and_inactive_grants(roles):
+    lines = paper_only(roles)
+    assert any("MailKmsPolicy" in line and "WithKms" in line for line in lines)
+    assert any(line.startswith("trust policy of GatewayTaskRole") for line in lines)
