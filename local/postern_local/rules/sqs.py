@@ -35,7 +35,6 @@ moto unchecked.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 
 from ..requests import sqs_message_size
@@ -57,8 +56,16 @@ QUEUE_ATTRIBUTE_RANGES = {
 }
 
 
+def sqs_clock() -> float:
+    """moto's SQS clock (seconds): the receive-time ledger follows the same time as moto's message
+    timers, including a test's ``postern_local.timetravel`` clock."""
+    import moto.sqs.models
+
+    return moto.sqs.models.unix_time_millis() / 1000.0
+
+
 class SqsRules:
-    def __init__(self, upstream: Upstream, clock=time.monotonic):
+    def __init__(self, upstream: Upstream, clock=sqs_clock):
         self.upstream = upstream
         self.clock = clock
         self._ledger: OrderedDict[str, float] = OrderedDict()
