@@ -9,10 +9,17 @@ Out:  :func:`authenticate` -> the directory :class:`~postern.directory.User`
       within POSTERN_AUTH_CACHE_TTL is not hashed again (authcache.py); logins
       arriving together with the same credentials share one check.
       :func:`decode_plain` parses a SASL PLAIN response (RFC 4616).
+      :func:`claim_session` / :func:`claim_idle`: a per-account ticket the protocol holds while
+      the user is logged in / idling, released when it ends (postern.limits caps).
 Fails: backend errors propagate as StoreUnavailable (caller answers a temporary
-      failure: 454 4.7.0, ``NO [UNAVAILABLE]``, ``-ERR [SYS/TEMP]``).
+      failure: 454 4.7.0, ``NO [UNAVAILABLE]``, ``-ERR [SYS/TEMP]``); a locked account or
+      address raises AuthLocked, too many sessions TooManySessions (each knows its replies).
 
-Passwords and AUTH lines are never logged.
+Every name a client types goes through :func:`postern.directory.account_name` first: the lockout,
+the failure counters, the verified-password cache, the per-account caps and the log lines all
+see the one canonical account, whatever the spelling (``<Carol@EXAMPLE.test>``, fullwidth or
+IDNA domains). Passwords and AUTH lines are never logged; a login name that is no address (a
+password typed into the user field) is logged as a keyed hash (:func:`log_name`).
 """
 
 from __future__ import annotations
@@ -20,11 +27,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
+import secrets
 import weakref
 from dataclasses import dataclass
 
-from postern.errors import AuthLocked
+from postern.directory import account_name
+from postern.errors import AuthLocked, TooManySessions
+from postern.limits import UNLIMITED
 
 from .authcache import VerifiedCache
 
@@ -97,6 +109,40 @@ async def _verify(backend, cache: VerifiedCache, username: str, password: str):
     return await _shield(task)
 
 
+_LOG_KEY = secrets.token_bytes(16)  # per process: hashes in logs correlate attempts, reveal nothing
+
+
+def log_name(login: str) -> str:
+    """How a login name appears in the logs: its canonical account, or ``#`` and a keyed hash
+    when it is no address (typically a password typed into the user-name field)."""
+    account = account_name(login[:320])
+    if account is not None:
+        return account
+    return "#" + hmac.new(_LOG_KEY, login.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:12]
+
+
+def claim_session(backend, account: str, client_ip: str = "", protocol: str = ""):
+    """A logged-in session of ``account`` (canonical); release it when the session ends."""
+    limits = getattr(backend, "limits", None)
+    if limits is None:
+        return UNLIMITED
+    ticket = limits.open_session(account, client_ip, protocol)
+    if ticket is None:
+        raise TooManySessions()
+    return ticket
+
+
+def claim_idle(backend, account: str, client_ip: str = ""):
+    """An IMAP IDLE of ``account``; release it when the IDLE ends."""
+    limits = getattr(backend, "limits", None)
+    if limits is None:
+        return UNLIMITED
+    ticket = limits.idle(account, client_ip)
+    if ticket is None:
+        raise TooManySessions("Too many IDLE commands for this account, try again later")
+    return ticket
+
+
 class SaslError(ValueError):
     """Malformed SASL exchange (the client gets a syntax error)."""
 
@@ -134,27 +180,30 @@ async def authenticate(backend, username: str, password: str, *, client_ip: str 
     :class:`~postern.errors.AuthLocked` (454 / NO [UNAVAILABLE] / -ERR [SYS/TEMP]) without a
     password check, and a failure's delay grows with the failures counted across gateway tasks.
     """
+    account = account_name(username[:320])
     limits = getattr(backend, "limits", None)
     if limits is not None:
-        refusal = await backend.run(limits.auth_allowed, client_ip, username[:256], protocol)
+        refusal = await backend.run(limits.auth_allowed, client_ip, account, protocol)
         if refusal is not None:
             if backend.settings.login_fail_delay > 0:
                 await asyncio.sleep(backend.settings.login_fail_delay)
             raise AuthLocked(refusal.text)
-    user = await _verify(backend, _cache(backend), username, password)
+    user = await _verify(backend, _cache(backend), account or username, password)
     if user is not None:
         if counter is not None:
             counter.failures = 0
+        if limits is not None:
+            await backend.run(limits.auth_succeeded, client_ip, user.address)
         log.info("auth ok protocol=%s ip=%s user=%s", protocol, client_ip, user.address)
         return user
     n = 1
     if counter is not None:
         counter.failures += 1
         n = counter.failures
-    log.warning("auth failed protocol=%s ip=%s user=%r", protocol, client_ip, username[:100])
+    log.warning("auth failed protocol=%s ip=%s user=%s", protocol, client_ip, log_name(username))
     delay = backend.settings.login_fail_delay * min(n, 8)
     if limits is not None:
-        delay = max(delay, await backend.run(limits.auth_failed, client_ip, username[:256]))
+        delay = max(delay, await backend.run(limits.auth_failed, client_ip, account))
     if delay > 0:
         await asyncio.sleep(delay)
     return None

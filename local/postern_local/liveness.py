@@ -27,6 +27,9 @@ Out:
     ``VmHWM``, reset through ``/proc/<pid>/clear_refs``; no sampling, so a 10 ms spike counts).
   * :class:`Liveness`: ``longest_stall`` (s), ``peak_rss_mb``, ``alive``, ``probes``,
     ``failures``, ``detail``; ``check()`` raises AssertionError naming the ceiling broken.
+  * :class:`IMAP4From`, :class:`POP3From`: the stdlib clients connecting from another loopback
+    address (all of 127/8 is local; smtplib takes ``source_address`` itself), for attacks and
+    victims that must not share one client IP.
 Ceilings (wide margins, liveness not performance: bench/ holds speed and memory targets):
       :data:`STALL_CEILING` 2 s for the canary, :data:`RSS_CEILING_MB` 512 MiB peak RSS.
 Fails: ``HostileGateway.start()`` raises RuntimeError (with the process's stderr) if the
@@ -42,7 +45,9 @@ Example (tests/e2e/test_hostile_preauth.py)::
 
 from __future__ import annotations
 
+import imaplib
 import os
+import poplib
 import resource
 import socket
 import threading
@@ -142,6 +147,28 @@ def _readline(s: socket.socket, timeout: float) -> bytes:
         if len(out) > 65536:
             raise ConnectionError("probe reply line too long")
     return bytes(out)
+
+
+class IMAP4From(imaplib.IMAP4):
+    """imaplib from ``source`` (e.g. ``127.0.0.3``) to ``host:port``."""
+
+    def __init__(self, port: int, source: str, host: str = HOST, timeout: float = 10):
+        self.source = source
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=(self.source, 0))
+
+
+class POP3From(poplib.POP3):
+    """poplib from ``source`` to ``host:port``."""
+
+    def __init__(self, port: int, source: str, host: str = HOST, timeout: float = 10):
+        self.source = source
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=(self.source, 0))
 
 
 # --- the canary -------------------------------------------------------------------------

@@ -152,3 +152,56 @@ def test_ipv6_counts_per_64(make):
     for i in range(5):
         lim.auth_failed(f"2001:db8:9:9::{i + 1}", f"u{i}@example.test")
     assert lim.auth_allowed("2001:db8:9:9::ffff", "new@example.test").limit == "auth_ip"
+
+
+def test_known_client_is_not_locked_out_and_does_not_lock(make):
+    """Issue 11 finding 6: an address that logged the account in within 30 days is exempt."""
+    from postern.limits import KNOWN_CLIENT_TTL
+
+    lim, clock = make()
+    acct, home, attacker = "carol@example.test", "192.0.2.10", "203.0.113.66"
+    lim.auth_succeeded(home, acct)
+    for _ in range(3):
+        lim.auth_failed(attacker, acct)
+    assert lim.auth_allowed(attacker, acct).limit == "auth_user"  # locked for everyone else
+    assert lim.auth_allowed("198.51.100.1", acct).limit == "auth_user"
+    assert lim.auth_allowed(home, acct) is None  # not for its owner's address
+    clock.t += 600  # next window: nothing counted
+    for _ in range(5):
+        lim.auth_failed(home, acct)  # the owner's typos count for the IP, not the account
+    assert lim.auth_allowed("198.51.100.1", acct) is None
+    clock.t += KNOWN_CLIENT_TTL + 600  # 30 days without a login: no longer known
+    for _ in range(3):
+        lim.auth_failed(attacker, acct)
+    assert lim.auth_allowed(home, acct).limit == "auth_user"
+
+
+def test_known_client_refreshed_once_an_hour_per_process(make):
+    lim, clock = make()
+    writes = []
+    add = lim.counters.add
+    lim.counters.add = lambda key, n, expires: writes.append(key) or add(key, n, expires)
+    for _ in range(5):
+        lim.auth_succeeded("192.0.2.10", "carol@example.test")
+    clock.t += 3601
+    lim.auth_succeeded("192.0.2.10", "carol@example.test")
+    assert len(writes) == 2
+
+
+def test_sessions_and_idle_per_account(make, caplog):
+    lim, _ = make(max_sessions_per_user=2, max_idle_per_user=1)
+    a, b = lim.open_session("carol@example.test"), lim.open_session("carol@example.test")
+    assert a and b
+    with caplog.at_level(logging.WARNING, "postern.limits"):
+        assert lim.open_session("carol@example.test", "192.0.2.1", "imap") is None
+    assert "limit=sessions" in caplog.text and "user=carol@example.test" in caplog.text
+    assert lim.open_session("dave@example.test") is not None  # other accounts unaffected
+    a.release()
+    a.release()  # idempotent
+    assert lim.open_session("carol@example.test") is not None
+    i = lim.idle("carol@example.test")
+    assert i and lim.idle("carol@example.test") is None
+    i.release()
+    assert lim.idle("carol@example.test") is not None
+    lim, _ = make(max_sessions_per_user=0, max_idle_per_user=0)
+    assert all(lim.open_session("x@example.test") and lim.idle("x@example.test") for _ in range(100))

@@ -69,6 +69,7 @@ class Session:
         self._out_len = 0
         self.fail_counter = None
         self.idling = False
+        self.account_ticket = None  # per-account session slot (postern.limits), released at the end
 
     # --- output ---------------------------------------------------------------
     def send(self, data: bytes) -> None:
@@ -163,6 +164,8 @@ class Session:
             pass
         finally:
             self.deselect()
+            if self.account_ticket is not None:
+                self.account_ticket.release()
             try:
                 self.writer.close()
             except Exception:  # noqa: BLE001
@@ -221,10 +224,12 @@ class Session:
             raise AssertionError(f"IMAP state {self._state.value} -> {to.value} is not a transition")
         self._state = to
 
-    def logged_in(self, user) -> None:
-        """LOGIN/AUTHENTICATE succeeded: (4) authenticated state, the pre-login budget lifted."""
+    def logged_in(self, user, ticket) -> None:
+        """LOGIN/AUTHENTICATE succeeded: (4) authenticated state, the pre-login budget lifted;
+        ``ticket`` (the account's session slot) is released when the connection ends."""
         self._move(AUTHENTICATED)
         self.user = user
+        self.account_ticket = ticket
         self.preauth.done()
         for name, value in self._receiver_limits(0).items():
             setattr(self.receiver, name, value)

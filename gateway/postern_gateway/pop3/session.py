@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 from postern.errors import MailboxNotFound, PosternError, StoreUnavailable
 
-from ..auth import FailureCounter, SaslError, authenticate, decode_plain
+from ..auth import FailureCounter, SaslError, authenticate, claim_session, decode_plain
 from .maildrop import Entry, Maildrop
 from .protocol import (
     CODE_AUTH,
@@ -135,6 +135,7 @@ class Pop3Session:
         self._pending_user: str | None = None  # after USER, before PASS
         self._sasl_pending = False  # AUTH PLAIN sent "+ ", the next line is the response
         self._lock_key: str | None = None
+        self._session_ticket = None  # per-account session slot (postern.limits)
         self._bad = 0
         self._auth_failures = FailureCounter()
 
@@ -156,6 +157,9 @@ class Pop3Session:
         if self._lock_key is not None:
             self.locks.release(self._lock_key)
             self._lock_key = None
+        if self._session_ticket is not None:
+            self._session_ticket.release()
+            self._session_ticket = None
 
     async def handle_line(self, line: bytes) -> Action:
         """One line from the client -> responses written, and what to do next."""
@@ -301,7 +305,13 @@ class Pop3Session:
                 await self._write(err("Authentication failed; too many failures, closing connection", CODE_AUTH))
                 return Action.CLOSE
             raise Pop3Error("Authentication failed", CODE_AUTH, bad=False)
-        await self._open_maildrop(user.address)
+        ticket = claim_session(self.backend, user.address, self.client_ip, "pop3")  # -ERR [SYS/TEMP] when over
+        try:
+            await self._open_maildrop(user.address)
+        except BaseException:
+            ticket.release()
+            raise
+        self._session_ticket = ticket
         count, size = self.maildrop.stat()
         await self._write(ok(f"Logged in, maildrop has {count} messages ({size} octets)"))
         return Action.CONTINUE

@@ -215,6 +215,7 @@ class PosternSMTP(SMTP):
         self.parsed_path: str | None = None  # the strictly parsed path of the current MAIL/RCPT
         # Submission: bytes before AUTH succeeds, across STARTTLS (postern_gateway.preauth).
         self.preauth = PreauthBudget(preauth_max_bytes if offers_auth else 0)
+        self._account_ticket = None  # the logged-in account's session slot (postern.limits)
         super().__init__(handler, **kwargs)
 
     # --- connection life cycle -------------------------------------------
@@ -243,9 +244,19 @@ class PosternSMTP(SMTP):
             cipher = ssl_object.cipher()
             self.session.tls_info = f"{ssl_object.version()} with cipher {cipher[0] if cipher else 'unknown'}"
 
+    def hold_account_ticket(self, ticket) -> None:
+        """Keep the authenticated account's session slot until the connection ends (a second
+        AUTH after STARTTLS gives back the first)."""
+        if self._account_ticket is not None:
+            self._account_ticket.release()
+        self._account_ticket = ticket
+
     def connection_lost(self, error) -> None:
         if self._refused:
             return
+        if self._account_ticket is not None:
+            self._account_ticket.release()
+            self._account_ticket = None
         if self._sessions is not None:
             self._sessions.release(self)
         hook = getattr(self.event_handler, "handle_DISCONNECT", None)  # trust: release per-IP slots

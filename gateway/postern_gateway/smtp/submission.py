@@ -32,10 +32,10 @@ from aiosmtpd.smtp import MISSING, AuthResult
 
 from postern import status
 from postern.address import parse_address
-from postern.errors import AuthLocked, InvalidAddress
+from postern.errors import AuthLocked, InvalidAddress, TooManySessions
 from postern.status import Reply
 
-from ..auth import FailureCounter, SaslError, authenticate, decode_plain
+from ..auth import FailureCounter, SaslError, authenticate, claim_session, decode_plain
 from . import trace
 from .checks import DataContext
 from .handler import INVALID, UNKNOWN, PolicyHandler
@@ -104,6 +104,10 @@ class SubmissionHandler(PolicyHandler):
                 server.transport.close()
                 return AuthResult(success=False, handled=True)
             return AuthResult(success=False, handled=False, message=str(status.AUTH_FAILED))
+        try:
+            server.hold_account_ticket(claim_session(self.backend, user.address, _ip(session), "smtp"))
+        except TooManySessions as exc:
+            return AuthResult(success=False, handled=False, message=exc.smtp_reply())
         session.own_addresses = None
         return AuthResult(success=True, auth_data=user, message=str(status.AUTH_OK))
 

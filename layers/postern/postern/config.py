@@ -125,6 +125,8 @@ class Settings:
     dnsbl_zones: tuple[str, ...] = ()  # POSTERN_DNSBL_ZONES (zone,...; empty = no DNSBL check)
     limits_backend: str = "dynamo"  # POSTERN_LIMITS_BACKEND: dynamo | memory (shared counters)
     max_conn_per_ip: int = 20  # POSTERN_MAX_CONN_PER_IP (concurrent, per gateway process)
+    max_sessions_per_user: int = 50  # POSTERN_MAX_SESSIONS_PER_USER (logged-in sessions per account, per process)
+    max_idle_per_user: int = 25  # POSTERN_MAX_IDLE_PER_USER (concurrent IMAP IDLE per account, per process)
     auth_fail_window: int = 900  # POSTERN_AUTH_FAIL_WINDOW (seconds; also the lockout length)
     auth_fail_ip_limit: int = 20  # POSTERN_AUTH_FAIL_IP_LIMIT (failures per window per client IP)
     auth_fail_user_limit: int = 10  # POSTERN_AUTH_FAIL_USER_LIMIT (failures per window per account)
@@ -207,6 +209,8 @@ class Settings:
             dnsbl_zones=_list(e, "POSTERN_DNSBL_ZONES", d.dnsbl_zones),
             limits_backend=e.get("POSTERN_LIMITS_BACKEND", d.limits_backend),
             max_conn_per_ip=_int(e, "POSTERN_MAX_CONN_PER_IP", d.max_conn_per_ip),
+            max_sessions_per_user=_int(e, "POSTERN_MAX_SESSIONS_PER_USER", d.max_sessions_per_user),
+            max_idle_per_user=_int(e, "POSTERN_MAX_IDLE_PER_USER", d.max_idle_per_user),
             auth_fail_window=_int(e, "POSTERN_AUTH_FAIL_WINDOW", d.auth_fail_window),
             auth_fail_ip_limit=_int(e, "POSTERN_AUTH_FAIL_IP_LIMIT", d.auth_fail_ip_limit),
             auth_fail_user_limit=_int(e, "POSTERN_AUTH_FAIL_USER_LIMIT", d.auth_fail_user_limit),

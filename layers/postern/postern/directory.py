@@ -44,6 +44,17 @@ class Alias:
     targets: tuple[str, ...] = ()  # canonical local or remote addresses
 
 
+def account_name(login: str) -> str | None:
+    """The account a login name refers to, normalised as the directory keys it, or None when
+    it names no address (nobody can log in as it). ``<Carol@EXAMPLE.test>``, ``carol@ｅxample．test``
+    (fullwidth letters and dots, NFKC by IDNA) and ``carol@xn--...`` spellings all give one name:
+    lockout, throttling, sessions and logs key on this, never on what the client typed."""
+    try:
+        return parse_address(login).canonical
+    except InvalidAddress:
+        return None
+
+
 class Directory:
     def __init__(self, items, default_quota: int = 0):
         self.items = items

@@ -164,3 +164,16 @@ class AuthLocked(PosternError):
     @classmethod
     def default_message(cls) -> str:
         return "Too many failed logins, try again later"
+
+
+class TooManySessions(PosternError):
+    """The account already has as many sessions (or IDLE commands) open as postern.limits allows."""
+
+    smtp = status.AUTH_TEMP  # 454 4.7.0 at AUTH (RFC 4954 §6)
+    imap_code = "LIMIT"  # RFC 5530 §3: an operational limit
+    pop3_code = "SYS/TEMP"  # RFC 3206 §4
+    permanent = False
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Too many sessions for this account, try again later"

@@ -71,8 +71,13 @@ async def _login_as(s: Session, username: str, password: str) -> OpResult:
                                               protocol="imap", counter=s.fail_counter)
     if user is None:
         raise NoCommand("Invalid credentials", "AUTHENTICATIONFAILED")
-    await s.backend.run(s.backend.store.ensure_mailboxes, user.address)
-    s.logged_in(user)
+    ticket = shared_auth.claim_session(s.backend, user.address, s.client_ip, "imap")  # NO [LIMIT] when over
+    try:
+        await s.backend.run(s.backend.store.ensure_mailboxes, user.address)
+    except BaseException:
+        ticket.release()
+        raise
+    s.logged_in(user, ticket)
     return ("OK", f"CAPABILITY {s.capabilities()}", "Logged in")
 
 

@@ -7,6 +7,7 @@ SELECT opens the process-wide watcher (O(changes) when this process has
 seen the mailbox before) and builds the session's :class:`~..selected.Selected`.
 IDLE waits on both the client (DONE) and the watcher's change event, sending
 untagged updates as they come; the RFC 3501 §5.4 autologout timer still applies.
+An account may have ``max_idle_per_user`` IDLEs at once per gateway process (``NO [LIMIT]`` past it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from ...auth import claim_idle
 from .. import parser as P
 from .. import responses as R
 from ..errors import BadCommand, ByeError
@@ -138,6 +140,14 @@ async def unselect(s: Session, cmd: Command) -> OpResult:
 
 async def idle(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 0)
+    ticket = claim_idle(s.backend, s.user.address, s.client_ip)  # NO [LIMIT] past max_idle_per_user
+    try:
+        return await _idle(s)
+    finally:
+        ticket.release()
+
+
+async def _idle(s):
     sel = s.selected
     s.send(b"+ idling\r\n")
     if sel is not None:
