@@ -224,7 +224,7 @@ class Session:
             raise AssertionError(f"IMAP state {self._state.value} -> {to.value} is not a transition")
         self._state = to
 
-    def logged_in(self, user, ticket) -> None:
+    def logged_in(self, user, ticket=None) -> None:
         """LOGIN/AUTHENTICATE succeeded: (4) authenticated state, the pre-login budget lifted;
         ``ticket`` (the account's session slot) is released when the connection ends."""
         self._move(AUTHENTICATED)
