@@ -5,10 +5,12 @@ READS
     gateway (SQS batches of up to 10, ReportBatchItemFailures). The directory
     table: domains, users, aliases, catch-alls, in one BatchGetItem per
     envelope. Routing is on the envelope recipients only, never on To:/Cc:.
+    The SRS secret (POSTERN_SRS_SECRET_ID) when a recipient is an SRS address.
 WRITES
     The store queue: one ``StoreJob`` per final local mailbox. The outbound
     queue: one ``OutboundJob`` per remote domain (authenticated submission,
-    and aliases that forward outside). The NDR queue: one
+    and aliases that forward outside; a bounce to one of our SRS addresses
+    goes on to the sender it stands for, postern.srs). The NDR queue: one
     ``NoticeJob(kind="failed")`` for recipients that resolve nowhere (no such
     user 5.1.1, relaying denied 5.7.1, alias loop 5.4.6), never when the
     sender is ``<>``.
@@ -34,6 +36,8 @@ from postern.config import get_settings
 from postern.directory import dynamo_directory
 from postern.envelope import Envelope
 from postern.pipeline import router
+from postern.srs import Srs
+from postern.srs import optional as optional_srs
 
 logger = Logger()
 metrics = Metrics()
@@ -45,7 +49,9 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def record_handler(record: SQSRecord) -> None:
     env = Envelope.from_json(record.body)
     settings, clients = get_settings(), get_clients()
-    p = router.plan(env, dynamo_directory(settings, clients))
+    # The SRS secrets only for a bounce to one of our SRS addresses (most mail needs none).
+    srs = optional_srs(settings, clients) if any(Srs.is_srs(r) for r in env.rcpt_to) else None
+    p = router.plan(env, dynamo_directory(settings, clients), srs=srs)
     router.send_plan(p, settings, clients.sqs)
     logger.info(
         "routed",

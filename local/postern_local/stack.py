@@ -154,6 +154,8 @@ class LocalStack:
         self._saved_env = dict(os.environ)
         self._saved_clients = aws._default  # a stack started inside another gives the outer one back on stop
         env = {**LOCAL_DEFAULTS, **os.environ, **self.overrides}
+        if not env.get("POSTERN_SRS_SECRET_ID") and not env.get("POSTERN_SRS_SECRET"):
+            env["POSTERN_SRS_SECRET"] = secrets.token_urlsafe(24)  # the template makes one in Secrets Manager
         if self.ephemeral_ports:
             env.update({var: "0" for var in PORT_VARS.values()})
             env["POSTERN_LOCAL_MOTO_PORT"] = "0"

@@ -536,3 +536,22 @@ def test_check_seams():
     (env,) = envelopes(clients)
     assert env.junk
     assert env.trace_headers.startswith("Authentication-Results: mx.example.test; none\r\nReceived: from ")
+
+
+def test_a_bounce_to_our_srs_address_is_accepted_a_forged_one_refused():
+    """RCPT checks an SRS address's hash and age at once (postern.srs): no backscatter later."""
+    from postern.srs import Srs
+
+    ours = Srs((b"mx-test-secret",)).forward("carol@remote.test", "example.test")
+    clients = MemoryClients()
+    with ServerThread(start_smtp, make_backend(clients, srs_secret=("mx-test-secret",)), role="mx") as srv:
+        c = client(srv)
+        c.mail("")
+        assert c.rcpt(ours)[0] == 250
+        forged = "SRS0=AAAA" + ours[len("SRS0=xxxx"):]
+        code, text = c.rcpt(forged)
+        assert (code, text.split(b" ")[0]) == (550, b"5.1.1")
+        assert c.data(b"From: MAILER-DAEMON@remote.test\r\nSubject: bounce\r\n\r\nno such user\r\n")[0] == 250
+        c.quit()
+    (env,) = envelopes(clients)
+    assert env.rcpt_to == (ours,) and env.mail_from == ""

@@ -32,6 +32,8 @@ from postern.address import parse_address
 from postern.canonical import has_bare_cr
 from postern.errors import InvalidAddress, PosternError
 from postern.routing import route
+from postern.srs import Srs
+from postern.srs import optional as srs_optional
 from postern.status import Reply
 
 from . import trace
@@ -46,13 +48,25 @@ RCPT_CACHE_TTL = 30.0  # seconds a recipient found LOCAL is believed without ask
 RCPT_CACHE_SIZE = 10_000
 
 
-def classify_recipient(directory, rcpt: str) -> str:
+def classify_recipient(directory, rcpt: str, srs_source=None) -> str:
     """Blocking (run through backend.run): one directory pass for one RCPT.
 
     LOCAL: resolves to something in our domains; UNKNOWN: in our domains but no
     such user (or not a mailbox we could have); REMOTE: a plain mailbox outside
     our domains; INVALID: outside our domains and not a plain mailbox either.
+    ``srs_source()`` gives the :class:`postern.srs.Srs` (or None): an SRS address
+    of ours is LOCAL only with a valid hash and age (a bounce to mail we forwarded).
     """
+    srs = srs_source() if srs_source is not None and Srs.is_srs(rcpt) else None
+    if srs is not None:
+        domain = rcpt.rpartition("@")[2]
+        try:
+            local_domain = directory.get_domain(domain) is not None
+        except InvalidAddress:
+            return INVALID
+        if not local_domain:
+            return REMOTE
+        return UNKNOWN if route([rcpt], directory, allow_remote=False, srs=srs).failed else LOCAL
     try:
         a = parse_address(rcpt)
     except InvalidAddress:
@@ -117,6 +131,10 @@ class PolicyHandler(EsmtpHandler):
             log.exception("backend call %s failed", getattr(fn, "__name__", fn))
             raise BackendFailure(status.TEMP_BACKEND) from exc
 
+    def _srs(self):
+        """Blocking: the SRS secrets (cached by postern.srs), or None when none are configured."""
+        return srs_optional(self.settings, self.backend.clients)
+
     async def classify(self, rcpt: str) -> str:
         """:func:`classify_recipient` off the loop, with LOCAL answers cached for ``RCPT_CACHE_TTL``.
 
@@ -129,7 +147,7 @@ class PolicyHandler(EsmtpHandler):
         hit = self._rcpt_cache.get(key)
         if hit is not None and hit > now:
             return LOCAL
-        kind = await self.call(classify_recipient, self.backend.directory, rcpt)
+        kind = await self.call(classify_recipient, self.backend.directory, rcpt, self._srs)
         if kind == LOCAL:
             if len(self._rcpt_cache) >= RCPT_CACHE_SIZE:
                 self._rcpt_cache.clear()

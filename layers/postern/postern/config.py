@@ -152,6 +152,9 @@ class Settings:
     retry_hop: int = 900  # POSTERN_RETRY_HOP (longest SQS DelaySeconds per re-enqueue hop, <= 900)
     ses_configuration_set: str = ""  # POSTERN_SES_CONFIGURATION_SET (bounce/complaint/delay events -> NDR)
     ses_mail_from_subdomain: str = "bounce"  # POSTERN_SES_MAIL_FROM_SUBDOMAIN (custom MAIL FROM: <sub>.<domain>)
+    srs_secret: tuple[str, ...] = ()  # POSTERN_SRS_SECRET (secret,...: the first signs, all verify)
+    srs_secret_id: str = ""  # POSTERN_SRS_SECRET_ID (Secrets Manager secret with the SRS secrets; wins)
+    srs_max_age_days: int = 21  # POSTERN_SRS_MAX_AGE_DAYS (bounces to older SRS addresses are refused)
 
     # --- admin CLI ----------------------------------------------------------
     stack_name: str = ""  # POSTERN_STACK (CloudFormation stack whose Outputs name the resources; `postern --stack`)
@@ -235,6 +238,9 @@ class Settings:
             retry_hop=_int(e, "POSTERN_RETRY_HOP", d.retry_hop),
             ses_configuration_set=e.get("POSTERN_SES_CONFIGURATION_SET", d.ses_configuration_set),
             ses_mail_from_subdomain=e.get("POSTERN_SES_MAIL_FROM_SUBDOMAIN", d.ses_mail_from_subdomain),
+            srs_secret=_list(e, "POSTERN_SRS_SECRET", d.srs_secret),
+            srs_secret_id=e.get("POSTERN_SRS_SECRET_ID", d.srs_secret_id),
+            srs_max_age_days=_int(e, "POSTERN_SRS_MAX_AGE_DAYS", d.srs_max_age_days),
             extra={k: v for k, v in e.items() if k.startswith("POSTERN_")},
         )
 

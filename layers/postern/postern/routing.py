@@ -13,14 +13,19 @@ Fails: never raises for a bad recipient; it becomes a RouteFailure (5.1.1 no suc
 Resolution order for a recipient in a local domain (Postfix virtual(5)):
 exact alias, exact user, plus-address base (``user+tag``) as alias or user,
 the domain's catch-all, else no such user. Alias targets are resolved
-recursively up to ``MAX_DEPTH``.
+recursively up to ``MAX_DEPTH``. Before all that, given an ``srs``
+(:class:`postern.srs.Srs`), an SRS address in a local domain (a bounce coming
+back to a message we forwarded) resolves to the address it stands for, which
+may be remote, as an alias target would: its hash and age are checked
+(a forged or expired one fails 5.1.1), and it may exceed the 64-octet local
+part limit, as SRS addresses often do.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .address import parse_address
+from .address import normalize_domain, parse_address
 from .errors import InvalidAddress
 
 MAX_DEPTH = 10
@@ -54,21 +59,45 @@ class RouteDecision:
     failed: list[RouteFailure] = field(default_factory=list)
 
 
-def route(recipients, directory, allow_remote: bool = True) -> RouteDecision:
+def route(recipients, directory, allow_remote: bool = True, srs=None) -> RouteDecision:
     """Resolve every envelope recipient. ``allow_remote`` is True for authenticated
     submission and for aliases forwarding out; a direct remote RCPT on an
-    unauthenticated message is a relay attempt and fails 5.7.1."""
+    unauthenticated message is a relay attempt and fails 5.7.1. ``srs``: reverse
+    SRS addresses of our domains (None: they are looked up as any other)."""
     decision = RouteDecision()
     seen_local: set[str] = set()
     seen_remote: set[str] = set()
     for rcpt in recipients:
-        _resolve(rcpt, rcpt, directory, decision, seen_local, seen_remote, 0, allow_remote, set())
+        _resolve(rcpt, rcpt, directory, decision, seen_local, seen_remote, 0, allow_remote, set(), srs)
     return decision
 
 
-def _resolve(addr, original, directory, decision, seen_local, seen_remote, depth, allow_remote, chain):
+def _srs_domain(addr: str, srs, directory) -> str | None:
+    """The local domain of an SRS address (None: not SRS, no srs, or not one of ours)."""
+    if srs is None or not srs.is_srs(addr):
+        return None
+    try:
+        domain = normalize_domain(addr.rpartition("@")[2])
+    except InvalidAddress:
+        return None
+    return domain if directory.get_domain(domain) is not None else None
+
+
+def _resolve(addr, original, directory, decision, seen_local, seen_remote, depth, allow_remote, chain, srs=None):
     if depth > MAX_DEPTH or addr in chain:
         decision.failed.append(RouteFailure(original, "5.4.6", f"alias loop or too deep at {addr}"))
+        return
+    if _srs_domain(addr, srs, directory) is not None:
+        from .srs import SrsError
+
+        try:
+            target = srs.reverse(addr)
+        except SrsError as exc:
+            decision.failed.append(RouteFailure(original, "5.1.1", f"{exc.text}: {addr}"))
+            return
+        # A bounce to a message we forwarded: on to the sender it stands for, as an alias target.
+        _resolve(target, original, directory, decision, seen_local, seen_remote, depth + 1, True,
+                 chain | {addr.lower()}, srs)
         return
     try:
         a = parse_address(addr)
@@ -94,7 +123,7 @@ def _resolve(addr, original, directory, decision, seen_local, seen_remote, depth
         if alias is not None:
             for target in alias.targets:
                 # Targets outside are forwarding: always allowed, the alias owner chose them.
-                _resolve(target, original, directory, decision, seen_local, seen_remote, depth + 1, True, chain)
+                _resolve(target, original, directory, decision, seen_local, seen_remote, depth + 1, True, chain, srs)
             return
         user = directory.get_user(cand)
         if user is not None:
@@ -103,12 +132,13 @@ def _resolve(addr, original, directory, decision, seen_local, seen_remote, depth
                 decision.local.append(LocalDelivery(user.address, original, user.quota))
             return
     if domain.catchall and depth == 0:
-        _resolve(domain.catchall, original, directory, decision, seen_local, seen_remote, depth + 1, True, chain)
+        _resolve(domain.catchall, original, directory, decision, seen_local, seen_remote, depth + 1, True, chain,
+                 srs)
         return
     decision.failed.append(RouteFailure(original, "5.1.1", f"no such user {a.canonical}"))
 
 
-def accepts(rcpt: str, directory) -> bool:
+def accepts(rcpt: str, directory, srs=None) -> bool:
     """RCPT-time check for the MX role: would this recipient resolve to something?"""
-    d = route([rcpt], directory, allow_remote=False)
+    d = route([rcpt], directory, allow_remote=False, srs=srs)
     return not d.failed

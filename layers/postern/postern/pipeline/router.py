@@ -39,11 +39,12 @@ class Plan:
     notice: NoticeJob | None = None
 
 
-def plan(env: Envelope, directory) -> Plan:
-    """Route ``env`` (pure apart from directory reads)."""
+def plan(env: Envelope, directory, srs=None) -> Plan:
+    """Route ``env`` (pure apart from directory reads). ``srs``: bounces to our SRS
+    addresses go back to the sender they stand for (:mod:`postern.srs`)."""
     view = directory.prefetched(env.rcpt_to) if hasattr(directory, "prefetched") else directory
     # Only authenticated submission may relay; aliases forwarding out are always allowed (routing.py).
-    decision = route(env.rcpt_to, view, allow_remote=bool(env.auth_user))
+    decision = route(env.rcpt_to, view, allow_remote=bool(env.auth_user), srs=srs)
     p = Plan(decision)
     for d in decision.local:
         p.store.append(
