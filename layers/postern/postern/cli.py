@@ -58,6 +58,7 @@ COMMAND_MODULES: list[str] = []
 REGISTRARS: list[tuple[str, str, str | None]] = [
     ("postern.cli_outbound", "register", None),  # queue, trace
     ("postern.cli_outbound", "register_domain", "domain"),  # domain dkim
+    ("postern.cli_dns", "register", None),  # dns
 ]
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
