@@ -34,9 +34,9 @@ def test_without_elastic_ips_the_host_is_an_alias_of_the_nlb_or_its_current_addr
 
 def test_spf_names_where_mail_really_leaves_from():
     ses, _ = plan(Facts("example.com", "mail.example.com", transport="ses", ses_mail_from="bounce.example.com",
-                        ses_records=(("bounce.example.com", "TXT", "v=spf1 include:amazonses.com -all"),)))
+                        ses_records=(("bounce.example.com", "TXT", "v=spf1 include:amazonses.com ~all"),)))
     assert [r.value for r in _by(ses, "TXT", "example.com")] == ["v=spf1 -all"]  # SES uses its MAIL FROM domain
-    assert [r.value for r in _by(ses, "TXT", "bounce.example.com")] == ["v=spf1 include:amazonses.com -all"]
+    assert [r.value for r in _by(ses, "TXT", "bounce.example.com")] == ["v=spf1 include:amazonses.com ~all"]
 
     relay, _ = plan(Facts("example.com", "mail.example.com", transport="smarthost", smarthost="smtp.sendgrid.net:587"))
     assert [r.value for r in _by(relay, "TXT", "example.com")] == ["v=spf1 include:sendgrid.net -all"]
@@ -158,7 +158,7 @@ def test_postern_dns_from_a_stack_with_ses(deployed, monkeypatch):
     for t in tokens:
         assert has(f"{t}._domainkey.example.com", "CNAME", f"{t}.dkim.amazonses.com.")
     assert has("bounce.example.com", "MX", "10 feedback-smtp.us-east-1.amazonses.com.")
-    assert has("bounce.example.com", "TXT", '"v=spf1 include:amazonses.com -all"')
+    assert has("bounce.example.com", "TXT", '"v=spf1 include:amazonses.com ~all"')  # postern.sesidentity's
     assert any(ln.startswith("postern._domainkey.example.com.") and "v=DKIM1; k=rsa; p=" in ln for ln in lines)
     assert has("_dmarc.example.com", "TXT", '"v=DMARC1; p=quarantine; rua=mailto:postmaster@example.com"')
     assert "; PTR: nothing to do: SES sends from its own addresses" in zone

@@ -45,15 +45,6 @@ def _resolve(settings, name: str) -> tuple[str, ...]:
         return ()
 
 
-def ses_records(region: str, domain: str, mail_from: str, tokens) -> tuple[tuple[str, str, str], ...]:
-    """Easy DKIM CNAMEs and the custom MAIL FROM domain's MX and SPF (SES Developer Guide)."""
-    out = [(f"{t}._domainkey.{domain}", "CNAME", f"{t}.dkim.amazonses.com.") for t in tokens]
-    if mail_from:
-        out += [(mail_from, "MX", f"10 feedback-smtp.{region}.amazonses.com."),
-                (mail_from, "TXT", "v=spf1 include:amazonses.com -all")]
-    return tuple(out)
-
-
 def _ses(settings, clients, domain: str, subdomain: str) -> dict:
     try:
         r = clients.sesv2.get_email_identity(EmailIdentity=domain)
@@ -65,16 +56,23 @@ def _ses(settings, clients, domain: str, subdomain: str) -> dict:
         raise StoreUnavailable(f"SES: {exc.response.get('Error', {}).get('Code', exc)}") from None
     except BotoCoreError as exc:
         raise StoreUnavailable(f"SES unreachable: {exc}") from None
+    from .sesidentity import mail_from_domain, records
+
+    s = settings.replace(ses_mail_from_subdomain=subdomain)
     tokens = (r.get("DkimAttributes") or {}).get("Tokens") or []
-    mail_from = (r.get("MailFromAttributes") or {}).get("MailFromDomain") or f"{subdomain}.{domain}"
+    mail_from = mail_from_domain(s, domain)
     notes = []
+    actual = (r.get("MailFromAttributes") or {}).get("MailFromDomain")
+    if actual and actual != mail_from:
+        notes.append(f"SES's MAIL FROM domain for {domain} is {actual}, not {mail_from}: "
+                     f"`postern domain ses {domain}` sets it")
     if not r.get("VerifiedForSendingStatus"):
         notes.append("SES has not verified the domain yet: it will once the DKIM CNAMEs resolve (minutes to "
                      "hours); until then it refuses to send as it")
     if not tokens:
         notes.append("SES returned no Easy DKIM tokens: see the identity in the SES console")
-    return {"ses_records": ses_records(settings.region, domain, mail_from, tokens), "ses_mail_from": mail_from,
-            "ses_note": "; ".join(notes)}
+    return {"ses_records": tuple((x.name, x.type, x.value) for x in records(s, domain, tokens)),
+            "ses_mail_from": mail_from, "ses_note": "; ".join(notes)}
 
 
 def gather(args, settings, clients) -> Facts:
@@ -93,7 +91,7 @@ def gather(args, settings, clients) -> Facts:
         notes.append(Advice("DOMAIN", f"{domain} is not served by Postern yet: `postern domain add {domain}`"))
     extra = {}
     if transport == "ses":
-        extra = _ses(settings, clients, domain, params.get("SesMailFromSubdomain") or "bounce")
+        extra = _ses(settings, clients, domain, params.get("SesMailFromSubdomain") or settings.ses_mail_from_subdomain)
     keys = KeyStore(settings, clients).get(domain)
     return Facts(
         domain=domain,
