@@ -133,7 +133,8 @@ def _leaf_fp(pem: str) -> str:
 
 
 class RunningGateway:
-    """A gateway on its own loop thread: submissions (implicit TLS) only, certificate from the secret."""
+    """A gateway on its own loop thread: submissions (implicit TLS) only, certificate from the secret, signing
+    as the template's gateway task role (the rules proxy allows it only what that role allows)."""
 
     def __init__(self, stack, settings):
         from postern_gateway.app import LISTENERS, Gateway
@@ -141,7 +142,7 @@ class RunningGateway:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.gw = Gateway(settings, stack.clients)
+        self.gw = Gateway(settings, stack.gateway_clients)  # the gateway task role's credentials
         only = tuple(lst for lst in LISTENERS if lst.name == "submissions")
         asyncio.run_coroutine_threadsafe(self.gw.start(only), self.loop).result(30)
         self.port = self.gw.ports["submissions"]
