@@ -264,3 +264,14 @@ def test_without_a_hosted_zone_a_certificate_is_required_at_deploy_time():
         assert param in text
     assert a["Assert"] == {"Fn::Or": [{"Fn::Not": [{"Fn::Equals": [{"Ref": "TlsSecretId"}, ""]}]},
                                       {"Fn::Not": [{"Fn::Equals": [{"Ref": "TlsS3Uri"}, ""]}]}]}
+
+
+def test_sample_events(cfn_out):
+    """events/cert/: what the built-artefact test and `sam local invoke CertFunction -e` can run offline."""
+    from pathlib import Path
+
+    events = Path(__file__).parents[2] / "events/cert"
+    assert handler(json.loads((events / "schedule-s3.json").read_text()), None) == {"Action": "unchecked"}
+    handler(json.loads((events / "delete.json").read_text()), None)
+    (r,) = cfn_out.sent
+    assert (r["Status"], r["PhysicalResourceId"]) == ("SUCCESS", "postern/postern/tls-00000000")
