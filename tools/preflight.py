@@ -13,12 +13,19 @@ Out:  :func:`check` -> (problems, warnings): sentences naming the parameter and 
                      verified addresses, 200 a day) - a warning, with how to leave it.
 Fails: AWS errors other than "not found" become problems quoting AWS (e.g. no permission to
       read Route 53): the deploy would hit them too.
-Runs with boto3 only (the aws-sam-cli tool venv's Python), no Postern package.
+Runs with boto3 only (the aws-sam-cli tool venv's Python), no Postern package. As a command
+(``python tools/preflight.py [--config-env default]``) it reads samconfig.toml's deploy
+parameters itself and exits 1 on a problem.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import shlex
 import sys
+import tomllib
+from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -103,10 +110,37 @@ def check(session, params: dict[str, str]) -> tuple[list[str], list[str]]:
     return problems, warnings
 
 
-def report(problems: list[str], warnings: list[str], out=sys.stderr) -> bool:
-    """Print what was found; True when the deploy may go on."""
+def report(problems: list[str], warnings: list[str], out=None) -> bool:
+    """Print what was found (stderr); True when the deploy may go on."""
+    out = out or sys.stderr
     for w in warnings:
         print(f"preflight warning: {w}", file=out)
     for p in problems:
         print(f"preflight: {p}", file=out)
     return not problems
+
+
+def samconfig_parameters(path: Path, env: str = "default") -> tuple[dict[str, str], str]:
+    """(parameter_overrides as a dict, region) from samconfig.toml's deploy section."""
+    with path.open("rb") as fh:
+        deploy = tomllib.load(fh).get(env, {}).get("deploy", {}).get("parameters", {})
+    raw = deploy.get("parameter_overrides", "")
+    tokens = shlex.split(raw) if isinstance(raw, str) else [t for item in raw for t in shlex.split(item)]
+    return dict(t.split("=", 1) for t in tokens if "=" in t), deploy.get("region", "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="AWS checks before `sam deploy` (make deploy runs them).")
+    ap.add_argument("--config-env", default=os.environ.get("SAM_CONFIG_ENV", "default"))
+    ap.add_argument("--samconfig", type=Path, default=Path(__file__).resolve().parents[1] / "samconfig.toml")
+    args = ap.parse_args(argv)
+    import boto3
+
+    params, region = samconfig_parameters(args.samconfig, args.config_env)
+    session = boto3.Session(region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                            or region or None)
+    return 0 if report(*check(session, params)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -90,3 +90,14 @@ def test_the_ses_sandbox_is_a_warning_with_the_way_out(aws):
     out = io.StringIO()
     assert preflight.report([], [w], out) is True and out.getvalue().startswith("preflight warning: SES")
     assert preflight.report(["x"], [], out) is False
+
+
+def test_the_command_reads_samconfig(aws, tmp_path, capsys):
+    cfg = tmp_path / "samconfig.toml"
+    cfg.write_text('[default.deploy.parameters]\nregion = "us-east-1"\nparameter_overrides = '
+                   '"MailDomain=\\"example.com\\" GatewayHostname=\\"mail.example.com\\" HostedZoneId=\\"ZNOSUCH1\\" '
+                   'OutboundTransport=\\"smarthost\\""\n')
+    params, region = preflight.samconfig_parameters(cfg)
+    assert params["HostedZoneId"] == "ZNOSUCH1" and region == "us-east-1"
+    assert preflight.main(["--samconfig", str(cfg)]) == 1
+    assert "preflight: HostedZoneId ZNOSUCH1: there is no such Route 53 hosted zone" in capsys.readouterr().err
