@@ -36,8 +36,13 @@ __all__ = [
     "parse_sort_criteria",
     "sort_messages",
     "base_subject",
+    "Facts",
     "Node",
+    "facts",
+    "sort_key",
+    "sort_order",
     "thread",
+    "thread_facts",
     "format_threads",
 ]
 
@@ -257,28 +262,60 @@ def _key_value(info: _Info, key: str):
     return 0
 
 
+def sort_key(criteria: list[tuple[str, bool]], msg) -> tuple:
+    """The values ``msg`` sorts by, one per criterion, then its sequence number (picklable)."""
+    info = _info(msg)
+    return (*(_key_value(info, key) for key, _ in criteria), info.seq)
+
+
+def sort_order(criteria: list[tuple[str, bool]], keys: list[tuple]) -> list[int]:
+    """Indexes of ``keys`` (from :func:`sort_key`) in SORT order (RFC 5256 §3); ties in sequence order."""
+    order = sorted(range(len(keys)), key=lambda i: keys[i][-1])  # the final tie-break
+    # stable sorts from the least significant key to the most significant one
+    for pos in reversed(range(len(criteria))):
+        order.sort(key=lambda i: keys[i][pos], reverse=criteria[pos][1])  # stable also when reversed
+    return order
+
+
 def sort_messages(criteria: list[tuple[str, bool]], msgs) -> list:
     """The messages ordered by ``criteria`` (RFC 5256 §3); ties in sequence order."""
-    infos = [_info(m) for m in msgs]
-    infos.sort(key=lambda i: i.seq)  # the final tie-break
-    # stable sorts from the least significant key to the most significant one
-    for key, reverse in reversed(criteria):
-        values = {id(i): _key_value(i, key) for i in infos}
-        infos.sort(key=lambda i: values[id(i)], reverse=reverse)  # stable also when reversed
-    return [i.msg for i in infos]
+    msgs = list(msgs)
+    return [msgs[i] for i in sort_order(criteria, [sort_key(criteria, m) for m in msgs])]
 
 
 # --- THREAD -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What THREAD reads of one message (picklable: computed in chunks, by a worker for big mailboxes)."""
+
+    seq: int
+    uid: int
+    sent: float  # RFC 5256 §2.2
+    subject: bytes  # the base subject (§2.1), collated
+    refwd: bool  # the base-subject extraction removed a reply/forward marker
+    msgid: str | None  # the first valid Message-ID
+    refs: tuple[str, ...]  # References, or else the first id of In-Reply-To (REFERENCES step (1))
+
+
+def facts(msg) -> Facts:
+    info = _info(msg)
+    subject, refwd = info.subject()
+    ids = _msgids(info.field(b"message-id"))
+    refs = _msgids(info.field(b"references")) or _msgids(info.field(b"in-reply-to"))[:1]
+    return Facts(info.seq, int(getattr(msg, "uid", 0) or 0), info.sent, collate(subject), refwd,
+                 ids[0] if ids else None, tuple(refs))
+
+
 @dataclass(eq=False)
 class Node:
-    """A thread tree node: ``msg`` is None for a dummy (a message referred to but not present)."""
+    """A thread tree node: ``msg`` (the message's :class:`Facts`) is None for a dummy
+    (a message referred to but not present)."""
 
-    msg: object | None = None
+    msg: Facts | None = None
     children: list[Node] = field(default_factory=list)
     parent: Node | None = None
-    info: _Info | None = None
 
     def add(self, child: Node) -> None:
         if child.parent is not None:
@@ -317,11 +354,11 @@ def _date_key(node: Node):
     """Sent date (RFC 5256 §2.2) and sequence number of a node (a dummy uses its first child,
     REFERENCES step (4))."""
     n = node
-    while n.info is None and n.children:
+    while n.msg is None and n.children:
         n = n.children[0]
-    if n.info is None:
+    if n.msg is None:
         return (0.0, 0)
-    return (n.info.sent, n.info.seq)
+    return (n.msg.sent, n.msg.seq)
 
 
 def _sort_siblings(nodes: list[Node]) -> None:
@@ -341,44 +378,37 @@ def _sort_tree(nodes: list[Node]) -> None:
     _sort_siblings(nodes)
 
 
-def _ordered_subject(infos: list[_Info]) -> list[Node]:
+def _ordered_subject(all_facts: list[Facts]) -> list[Node]:
     # RFC 5256 §3 ORDEREDSUBJECT: sort by base subject then sent date; one thread per
     # subject; the first message is the parent, the rest its children (no grandchildren).
-    infos = sorted(infos, key=lambda i: (collate(i.subject()[0]), i.sent, i.seq))
     threads: list[Node] = []
     current: Node | None = None
     subject = None
-    for i in infos:
-        s = collate(i.subject()[0])
-        if current is None or s != subject:
-            current = Node(i.msg, info=i)
+    for f in sorted(all_facts, key=lambda f: (f.subject, f.sent, f.seq)):
+        if current is None or f.subject != subject:
+            current = Node(f)
             threads.append(current)
-            subject = s
+            subject = f.subject
         else:
-            current.add(Node(i.msg, info=i))
+            current.add(Node(f))
     threads.sort(key=_date_key)
     return threads
 
 
-def _references(infos: list[_Info]) -> list[Node]:
+def _references(all_facts: list[Facts]) -> list[Node]:
     table: dict[str, Node] = {}
-    nodes: list[Node] = []
     unique = 0
     # (1) link by Message-ID / References / In-Reply-To
-    for i in sorted(infos, key=lambda x: x.seq):
-        ids = _msgids(i.field(b"message-id"))
-        mid = ids[0] if ids else None
+    for f in sorted(all_facts, key=lambda x: x.seq):
+        mid = f.msgid
         if mid is None or (mid in table and table[mid].msg is not None):
             unique += 1
             mid = f"\x00unique-{unique}"  # missing or duplicate Message-ID: a unique one
         node = table.get(mid)
         if node is None:
             node = table[mid] = Node()
-        node.msg, node.info = i.msg, i
-        nodes.append(node)
-        refs = _msgids(i.field(b"references"))
-        if not refs:
-            refs = _msgids(i.field(b"in-reply-to"))[:1]
+        node.msg = f
+        refs = f.refs
         # (1)(A) chain the references, never changing an existing parent, never making a loop
         prev: Node | None = None
         for ref in refs:
@@ -451,11 +481,10 @@ def _prune(roots: list[Node]) -> list[Node]:
 
 
 def _thread_subject(node: Node) -> tuple[bytes, bool]:
-    n = node if node.info is not None else (node.children[0] if node.children else None)
-    if n is None or n.info is None:
+    n = node if node.msg is not None else (node.children[0] if node.children else None)
+    if n is None or n.msg is None:
         return b"", False
-    s, refwd = n.info.subject()
-    return collate(s), refwd
+    return n.msg.subject, n.msg.refwd
 
 
 def _gather_subjects(roots: list[Node]) -> list[Node]:
@@ -504,13 +533,17 @@ def _gather_subjects(roots: list[Node]) -> list[Node]:
 
 def thread(algorithm: str, msgs) -> list[Node]:
     """Threads of ``msgs`` by ``ORDEREDSUBJECT`` or ``REFERENCES`` (RFC 5256 §3)."""
+    return thread_facts(algorithm, [facts(m) for m in msgs])
+
+
+def thread_facts(algorithm: str, all_facts: list[Facts]) -> list[Node]:
+    """:func:`thread` over already computed :class:`Facts`; node ``msg`` attributes are the Facts."""
     algorithm = algorithm.upper()
     if algorithm not in ALGORITHMS:
         raise SearchSyntaxError(f"unknown threading algorithm {algorithm[:30]}")
-    infos = [_info(m) for m in msgs]
     if algorithm == "ORDEREDSUBJECT":
-        return _ordered_subject(infos)
-    return _references(infos)
+        return _ordered_subject(all_facts)
+    return _references(all_facts)
 
 
 def format_threads(threads: list[Node], number=lambda m: m.seq) -> str:

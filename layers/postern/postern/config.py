@@ -108,6 +108,9 @@ class Settings:
     login_fail_delay: float = 1.0  # POSTERN_LOGIN_FAIL_DELAY (seconds after a failed login)
     auth_cache_ttl: float = 120.0  # POSTERN_AUTH_CACHE_TTL (seconds a verified password is remembered; 0 = off)
     preauth_max_bytes: int = 16 * 1024  # POSTERN_PREAUTH_MAX_BYTES (per connection before login; 0 = off)
+    work_workers: int = 2  # POSTERN_WORK_WORKERS (processes for CPU-heavy per-command work: SEARCH, SORT, MIME)
+    work_seconds: float = 20.0  # POSTERN_WORK_SECONDS (work budget of one command; past it NO [LIMIT])
+    work_memory_mb: int = 768  # POSTERN_WORK_MEMORY_MB (RLIMIT_AS of each worker process)
 
     # --- TLS ----------------------------------------------------------------
     tls_cert_file: str = ""  # POSTERN_TLS_CERT_FILE (PEM chain)
@@ -199,6 +202,9 @@ class Settings:
             login_fail_delay=_float(e, "POSTERN_LOGIN_FAIL_DELAY", d.login_fail_delay),
             auth_cache_ttl=_float(e, "POSTERN_AUTH_CACHE_TTL", d.auth_cache_ttl),
             preauth_max_bytes=_int(e, "POSTERN_PREAUTH_MAX_BYTES", d.preauth_max_bytes),
+            work_workers=_int(e, "POSTERN_WORK_WORKERS", d.work_workers),
+            work_seconds=_float(e, "POSTERN_WORK_SECONDS", d.work_seconds),
+            work_memory_mb=_int(e, "POSTERN_WORK_MEMORY_MB", d.work_memory_mb),
             tls_cert_file=e.get("POSTERN_TLS_CERT_FILE", d.tls_cert_file),
             tls_key_file=e.get("POSTERN_TLS_KEY_FILE", d.tls_key_file),
             tls_secret_id=e.get("POSTERN_TLS_SECRET_ID", d.tls_secret_id),

@@ -20,23 +20,27 @@ from .. import message as M  # imap-content's pure MIME functions
 from .. import parser as P
 from .. import responses as R
 from .. import wire
-from ..errors import BadCommand
-from ..parser import FetchAtt, Section
+from ..errors import BadCommand, NoCommand
+from ..parser import Command, FetchAtt, Section
 from ..seqset import compress
+from ..work import Budget
 from . import OpResult
 
 if TYPE_CHECKING:
     from ..session import Session
 
 CHUNK = 500
+MAX_BODY_ITEMS = 32  # body sections, RFC822* items and BODY/BODYSTRUCTURE in one FETCH
+LINE_SLACK = 1024 * 1024  # one message's FETCH line holds at most 2 x its size + this
 FULL_ATTS = {"ENVELOPE", "RFC822.HEADER", "RFC822", "RFC822.TEXT", "BODY", "BODYSTRUCTURE"}
 
 
 class _Msg:
     """One message being fetched: its view meta, full meta and lazily read bytes."""
 
-    def __init__(self, s, mb, view, full):
+    def __init__(self, s, mb, view, full, budget: Budget):
         self.s, self.mb, self.view, self.full = s, mb, view, full or view
+        self.budget = budget  # the FETCH's work budget: MIME structure of big messages in a worker
         self._raw = None
         self._header = None
 
@@ -85,7 +89,7 @@ async def section_bytes(m: _Msg, sec: Section, partial) -> bytes:
                 o, n = partial
                 start, end = start + o, min(start + o + n, end)
             return await m.read(start, end) if start < end else b""
-    data = M.section(await m.raw(), sec.part, sec.text, sec.fields)
+    data = await m.budget.section(await m.raw(), sec.part, sec.text, sec.fields)
     return _partial(data, partial)
 
 
@@ -93,7 +97,7 @@ async def bodystructure(s: Session, m: _Msg, extended: bool) -> bytes:
     key = (m.full.blob_key, len(m.full.prefix), extended)
     hit = s.runtime.structure_get(key) if m.full.blob_key else None
     if hit is None:
-        hit = M.bodystructure(await m.raw(), extended)
+        hit = await m.budget.bodystructure(await m.raw(), extended)
         if m.full.blob_key:
             s.runtime.structure_put(key, hit)
     return hit
@@ -165,6 +169,20 @@ async def render(s: Session, sel, seq, uid, att: FetchAtt, m: _Msg) -> bytes:
     return att.label().encode() + b" " + wire.literal(data)
 
 
+async def render_all(s, sel, seq, uid, atts, m: _Msg) -> list[bytes]:
+    """Every attribute of one message; the line stops growing past 2 x the message's size
+    (``BODY[]<0.n>`` ranges and repeated sections cannot make one response unbounded)."""
+    cap = 2 * m.full.size + LINE_SLACK
+    items, total = [], 0
+    for a in atts:
+        item = await render(s, sel, seq, uid, a, m)
+        total += len(item)
+        if total > cap:
+            raise NoCommand("FETCH response too large for one message; fetch fewer sections", "LIMIT")
+        items.append(item)
+    return items
+
+
 async def fetch(s: Session, cmd: Command) -> OpResult:
     if len(cmd.args) < 2:
         raise BadCommand("FETCH needs a message set and attributes")
@@ -172,6 +190,8 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
     req = P.fetch_items(cmd.args[1:])
     sel = s.selected
     atts = list(req.atts)
+    if sum(1 for a in atts if a.name in FULL_ATTS or a.is_body_section) > MAX_BODY_ITEMS:
+        raise NoCommand(f"At most {MAX_BODY_ITEMS} body items in one FETCH", "LIMIT")  # RFC 5530 §3
     names = {a.name for a in atts}
     if req.changedsince is not None or "MODSEQ" in names:
         s.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE-enabling command
@@ -195,6 +215,7 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
     sets_seen = not sel.readonly and any(a.sets_seen for a in atts)
     store = s.backend.store
     mb = sel.watcher.mb
+    budget = Budget(s.settings, s.user.address)
     missing = False
     wrote = False
     for i in range(0, len(targets), CHUNK):
@@ -213,7 +234,7 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
         full = await s.runtime.full_metas(mb, [sel.metas[u] for _, u in chunk]) if need_full else {}
         for seq, uid in chunk:
             view = sel.metas[uid]
-            m = None if index_only else _Msg(s, mb, view, full.get(uid))
+            m = None if index_only else _Msg(s, mb, view, full.get(uid), budget)
             if need_full and uid not in full:
                 missing = True  # expunged by someone else, not yet announced (RFC 2180 §4.1.2)
                 continue
@@ -224,7 +245,7 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
                     hdr = full[uid].header
                     items = [render_header(sel, uid, a, view, hdr) for a in atts]
                 else:
-                    items = [await render(s, sel, seq, uid, a, m) for a in atts]
+                    items = await render_all(s, sel, seq, uid, atts, m)
             except (KeyError, FileNotFoundError):
                 missing = True
                 continue

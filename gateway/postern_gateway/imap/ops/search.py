@@ -5,7 +5,9 @@ Parsing and evaluation are imap-content's pure functions
 for SORT/THREAD); this module
 feeds them the session's view of each message and reads only what ``needs``
 asks for: index fields always, the stored header block for "header", the
-whole message for "body".
+whole message for "body". The evaluation, sorting and threading run under the
+command's work budget (``imap/work.py``): inline when small, else in worker
+processes; past the budget the command answers ``NO [LIMIT]``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..errors import BadCommand, NoCommand
 from ..parser import Command
 from ..seqset import compress
 from ..tokens import Atom
+from ..work import Budget, SearchBatch
 from . import OpResult
 
 if TYPE_CHECKING:
@@ -48,8 +51,8 @@ def _prefilter(SS, key) -> bytes | None:
     return None
 
 
-async def _matching(s: Session, cmd: Command, args: list, extra_need: set[str] = frozenset()):
-    """Messages of the session's view matching the SEARCH criteria ``args``: (seq, uid, msg) list, and key."""
+async def _matching(s: Session, cmd: Command, args: list, budget: Budget, extra_need: set[str] = frozenset()):
+    """Messages of the session's view matching the SEARCH criteria ``args``, in mailbox order."""
     from .. import search as SS  # imap-content's module
 
     try:
@@ -69,7 +72,7 @@ async def _matching(s: Session, cmd: Command, args: list, extra_need: set[str] =
     seq_max = len(uids)
     uid_max = uids[-1] if uids else 0
     full = await s.runtime.full_metas(mb, [sel.metas[u] for u in uids]) if need else {}
-    hits = []
+    batch = SearchBatch(budget, key)  # evaluated inline or in a worker (imap/work.py)
     for i, uid in enumerate(uids):
         view = sel.metas[uid]
         header = b""
@@ -92,9 +95,8 @@ async def _matching(s: Session, cmd: Command, args: list, extra_need: set[str] =
         msg = SimpleNamespace(seq=i + 1, uid=uid, flags=frozenset(sel.flags_of(uid)), modseq=view.modseq,
                               size=view.size, internaldate=view.internaldate, header=header, raw=raw,
                               seq_max=seq_max, uid_max=uid_max, recent=uid in sel.recent)
-        if SS.evaluate(key, msg):
-            hits.append(msg)
-    return hits
+        await batch.add(msg)
+    return await batch.hits()
 
 
 def _returned_modseq(hits: list, ret: set[str]) -> int:
@@ -121,7 +123,7 @@ async def search(s: Session, cmd: Command) -> OpResult:
         args = args[2:]
     if not args:
         raise BadCommand("SEARCH needs criteria")
-    hits = await _matching(s, cmd, args)
+    hits = await _matching(s, cmd, args, Budget(s.settings, s.user.address))
     modseq_used = _mentions(args, "MODSEQ")
     nums = [m.uid if cmd.uid else m.seq for m in hits]
     top_modseq = max((m.modseq for m in hits), default=0)
@@ -166,15 +168,15 @@ async def sort(s: Session, cmd: Command) -> OpResult:
         criteria = ST.parse_sort_criteria(cmd.args[0])
     except SS.SearchSyntaxError as exc:
         raise BadCommand(f"SORT: {exc}") from None
-    hits = await _matching(s, cmd, _charset_args(cmd, cmd.args[1:]), {"header"})
-    ordered = ST.sort_messages(criteria, hits)
+    budget = Budget(s.settings, s.user.address)
+    hits = await _matching(s, cmd, _charset_args(cmd, cmd.args[1:]), budget, {"header"})
+    ordered = await budget.sort(criteria, hits)
     s.send(R.untagged("SORT" + "".join(f" {m.uid if cmd.uid else m.seq}" for m in ordered)))
     return f"{cmd.full_name} completed"
 
 
 async def thread(s: Session, cmd: Command) -> OpResult:
     """THREAD / UID THREAD with ORDEREDSUBJECT or REFERENCES (RFC 5256)."""
-    from .. import search as SS
     from .. import sortthread as ST
 
     if len(cmd.args) < 3 or not isinstance(cmd.args[0], Atom):
@@ -182,11 +184,8 @@ async def thread(s: Session, cmd: Command) -> OpResult:
     algorithm = cmd.args[0].upper()
     if algorithm not in ST.ALGORITHMS:
         raise BadCommand("Unknown threading algorithm")
-    hits = await _matching(s, cmd, _charset_args(cmd, cmd.args[1:]), {"header"})
-    try:
-        trees = ST.thread(algorithm, hits)
-    except SS.SearchSyntaxError as exc:
-        raise BadCommand(f"THREAD: {exc}") from None
-    text = ST.format_threads(trees, (lambda m: m.uid) if cmd.uid else (lambda m: m.seq))
+    budget = Budget(s.settings, s.user.address)
+    hits = await _matching(s, cmd, _charset_args(cmd, cmd.args[1:]), budget, {"header"})
+    text = await budget.thread(algorithm, hits, cmd.uid)
     s.send(R.untagged(("THREAD " + text).rstrip()))
     return f"{cmd.full_name} completed"

@@ -1,0 +1,141 @@
+"""The work budget of CPU-heavy IMAP commands (issue 11), over loopback with a second client.
+
+A second session's NOOP (the liveness canary, ``postern_local.liveness``) keeps being answered
+within the 2 s ceiling while one client's SEARCH, SORT, THREAD or FETCH costs seconds of CPU:
+that work runs in the worker processes of ``postern_gateway.workers``, and past the command's
+budget (here ``work_seconds`` = 3) it answers ``NO [LIMIT]`` and the session goes on. The same
+attacks against the gateway in its own process under RLIMIT_AS: tests/e2e/test_hostile_imap.py.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from helpers import ServerThread
+from postern_gateway.imap import sortthread as ST
+from postern_gateway.imap.server import start_imap
+from postern_local.liveness import STALL_CEILING, Canary, ImapNoop
+from test_imap import PW, USER, client, make_backend
+
+BUDGET = 3.0
+
+
+@pytest.fixture
+def backend():
+    return make_backend(imap_poll_interval=0.05, work_seconds=BUDGET)
+
+
+@pytest.fixture
+def server(backend):
+    with ServerThread(start_imap, backend) as srv:
+        yield srv
+
+
+@pytest.fixture
+def canary(server):
+    with Canary([ImapNoop(server.port, USER, PW)]) as c:
+        c.wait_probes(c.mark(), 2)
+        yield c
+
+
+def _under_attack(canary, attack):
+    mark = canary.mark()
+    result = attack()
+    canary.wait_probes(canary.mark(), 2)
+    stall = canary.stall_since(mark)
+    assert stall < STALL_CEILING, f"the second client waited {stall:.2f} s"
+    assert not canary.failures_since(mark)
+    return result
+
+
+def _status(reply) -> str:
+    """"OK", or the response code of a NO (imaplib returns NO, it raises only on BAD)."""
+    typ, data = reply
+    if typ == "OK":
+        return "OK"
+    m = re.match(rb"\[([A-Z-]+)\]", data[0] or b"")
+    return m.group(1).decode() if m else typ
+
+
+def test_body_search_bomb_is_limited(server, backend, canary):
+    """1000 x BODY az over 2 MiB of "a...az" (21 s of substring scans inline, every listener stalled):
+    NO [LIMIT] after the budget, the other session never waits, this one goes on."""
+    body = (b"a" * 77 + b"\r\n") * 26_000 + b"az\r\n"
+    backend.store.append(USER, "INBOX", b"Subject: bomb\r\nContent-Type: text/plain\r\n\r\n" + body)
+    c = client(server)
+    c.select("INBOX")
+
+    def attack():
+        return _status(c.search(None, *(["BODY", "az"] * 1000)))
+
+    assert _under_attack(canary, attack) == "LIMIT"
+    assert c.search(None, "BODY", "az") == ("OK", [b"1"])  # one key: well inside the budget
+    assert c.noop()[0] == "OK"
+    c.logout()
+
+
+def test_ten_thousand_mime_parts(server, backend, canary):
+    """10,000 MIME parts: BODYSTRUCTURE and BODY[5000] are computed beside the event loop (2-3 s of
+    parsing; the budget decides OK or NO [LIMIT]); a BODY search over all parts (36 s before) is
+    NO [LIMIT]."""
+    parts = b"".join(b"--b\r\nContent-Type: text/plain; name=p%d\r\n\r\nx%d\r\n" % (i, i) for i in range(10_000))
+    backend.store.append(USER, "INBOX", b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+                         + parts + b"--b--\r\n")
+    c = client(server)
+    c.select("INBOX")
+
+    def attack():
+        return [_status(c.fetch("1", "(BODYSTRUCTURE)")), _status(c.fetch("1", "(BODY.PEEK[5000])")),
+                _status(c.search(None, "BODY", "nowhere"))]
+
+    got = _under_attack(canary, attack)
+    assert set(got[:2]) <= {"OK", "LIMIT"} and got[2] == "LIMIT", got
+    assert c.noop()[0] == "OK"
+    c.logout()
+
+
+def test_sort_and_thread_of_a_large_mailbox_in_workers(server, backend, canary):
+    """3,000 messages (more than is sorted inline): SORT and THREAD give what the pure functions give."""
+    for i in range(3000):
+        refs = f"References: <m{i // 3}@x>\r\n" if i % 3 else ""
+        backend.store.append(USER, "INBOX", (
+            f"From: u{i % 17}@example.org\r\nSubject: {'Re: ' if i % 3 else ''}topic {i // 3 % 50}\r\n"
+            f"Date: Mon, 1 Jan 2024 {i % 24:02d}:{i % 60:02d}:00 +0000\r\nMessage-ID: <m{i}@x>\r\n{refs}\r\nbody\r\n"
+        ).encode())
+    c = client(server)
+    c.select("INBOX")
+
+    def attack():
+        return (c.sort("(SUBJECT REVERSE DATE)", "UTF-8", "ALL"), c.thread("REFERENCES", "UTF-8", "ALL"),
+                c.uid("THREAD", "ORDEREDSUBJECT", "UTF-8", "ALL"))
+
+    (styp, sdata), (ttyp, tdata), (otyp, odata) = _under_attack(canary, attack)
+    assert styp == ttyp == otyp == "OK"
+    msgs = [_view(backend, m, i) for i, m in enumerate(backend.store.list_messages(
+        backend.store.get_mailbox(USER, "INBOX")), 1)]
+    expected = ST.sort_messages([("SUBJECT", False), ("DATE", True)], msgs)
+    assert sdata[0].split() == [str(m.seq).encode() for m in expected]
+    assert tdata[0].decode() == ST.format_threads(ST.thread("REFERENCES", msgs))
+    assert odata[0].decode() == ST.format_threads(ST.thread("ORDEREDSUBJECT", msgs), lambda f: f.uid)
+    c.logout()
+
+
+def _view(backend, meta, seq):
+    from types import SimpleNamespace
+
+    raw = backend.store.read(meta, 0, None)
+    return SimpleNamespace(seq=seq, uid=meta.uid, internaldate=meta.internaldate, size=meta.size,
+                           header=raw[: raw.index(b"\r\n\r\n") + 4])
+
+
+def test_fetch_response_is_bounded(server, backend):
+    """33 body items in one FETCH, or partial ranges adding up past twice the message: NO [LIMIT]."""
+    backend.store.append(USER, "INBOX", b"Subject: big\r\n\r\n" + b"x" * (1024 * 1024))
+    c = client(server)
+    c.select("INBOX")
+    assert _status(c.fetch("1", "(" + " ".join(["BODY.PEEK[TEXT]"] * 33) + ")")) == "LIMIT"
+    assert _status(c.fetch("1", "(" + " ".join(f"BODY.PEEK[]<{i}.2000000>" for i in range(4)) + ")")) == "LIMIT"
+    typ, data = c.fetch("1", "(BODY.PEEK[] BODY.PEEK[TEXT]<0.100>)")
+    assert typ == "OK" and len(data[0][1]) == 1024 * 1024 + 16
+    c.logout()
