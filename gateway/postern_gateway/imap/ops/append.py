@@ -17,7 +17,7 @@ from postern.store.base import MessageMeta
 
 from .. import parser as P
 from ..errors import BadCommand, NoCommand
-from ..parser import Literal
+from ..parser import Command, Literal
 from ..seqset import compress
 from . import OpResult
 

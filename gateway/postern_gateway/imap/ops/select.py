@@ -21,7 +21,7 @@ from .. import responses as R
 from ..errors import BadCommand, ByeError
 from ..parser import Command
 from ..selected import Selected
-from ..seqset import SeqSet, compress
+from ..seqset import compress
 from . import OpResult
 from .mailboxes import get_existing
 
