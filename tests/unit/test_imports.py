@@ -5,7 +5,8 @@ when the cycle is entered from the "wrong" module first; in a test run something
 imported the right one before. So each module is imported alone: a parent interpreter that has
 loaded the heavy third-party libraries (boto3, email, ...) but none of postern, postern_gateway,
 postern_local or the functions forks once per module, and the child imports just that module
-(a Lambda's ``app.py`` as Lambda loads it: its folder on ``sys.path``, module name ``app``).
+(a Lambda's ``app.py`` and its own packages as Lambda loads them: the function's folder on
+``sys.path``, the handler module named ``app``).
 A fork of that parent is a fresh interpreter as far as our modules go, and costs milliseconds
 instead of a Python start-up per module.
 """
@@ -32,7 +33,8 @@ for lib in ("boto3", "botocore.session", "email.policy", "email.parser", "asynci
         __import__(lib)
     except Exception:
         pass
-assert not any(m.split(".")[0] in ("postern", "postern_gateway", "postern_local", "app") for m in sys.modules)
+ours = {"postern", "postern_gateway", "postern_local", "app"} | {n for n, p in json.loads(sys.argv[1]) if p}
+assert not any(m.split(".")[0] in ours for m in sys.modules)
 failures = {}
 for name, path in json.loads(sys.argv[1]):
     r, w = os.pipe()
@@ -55,7 +57,7 @@ for name, path in json.loads(sys.argv[1]):
     os.close(r)
     _, status = os.waitpid(pid, 0)
     if status != 0:
-        failures[name if not path else path + "/app.py"] = err.decode(errors="replace") or f"status {status}"
+        failures[name if not path else f"{path}: {name}"] = err.decode(errors="replace") or f"status {status}"
 print(json.dumps(failures))
 """
 
@@ -72,7 +74,13 @@ def modules() -> list[tuple[str, str]]:
                 continue  # running it would start the program
             out.append((".".join(parts), ""))
     for app in sorted(FUNCTIONS.glob("*/app.py")):
-        out.append(("app", str(app.parent)))
+        folder = app.parent  # what Lambda puts on sys.path: the handler and its own packages
+        out.append(("app", str(folder)))
+        for f in sorted(folder.glob("*/**/*.py")):
+            parts = list(f.relative_to(folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out.append((".".join(parts), str(folder)))
     return out
 
 
