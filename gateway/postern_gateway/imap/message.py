@@ -61,8 +61,6 @@ __all__ = [
     "header_length",
     "addresses",
     "field_spans",
-    "precompute",
-    "structure_range",
 ]
 
 MAX_DEPTH = 100  # nesting deeper than this is treated as opaque application/octet-stream
@@ -876,84 +874,4 @@ def section_range(raw_header: bytes, part: tuple[int, ...], text: str | None, si
         maintype, subtype, _, _ = _parse_content_type(_Header(raw_header, fields).get(b"content-type"), ("text", "plain"))
         if maintype != "multipart":
             return (hlen, size)
-    return None
-
-
-# --- precomputed structure (for MessageMeta.structure) --------------------------
-
-STRUCTURE_VERSION = 1
-
-
-def precompute(raw: bytes, max_parts: int = 64, max_chars: int = 16_384) -> dict | None:
-    """What FETCH needs of the MIME structure, computed once when a message is stored.
-
-    Returns a JSON-able dict for ``MessageMeta.structure``::
-
-        {"v": 1, "bodystructure": str, "body": str,
-         "parts": {"1": [mime_start, body_start, end, text_start], "2.1": [...], ...}}
-
-    ``bodystructure`` / ``body`` are the wire bytes decoded as latin-1
-    (lossless: ``.encode("latin-1")`` gives them back). Offsets are positions
-    in ``raw``; ``text_start`` is where the encapsulated message's body starts
-    for a message/rfc822 part, else -1. The trace prefix only adds header
-    fields to the top-level header, so the structure of ``prefix + raw`` is the
-    same and its offsets are these plus ``len(prefix)`` -- except offset 0,
-    which stays 0 (the prefix is part of the top-level header): see
-    :func:`structure_range`. None when the structure is too large to keep
-    beside the index entry (then compute it from the bytes).
-    """
-    root = parse(raw)
-    bs = _body(raw, root, True)
-    body = _body(raw, root, False)
-    if len(bs) + len(body) > max_chars:
-        return None
-    parts: dict[str, list[int]] = {}
-    top = root.children if root.is_multipart else [root]
-    stack = [(kid, (i,)) for i, kid in reversed(list(enumerate(top, 1)))]
-    while stack:
-        kid, number = stack.pop()
-        if kid.synthetic:
-            continue
-        text_start = kid.message.body_start if kid.message is not None else -1
-        parts[".".join(map(str, number))] = [kid.start, kid.body_start, kid.end, text_start]
-        if len(parts) > max_parts:
-            return None
-        stack.extend((c, number + (j,)) for j, c in reversed(list(enumerate(_parts_of(kid), 1))))
-    return {"v": STRUCTURE_VERSION, "bodystructure": bs.decode("latin-1"), "body": body.decode("latin-1"), "parts": parts}
-
-
-def _parts_of(ent: Entity) -> list[Entity]:
-    """What the next part number indexes below ``ent`` (the same rule as :func:`_find_part`)."""
-    if ent.is_multipart:
-        return ent.children
-    if ent.message is not None:
-        m = ent.message
-        return m.children if m.is_multipart else [m]
-    return []
-
-
-def structure_range(structure: dict | None, part: tuple[int, ...], text: str | None, prefix_len: int = 0):
-    """Logical byte range ``(start, end)`` of ``BODY[part]``, ``BODY[part.MIME]`` and, for a
-    message/rfc822 part, ``BODY[part.HEADER]`` / ``BODY[part.TEXT]``, from :func:`precompute`'s
-    dict; None when the dict cannot answer (then use :func:`section` on the bytes).
-    A part number that does not exist gives None too (``section`` answers it with b"")."""
-    if not structure or structure.get("v") != STRUCTURE_VERSION or not part:
-        return None
-    entry = structure.get("parts", {}).get(".".join(map(str, part)))
-    if entry is None:
-        return None
-    mime_start, body_start, end, text_start = entry
-
-    def shift(n: int) -> int:
-        return 0 if n == 0 else n + prefix_len
-
-    text = text.upper() if text else None
-    if text is None:
-        return shift(body_start), shift(end)
-    if text == "MIME":
-        return shift(mime_start), shift(body_start)
-    if text_start >= 0 and text == "HEADER":
-        return shift(body_start), shift(text_start)
-    if text_start >= 0 and text == "TEXT":
-        return shift(text_start), shift(end)
     return None
