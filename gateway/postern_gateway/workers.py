@@ -23,7 +23,8 @@ The pool is one per gateway process (:func:`pool`), started lazily: ``settings.w
 processes (``python -m postern_gateway.workers``), each serving one task at a time over its
 stdin/stdout (length-prefixed pickle; the child is ours, nothing else writes to that pipe). A
 task waiting for a worker waits in a thread, never on the loop; the budget counts from the
-moment it was submitted. A worker whose parent dies reads EOF and exits.
+moment it was submitted. A worker whose parent dies reads EOF and exits. Workers run at nice 10:
+on a Fargate task's fraction of a CPU, the event loop keeps most of it while they compute.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ class _Worker:
 
 
 class WorkerPool:
-    def __init__(self, workers: int = 2, memory_mb: int = 768):
+    def __init__(self, workers: int = 2, memory_mb: int = 320):
         self.size = max(1, int(workers))
         self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
         self._all = [_Worker(max(64, int(memory_mb)) * 1024 * 1024) for _ in range(self.size)]
@@ -242,7 +243,7 @@ def pool(settings) -> WorkerPool:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = WorkerPool(getattr(settings, "work_workers", 2), getattr(settings, "work_memory_mb", 768))
+            _POOL = WorkerPool(getattr(settings, "work_workers", 2), getattr(settings, "work_memory_mb", 320))
             atexit.register(_POOL.shutdown)
         return _POOL
 
@@ -276,7 +277,8 @@ def _read_exact(f, n: int) -> bytes:
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when we stop
-    memory = int(argv[0]) if argv else 768 * 1024 * 1024
+    memory = int(argv[0]) if argv else 320 * 1024 * 1024
+    os.nice(10)  # the gateway's event loop comes first when they share a CPU
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = memory if hard == resource.RLIM_INFINITY else min(memory, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))

@@ -110,7 +110,7 @@ class Settings:
     preauth_max_bytes: int = 16 * 1024  # POSTERN_PREAUTH_MAX_BYTES (per connection before login; 0 = off)
     work_workers: int = 2  # POSTERN_WORK_WORKERS (processes for CPU-heavy per-command work: SEARCH, SORT, MIME)
     work_seconds: float = 20.0  # POSTERN_WORK_SECONDS (work budget of one command; past it NO [LIMIT])
-    work_memory_mb: int = 768  # POSTERN_WORK_MEMORY_MB (RLIMIT_AS of each worker process)
+    work_memory_mb: int = 320  # POSTERN_WORK_MEMORY_MB (RLIMIT_AS of each worker; workers x this + the gateway fit the task)
 
     # --- TLS ----------------------------------------------------------------
     tls_cert_file: str = ""  # POSTERN_TLS_CERT_FILE (PEM chain)
