@@ -60,6 +60,7 @@ TASKS = {
     "thread": "postern_gateway.imap.work:thread_text",
     "bodystructure": "postern_gateway.imap.work:bodystructure",
     "section": "postern_gateway.imap.work:section",
+    "envelope": "postern_gateway.imap.work:envelope",
     "selftest": "postern_gateway.workers:_selftest",
 }
 _HEADER = 8  # bytes of the length prefix

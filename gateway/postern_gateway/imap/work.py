@@ -32,6 +32,7 @@ from . import sortthread as ST
 INLINE_BYTES = 16 * 1024  # data handled inline per chunk (headers + bodies, times the string keys)
 INLINE_STEPS = 100_000  # search-key nodes x messages handled inline per chunk
 INLINE_DELIMITERS = 8  # more "--" lines than this in a message: its MIME structure goes to a worker
+SLICE = 0.02  # seconds a loop over a mailbox may hold the event loop before it yields
 CHUNK_BYTES = 4 * 1024 * 1024  # data sent to a worker in one task
 CHUNK_MESSAGES = 2000
 
@@ -74,6 +75,10 @@ def bodystructure(raw: bytes, extended: bool) -> bytes:
 
 def section(raw: bytes, part: tuple, text: str | None, fields: tuple) -> bytes:
     return M.section(raw, part, text, fields)
+
+
+def envelope(header: bytes) -> bytes:
+    return M.envelope(header)
 
 
 # --- the gateway side ----------------------------------------------------------------------
@@ -120,6 +125,7 @@ class Budget:
         self.user = user
         self.seconds = float(getattr(settings, "work_seconds", 20.0))
         self.deadline = time.monotonic() + self.seconds
+        self._slice_start = time.monotonic()
 
     def left(self) -> float:
         left = self.deadline - time.monotonic()
@@ -143,7 +149,15 @@ class Budget:
         self.left()
         out = fn(*args)
         await asyncio.sleep(0)
+        self._slice_start = time.monotonic()
         return out
+
+    async def tick(self) -> None:
+        """Called per message by loops over a mailbox (FETCH 1:*, SEARCH): lets other sessions
+        run once this command has held the event loop for :data:`SLICE` seconds."""
+        if time.monotonic() - self._slice_start >= SLICE:
+            await asyncio.sleep(0)
+            self._slice_start = time.monotonic()
 
     # --- SEARCH ---
     async def search(self, key, msgs: list) -> list[int]:
@@ -192,6 +206,12 @@ class Budget:
         if light_message(raw):
             return await self.inline(section, raw, part, text, fields)
         return await self.run("section", raw, part, text, fields)
+
+    async def envelope(self, header: bytes) -> bytes:
+        """ENVELOPE of a header block: address lists of tens of KiB cost seconds to parse."""
+        if len(header) <= INLINE_BYTES:
+            return envelope(header)
+        return await self.run("envelope", header)
 
 
 class SearchBatch:

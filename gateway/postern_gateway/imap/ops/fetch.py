@@ -23,7 +23,7 @@ from .. import wire
 from ..errors import BadCommand, NoCommand
 from ..parser import Command, FetchAtt, Section
 from ..seqset import compress
-from ..work import Budget
+from ..work import INLINE_BYTES, Budget
 from . import OpResult
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ async def render(s: Session, sel, seq, uid, att: FetchAtt, m: _Msg) -> bytes:
     if name in INDEX_ATTS:
         return render_index(sel, uid, name, view)
     if name == "ENVELOPE":
-        return b"ENVELOPE " + M.envelope(await m.header())
+        return b"ENVELOPE " + await m.budget.envelope(await m.header())
     if name == "BODYSTRUCTURE":
         return b"BODYSTRUCTURE " + await bodystructure(s, m, True)
     if name == "BODY":
@@ -233,6 +233,7 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
                 wrote = wrote or bool(res.changed)
         full = await s.runtime.full_metas(mb, [sel.metas[u] for _, u in chunk]) if need_full else {}
         for seq, uid in chunk:
+            await budget.tick()
             view = sel.metas[uid]
             m = None if index_only else _Msg(s, mb, view, full.get(uid), budget)
             if need_full and uid not in full:
@@ -241,7 +242,8 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
             try:
                 if index_only:
                     items = [render_index(sel, uid, a.name, view) for a in atts]
-                elif headers_only and full[uid].header is not None:
+                elif headers_only and full[uid].header is not None and (
+                        "ENVELOPE" not in names or len(full[uid].header) <= INLINE_BYTES):
                     hdr = full[uid].header
                     items = [render_header(sel, uid, a, view, hdr) for a in atts]
                 else:

@@ -18,6 +18,7 @@ from .. import parser as P
 from .. import responses as R
 from ..errors import BadCommand, NoCommand
 from ..listpattern import compile_pattern
+from ..work import Budget
 from ..parser import Command
 from ..tokens import Atom
 from . import OpResult
@@ -164,7 +165,9 @@ async def _list(s: Session, cmd: Command, lsub: bool) -> OpResult:
     globs = [compile_pattern(_canonical(ref, p)) for p in patterns]  # linear matchers, length-capped
     has_children = {DELIMITER.join(n.split(DELIMITER)[:i]) for n in names | implied for i in range(1, n.count(DELIMITER) + 1)}
     out = []
+    budget = Budget(s.settings, s.user.address)
     for name in sorted(universe, key=lambda n: (n != "INBOX", n)):
+        await budget.tick()  # thousands of mailboxes: other sessions run in between
         if not any(g.matches(name) for g in globs):
             continue
         attrs = []

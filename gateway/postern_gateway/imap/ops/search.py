@@ -74,6 +74,7 @@ async def _matching(s: Session, cmd: Command, args: list, budget: Budget, extra_
     full = await s.runtime.full_metas(mb, [sel.metas[u] for u in uids]) if need else {}
     batch = SearchBatch(budget, key)  # evaluated inline or in a worker (imap/work.py)
     for i, uid in enumerate(uids):
+        await budget.tick()
         view = sel.metas[uid]
         header = b""
         raw = None
