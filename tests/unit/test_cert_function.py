@@ -275,3 +275,52 @@ def test_sample_events(cfn_out):
     handler(json.loads((events / "delete.json").read_text()), None)
     (r,) = cfn_out.sent
     assert (r["Status"], r["PhysicalResourceId"]) == ("SUCCESS", "postern/postern/tls-00000000")
+
+
+class FakeIssuer:
+    """Stands in for the ACME client: records orders, answers renewal information as told, and "issues" a
+    self-signed certificate for the key it is given (the real CA: tests/e2e/test_cert_pebble.py)."""
+
+    issued: list = []
+    ari_error = False
+
+    def __init__(self, directory_url, dns, load_account, save_account):
+        self.directory_url = directory_url
+
+    def suggested_renewal(self, cert_pem):
+        if FakeIssuer.ari_error:
+            raise renew.IssueError("cannot reach the ACME server")
+        return None
+
+    def issue(self, names, key_pem, deadline):
+        FakeIssuer.issued.append((self.directory_url, names))
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, names[0])])
+        now = dt.datetime.now(dt.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(now).not_valid_after(now + 90 * DAY)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+                .sign(key, hashes.SHA256()))
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_new_acme_server_means_a_new_certificate_and_an_ari_outage_does_not(sm, monkeypatch):
+    monkeypatch.setattr(renew, "AcmeIssuer", FakeIssuer)
+    FakeIssuer.issued = []
+    sm.create_secret(Name="postern/acme")
+    props = {"Domains": ["mail.example.com"], "SecretId": "postern/acme", "HostedZoneId": "Z1",
+             "AccountSecretId": "postern-acme/a", "DirectoryUrl": "https://staging.example/dir"}
+    assert handler(props, None)["Action"] == "issued"
+    assert json.loads(sm.get_secret_value(SecretId="postern/acme")["SecretString"])["directory"] == \
+        "https://staging.example/dir"
+    FakeIssuer.ari_error = True
+    try:
+        assert handler(props, None)["Action"] == "kept"  # the CA unreachable for ARI: the certificate stays
+        assert handler({**props, "DirectoryUrl": LETS_ENCRYPT}, None)["Action"] == "issued"
+    finally:
+        FakeIssuer.ari_error = False
+    assert FakeIssuer.issued == [("https://staging.example/dir", ("mail.example.com",)),
+                                 (LETS_ENCRYPT, ("mail.example.com",))]

@@ -57,6 +57,8 @@ class AcmeIssuer:
         self._clock = clock
         self._client: client.ClientV2 | None = None
         self._key: jose.JWKRSA | None = None
+        self._doc: dict = {}  # the account document as read
+        self._new = False  # the key was made here and is not saved yet
 
     # --- account ------------------------------------------------------------------
     def _account_key(self) -> tuple[jose.JWKRSA, dict, bool]:

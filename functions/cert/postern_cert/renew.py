@@ -4,8 +4,10 @@ In:   a :class:`~postern_cert.request.CertRequest`, boto3 clients for Route 53 a
       Manager, the time now, and a deadline on the monotonic clock.
 Out:  :func:`ensure` -> :class:`Outcome`:
         ACME mode (HostedZoneId given): "kept" while the certificate in the secret covers the
-        names and is outside its renewal window (see ``certificate``), else "issued": a new
-        key and certificate written as a new version of the secret.
+        names, is outside its renewal window (see ``certificate``) and came from the ACME
+        server asked for (staging to production is a new certificate), else "issued": a new
+        key and certificate written as a new version of the secret ({"cert", "key",
+        "directory"}; the gateway reads cert and key).
         Bring-your-own mode: "checked" when the secret holds a certificate and key that match,
         cover the names and are valid now; nothing is written. "unchecked" without a secret
         (the gateway reads its certificate from TlsS3Uri, which this function may not read).
@@ -57,6 +59,7 @@ class _Held:
     cert_pem: bytes = b""
     version_id: str | None = None
     unusable: str = ""  # why what it holds cannot be served
+    directory: str = ""  # the ACME server that issued it (written beside cert and key)
 
 
 def _held(vault: Vault, req: CertRequest) -> _Held:
@@ -65,7 +68,8 @@ def _held(vault: Vault, req: CertRequest) -> _Held:
         return _Held()
     try:
         cert_pem = str(doc["cert"]).encode()
-        return _Held(parse(cert_pem, str(doc["key"]).encode()), cert_pem, version)
+        return _Held(parse(cert_pem, str(doc["key"]).encode()), cert_pem, version,
+                     directory=str(doc.get("directory") or ""))
     except KeyError:
         return _Held(version_id=version,
                      unusable=f"secret {req.secret_id} must hold JSON with \"cert\" and \"key\" (PEM)")
@@ -91,8 +95,15 @@ def ensure(req: CertRequest, route53, secrets, now: dt.datetime, deadline: float
         save_account=lambda doc: vault.write(req.account_secret_id, doc),
     )
     reason = held.unusable or renewal_reason(current, req.domains, now)
+    if reason is None and held.directory and held.directory != req.directory_url:
+        reason = f"issued by {held.directory}, and the ACME server is now {req.directory_url}"
     if reason is None:
-        reason = renewal_reason(current, req.domains, now, issuer.suggested_renewal(held.cert_pem))
+        try:
+            suggested = issuer.suggested_renewal(held.cert_pem)
+        except IssueError as exc:  # the CA's renewal information is advice: its outage is no renewal failure
+            log.warning("no renewal information from the CA: %s", exc)
+            suggested = None
+        reason = renewal_reason(current, req.domains, now, suggested)
     if reason is None:
         log.info("certificate kept: %.1f days left, renewal from %s", current.days_left(now),
                  current.renew_at().strftime("%Y-%m-%d"))
@@ -105,7 +116,7 @@ def ensure(req: CertRequest, route53, secrets, now: dt.datetime, deadline: float
     missing = [n for n in req.domains if not issued.covers(n)]
     if missing:
         raise IssueError(f"the CA issued a certificate without {', '.join(missing)}")
-    version = vault.write(req.secret_id, {"cert": chain.decode(), "key": key.decode()})
+    version = vault.write(req.secret_id, {"cert": chain.decode(), "key": key.decode(), "directory": req.directory_url})
     log.info("certificate %s issued by %s, valid until %s, secret version %s", issued.fingerprint,
              issued.issuer, issued.not_after.isoformat(), version)
     return Outcome("issued", reason, issued, version)
