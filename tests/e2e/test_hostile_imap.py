@@ -106,7 +106,7 @@ def test_search_of_a_thousand_body_keys(imap_hostile, stack, attacker):
     print("SEARCH 1000 x BODY:", result)
     result.check()
     assert replies == ["LIMIT"]
-    assert c.status("NOOP") == "OK"
+    assert c.status("SEARCH BODY az") == "OK"  # one key: well inside the budget; the session goes on
     c.close()
 
 

@@ -1,10 +1,11 @@
 """The work budget of CPU-heavy IMAP commands (issue 11), over loopback with a second client.
 
 A second session's NOOP (the liveness canary, ``postern_local.liveness``) keeps being answered
-within the 2 s ceiling while one client's SEARCH, SORT, THREAD or FETCH costs seconds of CPU:
-that work runs in the worker processes of ``postern_gateway.workers``, and past the command's
-budget (here ``work_seconds`` = 3) it answers ``NO [LIMIT]`` and the session goes on. The same
-attacks against the gateway in its own process under RLIMIT_AS: tests/e2e/test_hostile_imap.py.
+within the 2 s ceiling while one client's SORT, THREAD or FETCH costs seconds of CPU: that work
+runs in the worker processes of ``postern_gateway.workers``, and past the command's budget (here
+``work_seconds`` = 3) it answers ``NO [LIMIT]`` and the session goes on. SEARCH of 1000 BODY keys
+and 10,000 MIME parts run against the gateway in its own process under RLIMIT_AS:
+tests/e2e/test_hostile_imap.py.
 """
 
 from __future__ import annotations
@@ -56,43 +57,6 @@ def _status(reply) -> str:
         return "OK"
     m = re.match(rb"\[([A-Z-]+)\]", data[0] or b"")
     return m.group(1).decode() if m else typ
-
-
-def test_body_search_bomb_is_limited(server, backend, canary):
-    """1000 x BODY az over 2 MiB of "a...az" (21 s of substring scans inline, every listener stalled):
-    NO [LIMIT] after the budget, the other session never waits, this one goes on."""
-    body = (b"a" * 77 + b"\r\n") * 26_000 + b"az\r\n"
-    backend.store.append(USER, "INBOX", b"Subject: bomb\r\nContent-Type: text/plain\r\n\r\n" + body)
-    c = client(server)
-    c.select("INBOX")
-
-    def attack():
-        return _status(c.search(None, *(["BODY", "az"] * 1000)))
-
-    assert _under_attack(canary, attack) == "LIMIT"
-    assert c.search(None, "BODY", "az") == ("OK", [b"1"])  # one key: well inside the budget
-    assert c.noop()[0] == "OK"
-    c.logout()
-
-
-def test_ten_thousand_mime_parts(server, backend, canary):
-    """10,000 MIME parts: BODYSTRUCTURE and BODY[5000] are computed beside the event loop (2-3 s of
-    parsing; the budget decides OK or NO [LIMIT]); a BODY search over all parts (36 s before) is
-    NO [LIMIT]."""
-    parts = b"".join(b"--b\r\nContent-Type: text/plain; name=p%d\r\n\r\nx%d\r\n" % (i, i) for i in range(10_000))
-    backend.store.append(USER, "INBOX", b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
-                         + parts + b"--b--\r\n")
-    c = client(server)
-    c.select("INBOX")
-
-    def attack():
-        return [_status(c.fetch("1", "(BODYSTRUCTURE)")), _status(c.fetch("1", "(BODY.PEEK[5000])")),
-                _status(c.search(None, "BODY", "nowhere"))]
-
-    got = _under_attack(canary, attack)
-    assert set(got[:2]) <= {"OK", "LIMIT"} and got[2] == "LIMIT", got
-    assert c.noop()[0] == "OK"
-    c.logout()
 
 
 def test_sort_and_thread_of_a_large_mailbox_in_workers(server, backend, canary):

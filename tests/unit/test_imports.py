@@ -28,7 +28,9 @@ FUNCTIONS = REPO / "functions"
 
 CHILD = r"""
 import json, os, sys, traceback
-for lib in ("boto3", "botocore.session", "email.policy", "email.parser", "asyncio", "ssl", "dns.resolver"):
+for lib in ("boto3", "botocore.session", "email.policy", "email.parser", "asyncio", "ssl", "dns.resolver", "moto",
+            "moto.server", "aws_lambda_powertools", "aws_lambda_powertools.utilities.batch", "aiosmtpd.smtp", "dkim",
+            "authheaders", "spf", "argon2", "cryptography.x509", "yaml", "josepy", "acme.client"):
     try:
         __import__(lib)
     except Exception:
