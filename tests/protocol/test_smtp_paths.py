@@ -135,10 +135,10 @@ def test_complete_submission_ignores_fields_in_the_body():
     assert added == ["Message-ID", "Date"] and out.endswith(raw)
 
 
-def test_header_block_is_bounded():
+def test_header_section_is_bounded():
     big = b"X-Filler: " + b"y" * 900 + b"\r\n"
     raw = big * (trace.MAX_HEADER_BLOCK // len(big) + 2) + b"\r\nbody\r\n"
     with pytest.raises(trace.HeaderTooLarge):
-        trace.header_block(raw)
-    assert trace.header_block(b"Subject: x\r\n") == b"Subject: x\r\n"  # no body: all header
-    assert trace.header_block(b"\r\nbody") == b""
+        trace.read_header(raw)
+    assert trace.read_header(b"Subject: x\r\n").end == 12  # no body: all header
+    assert trace.read_header(b"\r\nbody").end == 0

@@ -86,32 +86,3 @@ def test_internaldate_read_by_imaplib():
     parsed = imaplib.Internaldate2tuple(b"1 (INTERNALDATE " + wire.format_internaldate(1767261600) + b")")
     assert parsed is not None
     assert time.mktime(parsed) == 1767261600  # Internaldate2tuple returns local time
-
-
-@pytest.mark.parametrize(
-    "text,expected",
-    [
-        ("1-Feb-1994", dt.date(1994, 2, 1)),
-        ("01-Feb-1994", dt.date(1994, 2, 1)),
-        ('"1-feb-1994"', dt.date(1994, 2, 1)),
-        (b"31-DEC-2025", dt.date(2025, 12, 31)),
-    ],
-)
-def test_parse_date(text, expected):
-    assert wire.parse_date(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "1-Foo-1994", "32-Jan-1994", "1-Feb-94", "1 Feb 1994", "1-Feb-1994 "])
-def test_parse_date_rejects(text):
-    with pytest.raises(ValueError):
-        wire.parse_date(text)
-
-
-def test_parse_datetime():
-    got = wire.parse_datetime('" 1-Jan-2026 10:00:00 -0130"')
-    assert got == dt.datetime(2026, 1, 1, 11, 30, tzinfo=dt.timezone.utc)
-    assert wire.parse_datetime("01-Jan-2026 10:00:00 +0000").timestamp() == 1767261600
-    with pytest.raises(ValueError):
-        wire.parse_datetime("01-Jan-2026 25:00:00 +0000")
-    with pytest.raises(ValueError):
-        wire.parse_datetime("01-Jan-2026 10:00 +0000")

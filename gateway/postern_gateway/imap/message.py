@@ -16,14 +16,15 @@ Everything the client receives must be byte-exact, and re-serialising through
 the email package changes bytes, so the email package is used for what it is
 good at -- the *meaning* of header fields -- and never to produce output bytes:
 
-* a header block is split into its fields at line starts (a field begins at a
-  line that does not start with SP/HTAB; continuation lines belong to it; the
-  block ends at the first empty line, CRLF or bare LF), keeping each field's
-  byte range;
-* the values of Content-Type / Content-Disposition / address fields are parsed
-  by the stdlib ``email._header_value_parser`` (the parser behind
-  ``policy.default``'s header registry): media type, parameters incl. RFC 2231
-  continuations, groups, display names, routes;
+* a header section is split into its fields by :mod:`postern.mail.header`
+  (the one splitter the store and the SMTP checks use too: where the section
+  ends, what a field is, ``From :`` read as From), keeping byte ranges;
+* address fields are read by :mod:`postern.mail.addresses` (the one address
+  parser, linear, 8 KiB per field); the values of Content-Type /
+  Content-Disposition by the stdlib ``email._header_value_parser`` (the
+  parser behind ``policy.default``'s header registry; at most
+  ``MAX_PARSED_VALUE`` bytes): media type, parameters incl. RFC 2231
+  continuations;
 * a multipart body is cut at its delimiter lines, found with ``bytes.find`` of
   ``--`` + the boundary the email package parsed, using the email package's
   own rule for what is a delimiter line (``feedparser``'s boundary regex:
@@ -35,9 +36,9 @@ leaf parts are never copied or parsed (a 10 MB attachment costs one ``find``
 for the next delimiter and one ``count`` of newlines).
 
 Encoded-words (RFC 2047) are left as they are in the header: ENVELOPE and
-BODYSTRUCTURE carry raw header text (RFC 3501 §7.4.2). The header parser is
-kept from decoding them by shielding ``=?`` with a private-use sentinel while
-it parses.
+BODYSTRUCTURE carry raw header text (RFC 3501 §7.4.2). The stdlib parser is
+kept from decoding them (its decoding is what grows with the square of their
+number) by shielding ``=?`` with a private-use sentinel while it parses.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 from email import _header_value_parser as _hvp
+
+from postern.mail import limits
+from postern.mail.addresses import Group, parse_address_list
+from postern.mail.header import Field, Header, field_spans, header_end, header_length, split
 
 from .wire import NIL, format_list, quote
 
@@ -61,133 +66,27 @@ __all__ = [
     "header_length",
     "addresses",
     "field_spans",
+    "Field",
+    "Header",
 ]
 
 MAX_DEPTH = 100  # nesting deeper than this is treated as opaque application/octet-stream
 MAX_PARTS = 10_000  # MIME entities per message; the rest of a multipart joins its last part
-MAX_PARSED_VALUE = 64 * 1024  # longer header values are not handed to the email package
-MAX_FIELDS = 2000  # header fields read for their meaning (ENVELOPE, BODYSTRUCTURE); later ones are ignored
+MAX_PARSED_VALUE = limits.MAX_STRUCTURED  # longer header values are not handed to the email package
+MAX_FIELDS = limits.MAX_FIELDS  # header fields in a section's ordered list (ENVELOPE, BODYSTRUCTURE)
 MISSING_DOMAIN = b"MISSING_DOMAIN"  # host for an address without one (Dovecot's choice)
 
 _SENTINEL = "\ue000"
 _WS = b" \t"
 _TOKEN_RE = re.compile(rb"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
-_DOT_ATOM_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+)*")
-_UNFOLD_RE = re.compile(rb"\r?\n(?=[ \t])")
-_EOL_RE = re.compile(rb"[\r\n]")
 
 
-# --- header blocks ---------------------------------------------------------
+# --- header sections: postern.mail.header (the one splitter and view) ----------
 
 
-@dataclass(frozen=True)
-class Field:
-    name: bytes | None  # lower-cased field name; None for a line that is not a field
-    start: int  # first byte of the field in the buffer
-    value_start: int  # first byte after the colon
-    end: int  # one past the field's last line ending
-
-
-_FIELD_BREAK = re.compile(rb"\n(?![ \t])")  # a line end not followed by a continuation line
-
-
-def _header_end(buf: bytes, start: int, end: int) -> tuple[int, int]:
-    """(header_end, body_start) of the entity at ``buf[start:end]``: where its first empty line
-    (CRLF or bare LF) starts and ends; (end, end) when it has none."""
-    if buf.startswith(b"\n", start) and start < end:
-        return start, start + 1
-    if buf.startswith(b"\r\n", start) and start + 2 <= end:
-        return start, start + 2
-    lf = buf.find(b"\n\n", start, end)
-    crlf = buf.find(b"\n\r\n", start, end)
-    if lf < 0 and crlf < 0:
-        return end, end
-    if crlf < 0 or 0 <= lf < crlf:
-        return lf + 1, lf + 2
-    return crlf + 1, crlf + 3
-
-
-def _split_header(buf: bytes, start: int, end: int, max_fields: int | None = None) -> tuple[list[Field], int, int]:
-    """Fields of the header block at ``buf[start:end]``.
-
-    Returns (fields, header_end, body_start): ``header_end`` is where the last
-    field ends (the blank line starts), ``body_start`` is past the blank line.
-    Without a blank line the whole entity is header and both equal ``end``.
-    A field starts at a line that does not begin with SP/HTAB; continuation
-    lines belong to it (RFC 5322 §2.2.3). ``max_fields`` bounds the work for
-    callers that only want the leading fields' meaning.
-    """
-    header_end, body_start = _header_end(buf, start, end)
-    fields: list[Field] = []
-    pos = start
-    if pos >= header_end:
-        return fields, header_end, body_start
-    for m in _FIELD_BREAK.finditer(buf, start, header_end):
-        fields.append(_field(buf, pos, m.end()))
-        pos = m.end()
-        if max_fields is not None and len(fields) >= max_fields:
-            return fields, header_end, body_start
-    if pos < header_end:
-        fields.append(_field(buf, pos, header_end))
-    return fields, header_end, body_start
-
-
-def _field(buf: bytes, start: int, end: int) -> Field:
-    colon = buf.find(b":", start, end)
-    if colon > start:
-        name = buf[start:colon].rstrip(_WS)
-        # RFC 5322 §3.6.8 field-name = 1*ftext (printable US-ASCII except ":");
-        # obsolete syntax allows WSP before the colon (§4.5).
-        if name and not _BAD_NAME.search(name):
-            return Field(name.lower(), start, colon + 1, end)
-    return Field(None, start, start, end)
-
-
-_BAD_NAME = re.compile(rb"[^\x21-\x7e]")
-
-
-def header_length(raw: bytes) -> int:
-    """Length of the header block of ``raw`` including the blank line (all of it if none)."""
-    return _header_end(raw, 0, len(raw))[1]
-
-
-def _value(buf: bytes, f: Field) -> bytes:
-    """A field's value: unfolded (RFC 5322 §2.2.3), stray CR/LF/NUL removed, stripped."""
-    v = buf[f.value_start : f.end]
-    if v.endswith(b"\r\n"):
-        v = v[:-2]
-    elif v.endswith(b"\n"):
-        v = v[:-1]
-    if b"\n" not in v and b"\r" not in v and b"\x00" not in v:
-        return v.strip(_WS)  # the common, unfolded case
-    v = _UNFOLD_RE.sub(b"", v)
-    v = _EOL_RE.sub(b"", v)
-    if b"\x00" in v:
-        v = v.replace(b"\x00", b"\xef\xbf\xbd")
-    return v.strip(_WS)
-
-
-class _Header:
-    """First occurrence of each field name in one header block (lazily unfolded)."""
-
-    __slots__ = ("buf", "fields", "_first")
-
-    def __init__(self, buf: bytes, fields: list[Field]):
-        self.buf = buf
-        self.fields = fields
-        self._first: dict[bytes, Field] = {}
-        for f in fields:
-            if f.name is not None and f.name not in self._first:
-                self._first[f.name] = f
-
-    def get(self, name: bytes) -> bytes | None:
-        f = self._first.get(name)
-        return None if f is None else _value(self.buf, f)
-
-    def get_all(self, name: bytes) -> list[bytes]:
-        if name not in self._first:
-            return []
-        return [_value(self.buf, f) for f in self.fields if f.name == name]
+def _split_header(buf: bytes, start: int, end: int, max_fields: int | None = None):
+    """(fields, header_end, body_start) of the header section of ``buf[start:end]``."""
+    return split(buf, start, end, max_fields)
 
 
 # --- structure ----------------------------------------------------------------
@@ -201,7 +100,7 @@ class Entity:
     header_end: int
     body_start: int
     end: int
-    header: _Header
+    header: Header
     maintype: str = "text"
     subtype: str = "plain"
     params: tuple[tuple[str, bytes], ...] = ()
@@ -356,19 +255,20 @@ def _split_multipart(
 
 def _entity(buf: bytes, start: int, end: int, default: tuple[str, str], depth: int, budget: list[int]) -> Entity:
     budget[0] -= 1
-    fields, header_end, body_start = _split_header(buf, start, end, MAX_FIELDS)
-    header = _Header(buf, fields)
+    sp = split(buf, start, end, MAX_FIELDS)
+    h_end, body_start = sp.header_end, sp.body_start
+    header = Header.of_fields(buf, sp, start)
     maintype, subtype, params, has_ct = _parse_content_type(header.get(b"content-type"), default)
     if (depth > MAX_DEPTH or budget[0] <= 0) and maintype in ("multipart", "message"):
-        return Entity(start, header_end, body_start, end, header, "application", "octet-stream", (), True)
-    ent = Entity(start, header_end, body_start, end, header, maintype, subtype, params, has_ct)
+        return Entity(start, h_end, body_start, end, header, "application", "octet-stream", (), True)
+    ent = Entity(start, h_end, body_start, end, header, maintype, subtype, params, has_ct)
     if maintype == "multipart":
         boundary = _boundary(params)
         ranges = _split_multipart(buf, body_start, end, boundary, max(1, budget[0]))[0] if boundary else []
         child_default = ("message", "rfc822") if subtype == "digest" else ("text", "plain")  # RFC 2046 §5.1.5
         ent.children = [_entity(buf, a, b, child_default, depth + 1, budget) for a, b in ranges]
         if not ent.children:
-            ent.children = [Entity(body_start, body_start, body_start, body_start, _Header(buf, []), synthetic=True)]
+            ent.children = [Entity(body_start, body_start, body_start, body_start, Header(buf, body_start, body_start), synthetic=True)]
     elif maintype == "message" and subtype == "rfc822":
         ent.message = _entity(buf, body_start, end, ("text", "plain"), depth + 1, budget)
     return ent
@@ -389,193 +289,27 @@ def _addr(a: Address) -> bytes:
     return b"(" + b" ".join(quote(x) for x in a) + b")"
 
 
-def _mailbox(m) -> Address | None:
-    local = m.local_part
-    if not local:
-        return None
-    local = local.replace(_SENTINEL, "")
-    if not _DOT_ATOM_RE.fullmatch(local):
-        local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    name = m.display_name
-    if name:
-        name = re.sub(r"[ \t]+", " ", name).strip()  # whitespace in a quoted name collapsed, as Dovecot
-    if not name:
-        name = _trailing_comment(m)  # old-style "addr (Name)", as c-client and Dovecot read it
-    route = getattr(m, "route", None)
-    domain = m.domain
-    return (
-        _unshield(name) if name else None,
-        ",".join("@" + r for r in route).encode("utf-8", "surrogateescape") if route else None,
-        _unshield(local),
-        _unshield(domain) if domain else MISSING_DOMAIN,
-    )
-
-
-def _trailing_comment(m) -> str | None:
-    """The last comment after a bare addr-spec (``a@b (Name)``), as Dovecot reads it; a comment
-    before the address or after ``<a@b>`` is not a name."""
-    try:
-        last = m[0][-1]  # the domain of an addr-spec
-        if m[0].token_type == "addr-spec" and last.token_type == "domain" and last.comments:
-            return last.comments[-1]
-    except (IndexError, AttributeError, TypeError):
-        pass
-    return None
-
-
-_COMMENT_RE = re.compile(r"\([^()]*\)")
-
-
-def _lenient_address(chunk: str) -> Address | None:
-    """Last resort for one address the email package could not read: ``local@host`` inside
-    optional ``<>``, comments dropped; a missing host becomes MISSING_DOMAIN (as Dovecot)."""
-    text = _COMMENT_RE.sub(" ", chunk).strip()
-    if "<" in text:
-        text = text[text.rfind("<") + 1 :].split(">", 1)[0]
-    words = text.split()
-    if not words:
-        return None
-    addr = next((w for w in reversed(words) if "@" in w), words[-1]).strip('"<>,;')
-    local, at, host = addr.rpartition("@")
-    if not at:
-        local, host = addr, ""
-    if not local:
-        return None
-    return (None, None, _unshield(local), _unshield(host) if host else MISSING_DOMAIN)
-
-
-def _address_tokens(text: str):
-    """The email package's address-list loop (``get_address_list``), made total.
-
-    ``get_address_list`` gives up on the whole field when one address makes
-    the parser fail with an IndexError (e.g. ``e@`` at the end); here each
-    address is parsed on its own and a failing one is read leniently, so the
-    rest of the list survives. Yields tokens or ``("lenient", Address)``.
-    """
-    value = text
-    for _ in range(10_000):  # bounded
-        if not value:
-            return
-        try:
-            token, value = _hvp.get_address(value)
-            yield token
-        except Exception:
-            if value[0] != ",":
-                cut = _next_comma(value)
-                a = _lenient_address(value[:cut])
-                if a is not None:
-                    yield ("lenient", a)
-                value = value[cut:]
-        if value and value[0] != ",":
-            value = value[_next_comma(value) :]  # junk after an address
-        if value:
-            value = value[1:]
-
-
-def _next_comma(value: str) -> int:
-    """Index of the next comma outside quotes, comments and angle brackets (len when none)."""
-    quoted = False
-    depth = angle = 0
-    i = 0
-    while i < len(value):
-        c = value[i]
-        if quoted:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quoted = False
-        elif c == '"':
-            quoted = True
-        elif c == "(":
-            depth += 1
-        elif c == ")" and depth:
-            depth -= 1
-        elif c == "<" and not depth:
-            angle += 1
-        elif c == ">" and angle:
-            angle -= 1
-        elif c == "," and not depth and not angle:
-            return i
-        i += 1
-    return len(value)
-
-
-# The common shapes -- "local@host" and "Display Name <local@host>" with an
-# atom-only phrase, comma-separated, no quotes/comments/groups/routes -- are read
-# by one regex; anything else goes to the email package. Both give the same
-# answer for these shapes (a property test checks it); the regex is ~50x faster.
-_ATEXT = rb"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\x80-\xff"
-_DOT_ATOM_B = rb"[" + _ATEXT + rb"]+(?:\.[" + _ATEXT + rb"]+)*"
-_FAST_ADDR = re.compile(
-    rb"[ \t]*(?:([" + _ATEXT + rb" \t.]*?)[ \t]*<(" + _DOT_ATOM_B + rb")@(" + _DOT_ATOM_B + rb")>"
-    rb"|(" + _DOT_ATOM_B + rb")@(" + _DOT_ATOM_B + rb"))[ \t]*"
-)
-_PHRASE_WS = re.compile(rb"[ \t]+")
-
-
-def _fast_addresses(value: bytes) -> list[Address] | None:
-    if b'"' in value or b"(" in value or b":" in value or b";" in value or b"\\" in value:
-        return None
-    out: list[Address] = []
-    for item in value.split(b","):
-        if not item.strip(b" \t"):
-            continue  # an empty list element (obs-addr-list)
-        m = _FAST_ADDR.fullmatch(item)
-        if m is None:
-            return None
-        if m.group(2) is not None:
-            name = _PHRASE_WS.sub(b" ", m.group(1)).strip(b" \t") or None
-            if name is not None and name.strip(b".") != name:
-                return None  # a phrase starting or ending with "." (obs-phrase): leave it to the parser
-            out.append((name, None, m.group(2), m.group(3)))
-        else:
-            out.append((None, None, m.group(4), m.group(5)))
-    return out
+def _mailbox_tuple(m) -> Address:
+    return (m.name, m.route, m.local, m.domain if m.domain else MISSING_DOMAIN)
 
 
 def addresses(value: bytes | None) -> list[Address]:
     """Addresses of one raw address-list field value, RFC 3501 §7.4.2 style.
 
-    Each is ``(name, adl, mailbox, host)`` (bytes or None, encoded-words left
-    raw). A group is a start marker ``(None, None, b"group name", None)``, its
-    members, and an end marker ``(None, None, None, None)``. Never raises.
+    Read by :func:`postern.mail.addresses.parse_address_list` (the one address
+    parser); each is ``(name, adl, mailbox, host)`` (bytes or None, encoded-words
+    left raw; a missing host is MISSING_DOMAIN, as Dovecot). A group is a start
+    marker ``(None, None, b"group name", None)``, its members, and an end marker
+    ``(None, None, None, None)``. Never raises.
     """
-    if not value:
-        return []
-    fast = _fast_addresses(value)
-    if fast is not None:
-        return fast
-    return _slow_addresses(value)
-
-
-def _slow_addresses(value: bytes) -> list[Address]:
-    text = _shield(_text(value[:MAX_PARSED_VALUE]))
     out: list[Address] = []
-    for tok in _address_tokens(text):
-        if isinstance(tok, tuple):
-            out.append(tok[1])
-            continue
-        try:
-            if tok.token_type != "address" or not len(tok):
-                continue
-            inner = tok[0]
-            if inner.token_type == "group":
-                gname = inner.display_name
-                group = [(None, None, _unshield(gname) if gname is not None else b"", None)]
-                for m in inner.all_mailboxes:
-                    a = _mailbox(m)
-                    if a is not None:
-                        group.append(a)
-                group.append((None, None, None, None))
-                out.extend(group)
-            else:
-                a = _mailbox(inner)
-                if a is not None:
-                    out.append(a)
-        except Exception:
-            a = _lenient_address(str(tok))
-            if a is not None:
-                out.append(a)
+    for item in parse_address_list(value):
+        if isinstance(item, Group):
+            out.append((None, None, item.name, None))
+            out += [_mailbox_tuple(m) for m in item.members]
+            out.append((None, None, None, None))
+        else:
+            out.append(_mailbox_tuple(item))
     return out
 
 
@@ -588,7 +322,7 @@ def _nil_list(items: list[bytes]) -> bytes:
     return b"(" + b"".join(items) + b")" if items else NIL
 
 
-def _addresses_of(h: _Header, name: bytes) -> list[bytes]:
+def _addresses_of(h: Header, name: bytes) -> list[bytes]:
     # a field given more than once (malformed, RFC 5322 §3.6) contributes all its
     # addresses, as Dovecot answers
     out: list[bytes] = []
@@ -597,7 +331,7 @@ def _addresses_of(h: _Header, name: bytes) -> list[bytes]:
     return out
 
 
-def _envelope_of(h: _Header) -> bytes:
+def _envelope_of(h: Header) -> bytes:
     from_ = _nil_list(_addresses_of(h, b"from"))
     # RFC 3501 §7.4.2: sender and reply-to default to from when absent or empty
     sender = _addresses_of(h, b"sender")
@@ -619,8 +353,7 @@ def _envelope_of(h: _Header) -> bytes:
 
 def envelope(header: bytes) -> bytes:
     """ENVELOPE (RFC 3501 §7.4.2) of a header block (a whole message works too)."""
-    fields, _, _ = _split_header(header, 0, len(header), MAX_FIELDS)
-    return _envelope_of(_Header(header, fields))
+    return _envelope_of(Header(header))
 
 
 # --- BODYSTRUCTURE -----------------------------------------------------------
@@ -642,7 +375,7 @@ def _param_list(params: list[tuple[str, bytes]]) -> bytes:
     return format_list(b"%s %s" % (quote(n), quote(v)) for n, v in params)
 
 
-def _encoding(h: _Header) -> bytes:
+def _encoding(h: Header) -> bytes:
     v = h.get(b"content-transfer-encoding")
     if v is None:
         return b'"7bit"'
@@ -650,7 +383,7 @@ def _encoding(h: _Header) -> bytes:
     return quote(v) if _TOKEN_RE.fullmatch(v) else b'"7bit"'
 
 
-def _disposition(h: _Header) -> bytes:
+def _disposition(h: Header) -> bytes:
     v = h.get(b"content-disposition")
     if not v or len(v) > MAX_PARSED_VALUE:
         return NIL
@@ -668,7 +401,7 @@ def _disposition(h: _Header) -> bytes:
     return b"(" + quote(kind.lower()) + b" " + _param_list(params) + b")"
 
 
-def _language(h: _Header) -> bytes:
+def _language(h: Header) -> bytes:
     v = h.get(b"content-language")
     if not v:
         return NIL
@@ -761,53 +494,22 @@ def header_fields(header: bytes, fields: tuple[str, ...] | list, negate: bool = 
     """
     names = {(f.encode("utf-8", "surrogateescape") if isinstance(f, str) else bytes(f)).strip().lower() for f in fields}
     names.discard(b"")
-    header_end, body_start = _header_end(header, 0, len(header))
-    blank = header[header_end:body_start]
+    h_end, body_start = header_end(header)
+    blank = header[h_end:body_start]
     if not names:
-        return (header[:header_end] if negate else b"") + blank
+        return (header[:h_end] if negate else b"") + blank
     kept = []
     pos = 0  # for .NOT: start of the stretch not yet copied
-    for start, _value_start, end in field_spans(header, names, header_end):
+    for start, _value_start, end in field_spans(header, names, h_end):
         if negate:
             kept.append(header[pos:start])
             pos = end
         else:
             kept.append(header[start:end])
     if negate:
-        kept.append(header[pos:header_end])
+        kept.append(header[pos:h_end])
     kept.append(blank)
     return b"".join(kept)
-
-
-def field_spans(buf: bytes, names, end: int) -> list[tuple[int, int, int]]:
-    """(start, value_start, end) of every field in ``buf[:end]`` whose lower-cased name is in ``names``.
-
-    Found with ``bytes.find`` of ``"\n" + name`` in a lower-cased copy, so the
-    cost is a few C-speed scans however many lines the header has.
-    """
-    lower = buf[:end].lower()
-    spans = []
-    for name in names:
-        if not name:
-            continue
-        n = len(name)
-        needle = b"\n" + name
-        pos = 0 if lower.startswith(name) else lower.find(needle) + 1
-        while pos >= 0:
-            if pos == 0 and not lower.startswith(name):
-                break
-            k = pos + n
-            while k < end and lower[k] in _WS:
-                k += 1
-            if k < end and lower[k] == 0x3A:  # ":"
-                brk = _FIELD_BREAK.search(buf, k + 1, end)
-                spans.append((pos, k + 1, brk.end() if brk else end))
-            nxt = lower.find(needle, pos)
-            if nxt < 0:
-                break
-            pos = nxt + 1
-    spans.sort()
-    return spans
 
 
 def _message_section(raw: bytes, m: Entity, text: str | None, fields) -> bytes:
@@ -870,8 +572,7 @@ def section_range(raw_header: bytes, part: tuple[int, ...], text: str | None, si
             return (hlen, size)
         return None
     if part == (1,) and text is None:
-        fields, _, _ = _split_header(raw_header, 0, len(raw_header))
-        maintype, subtype, _, _ = _parse_content_type(_Header(raw_header, fields).get(b"content-type"), ("text", "plain"))
+        maintype, subtype, _, _ = _parse_content_type(Header(raw_header).get(b"content-type"), ("text", "plain"))
         if maintype != "multipart":
             return (hlen, size)
     return None

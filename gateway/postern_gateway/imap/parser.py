@@ -22,9 +22,10 @@ parentheses and quoted strings up to its ``]``
 
 from __future__ import annotations
 
-import calendar
 import re
 from dataclasses import dataclass, field
+
+from postern.mail.dates import parse_imap_date_time
 
 from . import mutf7
 from .errors import BadCommand, ParseError
@@ -355,26 +356,15 @@ def flag_list(tok) -> list[str]:
     return [flag(t, allow_recent=True) for t in items]
 
 
-MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
-_DT_RE = re.compile(r"^([ \d]\d)-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$")
-
-
 def date_time(tok) -> float:
-    """RFC 3501 date-time ``"dd-Mon-yyyy hh:mm:ss +zzzz"`` -> epoch seconds."""
+    """RFC 3501 date-time ``"dd-Mon-yyyy hh:mm:ss +zzzz"`` -> epoch seconds, by the one strict
+    parser (:func:`postern.mail.dates.parse_imap_date_time`): ``31-Feb`` is refused, never rolled over."""
     if not isinstance(tok, bytes):
         raise BadCommand("Expected a quoted date-time")
-    m = _DT_RE.match(tok.decode("ascii", "replace"))
-    if not m or m.group(2).upper() not in MONTHS:
-        raise BadCommand("Invalid date-time")
-    d, mon, y, hh, mm, ss, sign, zh, zm = m.groups()
     try:
-        t = calendar.timegm((int(y), MONTHS[mon.upper()], int(d), int(hh), int(mm), int(ss)))
+        return parse_imap_date_time(tok).timestamp()
     except (ValueError, OverflowError):
         raise BadCommand("Invalid date-time") from None
-    if int(d) > 31 or int(hh) > 23 or int(mm) > 59 or int(ss) > 60:
-        raise BadCommand("Invalid date-time")
-    off = (int(zh) * 60 + int(zm)) * 60
-    return float(t - off if sign == "+" else t + off)
 
 
 # --- FETCH ------------------------------------------------------------------

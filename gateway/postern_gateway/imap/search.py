@@ -17,14 +17,19 @@ Fails: :class:`SearchSyntaxError` (a ValueError) from the parser, with
 Matching rules
 --------------
 * String keys match a case-insensitive substring (``str.casefold``) of the
-  *decoded* text: header values with RFC 2047 encoded-words decoded (the
-  email package, ``policy.default``), bodies as the transfer- and
+  *decoded* text: header values read through :mod:`postern.mail.header`
+  (RFC 2047 encoded-words decoded by its linear decoder, with its caps),
+  bodies as the transfer- and
   charset-decoded text of their text/* parts (each part handed to
   ``BytesParser(policy=policy.default)`` and read with ``get_content()``).
   The MIME structure comes from :mod:`.message`, so large attachments are
   never decoded for a BODY search.
-* HEADER/FROM/TO/CC/BCC/SUBJECT look at every field of that name; an empty
-  string matches any message that has the field (RFC 3501 §6.4.4 HEADER).
+* HEADER/SUBJECT look at every field of that name; an empty string matches
+  any message that has the field (RFC 3501 §6.4.4 HEADER).
+* FROM/TO/CC/BCC match each address of those fields as the one address
+  parser (:mod:`postern.mail.addresses`) reads it: the decoded display name,
+  the addr-spec with comments and CFWS removed, and group names, each on
+  its own (so ``user-from@domain.org`` finds ``<user-from (c)@ (c) domain.org>``).
 * BEFORE/ON/SINCE compare the date of INTERNALDATE (as shown by FETCH, UTC),
   SENT* the date of the Date: header as written; times and zones are ignored
   (RFC 3501 §6.4.4). A message without a readable Date: counts as sent on
@@ -41,11 +46,14 @@ import re
 import time as _time
 from dataclasses import dataclass
 from email import policy as _policy
-from email import utils as _email_utils
 from email.parser import BytesParser
 
+from postern.mail.addresses import Group
+from postern.mail.dates import parse_imap_date
+from postern.mail.encoded import decode_words
+from postern.mail.header import Header, header_length
+
 from . import message as _message
-from . import wire
 from .seqset import SeqSet
 
 __all__ = ["SearchKey", "SearchSyntaxError", "parse_search", "needs", "evaluate"]
@@ -126,6 +134,7 @@ class DateKey(SearchKey):
 class HeaderKey(SearchKey):
     name: str  # lower-case field name
     needle: str  # casefolded
+    address: bool = False  # FROM/TO/CC/BCC: match the parsed addresses, not the field's text
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,7 @@ _FLAG_KEYS = {
     "UNSEEN": ("\\SEEN", False),
 }
 _HEADER_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
+_ADDRESS_KEYS = {"FROM", "TO", "CC", "BCC"}
 _DATE_KEYS = {
     "BEFORE": (False, "before"),
     "ON": (False, "on"),
@@ -214,7 +224,7 @@ class _Parser:
         if isinstance(tok, list):
             raise SearchSyntaxError(f"expected a date for {what}")
         try:
-            return wire.parse_date(tok)
+            return parse_imap_date(tok)
         except ValueError:
             raise SearchSyntaxError(f"invalid date for {what}") from None
 
@@ -254,7 +264,7 @@ class _Parser:
         if name == "OLD":
             return Not(Recent())
         if name in _HEADER_KEYS:
-            return HeaderKey(_HEADER_KEYS[name], self.string(name).casefold())
+            return HeaderKey(_HEADER_KEYS[name], self.string(name).casefold(), name in _ADDRESS_KEYS)
         if name == "HEADER":
             field_name = self.string("header field name").strip().lower()
             if not field_name:
@@ -357,70 +367,61 @@ def needs(key: SearchKey) -> set[str]:
 # --- evaluation --------------------------------------------------------------
 
 
-def _decode_header_value(raw: bytes) -> str:
-    """A header value as text: encoded-words decoded (RFC 2047) via the email package."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")  # 8-bit header in some legacy charset: keep every byte readable
-    if "=?" not in text:
-        return text
-    try:
-        return str(_policy.default.header_factory("x-postern-search", text))
-    except Exception:
-        return text
-
-
 class _View:
     """Lazily derived data of one message for one evaluation."""
 
-    __slots__ = ("msg", "_buf", "_flist", "_values", "_body", "_header_text", "_tree")
+    __slots__ = ("msg", "_hdr", "_values", "_addresses", "_body", "_header_text", "_tree")
 
     def __init__(self, msg):
         self.msg = msg
-        self._buf: bytes | None = None
-        self._flist = None
+        self._hdr: Header | None = None
         self._values: dict[bytes, list[str]] = {}
+        self._addresses: dict[bytes, list[str]] = {}
         self._body: list[str] | None = None
         self._header_text: str | None = None
         self._tree = None
 
-    def _header(self) -> bytes:
-        if self._buf is None:
+    def header(self) -> Header:
+        if self._hdr is None:
             header = getattr(self.msg, "header", None)
             if not header:
                 raw = getattr(self.msg, "raw", None) or b""
-                header = raw[: _message.header_length(raw)]
-            self._buf = header
-        return self._buf
-
-    def _fields(self):
-        if self._flist is None:
-            header = self._header()
-            self._flist = _message._split_header(header, 0, len(header), _message.MAX_FIELDS)[0]
-        return self._flist
+                header = raw[: header_length(raw)]
+            self._hdr = Header(header)
+        return self._hdr
 
     def values(self, name: str) -> list[str]:
         """Decoded, casefolded values of every field called ``name`` (lower case)."""
         key = name.encode("utf-8", "replace")
         got = self._values.get(key)
         if got is None:
-            buf = self._header()
-            end = _message._header_end(buf, 0, len(buf))[0]
+            got = self._values[key] = [t.casefold() for t in self.header().texts(key)]
+        return got
+
+    def address_texts(self, name: str) -> list[str]:
+        """What FROM/TO/CC/BCC match (RFC 3501 §6.4.4): per address its decoded display name
+        and its addr-spec, and each group's name; casefolded."""
+        key = name.encode("utf-8", "replace")
+        got = self._addresses.get(key)
+        if got is None:
             got = []
-            # find the fields by name at line starts (no full split of the header)
-            for start, value_start, fend in _message.field_spans(buf, (key,), end):
-                field = _message.Field(key, start, value_start, fend)
-                got.append(_decode_header_value(_message._value(buf, field)).casefold())
-            self._values[key] = got
+            for item in self.header().addresses(key):
+                members = item.members if isinstance(item, Group) else (item,)
+                if isinstance(item, Group) and item.name:
+                    got.append(decode_words(item.name).casefold())
+                for m in members:
+                    if m.name:
+                        got.append(decode_words(m.name).casefold())
+                    got.append(m.addr_spec.casefold())
+            self._addresses[key] = got
         return got
 
     def header_text(self) -> str:
         if self._header_text is None:
-            flist = self._fields()
+            h = self.header()
             self._header_text = "\n".join(
-                (f.name or b"").decode("ascii", "replace") + ": " + _decode_header_value(_message._value(self._buf, f)).casefold()
-                for f in flist
+                (f.name or b"").decode("ascii", "replace") + ": " + decode_words(h.value(f)).casefold()
+                for f in h.fields
             )
         return self._header_text
 
@@ -441,15 +442,15 @@ class _View:
         root = self._root()
         if not root:
             return ""
-        raw = self.msg.raw
         out = []
         stack = list(root.children) + ([root.message] if root.message is not None else [])
         while stack:
             e = stack.pop()
             if e.synthetic:
                 continue
-            for f in _message._split_header(raw, e.start, e.body_start, _message.MAX_FIELDS)[0]:
-                out.append((f.name or b"").decode("ascii", "replace") + ": " + _decode_header_value(_message._value(raw, f)))
+            h = e.header
+            for f in h.fields:
+                out.append((f.name or b"").decode("ascii", "replace") + ": " + decode_words(h.value(f)))
             stack.extend(e.children)
             if e.message is not None:
                 stack.append(e.message)
@@ -496,24 +497,10 @@ _NO_DATE = _dt.date(1970, 1, 1)
 
 
 def _sent_date(view: _View) -> _dt.date:
-    """The date of the Date: header as written (zone ignored); 1 Jan 1970 when it is missing
-    or unreadable, as Dovecot and Cyrus treat it (so SENTBEFORE matches such messages)."""
-    values = view.values("date")
-    if not values:
-        return _NO_DATE
-    try:
-        parsed = _email_utils.parsedate_tz(values[0])
-    except Exception:
-        return _NO_DATE
-    if not parsed:
-        return _NO_DATE
-    try:
-        year = parsed[0]
-        if year < 100:  # RFC 5322 §4.3 two-digit years
-            year += 2000 if year < 50 else 1900
-        return _dt.date(year, parsed[1], parsed[2])
-    except (ValueError, TypeError):
-        return _NO_DATE
+    """The date of the Date: header as written (its own zone; RFC 5322 §3.3, strict); 1 Jan 1970
+    when it is missing or unreadable, as Dovecot and Cyrus treat it (so SENTBEFORE matches such messages)."""
+    sent = view.header().date()
+    return _NO_DATE if sent is None else sent.date()
 
 
 def _internal_date(msg) -> _dt.date | None:
@@ -573,6 +560,8 @@ def _eval(key: SearchKey, msg, view: _View, flags: frozenset[str]) -> bool:
             have: _dt.date | None = _sent_date(view) if key.sent else _internal_date(msg)
             return _compare(key.op, have, key.date)
         if isinstance(key, HeaderKey):
+            if key.address and key.needle:
+                return any(key.needle in v for v in view.address_texts(key.name))
             values = view.values(key.name)
             if not values:
                 return False

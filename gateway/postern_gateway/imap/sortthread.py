@@ -20,15 +20,16 @@ header in UTC, or INTERNALDATE when that is missing or unreadable (§2.2).
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from email import utils as _email_utils
+
+from postern.mail.encoded import decode_words
+from postern.mail.header import Header
 
 from . import message as _message
-from .search import SearchSyntaxError, _decode_header_value
+from .search import SearchSyntaxError
 
 __all__ = [
     "SORT_KEYS",
@@ -133,12 +134,6 @@ def base_subject(subject: str) -> tuple[str, bool]:
         return s, refwd
 
 
-_ATOMS = rb"[^\x00-\x20\x7f\"<>,;:@()\[\]\\]+"
-_SIMPLE_ADDR = re.compile(
-    rb"[ \t]*(?:([A-Za-z0-9 \t.'_-]*)<(" + _ATOMS + rb")@(" + _ATOMS + rb")>|(" + _ATOMS + rb")@(" + _ATOMS + rb"))[ \t]*"
-)
-
-
 # --- per-message data -------------------------------------------------------------
 
 
@@ -149,34 +144,20 @@ class _Info:
     arrival: float
     sent: float
     size: int
-    header: bytes
+    header: Header  # postern.mail.header: the one view, with its caps
     _subject: tuple[str, bool] | None = None
 
     def field(self, name: bytes) -> bytes | None:
-        end = _message._header_end(self.header, 0, len(self.header))[0]
-        spans = _message.field_spans(self.header, (name,), end)
-        if not spans:
-            return None
-        start, value_start, fend = spans[0]
-        return _message._value(self.header, _message.Field(name, start, value_start, fend))
+        return self.header.get(name)
 
     def subject(self) -> tuple[str, bool]:
         if self._subject is None:
-            raw = self.field(b"subject")
-            self._subject = base_subject(_decode_header_value(raw)) if raw else ("", False)
+            text = self.header.text(b"subject")
+            self._subject = base_subject(text) if text else ("", False)
         return self._subject
 
     def first_address(self, name: bytes):
-        value = self.field(name)
-        if value is None:
-            return None
-        m = _SIMPLE_ADDR.fullmatch(value)  # fast path for "local@host" and "Name <local@host>"
-        if m:
-            display = m.group(1).strip() if m.group(1) else None
-            if m.group(2) is not None:
-                return (display or None, None, m.group(2), m.group(3))
-            return (None, None, m.group(4), m.group(5))
-        for a in _message.addresses(value):
+        for a in _message.addresses(self.header.get(name)):
             if a[2] is not None:  # a mailbox, or a group's start marker (its name), as Dovecot sorts
                 return a
         return None
@@ -192,27 +173,24 @@ class _Info:
         if a is None:
             return b""
         if a[0]:
-            return collate(_decode_header_value(a[0]).strip())
+            return collate(decode_words(a[0]).strip())
         if a[3] is None:
             return collate(a[2])
         return collate(a[2] + b"@" + a[3])
 
 
 def _info(msg) -> _Info:
-    header = getattr(msg, "header", None) or b""
+    header = Header(getattr(msg, "header", None) or b"")
     try:
         arrival = float(getattr(msg, "internaldate", 0.0) or 0.0)
     except (TypeError, ValueError):
         arrival = 0.0
     info = _Info(msg, int(getattr(msg, "seq", 0) or 0), arrival, arrival, int(getattr(msg, "size", 0) or 0), header)
-    date = info.field(b"date")
-    if date:
+    sent = header.date()  # RFC 5322 §3.3, strict; unreadable: INTERNALDATE (RFC 5256 §2.2)
+    if sent is not None:
         try:
-            dt = _email_utils.parsedate_to_datetime(date.decode("ascii", "replace"))
-            if dt.tzinfo is None:  # "-0000": UTC with no zone information (RFC 5322 §3.3)
-                dt = dt.replace(tzinfo=_dt.timezone.utc)
-            info.sent = dt.timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
+            info.sent = sent.timestamp()
+        except (ValueError, OverflowError):
             pass
     return info
 
@@ -302,8 +280,9 @@ class Facts:
 def facts(msg) -> Facts:
     info = _info(msg)
     subject, refwd = info.subject()
-    ids = _msgids(info.field(b"message-id"))
-    refs = _msgids(info.field(b"references")) or _msgids(info.field(b"in-reply-to"))[:1]
+    h = info.header  # postern.mail.header: References keeps its first id and last 100 (limits)
+    ids = _ids(h.message_ids(b"message-id"))
+    refs = _ids(h.references()) or _ids(h.message_ids(b"in-reply-to"))[:1]
     return Facts(info.seq, int(getattr(msg, "uid", 0) or 0), info.sent, collate(subject), refwd,
                  ids[0] if ids else None, tuple(refs))
 
@@ -336,18 +315,8 @@ class Node:
         return False
 
 
-_MSGID = re.compile(r"<([^<>]+)>")
-
-
-def _msgids(value: bytes | None) -> list[str]:
-    if not value:
-        return []
-    out = []
-    for m in _MSGID.finditer(value.decode("utf-8", "replace")):
-        ident = re.sub(r"\s+", "", m.group(1))
-        if ident and "@" in ident:
-            out.append(ident)
-    return out
+def _ids(ids: list[bytes]) -> list[str]:
+    return [i.decode("utf-8", "replace") for i in ids]
 
 
 def _date_key(node: Node):

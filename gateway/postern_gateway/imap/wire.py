@@ -1,11 +1,10 @@
 """IMAP string and date encoding on the wire (RFC 3501 §4, §9).
 
-In:   Python values (bytes / str / None / epoch floats / date text from SEARCH).
+In:   Python values (bytes / str / None / epoch floats).
 Out:  wire bytes: ``NIL``, ``"quoted"`` strings, ``{n}\\r\\n...`` literals,
-      parenthesised lists, ``date-time`` strings; parsed :class:`datetime.date`
-      / :class:`datetime.datetime` values.
-Fails: the parsers raise :class:`ValueError` on malformed dates; the
-      formatters never fail.
+      parenthesised lists, ``date-time`` strings. (Dates are *parsed* by the one
+      strict parser, :mod:`postern.mail.dates`.)
+Fails: never.
 
 Pure functions, no I/O; shared by imap-core (responses) and imap-content
 (ENVELOPE, BODYSTRUCTURE, SEARCH).
@@ -19,8 +18,7 @@ from collections.abc import Iterable
 
 NIL = b"NIL"
 
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_MONTH_INDEX = {m.upper(): i + 1 for i, m in enumerate(MONTHS)}
+from postern.mail.dates import MONTHS
 
 # Strings longer than this go out as literals even when every byte is safe:
 # some clients choke on very long quoted strings.
@@ -132,53 +130,3 @@ def format_internaldate(when: float | _dt.datetime, tz: _dt.tzinfo | None = _dt.
         minutes % 60,
     )
     return b'"' + text.encode("ascii") + b'"'
-
-
-_DATE_RE = re.compile(r"(\d{1,2})-([A-Za-z]{3})-(\d{4})")
-_DATETIME_RE = re.compile(r"([ \d]?\d)-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
-
-
-def _text(value: bytes | str) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        value = bytes(value).decode("ascii", "replace")
-    value = str(value)
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1]
-    return value
-
-
-def parse_date(value: bytes | str) -> _dt.date:
-    """RFC 3501 §9 ``date`` (SEARCH BEFORE/ON/SINCE/SENT*): ``1-Feb-1994``.
-
-    Accepts the optional surrounding DQUOTEs; month names case-insensitively.
-    Raises ValueError otherwise.
-    """
-    text = _text(value)
-    m = _DATE_RE.fullmatch(text)
-    if not m:
-        raise ValueError(f"bad date: {text!r}")
-    month = _MONTH_INDEX.get(m.group(2).upper())
-    if month is None:
-        raise ValueError(f"bad month: {text!r}")
-    return _dt.date(int(m.group(3)), month, int(m.group(1)))
-
-
-def parse_datetime(value: bytes | str) -> _dt.datetime:
-    """RFC 3501 §9 ``date-time`` (APPEND): ``"dd-Mon-yyyy hh:mm:ss +zzzz"`` -> aware datetime.
-
-    The day may be space-padded, zero-padded or one digit. Raises ValueError.
-    """
-    text = _text(value)
-    m = _DATETIME_RE.fullmatch(text)
-    if not m:
-        raise ValueError(f"bad date-time: {text!r}")
-    day, mon, year, hh, mm, ss, sign, zh, zm = m.groups()
-    month = _MONTH_INDEX.get(mon.upper())
-    if month is None:
-        raise ValueError(f"bad month: {text!r}")
-    offset = _dt.timedelta(hours=int(zh), minutes=int(zm))
-    if sign == "-":
-        offset = -offset
-    return _dt.datetime(
-        int(year), month, int(day.strip()), int(hh), int(mm), int(ss), tzinfo=_dt.timezone(offset)
-    )

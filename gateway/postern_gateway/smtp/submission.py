@@ -13,7 +13,11 @@ Fails: ``530 5.7.0`` MAIL (or RCPT/DATA) without AUTH: unauthenticated
       AUTH before TLS unless ``allow_plaintext_auth`` (aiosmtpd's
       ``auth_require_tls``); ``553 5.7.1`` an envelope sender that is not one of
       the user's addresses or aliases; ``550 5.7.1`` a ``From:`` header naming
-      an address the user does not own (or no usable ``From:``); ``550 5.1.1``
+      an address the user does not own, and ``status.HEADER_REFUSED`` (also
+      ``550 5.7.1``) a header section the one parser cannot read one way only
+      (:func:`postern.mail.author.submission_problem`: a line that is not a
+      field, a leading continuation line, not exactly one From:, a From:
+      address without a domain); ``552 5.3.4`` a header section over 1 MiB; ``550 5.1.1``
       unknown local recipient; ``553 5.1.3`` a recipient we cannot deliver to;
       ``454 4.7.0`` directory failure during AUTH; ``421 4.7.0`` and the
       connection closed after ``MAX_AUTH_FAILURES`` failed AUTHs.
@@ -33,6 +37,7 @@ from aiosmtpd.smtp import MISSING, AuthResult
 from postern import status
 from postern.address import parse_address
 from postern.errors import AuthLocked, InvalidAddress, TooManySessions
+from postern.mail.author import author, submission_problem
 from postern.status import Reply
 
 from ..auth import FailureCounter, SaslError, authenticate, claim_session, decode_plain
@@ -43,7 +48,6 @@ from .handler import INVALID, UNKNOWN, PolicyHandler
 log = logging.getLogger("postern.smtp.submission")
 
 FROM_NOT_OWNED = Reply(550, "5.7.1", "From: header address not owned by authenticated user")
-NO_FROM = Reply(550, "5.7.1", "Message must have exactly one From: header naming your address")
 BAD_RCPT = Reply(553, "5.1.3", "Recipient address not deliverable")
 HEADER_TOO_LARGE = Reply(552, "5.3.4", "Header block too large")
 TOO_MANY_AUTH_FAILURES = Reply(421, "4.7.0", "Too many failed authentications, closing connection")
@@ -153,24 +157,22 @@ class SubmissionHandler(PolicyHandler):
         if self.authenticated_user(session) is None:
             return status.AUTH_REQUIRED
         try:
-            headers = trace.parse_headers(ctx.raw)
+            header = trace.read_header(ctx.raw)
         except trace.HeaderTooLarge:
             return HEADER_TOO_LARGE
-        froms = headers.get_all("From") or []
-        if len(froms) != 1:
-            return NO_FROM
-        try:
-            addresses = [a.addr_spec for a in froms[0].addresses]
-        except Exception:  # unparseable From: the email package could not give addresses
-            addresses = []
-        if not addresses:
-            return NO_FROM
-        for addr in addresses:
+        # the one parser decides what the header says (issue 11 finding 5): what is checked here is
+        # what the recipient's reader, DKIM signing and IMAP's ENVELOPE will see
+        who = author(header)
+        problem = submission_problem(header, who)
+        if problem is not None:
+            return status.HEADER_REFUSED.with_text(f"Message header refused: {problem}")
+        for mailbox in who.mailboxes:
+            addr = mailbox.addr_spec
             if not await self._owns(session, addr):
                 return FROM_NOT_OWNED.with_text(
                     f"From: header address <{addr}> not owned by {self.authenticated_user(session)}")
         ctx.raw, added = trace.complete_submission(ctx.raw, hostname=self.settings.hostname,
-                                                   queue_id=ctx.queue_id, when=time.time())
+                                                   queue_id=ctx.queue_id, when=time.time(), header=header)
         if added:
             log.info("submission queue_id=%s added %s", ctx.queue_id, ",".join(added))
         return None

@@ -8,9 +8,11 @@ Out:  :func:`received` -> one ``Received:`` field as CRLF-terminated text
       ``Date:`` lines PREPENDED when the header block lacks them (RFC 6409 §8.3,
       Postfix cleanup does the same). Nothing here re-serialises a message:
       every other byte stays as it arrived.
-Fails: :class:`HeaderTooLarge` for a header block over ``MAX_HEADER_BLOCK``
-      (the caller refuses the message); otherwise never: an unparseable header
-      block counts as lacking the fields.
+      :func:`read_header` -> the message's header section as the one view
+      (:class:`postern.mail.header.Header`) that every check reads.
+Fails: :class:`HeaderTooLarge` for a header section over ``MAX_HEADER_BLOCK``
+      (the caller refuses the message); otherwise never: a malformed header
+      section is still a list of lines, and a field it lacks is lacking.
 
 No DNS here: the client is named by its address literal, as RFC 5321 §4.4
 allows, and our own name is ``settings.hostname``.
@@ -23,8 +25,8 @@ import ipaddress
 import re
 import secrets
 from datetime import datetime, timezone
-from email import policy
-from email.parser import BytesHeaderParser
+
+from postern.mail.header import Header
 
 _SAFE_HELO = re.compile(r"[^A-Za-z0-9.\-:\[\]_]")
 _HELO_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?"
@@ -88,44 +90,38 @@ def received(*, hostname: str, client_ip: str, helo: str, queue_id: str, when: f
     return "\r\n".join(lines) + "\r\n"
 
 
-MAX_HEADER_BLOCK = 1024 * 1024  # parsing runs on the event loop: never hand it megabytes of "headers"
+MAX_HEADER_BLOCK = 1024 * 1024  # checks run on the event loop: never read megabytes of "headers"
 
 
 class HeaderTooLarge(ValueError):
-    """No end of the header block within MAX_HEADER_BLOCK bytes."""
+    """No end of the header section within MAX_HEADER_BLOCK bytes."""
 
 
-def header_block(raw: bytes) -> bytes:
-    """The header block of a message: up to and including the first empty line (CRLF or bare LF);
-    a message without a body is all header. Raises HeaderTooLarge beyond MAX_HEADER_BLOCK."""
-    if raw.startswith((b"\r\n", b"\n")):
-        return b""
-    m = re.search(rb"\r?\n\r?\n", raw[: MAX_HEADER_BLOCK + 4])
-    if m is not None:
-        return raw[: m.end()]
-    if len(raw) > MAX_HEADER_BLOCK:
-        raise HeaderTooLarge(f"header block larger than {MAX_HEADER_BLOCK} bytes")
-    return raw
-
-
-def parse_headers(raw: bytes):
-    """Parse only the header block with the default (RFC 5322) policy."""
-    return BytesHeaderParser(policy=policy.default).parsebytes(header_block(raw))
+def read_header(raw: bytes) -> Header:
+    """The header section of ``raw`` (where :mod:`postern.mail.header` says it ends; a message
+    without a body is all header). Raises HeaderTooLarge beyond MAX_HEADER_BLOCK."""
+    header = Header(raw)
+    if header.end > MAX_HEADER_BLOCK:
+        raise HeaderTooLarge(f"header section larger than {MAX_HEADER_BLOCK} bytes")
+    return header
 
 
 def new_message_id(hostname: str, queue_id: str) -> str:
     return f"<{queue_id}.{secrets.token_hex(4)}@{hostname}>"
 
 
-def complete_submission(raw: bytes, *, hostname: str, queue_id: str, when: float) -> tuple[bytes, list[str]]:
-    """Prepend ``Message-ID:`` / ``Date:`` when missing; return (bytes, names of the fields added)."""
-    headers = parse_headers(raw)
+def complete_submission(raw: bytes, *, hostname: str, queue_id: str, when: float,
+                        header: Header | None = None) -> tuple[bytes, list[str]]:
+    """Prepend ``Message-ID:`` / ``Date:`` when missing; return (bytes, names of the fields added).
+    ``header`` is ``read_header(raw)`` when the caller has it already."""
+    if header is None:
+        header = Header(raw)
     added: list[str] = []
     prefix = b""
-    if headers.get("Message-ID") is None:
+    if not header.count(b"message-id"):
         prefix += f"Message-ID: {new_message_id(hostname, queue_id)}\r\n".encode("ascii")
         added.append("Message-ID")
-    if headers.get("Date") is None:
+    if not header.count(b"date"):
         prefix += f"Date: {rfc5322_date(when)}\r\n".encode("ascii")
         added.append("Date")
     return prefix + raw, added

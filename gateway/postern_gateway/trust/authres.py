@@ -41,12 +41,14 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from email import policy
-from email.parser import BytesHeaderParser
 
 import dkim
 
 from postern import status
+from postern.mail.author import author
+from postern.mail.encoded import as_text
+from postern.mail.header import Header
+from postern.mail.limits import structured
 from postern.status import Reply
 
 from . import dmarc as dmarc_mod
@@ -97,47 +99,22 @@ class Verdict:
         return self.action == "quarantine"
 
 
-MAX_HEADER = 1024 * 1024  # header bytes we parse for From/A-R (a 25 MB "header" is not worth the CPU)
-
-
-def _header_block(raw: bytes) -> bytes:
-    head = raw[: MAX_HEADER + 4]
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        i = head.find(sep)
-        if i >= 0:
-            return head[: i + len(sep)]
-    return head[:MAX_HEADER]
-
-
-def _from_domains(msg) -> list[str] | None:
-    """RFC 7489 §6.6.1: the RFC5322.From domain(s); None when there is no usable From."""
-    try:
-        values = msg.get_all("From") or []
-        domains: list[str] = []
-        for v in values:
-            for a in getattr(v, "addresses", ()):
-                d = _safe_domain(a.domain)
-                if d and d not in domains:
-                    domains.append(d)
-        return domains or None
-    except Exception:  # a header the email package cannot parse: no From to align with
-        return None
+def _from_domains(header: Header) -> list[str] | None:
+    """RFC 7489 §6.6.1: the RFC5322.From domain(s), read by the one parser (the MX port has
+    already refused more than one From: or an unreadable one); None when there is none."""
+    domains = [d for d in (_safe_domain(x) for x in author(header).domains) if d]
+    return list(dict.fromkeys(domains)) or None
 
 
 def _authserv_id(value: str) -> str:
-    v = re.sub(r"\([^)]*\)", " ", value)  # drop comments
-    return v.split(";", 1)[0].strip().split()[0].lower() if v.strip() else ""
+    words = re.sub(r"\([^)]*\)", " ", value).split(";", 1)[0].split()  # comments dropped
+    return words[0].lower() if words else ""
 
 
-def _count_claims(msg, hostname: str) -> int:
-    n = 0
-    try:
-        for v in msg.get_all("Authentication-Results") or []:
-            if _authserv_id(str(v)) == hostname.lower():
-                n += 1
-    except Exception:
-        pass
-    return n
+def _count_claims(header: Header, hostname: str) -> int:
+    """Authentication-Results fields already in the message that claim our authserv-id."""
+    me = hostname.lower()
+    return sum(1 for v in header.get_all(b"authentication-results") if _authserv_id(as_text(structured(v))) == me)
 
 
 class Budget:
@@ -233,7 +210,7 @@ class InboundAuth:
         return out
 
     def verify_arc(self, raw: bytes, resolver=None) -> tuple[str, str]:
-        if b"arc-seal" not in _header_block(raw).lower():
+        if not Header(raw).count(b"arc-seal"):
             return "none", ""
         try:
             a = dkim.ARC(raw, timeout=self.dns_timeout, logger=_quiet)
@@ -249,17 +226,13 @@ class InboundAuth:
 
     # --- everything ---------------------------------------------------------------
     def check(self, raw: bytes, *, client_ip: str, helo: str, mail_from: str) -> Verdict:
-        header = _header_block(raw)
-        try:
-            msg = BytesHeaderParser(policy=policy.default).parsebytes(header)
-        except Exception:
-            msg = None
+        header = Header(raw)  # postern.mail.header: the one view, with its caps
         r = Budget(self.resolver, self.budget)
         helo_res = spf_mod.check_helo(r, client_ip, helo, querytime=self.budget)
         spf_res = spf_mod.check_mailfrom(r, client_ip, mail_from, helo, querytime=self.budget)
         dkim_res = self.verify_dkim(raw, r)
         arc_res, arc_reason = self.verify_arc(raw, r)
-        domains = _from_domains(msg) if msg is not None else None
+        domains = _from_domains(header)
         dkim_pairs = [(r.result, r.domain) for r in dkim_res]
         kw = {"sample": self._sample} if self._sample else {}
         if domains:
@@ -270,7 +243,7 @@ class InboundAuth:
         # Several From domains (RFC 7489 §6.6.1): every one must pass; the strictest disposition wins.
         order = {"none": 0, "quarantine": 1, "reject": 2}
         dm = max(results, key=lambda r: (r.result == "fail", order.get(r.disposition, 0)))
-        ignored = _count_claims(msg, self.hostname) if msg is not None else 0
+        ignored = _count_claims(header, self.hostname)
         action = "accept"
         reply = None
         if dm.result == "fail" and dm.disposition == "reject":

@@ -25,9 +25,6 @@ import json
 import threading
 import time
 from dataclasses import asdict, dataclass
-from email import policy
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 
 import dkim as dkimpy
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,6 +32,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from .errors import StoreUnavailable
+from .mail.author import author
+from .mail.header import Header
 
 CACHE_SECONDS = 300
 # Headers we sign when present (RFC 6376 §5.4.1's recommended set, minus trace fields).
@@ -171,21 +170,17 @@ class KeyStore:
 
 
 def header_from_domain(data: bytes) -> str | None:
-    """The domain of the first ``From:`` address (what DKIM alignment is judged on, RFC 7489 §3.1)."""
-    end = data.find(b"\r\n\r\n")
-    head = data if end < 0 else data[: end + 4]
-    hdr = BytesHeaderParser(policy=policy.default).parsebytes(head)
-    for _, addr in getaddresses([str(v) for v in hdr.get_all("From", [])]):
-        if "@" in addr:
-            return addr.rsplit("@", 1)[1].lower()
-    return None
+    """The domain of the first ``From:`` address (what DKIM alignment is judged on, RFC 7489 §3.1),
+    read by the one parser (:mod:`postern.mail`)."""
+    domains = author(Header(data)).domains
+    return domains[0] if domains else None
 
 
 def sign(data: bytes, domain: str, keys: list[DkimKey]) -> bytes:
     """``DKIM-Signature:`` header bytes for ``data`` (CRLF, ready to prepend)."""
     out = b""
-    present = {h.split(b":", 1)[0].strip().lower() for h in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n") if b":" in h}
-    include = [h for h in SIGNED_HEADERS if h in present] or [b"from"]
+    header = Header(data)
+    include = [h for h in SIGNED_HEADERS if header.count(h)] or [b"from"]
     for key in keys:
         sig = dkimpy.sign(data, key.selector.encode(), domain.encode(), key.private_bytes,
                           canonicalize=(b"relaxed", b"relaxed"), signature_algorithm=key.signature_algorithm,

@@ -34,6 +34,7 @@ from email.utils import format_datetime
 from io import BytesIO
 
 from .envelope import RecipientFailure
+from .mail.header import header_end
 
 POLICY = policy.SMTP  # CRLF, 78-column folding
 
@@ -203,12 +204,7 @@ def build(report: Report) -> bytes:
 
 
 def header_block(data: bytes) -> bytes | None:
-    """The header block of ``data`` (up to and excluding the blank line), or None if
-    no end of headers is in ``data`` (read more)."""
-    if data.startswith(b"\r\n") or data.startswith(b"\n"):
-        return b""
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        i = data.find(sep)
-        if i >= 0:
-            return data[: i + len(sep) // 2]
-    return None
+    """The header section of ``data`` (up to and excluding the empty line: the one rule of
+    :func:`postern.mail.header.header_end`), or None if no end of it is in ``data`` (read more)."""
+    end, body_start = header_end(data)
+    return data[:end] if body_start > end else None

@@ -68,6 +68,10 @@ AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
 ENCRYPTION_REQUIRED = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
 SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by authenticated user")
 DMARC_REJECT = Reply(550, "5.7.1", "Rejected by DMARC policy")
+# A header section the one parser (postern.mail) cannot read one way only: at submission a line that
+# is not a field, a leading continuation line, anything but one From:; on the MX port more than one
+# From: or an unreadable one (RFC 7489 §6.6.1). One code for all, the reason in the text.
+HEADER_REFUSED = Reply(550, "5.7.1", "Message header refused")
 NULL_MX = Reply(556, "5.1.10", "Recipient domain does not accept mail (null MX)")
 NO_SUCH_DOMAIN = Reply(550, "5.1.2", "Recipient domain not found")
 # RFC 5321 §2.3.8: CR only as part of CRLF. Refused as Postfix's smtpd_forbid_bare_newline refuses bare LF

@@ -40,13 +40,15 @@ def _mentions(tokens, word: str) -> bool:
 
 
 def _prefilter(SS, key) -> bytes | None:
-    """For a lone header key (SUBJECT x, FROM x, ...) with an ASCII needle without white space: the needle.
+    """For a lone header key (SUBJECT x, HEADER name x) with an ASCII needle without white space: the needle.
 
     In an all-ASCII header block with no encoded-words, a decoded field value contains the needle
     only if the raw bytes do (casefold is lower for ASCII; unfolding only removes CRLF before white
-    space, which the needle lacks), so messages without it are skipped without evaluation.
+    space, which the needle lacks), so messages without it are skipped without evaluation. Not for
+    FROM/TO/CC/BCC: an addr-spec is matched with its comments and CFWS removed.
     """
-    if isinstance(key, SS.HeaderKey) and key.needle and key.needle.isascii() and not any(c.isspace() for c in key.needle):
+    if (isinstance(key, SS.HeaderKey) and key.needle and not key.address and key.needle.isascii()
+            and not any(c.isspace() for c in key.needle)):
         return key.needle.lower().encode("ascii")
     return None
 

@@ -9,13 +9,16 @@ Out:  :class:`Summary`: the logical header block (prefix + the message's own
 Fails: never; a message without a blank line is all header (RFC 5322 §2.1
       allows no body).
 
-Bytes are located, not parsed: the header section ends at the first CRLFCRLF
-(or LFLF for mail that arrived with bare newlines).
+Bytes are located, not parsed: the header section ends where
+:func:`postern.mail.header.header_length` says (the one rule IMAP and the
+SMTP checks use too: the first empty line, CRLF or bare LF line ends).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ..mail.header import header_length
 
 HEADER_CAP = 64 * 1024
 
@@ -25,18 +28,6 @@ class Summary:
     header: bytes | None  # logical header block, None when larger than HEADER_CAP
     header_len: int  # logical length of the header section incl. the blank line
     size: int  # logical size: prefix + raw
-
-
-def header_length(raw: bytes) -> int:
-    """Length of the header section of ``raw`` including the separating blank line."""
-    if raw.startswith(b"\r\n"):
-        return 2
-    if raw.startswith(b"\n"):
-        return 1
-    crlf = raw.find(b"\r\n\r\n")
-    lf = raw.find(b"\n\n")
-    candidates = [i + 4 for i in (crlf,) if i >= 0] + [i + 2 for i in (lf,) if i >= 0]
-    return min(candidates) if candidates else len(raw)
 
 
 def summarize(prefix: bytes, raw: bytes) -> Summary:

@@ -29,12 +29,11 @@ null reverse-path (reports go out as ``MAILER-DAEMON@...``).
 from __future__ import annotations
 
 import re
-from email import policy
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..mail.author import author
+from ..mail.header import Header
 from .base import RecipientResult, SendRequest, Transport, permanent_all, transient_all
 
 MAX_DESTINATIONS = 50  # SES: recipients per message, To + Cc + Bcc (SendEmail / SendRawEmail)
@@ -52,10 +51,9 @@ _PERMANENT = {
 
 
 def _header_from(data: bytes) -> str:
-    end = data.find(b"\r\n\r\n")
-    hdr = BytesHeaderParser(policy=policy.default).parsebytes(data[: end + 4] if end >= 0 else data)
-    addrs = getaddresses([str(v) for v in hdr.get_all("From", [])])
-    return addrs[0][1] if addrs else ""
+    """The first From: address, read by the one parser (:mod:`postern.mail`); "" when none."""
+    readable = author(Header(data)).readable
+    return readable[0].addr_spec if readable else ""
 
 
 def ses_message_id(result: RecipientResult) -> str:
