@@ -96,7 +96,8 @@ def test_envelope_of_huge_address_lists(server, backend, canary):
     reply = _under_attack(canary, lambda: c.fetch("1:*", "(ENVELOPE)"))
     assert _status(reply) in ("OK", "LIMIT")  # about 5 s of parsing against a 3 s budget
     typ, data = c.fetch("1", "(ENVELOPE)")
-    assert typ == "OK" and b'"a2000" "b.example"' in data[0]
+    # the parsed view reads 8 KiB of a structured field (postern.mail.limits), cut at a comma
+    assert typ == "OK" and b'"a0" "b.example"' in data[0] and b'"a2000"' not in data[0]
     c.logout()
 
 
