@@ -10,7 +10,8 @@ Out:  :func:`check` -> (problems, warnings): sentences naming the parameter and 
                      exists in this region and has a value (the custom resource then checks the
                      certificate itself). Neither: the template's rule would refuse the stack.
         SES          OutboundTransport=ses: the account still in the SES sandbox (mail only to
-                     verified addresses, 200 a day) - a warning, with how to leave it.
+                     verified addresses, 200 a day), and MailDomain's identity not verified yet
+                     (SES refuses to send as it) - warnings, each with what to do.
 Fails: AWS errors other than "not found" become problems quoting AWS (e.g. no permission to
       read Route 53): the deploy would hit them too.
 Runs with boto3 only (the aws-sam-cli tool venv's Python), no Postern package. As a command
@@ -88,6 +89,21 @@ def _ses_sandbox(sesv2) -> list[str]:
             "failure notice."]
 
 
+def _ses_domain(sesv2, domain: str) -> list[str]:
+    try:
+        identity = sesv2.get_email_identity(EmailIdentity=domain)
+    except ClientError as exc:
+        if _code(exc) == "NotFoundException":
+            return []  # the first deploy creates it
+        return [f"could not read SES identity {domain} ({_code(exc)})."]
+    except BotoCoreError:
+        return [f"could not read SES identity {domain}."]
+    if identity.get("VerifiedForSendingStatus"):
+        return []
+    return [f"SES has not verified {domain} yet, so it refuses to send as it (senders get a failure notice): "
+            f"publish its DKIM CNAMEs (`postern dns {domain} --stack <stack>` prints them) and wait for SES."]
+
+
 def check(session, params: dict[str, str]) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     warnings: list[str] = []
@@ -104,7 +120,10 @@ def check(session, params: dict[str, str]) -> tuple[list[str], list[str]]:
                             "GatewayHostname; Postern gets a Let's Encrypt certificate) or TlsSecretId in "
                             "samconfig.toml's parameter_overrides.")
         if params.get("OutboundTransport", "ses") == "ses":
-            warnings += _ses_sandbox(session.client("sesv2"))
+            sesv2 = session.client("sesv2")
+            warnings += _ses_sandbox(sesv2)
+            if params.get("MailDomain"):
+                warnings += _ses_domain(sesv2, params["MailDomain"])
     except BotoCoreError as exc:
         problems.append(f"cannot reach AWS for the preflight checks: {exc}")
     return problems, warnings

@@ -18,14 +18,23 @@ _spec.loader.exec_module(preflight)
 class Session:
     """A boto3 session on moto, with an SES answer of our choosing (moto has no sesv2 GetAccount)."""
 
-    def __init__(self, production: bool | None = True):
+    def __init__(self, production: bool | None = True, verified: bool | None = None):
         self.production = production
+        self.verified = verified  # None: no identity yet
 
     def client(self, name):
         if name == "sesv2":
-            prod = self.production
+            prod, verified = self.production, self.verified
 
             class Ses:
+                def get_email_identity(self, EmailIdentity):
+                    if verified is None:
+                        from botocore.exceptions import ClientError
+
+                        raise ClientError({"Error": {"Code": "NotFoundException", "Message": "no"}},
+                                          "GetEmailIdentity")
+                    return {"VerifiedForSendingStatus": verified}
+
                 def get_account(self):
                     if prod is None:
                         from botocore.exceptions import EndpointConnectionError
@@ -87,6 +96,11 @@ def test_the_ses_sandbox_is_a_warning_with_the_way_out(aws):
     problems, (w,) = preflight.check(Session(production=False), params)
     assert problems == [] and w.startswith("SES is in the sandbox in this region") and "production access" in w
     assert preflight.check(Session(production=False), {**params, "OutboundTransport": "smarthost"}) == ([], [])
+    params["MailDomain"] = "example.com"
+    assert preflight.check(Session(), params) == ([], [])  # no identity yet: the deploy creates it
+    assert preflight.check(Session(verified=True), params) == ([], [])
+    (w,) = preflight.check(Session(verified=False), params)[1]
+    assert w.startswith("SES has not verified example.com yet") and "postern dns example.com" in w
     out = io.StringIO()
     assert preflight.report([], [w], out) is True and out.getvalue().startswith("preflight warning: SES")
     assert preflight.report(["x"], [], out) is False
