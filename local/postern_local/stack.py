@@ -156,6 +156,7 @@ class LocalStack:
         env = {**LOCAL_DEFAULTS, **os.environ, **self.overrides}
         if not env.get("POSTERN_SRS_SECRET_ID") and not env.get("POSTERN_SRS_SECRET"):
             env["POSTERN_SRS_SECRET"] = secrets.token_urlsafe(24)  # the template makes one in Secrets Manager
+        env.setdefault("POSTERN_ADMIN_ADDRESS", env["POSTERN_DEMO_USER"])  # postmaster@/abuse@ of every domain
         if self.ephemeral_ports:
             env.update({var: "0" for var in PORT_VARS.values()})
             env["POSTERN_LOCAL_MOTO_PORT"] = "0"

@@ -92,6 +92,7 @@ class Settings:
 
     # --- mail store ---------------------------------------------------------
     default_quota: int = 1024 * MIB  # POSTERN_DEFAULT_QUOTA (bytes per user)
+    admin_address: str = ""  # POSTERN_ADMIN_ADDRESS (postmaster@ and abuse@ of every local domain)
     imap_poll_interval: float = 0.5  # POSTERN_IMAP_POLL_INTERVAL (seconds, change watcher)
 
     # --- gateway listeners --------------------------------------------------
@@ -188,6 +189,7 @@ class Settings:
             smtp_timeout=_float(e, "POSTERN_SMTP_TIMEOUT", d.smtp_timeout),
             allow_plaintext_auth=_bool(e, "POSTERN_ALLOW_PLAINTEXT_AUTH", d.allow_plaintext_auth),
             default_quota=_int(e, "POSTERN_DEFAULT_QUOTA", d.default_quota),
+            admin_address=e.get("POSTERN_ADMIN_ADDRESS", d.admin_address),
             imap_poll_interval=_float(e, "POSTERN_IMAP_POLL_INTERVAL", d.imap_poll_interval),
             bind=e.get("POSTERN_BIND", d.bind),
             smtp_port=_int(e, "POSTERN_SMTP_PORT", d.smtp_port),

@@ -56,9 +56,12 @@ def account_name(login: str) -> str | None:
 
 
 class Directory:
-    def __init__(self, items, default_quota: int = 0):
+    def __init__(self, items, default_quota: int = 0, admin_address: str = ""):
         self.items = items
         self.default_quota = default_quota
+        # Where postmaster@ and abuse@ of every local domain go unless an alias or user of that
+        # name exists (routing.ROLE_ACCOUNTS; POSTERN_ADMIN_ADDRESS); "" = nowhere.
+        self.admin_address = admin_address.strip()
 
     # --- domains ----------------------------------------------------------
     def add_domain(self, domain: str) -> Domain:
@@ -277,7 +280,7 @@ class Directory:
                         pending.extend(item.get("targets", ()))
                 if not hits and domain is not None and domain.get("catchall"):
                     pending.append(domain["catchall"])  # routing.py: catch-all only when nothing matched
-        return Directory(view, default_quota=self.default_quota)
+        return Directory(view, default_quota=self.default_quota, admin_address=self.admin_address)
 
 
 class PrefetchedItems:
@@ -334,10 +337,11 @@ def dynamo_directory(settings=None, clients=None) -> Directory:
 
     s = settings or get_settings()
     c = clients or get_clients()
-    return Directory(DynamoItems(lambda: c.dynamodb, s.directory_table), default_quota=s.default_quota)
+    return Directory(DynamoItems(lambda: c.dynamodb, s.directory_table), default_quota=s.default_quota,
+                     admin_address=s.admin_address)
 
 
-def memory_directory(default_quota: int = 0) -> Directory:
+def memory_directory(default_quota: int = 0, admin_address: str = "") -> Directory:
     from .items import MemoryItems
 
-    return Directory(MemoryItems(), default_quota=default_quota)
+    return Directory(MemoryItems(), default_quota=default_quota, admin_address=admin_address)

@@ -12,6 +12,10 @@ Fails: never raises for a bad recipient; it becomes a RouteFailure (5.1.1 no suc
 
 Resolution order for a recipient in a local domain (Postfix virtual(5)):
 exact alias, exact user, plus-address base (``user+tag``) as alias or user,
+the role accounts ``postmaster`` and ``abuse`` (any case, any local domain,
+RFC 5321 §4.5.1, RFC 2142) to the directory's ``admin_address``
+(``POSTERN_ADMIN_ADDRESS``) - here, not as per-domain items, so a domain added
+later has them too, and an alias or user of that name overrides them - then
 the domain's catch-all, else no such user. Alias targets are resolved
 recursively up to ``MAX_DEPTH``. Before all that, given an ``srs``
 (:class:`postern.srs.Srs`), an SRS address in a local domain (a bounce coming
@@ -29,6 +33,8 @@ from .address import normalize_domain, parse_address
 from .errors import InvalidAddress
 
 MAX_DEPTH = 10
+# RFC 5321 §4.5.1: every domain accepts "postmaster" (case-insensitive); RFC 2142 §2, §4: "abuse".
+ROLE_ACCOUNTS = frozenset({"postmaster", "abuse"})
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,11 @@ def _resolve(addr, original, directory, decision, seen_local, seen_remote, depth
                 seen_local.add(user.address)
                 decision.local.append(LocalDelivery(user.address, original, user.quota))
             return
+    admin = getattr(directory, "admin_address", "")
+    if admin and any(c.local.lower() in ROLE_ACCOUNTS for c in candidates):
+        # The operator chose the admin address: it may be remote, as an alias's target may.
+        _resolve(admin, original, directory, decision, seen_local, seen_remote, depth + 1, True, chain)
+        return
     if domain.catchall and depth == 0:
         _resolve(domain.catchall, original, directory, decision, seen_local, seen_remote, depth + 1, True, chain,
                  srs)
