@@ -1,13 +1,28 @@
-# Postern. The two commands the README promises: `make run` and `make test`.
-PYTHON ?= python3
+# Postern. The two commands the README promises: `make run` and `make test`; then
+# `make build`, `make lint`, `make image` and `make deploy` for AWS (README "Build").
+PYTHON ?= $(shell command -v python3.11 || echo python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv bench compat faults load cost build lint clean
+# Tool venvs (tools/*.txt pin each one): aws-sam-cli, cfn-lint and checkov pin boto3 and
+# friends differently from constraints.txt, so each has its own venv, linked at .tools/NAME and
+# kept in ~/.cache/postern-tools, built once per pin file (tools/venv.sh).
+TOOLS   = .tools
+SAM     = $(TOOLS)/sam/bin/sam
+CFNLINT = $(TOOLS)/cfn-lint/bin/cfn-lint
+CHECKOV = $(TOOLS)/checkov/bin/checkov
 
-$(STAMP): requirements-dev.txt layers/postern/pyproject.toml gateway/pyproject.toml local/pyproject.toml
+# The Lambda functions' architecture (template parameter FunctionArchitecture).
+FUNCTION_ARCH ?= arm64
+# Arguments for `sam deploy` (e.g. DEPLOY_ARGS=--guided the first time).
+DEPLOY_ARGS ?=
+
+.PHONY: run test venv tools bench compat faults load cost build lint image deploy clean
+
+$(STAMP): requirements-dev.txt constraints.txt layers/postern/requirements.txt gateway/requirements.txt \
+          layers/postern/pyproject.toml gateway/pyproject.toml local/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-dev.txt
@@ -16,10 +31,13 @@ $(STAMP): requirements-dev.txt layers/postern/pyproject.toml gateway/pyproject.t
 
 venv: $(STAMP)
 
+tools:
+	PYTHON=$(PYTHON) tools/venv.sh sam cfn-lint checkov
+
 run: $(STAMP)
 	$(VENV)/bin/postern-local
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -39,11 +57,26 @@ cost: $(STAMP)
 compat: $(STAMP)
 	tests/compat/run.sh
 
-lint: $(STAMP)
-	$(VENV)/bin/cfn-lint template.yaml
+# The template: cfn-lint, then checkov (the checks it skips carry their reason in the template).
+lint: tools
+	$(CFNLINT) template.yaml
+	$(CHECKOV) --quiet --compact -f template.yaml
 
-build: lint
-	sam build
+# sam build (no Docker: pure-Python and manylinux wheels), then the check that the runtime
+# can load what was built (tools/check_build.py), cached build or not.
+build: tools
+	$(SAM) build --parameter-overrides FunctionArchitecture=$(FUNCTION_ARCH)
+	$(PYTHON) tools/check_build.py .aws-sam/build --arch $(FUNCTION_ARCH)
+
+# The gateway image for arm64 (docker buildx), tagged postern-gateway:<commit>.
+image:
+	$(PYTHON) tools/deploy.py image
+
+# ECR repository (created if missing), image pushed, `sam deploy` with that image URI.
+deploy:
+	$(PYTHON) tools/deploy.py preflight
+	$(MAKE) build
+	$(TOOLS)/sam/bin/python tools/deploy.py deploy --function-arch $(FUNCTION_ARCH) -- $(DEPLOY_ARGS)
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""``make image`` and ``make deploy``: build the gateway image, push it to ECR, deploy the stack.
+
+In:   ``image``: nothing but Docker with buildx; builds ``gateway/Dockerfile`` for
+      ``IMAGE_PLATFORM`` (default ``linux/arm64``) as ``postern-gateway:<tag>``.
+      ``preflight``: checks for Docker and buildx only (``make deploy`` runs it before
+      ``sam build`` so a machine without Docker stops at once).
+      ``deploy``: run with the aws-sam-cli tool venv's Python (it has boto3); AWS
+      credentials and region as the AWS CLI reads them (``AWS_PROFILE``, ``AWS_REGION``;
+      else samconfig.toml's deploy ``region``). Creates the ECR repository
+      ``IMAGE_REPOSITORY`` (default ``postern-gateway``) when missing (immutable tags, scan on
+      push, the newest 30 images kept), logs Docker in, builds and pushes
+      ``<account>.dkr.ecr.<region>.amazonaws.com/postern-gateway:<tag>``, then runs
+      ``sam deploy`` with samconfig.toml's ``parameter_overrides`` plus ``GatewayImage``,
+      ``GatewayArchitecture`` and ``FunctionArchitecture``, and any arguments after ``--``.
+      ``SAM`` names another ``sam`` command (the tests use a recorder). The tag is
+      ``IMAGE_TAG`` or the commit (``git rev-parse --short=12 HEAD``), with
+      ``-dirty-<unix time>`` when the work tree has changes.
+Out:  the image (and its URI on stdout), then ``sam deploy``'s own output.
+Fails: exit 1 with one paragraph saying what is missing and what to do: no Docker client,
+      no daemon, no buildx, no AWS credentials; a failing docker/sam command's status
+      is passed on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PLATFORMS = {"linux/arm64": ("ARM64", "arm64"), "linux/amd64": ("X86_64", "x86_64")}  # -> GatewayArchitecture
+KEEP_IMAGES = 30
+
+
+class Stop(Exception):
+    """A missing prerequisite: the message says what to do."""
+
+
+def docker_check() -> None:
+    """Docker client, a reachable daemon and buildx, or Stop with what to do about it."""
+    fix = ("Install Docker (Docker Desktop, or docker-ce with the buildx plugin) and start it; to build the "
+           "arm64 image on an x86 machine also enable emulation once: "
+           "`docker run --privileged --rm tonistiigi/binfmt --install arm64`. Or run this on a machine "
+           "that has Docker (an arm64 machine builds natively).")
+    if shutil.which("docker") is None:
+        raise Stop(f"`make image` and `make deploy` need Docker, and there is no `docker` command here. {fix}")
+    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    if info.returncode != 0:
+        why = (info.stderr.strip().splitlines() or ["no answer"])[-1].rstrip(".")
+        raise Stop(f"`make image` and `make deploy` need a running Docker daemon; `docker info` says: {why}. {fix}")
+    buildx = subprocess.run(["docker", "buildx", "version"], capture_output=True, text=True)
+    if buildx.returncode != 0:
+        raise Stop(f"`make image` and `make deploy` build with `docker buildx`, which is not installed. {fix}")
+
+
+def image_tag() -> str:
+    if os.environ.get("IMAGE_TAG"):
+        return os.environ["IMAGE_TAG"]
+    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    tag = commit.stdout.strip() if commit.returncode == 0 else "dev"
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return f"{tag}-dirty-{int(time.time())}" if dirty or commit.returncode != 0 else tag
+
+
+def platform() -> str:
+    p = os.environ.get("IMAGE_PLATFORM", "linux/arm64")
+    if p not in PLATFORMS:
+        raise Stop(f"IMAGE_PLATFORM must be one of {', '.join(PLATFORMS)}, not {p!r}")
+    return p
+
+
+def buildx(tag: str, *, push: bool) -> None:
+    cmd = ["docker", "buildx", "build", "--platform", platform(), "-f", "gateway/Dockerfile", "-t", tag,
+           "--push" if push else "--load", "."]
+    print("+", shlex.join(cmd), flush=True)
+    subprocess.run(cmd, cwd=REPO, check=True)
+
+
+# --- deploy (needs boto3: the aws-sam-cli tool venv) -------------------------------------------
+def samconfig(env: str) -> dict:
+    path = REPO / "samconfig.toml"
+    with path.open("rb") as fh:
+        config = tomllib.load(fh)
+    return config.get(env, {}).get("deploy", {}).get("parameters", {})
+
+
+def parameter_overrides(current: str | list[str], changes: dict[str, str]) -> str:
+    """samconfig's ``Key="value" ...`` overrides with ``changes`` applied, in the same form."""
+    tokens = shlex.split(current) if isinstance(current, str) else [t for item in current for t in shlex.split(item)]
+    values = dict(t.split("=", 1) for t in tokens if "=" in t)
+    values.update(changes)
+    return " ".join(f'{k}="{v}"' for k, v in values.items())
+
+
+def ensure_repository(ecr, name: str) -> str:
+    try:
+        repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
+    except ecr.exceptions.RepositoryNotFoundException:
+        repo = ecr.create_repository(
+            repositoryName=name,
+            imageTagMutability="IMMUTABLE",
+            imageScanningConfiguration={"scanOnPush": True},
+            encryptionConfiguration={"encryptionType": "AES256"},
+        )["repository"]
+        ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=json.dumps({"rules": [{
+            "rulePriority": 1, "description": f"keep the newest {KEEP_IMAGES} images",
+            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": KEEP_IMAGES},
+            "action": {"type": "expire"}}]}))
+        print(f"created ECR repository {repo['repositoryUri']}", flush=True)
+    return repo["repositoryUri"]
+
+
+def docker_login(ecr, registry: str) -> None:
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    user, password = base64.b64decode(token).decode().split(":", 1)
+    subprocess.run(["docker", "login", "--username", user, "--password-stdin", registry],
+                   input=password, text=True, check=True, stdout=subprocess.DEVNULL)
+
+
+def deploy(function_arch: str, sam_args: list[str]) -> int:
+    docker_check()
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    except ImportError:
+        raise Stop("`tools/deploy.py deploy` runs with the aws-sam-cli tool venv's Python: `make deploy`") from None
+    config_env = os.environ.get("SAM_CONFIG_ENV", "default")
+    params = samconfig(config_env)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or params.get("region")
+    session = boto3.Session(region_name=region)
+    if not session.region_name:
+        raise Stop("no AWS region: set AWS_REGION or `region` in samconfig.toml's deploy parameters")
+    try:
+        account = session.client("sts").get_caller_identity()["Account"]
+        ecr = session.client("ecr")
+        repo_uri = ensure_repository(ecr, os.environ.get("IMAGE_REPOSITORY", "postern-gateway"))
+        docker_login(ecr, repo_uri.split("/", 1)[0])
+    except NoCredentialsError:
+        raise Stop("no AWS credentials: configure them as for the AWS CLI (AWS_PROFILE, `aws configure`, "
+                   "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)") from None
+    except (BotoCoreError, ClientError) as exc:
+        raise Stop(f"AWS refused the ECR step in account {locals().get('account', '?')}: {exc}") from None
+    image = f"{repo_uri}:{image_tag()}"
+    buildx(image, push=True)
+    print(f"pushed {image}", flush=True)
+    gateway_arch = PLATFORMS[platform()][0]
+    overrides = parameter_overrides(params.get("parameter_overrides", ""), {
+        "GatewayImage": image, "GatewayArchitecture": gateway_arch, "FunctionArchitecture": function_arch})
+    sam = os.environ.get("SAM") or str(Path(sys.executable).with_name("sam"))
+    cmd = [sam, "deploy", "--config-env", config_env, "--region", session.region_name,
+           "--parameter-overrides", overrides, *sam_args]
+    print("+", shlex.join(cmd), flush=True)
+    return subprocess.run(cmd, cwd=REPO).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Build, push and deploy the gateway image (make image / make deploy).")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("image", help="build postern-gateway:<tag> for IMAGE_PLATFORM (default linux/arm64)")
+    sub.add_parser("preflight", help="check for Docker with buildx")
+    d = sub.add_parser("deploy", help="push to ECR and sam deploy (run with the aws-sam-cli venv's python)")
+    d.add_argument("--function-arch", choices=["arm64", "x86_64"], default="arm64")
+    d.add_argument("sam_args", nargs=argparse.REMAINDER, help="after --: extra `sam deploy` arguments")
+    args = ap.parse_args(argv)
+    try:
+        if args.command == "preflight":
+            docker_check()
+            return 0
+        if args.command == "image":
+            docker_check()
+            tag = f"postern-gateway:{image_tag()}"
+            buildx(tag, push=False)
+            print(tag)
+            return 0
+        extra = [a for a in args.sam_args if a != "--"]
+        return deploy(args.function_arch, extra)
+    except Stop as exc:
+        print(f"\n{exc}\n", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:
+        print(f"\n`{shlex.join(map(str, exc.cmd))}` failed with status {exc.returncode}\n", file=sys.stderr)
+        return exc.returncode or 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
