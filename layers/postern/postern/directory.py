@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from . import keys
 from .address import Address, normalize_domain, parse_address
 from .errors import AlreadyExists, InvalidAddress, NoSuchDomain, NoSuchUser
-from .passwords import hash_password, needs_rehash, verify_password
+
+
+def _passwords():
+    """postern.passwords, imported on first use: argon2 is native code that only the gateway and
+    the CLI run (they hash and check passwords); the Lambda functions read the directory and
+    their layer does not ship it."""
+    from . import passwords
+
+    return passwords
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class Directory:
             **keys.user_key(a.local, a.domain),
             "kind": "user",
             "address": a.canonical,
-            "password": hash_password(password),
+            "password": _passwords().hash_password(password),
             "quota": int(quota),
             "created": time.time(),
         }
@@ -155,7 +163,7 @@ class Directory:
         u = self.require_user(address)
         a = parse_address(u.address)
         item = self.items.get(keys.user_key(a.local, a.domain))
-        item["password"] = hash_password(password)
+        item["password"] = _passwords().hash_password(password)
         self.items.put(item)
 
     def set_quota(self, address: str, quota: int) -> None:
@@ -183,9 +191,10 @@ class Directory:
     def authenticate(self, address: str, password: str) -> User | None:
         """The user if the password matches, else None (timing-safe for unknown users)."""
         u = self.get_user(address)
-        if not verify_password(u.password_hash if u else None, password):
+        passwords = _passwords()
+        if not passwords.verify_password(u.password_hash if u else None, password):
             return None
-        if u and needs_rehash(u.password_hash):
+        if u and passwords.needs_rehash(u.password_hash):
             self.set_password(u.address, password)
         return u
 

@@ -28,8 +28,6 @@ from dataclasses import asdict, dataclass
 
 import dkim as dkimpy
 from botocore.exceptions import BotoCoreError, ClientError
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from .errors import StoreUnavailable
 from .mail.author import author
@@ -71,7 +69,13 @@ class DkimKey:
         return self.private.encode("ascii")
 
 
+# Key generation is the CLI's job (`postern domain dkim`): cryptography is imported there, not at
+# module import, so the deliver function, which only signs (dkimpy), loads no native code it
+# does not use and its layer need not ship cryptography.
 def generate_rsa(selector: str, bits: int = 2048) -> DkimKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption()).decode("ascii")
@@ -80,6 +84,9 @@ def generate_rsa(selector: str, bits: int = 2048) -> DkimKey:
 
 
 def generate_ed25519(selector: str) -> DkimKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     key = ed25519.Ed25519PrivateKey.generate()
     seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
     pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
