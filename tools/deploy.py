@@ -7,13 +7,15 @@ In:   ``image``: nothing but Docker with buildx; builds ``gateway/Dockerfile`` f
       ``sam build`` so a machine without Docker stops at once).
       ``deploy``: run with the aws-sam-cli tool venv's Python (it has boto3); AWS
       credentials and region as the AWS CLI reads them (``AWS_PROFILE``, ``AWS_REGION``;
-      else samconfig.toml's deploy ``region``). Creates the ECR repository
+      else samconfig.toml's deploy ``region``). Runs tools/preflight.py's checks on
+      samconfig.toml's parameters (stops before pushing anything on a problem), creates the ECR repository
       ``IMAGE_REPOSITORY`` (default ``postern-gateway``) when missing (immutable tags, scan on
       push, the newest 30 images kept), logs Docker in, builds and pushes
       ``<account>.dkr.ecr.<region>.amazonaws.com/postern-gateway:<tag>``, then runs
       ``sam deploy`` with samconfig.toml's ``parameter_overrides`` plus ``GatewayImage``,
       ``GatewayArchitecture`` and ``FunctionArchitecture``, and any arguments after ``--``.
-      ``SAM`` names another ``sam`` command (the tests use a recorder). The tag is
+      ``SAM_CONFIG_FILE`` / ``SAM_CONFIG_ENV`` choose another samconfig file / environment,
+      ``SAM`` another ``sam`` command (the tests use a recorder). The tag is
       ``IMAGE_TAG`` or the commit (``git rev-parse --short=12 HEAD``), with
       ``-dirty-<unix time>`` when the work tree has changes.
 Out:  the image (and its URI on stdout), then ``sam deploy``'s own output.
@@ -33,7 +35,6 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,18 +87,8 @@ def buildx(tag: str, *, push: bool) -> None:
 
 
 # --- deploy (needs boto3: the aws-sam-cli tool venv) -------------------------------------------
-def samconfig(env: str) -> dict:
-    path = REPO / "samconfig.toml"
-    with path.open("rb") as fh:
-        config = tomllib.load(fh)
-    return config.get(env, {}).get("deploy", {}).get("parameters", {})
-
-
-def parameter_overrides(current: str | list[str], changes: dict[str, str]) -> str:
-    """samconfig's ``Key="value" ...`` overrides with ``changes`` applied, in the same form."""
-    tokens = shlex.split(current) if isinstance(current, str) else [t for item in current for t in shlex.split(item)]
-    values = dict(t.split("=", 1) for t in tokens if "=" in t)
-    values.update(changes)
+def overrides_string(values: dict[str, str]) -> str:
+    """``Key="value" ...`` as samconfig.toml writes ``parameter_overrides``."""
     return " ".join(f'{k}="{v}"' for k, v in values.items())
 
 
@@ -133,30 +124,38 @@ def deploy(function_arch: str, sam_args: list[str]) -> int:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
     except ImportError:
         raise Stop("`tools/deploy.py deploy` runs with the aws-sam-cli tool venv's Python: `make deploy`") from None
+    import preflight  # tools/preflight.py: the AWS checks that would otherwise fail half-way
+
     config_env = os.environ.get("SAM_CONFIG_ENV", "default")
-    params = samconfig(config_env)
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or params.get("region")
-    session = boto3.Session(region_name=region)
+    config_file = Path(os.environ.get("SAM_CONFIG_FILE") or REPO / "samconfig.toml")
+    params, config_region = preflight.samconfig_parameters(config_file, config_env)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or config_region
+    session = boto3.Session(region_name=region or None)
     if not session.region_name:
         raise Stop("no AWS region: set AWS_REGION or `region` in samconfig.toml's deploy parameters")
     try:
         account = session.client("sts").get_caller_identity()["Account"]
-        ecr = session.client("ecr")
-        repo_uri = ensure_repository(ecr, os.environ.get("IMAGE_REPOSITORY", "postern-gateway"))
-        docker_login(ecr, repo_uri.split("/", 1)[0])
     except NoCredentialsError:
         raise Stop("no AWS credentials: configure them as for the AWS CLI (AWS_PROFILE, `aws configure`, "
                    "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)") from None
     except (BotoCoreError, ClientError) as exc:
-        raise Stop(f"AWS refused the ECR step in account {locals().get('account', '?')}: {exc}") from None
+        raise Stop(f"cannot use the AWS credentials: {exc}") from None
+    if not preflight.report(*preflight.check(session, params)):
+        raise Stop("nothing was pushed or deployed: fix the problems above (samconfig.toml's parameter_overrides)")
+    try:
+        ecr = session.client("ecr")
+        repo_uri = ensure_repository(ecr, os.environ.get("IMAGE_REPOSITORY", "postern-gateway"))
+        docker_login(ecr, repo_uri.split("/", 1)[0])
+    except (BotoCoreError, ClientError) as exc:
+        raise Stop(f"AWS refused the ECR step in account {account}: {exc}") from None
     image = f"{repo_uri}:{image_tag()}"
     buildx(image, push=True)
     print(f"pushed {image}", flush=True)
     gateway_arch = PLATFORMS[platform()][0]
-    overrides = parameter_overrides(params.get("parameter_overrides", ""), {
-        "GatewayImage": image, "GatewayArchitecture": gateway_arch, "FunctionArchitecture": function_arch})
+    overrides = overrides_string({**params, "GatewayImage": image, "GatewayArchitecture": gateway_arch,
+                                  "FunctionArchitecture": function_arch})
     sam = os.environ.get("SAM") or str(Path(sys.executable).with_name("sam"))
-    cmd = [sam, "deploy", "--config-env", config_env, "--region", session.region_name,
+    cmd = [sam, "deploy", "--config-file", str(config_file), "--config-env", config_env, "--region", session.region_name,
            "--parameter-overrides", overrides, *sam_args]
     print("+", shlex.join(cmd), flush=True)
     return subprocess.run(cmd, cwd=REPO).returncode

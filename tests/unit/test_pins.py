@@ -69,3 +69,13 @@ def test_everything_in_the_test_venv_is_pinned():
     assert unpinned == [], "add these to constraints.txt"
     assert different == [], "the test venv is not the pinned set: run `make venv`"
 
+
+
+def test_function_requirements_use_the_pinned_versions():
+    """A function with dependencies of its own (functions/cert) pins them as constraints.txt does."""
+    files = sorted(REPO.glob("functions/*/requirements.txt"))
+    for path in files:
+        own = pins(path)
+        assert len(own) == len(requirement_names(path)), f"{path}: every line is name==version"
+        wrong = {n: (v, CONSTRAINTS.get(n)) for n, v in own.items() if CONSTRAINTS.get(n) != v}
+        assert wrong == {}, f"{path.relative_to(REPO)} differs from constraints.txt: (function, constraints)"
