@@ -8,6 +8,7 @@ the DynamoDB-backed implementations on that mock.
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -92,3 +93,14 @@ def handler_env(aws, monkeypatch):
     config.get_settings.cache_clear()
     aws_mod.reset_clients()
 
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After a fuzz run: cases per target and the worst liveness figures (tests/unit/fuzz_harness.py)."""
+    fh = sys.modules.get("fuzz_harness")
+    if fh is None or not fh.RUNS:
+        return
+    cases = ", ".join(f"{k} {v}" for k, v in sorted(fh.RUNS.items()))
+    worst = ", ".join(f"{k} {w[0]:.3f} s / {w[1]:.1f} MiB" for k, w in sorted(fh.WORST.items()))
+    terminalreporter.write_line(f"fuzz cases: {cases} (total {sum(fh.RUNS.values())})")
+    terminalreporter.write_line(f"fuzz worst per input (canary stall / peak RSS growth): {worst}")

@@ -9,9 +9,20 @@ Out:  :class:`Harness`: ``session(data)`` connects, sends ``data``, half-closes,
       internal error is a bug even when the session survives it) or the loop's exception handler.
       ``rss_mb()`` is the process's resident memory.
 
+Liveness per input, not only "no crash" (the ceilings of postern_local.liveness): while the
+harness lives, a canary (:class:`~postern_local.liveness.Canary`) opens a fresh connection to
+the same listener every 50 ms and times its greeting. ``session(data)`` (and ``with
+harness.input():`` around a test's own client I/O) fails the example when, during it, the
+canary waited longer than ``STALL_CEILING`` (2 s), a canary probe failed, or the process's peak
+RSS grew more than :data:`INPUT_RSS_GROWTH_MB` (64 MiB: the listener shares this process with
+pytest, so growth is what is bounded, not the total). :func:`bounded` does the same for the pure
+parser fuzzers: one input may not take the loop longer than the stall ceiling or grow memory
+past that. :data:`WORST` keeps the worst stall and growth per target for the run's summary.
+
 Example counts: ``POSTERN_FUZZ_EXAMPLES`` (default small, for ``make test``); e.g.
 ``POSTERN_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest --timeout=0 tests/unit/test_fuzz_*.py`` for a long run
-(``--timeout=0`` lifts the suite's 120 s per-test limit).
+(``--timeout=0`` lifts the suite's 120 s per-test limit); the run ends with a summary line of
+cases per target (:data:`RUNS`) and the worst liveness figures.
 """
 
 from __future__ import annotations
@@ -22,8 +33,10 @@ import os
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 from hypothesis import HealthCheck, settings
+from postern_local.liveness import STALL_CEILING, Canary, Greeting, PeakRss
 
 from postern.config import Settings
 from postern.directory import memory_directory
@@ -37,6 +50,37 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 RUNS: dict[str, int] = {}  # fuzz cases run, per target (read by the report)
+INPUT_RSS_GROWTH_MB = 64  # peak RSS growth allowed while one input runs (in-process: growth, not total)
+WORST: dict[str, list[float]] = {}  # target -> [longest stall s, largest peak RSS growth MiB]
+_RSS = PeakRss()
+
+
+def _record(target: str, stall: float, growth: float) -> None:
+    w = WORST.setdefault(target, [0.0, 0.0])
+    w[0], w[1] = max(w[0], stall), max(w[1], growth)
+
+
+def _judge(target: str, stall: float, growth: float, failures: list[str]) -> None:
+    _record(target, stall, growth)
+    problems = []
+    if stall > STALL_CEILING:
+        problems.append(f"a second client stalled {stall:.2f} s (ceiling {STALL_CEILING} s)")
+    if growth > INPUT_RSS_GROWTH_MB:
+        problems.append(f"peak RSS grew {growth:.0f} MiB during one input (ceiling {INPUT_RSS_GROWTH_MB} MiB)")
+    if failures:
+        problems.append(f"canary probes failed: {failures[:3]}")
+    assert not problems, "; ".join(problems)
+
+
+@contextmanager
+def bounded(target: str):
+    """One input to a pure parser: within the stall ceiling (it would run on the event loop) and
+    the per-input memory growth ceiling."""
+    _RSS.reset()
+    before = _RSS.current_mb()
+    t0 = time.monotonic()
+    yield
+    _judge(target, time.monotonic() - t0, _RSS.peak_mb() - before, [])
 
 
 class Hang(AssertionError):
@@ -65,7 +109,7 @@ def fuzz_backend(**overrides) -> Backend:
 class Harness:
     LOGGERS = ("postern", "mail.log", "asyncio")
 
-    def __init__(self, start, backend, **kwargs):
+    def __init__(self, start, backend, *, name: str = "", **kwargs):
         self.backend = backend
         self.problems: list[str] = []
         self.loop = asyncio.new_event_loop()
@@ -74,13 +118,29 @@ class Harness:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="fuzz-server")
         self._thread.start()
         self._handler = _Collect(self.problems)
-        for name in self.LOGGERS:
-            logging.getLogger(name).addHandler(self._handler)
+        for logger in self.LOGGERS:
+            logging.getLogger(logger).addHandler(self._handler)
         fut = asyncio.run_coroutine_threadsafe(start(backend, HOST, 0, **kwargs), self.loop)
         self.server = fut.result(30)
         self.port = self.server.sockets[0].getsockname()[1]
+        self.target = name or getattr(start, "__name__", "listener").removeprefix("start_")
+        self.canary = Canary([Greeting(self.port)]).start()
+
+    @contextmanager
+    def input(self):
+        """One fuzz input under the liveness ceilings (module docstring)."""
+        mark = self.canary.mark()
+        _RSS.reset()
+        before = _RSS.current_mb()
+        yield
+        _judge(self.target, self.canary.stall_since(mark), _RSS.peak_mb() - before,
+               self.canary.failures_since(mark))
 
     def session(self, data: bytes, deadline: float = 10.0, greet: bool = True) -> bytes:
+        with self.input():
+            return self._session(data, deadline, greet)
+
+    def _session(self, data: bytes, deadline: float, greet: bool) -> bytes:
         out = bytearray()
         end = time.monotonic() + deadline
         with socket.create_connection((HOST, self.port), timeout=deadline) as s:
@@ -117,11 +177,10 @@ class Harness:
         """Still greeting new clients, and nothing escaped a connection handler."""
         assert self.alive() and self.problems == []
 
-    def assert_flood_bounded(self, total: int = 16 * 1024 * 1024, limit_mb: float = 64) -> None:
-        """A flood of ``total`` bytes without a line end grows our memory by less than ``limit_mb``."""
-        before = self.rss_mb()
-        self.flood(total)
-        assert self.rss_mb() - before < limit_mb, "input buffered without bound"
+    def assert_flood_bounded(self, total: int = 16 * 1024 * 1024) -> None:
+        """A flood of ``total`` bytes without a line end stays within the per-input ceilings."""
+        with self.input():
+            self.flood(total)
         self.assert_healthy()
 
     @staticmethod
@@ -152,6 +211,8 @@ class Harness:
                     return
 
     def close(self) -> None:
+        self.canary.stop()
+
         async def _stop():
             self.server.close()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

@@ -8,7 +8,7 @@ and command parser.
 
 from __future__ import annotations
 
-from fuzz_harness import FUZZ, RUNS
+from fuzz_harness import FUZZ, RUNS, bounded
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,12 +31,13 @@ PATHISH = st.one_of(
 @given(arg=st.one_of(st.none(), PATHISH), reverse=st.booleans())
 def test_smtp_path_parser(arg, reverse):
     RUNS["parsers"] = RUNS.get("parsers", 0) + 1
-    try:
-        mailbox, params = parse_path(arg, reverse=reverse)
-    except PathError:
-        return
-    assert isinstance(mailbox, str) and isinstance(params, str)
-    assert "\r" not in mailbox and "\n" not in mailbox
+    with bounded("parsers"):
+        try:
+            mailbox, params = parse_path(arg, reverse=reverse)
+        except PathError:
+            return
+        assert isinstance(mailbox, str) and isinstance(params, str)
+        assert "\r" not in mailbox and "\n" not in mailbox
 
 
 IMAP_PIECES = st.one_of(
@@ -51,74 +52,77 @@ IMAP_PIECES = st.one_of(
 @given(pieces=st.lists(IMAP_PIECES, max_size=12), cuts=st.lists(st.integers(1, 40), min_size=1, max_size=6))
 def test_imap_receiver_and_command_parser(pieces, cuts):
     RUNS["parsers"] = RUNS.get("parsers", 0) + 1
-    data = b"".join(pieces)
-    r = Receiver(max_line=4096, max_literal=1024, max_append_literal=4096)
-    i = k = 0
-    steps = 0
-    while i < len(data):
-        n = cuts[k % len(cuts)]
-        r.feed(data[i:i + n])
-        i, k = i + n, k + 1
-        while True:
-            steps += 1
-            assert steps < 10_000, "receiver does not make progress"
-            ev = r.next()
-            if isinstance(ev, NeedMore):
-                break
-            assert isinstance(ev, Complete | Continue | Reject)
-            if isinstance(ev, Complete):
-                try:
-                    cmd = P.parse_command(ev.data)
-                except ImapError:
-                    continue
-                if cmd.name == "FETCH":
+    with bounded("parsers"):
+        data = b"".join(pieces)
+        r = Receiver(max_line=4096, max_literal=1024, max_append_literal=4096)
+        i = k = 0
+        steps = 0
+        while i < len(data):
+            n = cuts[k % len(cuts)]
+            r.feed(data[i:i + n])
+            i, k = i + n, k + 1
+            while True:
+                steps += 1
+                assert steps < 10_000, "receiver does not make progress"
+                ev = r.next()
+                if isinstance(ev, NeedMore):
+                    break
+                assert isinstance(ev, Complete | Continue | Reject)
+                if isinstance(ev, Complete):
                     try:
-                        P.fetch_items(cmd.args[1:])
-                    except (ImapError, IndexError) as exc:
-                        assert isinstance(exc, ImapError) or not cmd.args
-    assert r.buffered <= len(data)
+                        cmd = P.parse_command(ev.data)
+                    except ImapError:
+                        continue
+                    if cmd.name == "FETCH":
+                        try:
+                            P.fetch_items(cmd.args[1:])
+                        except (ImapError, IndexError) as exc:
+                            assert isinstance(exc, ImapError) or not cmd.args
+        assert r.buffered <= len(data)
 
 
 @FUZZ
 @given(text=st.text(max_size=40))
 def test_imap_section_and_argument_readers(text):
     RUNS["parsers"] = RUNS.get("parsers", 0) + 1
-    for fn in (P.parse_section,):
-        try:
-            fn(text)
-        except ImapError:
-            pass
-    try:
-        args = P.parse_line(text.encode("utf-8", "replace"))
-    except ImapError:
-        return
-    for tok in args:
-        for reader in (P.astring, P.mailbox, P.seqset, P.flag, P.number, P.date_time, P.flag_list):
+    with bounded("parsers"):
+        for fn in (P.parse_section,):
             try:
-                reader(tok)
+                fn(text)
             except ImapError:
                 pass
+        try:
+            args = P.parse_line(text.encode("utf-8", "replace"))
+        except ImapError:
+            return
+        for tok in args:
+            for reader in (P.astring, P.mailbox, P.seqset, P.flag, P.number, P.date_time, P.flag_list):
+                try:
+                    reader(tok)
+                except ImapError:
+                    pass
 
 
 @FUZZ
 @given(chunks=st.lists(st.binary(max_size=300), max_size=10))
 def test_pop3_line_buffer_and_parser(chunks):
     RUNS["parsers"] = RUNS.get("parsers", 0) + 1
-    buf = LineBuffer()
-    for c in chunks:
-        buf.feed(c)
-        while True:
-            try:
-                line = buf.next_line(255)
-            except LineTooLong:
-                buf.clear()
-                break
-            if line is None:
-                break
-            assert len(line) <= 255 and line.endswith(b"\n")
-            try:
-                cmd = pop3_parse(line)
-            except Pop3Bad:
-                continue
-            assert cmd.keyword.isupper() or not cmd.keyword.isalpha()
-    assert len(buf) < 255 + 300
+    with bounded("parsers"):
+        buf = LineBuffer()
+        for c in chunks:
+            buf.feed(c)
+            while True:
+                try:
+                    line = buf.next_line(255)
+                except LineTooLong:
+                    buf.clear()
+                    break
+                if line is None:
+                    break
+                assert len(line) <= 255 and line.endswith(b"\n")
+                try:
+                    cmd = pop3_parse(line)
+                except Pop3Bad:
+                    continue
+                assert cmd.keyword.isupper() or not cmd.keyword.isalpha()
+        assert len(buf) < 255 + 300
