@@ -8,7 +8,11 @@ Out:  :class:`Evidence`: ``attach(stack)`` after ``stack.start()`` installs
       stand for Lambda's event source mapping, which AWS runs); every
       handler invocation is timed and its AWS calls labelled
       ``lambda:<function>``; ``invocations`` lists (function, records,
-      seconds) for Lambda GB-second accounting.
+      seconds) for Lambda GB-second accounting. A handler that runs in its
+      worker process (:class:`postern_local.worker.RemoteHandler`, what the
+      local stack uses) counts and injects there, with the same counter and
+      fault spec, and reports back after each invocation: the figures and
+      ``reasons`` are the same as for a handler in this process.
 Fails: nothing of its own; faults surface where they are injected.
 
 The order of wrappers around a handler is: faults (redelivery, crash after
@@ -48,21 +52,32 @@ class Evidence:
     # --- handler wrapping (LocalStack(handler_wrapper=...)) ----------------
     def handler_wrapper(self, name: str, handler):
         counter = self.counter
+        remote = getattr(handler, "invoke", None)  # a worker process (postern_local.worker.RemoteHandler)
 
         module = sys.modules.get(getattr(handler, "__module__", "") or "")
-        processor = getattr(module, "processor", None)  # the function's Powertools BatchProcessor
+        processor = getattr(module, "processor", None)  # in process: the function's Powertools BatchProcessor
+
+        def call(event, context):
+            if remote is None:
+                with counter.scope(f"lambda:{name}"):
+                    result = handler(event, context)
+                self._record_failures(name, processor)
+                return result
+            # In its worker: the worker counts and injects, and reports back.
+            outcome = remote(event, context, self._telemetry(name))
+            self._absorb(name, outcome.report)
+            return outcome.result()
 
         def timed(event, context=None):
             t0 = time.perf_counter()
             ok = False
             try:
-                with counter.scope(f"lambda:{name}"):
-                    result = handler(event, context)
+                result = call(event, context)
                 ok = True
-                self._record_failures(name, processor)
                 return result
             except Exception as exc:
-                self._record_batch(name, event, f"handler raised {exc.__class__.__name__}: {exc}")
+                kind = getattr(exc, "type_name", exc.__class__.__name__)
+                self._record_batch(name, event, f"handler raised {kind}: {exc}")
                 raise
             finally:
                 with self._lock:
@@ -83,6 +98,27 @@ class Evidence:
 
         crashing.__wrapped__ = handler
         return crashing
+
+    def _telemetry(self, name: str):
+        from .rules.identities import ADMIN
+        from .worker import Telemetry
+
+        inj = self.injector
+        return Telemetry(count=True, probe=self.counter.probe,
+                         probe_credentials={"aws_access_key_id": ADMIN.access_key,
+                                            "aws_secret_access_key": ADMIN.secret_key},
+                         faults=_spec_text(self.spec) if inj is not None else None,
+                         faults_enabled=inj.enabled if inj is not None else False, scope=f"lambda:{name}")
+
+    def _absorb(self, name: str, report) -> None:
+        if report.usage is not None:
+            self.counter.merge(report.usage)
+        if self.injector is not None and (report.faults or report.calls):
+            self.injector.merge(report.faults, report.calls)
+        if report.failures:
+            with self._lock:
+                for mid, why in report.failures.items():
+                    self.reasons[mid] = f"{name}: {why}"
 
     def _record_failures(self, name: str, processor) -> None:
         if processor is None:
@@ -180,3 +216,15 @@ class _Paused:
     def __exit__(self, *exc):
         if self.injector is not None:
             self.injector.enabled = self.prev
+
+
+def _spec_text(spec: FaultSpec) -> str:
+    """The AWS-call part of a FaultSpec as POSTERN_FAULTS text (what a worker's injector needs)."""
+    parts = [f"{k}={v}" for k, v in sorted(spec.rates.items())]
+    if spec.timeout:
+        parts += [f"timeout={spec.timeout}", f"late={spec.late}"]
+    parts.append(f"seed={spec.seed}")
+    skip = sorted(spec.skip)
+    if skip:
+        parts.append("skip=" + "|".join(skip))
+    return ",".join(parts)

@@ -216,6 +216,12 @@ class FaultInjector:
                 self.counts[(service, model.name, "late-timeout")] += 1
             raise ReadTimeoutError(endpoint_url=f"injected://{service}/{model.name}")
 
+    def merge(self, counts: dict, calls: dict) -> None:
+        """Add what another injector did (a Lambda worker process's, postern_local.worker)."""
+        with self._lock:
+            self.counts.update(counts)
+            self.calls.update(calls)
+
     # --- reporting ----------------------------------------------------------
     def summary(self) -> dict[str, dict[str, int]]:
         """{service: {"calls": n, "error": n, "timeout": n, "late-timeout": n}}."""

@@ -49,6 +49,7 @@ class GatewayProcess:
         self.ports = {name: free_port() for name in PORT_VARS}
         env = dict(os.environ)
         env.update(stack.env)
+        env.update(stack.identities.for_component("gateway").env())  # the task role's credentials, not the admin's
         env.update(OFF)
         env.update({var: str(self.ports[name]) for name, var in PORT_VARS.items()})
         env.update({"POSTERN_BIND": "127.0.0.1", "POSTERN_ALLOW_PLAINTEXT_AUTH": "true",

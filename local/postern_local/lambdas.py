@@ -3,9 +3,11 @@
 In:   the parsed template: each ``AWS::Serverless::Function``'s ``CodeUri``
       and ``Handler`` (``module.function``), its ``Timeout``/``MemorySize``
       (or the Globals), and its SQS event sources.
-Out:  :func:`load_functions` -> {logical id: :class:`LocalFunction`} with the
-      handler callable, the queue it consumes and its batch size;
-      :class:`FakeContext`, the Lambda context object handlers receive.
+Out:  :func:`worker_functions` -> {logical id: :class:`LocalFunction`} whose
+      handler runs in worker processes (what the local stack uses), the queue
+      it consumes and its batch size; :func:`load_functions`, the same with the
+      handler imported into this process (unit tests); :class:`FakeContext`,
+      the Lambda context object handlers receive.
 Fails: a function whose code directory does not exist yet is skipped with a
       warning only when ``required=False`` (development); otherwise
       ImportError/FileNotFoundError propagate.
@@ -140,6 +142,44 @@ def function_specs(template: dict | None = None) -> dict[str, dict]:
             "sources": sources,
         }
     return out
+
+
+def worker_functions(template: dict, env_for: Callable[[str, dict], dict[str, str]],
+                     required: bool = False) -> dict[str, LocalFunction]:
+    """Each function of the template with its handler in worker processes
+    (:class:`postern_local.worker.RemoteHandler`): how the local stack runs them.
+    ``env_for(logical id, spec)`` gives the environment of the function's processes."""
+    from .worker import FunctionSpec, RemoteHandler
+
+    out: dict[str, LocalFunction] = {}
+    for logical, spec in function_specs(template).items():
+        if not Path(REPO_ROOT, spec["code_uri"]).is_dir():
+            if required:
+                raise FileNotFoundError(f"{logical}: code directory {spec['code_uri']} not found")
+            log.warning("skipping %s: no directory %s", logical, spec["code_uri"])
+            continue
+        fs = FunctionSpec(logical, spec["code_uri"], spec["handler"], spec["timeout"], spec["memory"])
+        out[logical] = LocalFunction(logical, RemoteHandler(fs, env_for(logical, spec), REPO_ROOT),
+                                     f"postern_fn_{logical}", fs.timeout, fs.memory, spec["sources"])
+    return out
+
+
+def runtime_environment(logical: str, spec: dict, region: str) -> dict[str, str]:
+    """The variables Lambda's runtime sets for a function (Lambda Developer Guide, "Defined runtime
+    environment variables"), the ones Powertools and the handlers can see."""
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": logical,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec["memory"]),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{logical}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+        "_HANDLER": spec["handler"],
+        "LAMBDA_TASK_ROOT": str(Path(REPO_ROOT, spec["code_uri"]).resolve()),
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "MALLOC_ARENA_MAX": "2",  # glibc reserves 64 MiB of address space per arena: RLIMIT_AS counts it
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def load_functions(template: dict | None = None, required: bool = True) -> dict[str, LocalFunction]:

@@ -17,10 +17,13 @@ Fails: a handler that raises deletes nothing (Lambda's behaviour: the whole
       instead of after the queue's visibility timeout, so retries and the
       DLQ redrive (moto applies the queue's RedrivePolicy on receive, after
       maxReceiveCount receives, as SQS does) happen quickly in local mode.
+      An invocation that timed out (:class:`postern_local.worker.HandlerTimeout`)
+      is not shortened: its batch returns after the queue's visibility timeout,
+      as on Lambda.
 
-One lock serialises handler invocations in the process: Powertools Metrics
-keeps its metric set in class attributes, shared by every function loaded
-here, which Lambda never shares between execution environments.
+The local stack's handlers run in their own worker processes
+(:mod:`postern_local.worker`), so invocations of different functions run in
+parallel and share no state, as Lambda execution environments do.
 """
 
 from __future__ import annotations
@@ -34,9 +37,6 @@ from dataclasses import dataclass
 from .lambdas import LocalFunction, SqsSource
 
 log = logging.getLogger("postern.local")
-
-INVOKE_LOCK = threading.Lock()
-
 
 def _message_attributes(attrs: dict) -> dict:
     """SQS API MessageAttributes -> Lambda event messageAttributes (camelCase, binary base64)."""
@@ -108,15 +108,23 @@ class Poller:
             return 0
         event = sqs_event(messages, self.queue_arn, self.region)
         by_id = {m["MessageId"]: m for m in messages}
+        timed_out = False
         try:
-            with INVOKE_LOCK:
-                response = self.function.handler(event, self.function.context(self.region))
+            response = self.function.handler(event, self.function.context(self.region))
         except Exception as exc:
-            if exc.__class__.__name__ == "BatchProcessingError":  # Powertools: every record failed
+            kind = getattr(exc, "type_name", exc.__class__.__name__)
+            timed_out = kind == "Sandbox.Timedout"
+            if kind == "BatchProcessingError":  # Powertools: every record failed
                 log.warning("%s: all %d records failed (%s); they return to the queue", self.name, len(messages),
-                            str(exc).splitlines()[0])
+                            (str(exc).splitlines() or [""])[0])
+            elif timed_out:
+                log.warning("%s: %s; the batch of %d returns after the queue's visibility timeout", self.name, exc,
+                            len(messages))
             else:
-                log.exception("%s: handler raised; the batch of %d returns to the queue", self.name, len(messages))
+                log.error("%s: handler raised %s: %s; the batch of %d returns to the queue", self.name, kind, exc,
+                          len(messages), exc_info=not hasattr(exc, "type_name"))
+                if getattr(exc, "trace", ""):
+                    log.error("%s", exc.trace)
             failed = set(by_id)
         else:
             failed = set()
@@ -131,7 +139,7 @@ class Poller:
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
-        if failed and self.failure_visibility is not None:
+        if failed and self.failure_visibility is not None and not timed_out:
             (self.local_sqs or self.sqs).change_message_visibility_batch(
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": by_id[mid]["ReceiptHandle"],

@@ -259,6 +259,13 @@ class RequestCounter:
             self._scopes.clear()
             self.errors = 0
 
+    def merge(self, usage: Usage) -> None:
+        """Add what another counter saw (a Lambda worker process's, postern_local.worker)."""
+        with self._lock:
+            for label, s in usage.scopes.items():
+                self._scopes[label].add(s)
+            self.errors += usage.errors
+
     @contextmanager
     def measure(self):
         """``with counter.measure() as m: ...`` then ``m.usage`` is what the block cost."""

@@ -27,13 +27,13 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 
-from .lambdas import LocalFunction, load_functions
+from .lambdas import LocalFunction, runtime_environment, worker_functions
 from .pollers import Poller, Pollers
 from .resources import LocalResources, create_resources, physical_name
 from .rules import RulesConfig
 from .rules.identities import ADMIN, Identities
 from .rules.proxy import RulesServer
-from .rules.roles import Roles, load_roles
+from .rules.roles import Roles, Unresolved, load_roles
 from .template import load_template
 
 log = logging.getLogger("postern.local")
@@ -126,6 +126,7 @@ class LocalStack:
         self.env: dict[str, str] = {}
         self.resources: LocalResources | None = None
         self.functions: dict[str, LocalFunction] = {}
+        self.workers: dict = {}  # function -> its postern_local.worker.RemoteHandler (the unwrapped handler)
         self.pollers: Pollers | None = None
         self.settings = None
         self.clients = None
@@ -200,12 +201,32 @@ class LocalStack:
         self.store = DynamoMailStore(self.settings, self.clients)
         self._create_demo(env)
 
-        self.functions = load_functions(template, required=False)
+        self.functions = worker_functions(template, self._function_env)
+        self.workers = {name: fn.handler for name, fn in self.functions.items()}
+        for fn in self.functions.values():
+            if fn.sources:
+                fn.handler.prewarm()  # Init overlaps the rest of the start-up
         self.pollers = Pollers(self._pollers())
         if self.with_gateway:
             self._start_gateway()
         if self.background:
             self.pollers.start()
+
+    def _function_env(self, logical: str, spec: dict) -> dict[str, str]:
+        """A function's process environment: the template's Environment (Globals and its own) where
+        the local stack sets nothing, the stack's, its own role's credentials, Lambda's runtime's."""
+        template_env = {}
+        variables = (self.roles.cfn["Resources"][logical]["Properties"].get("Environment") or {}).get("Variables", {})
+        for name, value in variables.items():
+            try:
+                resolved = self.roles.resolver.value(value)
+            except Unresolved:
+                continue
+            if resolved is not None:
+                template_env[name] = str(resolved)
+        region = self.settings.region
+        return {**os.environ, **template_env, **self.env, **self.identities.for_component(logical).env(),
+                **runtime_environment(logical, spec, region)}
 
     @staticmethod
     def _reset_process_caches(config, aws) -> None:
@@ -276,6 +297,8 @@ class LocalStack:
 
         if self.pollers is not None:
             self.pollers.stop()
+        for worker in self.workers.values():
+            worker.close()
         if self._loop is not None:
             if self.gateway is not None:
                 try:
