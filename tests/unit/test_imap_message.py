@@ -182,21 +182,6 @@ def test_header_length(raw, expected):
     assert m.header_length(raw) == expected
 
 
-def test_section_range():
-    raw = sample("plain")
-    header = raw[: m.header_length(raw)]
-    size = len(raw)
-    for part, text in [((), None), ((), "HEADER"), ((), "TEXT"), ((1,), None)]:
-        rng = m.section_range(header, part, text, size)
-        assert rng is not None
-        assert raw[rng[0] : rng[1]] == m.section(raw, part, text)
-    assert m.section_range(header, (), "TEXT") == (len(header), None)
-    multi = sample("alternative")
-    mh = multi[: m.header_length(multi)]
-    assert m.section_range(mh, (1,), None, len(multi)) is None
-    assert m.section_range(mh, (), "HEADER.FIELDS") is None
-
-
 # --- robustness ------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 
 In:   from the ops, a :class:`Budget` per command (``settings.work_seconds`` from its start) and
       the data the pure modules need: search keys and message views (``search.py``), sort
-      criteria, thread algorithms (``sortthread.py``), message bytes (``message.py``).
+      criteria, thread algorithms (``sortthread.py``), message bytes (``message/``).
 Out:  the same answers those modules give, computed inline when the input is small enough that
       its cost is bounded by its size (:data:`INLINE_BYTES`, few MIME delimiters), else in a
       worker process of :mod:`postern_gateway.workers`, in chunks of at most :data:`CHUNK_BYTES`

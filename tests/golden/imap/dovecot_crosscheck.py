@@ -1,4 +1,4 @@
-"""Differential check of imap/message.py, search.py and sortthread.py against Dovecot.
+"""Differential check of imap/message/, search.py and sortthread.py against Dovecot.
 
 Not a pytest module (it needs Dovecot and root to drop privileges): run it by hand,
 
