@@ -30,6 +30,7 @@ from postern.config import Settings, get_settings
 from postern.directory import dynamo_directory
 from postern.store.dynamo import DynamoMailStore
 
+from . import workers
 from .backend import Backend
 from .blocking import Blocking
 
@@ -210,8 +211,10 @@ async def serve(settings: Settings | None = None, clients: Clients | None = None
     ports = await gw.start()
     log.info("gateway listening on %s: %s", gw.settings.bind,
              ", ".join(f"{k}={v}" for k, v in sorted(ports.items())))
+    workers.pool(gw.settings)  # the work-budget processes start now, not on the first SEARCH
     try:
         await stop.wait()
     finally:
         log.info("gateway stopping")
         await gw.stop(cancel_sessions=True)
+        workers.shutdown_pool()

@@ -245,8 +245,17 @@ def pool(settings) -> WorkerPool:
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = WorkerPool(getattr(settings, "work_workers", 2), getattr(settings, "work_memory_mb", 320))
-            atexit.register(_POOL.shutdown)
+            atexit.register(shutdown_pool)
         return _POOL
+
+
+def shutdown_pool() -> None:
+    """Stop the workers (gateway shutdown); a later :func:`pool` starts new ones."""
+    global _POOL
+    with _POOL_LOCK:
+        p, _POOL = _POOL, None
+    if p is not None:
+        p.shutdown()
 
 
 # --- the worker side ----------------------------------------------------------------------
