@@ -244,6 +244,19 @@ def test_second_from_domain_cannot_dodge_policy(keys):
     assert v.action == "reject" and v.dmarc.from_domain == "sender.test"
 
 
+def test_dmarc_judges_the_author_the_reader_shows(keys):
+    # issue 11 finding 5: "From :" (RFC 5322 §4.5) was invisible to the stdlib parser the check used,
+    # so DMARC saw no author (dmarc=none, accepted) while IMAP's ENVELOPE showed ceo@sender.test
+    raw = message().replace(b"From: Alice <alice@sender.test>", b"From : The CEO <ceo@sender.test>")
+    v = run(dns(keys), raw, ip=BAD_IP, mail_from="x@evil.test")
+    assert v.dmarc.from_domain == "sender.test" and v.action == "reject"
+    # encoded-words in the display name are not decoded to find the author (within the 8 KiB the
+    # parsed view reads; past it the author is unreadable and the MX port refuses the message)
+    bomb = b" ".join(b"=?utf-8?q?a?=" for _ in range(500))
+    v = run(dns(keys), message(from_addr=bomb.decode() + " <ceo@sender.test>"), ip=BAD_IP, mail_from="x@evil.test")
+    assert v.dmarc.from_domain == "sender.test" and v.action == "reject"
+
+
 def test_forged_authentication_results_ignored_and_noted(keys):
     forged = f"Authentication-Results: {HOST}; spf=pass; dkim=pass; dmarc=pass header.from=sender.test\r\n".encode()
     other = b"Authentication-Results: mx.elsewhere.test; dmarc=pass\r\n"

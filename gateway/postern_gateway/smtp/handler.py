@@ -12,8 +12,11 @@ Fails: ``550 5.7.1`` relaying denied (recipient outside our domains),
       parameter and actual data, enforced by aiosmtpd's ``data_size_limit``),
       ``451 4.3.0`` when the directory or the spool fails (nothing was
       enqueued, the client retries), ``554 5.6.0`` for a bare CR in DATA
-      (RFC 5321 §2.3.8; a bare LF is accepted and stored as received). The null sender ``<>`` is accepted:
-      bounces must reach us.
+      (RFC 5321 §2.3.8; a bare LF is accepted and stored as received),
+      ``status.HEADER_REFUSED`` (``550 5.7.1``) on the MX port for more than one
+      From: field or a From: without a readable address (RFC 7489 §6.6.1: what
+      DMARC cannot judge is refused, :func:`postern.mail.author.mx_problem`).
+      The null sender ``<>`` is accepted: bounces must reach us.
 
 Mechanics shared with submission live in :class:`PolicyHandler`; a role
 overrides :meth:`mail_policy`, :meth:`rcpt_policy` and :meth:`data_policy`.
@@ -31,6 +34,8 @@ from postern import status
 from postern.address import parse_address
 from postern.canonical import has_bare_cr
 from postern.errors import InvalidAddress, PosternError
+from postern.mail.author import mx_problem
+from postern.mail.header import Header
 from postern.routing import route
 from postern.srs import Srs
 from postern.srs import optional as srs_optional
@@ -294,6 +299,16 @@ class MXHandler(PolicyHandler):
         if kind != LOCAL:
             return status.NO_SUCH_USER.with_text(f"No such user here: <{_printable(rcpt)}>")
         return None
+
+    async def data_policy(self, server, session, envelope, ctx: DataContext) -> Reply | None:
+        # The one parser decides who the author is, for DMARC (trust/authres.py) and for IMAP's
+        # ENVELOPE alike; what DMARC could not judge is refused (RFC 7489 §6.6.1), so a second
+        # From: (or one only another parser reads) cannot carry a forged author past it.
+        problem = mx_problem(Header(ctx.raw))
+        if problem is None:
+            return None
+        log.info("refused queue_id=%s ip=%s: %s", ctx.queue_id, ctx.client_ip, problem)
+        return status.HEADER_REFUSED.with_text(f"Message header refused: {problem}")
 
 
 def _failure_reply(exc: Exception, stage: str) -> Reply:
