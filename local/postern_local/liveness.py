@@ -25,13 +25,17 @@ Out:
     server makes the current probe old, not absent).
   * :class:`PeakRss`: the peak resident memory of a process since ``reset()`` (the kernel's
     ``VmHWM``, reset through ``/proc/<pid>/clear_refs``; no sampling, so a 10 ms spike counts).
+    :class:`TreeRss` samples (every 20 ms) the summed RSS of the process and its descendants:
+    the gateway's work-budget workers (postern_gateway.workers) are processes of their own.
   * :class:`Liveness`: ``longest_stall`` (s), ``peak_rss_mb``, ``alive``, ``probes``,
     ``failures``, ``detail``; ``check()`` raises AssertionError naming the ceiling broken.
   * :class:`IMAP4From`, :class:`POP3From`: the stdlib clients connecting from another loopback
     address (all of 127/8 is local; smtplib takes ``source_address`` itself), for attacks and
     victims that must not share one client IP.
 Ceilings (wide margins, liveness not performance: bench/ holds speed and memory targets):
-      :data:`STALL_CEILING` 2 s for the canary, :data:`RSS_CEILING_MB` 512 MiB peak RSS.
+      :data:`STALL_CEILING` 2 s for the canary, :data:`RSS_CEILING_MB` 512 MiB peak RSS of the
+      gateway process, :data:`TASK_CEILING_MB` 1 GiB for the gateway and its workers together
+      (the default task size: each worker has its own, smaller RLIMIT_AS).
 Fails: ``HostileGateway.start()`` raises RuntimeError (with the process's stderr) if the
       listeners do not come up; a canary probe that errors or times out counts as a stall of its
       duration and as a failure (``Liveness.failures``), it never raises into the test.
@@ -59,6 +63,7 @@ from .gatewayproc import GatewayProcess
 HOST = "127.0.0.1"
 STALL_CEILING = 2.0  # seconds: a second client's greeting or NOOP while the attack runs
 RSS_CEILING_MB = 512  # peak resident memory of the gateway process during an attack
+TASK_CEILING_MB = 1024  # the gateway process and its worker processes together (one Fargate task)
 ADDRESS_SPACE = 1024 * 1024 * 1024  # RLIMIT_AS of the gateway under test
 PROBE_INTERVAL = 0.05  # seconds between canary probes
 PROBE_TIMEOUT = 30.0  # a probe taking longer has failed (and stalled for this long)
@@ -316,6 +321,71 @@ class PeakRss:
         return self._status("VmHWM") / 1024
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc/<pid>/task/*/children, recursively)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except (OSError, ValueError):
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class TreeRss:
+    """Peak summed RSS of ``pid`` and its descendants while running (sampled every 20 ms)."""
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        self.pid = pid
+        self.interval = interval
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> TreeRss:
+        self.peak_kb = self._sample()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="tree-rss", daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> int:
+        return sum(_rss_kb(p) for p in [self.pid, *_descendants(self.pid)])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_kb = max(self.peak_kb, self._sample())
+
+    def stop(self) -> float:
+        """Stop sampling; the peak in MiB."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.peak_kb = max(self.peak_kb, self._sample())
+        return self.peak_kb / 1024
+
+
 # --- the verdict ------------------------------------------------------------------------
 @dataclass
 class Liveness:
@@ -325,8 +395,10 @@ class Liveness:
     probes: int
     failures: list[str] = field(default_factory=list)
     detail: str = ""
+    peak_task_mb: float = 0.0  # the gateway and its worker processes, summed (sampled)
 
-    def check(self, stall: float = STALL_CEILING, rss_mb: float = RSS_CEILING_MB) -> Liveness:
+    def check(self, stall: float = STALL_CEILING, rss_mb: float = RSS_CEILING_MB,
+              task_mb: float = TASK_CEILING_MB) -> Liveness:
         problems = []
         if not self.alive:
             problems.append(f"the gateway died ({self.detail[-400:]})")
@@ -334,6 +406,8 @@ class Liveness:
             problems.append(f"a second client stalled {self.longest_stall:.2f} s (ceiling {stall} s)")
         if self.peak_rss_mb > rss_mb:
             problems.append(f"peak RSS {self.peak_rss_mb:.0f} MiB (ceiling {rss_mb} MiB)")
+        if self.peak_task_mb > task_mb:
+            problems.append(f"gateway and workers peaked at {self.peak_task_mb:.0f} MiB (ceiling {task_mb} MiB)")
         if self.failures:
             problems.append(f"canary probes failed: {self.failures[:3]}")
         if self.probes == 0:
@@ -342,25 +416,30 @@ class Liveness:
         return self
 
     def __str__(self) -> str:
-        return (f"longest stall {self.longest_stall:.3f} s, peak RSS {self.peak_rss_mb:.0f} MiB, "
-                f"{self.probes} probes, alive={self.alive}")
+        return (f"longest stall {self.longest_stall:.3f} s, peak RSS {self.peak_rss_mb:.0f} MiB "
+                f"(with workers {self.peak_task_mb:.0f} MiB), {self.probes} probes, alive={self.alive}")
 
 
-def measure(attack, canary: Canary, rss: PeakRss, alive=lambda: True, settle_probes: int = 2) -> Liveness:
+def measure(attack, canary: Canary, rss: PeakRss, alive=lambda: True, settle_probes: int = 2,
+            tree: TreeRss | None = None) -> Liveness:
     """Run ``attack()`` while ``canary`` probes; then let it complete ``settle_probes`` more
     (recovery counts: a server that answers only after the attacker leaves has stalled)."""
     rss.reset()
+    if tree is not None:
+        tree.start()
     mark = canary.mark()
     try:
         attack()
     finally:
         canary.wait_probes(canary.mark(), settle_probes)
+        task = tree.stop() if tree is not None else 0.0
     return Liveness(
         longest_stall=canary.stall_since(mark),
         peak_rss_mb=rss.peak_mb(),
         alive=alive(),
         probes=canary.probes_since(mark),
         failures=canary.failures_since(mark),
+        peak_task_mb=task,
     )
 
 
@@ -422,7 +501,7 @@ class HostileGateway:
 
     def measure(self, attack, settle_probes: int = 4) -> Liveness:
         assert self.canary is not None and self.rss is not None, "start() first"
-        result = measure(attack, self.canary, self.rss, self.alive, settle_probes)
+        result = measure(attack, self.canary, self.rss, self.alive, settle_probes, TreeRss(self.proc.pid))
         if not result.alive:
             result.detail = self.proc.stderr_tail()
         return result

@@ -51,3 +51,17 @@ def test_peak_rss_sees_a_spike():
     spike[::4096] = b"x" * len(spike[::4096])  # touch every page
     del spike
     assert rss.peak_mb() - before > 80
+
+
+def test_tree_rss_counts_child_processes():
+    import subprocess
+    import sys
+
+    from postern_local.liveness import TreeRss
+
+    tree = TreeRss(os.getpid()).start()
+    before = tree.peak_kb / 1024
+    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200 << 20); b[::4096] = b'x' * "
+                              "len(b[::4096]); time.sleep(0.5)"])
+    child.wait(30)
+    assert tree.stop() - before > 150
