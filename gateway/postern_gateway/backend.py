@@ -29,6 +29,7 @@ class Backend:
     limits: object | None = None  # postern.limits.Limits (abuse limits); None = no limits
     trust: object | None = None  # postern_gateway.trust.gate.Trust (DNS checks on the MX port); None = off
     auth_cache: object | None = None  # postern_gateway.authcache.VerifiedCache, built on first login
+    maildrop_locks: object | None = None  # postern_gateway.pop3.lock: POP3 maildrop locks, built by the listener
 
     async def run(self, fn, /, *args, **kwargs):
         return await self.blocking.run(fn, *args, **kwargs)

@@ -7,7 +7,10 @@ Out:  :class:`GatewayProcess`: ``start()`` runs ``python -m postern_gateway``
       picked at construction (so a restarted gateway listens where the old
       one did) and waits until they accept; ``kill()`` sends SIGKILL (no
       clean-up of any kind runs: the crash we want); ``stop()`` SIGTERM;
-      ``pid``, ``ports``, ``rss_kb()``. ``preexec_fn`` runs in the child before exec
+      ``pid``, ``ports``, ``rss_kb()``. Several processes over one stack are
+      several gateway tasks behind the NLB (``spawn()`` each, then ``wait_ready()``):
+      they share the backend, the state table (abuse limits, POP3 maildrop locks)
+      and nothing else. ``preexec_fn`` runs in the child before exec
       (postern_local.liveness sets RLIMIT_AS there).
 Fails: ``start()`` raises RuntimeError with the process's stderr tail if the
       listeners do not come up within the timeout.
@@ -64,9 +67,16 @@ class GatewayProcess:
         return self.proc.pid if self.proc else 0
 
     def start(self, timeout: float = 60.0) -> GatewayProcess:
+        return self.spawn().wait_ready(timeout)
+
+    def spawn(self) -> GatewayProcess:
+        """Start the process without waiting (start several, then ``wait_ready`` each)."""
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([sys.executable, "-m", "postern_gateway"], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=self._stderr, preexec_fn=self.preexec_fn)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> GatewayProcess:
         deadline = time.monotonic() + timeout
         pending = set(self.ports)
         while pending and time.monotonic() < deadline:

@@ -31,7 +31,8 @@ import ssl
 
 from ..preauth import EXCEEDED, PreauthBudget
 from .protocol import CODE_SYS_TEMP, LineBuffer, LineTooLong, err
-from .session import AUTHORIZATION, LOCKS, Action, MaildropLocks, Pop3Session
+from .lock import MaildropLocks, SharedMaildropLocks, maildrop_locks
+from .session import AUTHORIZATION, Action, Pop3Session
 
 log = logging.getLogger("postern.pop3")
 
@@ -40,7 +41,7 @@ TLS_HANDSHAKE_TIMEOUT = 30.0
 
 
 class _Listener:
-    def __init__(self, backend, ssl_context, implicit_tls: bool, locks: MaildropLocks):
+    def __init__(self, backend, ssl_context, implicit_tls: bool, locks: MaildropLocks | SharedMaildropLocks):
         self.backend = backend
         self.ssl_context = ssl_context
         self.implicit_tls = implicit_tls
@@ -234,11 +235,12 @@ class _Connection(asyncio.Protocol):
 
 async def start_pop3(backend, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
                      implicit_tls: bool = False, locks: MaildropLocks | None = None) -> asyncio.Server:
-    """Start a POP3 listener; see the module docstring. ``locks`` defaults to the process-wide table."""
+    """Start a POP3 listener; see the module docstring. ``locks`` defaults to the gateway's maildrop
+    locks (pop3/lock.py: shared by every task through the state table when the backend is on AWS)."""
     if implicit_tls and ssl_context is None:
         raise ValueError("implicit_tls needs an ssl_context")
     loop = asyncio.get_running_loop()
-    listener = _Listener(backend, ssl_context, implicit_tls, LOCKS if locks is None else locks)
+    listener = _Listener(backend, ssl_context, implicit_tls, maildrop_locks(backend) if locks is None else locks)
     server = await loop.create_server(
         lambda: _Connection(listener), host, port,
         ssl=ssl_context if implicit_tls else None,

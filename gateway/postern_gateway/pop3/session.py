@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from postern.errors import MailboxNotFound, PosternError, StoreUnavailable
 
 from ..auth import FailureCounter, SaslError, authenticate, claim_session, decode_plain
+from .lock import Lease, MaildropLocks
 from .maildrop import Entry, Maildrop
 from .protocol import (
     CODE_AUTH,
@@ -76,33 +77,6 @@ class Action(enum.Enum):
     STARTTLS = "starttls"
 
 
-class MaildropLocks:
-    """Exclusive access to a maildrop while a session is in TRANSACTION (RFC 1939 §4).
-
-    Held per gateway process (every POP3 listener of the process shares
-    :data:`LOCKS`); a second login to the same maildrop gets ``-ERR [IN-USE]``
-    (RFC 2449 §8.1.1). Keyed by the mailbox id, which is unique per mailbox.
-    """
-
-    def __init__(self) -> None:
-        self._held: set[str] = set()
-
-    def acquire(self, key: str) -> bool:
-        if key in self._held:
-            return False
-        self._held.add(key)
-        return True
-
-    def release(self, key: str) -> None:
-        self._held.discard(key)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._held
-
-
-LOCKS = MaildropLocks()
-
-
 class Pop3Session:
     """The state machine. The connection feeds lines and performs the returned Action."""
 
@@ -125,7 +99,7 @@ class Pop3Session:
         self.tls_available = tls_available
         self.secure = secure
         self.client_ip = client_ip
-        self.locks = LOCKS if locks is None else locks
+        self.locks = MaildropLocks() if locks is None else locks  # the listener passes the gateway's
         self.max_bad_commands = max_bad_commands
         self.max_auth_failures = max_auth_failures
 
@@ -134,7 +108,7 @@ class Pop3Session:
         self.maildrop: Maildrop | None = None
         self._pending_user: str | None = None  # after USER, before PASS
         self._sasl_pending = False  # AUTH PLAIN sent "+ ", the next line is the response
-        self._lock_key: str | None = None
+        self._lease: Lease | None = None
         self._session_ticket = None  # per-account session slot (postern.limits)
         self._bad = 0
         self._auth_failures = FailureCounter()
@@ -154,9 +128,9 @@ class Pop3Session:
 
     def close(self) -> None:
         """The connection is gone (QUIT, drop, timeout): release the lock, commit nothing."""
-        if self._lock_key is not None:
-            self.locks.release(self._lock_key)
-            self._lock_key = None
+        if self._lease is not None:
+            self.locks.release_nowait(self._lease)
+            self._lease = None
         if self._session_ticket is not None:
             self._session_ticket.release()
             self._session_ticket = None
@@ -323,18 +297,18 @@ class Pop3Session:
             mb = await self.backend.run(store.get_mailbox, address, "INBOX")
         except MailboxNotFound:
             mb = None  # nothing delivered yet: an empty maildrop
-        key = None
-        if mb is not None:
-            key = f"{address}/{mb.mailbox_id}"
-            if not self.locks.acquire(key):
+        lease = None
+        if mb is not None:  # RFC 1939 §4: exclusive, across every gateway task (pop3/lock.py)
+            lease = await self.locks.acquire(address, mb.mailbox_id)
+            if lease is None:
                 raise Pop3Error("Maildrop already in use by another session", CODE_IN_USE, bad=False)
         try:
             metas = await self.backend.run(lambda: list(store.list_messages(mb, light=True))) if mb else []
         except BaseException:
-            if key is not None:
-                self.locks.release(key)
+            if lease is not None:
+                self.locks.release_nowait(lease)
             raise
-        self._lock_key = key
+        self._lease = lease
         self.user = address
         self.maildrop = Maildrop(mb, metas)
         self.state = TRANSACTION
@@ -473,6 +447,11 @@ class Pop3Session:
         self.state = UPDATE
         marked = self.maildrop.marked()
         left = len(self.maildrop) - len(marked)
+        if marked and self._lease is not None and self._lease.lost:
+            # Another session may own the maildrop now: removing messages from our snapshot is unsafe.
+            log.warning("pop3 commit refused ip=%s user=%s: maildrop lock lost", self.client_ip, self.user)
+            await self._write(err("Maildrop lock lost; no messages removed, try again", CODE_IN_USE))
+            return Action.CLOSE
         if marked:
             try:
                 await self.backend.run(self.store.expunge, self.maildrop.mailbox, marked)
@@ -481,5 +460,8 @@ class Pop3Session:
                 await self._write(err("Some deleted messages not removed, try again later", CODE_SYS_TEMP))
                 return Action.CLOSE
         log.info("pop3 quit ip=%s user=%s deleted=%d", self.client_ip, self.user, len(marked))
+        if self._lease is not None:  # before +OK: a client that reconnects at once finds the maildrop free
+            lease, self._lease = self._lease, None
+            await self.locks.release(lease)
         await self._write(ok(f"{self.settings.hostname} Postern POP3 server signing off ({left} messages left)"))
         return Action.CLOSE

@@ -105,6 +105,7 @@ class Settings:
     pop3_port: int = 110  # POSTERN_POP3_PORT
     pop3s_port: int = 995  # POSTERN_POP3S_PORT (implicit TLS)
     pop3_timeout: float = 600.0  # POSTERN_POP3_TIMEOUT (idle seconds; RFC 1939 §3: at least 10 minutes)
+    pop3_lock_ttl: float = 120.0  # POSTERN_POP3_LOCK_TTL (seconds a dead task's maildrop lock outlives it)
     aws_threads: int = 16  # POSTERN_AWS_THREADS (the one bounded executor)
     login_fail_delay: float = 1.0  # POSTERN_LOGIN_FAIL_DELAY (seconds after a failed login)
     auth_cache_ttl: float = 120.0  # POSTERN_AUTH_CACHE_TTL (seconds a verified password is remembered; 0 = off)
@@ -200,6 +201,7 @@ class Settings:
             pop3_port=_int(e, "POSTERN_POP3_PORT", d.pop3_port),
             pop3s_port=_int(e, "POSTERN_POP3S_PORT", d.pop3s_port),
             pop3_timeout=_float(e, "POSTERN_POP3_TIMEOUT", d.pop3_timeout),
+            pop3_lock_ttl=_float(e, "POSTERN_POP3_LOCK_TTL", d.pop3_lock_ttl),
             aws_threads=_int(e, "POSTERN_AWS_THREADS", d.aws_threads),
             login_fail_delay=_float(e, "POSTERN_LOGIN_FAIL_DELAY", d.login_fail_delay),
             auth_cache_ttl=_float(e, "POSTERN_AUTH_CACHE_TTL", d.auth_cache_ttl),

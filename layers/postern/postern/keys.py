@@ -20,6 +20,7 @@ State table (``POSTERN_STATE_TABLE``; attributes pk, sk; TTL ``expires``):
   pk=Q#<queue id>       sk=rcpt#<recipient>       outbound delivery state of one recipient (deliverylog)
   pk=Q#<queue id>       sk=notice#<kind>#<domain> "this notice was sent" marker (deliverylog)
   pk=OUTQ               sk=<queue id>#<domain>    a pending outbound job (``postern queue list``; deliverylog)
+  pk=P#<user>#<mbid>    sk=LOCK                   the POP3 maildrop lock of a session (owner, expires; pop3/lock.py)
   pk=Q#<queue id>       sk=ses#<SES message id>   what one SES send was (sender, recipients): SES events (deliverylog)
 """
 
@@ -113,6 +114,11 @@ def trace_pk(queue_id: str) -> str:
 
 def limit_key(limit: str, key: str, window: int) -> dict:
     return {"pk": f"L#{limit}#{key.lower()}", "sk": str(window)}
+
+
+def maildrop_lock_key(user: str, mailbox_id: str) -> dict:
+    """The POP3 maildrop lock of ``user``'s mailbox ``mailbox_id`` (RFC 1939 §4), in the state table."""
+    return {"pk": f"P#{_user(user)}#{mailbox_id}", "sk": "LOCK"}
 
 
 # --- outbound delivery log (postern.deliverylog) ----------------------------
