@@ -34,7 +34,7 @@ INLINE_STEPS = 100_000  # search-key nodes x messages handled inline per chunk
 INLINE_DELIMITERS = 8  # more "--" lines than this in a message: its MIME structure goes to a worker
 SLICE = 0.02  # seconds a loop over a mailbox may hold the event loop before it yields
 CHUNK_BYTES = 4 * 1024 * 1024  # data sent to a worker in one task
-CHUNK_MESSAGES = 2000
+CHUNK_MESSAGES = 2000  # also the slice of a mailbox whose header blocks are loaded at once
 
 
 def _delimiters(raw: bytes) -> int:
@@ -182,16 +182,25 @@ class Budget:
                 out += await self.run(task, *head, chunk)
         return out
 
-    async def sort(self, criteria, msgs: list) -> list:
+    async def sort_keys(self, criteria, msgs: list) -> list[tuple[tuple, int]]:
+        """(sort key, uid) of each message (``sortthread.sort_key``: its values, then its seq)."""
         keys = await self._per_message("sort_keys", sort_keys_chunk, (criteria,), msgs)
+        return [(k, m.uid) for k, m in zip(keys, msgs)]
+
+    async def sort(self, criteria, keyed: list[tuple[tuple, int]]) -> list[tuple[int, int]]:
+        """(seq, uid) in SORT order, from :meth:`sort_keys` of every match."""
+        keys = [k for k, _ in keyed]
         if len(keys) <= 1000:
             order = await self.inline(sort_order, criteria, keys)
         else:
             order = await self.run("sort_order", criteria, keys)
-        return [msgs[i] for i in order]
+        return [(keyed[i][0][-1], keyed[i][1]) for i in order]
 
-    async def thread(self, algorithm: str, msgs: list, use_uid: bool) -> str:
-        all_facts = await self._per_message("thread_facts", thread_facts_chunk, (), msgs)
+    async def thread_facts(self, msgs: list) -> list:
+        return await self._per_message("thread_facts", thread_facts_chunk, (), msgs)
+
+    async def thread(self, algorithm: str, all_facts: list, use_uid: bool) -> str:
+        """The thread-list text (RFC 5256 §4) from :meth:`thread_facts` of every match."""
         if len(all_facts) <= 1000:
             return await self.inline(thread_text, algorithm, all_facts, use_uid)
         return await self.run("thread", algorithm, all_facts, use_uid)
@@ -218,11 +227,14 @@ class SearchBatch:
     """Collects the messages of one SEARCH and evaluates them a chunk at a time.
 
     ``await add(msg)`` (flushes a full chunk), then ``await hits()``: the matching messages in
-    the order added, their ``raw`` bytes dropped (nothing after the search needs them).
+    the order added, their ``raw`` and ``header`` bytes dropped (nothing after SEARCH needs them) -- or,
+    with ``then`` (an async function of a chunk's matches), what ``then`` made of them, so SORT
+    and THREAD keep small keys and facts, not every match's header (bounded memory however
+    large the mailbox).
     """
 
-    def __init__(self, budget: Budget, key):
-        self.budget, self.key = budget, key
+    def __init__(self, budget: Budget, key, then=None):
+        self.budget, self.key, self.then = budget, key, then
         self._msgs: list = []
         self._bytes = 0
         self._hits: list = []
@@ -236,10 +248,13 @@ class SearchBatch:
     async def _flush(self) -> None:
         msgs, self._msgs, self._bytes = self._msgs, [], 0
         matched = set(await self.budget.search(self.key, msgs))
-        for i, m in enumerate(msgs):
-            m.raw = None
-            if i in matched:
-                self._hits.append(m)
+        hits = [m for i, m in enumerate(msgs) if i in matched]
+        if self.then is not None and hits:
+            self._hits += await self.then(hits)
+        else:
+            self._hits += hits
+        for m in msgs:  # what is kept is numbers and flags, not a mailbox's worth of bytes
+            m.raw = m.header = None
 
     async def hits(self) -> list:
         await self._flush()

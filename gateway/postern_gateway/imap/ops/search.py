@@ -20,7 +20,7 @@ from ..errors import BadCommand, NoCommand
 from ..parser import Command
 from ..seqset import compress
 from ..tokens import Atom
-from ..work import Budget, SearchBatch
+from ..work import CHUNK_MESSAGES, Budget, SearchBatch
 from . import OpResult
 
 if TYPE_CHECKING:
@@ -53,8 +53,10 @@ def _prefilter(SS, key) -> bytes | None:
     return None
 
 
-async def _matching(s: Session, cmd: Command, args: list, budget: Budget, extra_need: set[str] = frozenset()):
-    """Messages of the session's view matching the SEARCH criteria ``args``, in mailbox order."""
+async def _matching(s: Session, cmd: Command, args: list, budget: Budget, extra_need: set[str] = frozenset(),
+                    then=None) -> list:
+    """Messages of the session's view matching the SEARCH criteria ``args``, in mailbox order
+    (or what ``then`` makes of each chunk of them: :class:`~..work.SearchBatch`)."""
     from .. import search as SS  # imap-content's module
 
     try:
@@ -73,10 +75,12 @@ async def _matching(s: Session, cmd: Command, args: list, budget: Budget, extra_
     uids = list(sel.uids)
     seq_max = len(uids)
     uid_max = uids[-1] if uids else 0
-    full = await s.runtime.full_metas(mb, [sel.metas[u] for u in uids]) if need else {}
-    batch = SearchBatch(budget, key)  # evaluated inline or in a worker (imap/work.py)
+    full: dict = {}
+    batch = SearchBatch(budget, key, then)  # evaluated inline or in a worker (imap/work.py)
     for i, uid in enumerate(uids):
         await budget.tick()
+        if need and i % CHUNK_MESSAGES == 0:  # header blocks a slice at a time, not the whole mailbox's
+            full = await s.runtime.full_metas(mb, [sel.metas[u] for u in uids[i : i + CHUNK_MESSAGES]])
         view = sel.metas[uid]
         header = b""
         raw = None
@@ -172,9 +176,10 @@ async def sort(s: Session, cmd: Command) -> OpResult:
     except SS.SearchSyntaxError as exc:
         raise BadCommand(f"SORT: {exc}") from None
     budget = Budget(s.settings, s.user.address)
-    hits = await _matching(s, cmd, _charset_args(cmd, cmd.args[1:]), budget, {"header"})
-    ordered = await budget.sort(criteria, hits)
-    s.send(R.untagged("SORT" + "".join(f" {m.uid if cmd.uid else m.seq}" for m in ordered)))
+    keyed = await _matching(s, cmd, _charset_args(cmd, cmd.args[1:]), budget, {"header"},
+                            lambda ms: budget.sort_keys(criteria, ms))
+    ordered = await budget.sort(criteria, keyed)
+    s.send(R.untagged("SORT" + "".join(f" {uid if cmd.uid else seq}" for seq, uid in ordered)))
     return f"{cmd.full_name} completed"
 
 
@@ -188,7 +193,7 @@ async def thread(s: Session, cmd: Command) -> OpResult:
     if algorithm not in ST.ALGORITHMS:
         raise BadCommand("Unknown threading algorithm")
     budget = Budget(s.settings, s.user.address)
-    hits = await _matching(s, cmd, _charset_args(cmd, cmd.args[1:]), budget, {"header"})
-    text = await budget.thread(algorithm, hits, cmd.uid)
+    all_facts = await _matching(s, cmd, _charset_args(cmd, cmd.args[1:]), budget, {"header"}, budget.thread_facts)
+    text = await budget.thread(algorithm, all_facts, cmd.uid)
     s.send(R.untagged(("THREAD " + text).rstrip()))
     return f"{cmd.full_name} completed"
