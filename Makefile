@@ -62,10 +62,13 @@ lint: tools
 	$(CFNLINT) template.yaml
 	$(CHECKOV) --quiet --compact -f template.yaml
 
-# sam build (no Docker: pure-Python and manylinux wheels), then the check that the runtime
-# can load what was built (tools/check_build.py), cached build or not.
+# sam build (no Docker: pure-Python and manylinux wheels) of a clean copy of the sources
+# (tools/stage.py: no __pycache__ or egg-info, so SAM's cache holds), then the check that the
+# runtime can load what was built (tools/check_build.py), cached build or not.
 build: tools
-	$(SAM) build --parameter-overrides FunctionArchitecture=$(FUNCTION_ARCH)
+	$(PYTHON) tools/stage.py .aws-sam/src
+	cd .aws-sam/src && $(abspath $(SAM)) build --build-dir ../build --cache-dir ../cache \
+		--parameter-overrides FunctionArchitecture=$(FUNCTION_ARCH)
 	$(PYTHON) tools/check_build.py .aws-sam/build --arch $(FUNCTION_ARCH)
 
 # The gateway image for arm64 (docker buildx), tagged postern-gateway:<commit>.
