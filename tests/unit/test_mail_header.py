@@ -272,3 +272,24 @@ def test_author_problems(raw, submission, mx):
 def test_author_domains():
     a = author(Header(b"From: A <a@X.Test.>, g: b@y.test, c@x.test;\r\n\r\n"))
     assert a.fields == 1 and a.domains == ("x.test", "y.test")
+
+
+# --- consumers read attacker headers through the capped view ----------------------------------
+
+def test_search_body_never_hands_part_headers_to_the_stdlib():
+    # a text part whose own Content-Type holds an encoded-word bomb: BODY search decodes the part
+    # under a header built from the capped view, so memory stays a small multiple of the message
+    from types import SimpleNamespace
+
+    from postern_gateway.imap import search as S
+
+    words = b"\r\n ".join(b"=?utf-8?q?a?=" for _ in range(20_000))
+    raw = (b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: " + words + b"\r\n"
+           b"Content-Description: " + words + b"\r\n\r\nneedle here\r\n--b--\r\n")
+    msg = SimpleNamespace(seq=1, uid=1, flags=(), modseq=1, size=len(raw), internaldate=0.0,
+                          header=raw[: header_length(raw)], raw=raw, seq_max=1, uid_max=1)
+    key = S.parse_search(["BODY", b"needle"])
+    peak = _peak(S.evaluate, key, msg)
+    assert S.evaluate(key, msg) is True
+    assert peak < 40 * len(raw), peak

@@ -471,15 +471,34 @@ def _text_entities(root: _message.Entity):
             yield e
 
 
+_CHARSET_RE = re.compile(rb"[A-Za-z0-9._:+-]{1,40}")
+_ENCODINGS = {b"7bit", b"8bit", b"binary", b"base64", b"quoted-printable"}
+
+
+def _content_header(e: _message.Entity) -> bytes:
+    """A short header for ``e`` built from what the capped view read (its type, charset and
+    transfer encoding), so the email package never parses the attacker's own header values."""
+    charset = dict(e.params).get("charset") or b"us-ascii"
+    if not _CHARSET_RE.fullmatch(charset):
+        charset = b"utf-8"
+    cte = (e.header.get(b"content-transfer-encoding") or b"7bit").split(b"(", 1)[0].strip().lower()
+    if cte not in _ENCODINGS:
+        cte = b"7bit"
+    subtype = e.subtype.encode("ascii", "replace")
+    return (b"Content-Type: text/" + subtype + b'; charset="' + charset + b'"\r\n'
+            b"Content-Transfer-Encoding: " + cte + b"\r\n\r\n")
+
+
 def _body_texts(raw: bytes, root: _message.Entity) -> list[str]:
-    """Decoded text of every text/* part (casefolded)."""
+    """Decoded text of every text/* part (casefolded): the email package decodes the transfer
+    encoding and charset of the body, under a header of our making (:func:`_content_header`)."""
     out = []
     parser = BytesParser(policy=_policy.default)
     for e in _text_entities(root):
         if e.end <= e.body_start:
             continue
         try:
-            part = parser.parsebytes(raw[e.start : e.end])
+            part = parser.parsebytes(_content_header(e) + raw[e.body_start : e.end])
             try:
                 text = part.get_content()
             except (LookupError, UnicodeError):
