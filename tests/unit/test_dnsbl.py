@@ -32,3 +32,4 @@ def test_listed_not_listed_errors_and_failures():
     assert listed(r, "127.0.0.1", ("bl.test",)) is None
     assert listed(r, "10.1.2.3", ("bl.test",)) is None
     assert len(r.queries) == n
+

@@ -42,11 +42,10 @@ class DnsResolver:
 
         self.timeout = timeout
         if nameservers:
+            from postern.dns import parse_nameserver  # the one rule for ip / ip:port / [v6]:port / v6
+
             r = dns.resolver.Resolver(configure=False)
-            r.nameservers = [ns.split(":")[0] for ns in nameservers]
-            ports = {ns.split(":")[0]: int(ns.split(":")[1]) for ns in nameservers if ns.count(":") == 1}
-            if ports:
-                r.nameserver_ports = ports
+            r.nameservers = [parse_nameserver(ns) for ns in nameservers]
         else:
             try:
                 r = dns.resolver.Resolver()

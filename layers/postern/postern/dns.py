@@ -47,7 +47,10 @@ def is_invalid_name(name: str) -> bool:
     return n == "invalid" or n.endswith(".invalid")
 
 
-def _parse_nameserver(spec: str):
+def parse_nameserver(spec: str):
+    """One ``POSTERN_DNS_NAMESERVERS`` item -> a dnspython name server: ``ip``, ``ip:port``,
+    ``[v6]:port`` or a bare IPv6 address (more than one colon: no port; ``2001:db8::53``). The one
+    rule for the outbound resolver here and the trust checks' (postern_gateway.trust.dns)."""
     host, port = spec, 53
     if spec.startswith("["):  # [v6]:port
         host, _, rest = spec[1:].partition("]")
@@ -75,7 +78,7 @@ class Resolver:
         if resolver is None:
             if settings.dns_nameservers:
                 resolver = dns.resolver.Resolver(configure=False)
-                resolver.nameservers = [_parse_nameserver(s) for s in settings.dns_nameservers]
+                resolver.nameservers = [parse_nameserver(s) for s in settings.dns_nameservers]
             else:
                 resolver = dns.resolver.Resolver()
         resolver.timeout = settings.dns_timeout
