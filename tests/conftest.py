@@ -57,19 +57,33 @@ def directory(aws):
     return dynamo_directory(settings, clients)
 
 
-@pytest.fixture(autouse=True)
-def _test_sized_argon2(request, monkeypatch):
-    """argon2id at test-sized cost for every test (each login hashes; the suite must stay fast).
+_PRODUCTION_HASHER: list = []  # what postern.passwords had before the session patched it
 
-    Tests marked ``real_argon2`` keep the production parameters (see test_passwords.py).
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_sized_argon2():
+    """argon2id at test-sized cost for the whole run: every login hashes, and module-scoped servers
+    add their users before any function fixture runs. The one copy of this patch (issue 10).
+
+    Tests marked ``real_argon2`` get the production parameters back (:func:`_real_argon2`).
     """
-    if request.node.get_closest_marker("real_argon2"):
-        return
     from argon2 import PasswordHasher
 
     from postern import passwords
 
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    _PRODUCTION_HASHER.append(passwords._HASHER)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _real_argon2(request, monkeypatch):
+    if request.node.get_closest_marker("real_argon2"):
+        from postern import passwords
+
+        monkeypatch.setattr(passwords, "_HASHER", _PRODUCTION_HASHER[0])
 
 
 @pytest.fixture

@@ -88,14 +88,3 @@ def wait_for(cond, timeout: float = 5.0) -> None:
             raise AssertionError("condition not reached")
         time.sleep(0.01)
 
-
-def cheap_password_hashing(monkeypatch) -> None:
-    """argon2id at test-sized cost: these tests are about POP3, and every login hashes.
-
-    The production parameters are exercised by the directory and e2e tests.
-    """
-    from argon2 import PasswordHasher
-
-    from postern import passwords
-
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))

@@ -36,15 +36,6 @@ def secrets() -> list[str]:
     return out
 
 
-@pytest.fixture(autouse=True)
-def _cheap_hashing(monkeypatch):
-    from argon2 import PasswordHasher
-
-    from postern import passwords
-
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
 def backend():
     b = memory_backend()
     b.directory.add_domain("example.test")

@@ -22,7 +22,6 @@ from pop3_fixtures import (
     PASSWORD,
     USER,
     Raw,
-    cheap_password_hashing,
     lines_of,
     logical,
     populate,
@@ -57,11 +56,6 @@ def refusal(client: poplib.POP3, line: str) -> bytes:
     with pytest.raises(poplib.error_proto) as exc:
         client._shortcmd(line)
     return exc.value.args[0]
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch):
-    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture

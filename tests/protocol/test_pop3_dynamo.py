@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import poplib
 
-import pytest
 from helpers import ServerThread, memory_backend
-from pop3_fixtures import MESSAGES, MSG1, MSG2, PASSWORD, USER, cheap_password_hashing, lines_of, logical, populate
+from pop3_fixtures import MESSAGES, MSG1, MSG2, PASSWORD, USER, lines_of, logical, populate
 
 from postern_gateway.pop3.server import start_pop3
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch):
-    cheap_password_hashing(monkeypatch)
 
 
 def test_session_on_dynamodb_store(dynamo_store, directory):

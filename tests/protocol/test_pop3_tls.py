@@ -8,14 +8,9 @@ import ssl
 import pytest
 import trustme
 from helpers import ServerThread, memory_backend
-from pop3_fixtures import MSG1, PASSWORD, USER, Raw, cheap_password_hashing, lines_of, logical, populate
+from pop3_fixtures import MSG1, PASSWORD, USER, Raw, lines_of, logical, populate
 
 from postern_gateway.pop3.server import start_pop3
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch):
-    cheap_password_hashing(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -31,15 +31,6 @@ MSG = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: tls\r\n\r\n
 TLS_PORTS_TESTED: set[str] = set()
 
 
-@pytest.fixture(autouse=True)
-def _cheap_hashing(monkeypatch):
-    from argon2 import PasswordHasher
-
-    from postern import passwords
-
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
 @pytest.fixture(scope="module")
 def ca():
     return trustme.CA()

@@ -12,15 +12,6 @@ from postern.limits import Limits, MemoryCounters
 from postern_gateway.imap.server import start_imap
 
 
-@pytest.fixture(autouse=True)
-def _cheap_hashing(monkeypatch):
-    from argon2 import PasswordHasher
-
-    from postern import passwords
-
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
 def test_imap_connection_cap_and_lockout():
     b = memory_backend(max_conn_per_ip=2, auth_fail_ip_limit=3)
     b.directory.add_domain("example.test")

@@ -31,15 +31,6 @@ from postern_gateway.trust.gate import Trust, smtp_checks
 CLIENT_IP = "127.0.0.1"  # loopback: SPF records below authorise or refuse it explicitly
 
 
-@pytest.fixture(autouse=True)
-def _cheap_hashing(monkeypatch):
-    from argon2 import PasswordHasher
-
-    from postern import passwords
-
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
 @pytest.fixture(scope="module")
 def key():
     k = rsa.generate_private_key(public_exponent=65537, key_size=1024)

@@ -54,12 +54,6 @@ MESSAGES = [
 
 @pytest.fixture(scope="module")
 def harness():
-    from argon2 import PasswordHasher
-
-    from postern import passwords
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     b = fuzz_backend()
     b.directory.add_domain("example.test")
     b.directory.add_user("alice@example.test", "alice-pw")
@@ -69,7 +63,6 @@ def harness():
     h = Harness(start_imap, b)
     yield h
     h.close()
-    mp.undo()
 
 
 @FUZZ

@@ -129,12 +129,6 @@ class Client:
 
 @pytest.fixture(scope="module")
 def harness():
-    from argon2 import PasswordHasher
-
-    from postern import passwords
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     b = fuzz_backend()
     b.directory.add_domain("example.test")
     b.directory.add_user("alice@example.test", "alice-pw")
@@ -142,7 +136,6 @@ def harness():
     h = Harness(start_imap, b, name="mime")
     yield h
     h.close()
-    mp.undo()
 
 
 @pytest.fixture(scope="module")

@@ -35,12 +35,6 @@ MESSAGES = [
 
 @pytest.fixture(scope="module")
 def harness():
-    from argon2 import PasswordHasher
-
-    from postern import passwords
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     b = fuzz_backend(pop3_timeout=5.0)
     b.directory.add_domain("example.test")
     b.directory.add_user("alice@example.test", "alice-pw")
@@ -49,7 +43,6 @@ def harness():
     h = Harness(start_pop3, b)
     yield h
     h.close()
-    mp.undo()
 
 
 @FUZZ

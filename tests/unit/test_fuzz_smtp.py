@@ -49,22 +49,10 @@ def make(role: str) -> Harness:
 
 
 @pytest.fixture(scope="module", params=["mx", "submission"])
-def harness(request, monkeypatch_module):
+def harness(request):
     h = make(request.param)
     yield h
     h.close()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    from argon2 import PasswordHasher
-
-    from postern import passwords
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    yield mp
-    mp.undo()
 
 
 @FUZZ

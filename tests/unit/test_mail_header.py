@@ -14,8 +14,7 @@ from postern.mail import limits
 from postern.mail.author import author, mx_problem, submission_problem
 from postern.mail.dates import parse_imap_date, parse_imap_date_time, parse_rfc5322_date
 from postern.mail.encoded import decode_words
-from postern.mail.header import (FAULT_LEADING_CONTINUATION, FAULT_NOT_A_FIELD, Header, field_spans, header_end,
-                                 header_length, split)
+from postern.mail.header import (FAULT_LEADING_CONTINUATION, FAULT_NOT_A_FIELD, Header, field_spans, header_length, split)
 from postern.store.summary import summarize
 from postern_gateway.imap import message as M
 

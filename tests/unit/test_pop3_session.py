@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from argon2 import PasswordHasher
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postern import passwords
 from postern.config import Settings
 from postern.directory import memory_directory
 from postern.errors import StoreUnavailable
@@ -20,11 +18,6 @@ from postern_gateway.pop3 import session as S
 
 USER, PASSWORD = "alice@example.test", "pw"
 BODY = b"Subject: s\r\n\r\n" + b"".join(b"line %d\r\n" % i for i in range(50))
-
-
-@pytest.fixture(autouse=True)
-def _fast_hashing(monkeypatch):
-    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def make_backend() -> Backend:
