@@ -41,6 +41,26 @@ def _smtp_until_data(port: int, rcpt: str) -> socket.socket:
     return s
 
 
+def _gateway_has_read(s: socket.socket, timeout: float = 10.0) -> None:
+    """Until every byte sent on ``s`` has been read by the gateway: our send queue and the receive
+    queue of its end of the connection are empty (/proc/net/tcp), so the half message is inside
+    the process the test then kills, not in a socket buffer. A condition, not a fixed sleep."""
+    ours = "0100007F:%04X" % s.getsockname()[1]
+    theirs = "0100007F:%04X" % s.getpeername()[1]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        queues = {}
+        with open("/proc/net/tcp") as fh:
+            for line in fh.read().splitlines()[1:]:
+                f = line.split()
+                tx, rx = (int(x, 16) for x in f[4].split(":"))
+                queues[(f[1], f[2])] = (tx, rx)
+        if queues.get((ours, theirs), (1, 1))[0] == 0 and queues.get((theirs, ours), (1, 1))[1] == 0:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the gateway did not read what was sent")
+
+
 @pytest.fixture
 def gateway(stack):
     g = GatewayProcess(stack).start()
@@ -60,7 +80,7 @@ def test_kill_mid_data_leaves_nothing_partial(stack, new_user, gateway):
     partial_id, partial = make_message("far@remote.test", [user], 64 * 1024)
     s = _smtp_until_data(gateway.ports["smtp"], user)
     s.sendall(partial[: len(partial) // 2])
-    time.sleep(0.3)
+    _gateway_has_read(s)
     gateway.kill()
     s.close()
 
@@ -97,7 +117,7 @@ def test_kill_mid_append_leaves_nothing_partial(stack, new_user, gateway):
     s.sendall(f"a2 APPEND INBOX {{{len(partial)}}}\r\n".encode())
     assert f.readline().startswith(b"+")
     s.sendall(partial[: len(partial) // 2])
-    time.sleep(0.3)
+    _gateway_has_read(s)
     gateway.kill()
     s.close()
 

@@ -14,6 +14,7 @@ import poplib
 import smtplib
 import socket
 import ssl
+import threading
 
 import pytest
 import trustme
@@ -341,12 +342,28 @@ def test_pop3_pipelined_after_stls_not_executed(servers, client_ctx):
         c.close()
 
 
+def _tls_handover(monkeypatch) -> threading.Event:
+    """Set when a server hands its transport to TLS (``loop.start_tls``): its plaintext reads end
+    there. The synchronous part of start_tls (pause reading, swap in the TLS protocol) runs right
+    after the event is set, before the loop reads the socket again, so a client that waits for
+    the event and then sends its ClientHello is read by the TLS layer (no fixed sleep)."""
+    import asyncio.base_events
+
+    event = threading.Event()
+    original = asyncio.base_events.BaseEventLoop.start_tls
+
+    async def start_tls(self, *args, **kwargs):
+        event.set()
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "start_tls", start_tls)
+    return event
+
+
 def test_imap_plaintext_arriving_while_starttls_is_answered_is_discarded(servers, client_ctx, monkeypatch):
     """The other half of the injection class: bytes that reach the server's stream buffer *after* it
     read STARTTLS but before the TLS layer takes the socket (here the server is held for 0.3 s
     right after its go-ahead so the injected line is certain to land in that window)."""
-    import time
-
     from postern_gateway.imap import session as imap_session
 
     original = imap_session.Session.start_tls
@@ -358,13 +375,14 @@ def test_imap_plaintext_arriving_while_starttls_is_answered_is_discarded(servers
         await original(self)
 
     monkeypatch.setattr(imap_session.Session, "start_tls", held)
+    handed_over = _tls_handover(monkeypatch)
     c = Raw(servers["imap"])
     try:
         assert c.line().startswith(b"* OK")
         c.send(b"a STARTTLS\r\n")
         assert c.line().startswith(b"a OK")
         c.send(b"b LOGIN alice@example.test alice-pw\r\n")  # plaintext, injected after the go-ahead
-        time.sleep(1.5)  # the server has handed the socket to TLS by now (0.3 s hold + ample margin)
+        assert handed_over.wait(10)
         c.tls(client_ctx)
         c.send(b"c SELECT INBOX\r\n")
         lines = [c.line()]
@@ -379,7 +397,6 @@ def test_imap_plaintext_arriving_while_starttls_is_answered_is_discarded(servers
 def test_pop3_plaintext_arriving_while_stls_is_answered_is_discarded(servers, client_ctx, monkeypatch):
     """As the IMAP case above, for POP3's STLS (the server is held 0.3 s after its +OK)."""
     import asyncio
-    import time
 
     from postern_gateway.pop3 import server as pop3_server
 
@@ -390,13 +407,14 @@ def test_pop3_plaintext_arriving_while_stls_is_answered_is_discarded(servers, cl
         return await original(self)
 
     monkeypatch.setattr(pop3_server._Connection, "_start_tls", held)
+    handed_over = _tls_handover(monkeypatch)
     c = Raw(servers["pop3"])
     try:
         assert c.line().startswith(b"+OK")
         c.send(b"STLS\r\n")
         assert c.line().startswith(b"+OK")
         c.send(b"USER alice@example.test\r\n")  # plaintext, injected after the go-ahead
-        time.sleep(1.5)
+        assert handed_over.wait(10)
         c.tls(client_ctx)
         c.send(b"PASS alice-pw\r\n")
         assert c.line().startswith(b"-ERR"), "USER injected before the handshake took effect"
