@@ -20,7 +20,7 @@ from postern import status
 from postern.directory import memory_directory
 from postern.envelope import Envelope
 from postern_gateway.imap import message as M
-from postern_gateway.smtp.memspool import MemoryClients
+from fakes import MemoryClients
 from postern_gateway.smtp.server import start_smtp
 from postern_gateway.smtp.spool import Spooler
 

@@ -24,7 +24,7 @@ from postern.limits import Limits, MemoryCounters
 from postern_local.liveness import IMAP4From, POP3From
 from postern_gateway.imap.server import start_imap
 from postern_gateway.pop3.server import start_pop3
-from postern_gateway.smtp.memspool import MemoryClients
+from fakes import MemoryClients
 from postern_gateway.smtp.server import start_smtp
 from postern_gateway.smtp.spool import Spooler
 

@@ -18,7 +18,7 @@ from helpers import HOST, ServerThread, memory_backend
 
 from postern_gateway.imap.server import start_imap
 from postern_gateway.pop3.server import start_pop3
-from postern_gateway.smtp.memspool import MemoryClients
+from fakes import MemoryClients
 from postern_gateway.smtp.server import start_smtp
 from postern_gateway.smtp.spool import Spooler
 from postern_gateway.trust import redact

@@ -16,7 +16,7 @@ from postern import status
 from postern.envelope import Envelope
 from postern.status import Reply
 from postern_gateway.smtp.checks import Check
-from postern_gateway.smtp.memspool import MemoryClients
+from fakes import MemoryClients
 from postern_gateway.smtp.server import start_smtp
 from postern_gateway.smtp.spool import Spooler
 

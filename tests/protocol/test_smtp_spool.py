@@ -76,7 +76,7 @@ class _FlakySQS:
 
 def test_refusal_after_ambiguous_send_keeps_the_object():
     from postern.config import Settings
-    from postern_gateway.smtp.memspool import MemoryClients
+    from fakes import MemoryClients
 
     clients = MemoryClients()
     clients.sqs = _FlakySQS()

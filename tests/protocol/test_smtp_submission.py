@@ -13,7 +13,7 @@ from helpers import HOST, ServerThread, memory_backend
 
 from postern.directory import memory_directory
 from postern.envelope import Envelope
-from postern_gateway.smtp.memspool import MemoryClients
+from fakes import MemoryClients
 from postern_gateway.smtp.server import start_smtp
 from postern_gateway.smtp.spool import Spooler
 

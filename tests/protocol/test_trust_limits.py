@@ -63,7 +63,7 @@ def _trickle(port, greeting: bytes, data: bytes, interval: float = 0.25) -> byte
 
 
 def test_smtp_one_byte_a_second_times_out():
-    from postern_gateway.smtp.memspool import MemoryClients
+    from fakes import MemoryClients
     from postern_gateway.smtp.server import start_smtp
     from postern_gateway.smtp.spool import Spooler
 
@@ -77,7 +77,7 @@ def test_smtp_one_byte_a_second_times_out():
 def test_smtp_slow_but_steady_data_is_not_cut():
     import socket
 
-    from postern_gateway.smtp.memspool import MemoryClients
+    from fakes import MemoryClients
     from postern_gateway.smtp.server import start_smtp
     from postern_gateway.smtp.spool import Spooler
 

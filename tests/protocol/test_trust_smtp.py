@@ -21,11 +21,11 @@ from helpers import HOST, ServerThread, memory_backend
 from postern.envelope import Envelope
 from postern.limits import Limits, MemoryCounters
 from postern.pipeline.router import plan
-from postern_gateway.smtp.memspool import MemoryClients
+from fakes import MemoryClients
 from postern_gateway.smtp.server import start_smtp
 from postern_gateway.smtp.spool import Spooler
 from postern_gateway.trust import dnsbl
-from postern_gateway.trust.dns import FakeResolver
+from fakes import FakeResolver
 from postern_gateway.trust.gate import Trust, smtp_checks
 
 CLIENT_IP = "127.0.0.1"  # loopback: SPF records below authorise or refuse it explicitly

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from postern_gateway.trust import dmarc
 from postern_gateway.trust.authres import InboundAuth
-from postern_gateway.trust.dns import DnsTempError, FakeResolver
+from fakes import FakeResolver
+from postern_gateway.trust.dns import DnsTempError
 from postern_gateway.trust.spf import check_helo, check_mailfrom
 
 HOST = "mx.example.test"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from postern_gateway.trust.dns import FakeResolver
+from fakes import FakeResolver
 from postern_gateway.trust.dnsbl import listed, query_name
 
 

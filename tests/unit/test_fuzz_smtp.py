@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postern.limits import Limits, MemoryCounters
-from postern_gateway.smtp.memspool import MemoryClients
+from fakes import MemoryClients
 from postern_gateway.smtp.server import start_smtp
 from postern_gateway.smtp.spool import Spooler
-from postern_gateway.trust.dns import FakeResolver
+from fakes import FakeResolver
 from postern_gateway.trust.gate import Trust, smtp_checks
 
 VERBS = [b"EHLO", b"HELO", b"MAIL FROM:", b"RCPT TO:", b"DATA", b"RSET", b"NOOP", b"VRFY", b"EXPN", b"HELP",

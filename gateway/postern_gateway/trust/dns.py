@@ -13,15 +13,13 @@ Fails: :class:`DnsTempError` when the answer could not be had (timeout, SERVFAIL
 
 :class:`DnsResolver` is dnspython with a bounded lifetime per lookup
 (``POSTERN_DNS_TIMEOUT``, name servers from ``POSTERN_DNS_NAMESERVERS``).
-:class:`FakeResolver` is its in-memory twin for tests: a mapping of names to
-per-type answers or to an exception, with a log of the questions asked.
-Both are blocking: callers in the gateway run them via ``backend.run``.
+It is blocking: callers in the gateway run it via ``backend.run``. (Its test double,
+``FakeResolver``, lives in ``tests/fakes.py``.)
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 
 RDTYPES = ("TXT", "A", "AAAA", "MX", "PTR")
 
@@ -86,57 +84,6 @@ class DnsResolver:
             elif rdtype == "PTR":
                 out.append(rd.target.to_text(omit_final_dot=True))
         return out
-
-
-class FakeResolver:
-    """Answers from a table, for tests (and for a stack with no DNS at all).
-
-    ``records`` maps a name to either an exception instance/class (every type
-    fails with it) or a mapping ``{rdtype: answers | exception}``. TXT answers
-    may be given as ``str`` or ``bytes``. Unknown names answer ``[]`` (NXDOMAIN).
-    ``queries`` records every (name, rdtype) asked, in order.
-    """
-
-    def __init__(self, records: Mapping[str, object] | None = None):
-        self.records: dict[str, object] = {}
-        self.queries: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-        for name, value in (records or {}).items():
-            self.records[_norm(name)] = value
-
-    def add(self, name: str, rdtype: str, *answers) -> None:
-        with self._lock:
-            entry = self.records.setdefault(_norm(name), {})
-            if not isinstance(entry, dict):
-                entry = self.records[_norm(name)] = {}
-            entry.setdefault(rdtype, []).extend(answers)
-
-    def fail(self, name: str, rdtype: str | None = None, exc: Exception | None = None) -> None:
-        exc = exc or DnsTempError(f"SERVFAIL {name}")
-        with self._lock:
-            if rdtype is None:
-                self.records[_norm(name)] = exc
-            else:
-                entry = self.records.setdefault(_norm(name), {})
-                entry[rdtype] = exc
-
-    def lookup(self, name: str, rdtype: str) -> list:
-        key = _norm(name)
-        with self._lock:
-            self.queries.append((key, rdtype))
-            entry = self.records.get(key)
-        if entry is None:
-            return []
-        if isinstance(entry, BaseException) or (isinstance(entry, type) and issubclass(entry, BaseException)):
-            raise entry
-        answers = entry.get(rdtype, [])
-        if isinstance(answers, BaseException) or (isinstance(answers, type) and issubclass(answers, BaseException)):
-            raise answers
-        if rdtype == "TXT":
-            return [a.encode() if isinstance(a, str) else bytes(a) for a in answers]
-        if rdtype == "MX":
-            return [(int(p), _norm(h)) for p, h in answers]
-        return list(answers)
 
 
 def resolver_for(settings):
