@@ -14,8 +14,8 @@ harness lives, a canary (:class:`~postern_local.liveness.Canary`) opens a fresh 
 the same listener every 50 ms and times its greeting. ``session(data)`` (and ``with
 harness.input():`` around a test's own client I/O) fails the example when, during it, the
 canary waited longer than ``STALL_CEILING`` (2 s), a canary probe failed, or the process's peak
-RSS grew more than :data:`INPUT_RSS_GROWTH_MB` (64 MiB: the listener shares this process with
-pytest, so growth is what is bounded, not the total). :func:`bounded` does the same for the pure
+RSS grew more than :data:`INPUT_RSS_GROWTH_MB` (128 MiB, two argon2id checks: the listener shares
+this process with pytest, so growth is what is bounded, not the total). :func:`bounded` does the same for the pure
 parser fuzzers: one input may not take the loop longer than the stall ceiling or grow memory
 past that. :data:`WORST` keeps the worst stall and growth per target for the run's summary.
 
@@ -50,7 +50,10 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 RUNS: dict[str, int] = {}  # fuzz cases run, per target (read by the report)
-INPUT_RSS_GROWTH_MB = 64  # peak RSS growth allowed while one input runs (in-process: growth, not total)
+# Peak RSS growth allowed while one input runs (in-process: growth, not total). One argon2id check
+# takes 64 MiB by design (postern.passwords; a login as an unknown user verifies a dummy hash with the
+# production parameters), and an input may hold one: the long fuzz run measured 63.8 MiB.
+INPUT_RSS_GROWTH_MB = 128
 WORST: dict[str, list[float]] = {}  # target -> [longest stall s, largest peak RSS growth MiB]
 _RSS = PeakRss()
 

@@ -17,7 +17,7 @@ from fuzz_harness import Harness, bounded, fuzz_backend
 
 
 async def start_toy(backend, host, port):
-    """Greets; 'BLOCK' freezes the loop 0.6 s; 'HOG' holds 128 MiB while answering; then closes."""
+    """Greets; 'BLOCK' freezes the loop 0.6 s; 'HOG' holds 256 MiB while answering; then closes."""
 
     async def handle(reader, writer):
         writer.write(b"+OK toy\r\n")
@@ -26,7 +26,7 @@ async def start_toy(backend, host, port):
         if line.startswith(b"BLOCK"):
             time.sleep(0.6)  # on the loop, on purpose
         elif line.startswith(b"HOG"):
-            hog = bytearray(128 * 1024 * 1024)
+            hog = bytearray(256 * 1024 * 1024)
             hog[::4096] = b"x" * len(hog[::4096])
         writer.write(b"+OK done\r\n")
         await writer.drain()
@@ -68,6 +68,6 @@ def test_bounded_pure_calls(monkeypatch):
     with pytest.raises(AssertionError, match="stalled"), bounded("selftest"):
         time.sleep(0.2)
     with pytest.raises(AssertionError, match="peak RSS grew"), bounded("selftest"):
-        hog = bytearray(128 * 1024 * 1024)
+        hog = bytearray(256 * 1024 * 1024)
         hog[::4096] = b"x" * len(hog[::4096])
     fuzz_harness.WORST.pop("selftest", None)

@@ -88,3 +88,11 @@ def test_non_utf8_echoed_argument_is_not_an_internal_error(harness):
     out = harness.session(b"EHLO c.test\r\nVRFY \xed\xa0\x80\xff\r\nQUIT\r\n")
     assert b"502" in out or b"252" in out
     assert b"451" not in out and harness.problems == []
+
+
+def test_vrfy_of_a_bare_angle_is_not_an_internal_error(harness):
+    """Found by the long fuzz run (10,000 cases): 'VRFY <' raised IndexError in the stdlib's
+    get_angle_addr under aiosmtpd, an internal error logged for every such command."""
+    out = harness.session(b"EHLO c.test\r\nVRFY <\r\nVRFY <@\r\nVRFY < \r\nQUIT\r\n")
+    assert out.count(b"502 5.5.4 Could not VRFY") == 3, out
+    assert harness.problems == []

@@ -38,7 +38,9 @@ Why a subclass and what it changes (everything else is aiosmtpd 1.4.6 as shipped
     ``smtp_MAIL``/``smtp_RCPT`` first check the path with :mod:`.paths` and answer
     ``501 5.1.7`` / ``501 5.1.3``; a non-ASCII path without SMTPUTF8 gets
     ``553 5.6.7`` (RFC 6531 §3.4). MAIL's ``AUTH=`` parameter (RFC 4954 §5), which
-    aiosmtpd does not know, is accepted and ignored.
+    aiosmtpd does not know, is accepted and ignored. ``VRFY <`` and ``VRFY <@`` made the stdlib's
+    ``get_angle_addr`` (under aiosmtpd's ``_getaddr``) raise IndexError, an internal error per
+    command (found by the long fuzz run): :meth:`PosternSMTP._getaddr` reads that as no address.
 
 Also here, because they are per-connection protocol matters: a cap on live
 sessions (``421 4.3.2`` to the extra connection), an idle timer that every
@@ -388,6 +390,14 @@ class PosternSMTP(SMTP):
             await delegate(arg)
         finally:
             self._verb = None
+
+    def _getaddr(self, arg: str):
+        """aiosmtpd's address reader (VRFY; MAIL/RCPT arrive here already checked), where the
+        stdlib's ``get_angle_addr`` raises IndexError on ``<`` or ``<@``: that is no address."""
+        try:
+            return super()._getaddr(arg)
+        except IndexError:
+            return None, None
 
 
 def _drop_auth_param(arg: str, params: str) -> str:
