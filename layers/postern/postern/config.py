@@ -161,6 +161,14 @@ class Settings:
     srs_secret_id: str = ""  # POSTERN_SRS_SECRET_ID (Secrets Manager secret with the SRS secrets; wins)
     srs_max_age_days: int = 21  # POSTERN_SRS_MAX_AGE_DAYS (bounces to older SRS addresses are refused)
 
+    # --- Sieve (postern.sieve) ----------------------------------------------
+    sieve: bool = True  # POSTERN_SIEVE (run the managed and the user's scripts at delivery)
+    sieve_max_script_size: int = 64 * 1024  # POSTERN_SIEVE_MAX_SCRIPT_SIZE (bytes per script)
+    sieve_max_scripts: int = 10  # POSTERN_SIEVE_MAX_SCRIPTS (scripts per user)
+    sieve_max_redirects: int = 4  # POSTERN_SIEVE_MAX_REDIRECTS (redirect actions per script run)
+    sieve_body_max: int = 1024 * 1024  # POSTERN_SIEVE_BODY_MAX (bytes of a message a body test reads)
+    junk_expire_days: int = 30  # POSTERN_JUNK_EXPIRE_DAYS (Junk messages older than this are removed; 0 = never)
+
     # --- admin CLI ----------------------------------------------------------
     stack_name: str = ""  # POSTERN_STACK (CloudFormation stack whose Outputs name the resources; `postern --stack`)
 
@@ -251,6 +259,12 @@ class Settings:
             srs_secret=_list(e, "POSTERN_SRS_SECRET", d.srs_secret),
             srs_secret_id=e.get("POSTERN_SRS_SECRET_ID", d.srs_secret_id),
             srs_max_age_days=_int(e, "POSTERN_SRS_MAX_AGE_DAYS", d.srs_max_age_days),
+            sieve=_bool(e, "POSTERN_SIEVE", d.sieve),
+            sieve_max_script_size=_int(e, "POSTERN_SIEVE_MAX_SCRIPT_SIZE", d.sieve_max_script_size),
+            sieve_max_scripts=_int(e, "POSTERN_SIEVE_MAX_SCRIPTS", d.sieve_max_scripts),
+            sieve_max_redirects=_int(e, "POSTERN_SIEVE_MAX_REDIRECTS", d.sieve_max_redirects),
+            sieve_body_max=_int(e, "POSTERN_SIEVE_BODY_MAX", d.sieve_body_max),
+            junk_expire_days=_int(e, "POSTERN_JUNK_EXPIRE_DAYS", d.junk_expire_days),
             extra={k: v for k, v in e.items() if k.startswith("POSTERN_")},
         )
 

@@ -4,6 +4,9 @@ Directory table (``POSTERN_DIRECTORY_TABLE``; attributes pk, sk):
   pk=DOMAINS            sk=<domain>               a local domain (catch-all target)
   pk=D#<domain>         sk=U#<local>              a user (password hash, quota)
   pk=D#<domain>         sk=A#<local>              an alias (targets)
+  pk=S#<user>           sk=SCRIPT#<name>          a user's Sieve script (id, text, size; postern.sieve.repository)
+  pk=S#<user>           sk=ACTIVE                 which script is active, with a copy of its text (one read at delivery)
+  pk=S#<user>           sk=MANAGED                the Postern-managed rules: vacation, filters, allow/block lists
 
 Mail table (``POSTERN_MAIL_TABLE``; attributes pk, sk; GSI ``bymodseq`` on
 mpk/modseq, sparse: only message items carry them; TTL attribute ``expires``):
@@ -22,6 +25,8 @@ State table (``POSTERN_STATE_TABLE``; attributes pk, sk; TTL ``expires``):
   pk=OUTQ               sk=<queue id>#<domain>    a pending outbound job (``postern queue list``; deliverylog)
   pk=P#<user>#<mbid>    sk=LOCK                   the POP3 maildrop lock of a session (owner, expires; pop3/lock.py)
   pk=Q#<queue id>       sk=ses#<SES message id>   what one SES send was (sender, recipients): SES events (deliverylog)
+  pk=Q#<queue id>       sk=sieve#<user>#<what>    "this Sieve side effect was carried out" (redirect, vacation; TTL)
+  pk=V#<user>           sk=<handle>#<sender>      a vacation reply was sent to this sender: none again before ``expires``
 """
 
 from __future__ import annotations
@@ -56,6 +61,26 @@ def domain_members_pk(domain: str) -> str:
 
 USER_PREFIX = "U#"
 ALIAS_PREFIX = "A#"
+
+
+# --- Sieve scripts (directory table) ----------------------------------------
+SCRIPT_PREFIX = "SCRIPT#"
+
+
+def sieve_pk(user: str) -> str:
+    return f"S#{user.lower()}"
+
+
+def sieve_script_key(user: str, name: str) -> dict:
+    return {"pk": sieve_pk(user), "sk": f"{SCRIPT_PREFIX}{name}"}
+
+
+def sieve_active_key(user: str) -> dict:
+    return {"pk": sieve_pk(user), "sk": "ACTIVE"}
+
+
+def sieve_managed_key(user: str) -> dict:
+    return {"pk": sieve_pk(user), "sk": "MANAGED"}
 
 # --- mail store -----------------------------------------------------------
 MAILBOX_PREFIX = "MB#"
@@ -143,3 +168,12 @@ def outq_key(queue_id: str, domain: str) -> dict:
 
 def ses_message_key(queue_id: str, message_id: str) -> dict:
     return {"pk": trace_pk(queue_id), "sk": f"ses#{message_id}"}
+
+
+# --- Sieve side effects and vacation replies (state table) -------------------
+def sieve_effect_key(queue_id: str, user: str, what: str) -> dict:
+    return {"pk": trace_pk(queue_id), "sk": f"sieve#{user.lower()}#{what}"}
+
+
+def vacation_key(user: str, handle: str, sender: str) -> dict:
+    return {"pk": f"V#{user.lower()}", "sk": f"{handle}#{sender.lower()}"}

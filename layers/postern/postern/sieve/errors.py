@@ -37,3 +37,57 @@ class SieveSyntaxError(SieveError):
 
 class SieveRuntimeError(SieveError):
     """A run had to stop: budget exhausted, conflicting actions, a limit. The message is kept."""
+
+
+# --- the script repository (ManageSieve response codes, RFC 5804 §1.3) -------------------------------
+class ScriptRepositoryError(SieveError):
+    """A refused repository operation; ``managesieve_code`` is the RFC 5804 response code."""
+
+    managesieve_code: str | None = None
+
+
+class ScriptNotFound(ScriptRepositoryError):
+    managesieve_code = "NONEXISTENT"
+    imap_code = "NONEXISTENT"
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "No such script"
+
+
+class ScriptExists(ScriptRepositoryError):
+    managesieve_code = "ALREADYEXISTS"
+    imap_code = "ALREADYEXISTS"
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "A script of that name already exists"
+
+
+class ScriptActive(ScriptRepositoryError):
+    managesieve_code = "ACTIVE"
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "The active script cannot be deleted (deactivate it first)"
+
+
+class ScriptQuota(ScriptRepositoryError):
+    """Over the per-user limits: ``QUOTA/MAXSCRIPTS`` or ``QUOTA/MAXSIZE`` (RFC 5804 §1.3)."""
+
+    managesieve_code = "QUOTA"
+    imap_code = "OVERQUOTA"
+
+    def __init__(self, message: str | None = None, code: str = "QUOTA"):
+        self.managesieve_code = code
+        super().__init__(message)
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Script quota exceeded"
+
+
+class ScriptNameInvalid(ScriptRepositoryError):
+    @classmethod
+    def default_message(cls) -> str:
+        return "Invalid script name"

@@ -25,12 +25,14 @@ from .parser import parse
 from .program import Program, Runtime, Stop
 
 
-def compile_script(source: bytes | str) -> Program:
+def compile_script(source: bytes | str, max_size: int = MAX_SCRIPT_BYTES) -> Program:
     """Parse and validate a script (upload time). SieveSyntaxError with line:column on any problem."""
+    if isinstance(source, bytes) and len(source) > max_size:
+        raise SieveSyntaxError(f"script too large ({len(source)} bytes, at most {max_size})")
     text = decode(source)
     size = len(text.encode("utf-8", "surrogatepass"))
-    if size > MAX_SCRIPT_BYTES:
-        raise SieveSyntaxError(f"script too large ({size} bytes, at most {MAX_SCRIPT_BYTES})")
+    if size > max_size:
+        raise SieveSyntaxError(f"script too large ({size} bytes, at most {max_size})")
     return Compiler(extensions).program(parse(text), size)
 
 

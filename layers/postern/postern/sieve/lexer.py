@@ -64,8 +64,8 @@ def decode(script: bytes | str) -> str:
     """The script as text: UTF-8 (RFC 5228 §2.1), strictly; the position of the first bad byte otherwise."""
     if isinstance(script, str):
         return script
-    if len(script) > limits.MAX_SCRIPT_BYTES:
-        raise SieveSyntaxError(f"script too large ({len(script)} bytes, at most {limits.MAX_SCRIPT_BYTES})")
+    if len(script) > limits.HARD_MAX_SCRIPT_BYTES:
+        raise SieveSyntaxError(f"script too large ({len(script)} bytes)")
     try:
         return script.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -108,8 +108,8 @@ def _multiline(text: str, pos: int, where: Positions) -> tuple[str, int]:
 
 
 def tokenize(text: str) -> list[Token]:
-    if len(text.encode("utf-8", "surrogatepass")) > limits.MAX_SCRIPT_BYTES:
-        raise SieveSyntaxError(f"script too large (at most {limits.MAX_SCRIPT_BYTES} bytes)")
+    if len(text) > limits.HARD_MAX_SCRIPT_BYTES:
+        raise SieveSyntaxError(f"script too large (at most {limits.HARD_MAX_SCRIPT_BYTES} bytes)")
     where = Positions(text)
     if "\x00" in text:
         raise SieveSyntaxError("NUL character in the script", *where.at(text.index("\x00")))

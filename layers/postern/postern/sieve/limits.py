@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_SCRIPT_BYTES = 64 * 1024
+MAX_SCRIPT_BYTES = 64 * 1024  # the default per-script limit (POSTERN_SIEVE_MAX_SCRIPT_SIZE may lower or raise it)
+HARD_MAX_SCRIPT_BYTES = 1024 * 1024  # what the lexer ever reads, whatever the setting
 MAX_NESTING = 32  # blocks inside blocks, tests inside tests
 MAX_NODES = 4096  # commands + tests in one script
 MAX_LIST_ITEMS = 1024  # strings in one string list
