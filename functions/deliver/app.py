@@ -11,7 +11,9 @@ READS
 WRITES
     The message to the transport chosen by POSTERN_OUTBOUND_TRANSPORT
     (``ses`` SESv2 SendEmail raw; ``smarthost``; ``mx`` direct), with
-    DKIM-Signature and Received prepended as bytes. Per-recipient state and
+    DKIM-Signature and Received prepended as bytes; for a forward
+    (postern.forwarding) an SRS envelope sender, with ``ses`` the From:
+    rewrite, and an ARC set. Per-recipient state and
     one event per attempt in the delivery log. NoticeJobs to the NDR queue.
 FAILURES
     Bounce at once on 5xx, null MX (5.1.10), NXDOMAIN and ``.invalid``
@@ -28,7 +30,8 @@ FAILURES
     that is not an OutboundJob is poison and reaches the DLQ. The ``mx``
     transport is refused unless POSTERN_OUTBOUND_VPC (the VPC option).
 CODE
-    postern.pipeline.deliver, postern.transports, postern.dkim, postern.deliverylog.
+    postern.pipeline.deliver, postern.transports, postern.forwarding, postern.srs, postern.dkim,
+    postern.deliverylog.
 """
 
 from __future__ import annotations

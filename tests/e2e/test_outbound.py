@@ -276,3 +276,29 @@ def test_trace_shows_local_delivery(stack, new_user, remote, fake_mx, capsys):
     assert f"store     {friend} INBOX uid 1" in trace
     assert f"router    local: {friend}#INBOX; remote: {r}" in trace
     assert f"bob@{r}: delivered after 1 attempt(s)" in trace
+
+
+def test_a_forward_leaves_with_an_srs_sender_and_its_bounce_finds_the_way_back(stack, new_domain, remote, fake_mx):
+    """Outside mail to an alias forwarding out (no login needed): the envelope sender becomes our
+    SRS address; a bounce to it at our MX goes on to the original sender; a forged one is refused."""
+    d = new_domain()
+    r = remote()
+    stack.directory.add_alias(f"fw@{d}", [f"bob@{r}"])
+    msg = f"From: out@ext.example\r\nTo: fw@{d}\r\nSubject: via alias\r\n\r\nhello\r\n".encode()
+    with smtplib.SMTP(stack.host, stack.smtp_port, timeout=10) as s:
+        s.sendmail("out@ext.example", [f"fw@{d}"], msg)
+    stack.drain()
+    (fwd,) = delivered_to(fake_mx, r)
+    assert fwd.mail_from.startswith("SRS0=") and fwd.mail_from.endswith(f"=ext.example=out@{d}")
+    assert fwd.data.endswith(msg)  # smarthost: From: untouched (only ses needs the rewrite)
+    bounce = (f"From: MAILER-DAEMON@{r}\r\nTo: {fwd.mail_from}\r\nSubject: Undelivered Mail\r\n"
+              "Auto-Submitted: auto-replied\r\n\r\nbob: no such user\r\n").encode()
+    with smtplib.SMTP(stack.host, stack.smtp_port, timeout=10) as s:
+        s.sendmail("", [fwd.mail_from], bounce)
+        forged = "SRS0=AAAA" + fwd.mail_from[len("SRS0=xxxx"):]
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as exc:
+            s.sendmail("", [forged], bounce)
+        assert exc.value.recipients[forged][0] == 550
+    stack.drain()
+    (back,) = [m for m in fake_mx.messages if m.rcpt_tos == ["out@ext.example"]]
+    assert back.mail_from == "<>" and back.data.endswith(bounce)  # aiosmtpd keeps the null path as "<>"

@@ -98,3 +98,50 @@ def test_sixty_recipients_of_one_domain_go_out_then_an_ses_bounce_reaches_the_se
     assert rcpt["Diagnostic-Code"] == "smtp; 550 5.1.1 no such user"
     assert dlog.states(qid)["r07@remote.test"].state == "failed"
     assert s.queue_count("SesEventsQueue") == 0 and s.queue_count("SesEventsDLQ") == 0
+
+
+def test_a_forward_through_ses_arrives_signed_and_sealed(ses_stack):
+    """Outside mail to an alias forwarding out, through SES: the sender becomes our SRS address,
+    From: the alias (SES sends only from verified identities; the original moves to Reply-To),
+    DKIM-signed by the forwarding domain and ARC-sealed with the results our MX recorded."""
+    import dkim as dkimpy
+
+    from postern import dkim
+    from postern.cli_outbound import domain_dkim
+    from postern.mail.header import Header
+    from postern.srs import from_settings
+
+    s = ses_stack
+    fwd = f"f{secrets.token_hex(3)}.test"
+    s.directory.add_domain(fwd)
+    s.clients.sesv2.create_email_identity(EmailIdentity=fwd)
+    _, keys = domain_dkim(s.settings, s.clients, fwd)
+    dns = dkim.dnsfunc_for({k.record_name(fwd): k.txt_record() for k in keys})
+    s.directory.add_alias(f"team@{fwd}", ["carol@remote.test"])
+    qid = uuid.uuid4().hex
+    body = b"From: Jorg Example <jorg@ext.example>\r\nTo: team@" + fwd.encode() + (
+        b"\r\nSubject: hello team\r\nMessage-ID: <x1@ext.example>\r\n\r\nline one\r\n.leading dot\r\n")
+    key = s.settings.spool_prefix + qid
+    s.clients.s3.put_object(Bucket=s.settings.bucket, Key=key, Body=body)
+    ar = (f"Authentication-Results: {s.settings.hostname};\r\n\tspf=pass smtp.mailfrom=ext.example;\r\n"
+          "\tdkim=pass header.d=ext.example;\r\n\tdmarc=pass header.from=ext.example\r\n")
+    env = Envelope(queue_id=qid, mail_from="jorg@ext.example", rcpt_to=(f"team@{fwd}",), s3_key=key,
+                   size=len(body), received_at=clock.now(), client_ip="192.0.2.7",
+                   trace_headers=ar + "Received: from mx.ext.example by test\r\n")  # as the MX port writes it
+    before = len(sent_messages(s.settings.region))
+    s.clients.sqs.send_message(QueueUrl=s.settings.inbound_queue_url, MessageBody=env.to_json())
+    s.drain()
+    (sent,) = sent_messages(s.settings.region)[before:]
+    raw = sent.raw_data.encode("utf-8") if isinstance(sent.raw_data, str) else sent.raw_data
+    assert sent.destinations == ["carol@remote.test"]
+    srs = from_settings(s.settings, s.clients)
+    assert sent.source.endswith(f"@{fwd}") and srs.reverse(sent.source) == "jorg@ext.example"
+    h = Header(raw)
+    assert h.get(b"from") == f'"Jorg Example via {fwd}" <team@{fwd}>'.encode()
+    assert h.get(b"reply-to") == b"Jorg Example <jorg@ext.example>"
+    assert dkim.header_from_domain(raw) == fwd and dkim.verify_all(raw, dns) == [True]
+    cv, _, reason = dkimpy.arc_verify(raw, dnsfunc=dns)
+    assert cv == dkimpy.CV_Pass, reason
+    assert b"dmarc=pass header.from=ext.example" in h.get(b"arc-authentication-results")
+    assert raw.endswith(b"\r\n\r\nline one\r\n.leading dot\r\n")  # the body as received
+    assert DeliveryLog(s.settings, s.clients).states(qid)["carol@remote.test"].state == "delivered"

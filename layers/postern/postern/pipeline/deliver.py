@@ -34,11 +34,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import clock, retry
+from .. import clock, forwarding, retry
 from ..canonical import canonical
 from ..dsn import formatdate
 from ..dkim import KeyStore, header_from_domain, sign
@@ -46,6 +47,7 @@ from ..deliverylog import DeliveryLog
 from ..dns import is_invalid_name
 from ..envelope import NoticeJob, OutboundJob, RecipientFailure
 from ..errors import StoreUnavailable
+from ..srs import optional as srs_optional
 from ..transports import make_transport
 from ..transports.base import RecipientResult, SendRequest, permanent_all
 from ..transports.ses import ses_message_id
@@ -86,12 +88,29 @@ def _status_of(res: RecipientResult) -> str:
 class Deliverer:
     """Everything one attempt needs, built once per Lambda execution environment."""
 
-    def __init__(self, settings, clients, transport=None, log_=None, keystore=None, resolver=None, mtasts=None):
+    def __init__(self, settings, clients, transport=None, log_=None, keystore=None, resolver=None, mtasts=None,
+                 directory=None):
         self.settings = settings
         self.clients = clients
         self.transport = transport or make_transport(settings, clients, resolver=resolver, mtasts=mtasts)
         self.log = log_ or DeliveryLog(settings, clients)
         self.keys = keystore or KeyStore(settings, clients)
+        self._directory = directory
+        self._local: dict[str, tuple[bool, float]] = {}  # domain -> (ours?, until): forwarding decisions
+
+    def is_local(self, domain: str) -> bool:
+        """Is ``domain`` one of ours (cached 5 minutes; a forward asks about two or three domains)."""
+        d = domain.lower()
+        hit = self._local.get(d)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        if self._directory is None:
+            from ..directory import dynamo_directory
+
+            self._directory = dynamo_directory(self.settings, self.clients)
+        ours = bool(d) and self._directory.is_local_domain(d)
+        self._local[d] = (ours, time.monotonic() + 300)
+        return ours
 
     # --- building the bytes ---------------------------------------------------
     def read_spool(self, key: str) -> bytes:
@@ -101,17 +120,35 @@ class Deliverer:
             raise StoreUnavailable(f"spool read failed: {exc.__class__.__name__}") from exc
 
     def prepare(self, job: OutboundJob, raw: bytes, now: float) -> bytes:
+        """The bytes that go out for ``job`` (see :meth:`build`)."""
+        return self.build(job, raw, now)[0]
+
+    def build(self, job: OutboundJob, raw: bytes, now: float) -> tuple[bytes, str]:
+        """(bytes to send, envelope sender). The original in canonical form; for a forward
+        (:mod:`postern.forwarding`) the SRS sender and, where SES demands it, the From: rewrite;
+        then our trace lines; DKIM-Signature by the From: domain's key (for a forward whose
+        author domain has none, the forwarding domain's); for a forward, the ARC set on top."""
         th = job.trace_headers
         if th and not th.endswith("\r\n"):
             th += "\r\n"
         raw = canonical(raw)  # what is signed is what goes out (postern.canonical)
-        body = received_header(self.settings.hostname, job.queue_id, now) + th.encode("utf-8") + raw
+        fwd = forwarding.plan(job, raw, self.transport.name, self.is_local,
+                              lambda: srs_optional(self.settings, self.clients)) if any(job.original_recipients) else None
+        if fwd is not None and fwd.rewrite_from:
+            raw = forwarding.rewrite_originator(raw, fwd.address, fwd.domain)  # the one permitted edit
+        ours = received_header(self.settings.hostname, job.queue_id, now) + th.encode("utf-8")
+        body = ours + raw
         domain = header_from_domain(raw) or (job.mail_from.rsplit("@", 1)[1].lower() if "@" in job.mail_from else None)
-        if domain:
-            keys = self.keys.get(domain)
-            if keys:
-                return sign(body, domain, keys) + body
-        return body
+        keys = self.keys.get(domain) if domain else []
+        if not keys and fwd is not None:
+            domain, keys = fwd.domain, self.keys.get(fwd.domain)
+        if keys:
+            signature = sign(body, domain, keys)
+            body, ours = signature + body, signature + ours
+        if fwd is not None:
+            body = forwarding.arc_seal(body, fwd.domain, self.keys.get(fwd.domain), self.settings.hostname,
+                                       now, trusted_end=len(ours)) + body
+        return body, (fwd.envelope_from if fwd is not None else job.mail_from)
 
     # --- one attempt ----------------------------------------------------------
     def attempt(self, job: OutboundJob, attempt: int | None = None, first_seen: float | None = None) -> Outcome:
@@ -138,9 +175,9 @@ class Deliverer:
             results = permanent_all(todo, "5.1.2", f"{job.domain}: reserved .invalid domain (RFC 6761)")
         else:
             raw = self.read_spool(job.s3_key)
-            data = self.prepare(job, raw, now)
-            smtputf8 = any(ord(c) > 127 for c in job.mail_from + "".join(todo))
-            results = self.transport.send(SendRequest(job.mail_from, tuple(todo), data, job.domain, job.queue_id, smtputf8))
+            data, sender = self.build(job, raw, now)
+            smtputf8 = any(ord(c) > 127 for c in sender + "".join(todo))
+            results = self.transport.send(SendRequest(sender, tuple(todo), data, job.domain, job.queue_id, smtputf8))
         out.results = results
         plan = retry.plan(attempt, job.received_at, now, self.settings.max_queue_age,
                           self.settings.delay_notice_after)
