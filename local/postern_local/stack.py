@@ -156,7 +156,10 @@ class LocalStack:
         self._saved_clients = aws._default  # a stack started inside another gives the outer one back on stop
         env = {**LOCAL_DEFAULTS, **os.environ, **self.overrides}
         if not env.get("POSTERN_SRS_SECRET_ID") and not env.get("POSTERN_SRS_SECRET"):
-            env["POSTERN_SRS_SECRET"] = secrets.token_urlsafe(24)  # the template makes one in Secrets Manager
+            # The template keeps it in Secrets Manager (SrsSecret); locally a setting, and no secret id
+            # (the functions' processes would otherwise get the template's, naming no local secret).
+            env["POSTERN_SRS_SECRET"] = secrets.token_urlsafe(24)
+            env["POSTERN_SRS_SECRET_ID"] = ""
         env.setdefault("POSTERN_ADMIN_ADDRESS", env["POSTERN_DEMO_USER"])  # postmaster@/abuse@ of every domain
         if self.ephemeral_ports:
             env.update({var: "0" for var in PORT_VARS.values()})
