@@ -56,6 +56,7 @@ def _sam_build(arch: str) -> SamBuild:
     # build directory and its dependency cache in .aws-sam/deps under the working directory, and
     # deletes there whatever its own build.toml does not name (the other architecture's).
     build_dir = STAGE / arch / "build"
+    (STAGE / arch).mkdir(parents=True, exist_ok=True)  # a clean clone has none yet (it is the cwd below)
     cmd = [str(TOOLS / "sam/bin/sam"), "build", "--template-file", str(STAGE / "src/template.yaml"),
            "--build-dir", str(build_dir),
            "--cache-dir", str(STAGE / arch / "cache"), "--cached", "--parallel",
