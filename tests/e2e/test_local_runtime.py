@@ -8,7 +8,8 @@
 * Removing a permission the pipeline needs from template.yaml makes the local stack
   refuse the operation, as AWS would: the mail never reaches the mailbox.
 
-The altered stack runs a copy of template.yaml with two changes: RouterFunction loses
+The altered stack (no gateway: the test spools as the gateway would) runs a copy of
+template.yaml with two changes: RouterFunction loses
 its SQSSendMessagePolicy for the store queue, and a ProbeFunction (tests/e2e/lambdas/probe,
 Timeout 1 s, MemorySize 128 MB) consumes a ProbeQueue with a 2 s visibility timeout.
 """
@@ -19,6 +20,7 @@ import json
 import logging
 import smtplib
 import time
+import uuid
 
 import pytest
 import yaml
@@ -51,8 +53,8 @@ def altered(stack, tmp_path_factory):
     path = tmp_path_factory.mktemp("template") / "template.yaml"
     path.write_text(yaml.safe_dump(_altered_template(), sort_keys=False))
     saved = aws._default
-    s = LocalStack({"POSTERN_DEMO_PASSWORD": "demo-password", "POSTERN_LOGIN_FAIL_DELAY": "0"},
-                   ephemeral_ports=True, background=False, template=str(path)).start()
+    s = LocalStack({"POSTERN_DEMO_PASSWORD": "demo-password"}, ephemeral_ports=True, background=False,
+                   gateway=False, template=str(path)).start()
     try:
         yield s
     finally:
@@ -145,9 +147,22 @@ def test_a_handler_past_its_memory_size_fails_and_gets_a_fresh_worker(altered):
 
 
 # ---------------------------------------------------------------- IAM from the template
+def _spool(stack, rcpt: str) -> None:
+    """What the gateway does for an accepted message: the bytes to S3, the envelope to the inbound queue."""
+    from postern import clock
+    from postern.envelope import Envelope
+
+    qid = uuid.uuid4().hex
+    raw = b"Subject: needs StoreQueue\r\n\r\nx\r\n"
+    key = stack.settings.spool_prefix + qid
+    stack.clients.s3.put_object(Bucket=stack.settings.bucket, Key=key, Body=raw)
+    env = Envelope(queue_id=qid, mail_from="a@remote.test", rcpt_to=(rcpt,), s3_key=key, size=len(raw),
+                   received_at=clock.now(), trace_headers="Received: from client by mail.example.test\r\n")
+    stack.clients.sqs.send_message(QueueUrl=stack.settings.inbound_queue_url, MessageBody=env.to_json())
+
+
 def test_removing_a_needed_permission_from_the_template_makes_delivery_fail(altered, stack, new_user):
-    with smtplib.SMTP(altered.host, altered.smtp_port, timeout=30) as c:
-        c.sendmail("a@remote.test", [altered.demo_user], b"Subject: needs StoreQueue\r\n\r\nx\r\n")
+    _spool(altered, altered.demo_user)
     altered.drain()
     refused = [r for r in altered.proxy.app.refusals if r.component == "RouterFunction"]
     assert refused and refused[-1].target == "sqs:SendMessage" and refused[-1].code == "AccessDenied"
@@ -156,7 +171,6 @@ def test_removing_a_needed_permission_from_the_template_makes_delivery_fail(alte
     assert altered.queue_count("InboundDLQ") == 1  # retried, then dead-lettered (and alarmed on AWS)
     # The same mail through the unaltered template is delivered.
     user, _ = new_user()
-    with smtplib.SMTP(stack.host, stack.smtp_port, timeout=30) as c:
-        c.sendmail("a@remote.test", [user], b"Subject: needs StoreQueue\r\n\r\nx\r\n")
+    _spool(stack, user)
     stack.drain()
     assert len(list(stack.store.list_messages(stack.store.get_mailbox(user, "INBOX")))) == 1

@@ -34,6 +34,9 @@ def tasks(stack):
         a.wait_ready(), b.wait_ready()
         yield a, b
     finally:
+        for gw in (a, b):  # both shut down at once
+            if gw.proc is not None and gw.proc.poll() is None:
+                gw.proc.terminate()
         a.stop(), b.stop()
 
 
