@@ -31,8 +31,10 @@ def aws():
 
     from postern.aws import Clients
     from postern.config import Settings
+    from postern_local.moto_atomic import install
     from postern_local.resources import create_resources
 
+    install()  # per-item atomicity, as DynamoDB has it (moto_atomic.py)
     with mock_aws():
         bootstrap = Clients(Settings())
         res = create_resources(bootstrap, prefix="t")

@@ -5,11 +5,13 @@ READS
     router (SQS batches of up to 10, ReportBatchItemFailures). The spool
     object in S3 (GetObject) and the mail table.
 WRITES
-    The message bytes as an immutable mailbox blob (CopyObject of the spool
-    object, idempotent per queue id), one index entry through the one ingest
-    path ``MailStore.append`` (UID, modseq, counters, quota, blob refcount,
-    dedup marker in one transaction), with the trace prefix Return-Path /
-    Delivered-To / the gateway's Received lines. The NDR queue: a
+    One message through the one ingest path (``postern.mailboxes.append`` ->
+    ``MailStore.append``): a change record in the account's change log (one
+    conditional PutItem: UID, modseq, dedup key), then the index entry, the
+    dedup marker, the thread id, the mailbox counters and the account's quota
+    usage; the spool object becomes the recipient's immutable mailbox blob
+    (CopyObject) after the commit. The trace prefix Return-Path / Delivered-To /
+    the gateway's Received lines goes before the original bytes. The NDR queue: a
     ``NoticeJob(kind="failed")``, status 5.2.2, when the mailbox is over quota.
 FAILURES
     Bounce when the mailbox is over quota (permanent: the record is done).
@@ -41,11 +43,23 @@ tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
+_stores: dict = {}
+
+
+def _store(settings, clients) -> DynamoMailStore:
+    """One store per warm process (it remembers mailbox ids between invocations)."""
+    key = (id(settings), id(clients))
+    if key not in _stores:
+        _stores.clear()
+        _stores[key] = DynamoMailStore(settings, clients)
+    return _stores[key]
+
+
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     job = StoreJob.from_json(record.body)
     settings, clients = get_settings(), get_clients()
-    outcome = pipeline.deliver(job, DynamoMailStore(settings, clients), settings.default_quota)
+    outcome = pipeline.deliver(job, _store(settings, clients), settings.default_quota)
     if outcome.notice is not None:
         send_bodies(clients.sqs, settings.ndr_queue_url, [outcome.notice.to_json()])
         logger.info("over quota", queue_id=job.queue_id, user=job.user)

@@ -1,21 +1,135 @@
-"""What every protocol server of the gateway needs, in one object.
+"""What every protocol server of the gateway needs, in one object, and its one way to the mail store.
 
 In:   settings, a mail store, a directory, a spooler (SMTP only), and the
       bounded executor.
-Out:  :class:`Backend`; protocol code calls ``await backend.run(fn, ...)``
-      for anything blocking (``run_bulk`` for the SMTP spool). Tests build one over the in-memory store and
+Out:  :class:`Backend`; :attr:`Backend.mail` is :class:`MailFacade`, the async
+      face of the mail store and the mailbox rules (``postern.mailboxes``) that
+      IMAP and POP3 use: ``await backend.mail.get_mailbox(user, name)``. Anything
+      else blocking goes through ``await backend.run(fn, ...)`` (``run_bulk`` for
+      the SMTP spool). Tests build a Backend over the in-memory store and
       directory; the gateway's ``__main__`` builds it over DynamoDB/S3.
+Fails: the store's domain errors pass through unchanged (they carry their wire
+      replies; StoreUnavailable's text, which may name AWS errors, is logged and
+      never sent: ``PosternError.public_text``); anything else is a bug and reaches
+      the protocol's catch-all (IMAP ``NO [UNAVAILABLE]``, POP3 closes), logged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from postern import mailboxes as rules
 from postern.config import Settings
 from postern.directory import Directory
-from postern.store.base import MailStore
+from postern.errors import PosternError
+from postern.store.base import AppendResult, Change, MailboxInfo, MailStore, MessageMeta, StoreResult
 
 from .blocking import Blocking
+
+log = logging.getLogger("postern.gateway.store")
+
+
+class MailFacade:
+    """Every store primitive and mailbox rule the protocols use, as coroutines on the executor."""
+
+    def __init__(self, store: MailStore, blocking: Blocking):
+        self.store = store
+        self._blocking = blocking
+        self._sweeps: set[asyncio.Task] = set()
+
+    async def _run(self, fn, /, *args, **kwargs):
+        return await self._blocking.run(fn, *args, **kwargs)
+
+    # --- the mailbox rules ---------------------------------------------------------
+    async def ensure_defaults(self, user: str) -> None:
+        await self._run(rules.ensure_defaults, self.store, user)
+
+    async def create(self, user: str, name: str) -> None:
+        await self._run(rules.create, self.store, user, name)
+
+    async def delete(self, user: str, name: str) -> None:
+        await self._run(rules.delete, self.store, user, name)
+        self.sweep_later(user)
+
+    async def rename(self, user: str, old: str, new: str) -> list[tuple[str, str]]:
+        return await self._run(rules.rename, self.store, user, old, new)
+
+    async def subscribe(self, user: str, name: str) -> None:
+        await self._run(rules.subscribe, self.store, user, name)
+
+    async def unsubscribe(self, user: str, name: str) -> None:
+        await self._run(rules.unsubscribe, self.store, user, name)
+
+    async def listing(self, user: str, subscriptions: bool = False) -> rules.Listing:
+        return await self._run(rules.listing, self.store, user, subscriptions)
+
+    async def get_mailbox(self, user: str, name: str) -> MailboxInfo:
+        """An existing mailbox by name; the name goes through the one validator first."""
+        return await self._run(self._get_mailbox, user, name)
+
+    def _get_mailbox(self, user: str, name: str) -> MailboxInfo:
+        return self.store.get_mailbox(user, rules.validate_name(name))
+
+    async def get_mailbox_by_id(self, user: str, mailbox_id: str) -> MailboxInfo:
+        return await self._run(self.store.get_mailbox_by_id, user, mailbox_id)
+
+    # --- messages ------------------------------------------------------------------
+    async def append(self, user: str, mailbox: str, raw: bytes, **kw) -> AppendResult:
+        return await self._run(self._append, user, mailbox, raw, kw)
+
+    def _append(self, user: str, mailbox: str, raw: bytes, kw: dict) -> AppendResult:
+        return self.store.append(user, rules.validate_name(mailbox), raw, **kw)
+
+    async def list_messages(self, mb: MailboxInfo, since_uid: int = 0, light: bool = False) -> list[MessageMeta]:
+        return await self._run(lambda: list(self.store.list_messages(mb, since_uid, light)))
+
+    async def get_messages(self, mb: MailboxInfo, uids: Iterable[int]) -> list[MessageMeta]:
+        return await self._run(self.store.get_messages, mb, list(uids))
+
+    async def read(self, meta: MessageMeta, start: int = 0, end: int | None = None) -> bytes:
+        return await self._run(self.store.read, meta, start, end)
+
+    async def store_flags(self, mb: MailboxInfo, metas: Iterable[MessageMeta], flags: Iterable[str], mode: str,
+                          unchanged_since: int | None = None) -> StoreResult:
+        return await self._run(self.store.store_flags, mb, list(metas), list(flags), mode, unchanged_since)
+
+    async def expunge(self, mb: MailboxInfo, metas: Iterable[MessageMeta]) -> list[int]:
+        return await self._run(self.store.expunge, mb, list(metas))
+
+    async def copy(self, mb: MailboxInfo, metas: Iterable[MessageMeta], dest: str,
+                   quota: int = 0) -> tuple[MailboxInfo, list[tuple[int, int]]]:
+        return await self._run(self._copy, mb, list(metas), dest, quota)
+
+    def _copy(self, mb, metas, dest, quota):
+        return self.store.copy(mb, metas, rules.validate_name(dest), quota)
+
+    async def claim_recent(self, mb: MailboxInfo, upto_uid: int) -> int:
+        return await self._run(self.store.claim_recent, mb, upto_uid)
+
+    async def follow(self, user: str, after: int, limit: int | None = None) -> list[Change]:
+        return await self._run(self.store.follow, user, after, limit)
+
+    async def usage(self, user: str) -> int:
+        return await self._run(self.store.usage, user)
+
+    # --- background ----------------------------------------------------------------
+    def sweep_later(self, user: str) -> None:
+        """Release a deleted mailbox's messages after the reply (resumable; ``postern sweep`` also does it)."""
+
+        async def sweep():
+            try:
+                n = await self._run(self.store.sweep, user)
+                if n:
+                    log.info("released %d messages of deleted mailboxes of %s", n, user)
+            except PosternError:
+                log.warning("sweep of %s failed; the next DELETE or `postern sweep` finishes it", user, exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(sweep(), name=f"sweep-{user}")
+        self._sweeps.add(task)
+        task.add_done_callback(self._sweeps.discard)
 
 
 @dataclass
@@ -30,6 +144,13 @@ class Backend:
     trust: object | None = None  # postern_gateway.trust.gate.Trust (DNS checks on the MX port); None = off
     auth_cache: object | None = None  # postern_gateway.authcache.VerifiedCache, built on first login
     maildrop_locks: object | None = None  # postern_gateway.pop3.lock: POP3 maildrop locks, built by the listener
+
+    @property
+    def mail(self) -> MailFacade:
+        facade = self.__dict__.get("_mail")
+        if facade is None or facade.store is not self.store:
+            facade = self.__dict__["_mail"] = MailFacade(self.store, self.blocking)
+        return facade
 
     async def run(self, fn, /, *args, **kwargs):
         return await self.blocking.run(fn, *args, **kwargs)

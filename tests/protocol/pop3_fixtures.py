@@ -20,12 +20,14 @@ MESSAGES = [MSG1, MSG2, MSG3]
 
 
 def populate(backend, messages=MESSAGES, *, user=USER, password=PASSWORD):
-    """Domain, user and INBOX contents through the store's one append path."""
+    """Domain, user and INBOX contents through the one ingest path (first delivery creates INBOX)."""
+    from postern import mailboxes
+
     d = backend.directory
     if d.get_domain("example.test") is None:
         d.add_domain("example.test")
     d.add_user(user, password)
-    results = [backend.store.append(user, "INBOX", raw, prefix=PREFIX) for raw in messages]
+    results = [mailboxes.append(backend.store, user, "INBOX", raw, prefix=PREFIX) for raw in messages]
     return results
 
 

@@ -38,6 +38,7 @@ def harness():
     b = fuzz_backend(pop3_timeout=5.0)
     b.directory.add_domain("example.test")
     b.directory.add_user("alice@example.test", "alice-pw")
+    b.store.ensure_mailboxes("alice@example.test")
     for raw in MESSAGES:
         b.store.append("alice@example.test", "INBOX", raw)
     h = Harness(start_pop3, b)

@@ -1,23 +1,26 @@
-"""The selected-mailbox view and the process index, without sockets or a store."""
+"""The selected-mailbox view and the process index, without sockets (the store is the in-memory one)."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
 
-from postern.store.base import MailboxInfo, MessageMeta
+from postern.store.base import Change, MailboxInfo, MessageMeta
+from postern.store.memory import MemoryMailStore
 from postern_gateway.imap.errors import BadCommand
 from postern_gateway.imap.selected import Selected
 from postern_gateway.imap.seqset import SeqSet
-from postern_gateway.imap.watcher import MailboxIndex
+from postern_gateway.imap.watcher import MailboxIndex, Runtime
 
 MB = MailboxInfo(user="u@example.test", name="INBOX", mailbox_id="m1", uidvalidity=7, uidnext=6, highestmodseq=10)
 
 
-def view(uids=(1, 2, 3, 4, 5), readonly=False, condstore=False):
-    idx = MailboxIndex("u@example.test", "m1", 7)
-    idx.apply([MessageMeta(uid=u, modseq=u) for u in uids])
+def view(uids=(1, 2, 3, 4, 5), readonly=False, condstore=False, keywords=()):
+    idx = MailboxIndex("u@example.test", "m1", 7, keywords=set(keywords))
+    idx.apply(Change(modseq=max(uids, default=1), kind="append", mailbox_id="m1",
+                     messages=tuple(MessageMeta(uid=u, modseq=u) for u in uids)))
     w = SimpleNamespace(index=idx)
     return Selected(w, MB, readonly, condstore), idx
 
@@ -44,23 +47,35 @@ def test_expunge_held_back_until_allowed():
 
 
 def test_new_messages_exists_recent_and_flag_updates():
-    sel, idx = view()
-    assert sel.recent == {1, 2, 3, 4, 5} and idx.recent_claimed == 5
-    sel2 = Selected(SimpleNamespace(index=idx), MB, False)
-    assert sel2.recent == set()  # \Recent goes to one session only
-    sel.on_changes([MessageMeta(uid=6, modseq=13), MessageMeta(uid=3, modseq=14, flags=frozenset({"\\Seen"}))])
+    sel, _ = view()
+    sel.recent = {4, 5}  # what SELECT's claim won
+    sel.on_changes([MessageMeta(uid=6, modseq=13), MessageMeta(uid=3, modseq=14, flags=frozenset({"\\Seen"}))],
+                   recent={6})
+    assert sel.flags_of(3) == frozenset()  # another session's change is shown when it is announced
     out = sel.flush(allow_expunge=False)
-    assert out == [b"* 6 EXISTS\r\n", b"* 6 RECENT\r\n", b"* 3 FETCH (FLAGS (\\Seen \\Recent))\r\n"]
+    assert out == [b"* 6 EXISTS\r\n", b"* 3 RECENT\r\n", b"* 3 FETCH (FLAGS (\\Seen))\r\n"]
     # a change we reported ourselves is not repeated
     sel.told_flags(3, MessageMeta(uid=3, modseq=15, flags=frozenset({"\\Flagged"})))
     sel.on_changes([MessageMeta(uid=3, modseq=15, flags=frozenset({"\\Flagged"}))])
     assert sel.flush(allow_expunge=True) == []
 
 
+def test_a_new_keyword_is_announced_before_any_fetch_shows_it():
+    """RFC 3501 §7.2.6: FLAGS and PERMANENTFLAGS first, whoever introduced the keyword."""
+    sel, _ = view(keywords={"$Old"})
+    sel.on_changes([MessageMeta(uid=2, modseq=20, flags=frozenset({"$New", "\\Seen"}))], keywords={"$New"})
+    out = sel.flush(allow_expunge=True)
+    assert out[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $New $Old)\r\n"
+    assert out[1].startswith(b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $New $Old \\*)]")
+    assert out[2] == b"* 2 FETCH (FLAGS (\\Seen $New))\r\n"
+    assert sel.announce({"$New"}) == []  # told once
+    assert sel.announce({"$Mine", "\\Seen"})[0].startswith(b"* FLAGS (")  # our own STORE's new keyword
+
+
 def test_condstore_flag_updates_carry_uid_and_modseq():
     sel, _ = view(condstore=True, readonly=True)
-    sel.on_changes([MessageMeta(uid=2, modseq=20, flags=frozenset({"$Work"}))])
-    assert sel.flush(allow_expunge=True) == [b"* 2 FETCH (FLAGS ($Work) UID 2 MODSEQ (20))\r\n"]
+    sel.on_changes([MessageMeta(uid=2, modseq=20, flags=frozenset({"\\Flagged"}))])
+    assert sel.flush(allow_expunge=True) == [b"* 2 FETCH (FLAGS (\\Flagged) UID 2 MODSEQ (20))\r\n"]
 
 
 def test_message_expunged_before_announced_new_is_never_shown():
@@ -70,72 +85,75 @@ def test_message_expunged_before_announced_new_is_never_shown():
     assert sel.flush(allow_expunge=True) == []
 
 
-def test_index_dedupes_and_keeps_newest():
+def test_index_applies_each_change_once_and_keeps_newest():
     idx = MailboxIndex("u", "m", 1)
-    a = MessageMeta(uid=1, modseq=5, flags=frozenset({"\\Seen"}))
-    assert idx.apply([MessageMeta(uid=1, modseq=3), a]) == [MessageMeta(uid=1, modseq=3), a]
-    assert idx.apply([a]) == []  # a re-read through the lookback window is not news
-    assert idx.apply([MessageMeta(uid=1, modseq=4)]) == []  # older than what we hold
-    late = MessageMeta(uid=2, modseq=2)  # landed after modseq 5 was seen (allocation race)
-    assert idx.apply([late]) == [late] and 2 in idx.metas
-    assert idx.apply([MessageMeta(uid=1, modseq=6, expunged=True)])
-    assert 1 not in idx.metas and idx.modseq == 6
+    a = MessageMeta(uid=1, modseq=5, flags=frozenset({"\\Seen"}), size=10)
+    assert idx.apply(Change(5, "append", "m", (a,))) == [a]
+    assert idx.apply(Change(5, "append", "m", (a,))) == []  # the listing already had it: not news
+    flag = MessageMeta(uid=1, modseq=6, flags=frozenset({"$K"}))
+    (got,) = idx.apply(Change(6, "flags", "m", (flag,), keywords=frozenset({"$K"})))
+    assert (got.flags, got.size, got.modseq) == ({"$K"}, 10, 6)  # flags merged into what the index has
+    assert idx.keywords == {"$K"}
+    assert idx.apply(Change(4, "flags", "m", (MessageMeta(uid=1, modseq=4),))) == []  # older than held
+    assert idx.apply(Change(7, "expunge", "m", (MessageMeta(uid=1, modseq=7, expunged=True),)))
+    assert 1 not in idx.metas and idx.modseq == 7
 
 
-def test_index_stable_watermark_waits_for_slow_writers(monkeypatch):
-    from postern_gateway.imap import watcher as W
+class _Sink:
+    readonly = False
 
-    idx = MailboxIndex("u", "m", 1)
-    assert idx.observe(100.0, (10, 5, 4))  # counters moved: query
-    assert idx.settled_at(100.0) == 0  # nothing is old enough to be final yet
-    assert idx.observe(101.0, (10, 5, 4))  # unchanged but still settling: keep querying
-    assert idx.settled_at(100.0 + W.SETTLE_SECONDS) == 10
-    assert not idx.history and not idx.observe(120.0, (10, 5, 4))  # quiet: no query
+    def __init__(self):
+        self.seen: list[int] = []
+        self.recent: set[int] = set()
+        self.gone = False
+
+    def on_changes(self, changes, keywords=(), recent=()):
+        self.seen.extend(m.uid for m in changes)
+        self.recent |= set(recent)
+
+    def mark_gone(self):
+        self.gone = True
 
 
-def test_watcher_picks_up_a_late_writer_below_a_seen_modseq():
-    """Item modseq 5 lands after modseq 6 was already read (block reservation race, DynamoDB store)."""
-    import asyncio
+def test_watcher_follows_the_account_log_across_tasks():
+    """Two gateway tasks (two Runtimes) over one store: each sees every change once, in order; \\Recent
+    is won by one of them; a DELETE ends the selection."""
+    store = MemoryMailStore()
+    store.ensure_mailboxes("u")
+    backend = SimpleNamespace(store=store, settings=SimpleNamespace(imap_poll_interval=60), mail=None)
 
-    from postern_gateway.imap.watcher import Runtime, Watcher
-
-    visible = [MessageMeta(uid=2, modseq=6)]
-    mb = MailboxInfo(user="u", name="INBOX", mailbox_id="m", uidvalidity=1, uidnext=3, highestmodseq=6, exists=2)
-
-    class Store:
-        def get_mailbox(self, user, name):
-            return mb
-
-        def changes_since(self, m, modseq):
-            return sorted((x for x in visible if x.modseq > modseq), key=lambda x: x.modseq)
-
-    class Backend:
-        store = Store()
-        settings = SimpleNamespace(imap_poll_interval=60)
-
-        async def run(self, fn, *a):
-            return fn(*a)
-
-    seen = []
-
-    class Sink:
-        def on_changes(self, changes):
-            seen.extend(changes)
-
-        def mark_gone(self):
-            raise AssertionError("mailbox is still there")
-
-    sink = Sink()
+    from postern_gateway.backend import MailFacade
+    from postern_gateway.blocking import Blocking
 
     async def go():
-        w = Watcher(Runtime(Backend()), mb, MailboxIndex("u", "m", 1))
-        w.sessions.add(sink)
-        await w.refresh()
-        assert [m.uid for m in seen] == [2]
-        visible.append(MessageMeta(uid=1, modseq=5))  # the slow writer lands
-        await w.refresh()  # counters unchanged, but still settling: re-read from the stable mark
-        assert [m.uid for m in seen] == [2, 1]
-        await w.refresh()
-        assert [m.uid for m in seen] == [2, 1]  # deduped, not reported twice
+        b1 = SimpleNamespace(**vars(backend))
+        b2 = SimpleNamespace(**vars(backend))
+        b1.mail = MailFacade(store, Blocking(2))
+        b2.mail = MailFacade(store, Blocking(2))
+        rt1, rt2 = Runtime(b1), Runtime(b2)
+        mb = store.get_mailbox("u", "INBOX")
+        w1, w2 = await rt1.open(mb), await rt2.open(mb)
+        s1, s2 = _Sink(), _Sink()
+        w1.sessions.add(s1)
+        w2.sessions.add(s2)
+        for i in range(3):
+            store.append("u", "INBOX", b"Subject: %d\r\n\r\nx\r\n" % i)
+        inbox = store.get_mailbox("u", "INBOX")
+        store.store_flags(inbox, store.get_messages(inbox, [2]), ["\\Seen"], "add")
+        store.expunge(inbox, store.get_messages(inbox, [1]))
+        await w1.refresh()
+        await w2.refresh()
+        assert s1.seen == s2.seen == [1, 2, 3, 2, 1]  # appends, the flag change, the expunge
+        await w1.refresh()
+        assert s1.seen == [1, 2, 3, 2, 1]  # nothing twice
+        assert (s1.recent | s2.recent) == {1, 2, 3} and not (s1.recent & s2.recent)
+        from postern import mailboxes as MB
+
+        MB.rename(store, "u", "INBOX", "Moved")  # the selection follows the id...
+        await w1.refresh()
+        assert w1.mb.name == "Moved" and not s1.gone
+        MB.delete(store, "u", "Moved")  # ...and ends when it is deleted
+        await w2.refresh()
+        assert s2.gone
 
     asyncio.run(go())

@@ -25,6 +25,7 @@ def make_backend() -> Backend:
                 memory_directory(), Blocking(2))
     b.directory.add_domain("example.test")
     b.directory.add_user(USER, PASSWORD)
+    b.store.ensure_mailboxes(USER)
     b.store.append(USER, "INBOX", BODY)
     b.store.append(USER, "INBOX", b"Subject: two\r\n\r\n.x\r\n")
     return b

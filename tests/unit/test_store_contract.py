@@ -1,44 +1,106 @@
-"""One contract suite, run against every MailStore implementation."""
+"""One contract suite, run against every mail store: in memory, and DynamoDB + S3 on moto.
+
+What production relies on: UIDs and MODSEQs, dedup, quota, flags and keywords,
+expunge and blob release, COPY and stable ids, hierarchy rename and delete
+(freeing quota at once and blobs after the sweep), \\Recent arbitration, the
+change log, missing blobs, concurrent appends, and a crash at every write of
+every multi-item change leaving a table the next writer completes.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
+
 import pytest
 
-from postern.errors import MailboxExists, MailboxInvalid, MailboxNotFound, QuotaExceeded
+from postern import mailboxes as MB
+from postern.errors import (
+    BlobMissing,
+    KeywordLimit,
+    MailboxExists,
+    MailboxInvalid,
+    MailboxNotFound,
+    QuotaExceeded,
+)
+from postern.store.base import MAX_KEYWORDS, MessageMeta
 from postern.store.memory import MemoryMailStore
 
+from store_harness import Crash, Harness, check_invariants
+
 U = "alice@example.test"
-MSG = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody line\r\n"
+MSG = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <m1@example.org>\r\n\r\nbody line\r\n"
+
+
+@pytest.fixture(scope="module")
+def moto_env():
+    """One moto for the module; each test gets its own mail table and bucket (creating every
+    resource of the template per test would cost a second each)."""
+    from moto import mock_aws
+
+    from postern.aws import Clients
+    from postern.config import Settings
+    from postern_local.moto_atomic import install
+    from postern_local.template import load_template, resources_of_type
+
+    install()
+    with mock_aws():
+        clients = Clients(Settings())
+        props = resources_of_type(load_template(), "AWS::DynamoDB::Table")["MailTable"]["Properties"]
+        yield clients, props
+
+
+_tables = itertools.count()
 
 
 @pytest.fixture(params=["memory", "dynamo"])
-def store(request):
+def h(request) -> Harness:
     if request.param == "memory":
-        return MemoryMailStore()
-    return request.getfixturevalue("dynamo_store")
+        return Harness(MemoryMailStore())
+    from postern.config import Settings
+    from postern.store.dynamo import DynamoMailStore
+
+    clients, props = request.getfixturevalue("moto_env")
+    n = next(_tables)
+    table, bucket = f"mail-{n}", f"mail-bucket-{n}"
+    clients.dynamodb.create_table(TableName=table, AttributeDefinitions=props["AttributeDefinitions"],
+                                  KeySchema=props["KeySchema"], BillingMode="PAY_PER_REQUEST")
+    clients.s3.create_bucket(Bucket=bucket)
+    settings = Settings.from_env({**os.environ, "POSTERN_MAIL_TABLE": table, "POSTERN_BUCKET": bucket})
+    return Harness(DynamoMailStore(settings, clients))
 
 
-def test_first_delivery_creates_defaults_and_uids_ascend(store):
-    r1 = store.append(U, "INBOX", MSG, prefix=b"Delivered-To: alice@example.test\r\n")
-    r2 = store.append(U, "inbox", MSG)
-    assert (r1.uid, r2.uid) == (1, 2)
-    assert r2.modseq > r1.modseq
-    names = {mb.name: mb.special_use for mb in store.list_mailboxes(U)}
+@pytest.fixture
+def store(h):
+    MB.ensure_defaults(h.store, U)
+    return h.store
+
+
+def inbox(store):
+    return store.get_mailbox(U, "INBOX")
+
+
+def test_first_delivery_creates_defaults_and_uids_ascend(h):
+    s = h.store
+    r1 = MB.append(s, U, "INBOX", MSG, prefix=b"Delivered-To: alice@example.test\r\n")
+    r2 = MB.append(s, U, "inbox", MSG)
+    assert (r1.uid, r2.uid) == (1, 2) and r2.modseq > r1.modseq
+    names = {mb.name: mb.special_use for mb in s.list_mailboxes(U)}
     assert names == {"INBOX": None, "Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash",
                      "Junk": "\\Junk", "Archive": "\\Archive"}
-    mb = store.get_mailbox(U, "INBOX")
-    assert (mb.exists, mb.uidnext, mb.unseen) == (2, 3, 2)
+    assert set(s.list_subscriptions(U)) == set(names)
+    mb = inbox(s)
+    assert (mb.exists, mb.uidnext, mb.unseen, mb.highestmodseq) == (2, 3, 2, r2.modseq)
     assert mb.size == len(MSG) * 2 + len(b"Delivered-To: alice@example.test\r\n")
-    assert mb.highestmodseq == r2.modseq
+    check_invariants(h, U)
 
 
 def test_read_is_prefix_plus_original_bytes(store):
     prefix = b"Return-Path: <a@example.org>\r\n"
     store.append(U, "INBOX", MSG, prefix=prefix)
-    mb = store.get_mailbox(U, "INBOX")
-    (meta,) = list(store.list_messages(mb))
-    assert store.read(meta) == prefix + MSG
-    assert meta.size == len(prefix + MSG)
+    (meta,) = list(store.list_messages(inbox(store)))
+    assert store.read(meta) == prefix + MSG and meta.size == len(prefix + MSG)
     assert meta.header == prefix + MSG[: MSG.index(b"\r\n\r\n") + 4]
     assert store.read(meta, 5, 20) == (prefix + MSG)[5:20]
     assert store.read(meta, len(prefix) + 2, meta.size - 3) == (prefix + MSG)[len(prefix) + 2: -3]
@@ -47,107 +109,189 @@ def test_read_is_prefix_plus_original_bytes(store):
 def test_dedup_key_makes_append_idempotent(store):
     a = store.append(U, "INBOX", MSG, dedup="q1#alice")
     b = store.append(U, "INBOX", MSG, dedup="q1#alice")
-    assert b.duplicate and b.uid == a.uid
-    assert store.get_mailbox(U, "INBOX").exists == 1
+    assert b.duplicate and (b.uid, b.email_id, b.modseq) == (a.uid, a.email_id, a.modseq)
+    assert inbox(store).exists == 1
 
 
-def test_quota_is_permanent_failure(store):
+def test_quota_is_permanent_failure(h, store):
     store.append(U, "INBOX", MSG, quota=len(MSG) * 2)
     store.append(U, "INBOX", MSG, quota=len(MSG) * 2)
     with pytest.raises(QuotaExceeded):
         store.append(U, "INBOX", MSG, quota=len(MSG) * 2)
-    assert store.get_mailbox(U, "INBOX").exists == 2
-    assert store.usage(U) == 2 * len(MSG)
+    assert inbox(store).exists == 2 and store.usage(U) == 2 * len(MSG)
+    assert not h.blob_keys(store.spool_prefix), "a refused APPEND left its bytes behind"
+    check_invariants(h, U)
 
 
-def test_flags_changes_since_and_unseen(store):
+def test_flags_changes_since_unseen_and_unchangedsince(store):
     for _ in range(3):
         store.append(U, "INBOX", MSG)
-    mb = store.get_mailbox(U, "INBOX")
+    mb = inbox(store)
     metas = list(store.list_messages(mb))
     base = mb.highestmodseq
     res = store.store_flags(mb, metas[:2], ["\\Seen", "$Work"], "add")
-    assert [c.uid for c in res.changed] == [1, 2]
-    assert all(c.modseq > base for c in res.changed)
+    assert [c.uid for c in res.changed] == [1, 2] and all(c.modseq > base for c in res.changed)
+    assert res.keywords == {"$Work"}
     changed = store.changes_since(mb, base)
-    assert [m.uid for m in changed] == [1, 2]
-    assert changed[0].flags == frozenset({"\\Seen", "$Work"})
-    mb = store.get_mailbox(U, "INBOX")
-    assert mb.unseen == 1
-    # UNCHANGEDSINCE below the current modseq fails for that message (RFC 7162 §3.2).
+    assert [m.uid for m in changed] == [1, 2] and changed[0].flags == {"\\Seen", "$Work"}
+    mb = inbox(store)
+    assert mb.unseen == 1 and mb.keywords == {"$Work"}
+    again = store.store_flags(mb, metas[:2], ["\\Seen"], "add")  # no change: no new MODSEQ (RFC 7162)
+    assert not again.changed and inbox(store).highestmodseq == mb.highestmodseq
     res = store.store_flags(mb, metas[:1], ["\\Flagged"], "add", unchanged_since=base)
-    assert res.failed == [1] and not res.changed
+    assert res.failed == [1] and not res.changed  # RFC 7162 §3.1.3
     res = store.store_flags(mb, metas[:1], [], "replace")
-    assert res.changed[0].flags == frozenset()
-    assert store.get_mailbox(U, "INBOX").unseen == 2
+    assert res.changed[0].flags == frozenset() and inbox(store).unseen == 2
 
 
-def test_expunge_leaves_tombstones_and_frees_quota(store):
+def test_keywords_are_bounded_per_mailbox(store):
+    store.append(U, "INBOX", MSG)
+    mb = inbox(store)
+    metas = list(store.list_messages(mb))
+    store.store_flags(mb, metas, [f"$k{i}" for i in range(MAX_KEYWORDS)], "add")
+    with pytest.raises(KeywordLimit):
+        store.store_flags(mb, metas, ["$one-too-many"], "add")
+    with pytest.raises(KeywordLimit):
+        store.append(U, "INBOX", MSG, flags=["$another"])
+    store.store_flags(mb, metas, ["$k0"], "remove")
+    assert store.store_flags(mb, metas, ["$k0"], "add").changed  # a known keyword is fine
+    assert len(inbox(store).keywords) == MAX_KEYWORDS
+
+
+def test_expunge_leaves_tombstones_frees_quota_and_blob(h, store):
     for _ in range(3):
         store.append(U, "INBOX", MSG)
-    mb = store.get_mailbox(U, "INBOX")
+    mb = inbox(store)
     metas = list(store.list_messages(mb))
     base = mb.highestmodseq
     assert store.expunge(mb, [metas[1]]) == [2]
     assert store.expunge(mb, [metas[1]]) == []
     assert [m.uid for m in store.list_messages(mb)] == [1, 3]
-    ch = store.changes_since(mb, base)
-    assert [(m.uid, m.expunged) for m in ch] == [(2, True)]
-    mb = store.get_mailbox(U, "INBOX")
-    assert (mb.exists, mb.uidnext) == (2, 4)
-    assert store.usage(U) == 2 * len(MSG)
+    assert [(m.uid, m.expunged) for m in store.changes_since(mb, base)] == [(2, True)]
+    mb = inbox(store)
+    assert (mb.exists, mb.uidnext) == (2, 4) and store.usage(U) == 2 * len(MSG)
+    assert metas[1].blob_key not in h.blob_keys()
+    check_invariants(h, U)
 
 
-def test_copy_shares_blob_until_last_reference(store):
-    store.append(U, "INBOX", MSG)
-    mb = store.get_mailbox(U, "INBOX")
+def test_copy_keeps_email_and_thread_ids_and_shares_the_blob_until_the_last_reference(h, store):
+    a = store.append(U, "INBOX", MSG)
+    mb = inbox(store)
     metas = list(store.list_messages(mb))
     dest, pairs = store.copy(mb, metas, "Archive")
     assert pairs == [(1, 1)] and dest.exists == 1
-    store.expunge(mb, metas)
+    trash, _ = store.copy(dest, list(store.list_messages(dest)), "Trash")
     (copied,) = list(store.list_messages(dest))
+    assert (copied.email_id, copied.thread_id, copied.blob_key) == (a.email_id, a.thread_id, metas[0].blob_key)
+    assert copied.blob_id == metas[0].blob_id != ""
+    store.expunge(mb, metas)  # COPY-then-expunge: the copy lives on, same id, same bytes
     assert store.read(copied) == MSG
+    check_invariants(h, U)
+    store.expunge(dest, [copied])
+    assert metas[0].blob_key in h.blob_keys()  # Trash still holds it
+    store.expunge(trash, list(store.list_messages(trash)))
+    assert metas[0].blob_key not in h.blob_keys()  # the last reference released it
+    assert store.usage(U) == 0
+    check_invariants(h, U)
 
 
-def test_mailbox_lifecycle(store):
-    store.ensure_mailboxes(U)
-    store.create_mailbox(U, "Work/Projects")
+def test_copy_is_all_or_nothing(h, store):
+    for _ in range(3):
+        store.append(U, "INBOX", MSG)
+    mb = inbox(store)
+    with pytest.raises(QuotaExceeded):
+        store.copy(mb, list(store.list_messages(mb)), "Archive", quota=len(MSG) * 4)
+    assert store.get_mailbox(U, "Archive").exists == 0
+    with pytest.raises(MailboxNotFound):
+        store.copy(mb, list(store.list_messages(mb)), "Nope")
+    check_invariants(h, U)
+
+
+def test_replies_join_their_parents_thread(store):
+    a = store.append(U, "INBOX", MSG)
+    b = store.append(U, "INBOX", b"Subject: re\r\nMessage-ID: <m2@x>\r\nIn-Reply-To: <m1@example.org>\r\n\r\nx\r\n")
+    c = store.append(U, "INBOX", b"Subject: re re\r\nReferences: <m1@example.org> <m2@x>\r\n\r\nx\r\n")
+    d = store.append(U, "INBOX", b"Subject: other\r\n\r\nx\r\n")
+    assert a.thread_id == b.thread_id == c.thread_id != d.thread_id
+    assert len({a.email_id, b.email_id, c.email_id, d.email_id}) == 4
+
+
+def test_hierarchy_create_rename_delete(h, store):
+    MB.create(store, U, "Work/Projects/2024")
+    assert {"Work", "Work/Projects", "Work/Projects/2024"} <= {m.name for m in store.list_mailboxes(U)}
     with pytest.raises(MailboxExists):
-        store.create_mailbox(U, "Work/Projects")
-    store.rename_mailbox(U, "Work/Projects", "Old/Projects")
-    assert "Old/Projects" in {m.name for m in store.list_mailboxes(U)}
+        MB.create(store, U, "Work/Projects")
+    store.append(U, "Work/Projects", MSG)
+    before = store.get_mailbox(U, "Work/Projects")
+    moved = MB.rename(store, U, "Work", "Old/Work")
+    assert moved == [("Work", "Old/Work"), ("Work/Projects", "Old/Work/Projects"),
+                     ("Work/Projects/2024", "Old/Work/Projects/2024")]
+    names = {m.name for m in store.list_mailboxes(U)}
+    assert {"Old", "Old/Work", "Old/Work/Projects", "Old/Work/Projects/2024"} <= names
+    assert not any(n.startswith("Work") for n in names)
+    after = store.get_mailbox(U, "Old/Work/Projects")
+    assert (after.mailbox_id, after.uidvalidity, after.exists) == (before.mailbox_id, before.uidvalidity, 1)
+    assert store.get_mailbox_by_id(U, before.mailbox_id).name == "Old/Work/Projects"
     with pytest.raises(MailboxNotFound):
         store.get_mailbox(U, "Work/Projects")
-    store.delete_mailbox(U, "Old/Projects")
     with pytest.raises(MailboxInvalid):
-        store.delete_mailbox(U, "INBOX")
+        MB.rename(store, U, "Old", "Old/Inner")
+    MB.delete(store, U, "Old/Work/Projects")
+    with pytest.raises(MailboxInvalid):
+        MB.delete(store, U, "INBOX")
     with pytest.raises(MailboxNotFound):
         store.append(U, "Nope", MSG)
+    store.sweep(U)
+    check_invariants(h, U)
 
 
-def test_rename_inbox_moves_messages_and_leaves_it_empty(store):
+def test_rename_inbox_moves_messages_and_leaves_it_empty(h, store):
     store.append(U, "INBOX", MSG)
-    old = store.get_mailbox(U, "INBOX")
-    store.rename_mailbox(U, "INBOX", "Old")
+    old = inbox(store)
+    MB.rename(store, U, "INBOX", "Old")
     moved = store.get_mailbox(U, "Old")
-    assert moved.exists == 1 and moved.uidvalidity == old.uidvalidity
-    inbox = store.get_mailbox(U, "INBOX")
-    assert inbox.exists == 0 and inbox.uidvalidity != old.uidvalidity
+    assert moved.exists == 1 and (moved.mailbox_id, moved.uidvalidity) == (old.mailbox_id, old.uidvalidity)
+    new = inbox(store)
+    assert new.exists == 0 and new.uidvalidity != old.uidvalidity and new.mailbox_id != old.mailbox_id
     assert store.read(next(iter(store.list_messages(moved)))) == MSG
+    check_invariants(h, U)
 
 
-def test_subscriptions(store):
-    store.subscribe(U, "Work")
-    store.subscribe(U, "inbox")
-    assert set(store.list_subscriptions(U)) >= {"Work", "INBOX"}
-    store.unsubscribe(U, "Work")
+def test_delete_frees_quota_at_once_and_blobs_after_the_sweep(h, store):
+    MB.create(store, U, "Big")
+    for _ in range(5):
+        store.append(U, "Big", MSG)
+    store.append(U, "INBOX", MSG)
+    keep = list(store.list_messages(inbox(store)))[0].blob_key
+    assert store.usage(U) == 6 * len(MSG)
+    MB.delete(store, U, "Big")
+    assert store.usage(U) == len(MSG)  # RFC 9208: deleting a mailbox frees its storage
+    assert "Big" not in {m.name for m in store.list_mailboxes(U)}
+    assert len(h.blob_keys()) == 6  # not yet released
+    assert store.sweep(U) == 5
+    assert h.blob_keys() == {keep}
+    MB.create(store, U, "Big")  # the name is free again, with a new UIDVALIDITY
+    assert store.get_mailbox(U, "Big").exists == 0
+    check_invariants(h, U)
+
+
+def test_subscriptions_and_the_one_name_validator(store):
+    MB.subscribe(store, U, "Work")  # the mailbox need not exist (RFC 3501 §6.3.6)
+    MB.subscribe(store, U, "inbox")
+    assert {"Work", "INBOX"} <= set(store.list_subscriptions(U))
+    MB.unsubscribe(store, U, "Work")
     assert "Work" not in store.list_subscriptions(U)
+    for bad in ["a\x00b", "x*", "y%z", "a//b", "/a", "", "é" * 300, "a/" * 40 + "a", "tab\there"]:
+        with pytest.raises(MailboxInvalid):
+            MB.subscribe(store, U, bad)
+        with pytest.raises(MailboxInvalid):
+            MB.create(store, U, bad)
 
 
 def test_light_listing_and_get_messages(store):
     for _ in range(3):
         store.append(U, "INBOX", MSG, flags=["\\Seen"])
-    mb = store.get_mailbox(U, "INBOX")
+    mb = inbox(store)
     light = list(store.list_messages(mb, since_uid=1, light=True))
     assert [m.uid for m in light] == [2, 3]
     assert all(m.flags == {"\\Seen"} and m.size == len(MSG) for m in light)
@@ -155,26 +299,190 @@ def test_light_listing_and_get_messages(store):
     assert [m.uid for m in full] == [1, 3] and full[0].header is not None
 
 
-def test_append_from_inline_header_equals_append_from_bytes(store):
+def test_append_from_inline_header_equals_append_from_bytes(h, store):
     """The store Lambda indexes from the gateway's inline header; the result must match a full append."""
     from postern.store.summary import decode_inline_header, inline_header
 
     prefix = b"Delivered-To: alice@example.test\r\n"
-    if isinstance(store, MemoryMailStore):
-        store.put_spool("spool/q9", MSG)
-    else:
-        store._s3.put_object(Bucket=store.bucket, Key="spool/q9", Body=MSG)
-    blob = store.adopt_spool("spool/q9", "q9")
+    store.blobs.put("spool/q9", MSG)
     header = decode_inline_header(inline_header(MSG))
-    assert header == MSG[: MSG.index(b"\r\n\r\n") + 4]
-    store.append(U, "INBOX", None, blob_key=blob, header=header, raw_size=len(MSG), prefix=prefix)
+    store.append(U, "INBOX", None, spool_key="spool/q9", header=header, raw_size=len(MSG), prefix=prefix, dedup="q9#a")
     store.append(U, "INBOX", MSG, prefix=prefix)
-    mb = store.get_mailbox(U, "INBOX")
-    a, b = list(store.list_messages(mb))
+    a, b = list(store.list_messages(inbox(store)))
     assert (a.size, a.header, a.header_len, a.raw_size) == (b.size, b.header, b.header_len, b.raw_size)
     assert store.read(a) == store.read(b) == prefix + MSG
     with pytest.raises(ValueError):
-        store.append(U, "INBOX", None, header=header, raw_size=len(MSG))  # no blob to point at
+        store.append(U, "INBOX", None, header=header, raw_size=len(MSG))  # no spool object to point at
+    check_invariants(h, U)
+
+
+def test_a_missing_blob_is_one_domain_error(h, store):
+    store.append(U, "INBOX", MSG)
+    (meta,) = store.get_messages(inbox(store), [1])
+    store.blobs.delete(meta.blob_key)
+    with pytest.raises(BlobMissing):
+        store.read(meta, 0, meta.size)  # past the stored header block: needs the blob
+    with pytest.raises(BlobMissing):
+        store.read_spool("spool/never-written")
+
+
+def test_recent_is_claimed_once_across_sessions_and_tasks(h, store):
+    for _ in range(3):
+        store.append(U, "INBOX", MSG)
+    mb = inbox(store)
+    other_task = h.twin()
+    assert store.claim_recent(mb, 2) == 0  # this session owns UIDs 1..2
+    assert other_task.claim_recent(mb, 3) == 2  # the other owns 3
+    assert store.claim_recent(mb, 3) == 3  # nothing left
+    assert inbox(store).recent_uid == 3
+
+
+def test_the_change_log_is_self_describing_and_in_order(store):
+    pos = inbox(store).pos
+    r = store.append(U, "INBOX", MSG, flags=["$Label"])
+    mb = inbox(store)
+    store.store_flags(mb, list(store.list_messages(mb)), ["\\Seen"], "add")
+    store.expunge(mb, list(store.list_messages(mb)))
+    MB.create(store, U, "X")
+    changes = store.follow(U, pos)
+    assert [c.modseq for c in changes] == list(range(pos + 1, pos + 5))
+    assert [c.kind for c in changes] == ["append", "flags", "expunge", "create"]
+    app = changes[0]
+    assert app.mailbox_id == mb.mailbox_id and app.keywords == {"$Label"}
+    assert (app.messages[0].uid, app.messages[0].email_id, app.messages[0].size) == (1, r.email_id, len(MSG))
+    assert changes[1].messages[0].flags == {"\\Seen", "$Label"}
+    assert changes[2].messages[0].expunged
+    assert changes[3].names[0][2] == "X"
+
+
+def test_concurrent_appends_get_distinct_uids(h, store):
+    errors = []
+
+    def deliver(n):
+        try:
+            for i in range(4):
+                store.append(U, "INBOX", MSG, dedup=f"q{n}-{i}#alice")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    mb = inbox(store)
+    assert [m.uid for m in store.list_messages(mb)] == list(range(1, 17)) and mb.exists == 16
+    check_invariants(h, U)
+
+
+OPERATIONS = {
+    "append": lambda s: s.append(U, "INBOX", MSG, flags=["$New"]),
+    "delivery": lambda s: MB.append(s, U, "INBOX", None, spool_key="spool/q1", header=MSG[:70], raw_size=len(MSG),
+                                     dedup="q1#alice#INBOX"),
+    "flags": lambda s: s.store_flags(inbox(s), list(s.list_messages(inbox(s))), ["\\Seen", "$K"], "add"),
+    "expunge": lambda s: s.expunge(inbox(s), list(s.list_messages(inbox(s)))[:2]),
+    "copy": lambda s: s.copy(inbox(s), list(s.list_messages(inbox(s))), "Archive"),
+    "rename": lambda s: MB.rename(s, U, "Work", "Old/Work"),
+    "rename-inbox": lambda s: MB.rename(s, U, "INBOX", "Moved"),
+    "delete": lambda s: MB.delete(s, U, "Work"),
+    "create": lambda s: MB.create(s, U, "New/Deep/Box"),
+}
+
+
+def _seed(s) -> None:
+    MB.ensure_defaults(s, U)
+    MB.create(s, U, "Work/Sub")
+    s.blobs.put("spool/q1", MSG)
+    for i in range(3):
+        s.append(U, "INBOX", MSG, flags=["\\Seen"] if i == 0 else [])
+    s.append(U, "Work", MSG)
+    s.copy(inbox(s), list(s.list_messages(inbox(s)))[:1], "Trash")
+
+
+# The engine is one implementation over both item layers; every crash point of every operation runs
+# in memory, and the DynamoDB layer (whose conditions and updates the in-memory twin mirrors) for two.
+CRASHES = [pytest.param(op, "memory") for op in sorted(OPERATIONS)] + [
+    pytest.param(op, "dynamo") for op in ("delivery", "rename")]
+
+
+@pytest.mark.parametrize(("op", "h"), CRASHES, indirect=["h"])
+def test_a_crash_at_any_write_is_completed_by_the_next_writer(h, op):
+    """Kill the writer at its 1st, 2nd, ... write: the next one finishes the change (or it never
+    happened), and the table, counters, quota and blobs agree. No transaction involved."""
+    _seed(h.store)
+    check_invariants(h, U)
+    base = h.items()
+    for fail_at in range(1, 40):
+        crashing = h.crashing(fail_at)
+        try:
+            OPERATIONS[op](crashing)
+        except Crash:
+            pass
+        else:
+            break  # the operation needs fewer writes: every crash point was tried
+        after = h.twin()
+        after.append(U, "Drafts", MSG)  # the next writer of the account
+        after.sweep(U)
+        check_invariants(h, U)
+        _reset(h, base)
+    else:
+        pytest.fail("operation never completed")
+    assert fail_at > 2
+
+
+def _reset(h, base) -> None:
+    """Back to the seeded table (and its blobs) for the next crash point."""
+    now = h.items()
+    for k in set(now) - set(base):
+        h.store.items.delete({"pk": k[0], "sk": k[1]})
+    for k, v in base.items():
+        if now.get(k) != v:
+            h.store.items.put(v)
+    referenced = {i["bl"] for i in base.values() if "bl" in i and not i.get("x") and i["sk"] != "#"}
+    for key in h.blob_keys() - referenced:
+        h.store.blobs.delete(key)
+    for key in referenced - h.blob_keys():
+        h.store.blobs.put(key, MSG)
+
+
+def test_readers_see_a_half_done_rename_as_done(h):
+    """RENAME committed, its writer killed before any name moved: IMAP shows the new names at once."""
+    _seed(h.store)
+    crashing = h.crashing(2)  # write 1 is the change record itself
+    with pytest.raises(Crash):
+        MB.rename(crashing, U, "Work", "Old/Work")
+    names = {m.name for m in h.store.list_mailboxes(U)}
+    assert {"Old/Work", "Old/Work/Sub", "Old"} <= names and "Work" not in names
+    assert h.store.get_mailbox(U, "Old/Work").exists == 1
+    with pytest.raises(MailboxNotFound):
+        h.store.get_mailbox(U, "Work/Sub")
+
+
+def test_a_reader_missing_a_committed_message_rolls_it_forward(h):
+    _seed(h.store)
+    mb = inbox(h.store)
+    with pytest.raises(Crash):
+        h.crashing(2).append(U, "INBOX", MSG)  # committed; killed before its entry was written
+    (ch,) = h.store.follow(U, mb.pos)  # a watcher sees it in the log...
+    uid = ch.messages[0].uid
+    (meta,) = h.store.get_messages(mb, [uid])  # ...and a FETCH finds it
+    assert h.store.read(meta) == MSG
+    check_invariants(h, U)
+
+
+def test_unsupported_mailbox_changes_are_refused_cleanly(store):
+    with pytest.raises(MailboxExists):
+        MB.create(store, U, "inbox")
+    with pytest.raises(MailboxExists):
+        MB.rename(store, U, "Sent", "INBOX")
+    with pytest.raises(MailboxNotFound):
+        MB.rename(store, U, "Nope", "Other")
+    with pytest.raises(MailboxExists):
+        MB.rename(store, U, "Sent", "Trash")
+    with pytest.raises(MailboxNotFound):
+        store.expunge(store.get_mailbox(U, "Sent").__class__(U, "Gone", "no-such-id", 1),
+                      [MessageMeta(uid=1, modseq=1)])
 
 
 def test_inline_header_is_left_out_when_large():

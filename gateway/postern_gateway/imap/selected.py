@@ -1,27 +1,34 @@
 """The selected mailbox of one session (pymap ``selected.py``): what this client knows.
 
 In:   the process :class:`~.watcher.MailboxIndex` at SELECT time, then change
-      batches from the :class:`~.watcher.Watcher` (``on_changes``) and the
-      session's own writes (``told_flags``, ``expunged_now``).
+      batches from the :class:`~.watcher.Watcher` (``on_changes``: messages,
+      keywords new to the mailbox, \\Recent won) and the session's own writes
+      (``told_flags``, ``announce``, ``expunged_now``).
 Out:  the sequence-number <-> UID map the client sees, :meth:`resolve` for
-      message sets, and :meth:`flush`: the untagged EXPUNGE / EXISTS / RECENT /
-      FETCH FLAGS lines to send before a tagged reply.
+      message sets, :meth:`flag_lines` (FLAGS and PERMANENTFLAGS), and
+      :meth:`flush`: the untagged FLAGS / EXPUNGE / EXISTS / RECENT / FETCH FLAGS
+      lines to send before a tagged reply.
 Fails: :class:`~.errors.BadCommand` for sequence numbers beyond EXISTS.
 
 Rules (RFC 3501 §5.2, §5.5, §7.4.1): sequence numbers change only when we
 tell the client: an expunge by another session is held back until a command
 during which EXPUNGE may be sent (never during FETCH, STORE or SEARCH; the
 UID forms allow it). Messages that were expunged but not yet announced keep
-their sequence numbers and last known metadata. ``\\Recent`` is per session:
-the first session of this process to see a new UID claims it.
+their sequence numbers and last known metadata. Another session's flag change
+reaches this view when it is announced (flush), so a FETCH never shows a flag
+the client was not told about: a keyword new to the mailbox is announced with
+``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` first (RFC 3501 §7.2.6), whichever
+session or gateway task introduced it. ``\\Recent`` is arbitrated by the store
+(``claim_recent``): one session of all tasks is the first to be told.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+from dataclasses import replace
 
-from postern.store.base import MailboxInfo, MessageMeta
+from postern.store.base import MAX_KEYWORDS, SYSTEM_FLAGS, MailboxInfo, MessageMeta, is_keyword
 
 from . import responses as R
 from .errors import BadCommand
@@ -39,49 +46,58 @@ class Selected:
         self.metas: dict[int, MessageMeta] = dict(idx.metas)
         self.uids: list[int] = sorted(self.metas)
         self.pending_expunge: set[int] = set()
-        self.pending_flags: set[int] = set()
+        self.pending_flags: dict[int, MessageMeta] = {}  # another session's change, not told yet
         self.pending_new: dict[int, MessageMeta] = {}
-        self.recent: set[int] = set()
-        if not readonly:
-            self._claim_recent(self.uids)
+        self.pending_keywords: set[str] = set()
+        self.recent: set[int] = set()  # set by SELECT (claim_recent) and by the watcher
         self.gone = False
         self.announce_highestmodseq = False  # owed: untagged OK [HIGHESTMODSEQ] (enable_condstore)
         self.changed = asyncio.Event()
-        self.keywords: set[str] = set(idx.keywords)
+        self.keywords: set[str] = set(idx.keywords)  # announced to this client
 
-    def _claim_recent(self, uids) -> None:
-        idx = self.watcher.index
-        for u in uids:
-            if u > idx.recent_claimed:
-                self.recent.add(u)
-        if uids:
-            idx.recent_claimed = max(idx.recent_claimed, max(uids))
+    # --- FLAGS / PERMANENTFLAGS ----------------------------------------------------
+    def flag_lines(self) -> list[bytes]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for what this client has been told (RFC 3501 §7.2.6)."""
+        flags = list(SYSTEM_FLAGS) + sorted(self.keywords)
+        perm = "" if self.readonly else " ".join(flags + (["\\*"] if len(self.keywords) < MAX_KEYWORDS else []))
+        return [R.untagged(f"FLAGS ({' '.join(flags)})"), R.ok_code(f"PERMANENTFLAGS ({perm})", "Flags permitted")]
+
+    def announce(self, keywords) -> list[bytes]:
+        """The FLAGS lines to send before a response that shows ``keywords``, if any is new to the client."""
+        new = {k for k in keywords if is_keyword(k)} - self.keywords
+        self.pending_keywords -= new
+        if not new:
+            return []
+        self.keywords |= new
+        return self.flag_lines()
 
     # --- inputs -------------------------------------------------------------
     def mark_gone(self) -> None:
         self.gone = True
         self.changed.set()
 
-    def on_changes(self, changes: list[MessageMeta]) -> None:
+    def on_changes(self, changes: list[MessageMeta], keywords=(), recent=()) -> None:
         top = self.uids[-1] if self.uids else 0
+        self.pending_keywords |= set(keywords) - self.keywords
+        self.recent |= set(recent)
         for m in changes:
             if m.expunged:
                 if m.uid in self.metas:
                     self.pending_expunge.add(m.uid)
-                    self.pending_flags.discard(m.uid)
+                    self.pending_flags.pop(m.uid, None)
                 self.pending_new.pop(m.uid, None)
                 continue
             cur = self.metas.get(m.uid)
             if cur is not None:
-                if m.modseq > cur.modseq and m.uid not in self.pending_expunge:
-                    if m.flags != cur.flags or self.condstore:
-                        self.pending_flags.add(m.uid)
-                    self.metas[m.uid] = m
+                seen = self.pending_flags.get(m.uid, cur)
+                if m.modseq > seen.modseq and m.uid not in self.pending_expunge:
+                    self.pending_flags[m.uid] = m
+            elif m.uid in self.pending_new:
+                if self.pending_new[m.uid].modseq < m.modseq:
+                    self.pending_new[m.uid] = replace(self.pending_new[m.uid], flags=m.flags, modseq=m.modseq)
             elif m.uid > top:
-                prev = self.pending_new.get(m.uid)
-                if prev is None or prev.modseq < m.modseq:
-                    self.pending_new[m.uid] = m
-        if self.pending_expunge or self.pending_flags or self.pending_new:
+                self.pending_new[m.uid] = m
+        if self.pending_expunge or self.pending_flags or self.pending_new or self.pending_keywords:
             self.changed.set()
 
     def enable_condstore(self) -> None:
@@ -93,12 +109,13 @@ class Selected:
             self.announce_highestmodseq = True
 
     def told_flags(self, uid: int, meta: MessageMeta) -> None:
-        """Our own STORE/FETCH already told the client these flags."""
+        """Our own STORE/FETCH already told the client these flags (after :meth:`announce`)."""
         cur = self.metas.get(uid)
         if cur is not None and cur.modseq <= meta.modseq:
             self.metas[uid] = meta
-            self.pending_flags.discard(uid)
-            self.keywords.update(f for f in meta.flags if not f.startswith("\\"))
+            pending = self.pending_flags.get(uid)
+            if pending is not None and pending.modseq <= meta.modseq:
+                del self.pending_flags[uid]
 
     def expunged_now(self, uid: int) -> int | None:
         """Remove ``uid`` and return the sequence number to announce in an EXPUNGE."""
@@ -108,7 +125,7 @@ class Selected:
         del self.uids[seq - 1]
         self.metas.pop(uid, None)
         self.pending_expunge.discard(uid)
-        self.pending_flags.discard(uid)
+        self.pending_flags.pop(uid, None)
         self.recent.discard(uid)
         return seq
 
@@ -186,6 +203,10 @@ class Selected:
     # --- output -------------------------------------------------------------
     def flush(self, allow_expunge: bool, with_uid: bool = False) -> list[bytes]:
         out: list[bytes] = []
+        shown = {f for m in [*self.pending_new.values(), *self.pending_flags.values()] for f in m.flags}
+        if self.pending_keywords or not shown <= self.keywords | set(SYSTEM_FLAGS):
+            out += self.announce(self.pending_keywords | shown)  # before any FETCH showing them (RFC 3501 §7.2.6)
+            self.pending_keywords.clear()
         if allow_expunge and self.pending_expunge:
             gone = []
             for uid in sorted(self.pending_expunge):  # RFC 3501 §7.4.1: each EXPUNGE renumbers
@@ -206,16 +227,15 @@ class Selected:
                     self.uids.append(uid)
                     self.metas[uid] = m
                     top = uid
-                    self.keywords.update(f for f in m.flags if not f.startswith("\\"))
             self.pending_new.clear()
-            before = len(self.recent)
-            if not self.readonly:
-                self._claim_recent(new)
             out.append(R.untagged(f"{len(self.uids)} EXISTS"))
-            if len(self.recent) != before:
-                out.append(R.untagged(f"{len(self.recent)} RECENT"))
+            out.append(R.untagged(f"{len(self.recent)} RECENT"))
         if self.pending_flags:
-            for uid in sorted(self.pending_flags):
+            changed = [m for m in self.pending_flags.values() if m.flags != self.metas[m.uid].flags or self.condstore]
+            for m in self.pending_flags.values():
+                self.metas[m.uid] = replace(self.metas[m.uid], flags=m.flags, modseq=m.modseq)
+            for m in sorted(changed, key=lambda x: x.uid):
+                uid = m.uid
                 seq = self.seq_of(uid)
                 if seq is None:
                     continue

@@ -1,57 +1,50 @@
-"""Change notification across sessions and gateway tasks, without full mailbox reads.
+"""Change notification across sessions and gateway tasks: the account change log, followed.
 
-In:   the mail store (through the Backend's executor) and the sessions that
-      have a mailbox selected.
+In:   the mail store through the Backend's facade (``backend.mail``), and the
+      sessions that have a mailbox selected.
 Out:  :class:`Runtime` (one per Backend, i.e. per gateway process) holding
-      * a cache of :class:`MailboxIndex` (uid -> MessageMeta, highest applied
-        modseq) keyed by (user, mailbox_id, uidvalidity): SELECT of a mailbox
-        this process has seen costs ``get_mailbox`` + one ``changes_since``
-        (O(changes)), not a listing of every message;
-      * ONE :class:`Watcher` per selected mailbox: while any session has it
-        selected it polls ``store.get_mailbox`` every ``imap_poll_interval``
-        and, when HIGHESTMODSEQ/UIDNEXT/EXISTS moved, reads
-        ``store.changes_since`` (the ``bymodseq`` GSI) and fans the changes
-        out to every session's :class:`~.selected.Selected`;
+      * a cache of :class:`MailboxIndex` (uid -> light MessageMeta, the mailbox's
+        keyword set, the log position it is exact at) keyed by (user, mailbox_id,
+        uidvalidity): SELECT of a mailbox this process has seen costs
+        ``get_mailbox`` + the log since the index's position (O(changes)), not a
+        listing of every message;
+      * ONE :class:`Feed` per account with a mailbox selected here: it reads the
+        account's change log after the last change number it saw
+        (``follow(user, pos)``, one strongly consistent Query) every
+        ``imap_poll_interval``, and hands each change to the :class:`Watcher` of
+        its mailbox, which updates the index and tells every session that has the
+        mailbox selected (``Selected.on_changes``);
+      * \\Recent claims, made through the store once per process and batch, so that
+        across gateway tasks one session is the first to be told of a message;
       * small LRU caches of full metadata (header blocks) and BODYSTRUCTUREs.
-Fails: StoreUnavailable during a poll is logged and retried on the next tick;
-      a mailbox deleted/renamed away (or whose UIDVALIDITY changed) marks the
-      subscribed sessions' views ``gone`` (they send BYE).
+Fails: StoreUnavailable during a poll is logged and retried on the next tick; a
+      mailbox deleted (a ``destroy`` change) marks the subscribed sessions'
+      views ``gone`` (they send BYE); a RENAME keeps them: they follow the id.
 
-Modseq allocation race (DynamoDB store): a writer reserves modseqs (a block
-of n for a STORE on n messages) before its items land, so a poll can see
-HIGHESTMODSEQ=N+k while items below N+k are still being written, and a later
-item may carry a *lower* modseq than one already seen. So the index keeps a
-``stable`` watermark: a HIGHESTMODSEQ value becomes stable once it was observed
-at least ``SETTLE_SECONDS`` ago (every item it covers has landed by then);
-each poll after a change queries ``changes_since(stable)`` (re-reading the last
-few seconds of changes), dedupes by (uid, modseq), and only then advances
-``stable``. Once quiet, a poll is one GetItem. A writer stalled longer than
-``SETTLE_SECONDS`` between reserving and writing could still be missed; a
-message-count mismatch after settling triggers a full reload.
+Exactly once, in order: the store writes change n+1 only after n exists, so
+"everything after the last number seen" is never missing a change that will
+appear later; changes are applied to the index only when newer than what it
+holds for that message (a listing taken while changes land is reconciled).
+There is no settle window and no lookback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
-from postern.errors import MailboxNotFound, PosternError
-from postern.store.base import MailboxInfo, MessageMeta
+from postern.errors import PosternError
+from postern.store.base import Change, MailboxInfo, MessageMeta
 
 log = logging.getLogger("postern.imap.watcher")
 
-SETTLE_SECONDS = 10.0
-RELOAD_LOOKBACK = 32  # after a full listing, re-read this many modseqs while settling
-LOOKBACK = RELOAD_LOOKBACK
 MAX_INDEXES = 256
+MAX_INDEX_ENTRIES = 500_000  # light metas kept across all cached mailboxes (~100-150 MB)
 HEADER_CACHE_BYTES = 64 * 1024 * 1024
 STRUCTURE_CACHE_ITEMS = 2048
-
-
-MAX_INDEX_ENTRIES = 500_000  # light metas kept across all cached mailboxes (~100-150 MB)
+FOLLOW_PAGE = 1000
 
 
 def light(m: MessageMeta) -> MessageMeta:
@@ -67,64 +60,41 @@ class MailboxIndex:
     mailbox_id: str
     uidvalidity: int
     metas: dict[int, MessageMeta] = field(default_factory=dict)
-    modseq: int = 0  # highest modseq applied
-    polled_hms: int = -1  # mailbox HIGHESTMODSEQ at the last poll
-    polled: tuple = ()
-    stable: int = 0  # every change with modseq <= stable is applied and final
-    history: deque = field(default_factory=deque)  # (monotonic time, HIGHESTMODSEQ) not yet stable
-    applied: set = field(default_factory=set)  # (uid, modseq) seen above ``stable``
-    recent_claimed: int = 0  # highest UID already given \Recent to a session of this process
-    keywords: set = field(default_factory=set)  # keywords ever seen here (for SELECT's FLAGS)
+    modseq: int = 0  # HIGHESTMODSEQ of the mailbox as applied here
+    pos: int = 0  # account change number this index is exact at
+    keywords: set = field(default_factory=set)  # the mailbox's keyword set (FLAGS / PERMANENTFLAGS)
+    recent_uid: int = 0  # \Recent claimed (by anyone) through this UID, as last learnt
 
-    def apply(self, changes: list[MessageMeta]) -> list[MessageMeta]:
-        fresh = []
-        for m in changes:
-            key = (m.uid, m.modseq)
-            if key in self.applied:
-                continue
-            self.applied.add(key)
+    def apply(self, ch: Change) -> list[MessageMeta]:
+        """Apply one change of this mailbox; returns what is news to a session (light metas, tombstones)."""
+        fresh: list[MessageMeta] = []
+        for m in ch.messages:
             cur = self.metas.get(m.uid)
             if m.expunged:
                 if cur is not None and cur.modseq < m.modseq:
                     del self.metas[m.uid]
                     fresh.append(m)
-                elif cur is None:
-                    fresh.append(m)
-            elif cur is None or cur.modseq < m.modseq:
-                self.metas[m.uid] = light(m)
-                if m.flags:
-                    self.keywords.update(f for f in m.flags if f[:1] != "\\")
+            elif ch.kind == "append":
+                if cur is None or cur.modseq < m.modseq:
+                    self.metas[m.uid] = light(m)
+                    fresh.append(self.metas[m.uid])
+            elif cur is not None and cur.modseq < m.modseq:  # flags: the index has the rest of the meta
+                self.metas[m.uid] = replace(cur, flags=m.flags, modseq=m.modseq)
                 fresh.append(self.metas[m.uid])
-            self.modseq = max(self.modseq, m.modseq)
-        if len(self.applied) > 4096:
-            self.applied = {k for k in self.applied if k[1] > self.stable}
+        self.keywords |= set(ch.keywords)
+        self.modseq = max(self.modseq, ch.modseq)
         return fresh
-
-    def observe(self, now: float, counters: tuple) -> bool:
-        """Record the mailbox counters; True when a query is due (changed, or still settling)."""
-        if counters != self.polled:
-            self.polled = counters
-            self.history.append((now, counters[0]))
-            return True
-        return bool(self.history)
-
-    def settled_at(self, now: float) -> int:
-        """The watermark that is safe once a query made at ``now`` has been applied."""
-        stable = self.stable
-        while self.history and self.history[0][0] <= now - SETTLE_SECONDS:
-            stable = max(stable, self.history.popleft()[1])
-        return stable
 
 
 class Watcher:
+    """The sessions of this process that have one mailbox selected, and that mailbox's index."""
+
     def __init__(self, runtime: Runtime, mb: MailboxInfo, index: MailboxIndex):
         self.runtime = runtime
         self.backend = runtime.backend
         self.mb = mb
         self.index = index
         self.sessions: set = set()
-        self.lock = asyncio.Lock()
-        self.task: asyncio.Task | None = None
 
     @property
     def key(self):
@@ -132,55 +102,103 @@ class Watcher:
 
     def subscribe(self, sel) -> None:
         self.sessions.add(sel)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._poll(), name=f"imap-watch-{self.mb.mailbox_id}")
+        self.runtime.feed(self.mb.user).attach(self)
 
     def unsubscribe(self, sel) -> None:
         self.sessions.discard(sel)
         if not self.sessions:
-            if self.task is not None:
-                self.task.cancel()
-                self.task = None
+            self.runtime.feed(self.mb.user).detach(self)
             if self.runtime.watchers.get(self.key) is self:
                 del self.runtime.watchers[self.key]
 
-    async def _poll(self) -> None:
+    async def refresh(self, force: bool = False) -> None:
+        """Read the account's changes now (NOOP, IDLE, before acting on \\Deleted flags)."""
+        await self.runtime.feed(self.mb.user).poll(self)
+
+    async def on_change(self, ch: Change) -> None:
+        if ch.kind == "destroy":
+            for sel in list(self.sessions):
+                sel.mark_gone()
+            return
+        if ch.kind == "rename":
+            for mbid, _old, new in ch.names:
+                if mbid == self.mb.mailbox_id and _old:
+                    self.mb = replace(self.mb, name=new)
+                    for sel in self.sessions:
+                        sel.mb = self.mb
+            return
+        fresh = self.index.apply(ch)
+        self.mb = replace(self.mb, highestmodseq=max(self.mb.highestmodseq, ch.modseq))
+        if not fresh and not ch.keywords:
+            return
+        recent: set[int] = set()
+        new = [m.uid for m in fresh if ch.kind == "append" and not m.expunged]
+        writers = [s for s in self.sessions if not s.readonly]
+        if new and writers:
+            recent = await self.runtime.claim_recent(self, max(new))
+        for sel in list(self.sessions):
+            sel.on_changes(fresh, keywords=ch.keywords, recent=recent if sel is (writers[0] if writers else None) else ())
+
+
+class Feed:
+    """One account's change log, followed for every mailbox of it selected in this process."""
+
+    def __init__(self, runtime: Runtime, user: str):
+        self.runtime = runtime
+        self.backend = runtime.backend
+        self.user = user
+        self.watchers: dict[str, Watcher] = {}  # mailbox id -> watcher
+        self.lock = asyncio.Lock()
+        self.task: asyncio.Task | None = None
+
+    def attach(self, w: Watcher) -> None:
+        self.watchers[w.mb.mailbox_id] = w
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._loop(), name=f"imap-feed-{self.user}")
+
+    def detach(self, w: Watcher) -> None:
+        if self.watchers.get(w.mb.mailbox_id) is w:
+            del self.watchers[w.mb.mailbox_id]
+        if not self.watchers:
+            if self.task is not None:
+                self.task.cancel()
+                self.task = None
+            if self.runtime.feeds.get(self.user) is self:
+                del self.runtime.feeds[self.user]
+
+    async def _loop(self) -> None:
         interval = max(0.05, float(self.backend.settings.imap_poll_interval))
-        while self.sessions:
+        while self.watchers:
             await asyncio.sleep(interval)
             try:
-                await self.refresh()
+                await self.poll()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a poll must never kill the watcher
-                log.warning("imap watcher poll failed mailbox=%s", self.mb.mailbox_id, exc_info=True)
+            except Exception:  # noqa: BLE001 - a poll must never kill the feed
+                log.warning("imap feed poll failed user=%s", self.user, exc_info=True)
 
-    async def refresh(self, force: bool = False) -> None:
-        """Bring the index up to date and tell every subscribed session what changed."""
+    async def poll(self, extra: Watcher | None = None) -> None:
         async with self.lock:
-            store = self.backend.store
-            try:
-                cur = await self.backend.run(store.get_mailbox, self.mb.user, self.mb.name)
-            except MailboxNotFound:
-                cur = None
-            if cur is None or cur.mailbox_id != self.mb.mailbox_id or cur.uidvalidity != self.mb.uidvalidity:
-                for sel in list(self.sessions):
-                    sel.mark_gone()
-                return
-            self.mb = cur
-            idx = self.index
-            now = time.monotonic()
-            if not idx.observe(now, (cur.highestmodseq, cur.uidnext, cur.exists)):
-                return  # quiet: nothing changed and nothing is settling (one GetItem per poll)
-            next_stable = idx.settled_at(now)
-            changes = await self.backend.run(store.changes_since, cur, idx.stable)
-            fresh = idx.apply(changes)
-            idx.stable = max(idx.stable, next_stable)
-            if not idx.history and len(idx.metas) != cur.exists:
-                fresh += await self.runtime.reload(cur, idx)
-            if fresh:
-                for sel in list(self.sessions):
-                    sel.on_changes(fresh)
+            watchers = list(self.watchers.values())
+            if extra is not None and extra not in watchers:
+                watchers.append(extra)
+            await catch_up(self.backend, self.user, watchers)
+
+
+async def catch_up(backend, user: str, watchers: list[Watcher]) -> None:
+    """Apply every change after the oldest position among ``watchers`` to those it is news to."""
+    while watchers:
+        pos = min(w.index.pos for w in watchers)
+        changes = await backend.mail.follow(user, pos, FOLLOW_PAGE)
+        for ch in changes:
+            for w in watchers:
+                if ch.modseq <= w.index.pos:
+                    continue
+                if ch.mailbox_id == w.mb.mailbox_id or any(n[0] == w.mb.mailbox_id for n in ch.names):
+                    await w.on_change(ch)
+                w.index.pos = ch.modseq
+        if len(changes) < FOLLOW_PAGE:
+            return
 
 
 class Runtime:
@@ -190,6 +208,7 @@ class Runtime:
         self.backend = backend
         self.indexes: OrderedDict = OrderedDict()
         self.watchers: dict = {}
+        self.feeds: dict[str, Feed] = {}
         self.headers: OrderedDict = OrderedDict()  # (mailbox_id, uidvalidity, uid) -> full MessageMeta
         self.headers_bytes = 0
         self.structures: OrderedDict = OrderedDict()  # (blob_key, prefix_len, extended) -> bytes
@@ -201,67 +220,55 @@ class Runtime:
             rt = backend.__dict__["_imap_runtime"] = cls(backend)
         return rt
 
-    async def reload(self, mb: MailboxInfo, idx: MailboxIndex) -> list[MessageMeta]:
-        """Full listing (first SELECT in this process, or a drift repair): returns the differences."""
+    def feed(self, user: str) -> Feed:
+        f = self.feeds.get(user)
+        if f is None:
+            f = self.feeds[user] = Feed(self, user)
+        return f
 
-        def listing():
-            return list(self.backend.store.list_messages(mb, 0, light=True))
-
-        metas = await self.backend.run(listing)
-        new = {m.uid: light(m) for m in metas}
-        diff: list[MessageMeta] = []
-        for uid, m in idx.metas.items():
-            if uid not in new:
-                diff.append(MessageMeta(uid=uid, modseq=max(m.modseq, idx.modseq), expunged=True))
-        for uid, m in new.items():
-            old = idx.metas.get(uid)
-            if old is None or old.flags != m.flags or old.modseq != m.modseq:
-                diff.append(m)
-        idx.metas = new
-        for m in new.values():
-            if m.flags:
-                idx.keywords.update(f for f in m.flags if f[:1] != "\\")
-        idx.modseq = max([mb.highestmodseq, idx.modseq] + [m.modseq for m in metas])
-        idx.polled = (mb.highestmodseq, mb.uidnext, mb.exists)
-        # writes in flight during the listing land below HIGHESTMODSEQ: re-read a window while settling
-        idx.stable = max(0, mb.highestmodseq - RELOAD_LOOKBACK)
-        idx.history = deque([(time.monotonic(), mb.highestmodseq)])
-        idx.applied = {(m.uid, m.modseq) for m in metas if m.modseq > idx.stable}
-        return diff
+    async def reload(self, mb: MailboxInfo, idx: MailboxIndex) -> None:
+        """Full listing (first SELECT of this mailbox in this process): the index exact at ``mb.pos``."""
+        metas = await self.backend.mail.list_messages(mb, 0, light=True)
+        idx.metas = {m.uid: light(m) for m in metas}
+        idx.keywords = set(mb.keywords)
+        idx.modseq = mb.highestmodseq
+        idx.pos = mb.pos
+        idx.recent_uid = mb.recent_uid
 
     async def open(self, mb: MailboxInfo) -> Watcher:
-        """The watcher for ``mb`` with an up-to-date index (O(changes) when cached)."""
+        """The watcher for ``mb`` with an index brought up to date (O(changes) when cached)."""
         w = self.watchers.get((mb.user, mb.mailbox_id))
-        if w is not None and w.mb.uidvalidity == mb.uidvalidity:
-            await w.refresh(force=True)
-            return w
-        key = (mb.user, mb.mailbox_id, mb.uidvalidity)
-        idx = self.indexes.get(key)
-        w = Watcher(self, mb, idx or MailboxIndex(mb.user, mb.mailbox_id, mb.uidvalidity))
-        if idx is None:
-            idx = w.index
-            await self.reload(mb, idx)
-            self.indexes[key] = idx
-            self._evict()
-        else:
-            self.indexes.move_to_end(key)
-            idx.polled = ()
-            await w.refresh(force=True)
-        other = self.watchers.get(w.key)
-        if other is not None and other.mb.uidvalidity == mb.uidvalidity:
-            return other  # a concurrent SELECT registered one while we were loading: share it
-        self.watchers[w.key] = w
+        if w is None or w.mb.uidvalidity != mb.uidvalidity:
+            key = (mb.user, mb.mailbox_id, mb.uidvalidity)
+            idx = self.indexes.get(key)
+            if idx is None:
+                idx = MailboxIndex(mb.user, mb.mailbox_id, mb.uidvalidity)
+                await self.reload(mb, idx)
+                self.indexes[key] = idx
+                self._evict()
+            else:
+                self.indexes.move_to_end(key)
+            idx.keywords |= set(mb.keywords)
+            idx.recent_uid = max(idx.recent_uid, mb.recent_uid)
+            other = self.watchers.get((mb.user, mb.mailbox_id))
+            if other is not None and other.mb.uidvalidity == mb.uidvalidity:
+                w = other  # a concurrent SELECT registered one while we were loading: share it
+            else:
+                w = self.watchers[(mb.user, mb.mailbox_id)] = Watcher(self, mb, idx)
+        await self.feed(mb.user).poll(w)
         return w
 
+    async def claim_recent(self, w: Watcher, top: int) -> set[int]:
+        """Claim \\Recent for this process up to ``top``; the UIDs it won (RFC 3501 §2.3.2)."""
+        idx = w.index
+        if top <= idx.recent_uid:
+            return set()
+        prev = await self.backend.mail.claim_recent(w.mb, top)
+        idx.recent_uid = max(idx.recent_uid, top)
+        return {u for u in idx.metas if prev < u <= top}
+
     def renamed(self, user: str, old: str, new: str) -> None:
-        """RENAME keeps mailbox ids (RFC 3501 §6.3.5): point this process's watchers at the new names."""
-        for w in self.watchers.values():
-            if w.mb.user != user:
-                continue
-            if w.mb.name == old or w.mb.name.startswith(old + "/"):
-                w.mb = replace(w.mb, name=new + w.mb.name[len(old):])
-                for sel in w.sessions:
-                    sel.mb = w.mb
+        """Kept for callers; selected sessions follow the mailbox id through the change log."""
 
     def _evict(self) -> None:
         """Drop least recently used indexes of mailboxes nobody here has selected (bounded memory)."""
@@ -275,12 +282,11 @@ class Runtime:
             total -= len(self.indexes.pop(key).metas)
 
     async def notify(self, user: str, mailbox_id: str) -> None:
-        """After this process wrote to a mailbox: refresh its watcher now (local sessions see it next command)."""
-        w = self.watchers.get((user, mailbox_id))
-        if w is not None:
-            w.index.polled = ()
+        """After this process wrote to a mailbox: read the change now (local sessions see it next command)."""
+        feed = self.feeds.get(user)
+        if feed is not None:
             try:
-                await w.refresh(force=True)
+                await feed.poll()
             except PosternError:
                 log.warning("imap refresh after write failed", exc_info=True)
 
@@ -301,7 +307,7 @@ class Runtime:
                 missing.append(m.uid)
         if missing:
             for i in range(0, len(missing), 1000):
-                got = await self.backend.run(self.backend.store.get_messages, mb, missing[i : i + 1000])
+                got = await self.backend.mail.get_messages(mb, missing[i : i + 1000])
                 for g in got:
                     out[g.uid] = g
                     key = (mb.mailbox_id, mb.uidvalidity, g.uid)

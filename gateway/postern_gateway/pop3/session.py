@@ -3,7 +3,7 @@
 In:   command lines from the connection (``handle_line``), one at a time;
       the :class:`~postern_gateway.backend.Backend` (directory for logins,
       mail store for the snapshot, reads and the final expunge, every call
-      through ``await backend.run``).
+      through the async facade ``backend.mail``).
 Out:  response bytes through the ``write`` coroutine the connection gives
       us, and an :class:`Action` telling the connection what to do next
       (read on, close, or start TLS).
@@ -94,7 +94,7 @@ class Pop3Session:
     ):
         self.backend = backend
         self.settings = backend.settings
-        self.store = backend.store
+        self.mail = backend.mail  # the async store facade
         self._write = write
         self.tls_available = tls_available
         self.secure = secure
@@ -292,9 +292,8 @@ class Pop3Session:
 
     async def _open_maildrop(self, address: str) -> None:
         """Lock INBOX and take the snapshot; the session enters TRANSACTION only if both work."""
-        store = self.store
         try:
-            mb = await self.backend.run(store.get_mailbox, address, "INBOX")
+            mb = await self.mail.get_mailbox(address, "INBOX")
         except MailboxNotFound:
             mb = None  # nothing delivered yet: an empty maildrop
         lease = None
@@ -303,7 +302,7 @@ class Pop3Session:
             if lease is None:
                 raise Pop3Error("Maildrop already in use by another session", CODE_IN_USE, bad=False)
         try:
-            metas = await self.backend.run(lambda: list(store.list_messages(mb, light=True))) if mb else []
+            metas = await self.mail.list_messages(mb, light=True) if mb else []
         except BaseException:
             if lease is not None:
                 self.locks.release_nowait(lease)
@@ -377,7 +376,7 @@ class Pop3Session:
         """
         if e.full:
             return e.meta
-        found = await self.backend.run(self.store.get_messages, self.maildrop.mailbox, [e.meta.uid])
+        found = await self.mail.get_messages(self.maildrop.mailbox, [e.meta.uid])
         if not found:
             raise Pop3Error(f"Message {e.number} is no longer available (removed by another client)", bad=False)
         self.maildrop.upgrade(e, found[0])
@@ -386,15 +385,15 @@ class Pop3Session:
     async def cmd_retr(self, cmd) -> Action:
         e = self.maildrop.get(self._one_arg(cmd, "RETR"))
         meta = await self._full_meta(e)
-        run, store = self.backend.run, self.store
+        read = self.mail.read
         # Read the first range before answering +OK so most failures can still be -ERR.
-        first = await run(store.read, meta, 0, min(meta.size, READ_CHUNK))
+        first = await read(meta, 0, min(meta.size, READ_CHUNK))
         stuffer = DotStuffer()
         await self._write(ok(f"{meta.size} octets") + stuffer.feed(first))
         pos = len(first)
         while pos < meta.size:
             try:
-                chunk = await run(store.read, meta, pos, min(meta.size, pos + READ_CHUNK))
+                chunk = await read(meta, pos, min(meta.size, pos + READ_CHUNK))
             except StoreUnavailable as exc:
                 # +OK is already out: the only honest signal left is to drop the connection.
                 log.warning("pop3 RETR aborted mid-message ip=%s user=%s uid=%s: %s", self.client_ip, self.user,
@@ -415,8 +414,8 @@ class Pop3Session:
         if n is None:
             raise Pop3Error(f"Invalid number of lines: {cmd.args[1][:40]}")
         meta = await self._full_meta(e)
-        run, store = self.backend.run, self.store
-        header = meta.header if meta.header is not None else await run(store.read, meta, 0, meta.header_len)
+        read = self.mail.read
+        header = meta.header if meta.header is not None else await read(meta, 0, meta.header_len)
         body = b""
         hl = len(header)
         if n > 0 and meta.size > hl:
@@ -425,7 +424,7 @@ class Pop3Session:
             want = TOP_FIRST_READ
             while True:
                 end = min(meta.size, hl + want)
-                data = await run(store.read, meta, hl, end)
+                data = await read(meta, hl, end)
                 k = take_lines(data, n)
                 if k is not None:
                     body = data[:k]
@@ -454,7 +453,7 @@ class Pop3Session:
             return Action.CLOSE
         if marked:
             try:
-                await self.backend.run(self.store.expunge, self.maildrop.mailbox, marked)
+                await self.mail.expunge(self.maildrop.mailbox, marked)
             except (StoreUnavailable, MailboxNotFound) as exc:
                 log.warning("pop3 commit failed ip=%s user=%s: %s", self.client_ip, self.user, exc)
                 await self._write(err("Some deleted messages not removed, try again later", CODE_SYS_TEMP))

@@ -71,6 +71,32 @@ class StoreUnavailable(PosternError):
         return self.default_message()  # the AWS error text (issue 11: a ValidationException) is for the log
 
 
+class BlobMissing(StoreUnavailable):
+    """The bytes of a message are gone from S3 (the index still names them).
+
+    One error for it from every store and every read path; a protocol reports it
+    as "message unavailable", never as an expunge, and a rendering bug is never
+    mistaken for it (it is raised by the blob layer only)."""
+
+    imap_code = "UNAVAILABLE"
+    permanent = True
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Message content unavailable"
+
+
+class KeywordLimit(PosternError):
+    """A STORE or APPEND would give the mailbox more than its keyword cap (issue: bounded keywords)."""
+
+    imap_code = "LIMIT"  # RFC 5530 §3
+    permanent = True
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Too many keywords in this mailbox"
+
+
 class MailboxNotFound(PosternError):
     smtp = status.NO_SUCH_USER
     imap_code = "TRYCREATE"  # RFC 3501 §6.3.11 / §6.4.7

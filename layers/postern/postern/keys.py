@@ -8,14 +8,19 @@ Directory table (``POSTERN_DIRECTORY_TABLE``; attributes pk, sk):
   pk=S#<user>           sk=ACTIVE                 which script is active, with a copy of its text (one read at delivery)
   pk=S#<user>           sk=MANAGED                the Postern-managed rules: vacation, filters, allow/block lists
 
-Mail table (``POSTERN_MAIL_TABLE``; attributes pk, sk; GSI ``bymodseq`` on
-mpk/modseq, sparse: only message items carry them; TTL attribute ``expires``):
-  pk=U#<user>           sk=MB#<name>              a mailbox (id, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, counts)
-  pk=U#<user>           sk=USAGE                  bytes used (quota accounting)
-  pk=U#<user>           sk=SUB#<name>             a subscription (RFC 3501 §6.3.6)
+Mail table (``POSTERN_MAIL_TABLE``; attributes pk, sk; no index; TTL attribute
+``expires``; layout version in the META item, see postern.store.schema):
+  pk=META               sk=SCHEMA                 the layout version (``postern migrate``)
+  pk=U#<user>           sk=ACCT                   account: bytes used, materialised-through modseq, UIDVALIDITY floor
+  pk=U#<user>           sk=MB#<name>              a mailbox name -> its stable id (or a tombstone after DELETE/RENAME)
+  pk=U#<user>           sk=SUB#<name>             a subscription (RFC 3501 §6.3.6; tombstone after UNSUBSCRIBE)
+  pk=U#<user>           sk=SW#<mailbox id>        a deleted mailbox whose messages the sweeper still has to release
+  pk=L#<user>           sk=<modseq, 20 digits>    the account change log: one self-describing item per change
+  pk=M#<user>#<mbid>    sk=#                      a mailbox's state: UIDNEXT, HIGHESTMODSEQ, counts, keywords, \Recent
   pk=M#<user>#<mbid>    sk=<uid, 10 digits>       a message index entry, or its tombstone after EXPUNGE
-  pk=B#<s3 key>         sk=B                      reference count of an immutable S3 blob
+  pk=B#<s3 key>         sk=B                      references to a blob shared by COPY (absent: one owner)
   pk=X#<queue id>       sk=<user>#<mailbox>       "this spool object was delivered to this mailbox" (uid; TTL)
+  pk=T#<user>#<hash>    sk=T                      a Message-ID's thread id (JMAP threads, assigned at append)
 
 State table (``POSTERN_STATE_TABLE``; attributes pk, sk; TTL ``expires``):
   pk=Q#<queue id>       sk=<stage>#<time>#<n>     trace/delivery log events of one message
@@ -85,26 +90,53 @@ def sieve_managed_key(user: str) -> dict:
 # --- mail store -----------------------------------------------------------
 MAILBOX_PREFIX = "MB#"
 SUB_PREFIX = "SUB#"
+SWEEP_PREFIX = "SW#"
+MODSEQ_WIDTH = 20
+STATE_SK = "#"  # sorts before every UID sort key
+
+
+def schema_key() -> dict:
+    return {"pk": "META", "sk": "SCHEMA"}
 
 
 def user_pk(user: str) -> str:
     return f"U#{_user(user)}"
 
 
+def account_key(user: str) -> dict:
+    return {"pk": user_pk(user), "sk": "ACCT"}
+
+
 def mailbox_key(user: str, name: str) -> dict:
     return {"pk": user_pk(user), "sk": f"{MAILBOX_PREFIX}{name}"}
-
-
-def usage_key(user: str) -> dict:
-    return {"pk": user_pk(user), "sk": "USAGE"}
 
 
 def subscription_key(user: str, name: str) -> dict:
     return {"pk": user_pk(user), "sk": f"{SUB_PREFIX}{name}"}
 
 
+def sweep_key(user: str, mailbox_id: str) -> dict:
+    return {"pk": user_pk(user), "sk": f"{SWEEP_PREFIX}{mailbox_id}"}
+
+
+def log_pk(user: str) -> str:
+    return f"L#{_user(user)}"
+
+
+def modseq_sk(modseq: int) -> str:
+    return f"{modseq:0{MODSEQ_WIDTH}d}"
+
+
+def change_key(user: str, modseq: int) -> dict:
+    return {"pk": log_pk(user), "sk": modseq_sk(modseq)}
+
+
 def messages_pk(user: str, mailbox_id: str) -> str:
     return f"M#{_user(user)}#{mailbox_id}"
+
+
+def state_key(user: str, mailbox_id: str) -> dict:
+    return {"pk": messages_pk(user, mailbox_id), "sk": STATE_SK}
 
 
 def uid_sk(uid: int) -> str:
@@ -130,7 +162,9 @@ def dedup_pk(queue_id: str) -> str:
     return f"X#{queue_id}"
 
 
-MODSEQ_INDEX = "bymodseq"
+def thread_key(user: str, message_id_hash: str) -> dict:
+    return {"pk": f"T#{_user(user)}#{message_id_hash}", "sk": "T"}
+
 
 # --- state ----------------------------------------------------------------
 def trace_pk(queue_id: str) -> str:

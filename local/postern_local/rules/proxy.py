@@ -231,6 +231,9 @@ class RulesServer:
                     probe.bind((self.host, self._requested_port))
                 except OSError as exc:
                     raise OSError(exc.errno, f"moto port {self.host}:{self._requested_port} is in use") from None
+        from ..moto_atomic import install
+
+        install()  # DynamoDB writes are atomic per item; moto's are not across request threads
         self.app = RulesApp(DomainDispatcherApplication(create_backend_app), self.identities, self.region,
                             self.config)
         self._server = make_server(self.host, self._requested_port, self.app, threaded=True,

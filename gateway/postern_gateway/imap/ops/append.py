@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from postern.errors import PosternError
 from postern.store.base import MessageMeta
 
 from .. import parser as P
@@ -56,18 +57,17 @@ async def append(s: Session, cmd: Command) -> OpResult:
         if len(raw) > limit:
             raise NoCommand("Message exceeds APPENDLIMIT", "TOOBIG")
     quota = s.backend.directory.quota_of(s.user)
-    store = s.backend.store
+    mail = s.backend.mail
     done = []
     try:
         for flags, date, raw in msgs:
-            done.append(await s.backend.run(lambda f=flags, d=date, r=raw: store.append(
-                s.user.address, name, r, flags=f, internaldate=d, quota=quota)))
+            done.append(await mail.append(s.user.address, name, raw, flags=flags, internaldate=date, quota=quota))
     except Exception:
         if done:  # MULTIAPPEND: undo the part that succeeded (RFC 3502 §6.3.11 atomicity)
             try:
-                mb = await s.backend.run(store.get_mailbox, s.user.address, name)
-                await s.backend.run(store.expunge, mb, [MessageMeta(uid=r.uid, modseq=0) for r in done])
-            except Exception:  # noqa: BLE001
+                mb = await mail.get_mailbox_by_id(s.user.address, done[0].mailbox_id)
+                await mail.expunge(mb, [MessageMeta(uid=r.uid, modseq=0) for r in done])
+            except PosternError:
                 log.warning("MULTIAPPEND rollback failed", exc_info=True)
         raise
     last = done[-1]

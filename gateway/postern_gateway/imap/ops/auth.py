@@ -73,7 +73,7 @@ async def _login_as(s: Session, username: str, password: str) -> OpResult:
         raise NoCommand("Invalid credentials", "AUTHENTICATIONFAILED")
     ticket = shared_auth.claim_session(s.backend, user.address, s.client_ip, "imap")  # NO [LIMIT] when over
     try:
-        await s.backend.run(s.backend.store.ensure_mailboxes, user.address)
+        await s.backend.mail.ensure_defaults(user.address)
     except BaseException:
         ticket.release()
         raise

@@ -35,9 +35,9 @@ async def _copy(s: Session, cmd: Command) -> tuple[MailboxInfo | None, list[tupl
     quota = s.backend.directory.quota_of(s.user)
     if not metas:
         # still validate the target (RFC 3501: TRYCREATE for a missing mailbox)
-        await s.backend.run(s.backend.store.get_mailbox, s.user.address, dest)
+        await s.backend.mail.get_mailbox(s.user.address, dest)
         return None, []
-    dmb, mapping = await s.backend.run(s.backend.store.copy, sel.watcher.mb, metas, dest, quota)
+    dmb, mapping = await s.backend.mail.copy(sel.watcher.mb, metas, dest, quota)
     await s.runtime.notify(dmb.user, dmb.mailbox_id)
     return dmb, mapping
 

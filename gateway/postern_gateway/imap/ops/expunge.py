@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 async def do_expunge(s: Session, metas) -> list[int]:
     sel = s.selected
     mb = sel.watcher.mb
-    done = await s.backend.run(s.backend.store.expunge, mb, metas) if metas else []
+    done = await s.backend.mail.expunge(mb, metas) if metas else []
     gone = []
     for uid in sorted(done):
         seq = sel.expunged_now(uid)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from postern.errors import StoreUnavailable
+from postern.errors import BlobMissing, StoreUnavailable
 
 from .. import message as M  # imap-content's pure MIME functions
 from .. import parser as P
@@ -47,11 +47,11 @@ class _Msg:
     async def read(self, start=0, end=None) -> bytes:
         if self._raw is not None:
             return self._raw[start:end]
-        return await self.s.backend.run(self.s.backend.store.read, self.full, start, end)
+        return await self.s.backend.mail.read(self.full, start, end)
 
     async def raw(self) -> bytes:
         if self._raw is None:
-            self._raw = await self.s.backend.run(self.s.backend.store.read, self.full, 0, None)
+            self._raw = await self.s.backend.mail.read(self.full, 0, None)
         return self._raw
 
     async def header(self) -> bytes:
@@ -213,10 +213,10 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
     index_only = all(a.name in INDEX_ATTS for a in atts)
     headers_only = header_only(atts)
     sets_seen = not sel.readonly and any(a.sets_seen for a in atts)
-    store = s.backend.store
     mb = sel.watcher.mb
     budget = Budget(s.settings, s.user.address)
     missing = False
+    broken = False
     wrote = False
     for i in range(0, len(targets), CHUNK):
         chunk = targets[i : i + CHUNK]
@@ -224,7 +224,7 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
         if sets_seen:
             unseen = [sel.metas[u] for _, u in chunk if "\\Seen" not in sel.metas[u].flags and sel.live(u)]
             if unseen:
-                res = await s.backend.run(store.store_flags, mb, unseen, ["\\Seen"], "add")
+                res = await s.backend.mail.store_flags(mb, unseen, ["\\Seen"], "add")
                 for ch in res.changed:
                     old = sel.metas.get(ch.uid)
                     if old is not None:
@@ -248,8 +248,11 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
                     items = [render_header(sel, uid, a, view, hdr) for a in atts]
                 else:
                     items = await render_all(s, sel, seq, uid, atts, m)
-            except (KeyError, FileNotFoundError):
-                missing = True
+            except BlobMissing:
+                if sel.live(uid):
+                    broken = True  # the bytes are gone: said after the others are sent, never "expunged"
+                else:
+                    missing = True
                 continue
             except StoreUnavailable:
                 if sel.live(uid):
@@ -266,6 +269,8 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
             await s.maybe_flush()
     if wrote:
         await s.runtime.notify(mb.user, mb.mailbox_id)
+    if broken:
+        raise BlobMissing()
     if missing:
         return ("NO", "EXPUNGEISSUED", "Some messages were expunged")  # RFC 5530 §3
     return f"{cmd.full_name} completed"

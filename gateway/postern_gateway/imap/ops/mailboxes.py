@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from postern.errors import MailboxNotFound
-from postern.store.base import DELIMITER, validate_mailbox_name
+from postern.store.base import DELIMITER
 
 from .. import parser as P
 from .. import responses as R
@@ -33,46 +33,28 @@ def _user(s: Session) -> str:
     return s.user.address
 
 
-async def _store(s: Session, fn, *args):
-    return await s.backend.run(fn, *args)
-
-
 async def get_existing(s: Session, name: str):
     """get_mailbox for commands on an existing mailbox: a missing one is NO [NONEXISTENT] (RFC 5530 §3)."""
     try:
-        return await _store(s, s.backend.store.get_mailbox, _user(s), name)
+        return await s.backend.mail.get_mailbox(_user(s), name)
     except MailboxNotFound:
         raise NoCommand("No such mailbox", "NONEXISTENT") from None
 
 
+# The rules (INBOX, superiors, inferiors, validation) are postern.mailboxes'; these only map replies.
 async def create(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1, 2)
-    name = P.mailbox(cmd.args[0]).rstrip(DELIMITER)  # RFC 3501 §6.3.3: trailing delimiter = intent only
-    if not name:
-        raise BadCommand("Invalid mailbox name")
-    if name == "INBOX":
-        raise NoCommand("INBOX already exists", "ALREADYEXISTS")
-    validate_mailbox_name(name)
-    store = s.backend.store
-    existing = {mb.name for mb in await _store(s, store.list_mailboxes, _user(s))}
-    parts = name.split(DELIMITER)
-    for i in range(1, len(parts)):  # create missing superiors (RFC 3501 §6.3.3 SHOULD)
-        sup = DELIMITER.join(parts[:i])
-        if sup not in existing and sup != "INBOX":
-            await _store(s, store.create_mailbox, _user(s), sup)
-    await _store(s, store.create_mailbox, _user(s), name)
+    await s.backend.mail.create(_user(s), P.mailbox(cmd.args[0]))
     return "CREATE completed"
 
 
 async def delete(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1)
     name = P.mailbox(cmd.args[0])
-    if name == "INBOX":
-        raise NoCommand("INBOX cannot be deleted", "CANNOT")
     if s.selected is not None and s.selected.mb.name == name:
         s.deselect()
     try:
-        await _store(s, s.backend.store.delete_mailbox, _user(s), name)
+        await s.backend.mail.delete(_user(s), name)
     except MailboxNotFound:
         raise NoCommand("No such mailbox", "NONEXISTENT") from None
     return "DELETE completed"
@@ -80,38 +62,22 @@ async def delete(s: Session, cmd: Command) -> OpResult:
 
 async def rename(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 2)
-    old, new = P.mailbox(cmd.args[0]), P.mailbox(cmd.args[1]).rstrip(DELIMITER)
-    if new == "INBOX":
-        raise NoCommand("Cannot rename to INBOX", "ALREADYEXISTS")
-    validate_mailbox_name(new)
-    store = s.backend.store
-    existing = {mb.name for mb in await _store(s, store.list_mailboxes, _user(s))}
-    if old not in existing:
-        raise NoCommand("No such mailbox", "NONEXISTENT")
-    if new in existing:
-        raise NoCommand("Target mailbox exists", "ALREADYEXISTS")
-    if new.startswith(old + DELIMITER):
-        raise NoCommand("Cannot move a mailbox into itself", "CANNOT")
-    await _store(s, store.rename_mailbox, _user(s), old, new)
-    s.runtime.renamed(s.user.address.lower(), old, new)  # selected sessions follow the mailbox id
-    existing = {mb.name for mb in await _store(s, store.list_mailboxes, _user(s))}
-    parts = new.split(DELIMITER)
-    for i in range(1, len(parts)):
-        sup = DELIMITER.join(parts[:i])
-        if sup not in existing:
-            await _store(s, store.create_mailbox, _user(s), sup)
+    try:
+        await s.backend.mail.rename(_user(s), P.mailbox(cmd.args[0]), P.mailbox(cmd.args[1]))
+    except MailboxNotFound:
+        raise NoCommand("No such mailbox", "NONEXISTENT") from None
     return "RENAME completed"
 
 
 async def subscribe(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1)
-    await _store(s, s.backend.store.subscribe, _user(s), P.mailbox(cmd.args[0]))
+    await s.backend.mail.subscribe(_user(s), P.mailbox(cmd.args[0]))
     return "SUBSCRIBE completed"
 
 
 async def unsubscribe(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1)
-    await _store(s, s.backend.store.unsubscribe, _user(s), P.mailbox(cmd.args[0]))
+    await s.backend.mail.unsubscribe(_user(s), P.mailbox(cmd.args[0]))
     return "UNSUBSCRIBE completed"
 
 
@@ -142,18 +108,10 @@ async def _list(s: Session, cmd: Command, lsub: bool) -> OpResult:
     if not lsub and patterns == [""]:  # RFC 3501 §6.3.8: delimiter and root
         s.send(R.untagged('LIST (\\Noselect) "/" ""'))
         return "LIST completed"
-    store = s.backend.store
-    mbs = {mb.name: mb for mb in await _store(s, store.list_mailboxes, _user(s))}
     want_subs = lsub or "SUBSCRIBED" in sel_opts or "SUBSCRIBED" in ret_opts
-    subs = set(await _store(s, store.list_subscriptions, _user(s))) if want_subs else set()
+    listing = await s.backend.mail.listing(_user(s), subscriptions=want_subs)
+    mbs, subs, implied, has_children = listing.boxes, listing.subscribed, listing.implied, listing.children
     names = set(mbs)
-    implied = set()
-    for n in list(names):
-        parts = n.split(DELIMITER)
-        for i in range(1, len(parts)):
-            sup = DELIMITER.join(parts[:i])
-            if sup not in names:
-                implied.add(sup)
     lsub_parents: set[str] = set()
     if lsub and any("%" in p for p in patterns):
         # RFC 3501 §6.3.9: "%" must return an unsubscribed parent of a subscribed name, \Noselect
@@ -163,7 +121,6 @@ async def _list(s: Session, cmd: Command, lsub: bool) -> OpResult:
         lsub_parents -= subs
     universe = (subs | lsub_parents if lsub else names | implied)
     globs = [compile_pattern(_canonical(ref, p)) for p in patterns]  # linear matchers, length-capped
-    has_children = {DELIMITER.join(n.split(DELIMITER)[:i]) for n in names | implied for i in range(1, n.count(DELIMITER) + 1)}
     out = []
     budget = Budget(s.settings, s.user.address)
     for name in sorted(universe, key=lambda n: (n != "INBOX", n)):
@@ -212,10 +169,11 @@ async def status(s: Session, cmd: Command) -> OpResult:
     mb = await get_existing(s, name)
     if "HIGHESTMODSEQ" in want:
         s.enable_condstore()
-    recent = 0
+    # \Recent as the store arbitrates it: UIDs nobody has been told of yet (an estimate when gaps exist)
+    recent = max(0, min(mb.exists, mb.uidnext - 1 - mb.recent_uid))
     idx = s.runtime.indexes.get((mb.user, mb.mailbox_id, mb.uidvalidity))
-    if idx is not None:
-        recent = sum(1 for u in idx.metas if u > idx.recent_claimed)
+    if idx is not None and idx.pos >= mb.pos:
+        recent = sum(1 for u in idx.metas if u > max(mb.recent_uid, idx.recent_uid))
     values = {"MESSAGES": mb.exists, "RECENT": recent, "UIDNEXT": mb.uidnext, "UIDVALIDITY": mb.uidvalidity,
               "UNSEEN": mb.unseen, "HIGHESTMODSEQ": mb.highestmodseq, "SIZE": mb.size}
     body = " ".join(f"{k} {values[k]}" for k in want)

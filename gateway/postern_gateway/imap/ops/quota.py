@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 async def _quota_line(s: Session) -> bytes:
-    used = await s.backend.run(s.backend.store.usage, s.user.address)
+    used = await s.backend.mail.usage(s.user.address)
     limit = s.backend.directory.quota_of(s.user)
     res = f"STORAGE {(max(used, 0) + 1023) // 1024} {limit // 1024}" if limit else ""
     return R.untagged(f'QUOTA "" ({res})')

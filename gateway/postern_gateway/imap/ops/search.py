@@ -15,6 +15,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
+from postern.errors import BlobMissing
+
 from .. import responses as R
 from ..errors import BadCommand, NoCommand
 from ..parser import Command
@@ -91,8 +93,10 @@ async def _matching(s: Session, cmd: Command, args: list, budget: Budget, extra_
             header = fm.header
             if header is None or "body" in need:
                 try:
-                    raw = await s.backend.run(s.backend.store.read, fm, 0, None)
-                except (KeyError, FileNotFoundError):
+                    raw = await s.backend.mail.read(fm, 0, None)
+                except BlobMissing:
+                    if sel.live(uid):
+                        raise  # the bytes are gone: NO [UNAVAILABLE], never a silent miss
                     continue
                 if header is None:
                     header = raw[: fm.header_len]

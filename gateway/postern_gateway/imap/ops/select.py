@@ -72,13 +72,16 @@ async def select(s: Session, cmd: Command) -> OpResult:
     mb = await get_existing(s, name)
     watcher = await s.runtime.open(mb)
     sel = Selected(watcher, watcher.mb, readonly, condstore=s.condstore, qresync="QRESYNC" in s.enabled)
+    top = sel.uids[-1] if sel.uids else 0
+    if readonly:  # EXAMINE shows \Recent and claims nothing (RFC 3501 §6.3.2)
+        sel.recent = {u for u in sel.uids if u > watcher.index.recent_uid}
+    else:
+        sel.recent = await s.runtime.claim_recent(watcher, top)
     watcher.subscribe(sel)
     s.enter_selected(sel)
     mb = watcher.mb
-    flags = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"] + sorted(sel.keywords)
-    s.send(R.untagged(f"FLAGS ({' '.join(flags)})"))
-    perm = "" if readonly else " ".join(flags + ["\\*"])
-    s.send(R.ok_code(f"PERMANENTFLAGS ({perm})", "Flags permitted"))
+    for line in sel.flag_lines():
+        s.send(line)
     s.send(R.untagged(f"{sel.exists} EXISTS"))
     s.send(R.untagged(f"{len(sel.recent)} RECENT"))
     unseen = sel.first_unseen()
@@ -126,7 +129,7 @@ async def close(s: Session, cmd: Command) -> OpResult:
         await sel.watcher.refresh(force=True)
         doomed = [m for u, m in sel.metas.items() if "\\Deleted" in m.flags and u not in sel.pending_expunge]
         if doomed:
-            await s.backend.run(s.backend.store.expunge, sel.watcher.mb, doomed)
+            await s.backend.mail.expunge(sel.watcher.mb, doomed)
             await s.runtime.notify(sel.mb.user, sel.mb.mailbox_id)
     s.deselect()
     return "CLOSE completed"

@@ -38,8 +38,10 @@ async def store(s: Session, cmd: Command) -> OpResult:
     mb = sel.watcher.mb
     res = None
     if live:
-        res = await s.backend.run(s.backend.store.store_flags, mb, [sel.metas[u] for _, u in live], req.flags,
-                                  req.mode, req.unchangedsince)
+        res = await s.backend.mail.store_flags(mb, [sel.metas[u] for _, u in live], req.flags, req.mode,
+                                               req.unchangedsince)
+        for line in sel.announce(f for c in res.changed for f in c.flags):  # RFC 3501 §7.2.6: FLAGS first
+            s.send(line)
     changed = {c.uid: c for c in (res.changed if res else [])}
     failed = set(res.failed if res else [])
     for uid, c in changed.items():

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import clock, dsn
+from .. import clock, dsn, mailboxes
 from ..address import parse_address
 from ..deliverylog import DeliveryLog
 from ..envelope import NoticeJob, OutboundJob
@@ -177,7 +177,7 @@ class Reporter:
         for ld in decision.local:
             prefix = f"Return-Path: <>\r\nDelivered-To: {ld.user}\r\n".encode("utf-8")
             try:
-                self.store.append(ld.user, ld.mailbox, raw, prefix=prefix, internaldate=now,
+                mailboxes.append(self.store, ld.user, ld.mailbox, raw, prefix=prefix, internaldate=now,
                                   dedup=f"{rid}#{ld.user}#{ld.mailbox}", quota=ld.quota or self.settings.default_quota)
                 out.local.append(ld.user)
             except QuotaExceeded:

@@ -2,11 +2,12 @@
 
 In:   a :class:`~postern.envelope.StoreJob` from the store queue; the spool
       object in S3; the mail store (DynamoDB + S3).
-Out:  the spool bytes adopted as an immutable mailbox blob (CopyObject,
-      idempotent per queue id) and one index entry appended through the one
-      ingest path, :meth:`MailStore.append`, with the per-recipient trace
-      prefix (``Return-Path``, ``Delivered-To``, then the gateway's trace
-      lines). The raw S3 bytes are never changed.
+Out:  one message appended through the one ingest path
+      (:func:`postern.mailboxes.append`: the store's append, creating the default
+      mailboxes on first delivery), with the per-recipient trace prefix
+      (``Return-Path``, ``Delivered-To``, then the gateway's trace lines). The
+      store adopts the spool object as the recipient's immutable mailbox blob
+      (CopyObject) once the change is committed; the raw S3 bytes never change.
 Fails: bounce when the mailbox is over quota (a ``NoticeJob`` with status
       5.2.2; the record counts as done: no retry changes it); defer on any
       backend fault (StoreUnavailable: SQS redelivers); a body that is not a
@@ -14,9 +15,11 @@ Fails: bounce when the mailbox is over quota (a ``NoticeJob`` with status
       job never creates a second copy: the dedup key is
       ``queue_id#user#mailbox``.
 
-Cost per delivery: CopyObject, then append's UpdateItem (UID) and
-TransactWriteItems (which also enforces the dedup key); plus a GetObject only
-when the gateway could not send the header section inline (over 16 KiB).
+Cost per delivery: the store's append (see ``postern.store.engine``: no
+transaction; the dedup key is checked against the account's change log), plus a
+GetObject only when the gateway could not send the header section inline (over
+16 KiB). A bounced recipient leaves nothing behind: the blob is adopted only
+after the commit, and the spool object expires.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .. import mailboxes
 from ..envelope import NoticeJob, RecipientFailure, StoreJob
 from ..errors import QuotaExceeded
 from ..store.base import AppendResult, MailStore
@@ -54,15 +58,15 @@ def deliver(job: StoreJob, store: MailStore, default_quota: int) -> Outcome:
     header = decode_inline_header(job.header) if job.size else None
     # With the header section inline (the usual case) the store reads nothing from S3.
     raw = None if header is not None else store.read_spool(job.s3_key)
-    blob = store.adopt_spool(job.s3_key, job.queue_id)
     try:
-        result = store.append(
+        result = mailboxes.append(
+            store,
             job.user,
             job.mailbox,
             raw,
             header=header,
             raw_size=job.size if header is not None else None,
-            blob_key=blob,
+            spool_key=job.s3_key,
             prefix=trace_prefix(job),
             internaldate=job.received_at or None,
             dedup=dedup_key(job),

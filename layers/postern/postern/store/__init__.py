@@ -1,14 +1,18 @@
-"""The mail store: mailboxes and messages for IMAP and POP3, on DynamoDB + S3.
+"""The mail store: mailboxes and messages for IMAP, POP3 and (next) JMAP, on DynamoDB + S3.
 
-``base`` holds the interface and data objects, ``dynamo`` the real
-implementation, ``memory`` its in-memory twin (tests, benchmarks); both pass
+``base`` holds the interface and data objects; ``engine`` the one
+implementation (an account change log over an item layer and a blob layer),
+``records`` its item formats, ``materialise`` how a committed change is rolled
+forward, ``schema`` the layout version and migrations, ``threads`` thread ids,
+``blobs`` S3 and its twin; ``dynamo`` and ``memory`` pick the layers. Both pass
 the same contract suite (tests/unit/test_store_contract.py). ``summary``
-derives what IMAP needs from a message without touching S3 again.
+derives what IMAP needs from a message without touching S3 again. The mailbox
+rules (INBOX, hierarchy, defaults, names) live above, in ``postern.mailboxes``.
 """
 
 from .base import (
-    DEFAULT_MAILBOXES,
     AppendResult,
+    Change,
     MailboxInfo,
     MailStore,
     MessageMeta,
@@ -16,8 +20,8 @@ from .base import (
 )
 
 __all__ = [
-    "DEFAULT_MAILBOXES",
     "AppendResult",
+    "Change",
     "MailboxInfo",
     "MailStore",
     "MessageMeta",

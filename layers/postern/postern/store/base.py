@@ -1,29 +1,39 @@
 """Mail store interface: storage primitives, no IMAP semantics (pymap ``backend/mailbox.py``).
 
-In:   calls from the store Lambda (delivery), the IMAP and POP3 servers
-      (through the gateway's executor: every method here blocks), the NDR
-      Lambda (local reports) and the CLI.
+In:   calls from the store Lambda (delivery), the gateway (through its async
+      facade: every method here blocks), the NDR Lambda (local reports), the CLI
+      and the mailbox-rules layer above (``postern.mailboxes``: INBOX, hierarchy,
+      defaults, name validation live there, not here).
 Out:  small frozen data objects: :class:`MailboxInfo`, :class:`MessageMeta`,
-      :class:`AppendResult`.
+      :class:`Change`, :class:`AppendResult`, :class:`StoreResult`.
 Fails: :class:`~postern.errors.MailboxNotFound`, :class:`~postern.errors.MailboxExists`,
-      :class:`~postern.errors.MailboxInvalid`, :class:`~postern.errors.QuotaExceeded`
-      (permanent) and :class:`~postern.errors.StoreUnavailable` (transient).
+      :class:`~postern.errors.QuotaExceeded`, :class:`~postern.errors.KeywordLimit`
+      (permanent), :class:`~postern.errors.BlobMissing` (the bytes are gone) and
+      :class:`~postern.errors.StoreUnavailable` (transient).
 
-Semantics every implementation shares (checked by one contract suite):
+Semantics every implementation shares (one implementation, ``engine.LogStore``,
+over DynamoDB+S3 or their in-memory twins; checked by one contract suite):
 
-* Mailboxes are keyed by name but own a stable ``mailbox_id``; messages hang
-  off the id, so RENAME moves no messages. Names use ``/`` as hierarchy
-  delimiter; ``INBOX`` is case-insensitive (RFC 3501 §5.1).
-* ``append`` allocates the UID atomically (UIDNEXT only grows), bumps
-  HIGHESTMODSEQ, counts bytes against the user's quota and, given a ``dedup``
-  key, creates at most one message for that key however often it is retried.
-* Every change (append, flags, expunge) gets a fresh modseq; ``changes_since``
-  returns the changed messages *and tombstones of expunged ones* without
-  reading the whole mailbox (RFC 7162 CONDSTORE, QRESYNC VANISHED).
-* Message bytes are immutable blobs, shared by COPY and refcounted; the
-  blob goes when its last index entry does.
-* The logical message a client sees is ``prefix + raw`` where the prefix is
-  the per-recipient trace block (Return-Path, Delivered-To, Received, ...).
+* Every change of an account (append, flags, expunge, mailbox create/rename/
+  delete, subscriptions) is one item in the account's change log, numbered by
+  the account-wide change sequence. A change becomes visible exactly when its
+  log item is written, and log items are written in number order (a change
+  numbered n+1 is written only after n exists), so a reader that has seen n
+  never later finds a change below n. The number of a change is the MODSEQ of
+  the messages it touches (RFC 7162: strictly increasing per mailbox, gaps are
+  allowed) and the JMAP state of the account.
+* Mailboxes are keyed by name but own a stable ``mailbox_id`` (RFC 8474
+  MAILBOXID); messages hang off the id, so RENAME moves no messages. Names use
+  ``/`` as hierarchy delimiter.
+* Each message has a stable ``email_id`` (RFC 8474 EMAILID, kept by COPY and
+  MOVE) and a ``thread_id`` assigned at append from its Message-ID and
+  References; ``blob_id`` names its bytes (JMAP).
+* ``append`` allocates the UID (UIDNEXT only grows), counts bytes against the
+  user's quota and, given a ``dedup`` key, creates at most one message for that
+  key however often it is retried.
+* Message bytes are immutable blobs, shared by COPY and released when their last
+  index entry goes. The logical message a client sees is ``prefix + raw`` where
+  the prefix is the per-recipient trace block (Return-Path, Delivered-To, ...).
 """
 
 from __future__ import annotations
@@ -32,19 +42,15 @@ import abc
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-# SPECIAL-USE mailboxes created for every user (RFC 6154 §2).
-DEFAULT_MAILBOXES: dict[str, str | None] = {
-    "INBOX": None,
-    "Sent": "\\Sent",
-    "Drafts": "\\Drafts",
-    "Trash": "\\Trash",
-    "Junk": "\\Junk",
-    "Archive": "\\Archive",
-}
-
 DELIMITER = "/"
 SEEN = "\\Seen"
 DELETED = "\\Deleted"
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+MAX_KEYWORDS = 250  # per mailbox; more is KeywordLimit (NO [LIMIT])
+
+
+def is_keyword(flag: str) -> bool:
+    return not flag.startswith("\\")
 
 
 def normalize_mailbox_name(name: str) -> str:
@@ -56,30 +62,21 @@ def normalize_mailbox_name(name: str) -> str:
     return name
 
 
-def validate_mailbox_name(name: str) -> str:
-    from ..errors import MailboxInvalid
-
-    n = normalize_mailbox_name(name)
-    if not n or len(n.encode()) > 512:
-        raise MailboxInvalid("Invalid mailbox name")
-    parts = n.split(DELIMITER)
-    if any(p == "" for p in parts) or any(ch in n for ch in "\r\n\x00*%"):
-        raise MailboxInvalid("Invalid mailbox name")
-    return n
-
-
 @dataclass(frozen=True)
 class MailboxInfo:
     user: str
     name: str
     mailbox_id: str
     uidvalidity: int
-    uidnext: int
-    highestmodseq: int
+    uidnext: int = 1
+    highestmodseq: int = 0
     exists: int = 0
     size: int = 0
     unseen: int = 0
     special_use: str | None = None
+    keywords: frozenset[str] = frozenset()  # the mailbox's keyword set (FLAGS / PERMANENTFLAGS)
+    recent_uid: int = 0  # \Recent has been claimed for every UID up to here (claim_recent)
+    pos: int = 0  # account change number this view is exact at: follow(user, pos) brings it up to date
 
 
 @dataclass(frozen=True)
@@ -94,13 +91,40 @@ class MessageMeta:
     prefix: bytes = b""
     header: bytes | None = None  # logical header block if small enough (see summary.py)
     header_len: int = 0
-    structure: dict | None = None  # optional precomputed MIME structure (IMAP BODYSTRUCTURE)
-    expunged: bool = False  # a tombstone returned by changes_since
-    light: bool = False  # loaded with the light projection (no prefix/header/structure)
+    structure: dict | None = None  # unused; kept until the IMAP message code drops it
+    expunged: bool = False  # a tombstone (changes_since, follow)
+    light: bool = False  # loaded without prefix/header
+    email_id: str = ""  # RFC 8474 EMAILID / JMAP Email id: survives COPY and MOVE
+    thread_id: str = ""  # RFC 8474 THREADID / JMAP Thread id, assigned at append
 
     @property
     def seen(self) -> bool:
         return SEEN in self.flags
+
+    @property
+    def blob_id(self) -> str:
+        """JMAP blobId of the logical message (prefix + raw): immutable, so derived from the email id."""
+        return "B" + self.email_id[1:] if self.email_id else ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of an account's change log, as the watcher and JMAP see it.
+
+    ``kind``: ``append`` (messages are the new ones, light), ``flags`` (uid,
+    modseq, resulting flags), ``expunge`` (tombstones), ``create``, ``rename``
+    (``names``: (mailbox id, old name, new name) triples), ``destroy``,
+    ``subscribe``, ``unsubscribe``. ``keywords``: keywords this change added to
+    the mailbox's keyword set (the IMAP server announces them with FLAGS first).
+    """
+
+    modseq: int
+    kind: str
+    mailbox_id: str = ""
+    messages: tuple[MessageMeta, ...] = ()
+    keywords: frozenset[str] = frozenset()
+    names: tuple[tuple[str, str, str], ...] = ()
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,8 @@ class AppendResult:
     modseq: int
     mailbox_id: str
     duplicate: bool = False  # the dedup key had been delivered before: nothing new was written
+    email_id: str = ""
+    thread_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,6 +149,7 @@ class FlagChange:
 class StoreResult:
     changed: list[FlagChange] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)  # UNCHANGEDSINCE failures (RFC 7162 §3.2 MODIFIED)
+    keywords: frozenset[str] = frozenset()  # keywords this STORE added to the mailbox's set
 
 
 class MailStore(abc.ABC):
@@ -130,26 +157,30 @@ class MailStore(abc.ABC):
 
     # --- mailboxes --------------------------------------------------------
     @abc.abstractmethod
-    def ensure_mailboxes(self, user: str) -> None:
-        """Create INBOX and the SPECIAL-USE defaults where missing (idempotent)."""
-
-    @abc.abstractmethod
-    def list_mailboxes(self, user: str) -> list[MailboxInfo]: ...
+    def list_mailboxes(self, user: str) -> list[MailboxInfo]:
+        """Names, ids, UIDVALIDITY and SPECIAL-USE of every mailbox (counters are not read)."""
 
     @abc.abstractmethod
     def get_mailbox(self, user: str, name: str) -> MailboxInfo:
-        """Current counters of one mailbox (a consistent read). MailboxNotFound if absent."""
+        """Exact counters of one mailbox at ``pos``. MailboxNotFound if absent."""
 
     @abc.abstractmethod
-    def create_mailbox(self, user: str, name: str, special_use: str | None = None) -> MailboxInfo: ...
+    def get_mailbox_by_id(self, user: str, mailbox_id: str) -> MailboxInfo:
+        """The same, by stable id (whatever its name now). MailboxNotFound once deleted."""
+
+    @abc.abstractmethod
+    def create_mailboxes(self, user: str, boxes: Iterable[tuple[str, str | None]],
+                         subscribe: Iterable[str] = ()) -> list[MailboxInfo]:
+        """Create all (name, special_use) pairs in one change (MailboxExists if any exists)."""
+
+    @abc.abstractmethod
+    def rename_mailboxes(self, user: str, moves: Iterable[tuple[str, str]],
+                         creates: Iterable[tuple[str, str | None]] = ()) -> None:
+        """Rename every (old, new) pair and create ``creates``, in one change: all or nothing."""
 
     @abc.abstractmethod
     def delete_mailbox(self, user: str, name: str) -> None:
-        """Delete the mailbox and its messages. INBOX cannot be deleted (MailboxInvalid)."""
-
-    @abc.abstractmethod
-    def rename_mailbox(self, user: str, old: str, new: str) -> None:
-        """Rename with inferiors; renaming INBOX moves its messages and leaves it empty (RFC 3501 §6.3.5)."""
+        """The name goes at once and the quota is freed; the messages are released by :meth:`sweep`."""
 
     @abc.abstractmethod
     def subscribe(self, user: str, name: str) -> None: ...
@@ -159,15 +190,6 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     def list_subscriptions(self, user: str) -> list[str]: ...
-
-    # --- blobs ------------------------------------------------------------
-    @abc.abstractmethod
-    def put_blob(self, raw: bytes) -> str:
-        """Store new immutable bytes (IMAP APPEND); returns the blob key."""
-
-    @abc.abstractmethod
-    def adopt_spool(self, spool_key: str, queue_id: str) -> str:
-        """Make a spooled object a mailbox blob (idempotent per queue id); returns the blob key."""
 
     @abc.abstractmethod
     def read_spool(self, spool_key: str) -> bytes: ...
@@ -180,7 +202,7 @@ class MailStore(abc.ABC):
         mailbox: str,
         raw: bytes | None,
         *,
-        blob_key: str | None = None,
+        spool_key: str | None = None,
         prefix: bytes = b"",
         flags: Iterable[str] = (),
         internaldate: float | None = None,
@@ -191,12 +213,11 @@ class MailStore(abc.ABC):
     ) -> AppendResult:
         """The one ingest path (SMTP delivery and IMAP APPEND).
 
-        ``raw`` is the message as received; ``blob_key`` names it if already in
-        S3 (else it is stored with put_blob). ``raw`` may be None when the blob
-        exists and the caller gives its raw ``header`` section and ``raw_size``
-        (the store Lambda, from the gateway's inline header). ``quota`` in
-        bytes, 0 = unlimited. INBOX (and the other defaults) are created on
-        first delivery.
+        ``raw`` is the message as received; ``spool_key`` names it when it is
+        already in the spool (the store Lambda): ``raw`` may then be None if the
+        caller gives its raw ``header`` section and ``raw_size``. ``quota`` in
+        bytes, 0 = unlimited. A missing mailbox is MailboxNotFound (the rules
+        layer creates the default mailboxes on first delivery).
         """
 
     @abc.abstractmethod
@@ -209,7 +230,11 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     def changes_since(self, mb: MailboxInfo, modseq: int) -> list[MessageMeta]:
-        """Messages and tombstones with modseq > ``modseq``, in modseq order."""
+        """Messages and tombstones of this mailbox changed after ``modseq``, in modseq order."""
+
+    @abc.abstractmethod
+    def follow(self, user: str, after: int, limit: int | None = None) -> list[Change]:
+        """The account's changes numbered above ``after``, in order (what a watcher reads)."""
 
     @abc.abstractmethod
     def read(self, meta: MessageMeta, start: int = 0, end: int | None = None) -> bytes:
@@ -224,7 +249,7 @@ class MailStore(abc.ABC):
         mode: str,
         unchanged_since: int | None = None,
     ) -> StoreResult:
-        """mode: 'add' | 'remove' | 'replace'. Each changed message gets a new modseq."""
+        """mode: 'add' | 'remove' | 'replace'. The changed messages get a new modseq."""
 
     @abc.abstractmethod
     def expunge(self, mb: MailboxInfo, metas: Iterable[MessageMeta]) -> list[int]:
@@ -232,22 +257,22 @@ class MailStore(abc.ABC):
 
     @abc.abstractmethod
     def copy(self, mb: MailboxInfo, metas: Iterable[MessageMeta], dest: str, quota: int = 0) -> tuple[MailboxInfo, list[tuple[int, int]]]:
-        """Copy into ``dest`` sharing blobs; returns (dest info, [(src uid, dest uid)]) for COPYUID."""
+        """Copy into ``dest`` sharing blobs and email ids; returns (dest info, [(src uid, dest uid)]) for COPYUID."""
+
+    @abc.abstractmethod
+    def claim_recent(self, mb: MailboxInfo, upto_uid: int) -> int:
+        """Claim \\Recent for UIDs up to ``upto_uid``; returns the UID claimed before (the caller owns the rest).
+
+        Arbitrated by the store, so across gateway tasks exactly one session is
+        the first to be told of a message (RFC 3501 §2.3.2)."""
 
     @abc.abstractmethod
     def usage(self, user: str) -> int:
         """Bytes counted against the user's quota."""
 
-
-def summary_for(prefix: bytes, raw: bytes | None, header: bytes | None, raw_size: int | None, blob_key: str | None):
-    """The append summary from the full bytes, or from the header section alone."""
-    from .summary import summarize, summarize_header
-
-    if raw is not None:
-        return summarize(prefix, raw), len(raw)
-    if header is None or raw_size is None or not blob_key:
-        raise ValueError("append without raw bytes needs blob_key, header and raw_size")
-    return summarize_header(prefix, header, raw_size), raw_size
+    @abc.abstractmethod
+    def sweep(self, user: str) -> int:
+        """Finish pending work (messages of deleted mailboxes); returns the messages released."""
 
 
 def apply_flags(current: frozenset[str], flags: Iterable[str], mode: str) -> frozenset[str]:
