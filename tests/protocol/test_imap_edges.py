@@ -179,8 +179,8 @@ def test_backend_error_text_never_reaches_the_client(server, backend, monkeypatc
     def boom(*a, **k):
         raise StoreUnavailable(detail)
 
+    r = _login(server)  # (login itself lists the mailboxes: the default ones are created on first login)
     monkeypatch.setattr(backend.store, "list_mailboxes", boom)
-    r = _login(server)
     reply = r.cmd('LIST "" *')[-1]
     assert reply.startswith(b"r2 NO [UNAVAILABLE] ") and b"ValidationException" not in reply
     assert any("ValidationException" in rec.getMessage() for rec in caplog.records)

@@ -1,4 +1,4 @@
-"""``postern``: the admin command (domains, users, aliases).
+"""``postern``: the admin command (domains, users, aliases; mail-table migrate and sweep).
 
 In:   command-line arguments; settings from the environment (``POSTERN_*``)
       or, with ``--stack NAME`` / ``POSTERN_STACK``, the resource names from
@@ -59,6 +59,7 @@ REGISTRARS: list[tuple[str, str, str | None]] = [
     ("postern.cli_outbound", "register", None),  # queue, trace
     ("postern.cli_outbound", "register_domain", "domain"),  # domain dkim
     ("postern.cli_dns", "register", None),  # dns
+    ("postern.cli_store", "register", None),  # migrate, sweep
 ]
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
