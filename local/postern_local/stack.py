@@ -202,6 +202,9 @@ class LocalStack:
 
         self.directory = dynamo_directory(self.settings, self.clients)
         self.store = DynamoMailStore(self.settings, self.clients)
+        from postern.store import schema
+
+        schema.migrate(self.store.items)  # what `postern migrate` does after a deploy: the layout version
         self._create_demo(env)
 
         self.functions = worker_functions(template, self._function_env)

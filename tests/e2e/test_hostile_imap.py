@@ -83,7 +83,7 @@ class Client:
 
 
 def test_list_with_forty_wildcards(imap_hostile, stack, attacker):
-    stack.store.create_mailbox(attacker[0], "a" * 25)
+    stack.store.create_mailboxes(attacker[0], [("a" * 25, None)])
     c = Client(imap_hostile.ports["imap"], *attacker)
     replies = []
     result = imap_hostile.measure(lambda: replies.extend(

@@ -267,9 +267,6 @@ class Runtime:
         idx.recent_uid = max(idx.recent_uid, top)
         return {u for u in idx.metas if prev < u <= top}
 
-    def renamed(self, user: str, old: str, new: str) -> None:
-        """Kept for callers; selected sessions follow the mailbox id through the change log."""
-
     def _evict(self) -> None:
         """Drop least recently used indexes of mailboxes nobody here has selected (bounded memory)."""
         watched = {(w.mb.user, w.mb.mailbox_id, w.mb.uidvalidity) for w in self.watchers.values()}
