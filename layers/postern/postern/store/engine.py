@@ -78,7 +78,8 @@ class CommitStats:
     """Counters for the evidence: commits, log-slot conflicts, roll-forwards done for others."""
 
     commits: int = 0
-    conflicts: int = 0
+    conflicts: int = 0  # the slot was taken when we came to write (found by a read or a failed write)
+    failed_writes: int = 0  # of those, found by a failed conditional write (1 write unit each)
     repairs: int = 0
 
     def __post_init__(self):
@@ -200,13 +201,18 @@ class LogStore(MailStore):
             n = view.n
             rec.update(keys.change_key(u, n))
             rec.update(v=CURRENT, u=u, ms=n, t=time.time(), tk=token)
+            if attempt and self.items.get(keys.change_key(u, n)) is not None:
+                # contended: look (a read) before writing (a failed conditional write costs a write unit)
+                self.stats.add(conflicts=1)
+                self._catch_up(u, n - 1, attempt)
+                continue
             try:
                 self.items.put(rec, cond=absent())
             except ConditionFailed:
                 landed = self.items.get(keys.change_key(u, n))
                 if landed is not None and landed.get("tk") == token:
                     break  # a retried write whose first attempt had landed (a timeout after AWS applied it)
-                self.stats.add(conflicts=1)
+                self.stats.add(conflicts=1, failed_writes=1)
                 self._catch_up(u, n - 1, attempt)
                 continue
             break
@@ -235,7 +241,7 @@ class LogStore(MailStore):
                 return
             if time.monotonic() > deadline:
                 break
-            time.sleep(random.uniform(0.002, 0.008))
+            time.sleep(random.uniform(0.004, 0.012))
         # everyone who lost this slot retries now: spread them a little
         time.sleep(random.uniform(0, min(0.02, 0.001 * 2 ** min(attempt, 5))))
 
