@@ -47,8 +47,8 @@ class MailFacade:
     async def ensure_defaults(self, user: str) -> None:
         await self._run(rules.ensure_defaults, self.store, user)
 
-    async def create(self, user: str, name: str) -> None:
-        await self._run(rules.create, self.store, user, name)
+    async def create(self, user: str, name: str) -> MailboxInfo:
+        return await self._run(rules.create, self.store, user, name)
 
     async def delete(self, user: str, name: str) -> None:
         await self._run(rules.delete, self.store, user, name)

@@ -164,3 +164,70 @@ def test_mailbox_names_go_through_one_validator(store):
             assert b"Validation" not in reply
         assert tagged(r.cmd("SUBSCRIBE Later/Box")).startswith(b"OK")  # need not exist (RFC 3501 §6.3.6)
         r.cmd("LOGOUT")
+
+
+def test_a_missing_blob_and_a_rendering_bug_are_never_called_expunged(monkeypatch):
+    """One domain error for "the bytes are gone" (BlobMissing: NO [UNAVAILABLE] with its own text), and
+    a bug while rendering is the internal-error reply, never NO [EXPUNGEISSUED]."""
+    from postern.store.memory import MemoryMailStore
+    from postern_gateway.imap.ops import fetch
+
+    store = MemoryMailStore()
+    b = backend_over(store)
+    with ServerThread(start_imap, b) as srv:
+        r = login(srv)
+        r.cmd(b"APPEND INBOX {%d}\r\n" % len(MSG1) + MSG1)
+        r.cmd(b"APPEND INBOX {%d}\r\n" % len(MSG1) + MSG1)
+        r.cmd("SELECT INBOX")
+
+        async def broken(*a, **k):
+            raise KeyError("a bug in rendering")
+
+        monkeypatch.setattr(fetch, "bodystructure", broken)
+        reply = tagged(r.cmd("FETCH 1 BODYSTRUCTURE"))
+        assert reply.startswith(b"NO [UNAVAILABLE]") and b"EXPUNGE" not in reply
+        monkeypatch.undo()
+        (meta,) = store.get_messages(store.get_mailbox(USER, "INBOX"), [1])
+        store.blobs.delete(meta.blob_key)
+        out = r.cmd("FETCH 1:2 (BODY.PEEK[TEXT])")
+        assert tagged(out) == b"NO [UNAVAILABLE] Message content unavailable\r\n"
+        assert any(ln.startswith(b"* 2 FETCH") for ln in out)  # the others are still sent
+        assert tagged(r.cmd("FETCH 1 (FLAGS)")).startswith(b"OK")  # the index is intact
+        r.cmd("LOGOUT")
+    with ServerThread(start_pop3, backend_over(store, directory=b.directory)) as srv:
+        p = poplib.POP3(HOST, srv.port, timeout=10)
+        p.user(USER)
+        p.pass_(PW)
+        with pytest.raises(poplib.error_proto) as exc:
+            p.retr(1)
+        assert exc.value.args[0] == b"-ERR [SYS/TEMP] Message content unavailable"
+        p.quit()
+
+
+def test_objectid_ids_are_stable_across_copy_move_and_rename():
+    """RFC 8474: MAILBOXID survives RENAME, EMAILID survives COPY and MOVE, replies share THREADID."""
+    from postern.store.memory import MemoryMailStore
+
+    b = backend_over(MemoryMailStore())
+    with ServerThread(start_imap, b) as srv:
+        r = login(srv)
+        assert b" OBJECTID" in b"".join(r.cmd("CAPABILITY"))
+        made = re.search(rb"OK \[MAILBOXID \(([\w-]+)\)\]", r.cmd("CREATE Work")[-1]).group(1)
+        reply = (b"Subject: re\r\nMessage-ID: <r@x>\r\nIn-Reply-To: <1@remote.test>\r\n\r\nx\r\n")
+        r.cmd(b"APPEND INBOX {%d}\r\n" % len(MSG1) + MSG1)
+        r.cmd(b"APPEND INBOX {%d}\r\n" % len(reply) + reply)
+        r.cmd("SELECT INBOX")
+        ids = re.findall(rb"EMAILID \(([\w-]+)\) THREADID \(([\w-]+)\)", b"".join(r.cmd("FETCH 1:2 (EMAILID THREADID)")))
+        (e1, t1), (e2, t2) = ids
+        assert e1 != e2 and t1 == t2  # a reply joins its parent's thread
+        assert b"* SEARCH 2\r\n" in r.cmd(f"SEARCH EMAILID {e2.decode()}")
+        assert b"* SEARCH 1 2\r\n" in r.cmd(f"SEARCH THREADID {t1.decode()}")
+        r.cmd("COPY 1 Work")
+        r.cmd("MOVE 2 Work")
+        assert tagged(r.cmd("RENAME Work Job")).startswith(b"OK")
+        out = b"".join(r.cmd("SELECT Job"))
+        assert b"[MAILBOXID (" + made + b")]" in out
+        assert b"MAILBOXID (" + made + b")" in b"".join(r.cmd("STATUS Job (MAILBOXID)"))
+        moved = re.findall(rb"EMAILID \(([\w-]+)\)", b"".join(r.cmd("FETCH 1:2 (EMAILID)")))
+        assert moved == [e1, e2]
+        r.cmd("LOGOUT")

@@ -149,6 +149,14 @@ class ModSeq(SearchKey):
 
 
 @dataclass(frozen=True)
+class ObjectId(SearchKey):
+    """RFC 8474 §6 EMAILID / THREADID: the message's stable id equals ``value``."""
+
+    attr: str  # "email_id" | "thread_id"
+    value: str
+
+
+@dataclass(frozen=True)
 class Within(SearchKey):
     """RFC 5032 OLDER / YOUNGER: INTERNALDATE against ``cutoff`` (now - interval, fixed at parse time)."""
 
@@ -287,6 +295,8 @@ class _Parser:
             return Or(left, right)
         if name == "MODSEQ":
             return self._modseq()
+        if name == "EMAILID" or name == "THREADID":  # RFC 8474 §6
+            return ObjectId("email_id" if name == "EMAILID" else "thread_id", self.atom("object id"))
         if name == "OLDER" or name == "YOUNGER":  # RFC 5032 WITHIN
             seconds = self.number(name)
             if seconds == 0:
@@ -574,6 +584,8 @@ def _eval(key: SearchKey, msg, view: _View, flags: frozenset[str]) -> bool:
         return when <= key.cutoff if key.older else when > key.cutoff
     if isinstance(key, ModSeq):
         return (getattr(msg, "modseq", 0) or 0) >= key.modseq
+    if isinstance(key, ObjectId):
+        return bool(key.value) and getattr(msg, key.attr, "") == key.value
     try:
         if isinstance(key, DateKey):
             have: _dt.date | None = _sent_date(view) if key.sent else _internal_date(msg)

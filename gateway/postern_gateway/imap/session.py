@@ -104,7 +104,7 @@ class Session:
         caps += ["LITERAL+", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
                  "UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "QUOTA", "QUOTA=RES-STORAGE", "MULTIAPPEND",
                  f"APPENDLIMIT={self.settings.max_message_size}", "ESEARCH", "SORT", "SORT=DISPLAY",
-                 "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
+                 "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "OBJECTID"]
         return " ".join(caps)
 
     # --- input ------------------------------------------------------------------

@@ -84,7 +84,8 @@ def append(store: MailStore, user: str, mailbox: str, raw: bytes | None, **kw) -
     return store.append(user, mailbox, raw, **kw)
 
 
-def create(store: MailStore, user: str, name: str) -> None:
+def create(store: MailStore, user: str, name: str) -> MailboxInfo:
+    """Create ``name`` (and its missing superiors); returns the new mailbox."""
     n = validate_name(name.rstrip(DELIMITER) or name)  # RFC 3501 §6.3.3: a trailing delimiter is intent only
     if n == "INBOX":
         raise MailboxExists("INBOX already exists")
@@ -93,7 +94,7 @@ def create(store: MailStore, user: str, name: str) -> None:
         raise MailboxExists()
     # RFC 3501 §6.3.3: create the superiors needed, in the same change
     boxes = [(s, None) for s in superiors(n) if s not in have and s != "INBOX"] + [(n, None)]
-    store.create_mailboxes(user, boxes)
+    return store.create_mailboxes(user, boxes)[-1]
 
 
 def delete(store: MailStore, user: str, name: str) -> None:

@@ -103,7 +103,7 @@ async def bodystructure(s: Session, m: _Msg, extended: bool) -> bytes:
     return hit
 
 
-INDEX_ATTS = {"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"}
+INDEX_ATTS = {"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "EMAILID", "THREADID"}
 
 
 def render_index(sel, uid: int, name: str, view) -> bytes:
@@ -116,6 +116,10 @@ def render_index(sel, uid: int, name: str, view) -> bytes:
         return b"RFC822.SIZE %d" % view.size
     if name == "MODSEQ":
         return b"MODSEQ (%d)" % view.modseq
+    if name == "EMAILID":  # RFC 8474 §5.1: survives COPY and MOVE
+        return b"EMAILID (%s)" % view.email_id.encode()
+    if name == "THREADID":  # RFC 8474 §5.2
+        return b"THREADID (%s)" % view.thread_id.encode() if view.thread_id else b"THREADID NIL"
     return b"INTERNALDATE " + wire.format_internaldate(view.internaldate)
 
 

@@ -26,7 +26,7 @@ from . import OpResult
 if TYPE_CHECKING:
     from ..session import Session
 
-STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE")
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE", "MAILBOXID")
 
 
 def _user(s: Session) -> str:
@@ -44,8 +44,8 @@ async def get_existing(s: Session, name: str):
 # The rules (INBOX, superiors, inferiors, validation) are postern.mailboxes'; these only map replies.
 async def create(s: Session, cmd: Command) -> OpResult:
     P.arity(cmd, 1, 2)
-    await s.backend.mail.create(_user(s), P.mailbox(cmd.args[0]))
-    return "CREATE completed"
+    mb = await s.backend.mail.create(_user(s), P.mailbox(cmd.args[0]))
+    return ("OK", f"MAILBOXID ({mb.mailbox_id})", "CREATE completed")  # RFC 8474 §4.1
 
 
 async def delete(s: Session, cmd: Command) -> OpResult:
@@ -175,7 +175,8 @@ async def status(s: Session, cmd: Command) -> OpResult:
     if idx is not None and idx.pos >= mb.pos:
         recent = sum(1 for u in idx.metas if u > max(mb.recent_uid, idx.recent_uid))
     values = {"MESSAGES": mb.exists, "RECENT": recent, "UIDNEXT": mb.uidnext, "UIDVALIDITY": mb.uidvalidity,
-              "UNSEEN": mb.unseen, "HIGHESTMODSEQ": mb.highestmodseq, "SIZE": mb.size}
+              "UNSEEN": mb.unseen, "HIGHESTMODSEQ": mb.highestmodseq, "SIZE": mb.size,
+              "MAILBOXID": f"({mb.mailbox_id})"}  # RFC 8474 §4.3
     body = " ".join(f"{k} {values[k]}" for k in want)
     s.send(b"* STATUS " + R.mailbox_name(mb.name) + f" ({body})\r\n".encode())
     return "STATUS completed"

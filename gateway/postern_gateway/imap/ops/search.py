@@ -104,6 +104,7 @@ async def _matching(s: Session, cmd: Command, args: list, budget: Budget, extra_
                 and b"=?" not in header:
             continue  # cannot match: see _prefilter
         msg = SimpleNamespace(seq=i + 1, uid=uid, flags=frozenset(sel.flags_of(uid)), modseq=view.modseq,
+                              email_id=view.email_id, thread_id=view.thread_id,
                               size=view.size, internaldate=view.internaldate, header=header, raw=raw,
                               seq_max=seq_max, uid_max=uid_max, recent=uid in sel.recent)
         await batch.add(msg)

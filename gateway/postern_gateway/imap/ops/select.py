@@ -88,6 +88,7 @@ async def select(s: Session, cmd: Command) -> OpResult:
     if unseen is not None:
         s.send(R.ok_code(f"UNSEEN {unseen}", "First unseen"))
     s.send(R.ok_code(f"UIDVALIDITY {mb.uidvalidity}", "UIDs valid"))
+    s.send(R.ok_code(f"MAILBOXID ({mb.mailbox_id})", "Ok"))  # RFC 8474 §4.2: survives RENAME
     uidnext = max(mb.uidnext, (sel.uids[-1] + 1) if sel.uids else 1)
     s.send(R.ok_code(f"UIDNEXT {uidnext}", "Predicted next UID"))
     s.send(R.ok_code(f"HIGHESTMODSEQ {sel.highestmodseq()}", "Highest"))
