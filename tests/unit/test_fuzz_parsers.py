@@ -8,7 +8,8 @@ and command parser.
 
 from __future__ import annotations
 
-from fuzz_harness import FUZZ, RUNS, bounded
+import pytest
+from fuzz_harness import FUZZ, RUNS, bounded, release
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +20,12 @@ from postern_gateway.pop3.protocol import BadCommand as Pop3Bad
 from postern_gateway.pop3.protocol import LineBuffer, LineTooLong
 from postern_gateway.pop3.protocol import parse_command as pop3_parse
 from postern_gateway.smtp.paths import PathError, parse_path
+
+@pytest.fixture(scope="module", autouse=True)
+def _unfreeze_after():
+    yield
+    release()
+
 
 PATHISH = st.one_of(
     st.text(alphabet="<>@:,.%!\"\\[] azAZ09-+_=\t\x00é", max_size=60),

@@ -38,9 +38,11 @@ Why a subclass and what it changes (everything else is aiosmtpd 1.4.6 as shipped
     ``smtp_MAIL``/``smtp_RCPT`` first check the path with :mod:`.paths` and answer
     ``501 5.1.7`` / ``501 5.1.3``; a non-ASCII path without SMTPUTF8 gets
     ``553 5.6.7`` (RFC 6531 §3.4). MAIL's ``AUTH=`` parameter (RFC 4954 §5), which
-    aiosmtpd does not know, is accepted and ignored. ``VRFY <`` and ``VRFY <@`` made the stdlib's
-    ``get_angle_addr`` (under aiosmtpd's ``_getaddr``) raise IndexError, an internal error per
-    command (found by the long fuzz run): :meth:`PosternSMTP._getaddr` reads that as no address.
+    aiosmtpd does not know, is accepted and ignored. VRFY never reaches the stdlib's
+    lenient parser: it verifies nothing anyway (RFC 5321 §3.5.3, §7.3), and that parser raised
+    IndexError on ``VRFY <`` and AttributeError on other shapes (found by the long fuzz run), an
+    internal error per command; :meth:`PosternSMTP.smtp_VRFY` answers 252 to any argument, and
+    ``_getaddr`` (still used by MAIL/RCPT after the strict check) reads such a raise as no address.
 
 Also here, because they are per-connection protocol matters: a cap on live
 sessions (``421 4.3.2`` to the extra connection), an idle timer that every
@@ -391,12 +393,22 @@ class PosternSMTP(SMTP):
         finally:
             self._verb = None
 
+    @functools.wraps(SMTP.smtp_VRFY, assigned=())  # keep aiosmtpd's HELP syntax attributes
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        if await self.check_auth_needed("VRFY"):
+            return
+        if not arg:
+            await self.push("501 Syntax: VRFY <address>")
+            return
+        # RFC 5321 §3.5.3: 252, we neither confirm nor deny (and never parse the argument).
+        await self.push("252 Cannot VRFY user, but will accept message and attempt delivery")
+
     def _getaddr(self, arg: str):
-        """aiosmtpd's address reader (VRFY; MAIL/RCPT arrive here already checked), where the
-        stdlib's ``get_angle_addr`` raises IndexError on ``<`` or ``<@``: that is no address."""
+        """aiosmtpd's address reader (MAIL/RCPT, after the strict check of :mod:`.paths`): the
+        stdlib parser under it raises on some shapes; that is no address, never an internal error."""
         try:
             return super()._getaddr(arg)
-        except IndexError:
+        except (IndexError, AttributeError):
             return None, None
 
 
