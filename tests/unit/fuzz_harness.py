@@ -63,7 +63,7 @@ _inputs = 0
 GC_EVERY = 256  # inputs between two collect-and-freeze passes (outside any measured window)
 
 
-def _between_inputs() -> None:
+def _between_inputs() -> bool:
     """Keep the collector's pauses out of the measured windows. This process is the server and
     hypothesis at once, and hypothesis's record of what it generated grows with every example: a
     long run's full collections traversed it for 0.2 s, then 1.4 s, then 4 s (measured with
@@ -71,9 +71,11 @@ def _between_inputs() -> None:
     two of them, collect the garbage and freeze what is alive, so later collections skip it."""
     global _inputs
     _inputs += 1
-    if _inputs % GC_EVERY == 0:
-        gc.collect()
-        gc.freeze()
+    if _inputs % GC_EVERY:
+        return False
+    gc.collect()
+    gc.freeze()
+    return True
 
 
 def release() -> None:
@@ -156,7 +158,8 @@ class Harness:
     @contextmanager
     def input(self):
         """One fuzz input under the liveness ceilings (module docstring)."""
-        _between_inputs()
+        if _between_inputs():  # a probe that waited out the collection must not count for this input
+            self.canary.wait_probes(self.canary.mark(), 1)
         mark = self.canary.mark()
         _RSS.reset()
         before = _RSS.current_mb()
