@@ -37,6 +37,7 @@ EXPECTED = {
     "faults": ("2,000 messages, 20 clients, 10% of AWS calls failing", []),
     "load": ("200 SMTP + 100 IDLE + 20 IMAP + 50 POP3 sessions", []),
     "cost": ("AWS requests counted -> $ per million messages", ["--no-write"]),
+    "store_order": ("4 writers on one mailbox, a watcher following the change log", []),
 }
 HEADLINE = re.compile(
     r"(ratio|\d+(\.\d+)?x\b|summary:|gateway RSS|idle floor|SMTP messages accepted|^(inbound|outbound|POP3|IMAP)\b"

@@ -27,7 +27,10 @@ def main(argv=None) -> int:
     ap.add_argument("--writers", type=int, default=4)
     ap.add_argument("--ops", type=int, default=25, help="operations per writer")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="10 operations per writer (make bench)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.ops = min(args.ops, 10)
 
     from moto import mock_aws
 
@@ -55,6 +58,10 @@ def main(argv=None) -> int:
     print(f.report())
     ok = not f.errors and f.seen == f.changes and not (f.out_of_order or f.duplicates or f.missing) and f.replay_matches
     print("all seen exactly once, in order" if ok else f"FAILED {f.errors}")
+    alone = ", ".join(f"{k} {w / n:.1f}" for k, (n, w) in sorted(f.wru_by_kind.items()))
+    print(f"summary: {f.writers} writers, {f.changes} changes, {'in order' if ok else 'NOT in order'}; "
+          f"{f.conflict_rate:.0%} slot conflicts; {f.wru_per_change:.2f} WRU per change contended "
+          f"(alone: {alone})")
     return 0 if ok else 1
 
 

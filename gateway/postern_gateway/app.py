@@ -139,6 +139,11 @@ class Gateway:
     async def start(self, listeners: tuple[Listener, ...] = LISTENERS) -> dict[str, int]:
         if self.backend is None:
             self.backend = build_backend(self.settings, self.clients)
+        items = getattr(self.backend.store, "items", None)
+        if items is not None:  # never serve a mail table written by a newer release (postern migrate)
+            from postern.store import schema
+
+            await self.backend.run(schema.check, items)
         if self.ssl_context is None:
             self.ssl_context = await self.backend.run(tls_context, self.settings, self.clients)
         store = getattr(self.ssl_context, "postern_store", None)
