@@ -14,36 +14,23 @@ from __future__ import annotations
 import smtplib
 
 import pytest
+from fakes import MemoryClients
 from helpers import HOST, ServerThread, memory_backend
+from test_smtp_submission import shared_directory
 
 from postern import status
-from postern.directory import memory_directory
 from postern.envelope import Envelope
 from postern_gateway.imap import message as M
-from fakes import MemoryClients
 from postern_gateway.smtp.server import start_smtp
 from postern_gateway.smtp.spool import Spooler
 
 REFUSED = (status.HEADER_REFUSED.code, status.HEADER_REFUSED.enhanced)
 
-_DIRECTORY = None
-
-
-def directory():
-    global _DIRECTORY
-    if _DIRECTORY is None:
-        d = memory_directory()
-        d.add_domain("example.test")
-        d.add_user("alice@example.test", "alice-pw")
-        d.add_user("bob@example.test", "bob-pw")
-        _DIRECTORY = d
-    return _DIRECTORY
-
 
 @pytest.fixture(params=["mx", "submission"])
 def smtp(request):
     clients = MemoryClients()
-    b = memory_backend(directory=directory())
+    b = memory_backend(directory=shared_directory())  # alice and bob @example.test
     b.spooler = Spooler(b.settings, clients)
     with ServerThread(start_smtp, b, role=request.param) as srv:
         srv.clients, srv.role = clients, request.param

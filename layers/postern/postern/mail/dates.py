@@ -57,13 +57,19 @@ def _unquote(value: bytes | str) -> str:
     return text
 
 
-def parse_imap_date(value: bytes | str) -> _dt.date:
-    """RFC 3501 §9 ``date`` (``1-Feb-1994``, optionally in DQUOTEs). Raises ValueError."""
+def _imap_match(pattern: re.Pattern, value: bytes | str, what: str) -> tuple[re.Match, int]:
+    """The grammar's match and the month number, or ValueError."""
     text = _unquote(value)
-    m = _IMAP_DATE.fullmatch(text)
+    m = pattern.fullmatch(text)
     month = _MONTH.get(m.group(2).upper()) if m else None
     if m is None or month is None:
-        raise ValueError(f"bad date: {text[:40]!r}")
+        raise ValueError(f"bad {what}: {text[:40]!r}")
+    return m, month
+
+
+def parse_imap_date(value: bytes | str) -> _dt.date:
+    """RFC 3501 §9 ``date`` (``1-Feb-1994``, optionally in DQUOTEs). Raises ValueError."""
+    m, month = _imap_match(_IMAP_DATE, value, "date")
     return _dt.date(int(m.group(3)), month, int(m.group(1)))  # ValueError for 31-Feb
 
 
@@ -83,11 +89,7 @@ def _moment(year: int, month: int, day: int, hh: int, mm: int, ss: int, tz: _dt.
 
 def parse_imap_date_time(value: bytes | str) -> _dt.datetime:
     """RFC 3501 §9 ``date-time`` (``"dd-Mon-yyyy hh:mm:ss +zzzz"``) -> aware datetime. Raises ValueError."""
-    text = _unquote(value)
-    m = _IMAP_DATE_TIME.fullmatch(text)
-    month = _MONTH.get(m.group(2).upper()) if m else None
-    if m is None or month is None:
-        raise ValueError(f"bad date-time: {text[:40]!r}")
+    m, month = _imap_match(_IMAP_DATE_TIME, value, "date-time")
     day, _, year, hh, mm, ss, sign, zh, zm = m.groups()
     return _moment(int(year), month, int(day.strip()), int(hh), int(mm), int(ss), _zone(sign, zh, zm))
 
