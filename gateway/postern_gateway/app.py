@@ -5,9 +5,13 @@ In:   :class:`~postern.config.Settings` (ports, bind address, resources) and
 Out:  :class:`Gateway`: ``await start()`` binds every listener in
       :data:`LISTENERS` (SMTP MX, submission, submissions, IMAP, IMAPS,
       POP3, POP3S) and records the bound ports in ``ports`` (port 0 binds a
-      free one); ``await stop()`` closes them. :func:`serve` runs a gateway
-      until SIGINT/SIGTERM (the ``postern-gateway`` command, the container's
-      CMD); :func:`build_backend` is the Backend over DynamoDB + S3 + SQS.
+      free one); ``await drain(timeout)`` stops accepting and asks every session to
+      leave; ``await stop()`` closes them. :func:`serve` runs a gateway until
+      SIGINT/SIGTERM (the ``postern-gateway`` command, the container's CMD) with
+      ``GET /healthz`` (postern_gateway.health) and, on ECS, the OpenSessions metric
+      (postern_gateway.metrics); on the signal it drains for up to
+      ``POSTERN_DRAIN_TIMEOUT`` seconds, then stops. :func:`build_backend` is the
+      Backend over DynamoDB + S3 + SQS.
 Fails: a port in use raises OSError from ``start()`` (after closing what was
       already bound). TLS listeners (465, 993, 995) are skipped, with a
       warning, when no certificate is configured; STARTTLS/STLS are then not
@@ -32,6 +36,8 @@ from postern.store.dynamo import DynamoMailStore
 
 from . import workers
 from .backend import Backend
+from .health import Health
+from .metrics import SessionMetrics, ecs_dimensions
 from .blocking import Blocking
 
 log = logging.getLogger("postern.gateway")
@@ -202,6 +208,17 @@ class Gateway:
         if self.backend is not None:
             self.backend.blocking.shutdown()
 
+    async def drain(self, timeout: float) -> bool:
+        """Stop accepting and ask every session to leave (postern_gateway.sessions): idle ones are
+        told 421 / BYE / -ERR now, busy ones after their current command. True if all had gone
+        within ``timeout`` seconds; ``stop()`` ends whatever is left."""
+        for server in self.servers.values():
+            asyncio.Server.close(server)  # the listening sockets only: not the sessions' own close wrappers
+        if self.backend is None:
+            return True
+        self.backend.sessions.drain()
+        return await self.backend.sessions.wait_empty(timeout)
+
 
 async def serve(settings: Settings | None = None, clients: Clients | None = None) -> None:
     """Run a gateway until SIGINT or SIGTERM, then close listeners and sessions."""
@@ -214,12 +231,30 @@ async def serve(settings: Settings | None = None, clients: Clients | None = None
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     ports = await gw.start()
+    health = Health(gw)
+    if gw.settings.health_port >= 0:  # GET /healthz: the NLB's and ECS's health checks
+        ports["health"] = await health.start(gw.settings.bind, gw.settings.health_port)
     log.info("gateway listening on %s: %s", gw.settings.bind,
              ", ".join(f"{k}={v}" for k, v in sorted(ports.items())))
+    metrics = None
+    if gw.settings.metrics_interval > 0:
+        dims = await gw.backend.run(ecs_dimensions, gw.settings.ecs_metadata_uri)
+        if dims is not None:  # on ECS: OpenSessions for the services' target tracking
+            metrics = loop.create_task(SessionMetrics(gw.backend.sessions, dims, gw.settings.metrics_interval).run())
     workers.pool(gw.settings)  # the work-budget processes start now, not on the first SEARCH
     try:
         await stop.wait()
+        # SIGTERM (ECS: after the target groups' deregistration delay): no new sessions, every
+        # open one told to leave, up to POSTERN_DRAIN_TIMEOUT for them to finish, within ECS's StopTimeout.
+        log.info("gateway draining %d sessions", gw.backend.sessions.total())
+        health.draining = True
+        if not await gw.drain(gw.settings.drain_timeout):
+            log.warning("%d sessions still open after %.0f s, closing them", gw.backend.sessions.total(),
+                        gw.settings.drain_timeout)
     finally:
         log.info("gateway stopping")
+        if metrics is not None:
+            metrics.cancel()
+        await health.stop()
         await gw.stop(cancel_sessions=True)
         workers.shutdown_pool()

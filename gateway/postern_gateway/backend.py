@@ -28,6 +28,7 @@ from postern.errors import PosternError
 from postern.store.base import AppendResult, Change, MailboxInfo, MailStore, MessageMeta, StoreResult
 
 from .blocking import Blocking
+from .sessions import Sessions
 
 log = logging.getLogger("postern.gateway.store")
 
@@ -144,6 +145,7 @@ class Backend:
     trust: object | None = None  # postern_gateway.trust.gate.Trust (DNS checks on the MX port); None = off
     auth_cache: object | None = None  # postern_gateway.authcache.VerifiedCache, built on first login
     maildrop_locks: object | None = None  # postern_gateway.pop3.lock: POP3 maildrop locks, built by the listener
+    sessions: Sessions = field(default_factory=Sessions)  # live sessions: counted, told to leave on SIGTERM
 
     @property
     def mail(self) -> MailFacade:

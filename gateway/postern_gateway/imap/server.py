@@ -44,13 +44,18 @@ async def start_imap(backend, host: str, port: int, *, ssl_context=None, implici
                 writer.close()
             return
         sessions.add(task)
+        session = Session(backend, reader, writer, ssl_context=ssl_context, tls=implicit_tls)
+        seats = getattr(backend, "sessions", None)  # counted; * BYE when the gateway stops
+        session.seat = seats.join("imap") if seats is not None else None
         try:
-            await Session(backend, reader, writer, ssl_context=ssl_context, tls=implicit_tls).run()
+            await session.run()
         except asyncio.CancelledError:
             pass  # listener shutting down
         except Exception:  # noqa: BLE001
             log.exception("imap session crashed")
         finally:
+            if session.seat is not None:
+                session.seat.release()
             sessions.discard(task)
             ticket.release()
 

@@ -19,6 +19,7 @@ import logging
 from postern.errors import PosternError, StoreUnavailable
 
 from ..preauth import EXCEEDED, PreauthBudget
+from ..sessions import Leaving
 from . import responses as R
 from .errors import BadCommand, ByeError, ImapError, ParseError
 from .gate import handler
@@ -69,6 +70,7 @@ class Session:
         self._out_len = 0
         self.fail_counter = None
         self.idling = False
+        self.seat = None  # postern_gateway.sessions.Seat: reads end with * BYE when the gateway stops
         self.account_ticket = None  # per-account session slot (postern.limits), released at the end
 
     # --- output ---------------------------------------------------------------
@@ -135,10 +137,16 @@ class Session:
                     raise ByeError("Too many bad commands")
                 continue
             assert isinstance(ev, NeedMore)
+            timeout = max(0.0, deadline - loop.time())
             try:
-                data = await asyncio.wait_for(self.reader.read(65536), max(0.0, deadline - loop.time()))
+                if self.seat is None:
+                    data = await asyncio.wait_for(self.reader.read(65536), timeout)
+                else:
+                    data = await self.seat.read(self.reader.read(65536), timeout)
             except asyncio.TimeoutError:
                 raise ByeError("Autologout; idle for too long") from None
+            except Leaving:  # the gateway is stopping; a command in progress has had its reply
+                raise ByeError("[UNAVAILABLE] Server shutting down, reconnect later") from None
             if not data:
                 raise ConnectionResetError("client closed")
             if self.state == NOT_AUTHENTICATED and not self.preauth.spend(len(data)):

@@ -30,6 +30,7 @@ import logging
 import ssl
 
 from ..preauth import EXCEEDED, PreauthBudget
+from ..sessions import Leaving
 from .protocol import CODE_SYS_TEMP, LineBuffer, LineTooLong, err
 from .lock import MaildropLocks, SharedMaildropLocks, maildrop_locks
 from .session import AUTHORIZATION, Action, Pop3Session
@@ -68,6 +69,7 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain: list[asyncio.Future] = []
         self._ticket = None  # per-IP connection slot (postern.limits), released at disconnect
+        self._seat = None  # postern_gateway.sessions.Seat, released at disconnect
         self.preauth = PreauthBudget(self.settings.preauth_max_bytes)  # bytes before login (preauth.py)
 
     # --- asyncio.Protocol callbacks ---------------------------------------
@@ -89,6 +91,8 @@ class _Connection(asyncio.Protocol):
                 self._closed = True
                 return
         lst.connections.add(self)
+        seats = getattr(lst.backend, "sessions", None)  # counted; -ERR [SYS/TEMP] when the gateway stops
+        self._seat = seats.join("pop3") if seats is not None else None
         task = self._loop.create_task(self._serve())
         lst.tasks.add(task)
         task.add_done_callback(lst.tasks.discard)
@@ -116,6 +120,9 @@ class _Connection(asyncio.Protocol):
         self._data.set()
         self._wake_writers()
         self.listener.connections.discard(self)
+        if self._seat is not None:
+            self._seat.release()
+            self._seat = None
         if self._ticket is not None:
             self._ticket.release()
             self._ticket = None
@@ -153,7 +160,10 @@ class _Connection(asyncio.Protocol):
                 self._read_paused = False
                 self.transport.resume_reading()
             self._data.clear()
-            await self._data.wait()
+            if self._seat is None:
+                await self._data.wait()
+            else:
+                await self._seat.read(self._data.wait())  # Leaving when the gateway stops
 
     async def write(self, data: bytes) -> None:
         if self._closed:
@@ -208,6 +218,9 @@ class _Connection(asyncio.Protocol):
                     break
                 except LineTooLong:
                     self._last_words(err("Line too long, closing connection"))
+                    break
+                except Leaving:  # the gateway is stopping: no UPDATE state, no DELE commits (RFC 1939 §6)
+                    self._last_words(err("Server shutting down, try again later", CODE_SYS_TEMP))
                     break
                 if line is None:
                     break  # dropped: no UPDATE state, nothing is deleted (RFC 1939 §6)

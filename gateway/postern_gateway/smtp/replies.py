@@ -54,7 +54,10 @@ it on the class, shared by every session), and a connect hook
 (``handler.handle_CONNECT(server, session)`` may return a refusal instead of
 the greeting) and a disconnect hook (``handler.handle_DISCONNECT(server)``) for
 the trust checks, and the pre-login byte budget of submission (``421 4.7.0`` and close past
-``preauth_max_bytes`` before AUTH succeeds; postern_gateway.preauth).
+``preauth_max_bytes`` before AUTH succeeds; postern_gateway.preauth). When the gateway stops
+(``seats``: postern_gateway.sessions) a session between commands gets ``421 4.3.2`` and is
+closed at once; one in the middle of a command (a DATA being received or spooled) is closed
+right after that command's reply (RFC 5321 §3.8).
 """
 
 from __future__ import annotations
@@ -194,6 +197,7 @@ class SessionSet:
 
 
 TOO_BUSY_LINE = b"421 4.3.2 Too many connections, try again later\r\n"
+SHUTDOWN_LINE = b"421 4.3.2 Service shutting down, try again later\r\n"
 TIMEOUT_LINE = b"421 4.4.2 Idle timeout, closing connection\r\n"
 PREAUTH_LINE = f"421 4.7.0 {EXCEEDED}\r\n".encode()
 AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Error: authentication not enabled")
@@ -204,7 +208,8 @@ class PosternSMTP(SMTP):
     """aiosmtpd's SMTP with the changes listed in the module docstring, nothing more."""
 
     def __init__(self, handler, *, sessions: SessionSet | None = None, implicit_tls: bool = False,
-                 offers_auth: bool = False, preauth_max_bytes: int = 0, **kwargs):
+                 offers_auth: bool = False, preauth_max_bytes: int = 0, seats=None, protocol: str = "smtp",
+                 **kwargs):
         # aiosmtpd keeps command_size_limits on the class and grows it on every EHLO of
         # every session; give each connection its own table.
         self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
@@ -220,7 +225,35 @@ class PosternSMTP(SMTP):
         # Submission: bytes before AUTH succeeds, across STARTTLS (postern_gateway.preauth).
         self.preauth = PreauthBudget(preauth_max_bytes if offers_auth else 0)
         self._account_ticket = None  # the logged-in account's session slot (postern.limits)
+        self._seats = seats  # postern_gateway.sessions.Sessions: counted, told 421 when the gateway stops
+        self._protocol = protocol
+        self._seat = None
+        self._busy = False  # inside a command (DATA included): leave only after its reply
         super().__init__(handler, **kwargs)
+        self._smtp_methods = {verb: self._tracked(fn) for verb, fn in self._smtp_methods.items()}
+
+    def _tracked(self, method):
+        @functools.wraps(method)
+        async def run(arg):
+            self._busy = True
+            try:
+                return await method(arg)
+            finally:
+                self._busy = False
+                if self._seat is not None and self._seat.leaving:
+                    self._goodbye()
+
+        return run
+
+    def _leave(self) -> None:
+        """The gateway is stopping (postern_gateway.sessions): goodbye now, or after the current command."""
+        if not self._busy:
+            self._goodbye()
+
+    def _goodbye(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(SHUTDOWN_LINE)  # RFC 5321 §3.8
+            self.transport.close()
 
     # --- connection life cycle -------------------------------------------
     def _create_session(self) -> PosternSession:
@@ -239,6 +272,8 @@ class PosternSMTP(SMTP):
         super().connection_made(transport)
         if first and self.implicit_tls:
             self._mark_tls(transport)
+        if first and self._seats is not None:
+            self._seat = self._seats.join(self._protocol, on_leave=self._leave)
 
     def _mark_tls(self, transport) -> None:
         assert self.session is not None
@@ -263,6 +298,9 @@ class PosternSMTP(SMTP):
             self._account_ticket = None
         if self._sessions is not None:
             self._sessions.release(self)
+        if self._seat is not None:
+            self._seat.release()
+            self._seat = None
         hook = getattr(self.event_handler, "handle_DISCONNECT", None)  # trust: release per-IP slots
         if hook is not None and not self._disconnected:  # aiosmtpd may call this twice after a failed STARTTLS
             self._disconnected = True

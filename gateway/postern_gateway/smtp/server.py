@@ -53,6 +53,8 @@ async def start_smtp(backend, host: str, port: int, *, role: str = "mx", ssl_con
         return PosternSMTP(
             handler,
             sessions=sessions,
+            seats=getattr(backend, "sessions", None),
+            protocol="submission" if submission else "smtp",
             implicit_tls=implicit_tls,
             offers_auth=submission,
             preauth_max_bytes=settings.preauth_max_bytes,

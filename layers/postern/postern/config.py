@@ -107,6 +107,10 @@ class Settings:
     pop3_timeout: float = 600.0  # POSTERN_POP3_TIMEOUT (idle seconds; RFC 1939 §3: at least 10 minutes)
     pop3_lock_ttl: float = 120.0  # POSTERN_POP3_LOCK_TTL (seconds a dead task's maildrop lock outlives it)
     aws_threads: int = 16  # POSTERN_AWS_THREADS (the one bounded executor)
+    health_port: int = 8081  # POSTERN_HEALTH_PORT (GET /healthz for the NLB and ECS health checks; negative = off)
+    drain_timeout: float = 90.0  # POSTERN_DRAIN_TIMEOUT (seconds sessions get to finish after SIGTERM; < ECS StopTimeout)
+    metrics_interval: float = 60.0  # POSTERN_METRICS_INTERVAL (seconds between OpenSessions EMF lines; 0 = off)
+    ecs_metadata_uri: str = ""  # ECS_CONTAINER_METADATA_URI_V4 (set by ECS: the task's cluster and service)
     login_fail_delay: float = 1.0  # POSTERN_LOGIN_FAIL_DELAY (seconds after a failed login)
     auth_cache_ttl: float = 120.0  # POSTERN_AUTH_CACHE_TTL (seconds a verified password is remembered; 0 = off)
     preauth_max_bytes: int = 16 * 1024  # POSTERN_PREAUTH_MAX_BYTES (per connection before login; 0 = off)
@@ -211,6 +215,10 @@ class Settings:
             pop3_timeout=_float(e, "POSTERN_POP3_TIMEOUT", d.pop3_timeout),
             pop3_lock_ttl=_float(e, "POSTERN_POP3_LOCK_TTL", d.pop3_lock_ttl),
             aws_threads=_int(e, "POSTERN_AWS_THREADS", d.aws_threads),
+            health_port=_int(e, "POSTERN_HEALTH_PORT", d.health_port),
+            drain_timeout=_float(e, "POSTERN_DRAIN_TIMEOUT", d.drain_timeout),
+            metrics_interval=_float(e, "POSTERN_METRICS_INTERVAL", d.metrics_interval),
+            ecs_metadata_uri=e.get("ECS_CONTAINER_METADATA_URI_V4", d.ecs_metadata_uri),
             login_fail_delay=_float(e, "POSTERN_LOGIN_FAIL_DELAY", d.login_fail_delay),
             auth_cache_ttl=_float(e, "POSTERN_AUTH_CACHE_TTL", d.auth_cache_ttl),
             preauth_max_bytes=_int(e, "POSTERN_PREAUTH_MAX_BYTES", d.preauth_max_bytes),
