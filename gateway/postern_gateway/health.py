@@ -3,11 +3,11 @@
 In:   the running :class:`~postern_gateway.app.Gateway` (its listeners and live sessions),
       on the gateway's own event loop, at ``settings.bind`` : ``settings.health_port``
       (``POSTERN_HEALTH_PORT``, 8081 in the container).
-Out:  ``200`` and a small JSON body (listeners, open sessions by protocol, loop lag) while the
-      event loop answers, its 1-second heartbeat is fresh (no stall longer than
-      :data:`MAX_LAG` seconds just before the request), every listener started is still serving
-      and the gateway is not draining; ``503`` with the reason otherwise; ``404`` for any other
-      path. Served on the event loop itself, so a wedged loop answers nothing at all and the
+Out:  ``200`` and a small JSON body (listeners, open sessions by protocol, worst recent loop
+      stall) while the event loop answers, its 1-second heartbeat has not been held up for more
+      than :data:`MAX_LAG` seconds during the last :data:`STALL_MEMORY` seconds, every listener
+      started is still serving and the gateway is not draining; ``503`` with the reason
+      otherwise; ``404`` for any other path. Served on the event loop itself, so a wedged loop answers nothing at all and the
       check times out: a TCP check on a mail port would still pass, since the kernel completes
       the handshake for a listening socket whose loop never runs.
       As a command (``python -m postern_gateway.health``, the ECS container health check)
@@ -27,7 +27,8 @@ import urllib.request
 
 log = logging.getLogger("postern.gateway")
 
-MAX_LAG = 5.0  # seconds the loop may have stalled before a request and still count as healthy
+MAX_LAG = 5.0  # seconds the loop may stall (a heartbeat that late) and still count as healthy
+STALL_MEMORY = 30.0  # seconds a longer stall keeps the check failing (the NLB asks every 10-30 s)
 BEAT = 1.0
 REQUEST_LIMIT = 4096
 REQUEST_TIMEOUT = 5.0
@@ -38,6 +39,7 @@ class Health:
         self.gateway = gateway
         self.draining = False
         self._beat_at = 0.0
+        self._stall = (0.0, 0.0)  # (seconds, loop time when seen) of the last stall over MAX_LAG
         self._server: asyncio.base_events.Server | None = None
         self._beat: asyncio.Task | None = None
         self.port: int | None = None
@@ -61,18 +63,24 @@ class Health:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(BEAT)
-            self._beat_at = loop.time()
+            now = loop.time()
+            late = now - self._beat_at - BEAT
+            if late > MAX_LAG:
+                self._stall = (late, now)
+            self._beat_at = now
 
     def status(self) -> tuple[int, dict]:
-        loop = asyncio.get_running_loop()
-        stalled = loop.time() - self._beat_at - BEAT  # > 0 when the heartbeat is overdue right now
+        now = asyncio.get_running_loop().time()
+        overdue = now - self._beat_at - BEAT  # > 0: the heartbeat is late right now
+        stall, seen = (overdue, now) if overdue > MAX_LAG else self._stall
+        recent = stall > MAX_LAG and now - seen <= STALL_MEMORY
         listeners = {name: server.is_serving() for name, server in self.gateway.servers.items()}
         body = {"listeners": listeners, "sessions": self.gateway.backend.sessions.count(),
-                "lag": round(max(stalled, 0.0), 3)}
+                "stall": round(stall if recent else 0.0, 3)}
         if self.draining:
             return 503, {**body, "status": "draining"}
-        if stalled > MAX_LAG:
-            return 503, {**body, "status": f"event loop stalled for {stalled:.1f} s"}
+        if recent:
+            return 503, {**body, "status": f"event loop stalled for {stall:.1f} s, {now - seen:.0f} s ago"}
         down = sorted(name for name, serving in listeners.items() if not serving)
         if down:
             return 503, {**body, "status": "not serving: " + ", ".join(down)}

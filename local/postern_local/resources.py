@@ -100,8 +100,17 @@ def create_resources(session_clients, prefix: str = "postern", template: dict | 
                     out["Expiration"] = {"Days": int(days)}
                 if "AbortIncompleteMultipartUpload" in rule:
                     out["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+                if "NoncurrentVersionExpiration" in rule:
+                    days = rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+                    if isinstance(days, dict):
+                        days = t["Parameters"][days["Ref"]].get("Default", 35)
+                    out["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(days)}
+                if rule.get("ExpiredObjectDeleteMarker"):
+                    out["Expiration"] = {"ExpiredObjectDeleteMarker": True}
                 rules.append(out)
             s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
+        if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         res.buckets[logical] = name
 
     queues = resources_of_type(t, "AWS::SQS::Queue")
