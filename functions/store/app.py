@@ -19,8 +19,11 @@ FAILURES
     redelivers it; a retried job never creates a second copy (dedup key
     ``queue_id#user#mailbox``). A body that is not a StoreJob is poison and
     reaches the store DLQ after maxReceiveCount receives.
+    A Sieve script that fails at run time never loses mail: the message is
+    kept in INBOX and the failure logged.
 CODE
-    postern.pipeline.store (the logic), postern.store.dynamo (the store).
+    postern.pipeline.store (the logic), postern.store.dynamo (the store),
+    postern.sieve (the scripts).
 """
 
 from __future__ import annotations
@@ -35,12 +38,20 @@ from postern.config import get_settings
 from postern.envelope import StoreJob
 from postern.pipeline import store as pipeline
 from postern.pipeline.queues import send_bodies
+from postern.sieve import delivery as sieve_delivery
 from postern.store.dynamo import DynamoMailStore
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
+_sieve: dict = {}  # built once per warm container (and settings); compiled scripts are cached inside
+
+
+def sieve(settings, clients):
+    if _sieve.get("for") != (id(settings), id(clients)):
+        _sieve.update({"for": (id(settings), id(clients)), "sieve": sieve_delivery.from_settings(settings, clients)})
+    return _sieve["sieve"]
 
 
 _stores: dict = {}
@@ -59,7 +70,18 @@ def _store(settings, clients) -> DynamoMailStore:
 def record_handler(record: SQSRecord) -> None:
     job = StoreJob.from_json(record.body)
     settings, clients = get_settings(), get_clients()
-    outcome = pipeline.deliver(job, _store(settings, clients), settings.default_quota)
+    outcome = pipeline.deliver(job, _store(settings, clients), settings.default_quota, sieve(settings, clients))
+    filed = outcome.filed
+    if filed is not None:
+        if filed.error:
+            logger.warning("sieve failed: message kept", queue_id=job.queue_id, user=job.user, error=filed.error)
+            metrics.add_metric(name="SieveErrors", unit=MetricUnit.Count, value=1)
+        if filed.notes:
+            logger.info("sieve", queue_id=job.queue_id, user=job.user, notes=filed.notes, stored=filed.stored)
+        if not filed.results and outcome.notice is None:
+            logger.info("discarded by sieve", queue_id=job.queue_id, user=job.user)
+            metrics.add_metric(name="Discarded", unit=MetricUnit.Count, value=1)
+            return
     if outcome.notice is not None:
         send_bodies(clients.sqs, settings.ndr_queue_url, [outcome.notice.to_json()])
         logger.info("over quota", queue_id=job.queue_id, user=job.user)
@@ -72,7 +94,7 @@ def record_handler(record: SQSRecord) -> None:
         "stored",
         queue_id=job.queue_id,
         user=job.user,
-        mailbox=job.mailbox,
+        mailbox=filed.stored if filed is not None else job.mailbox,
         uid=outcome.result.uid,
         duplicate=outcome.result.duplicate,
     )

@@ -144,9 +144,10 @@ def test_store_steady_state_request_count(env):
     assert h(ev, ctx("store")) == {"batchItemFailures": []}
     # read the account marker, then (one batch) the mailbox name, its state, the dedup marker and the
     # thread index; write the change record (the commit), then the entry, dedup marker + thread id,
-    # mailbox state and account (postern/store/engine.py). No transaction.
+    # mailbox state and account (postern/store/engine.py). No transaction. Plus one BatchGetItem: the
+    # user's active Sieve script and managed rules (postern.sieve.delivery).
     assert calls == Counter({"s3.GetObject": 1, "s3.CopyObject": 1, "dynamodb.GetItem": 1,
-                             "dynamodb.BatchGetItem": 1, "dynamodb.PutItem": 2, "dynamodb.BatchWriteItem": 1,
+                             "dynamodb.BatchGetItem": 2, "dynamodb.PutItem": 2, "dynamodb.BatchWriteItem": 1,
                              "dynamodb.UpdateItem": 2})
 
 
@@ -216,7 +217,7 @@ def test_store_with_inline_header_reads_nothing_from_s3(env):
     ev["Records"][0]["body"] = json.dumps(body)
     calls = counting(c)
     assert h(ev, ctx("store")) == {"batchItemFailures": []}
-    assert calls == Counter({"s3.CopyObject": 1, "dynamodb.GetItem": 1, "dynamodb.BatchGetItem": 1,
+    assert calls == Counter({"s3.CopyObject": 1, "dynamodb.GetItem": 1, "dynamodb.BatchGetItem": 2,  # + Sieve
                              "dynamodb.PutItem": 2, "dynamodb.BatchWriteItem": 1, "dynamodb.UpdateItem": 2})
     stored = [m for m in _messages(s, c, "alice@example.test") if m.endswith(RAW)]
     assert len(stored) == 2 and all(m.startswith(b"Return-Path: <") for m in stored)

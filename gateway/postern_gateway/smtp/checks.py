@@ -38,6 +38,7 @@ class DataContext:
     auth_user: str | None = None
     trace: list[str] = field(default_factory=list)  # extra header fields, each CRLF-terminated, above Received
     junk: bool = False  # deliver to Junk (e.g. DMARC p=quarantine)
+    auth: dict = field(default_factory=dict)  # postern.verdicts.AuthFacts the checks found (Sieve's backscatter rules)
 
 
 class Check:

@@ -267,6 +267,7 @@ class PolicyHandler(EsmtpHandler):
             auth_user=auth_user,
             trace_headers="".join(ctx.trace) + received,
             junk=ctx.junk,
+            auth=ctx.auth,
             smtputf8=utf8,
             body_8bit="BODY=8BITMIME" in envelope.mail_options,
         )

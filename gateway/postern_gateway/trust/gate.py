@@ -31,9 +31,10 @@ from dataclasses import dataclass
 
 from postern import status
 from postern.status import Reply
+from postern.verdicts import AuthFacts
 
 from ..smtp.checks import Check, DataContext
-from . import dnsbl
+from . import dmarc, dnsbl
 from .authres import InboundAuth
 
 log = logging.getLogger("postern.trust")
@@ -143,6 +144,17 @@ class Dnsbl(Check):
         return DNSBL_LISTED.with_text(text)
 
 
+def auth_facts(verdict) -> AuthFacts:
+    """What delivery needs of the verdict (postern.verdicts): SPF for MAIL FROM, a passing DKIM
+    signature aligned (relaxed, RFC 7489 §3.1.1) with the From: domain - with or without a DMARC
+    record - the DMARC result and the quarantine disposition."""
+    from_domain = verdict.dmarc.from_domain if verdict.dmarc else ""
+    dkim_aligned = bool(from_domain) and any(
+        r.result == "pass" and dmarc.aligned(r.domain, from_domain, "r") for r in verdict.dkim)
+    return AuthFacts(spf=verdict.spf.result if verdict.spf else "none", dkim_aligned=dkim_aligned,
+                     dmarc=verdict.dmarc.result if verdict.dmarc else "none", quarantine=verdict.junk)
+
+
 class InboundAuthCheck(Check):
     def __init__(self, backend):
         self.backend = backend
@@ -163,6 +175,7 @@ class InboundAuthCheck(Check):
         # RFC 8601 §4: our field above everything else in the trace prefix (above Received too:
         # the store prepends the prefix, so the topmost field is ours).
         ctx.trace.insert(0, verdict.header.decode("ascii"))
+        ctx.auth = auth_facts(verdict).to_dict()
         if verdict.junk:
             ctx.junk = True
             log.info("quarantine queue_id=%s ip=%s from_domain=%s", ctx.queue_id, ctx.client_ip,

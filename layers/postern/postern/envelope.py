@@ -93,6 +93,9 @@ class Envelope(_Body):
     smtputf8: bool = False
     body_8bit: bool = False
     header: str = ""  # base64 of the raw header section when small (store.summary.inline_header), else ""
+    auth: dict = field(default_factory=dict, hash=False)  # postern.verdicts.AuthFacts: what the MX's SPF/DKIM/DMARC checks found
+    spam: dict = field(default_factory=dict, hash=False)  # postern.verdicts.SpamVerdict; {} = "unchecked"
+    redirected_by: str = ""  # a Sieve redirect of this local user sent it (router: forward out, SRS)
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class StoreJob(_Body):
     trace_headers: str = ""  # from the Envelope; the store adds Return-Path and Delivered-To
     size: int = 0
     header: str = ""  # from the Envelope: lets the store index the message without reading S3
+    auth: dict = field(default_factory=dict, hash=False)  # from the Envelope (Sieve: vacation/reject backscatter rules)
+    spam: dict = field(default_factory=dict, hash=False)  # from the Envelope (Sieve: spamtest, the managed Junk rule)
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,9 @@ def plan(env: Envelope, directory, srs=None) -> Plan:
     """Route ``env`` (pure apart from directory reads). ``srs``: bounces to our SRS
     addresses go back to the sender they stand for (:mod:`postern.srs`)."""
     view = directory.prefetched(env.rcpt_to) if hasattr(directory, "prefetched") else directory
-    # Only authenticated submission may relay; aliases forwarding out are always allowed (routing.py).
-    decision = route(env.rcpt_to, view, allow_remote=bool(env.auth_user), srs=srs)
+    # Only authenticated submission may relay; aliases forwarding out are always allowed (routing.py),
+    # and so is a Sieve redirect: the user's own script chose the target (postern.sieve.effects).
+    decision = route(env.rcpt_to, view, allow_remote=bool(env.auth_user or env.redirected_by), srs=srs)
     p = Plan(decision)
     for d in decision.local:
         p.store.append(
@@ -60,6 +61,8 @@ def plan(env: Envelope, directory, srs=None) -> Plan:
                 trace_headers=env.trace_headers,
                 size=env.size,
                 header=env.header,
+                auth=env.auth,
+                spam=env.spam,
             )
         )
     for domain, recipients in sorted(decision.remote.items()):
@@ -70,8 +73,9 @@ def plan(env: Envelope, directory, srs=None) -> Plan:
                 mail_from=env.mail_from,
                 domain=domain,
                 recipients=tuple(r.recipient for r in recipients),
-                original_recipients=tuple("" if r.original_recipient == r.recipient else r.original_recipient
-                                          for r in recipients),
+                # a redirect forwards as the user did (postern.forwarding: SRS sender, ARC)
+                original_recipients=tuple(env.redirected_by or ("" if r.original_recipient == r.recipient
+                                                                else r.original_recipient) for r in recipients),
                 received_at=env.received_at,
                 auth_user=env.auth_user,
                 trace_headers=env.trace_headers,

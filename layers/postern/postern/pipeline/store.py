@@ -7,7 +7,10 @@ Out:  one message appended through the one ingest path
       mailboxes on first delivery), with the per-recipient trace prefix
       (``Return-Path``, ``Delivered-To``, then the gateway's trace lines). The
       store adopts the spool object as the recipient's immutable mailbox blob
-      (CopyObject) once the change is committed; the raw S3 bytes never change.
+      (CopyObject) once the change is committed; the raw S3 bytes never change. With Sieve
+      (:mod:`postern.sieve.delivery`) the mailboxes and flags are the scripts'
+      decision (none when discarded, one entry per mailbox), followed by the
+      redirects, vacation reply and reject notice they asked for.
 Fails: bounce when the mailbox is over quota (a ``NoticeJob`` with status
       5.2.2; the record counts as done: no retry changes it); defer on any
       backend fault (StoreUnavailable: SQS redelivers); a body that is not a
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from .. import mailboxes
 from ..envelope import NoticeJob, RecipientFailure, StoreJob
 from ..errors import QuotaExceeded
+from ..mail.header import header_length
 from ..store.base import AppendResult, MailStore
 from ..store.summary import decode_inline_header
 
@@ -37,8 +41,9 @@ from ..store.summary import decode_inline_header
 @dataclass
 class Outcome:
     job: StoreJob
-    result: AppendResult | None = None
+    result: AppendResult | None = None  # the first stored copy
     notice: NoticeJob | None = None  # set when the recipient bounced
+    filed: object = None  # postern.sieve.delivery.Filed when Sieve ran (where it went, why)
 
 
 def trace_prefix(job: StoreJob) -> bytes:
@@ -50,28 +55,39 @@ def trace_prefix(job: StoreJob) -> bytes:
     return (lines + th).encode("utf-8")
 
 
-def dedup_key(job: StoreJob) -> str:
-    return f"{job.queue_id}#{job.user}#{job.mailbox}"
+def dedup_key(job: StoreJob, mailbox: str | None = None) -> str:
+    return f"{job.queue_id}#{job.user}#{mailbox or job.mailbox}"
 
 
-def deliver(job: StoreJob, store: MailStore, default_quota: int) -> Outcome:
+def deliver(job: StoreJob, store: MailStore, default_quota: int, sieve=None) -> Outcome:
+    """``sieve``: a :class:`postern.sieve.delivery.SieveDelivery` deciding the mailboxes (None: the router's)."""
     header = decode_inline_header(job.header) if job.size else None
     # With the header section inline (the usual case) the store reads nothing from S3.
     raw = None if header is not None else store.read_spool(job.s3_key)
-    try:
-        result = mailboxes.append(
+    prefix = trace_prefix(job)
+
+    def append(mailbox: str, flags=()) -> AppendResult:
+        return mailboxes.append(
             store,
             job.user,
-            job.mailbox,
+            mailbox,
             raw,
             header=header,
             raw_size=job.size if header is not None else None,
             spool_key=job.s3_key,
-            prefix=trace_prefix(job),
+            prefix=prefix,
+            flags=flags,
             internaldate=job.received_at or None,
-            dedup=dedup_key(job),
+            dedup=dedup_key(job, mailbox),
             quota=job.quota or default_quota,
         )
+
+    try:
+        if sieve is None:
+            return Outcome(job, result=append(job.mailbox))
+        filed = sieve.deliver(job, header if header is not None else raw[: header_length(raw)], raw, prefix, store,
+                              append)
+        return Outcome(job, result=filed.results[0] if filed.results else None, filed=filed)
     except QuotaExceeded as exc:
         if job.mail_from == "":  # never bounce the null sender
             return Outcome(job)
@@ -90,4 +106,3 @@ def deliver(job: StoreJob, store: MailStore, default_quota: int) -> Outcome:
             recipients=(dataclasses.asdict(failure),),
         )
         return Outcome(job, notice=notice)
-    return Outcome(job, result=result)

@@ -42,7 +42,7 @@ def run(program: Program, ctx: Context, result: Result, origin: str, limits: Lim
     try:
         rt.run_block(program.commands)
     except Stop:
-        pass
+        rt.stopped = True
     if "imap4flags" in program.requires:
         result.keep_flags = valid(split([rt.internal_flags]))  # RFC 5232 §5: the implicit keep's flags
     return rt

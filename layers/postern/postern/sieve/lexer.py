@@ -74,8 +74,8 @@ def decode(script: bytes | str) -> str:
         raise SieveSyntaxError("invalid UTF-8 in the script", line, col) from None
 
 
-def _multiline(text: str, pos: int, where: Positions) -> tuple[str, int]:
-    """The value of a ``text:`` string whose ``text:`` ends at ``pos``, and where the string ends."""
+def _multiline(text: str, start: int, pos: int, where: Positions) -> tuple[str, int]:
+    """The value of a ``text:`` string (``text:`` from ``start`` to ``pos``), and where the string ends."""
     n = len(text)
     i = pos
     while i < n and text[i] in " \t":
@@ -92,10 +92,10 @@ def _multiline(text: str, pos: int, where: Positions) -> tuple[str, int]:
     lines = []
     while True:
         if i >= n:
-            raise SieveSyntaxError("multi-line string not terminated by a line holding only '.'", *where.at(pos))
+            raise SieveSyntaxError("multi-line string not terminated by a line holding only '.'", *where.at(start))
         end = text.find("\n", i)
         if end < 0:
-            raise SieveSyntaxError("multi-line string not terminated by a line holding only '.'", *where.at(pos))
+            raise SieveSyntaxError("multi-line string not terminated by a line holding only '.'", *where.at(start))
         line = text[i:end]
         if line.endswith("\r"):
             line = line[:-1]
@@ -131,7 +131,7 @@ def tokenize(text: str) -> list[Token]:
                 raise SieveSyntaxError("unterminated /* comment", line, col)
             pos = end + 2
         elif kind == "text":
-            value, pos = _multiline(text, m.end(), where)
+            value, pos = _multiline(text, pos, m.end(), where)
             out.append(Token("string", value, line, col, multiline=True))
         elif kind == "quote":
             q = _QUOTED.match(text, pos)

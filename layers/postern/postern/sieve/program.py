@@ -83,6 +83,7 @@ class Runtime:
     match_vars: list[str] = field(default_factory=list)
     internal_flags: str = ""  # RFC 5232 §3: the internal variable holding the flags
     requires: frozenset[str] = frozenset()  # the program's required capabilities
+    stopped: bool = False  # the script ended with stop (RFC 5228 §3.3)
 
     @property
     def uses_variables(self) -> bool:

@@ -67,7 +67,7 @@ def _decoded(part) -> str:
 
 
 def body_values(rt, transform: str, types: list[str]) -> list[str]:
-    raw = rt.ctx.message.raw()
+    raw = rt.ctx.message.raw()[: rt.limits.body_bytes]
     rt.step(1 + len(raw) // 1024)
     _, body_start = header_end(raw)
     if transform == "raw":

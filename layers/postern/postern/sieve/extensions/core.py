@@ -106,18 +106,21 @@ def build_if(chain, cx) -> If:
     branches = []
     otherwise = None
     for node in chain:
-        if node.block is None:
-            raise cx.error(node, f"'{node.name}' needs a block")
         if node.args:
-            raise cx.error(node, f"'{node.name}' takes no arguments other than its test")
+            raise cx.error(node.args[0], f"'{node.name}' takes no arguments other than its test")
         if node.name == "else":
             if node.tests:
-                raise cx.error(node, "else takes no test")
+                raise cx.error(node.tests[0], "else takes no test")
+            if node.block is None:
+                raise cx.error(node, "'else' needs a block")
             otherwise = tuple(cx.block(node.block))
         else:
             if len(node.tests) != 1 or node.test_list:
                 raise cx.error(node, f"'{node.name}' takes exactly one test")
-            branches.append((cx.test(node.tests[0]), tuple(cx.block(node.block))))
+            test = cx.test(node.tests[0])  # its errors first: "if header ... keep;" is about keep
+            if node.block is None:
+                raise cx.error(node, f"'{node.name}' needs a block")
+            branches.append((test, tuple(cx.block(node.block))))
     cx.uses.add("if")
     return If(tuple(branches), otherwise, chain[0].line)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import MailboxInvalid
-from ...store.base import validate_mailbox_name
+from ...mailboxes import validate_name
 from ..compiler import STRING_LIST, Definition
 from ..program import Str, Tst
 
@@ -22,7 +22,7 @@ CAPABILITIES = ("mailbox",)
 def mailbox_name(name: str) -> str:
     """The canonical mailbox name (INBOX in any case is INBOX); MailboxInvalid when no mailbox may
     have it."""
-    return validate_mailbox_name(name)
+    return validate_name(name)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ def period_of(days: int | None, seconds: int | None) -> int:
 
 
 def _one_address(text: str) -> bool:
-    return len(mailboxes(parse_address_list(text.encode("utf-8")))) == 1
+    boxes = mailboxes(parse_address_list(text.encode("utf-8")))
+    return len(boxes) == 1 and boxes[0].domain is not None and bool(boxes[0].local)
 
 
 @dataclass(frozen=True)
