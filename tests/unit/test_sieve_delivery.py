@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from postern import mailboxes
 from postern.directory import memory_directory
 from postern.envelope import StoreJob
 from postern.items import MemoryItems
@@ -231,8 +232,8 @@ def test_auto_submitted_no_is_answered(w):
 # --- the managed script ---------------------------------------------------------------------------------
 def test_spam_and_quarantine_go_to_junk_before_the_user_script(w):
     w.script('require "fileinto"; fileinto "Work";')
-    w.store.ensure_mailboxes(USER)
-    w.store.create_mailbox(USER, "Work")
+    mailboxes.ensure_defaults(w.store, USER)
+    mailboxes.create(w.store, USER, "Work")
     assert w.deliver(spam=SpamVerdict("add header", 9.0)).filed.stored == ["Junk"]
     assert w.deliver(auth=AuthFacts(spf="fail", quarantine=True).to_dict()).filed.stored == ["Junk"]
     assert w.deliver(spam=SpamVerdict("no action", 1.0)).filed.stored == ["Work"]
