@@ -59,6 +59,8 @@ REGISTRARS: list[tuple[str, str, str | None]] = [
     ("postern.cli_outbound", "register", None),  # queue, trace
     ("postern.cli_outbound", "register_domain", "domain"),  # domain dkim
     ("postern.cli_dns", "register", None),  # dns
+    ("postern.cli_sieve", "register_user", "user"),  # user vacation, user sieve, user sender
+    ("postern.cli_sieve", "register", None),  # junk expire
     ("postern.cli_store", "register", None),  # migrate, sweep
 ]
 

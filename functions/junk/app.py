@@ -1,0 +1,52 @@
+"""junk - daily expiry of old Junk mail (a scheduled sweep, as Postfix's periodic cleanup jobs).
+
+READS
+    An EventBridge schedule event (once a day; the event's content is not
+    used). The directory (every user, one Query per domain) and each user's
+    Junk mailbox index (postern.sieve.expiry).
+WRITES
+    The mail store: an EXPUNGE of every Junk message older than
+    POSTERN_JUNK_EXPIRE_DAYS days (30), through the store's change log, so
+    quota, counters and IMAP/JMAP views stay right.
+FAILURES
+    A backend fault for one user is logged and counted (JunkExpiryErrors); the
+    others are still swept and the next day's run tries again. Nothing is
+    retried within a run: an expiry a day late loses nothing.
+CODE
+    postern.sieve.expiry.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from postern.aws import get_clients
+from postern.config import get_settings
+from postern.directory import dynamo_directory
+from postern.errors import PosternError
+from postern.sieve.expiry import expire_junk
+from postern.store.dynamo import DynamoMailStore
+
+logger = Logger()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event, context):
+    settings, clients = get_settings(), get_clients()
+    store = DynamoMailStore(settings, clients)
+    removed = errors = users = 0
+    for user in dynamo_directory(settings, clients).list_users(None):
+        users += 1
+        try:
+            removed += expire_junk(store, user.address, settings.junk_expire_days)
+        except PosternError as exc:
+            errors += 1
+            logger.warning("junk expiry failed", user=user.address, error=exc.text)
+    metrics.add_metric(name="JunkExpired", unit=MetricUnit.Count, value=removed)
+    if errors:
+        metrics.add_metric(name="JunkExpiryErrors", unit=MetricUnit.Count, value=errors)
+    logger.info("junk expiry", users=users, removed=removed, errors=errors, days=settings.junk_expire_days)
+    return {"users": users, "removed": removed, "errors": errors}
