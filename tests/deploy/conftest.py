@@ -135,6 +135,12 @@ def moto_stack():
             for record in json.loads((REPO / "events" / name).read_text())["Records"]:
                 body = RAW_OUT if name.startswith("deliver/") else RAW
                 c.s3.put_object(Bucket=settings.bucket, Key=parse_body(record["body"]).s3_key, Body=body)
-        yield SimpleNamespace(endpoint=endpoint, boto=c, resources=res, resolver=resolver, settings=settings,
-                              clients=clients, template=t)
-    server.stop()
+        try:
+            yield SimpleNamespace(endpoint=endpoint, boto=c, resources=res, resolver=resolver, settings=settings,
+                                  clients=clients, template=t)
+        finally:
+            # moto's backends live in this process, whichever server serves them: empty them for the next module
+            import urllib.request
+
+            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)
+            server.stop()
