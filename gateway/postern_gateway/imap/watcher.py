@@ -49,9 +49,9 @@ FOLLOW_PAGE = 1000
 
 def light(m: MessageMeta) -> MessageMeta:
     """The index keeps what FLAGS/UID/SIZE/INTERNALDATE/MODSEQ need; headers live in the bounded header cache."""
-    if m.expunged or (m.header is None and not m.prefix and m.structure is None):
+    if m.expunged or (m.header is None and not m.prefix):
         return m
-    return replace(m, header=None, prefix=b"", structure=None, light=True)
+    return replace(m, header=None, prefix=b"", light=True)
 
 
 @dataclass

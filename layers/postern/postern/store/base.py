@@ -91,7 +91,6 @@ class MessageMeta:
     prefix: bytes = b""
     header: bytes | None = None  # logical header block if small enough (see summary.py)
     header_len: int = 0
-    structure: dict | None = None  # unused; kept until the IMAP message code drops it
     expunged: bool = False  # a tombstone (changes_since, follow)
     light: bool = False  # loaded without prefix/header
     email_id: str = ""  # RFC 8474 EMAILID / JMAP Email id: survives COPY and MOVE
