@@ -14,8 +14,10 @@ Commit (one conditional write per change, no transaction):
   2. read what the change depends on (one BatchGetItem: mailbox state, message
      entries, dedup marker...): every change up to n is in them;
   3. write the change record at n+1 with ``attribute_not_exists``. It fails when
-     another writer took n+1: read the log above n, roll its newest change
-     forward if its writer has not within REPAIR_GRACE (crash), and start again.
+     another writer took n+1: wait (reads) until n+1 is materialised, or roll it
+     forward ourselves if its writer has not within REPAIR_GRACE (a crash), and
+     start again. A retry looks at the slot before writing (a read is cheaper
+     than a failed conditional write).
   4. materialise the change (message entries, counters, account marker last).
 So the order in which changes become visible is the order of their numbers, and
 a watcher that read the log up to n can ask for "after n" and miss nothing.
@@ -230,14 +232,12 @@ class LogStore(MailStore):
             done = int(acct.get("ms", 0))
             if done > after:
                 break
-            pending = list(self.items.query(keys.log_pk(user), gt=keys.modseq_sk(done)))
-            if not pending:
+            head = self.items.get(keys.change_key(user, done + 1))  # the only one that can be unmaterialised
+            if head is None:
                 break
-            head = pending[-1]
             if time.time() - float(head.get("t", 0)) >= self.repair_grace or attempt >= MAX_ATTEMPTS // 2:
                 self.stats.add(repairs=1)
-                for rec in pending:
-                    self.materialiser.apply(rec)
+                self.materialiser.apply(head)
                 return
             if time.monotonic() > deadline:
                 break
@@ -258,12 +258,16 @@ class LogStore(MailStore):
         """Roll the newest change of the account forward if it is not materialised (readers that miss
         an item call this; so do the sweeper and ``postern migrate``). True when it did."""
         u = user.lower()
-        acct = self.items.get(keys.account_key(u)) or {}
-        pending = list(self.items.query(keys.log_pk(u), gt=keys.modseq_sk(int(acct.get("ms", 0)))))
-        for rec in pending:
+        did = False
+        for _ in range(8):  # only the change after the marker can be unmaterialised; others follow it
+            done = int((self.items.get(keys.account_key(u)) or {}).get("ms", 0))
+            rec = self.items.get(keys.change_key(u, done + 1))
+            if rec is None:
+                break
             self.stats.add(repairs=1)
             self.materialiser.apply(rec)
-        return bool(pending)
+            did = True
+        return did
 
     def ensure_mailboxes(self, user: str) -> None:
         """Convenience for callers holding only a store; the rule is ``postern.mailboxes.ensure_defaults``."""

@@ -3,8 +3,8 @@
 ``mailboxexists <mailbox-names: string-list>`` is true when every named
 mailbox exists (§3.1); the delivery answers it from the user's mailbox list
 (one read, only when the test runs). :func:`mailbox_name` is where Sieve asks
-the mail store's own rule whether a name may be a mailbox (the one rule:
-IMAP CREATE, JMAP and Sieve agree).
+the mailbox rules' one validator (``postern.mailboxes.validate_name``: IMAP
+CREATE and SUBSCRIBE, JMAP and Sieve agree) whether a name may be a mailbox.
 """
 
 from __future__ import annotations
