@@ -38,6 +38,7 @@ EXPECTED = {
     "load": ("200 SMTP + 100 IDLE + 20 IMAP + 50 POP3 sessions", []),
     "cost": ("AWS requests counted -> $ per million messages", ["--no-write"]),
     "store_order": ("4 writers on one mailbox, a watcher following the change log", []),
+    "sieve": ("store pipeline with a 50-rule Sieve script vs without Sieve (same run)", []),
 }
 HEADLINE = re.compile(
     r"(ratio|\d+(\.\d+)?x\b|summary:|gateway RSS|idle floor|SMTP messages accepted|^(inbound|outbound|POP3|IMAP)\b"

@@ -21,7 +21,9 @@ import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..mail.addresses import mailboxes, parse_address_list
 from ..mail.header import Header
+from ..mail.limits import structured
 from ..verdicts import AuthFacts, SpamVerdict
 
 
@@ -40,11 +42,28 @@ class MessageView:
     size: int  # logical size (RFC 5228 §5.9: the same as IMAP RFC822.SIZE)
     body_loader: Callable[[], bytes] | None = None  # the whole message (header + body), bounded
     _body: bytes | None = None
+    _texts: dict = field(default_factory=dict)  # name -> decoded values (a script tests one header many times)
+    _addresses: dict = field(default_factory=dict)  # name -> [mailboxes of each field]
 
     @classmethod
     def of_bytes(cls, raw: bytes, size: int | None = None) -> MessageView:
         """A view of a whole message held in memory (tests, the in-memory path)."""
         return cls(Header(raw), len(raw) if size is None else size, lambda: raw)
+
+    def texts(self, name: bytes) -> list[str]:
+        """The decoded values of every field ``name`` (lower case), read once per message."""
+        got = self._texts.get(name)
+        if got is None:
+            got = self._texts[name] = self.header.texts(name)
+        return got
+
+    def address_fields(self, name: bytes) -> list[list]:
+        """The mailboxes of each field ``name``, in field order (groups flattened), read once per message."""
+        got = self._addresses.get(name)
+        if got is None:
+            got = self._addresses[name] = [mailboxes(parse_address_list(structured(v)))
+                                           for v in self.header.get_all(name)]
+        return got
 
     def raw(self) -> bytes:
         """The message's bytes (read once; empty when no loader was given)."""

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 from ...address import parse_address
 from ...errors import InvalidAddress
-from ...mail.addresses import Mailbox, mailboxes, parse_address_list
-from ...mail.limits import structured
+from ...mail.addresses import Mailbox
 from .. import match
 from ..actions import Discard, Keep, Redirect
 from ..errors import SieveRuntimeError
@@ -250,10 +249,10 @@ class Size(Tst):
 
 def header_values(rt, names: tuple[Str, ...], index: int | None = None, last: bool = False) -> list[str]:
     """Decoded, unfolded values of the named fields (RFC 5228 §5.7), through the shared header view."""
-    h = rt.ctx.message.header
+    view = rt.ctx.message
     out: list[str] = []
     for n in names:
-        vals = h.texts(n.value(rt).lower().encode("utf-8", "replace"))
+        vals = view.texts(n.value(rt).lower().encode("utf-8", "replace"))
         rt.step(1 + len(vals))
         out.extend(select_index(vals, index, last))
     return out
@@ -287,16 +286,16 @@ class AddressTest(Tst):
     line: int = 0
 
     def eval(self, rt) -> bool:
-        h = rt.ctx.message.header
+        view = rt.ctx.message
         values: list[str] = []
         for n in self.names:
             name = n.value(rt).lower()
             if name not in ADDRESS_HEADERS:
                 continue  # a variable naming a non-address header: no addresses (RFC 5228 §5.1)
-            fields = h.get_all(name.encode("ascii", "replace"))
+            fields = view.address_fields(name.encode("ascii", "replace"))
             rt.step(1 + len(fields))
-            for raw in select_index(fields, self.index, self.last):
-                for mb in mailboxes(parse_address_list(structured(raw))):
+            for boxes in select_index(fields, self.index, self.last):
+                for mb in boxes:
                     local, domain = mailbox_parts(mb)
                     v = address_part(local, domain, self.part)
                     if v is not None:
