@@ -46,6 +46,7 @@ NATIVE_FROM_LAYER = {
     "DeliverFunction": {"wrapt", "nacl", "_cffi_backend"},  # PyNaCl signs ed25519 DKIM (RFC 8463)
     "NdrFunction": {"wrapt"},
     "CertFunction": {"wrapt"},  # its ACME client and cryptography come from its own directory
+    "JunkExpiryFunction": {"wrapt"},
 }
 # One sample event per function, and what must hold afterwards (checked in the test below).
 SAMPLES = {
@@ -54,6 +55,7 @@ SAMPLES = {
     "DeliverFunction": "deliver/ses.json",
     "NdrFunction": "ndr/failed-local.json",
     "CertFunction": "cert/schedule-s3.json",
+    "JunkExpiryFunction": "junk/schedule.json",
 }
 TRACE_ID = "Root=1-67a0c3b2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
 
@@ -201,7 +203,8 @@ def test_x86_64_build_runs_each_function_on_a_sample_event(sam_builds, moto_stac
     store = DynamoMailStore(moto_stack.settings, moto_stack.clients)
     ses = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
     results, init = {}, {}
-    for logical in ("RouterFunction", "StoreFunction", "DeliverFunction", "NdrFunction", "CertFunction"):
+    for logical in ("RouterFunction", "StoreFunction", "DeliverFunction", "NdrFunction", "CertFunction",
+                    "JunkExpiryFunction"):
         env = {**base, **moto_stack.resolver.function_environment(logical), "LOG_LEVEL": "WARNING",
                "AWS_LAMBDA_FUNCTION_NAME": logical, "LAMBDA_TASK_ROOT": str(build.build_dir / logical)}
         out = _run(build.build_dir, logical, specs[logical], env, tmp_path)
@@ -230,6 +233,8 @@ def test_x86_64_build_runs_each_function_on_a_sample_event(sam_builds, moto_stac
             assert len(list(store.list_messages(inbox))) == 2  # the failure report joined the stored message
         elif logical == "CertFunction":
             assert {"acme", "cryptography"} <= origins["function"]
+        elif logical == "JunkExpiryFunction":
+            assert out["result"]["users"] >= 1 and out["result"]["errors"] == 0
     for logical in ("RouterFunction", "StoreFunction", "DeliverFunction", "NdrFunction"):
         assert results[logical] == {"batchItemFailures": []}, (logical, results[logical])
     assert results["CertFunction"] == {"Action": "unchecked"}
