@@ -142,6 +142,21 @@ def test_vacation_from_the_cli(checked, fake_mx, new_user, sender_domain, capsys
     assert len(at_mx(fake_mx, f"dave@{s.split('@')[1]}")) == 0
 
 
+def test_vacation_answers_a_local_colleague(checked, new_user, new_domain, capsys, tmp_path):
+    """Mail between two local users (authenticated submission): the login vouches for the sender."""
+    d = new_domain()
+    away, pw = new_user("away", d)
+    colleague, cpw = new_user("colleague", d)
+    put_script(checked, capsys, away, 'require "vacation";\r\nvacation :subject "Away" "Back on Monday.";\r\n',
+               tmp_path)
+    with smtplib.SMTP(HOST, checked.submission_port, timeout=30) as s:
+        s.login(colleague, cpw)
+        s.sendmail(colleague, [away], f"From: {colleague}\r\nTo: {away}\r\nSubject: lunch?\r\n\r\nHi\r\n".encode())
+    checked.drain()
+    (reply,) = mailbox(checked, colleague, cpw, "INBOX")
+    assert b"Subject: Away" in reply and b"Auto-Submitted: auto-replied" in reply and b"Return-Path: <>" in reply
+
+
 def test_reject_produces_a_dsn(checked, fake_mx, new_user, sender_domain, capsys, tmp_path):
     user, pw = new_user()
     put_script(checked, capsys, user, 'require "reject";\r\nif header :contains "subject" "offer" '

@@ -223,6 +223,13 @@ def test_vacation_addresses_and_aliases(w):
     assert len(w.outlet.submitted) == 2
 
 
+def test_our_own_users_submissions_are_answered(w):
+    w.script(vacation_script())
+    w.deliver(auth=AuthFacts(submitted=True).to_dict(), mail_from="colleague@example.test",
+              raw=raw_message(From="colleague@example.test"))
+    assert len(w.outlet.submitted) == 1
+
+
 def test_auto_submitted_no_is_answered(w):
     w.script(vacation_script())
     w.deliver(raw=raw_message(Auto_Submitted="no"))

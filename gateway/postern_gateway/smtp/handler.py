@@ -40,6 +40,7 @@ from postern.routing import route
 from postern.srs import Srs
 from postern.srs import optional as srs_optional
 from postern.status import Reply
+from postern.verdicts import AuthFacts
 
 from . import trace
 from .checks import Check, DataContext
@@ -267,7 +268,8 @@ class PolicyHandler(EsmtpHandler):
             auth_user=auth_user,
             trace_headers="".join(ctx.trace) + received,
             junk=ctx.junk,
-            auth=ctx.auth,
+            # the MX's checks; for authenticated submission the login vouches for the (own) sender
+            auth=AuthFacts(submitted=True).to_dict() if auth_user is not None else ctx.auth,
             smtputf8=utf8,
             body_8bit="BODY=8BITMIME" in envelope.mail_options,
         )

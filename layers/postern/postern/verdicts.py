@@ -111,19 +111,22 @@ class AuthFacts:
     dkim_aligned: bool = False  # a valid DKIM signature aligned with the From: domain (RFC 7489 §3.1.1)
     dmarc: str = "none"  # pass | fail | none | temperror | permerror
     quarantine: bool = False  # DMARC p=quarantine failure: deliver to Junk
+    submitted: bool = False  # sent by one of our users over authenticated submission (the login vouches)
 
     @property
     def sender_verified(self) -> bool:
-        """May we answer this sender (vacation, reject)? SPF passed for MAIL FROM or DKIM aligned."""
-        return self.spf == "pass" or self.dkim_aligned
+        """May we answer this sender (vacation, reject)? SPF passed for MAIL FROM, DKIM aligned, or
+        one of our own users submitted it (submission only accepts their own sender addresses)."""
+        return self.spf == "pass" or self.dkim_aligned or self.submitted
 
     def to_dict(self) -> dict:
         return {"spf": self.spf, "dkim_aligned": self.dkim_aligned, "dmarc": self.dmarc,
-                "quarantine": self.quarantine}
+                "quarantine": self.quarantine, "submitted": self.submitted}
 
     @classmethod
     def from_dict(cls, d: dict | None) -> AuthFacts:
         if not isinstance(d, dict) or not d:
             return cls()
         return cls(spf=str(d.get("spf") or "none"), dkim_aligned=d.get("dkim_aligned") is True,
-                   dmarc=str(d.get("dmarc") or "none"), quarantine=d.get("quarantine") is True)
+                   dmarc=str(d.get("dmarc") or "none"), quarantine=d.get("quarantine") is True,
+                   submitted=d.get("submitted") is True)
