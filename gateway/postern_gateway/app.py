@@ -4,7 +4,7 @@ In:   :class:`~postern.config.Settings` (ports, bind address, resources) and
       :class:`~postern.aws.Clients`.
 Out:  :class:`Gateway`: ``await start()`` binds every listener in
       :data:`LISTENERS` (SMTP MX, submission, submissions, IMAP, IMAPS,
-      POP3, POP3S) and records the bound ports in ``ports`` (port 0 binds a
+      POP3, POP3S, ManageSieve) and records the bound ports in ``ports`` (port 0 binds a
       free one); ``await drain(timeout)`` stops accepting and asks every session to
       leave; ``await stop()`` closes them. :func:`serve` runs a gateway until
       SIGINT/SIGTERM (the ``postern-gateway`` command, the container's CMD) with
@@ -64,6 +64,8 @@ LISTENERS: tuple[Listener, ...] = (
     Listener("imaps", "imaps_port", "postern_gateway.imap.server", "start_imap", implicit_tls=True),
     Listener("pop3", "pop3_port", "postern_gateway.pop3.server", "start_pop3"),
     Listener("pop3s", "pop3s_port", "postern_gateway.pop3.server", "start_pop3", implicit_tls=True),
+    # RFC 5804: STARTTLS only, no implicit-TLS port.
+    Listener("managesieve", "managesieve_port", "postern_gateway.managesieve.server", "start_managesieve"),
 )
 
 

@@ -26,6 +26,7 @@ TRY_PORTS = (
     ("imaps", "IMAPS", "993"),
     ("pop3", "POP3 (STLS)", "110"),
     ("pop3s", "POP3S", "995"),
+    ("managesieve", "ManageSieve (STARTTLS)", "4190"),
 )
 
 
@@ -68,6 +69,8 @@ def banner(stack: LocalStack, env_path: Path) -> str:
         f"  swaks --server 127.0.0.1:{smtp} --to {user}",
         f"  curl pop3://127.0.0.1:{pop3}/1 -u {shlex.quote(user + ':' + pw)}",
         f"  curl 'imap://127.0.0.1:{imap}/INBOX;UID=1' -u {shlex.quote(user + ':' + pw)}",
+        f"  sieve-connect --server 127.0.0.1 --port {p.get('managesieve', '?')} --user {user} --list"
+        " --notlsverify",
         "",
         "Admin CLI against this stack (another shell):",
         f"  . {env_path} && .venv/bin/postern user add bob@{user.split('@', 1)[1]} --password-stdin",

@@ -37,6 +37,7 @@ OFF = {  # TLS listeners and /healthz: bound on a free port we never use (0 = an
     "POSTERN_IMAPS_PORT": "0",
     "POSTERN_POP3S_PORT": "0",
     "POSTERN_HEALTH_PORT": "0",
+    "POSTERN_MANAGESIEVE_PORT": "0",
 }
 
 

@@ -49,6 +49,7 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "POSTERN_IMAPS_PORT": "1993",
     "POSTERN_POP3_PORT": "1110",
     "POSTERN_POP3S_PORT": "1995",
+    "POSTERN_MANAGESIEVE_PORT": "4190",
     "POSTERN_ALLOW_PLAINTEXT_AUTH": "true",
     "POSTERN_TLS_SELF_SIGNED": "true",
     "POSTERN_LOCAL_MOTO_PORT": "4566",
@@ -73,6 +74,7 @@ PORT_VARS: dict[str, str] = {
     "imaps": "POSTERN_IMAPS_PORT",
     "pop3": "POSTERN_POP3_PORT",
     "pop3s": "POSTERN_POP3S_PORT",
+    "managesieve": "POSTERN_MANAGESIEVE_PORT",
 }
 
 # Seconds before a record a handler failed is visible again (in place of the queue's visibility
@@ -356,6 +358,7 @@ class LocalStack:
     imaps_port = property(lambda self: self._port("imaps"))
     pop3_port = property(lambda self: self._port("pop3"))
     pop3s_port = property(lambda self: self._port("pop3s"))
+    managesieve_port = property(lambda self: self._port("managesieve"))
 
     @property
     def endpoint(self) -> str:

@@ -60,7 +60,7 @@ def start_stack(workdir: Path) -> subprocess.Popen:
     env = {**os.environ,
            "POSTERN_IMAP_PORT": str(IMAP_PORT), "POSTERN_IMAPS_PORT": "21993", "POSTERN_SMTP_PORT": str(SMTP_PORT),
            "POSTERN_SUBMISSION_PORT": "21587", "POSTERN_SUBMISSIONS_PORT": "21465", "POSTERN_POP3_PORT": "21110",
-           "POSTERN_POP3S_PORT": "21995", "POSTERN_LOCAL_MOTO_PORT": "24566", "POSTERN_DEMO_USER": USER,
+           "POSTERN_POP3S_PORT": "21995", "POSTERN_MANAGESIEVE_PORT": "24190", "POSTERN_LOCAL_MOTO_PORT": "24566", "POSTERN_DEMO_USER": USER,
            "POSTERN_DEMO_PASSWORD": PW, "POSTERN_LOGIN_FAIL_DELAY": "0"}
     exe = ROOT / ".venv" / "bin" / "postern-local"
     log = open(workdir / "stack.log", "wb")

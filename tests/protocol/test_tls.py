@@ -442,7 +442,7 @@ def test_gateway_reloads_certificate_without_restart(tmp_path, ca):
     write(ca.issue_cert("mail.example.test", "127.0.0.1"))
     b = backend()
     settings = b.settings.replace(bind="127.0.0.1", smtp_port=-1, submission_port=-1, submissions_port=-1,
-                                  imap_port=-1, pop3_port=-1, pop3s_port=-1, imaps_port=0,
+                                  imap_port=-1, pop3_port=-1, pop3s_port=-1, imaps_port=0, managesieve_port=-1,
                                   tls_cert_file=str(tmp_path / "cert.pem"), tls_key_file=str(tmp_path / "key.pem"),
                                   tls_reload_interval=0.05)
     b.settings = settings

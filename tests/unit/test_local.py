@@ -135,7 +135,7 @@ def test_gateway_starts_plain_listeners_and_skips_tls_ones_without_a_certificate
     from postern_gateway.blocking import Blocking
 
     settings = Settings().replace(bind="127.0.0.1", smtp_port=0, submission_port=0, submissions_port=0, imap_port=0,
-                                  imaps_port=0, pop3_port=-1, pop3s_port=0, allow_plaintext_auth=True,
+                                  imaps_port=0, pop3_port=-1, pop3s_port=0, managesieve_port=0, allow_plaintext_auth=True,
                                   login_fail_delay=0.0, limits_backend="memory")
     directory = memory_directory()
     directory.add_domain("example.test")
@@ -146,7 +146,7 @@ def test_gateway_starts_plain_listeners_and_skips_tls_ones_without_a_certificate
         gw = Gateway(settings, clients=object(), backend=backend)
         ports = await gw.start()
         try:
-            assert set(ports) == {"smtp", "submission", "imap"}  # pop3 off (-1), TLS ones skipped
+            assert set(ports) == {"smtp", "submission", "imap", "managesieve"}  # pop3 off (-1), TLS ones skipped
             loop = asyncio.get_running_loop()
 
             def talk():

@@ -104,6 +104,7 @@ class Settings:
     imaps_port: int = 993  # POSTERN_IMAPS_PORT (implicit TLS)
     pop3_port: int = 110  # POSTERN_POP3_PORT
     pop3s_port: int = 995  # POSTERN_POP3S_PORT (implicit TLS)
+    managesieve_port: int = 4190  # POSTERN_MANAGESIEVE_PORT (RFC 5804, STARTTLS)
     pop3_timeout: float = 600.0  # POSTERN_POP3_TIMEOUT (idle seconds; RFC 1939 §3: at least 10 minutes)
     pop3_lock_ttl: float = 120.0  # POSTERN_POP3_LOCK_TTL (seconds a dead task's maildrop lock outlives it)
     aws_threads: int = 16  # POSTERN_AWS_THREADS (the one bounded executor)
@@ -212,6 +213,7 @@ class Settings:
             imaps_port=_int(e, "POSTERN_IMAPS_PORT", d.imaps_port),
             pop3_port=_int(e, "POSTERN_POP3_PORT", d.pop3_port),
             pop3s_port=_int(e, "POSTERN_POP3S_PORT", d.pop3s_port),
+            managesieve_port=_int(e, "POSTERN_MANAGESIEVE_PORT", d.managesieve_port),
             pop3_timeout=_float(e, "POSTERN_POP3_TIMEOUT", d.pop3_timeout),
             pop3_lock_ttl=_float(e, "POSTERN_POP3_LOCK_TTL", d.pop3_lock_ttl),
             aws_threads=_int(e, "POSTERN_AWS_THREADS", d.aws_threads),

@@ -23,6 +23,7 @@ class PosternError(Exception):
     imap_code: str | None = None  # e.g. "TRYCREATE" -> "NO [TRYCREATE] ..."
     imap_kind: str = "NO"  # NO or BAD
     pop3_code: str | None = None  # e.g. "SYS/TEMP" -> "-ERR [SYS/TEMP] ..." (RFC 2449 §8, RFC 3206)
+    managesieve_code: str | None = None  # e.g. "TRYLATER" -> 'NO (TRYLATER) "..."' (RFC 5804 §1.3)
     permanent: bool = False
 
     def __init__(self, message: str | None = None):
@@ -61,6 +62,7 @@ class StoreUnavailable(PosternError):
     smtp = status.TEMP_BACKEND
     imap_code = "UNAVAILABLE"  # RFC 5530 §3
     pop3_code = "SYS/TEMP"  # RFC 3206 §4
+    managesieve_code = "TRYLATER"  # RFC 5804 §1.3
 
     @classmethod
     def default_message(cls) -> str:
@@ -128,6 +130,7 @@ class MailboxInvalid(PosternError):
 class QuotaExceeded(PosternError):
     smtp = status.MAILBOX_FULL
     imap_code = "OVERQUOTA"  # RFC 9208 §4.3
+    managesieve_code = "QUOTA"  # RFC 5804 §1.3
     permanent = True
 
     @classmethod
@@ -185,6 +188,7 @@ class AuthLocked(PosternError):
     smtp = status.AUTH_TEMP  # 454 4.7.0 (RFC 4954 §6: temporary authentication failure)
     imap_code = "UNAVAILABLE"  # RFC 5530 §3: temporary; the client may retry later
     pop3_code = "SYS/TEMP"  # RFC 3206 §4
+    managesieve_code = "TRYLATER"  # RFC 5804 §1.3
     permanent = False
 
     @classmethod
@@ -198,6 +202,7 @@ class TooManySessions(PosternError):
     smtp = status.AUTH_TEMP  # 454 4.7.0 at AUTH (RFC 4954 §6)
     imap_code = "LIMIT"  # RFC 5530 §3: an operational limit
     pop3_code = "SYS/TEMP"  # RFC 3206 §4
+    managesieve_code = "TRYLATER"  # RFC 5804 §1.3 (it has no code for a limit)
     permanent = False
 
     @classmethod
