@@ -31,13 +31,13 @@ PORT_VARS = {
     "submission": "POSTERN_SUBMISSION_PORT",
     "imap": "POSTERN_IMAP_PORT",
     "pop3": "POSTERN_POP3_PORT",
+    "managesieve": "POSTERN_MANAGESIEVE_PORT",
 }
 OFF = {  # TLS listeners and /healthz: bound on a free port we never use (0 = any), never the fixed 8081
     "POSTERN_SUBMISSIONS_PORT": "0",
     "POSTERN_IMAPS_PORT": "0",
     "POSTERN_POP3S_PORT": "0",
     "POSTERN_HEALTH_PORT": "0",
-    "POSTERN_MANAGESIEVE_PORT": "0",
 }
 
 

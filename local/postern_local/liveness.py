@@ -89,7 +89,7 @@ class Greeting:
     def __call__(self, timeout: float) -> None:
         with socket.create_connection((self.host, self.port), timeout=timeout) as s:
             line = _readline(s, timeout)
-            if not line[:1] in (b"2", b"*", b"+"):
+            if not line[:1] in (b"2", b"*", b"+", b'"'):  # SMTP, IMAP, POP3, ManageSieve ('"IMPLEMENTATION" ...')
                 raise ConnectionError(f"unexpected greeting {line[:80]!r}")
 
     def close(self) -> None:
@@ -480,6 +480,7 @@ class HostileGateway:
             Greeting(self.ports["smtp"], name="smtp-greeting"),
             Greeting(self.ports["pop3"], name="pop3-greeting"),
             Greeting(self.ports["submission"], name="submission-greeting"),
+            Greeting(self.ports["managesieve"], name="managesieve-greeting"),
         ]).start()
         self.canary.wait_probes(self.canary.mark(), 4)
         return self

@@ -6,7 +6,7 @@ pushing megabytes before logging in (IMAP literals with LITERAL+, POP3 and submi
 lines). Each connection must be cut off with the protocol's error once it has sent
 POSTERN_PREAUTH_MAX_BYTES (16 KiB), the canary must keep being served within the stall
 ceiling and the gateway's peak RSS must stay under the RSS ceiling (the finding: 12 unfinished
-IMAP LOGINs held 382 MB).
+IMAP LOGINs held 382 MB). ManageSieve shares the budget (postern_gateway.preauth).
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ PAYLOADS = {
     "imap": lambda: _imap_literals(24 * MIB),
     "pop3": lambda: _lines(b"CAPA\r\n", 4 * MIB),
     "submission": lambda: _lines(b"NOOP\r\n", 4 * MIB),
+    # SASL responses as non-synchronising literals (RFC 5804 §4): never a complete AUTHENTICATE.
+    "managesieve": lambda: b'AUTHENTICATE "PLAIN" ' + _lines(b" {4000+}\r\n" + b"x" * 4000, 4 * MIB),
 }
-REFUSAL = {"imap": b"* BYE", "pop3": b"-ERR", "submission": b"421 "}
+REFUSAL = {"imap": b"* BYE", "pop3": b"-ERR", "submission": b"421 ", "managesieve": b"BYE "}
 
 
 class Flood:

@@ -109,20 +109,31 @@ def _unquote(body: bytes) -> bytes:
     return bytes(out)
 
 
-def _in_open_quote(line: bytes, end: int) -> bool:
-    """Is ``line[end]`` inside a quoted string opened earlier on the line? (A quoted string never
-    spans lines, §4.) Used only while skipping a rejected command."""
-    inside = False
-    i = 0
-    while i < end:
-        c = line[i]
-        if inside and c == 0x5C:
-            i += 2
-            continue
-        if c == 0x22:
-            inside = not inside
-        i += 1
-    return inside
+# Possessive (Python 3.11): no backtracking, so each is one linear pass in C whatever the input.
+_QUOTED_BODY = re.compile(rb'(?:[^"\\]++|\\.)*+', re.S)  # the inside of a quoted string
+_OUTSIDE = re.compile(rb'(?:[^"]++|"(?:[^"\\]++|\\.)*+")*+', re.S)  # text and whole quoted strings
+
+
+def _scan_quotes(data: bytes, inside: bool, escape: bool) -> tuple[bool, bool]:
+    """The quoted-string state after ``data``, starting from (inside a quote, after a backslash).
+    Used only while skipping a rejected command."""
+    i, n = 0, len(data)
+    if escape and n:
+        i = 1
+    elif escape:
+        return inside, escape
+    if inside:
+        k = _QUOTED_BODY.match(data, i).end()
+        if k >= n:
+            return True, False
+        if data[k] == 0x5C:  # a backslash at the very end: the escaped byte comes in the next read
+            return True, True
+        i = k + 1  # the closing quote
+    j = _OUTSIDE.match(data, i).end()
+    if j >= n:
+        return False, False
+    k = _QUOTED_BODY.match(data, j + 1).end()  # data[j] opens a quoted string that does not end here
+    return True, k < n and data[k] == 0x5C
 
 
 class CommandReader:
@@ -140,6 +151,7 @@ class CommandReader:
         self._skip = 0  # literal bytes of a rejected command to discard
         self._skip_rest = False  # discard up to the end of the rejected command
         self._want_sep = False  # a token was read: SP or CRLF comes next
+        self._quote = (False, False)  # while skipping: inside a quoted string, after a backslash
 
     # --- input ------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -151,6 +163,7 @@ class CommandReader:
         self._reset()
         self._skip = 0
         self._skip_rest = False
+        self._quote = (False, False)
 
     @property
     def buffered(self) -> int:
@@ -205,16 +218,22 @@ class CommandReader:
 
     def _skip_line(self):
         """Discard the rest of a rejected command: up to a line end that announces no literal
-        (a literal announced there is skipped with its bytes). None: go on; an event: return it."""
-        nl = self._buf.find(b"\n")
+        (a literal announced there is skipped with its bytes). A literal announcement inside a
+        quoted string is text (a quoted string never spans lines, §4): the quote state is
+        carried across reads. None: go on; an event: return it."""
+        buf = self._buf
+        nl = buf.find(b"\n")
         if nl < 0:
-            if len(self._buf) > 64:  # keep a tail that may hold the start of "{123+}"
-                del self._buf[:-32]
+            keep = 24  # the longest announcement "{" 12 digits "+}" CR, not scanned until its line ends
+            if len(buf) > keep:
+                self._quote = _scan_quotes(bytes(buf[:-keep]), *self._quote)
+                del buf[:-keep]
             return NEED_MORE
-        line = bytes(self._buf[: nl + 1])
-        del self._buf[: nl + 1]
+        line = bytes(buf[: nl + 1])
+        del buf[: nl + 1]
+        quote, self._quote = self._quote, (False, False)
         m = _LITERAL_AT_END.search(line)
-        if m and not _in_open_quote(line, m.start()):
+        if m and not _scan_quotes(line[: m.start()], *quote)[0]:
             self._skip = int(m.group(1))
         else:
             self._skip_rest = False
