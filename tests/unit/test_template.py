@@ -90,7 +90,7 @@ def test_gateway_task_gets_what_the_gateway_reads(t):
 
 def test_nlb_listeners_preserve_client_ip_without_proxy_protocol(t):
     listeners = resources_of_type(t, "AWS::ElasticLoadBalancingV2::Listener")
-    assert sorted(int(l["Properties"]["Port"]) for l in listeners.values()) == [25, 110, 143, 465, 587, 993, 995]
+    assert sorted(int(l["Properties"]["Port"]) for l in listeners.values()) == [25, 110, 143, 465, 587, 993, 995, 4190]
     groups = resources_of_type(t, "AWS::ElasticLoadBalancingV2::TargetGroup")
     lb = {}
     for service in resources_of_type(t, "AWS::ECS::Service").values():
