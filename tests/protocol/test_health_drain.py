@@ -7,6 +7,7 @@ stdlib clients; the health check by urllib, as the NLB and the ECS health check 
 from __future__ import annotations
 
 import asyncio
+import base64
 import imaplib
 import json
 import poplib
@@ -34,7 +35,8 @@ class Running:
 
     def __init__(self):
         b = memory_backend(bind=HOST, smtp_port=0, submission_port=-1, submissions_port=-1, imap_port=0,
-                           imaps_port=-1, pop3_port=0, pop3s_port=-1, inbound_auth=False, limits_backend="memory")
+                           imaps_port=-1, pop3_port=0, pop3s_port=-1, managesieve_port=0, inbound_auth=False,
+                           limits_backend="memory")
         b.directory.add_domain("example.test")
         b.directory.add_user(USER, PASSWORD)
         self.clients = MemoryClients()
@@ -77,7 +79,7 @@ def gateway():
 def test_healthz_reports_listeners_and_sessions(gateway):
     code, body = gateway.get()
     assert code == 200 and body["status"] == "ok"
-    assert body["listeners"] == {"smtp": True, "imap": True, "pop3": True}
+    assert body["listeners"] == {"smtp": True, "imap": True, "pop3": True, "managesieve": True}
     with smtplib.SMTP(HOST, gateway.ports["smtp"], timeout=10) as s:
         s.ehlo("client.example.org")
         assert gateway.get()[1]["sessions"] == {"smtp": 1}
@@ -117,6 +119,12 @@ def test_drain_says_goodbye_to_idle_sessions_and_lets_a_busy_one_finish(gateway)
     pop = poplib.POP3(HOST, gateway.ports["pop3"], timeout=10)
     pop.user(USER)
     pop.pass_(PASSWORD)
+    sieve = socket.create_connection((HOST, gateway.ports["managesieve"]), timeout=10).makefile("rwb")
+    while not sieve.readline().startswith(b"OK"):  # the capabilities, then OK
+        pass
+    sieve.write(b'AUTHENTICATE "PLAIN" "' + base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()) + b'"\r\n')
+    sieve.flush()
+    assert sieve.readline().startswith(b"OK")
     busy = smtplib.SMTP(HOST, gateway.ports["smtp"], timeout=10)
     busy.ehlo("sender.example.org")
     busy.mail("bob@example.org")
@@ -125,13 +133,14 @@ def test_drain_says_goodbye_to_idle_sessions_and_lets_a_busy_one_finish(gateway)
     assert busy.getreply()[0] == 354
     busy.send(b"Subject: in flight\r\n\r\nhalf of it")  # the DATA is being received when SIGTERM comes
     time.sleep(0.3)
-    assert gateway.get()[1]["sessions"] == {"smtp": 2, "imap": 1, "pop3": 1}
+    assert gateway.get()[1]["sessions"] == {"smtp": 2, "imap": 1, "pop3": 1, "managesieve": 1}
 
     done = asyncio.run_coroutine_threadsafe(gateway.gw.drain(10.0), gateway.loop)
     gateway.health.draining = True
     assert smtp.getreply() == (421, b"4.3.2 Service shutting down, try again later")
     assert imap.readline() == b"* BYE [UNAVAILABLE] Server shutting down, reconnect later\r\n"
     assert pop.file.readline() == b"-ERR [SYS/TEMP] Server shutting down, try again later\r\n"
+    assert sieve.readline() == b'BYE (TRYLATER) "Server shutting down, reconnect later"\r\n'  # RFC 5804 §1.3
     assert gateway.get()[0] == 503
     with pytest.raises(OSError):  # no new sessions: the listening socket is closed
         socket.create_connection((HOST, gateway.ports["smtp"]), timeout=2)

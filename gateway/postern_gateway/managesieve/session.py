@@ -25,13 +25,7 @@ from postern.errors import PosternError, StoreUnavailable
 from postern.sieve import capability_string
 
 from ..preauth import EXCEEDED, PreauthBudget
-
-try:
-    from ..sessions import Leaving
-except ImportError:  # the gateway's session registry (draining) is not on this branch yet
-    class Leaving(Exception):  # type: ignore[no-redef]
-        pass
-
+from ..sessions import Leaving
 from . import wire
 from .gate import AUTHENTICATED, LOGOUT, NOT_AUTHENTICATED, State, handler
 from .reader import Command, CommandReader, NeedMore, Reject
