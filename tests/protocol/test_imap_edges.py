@@ -185,3 +185,59 @@ def test_backend_error_text_never_reaches_the_client(server, backend, monkeypatc
     assert reply.startswith(b"r2 NO [UNAVAILABLE] ") and b"ValidationException" not in reply
     assert any("ValidationException" in rec.getMessage() for rec in caplog.records)
     r.close()
+
+
+def _first(lines: list[bytes], pred) -> int:
+    return next(i for i, ln in enumerate(lines) if pred(ln))
+
+
+def _announced_before_fetch(lines: list[bytes], keyword: bytes) -> bool:
+    """RFC 3501 §7.2.6: ``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` naming ``keyword`` precede the
+    first FETCH response that shows it."""
+    fetch_at = _first(lines, lambda ln: b" FETCH (" in ln and keyword in ln)
+    flags_at = _first(lines, lambda ln: ln.startswith(b"* FLAGS (") and keyword in ln)
+    perm_at = _first(lines, lambda ln: ln.startswith(b"* OK [PERMANENTFLAGS (") and keyword in ln)
+    return flags_at < fetch_at and perm_at < fetch_at
+
+
+def test_a_keyword_appended_elsewhere_is_announced_before_it_is_shown(server, backend):
+    """APPEND of a message with a keyword new to the mailbox, by another session: every session with
+    the mailbox selected gets FLAGS and PERMANENTFLAGS first (after NOOP, and during IDLE)."""
+    backend.store.append(USER, "INBOX", MSG1)
+    watcher, idler, other = _login(server), _login(server), _login(server)
+    for r in (watcher, idler):
+        r.cmd("SELECT INBOX")
+    idler.send(b"i IDLE\r\n")
+    assert idler.line().startswith(b"+ ")
+    out = other.cmd(b"APPEND INBOX ($Fresh) {%d}\r\n" % len(MSG1) + MSG1)
+    assert out[-1].split()[1] == b"OK"
+    during_idle = [idler.line() for _ in range(4)]  # FLAGS, PERMANENTFLAGS, EXISTS, RECENT
+    assert during_idle[0].startswith(b"* FLAGS (") and b"$Fresh" in during_idle[0]
+    assert during_idle[1].startswith(b"* OK [PERMANENTFLAGS (") and b"$Fresh" in during_idle[1]
+    assert during_idle[2] == b"* 2 EXISTS\r\n"
+    idler.send(b"DONE\r\n")
+    assert idler.until("i")[-1].split()[1] == b"OK"
+    got = watcher.cmd("NOOP") + watcher.cmd("FETCH 2 (FLAGS)")
+    assert _announced_before_fetch(got, b"$Fresh")
+    # beyond the mailbox's keyword cap an APPEND is refused whole
+    many = " ".join(f"$k{i}" for i in range(250))
+    out = other.cmd(b"APPEND INBOX (%s) {%d}\r\n" % (many.encode(), len(MSG1)) + MSG1)
+    assert out[-1].split()[1:3] == [b"NO", b"[LIMIT]"]
+    assert b"* 2 EXISTS\r\n" in other.cmd("SELECT INBOX")
+    for r in (watcher, idler, other):
+        r.close()
+
+
+def test_a_keyword_set_elsewhere_is_announced_before_an_implicit_seen_shows_it(server, backend):
+    """FETCH BODY[] sets \\Seen and answers with the message's flags as the store now has them: a
+    keyword another session just added is announced (FLAGS, PERMANENTFLAGS) before that FETCH."""
+    backend.store.append(USER, "INBOX", MSG1)
+    reader, tagger = _login(server), _login(server)
+    reader.cmd("SELECT INBOX")
+    tagger.cmd("SELECT INBOX")
+    assert tagger.cmd("STORE 1 +FLAGS ($Later)")[-1].split()[1] == b"OK"
+    got = reader.cmd("FETCH 1 (BODY[TEXT])")
+    assert got[-1].split()[1] == b"OK"
+    assert _announced_before_fetch(got, b"$Later")
+    reader.close()
+    tagger.close()

@@ -229,6 +229,10 @@ async def fetch(s: Session, cmd: Command) -> OpResult:
             unseen = [sel.metas[u] for _, u in chunk if "\\Seen" not in sel.metas[u].flags and sel.live(u)]
             if unseen:
                 res = await s.backend.mail.store_flags(mb, unseen, ["\\Seen"], "add")
+                # the store answers with the flags as they are now, maybe with a keyword another
+                # session added that this client has not heard of: FLAGS first (RFC 3501 §7.2.6)
+                for line in sel.announce(f for ch in res.changed for f in ch.flags):
+                    s.send(line)
                 for ch in res.changed:
                     old = sel.metas.get(ch.uid)
                     if old is not None:
