@@ -13,7 +13,6 @@ The DynamoDB runs are marked ``dynamo`` (``pytest -m dynamo`` runs just them).
 
 from __future__ import annotations
 
-import imaplib
 import poplib
 import re
 import time

@@ -8,7 +8,9 @@ Out:  data objects (:class:`MessageMeta`, :class:`MailboxInfo`, :class:`Change`)
 Fails: never (a malformed record is a programming error).
 
 Change log record (``keys.change_key(user, n)``), self-describing so that the
-IMAP watcher, JMAP and a DynamoDB stream consumer need nothing else::
+IMAP watcher, JMAP and a DynamoDB stream consumer need nothing else (a stream
+consumer keeps the INSERTs whose ``pk`` begins with ``L#``: a Lambda event
+filter can; every other item of the table is derived from these)::
 
     v   schema version (postern.store.schema.CURRENT)
     u   the account (user address, lower case)       ms  the change number n
