@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 from postern.mail.dates import parse_imap_date_time
+from postern.store.base import normalize_mailbox_name
 
 from . import mutf7
 from .errors import BadCommand, ParseError
@@ -300,11 +301,7 @@ def mailbox(tok) -> str:
             raise BadCommand("Mailbox name is not valid") from None
     except mutf7.MUTF7Error as exc:
         raise BadCommand(f"Mailbox name: {exc}") from None
-    if name.upper() == "INBOX":
-        return "INBOX"
-    if name[:6].upper() == "INBOX/":
-        return "INBOX" + name[5:]
-    return name
+    return normalize_mailbox_name(name)  # the one INBOX rule (RFC 3501 §5.1)
 
 
 def pattern(tok) -> str:

@@ -14,6 +14,7 @@ CASES = [
     ('fileinto "Work";', ["store Work"]),
     ('fileinto "work/2026";', ["store work/2026"]),
     ('fileinto "inbox";', ["store INBOX"]),  # INBOX in any case
+    ('fileinto "inbox/Lists"; fileinto "INBOX/Lists";', ["store INBOX/Lists"]),  # also as a superior, once
     ('fileinto "Work"; fileinto "Work";', ["store Work"]),  # once per mailbox (§2.10.3)
     ('fileinto "INBOX"; keep;', ["store INBOX"]),
     ('fileinto :copy "Work";', ["store Work", "store INBOX"]),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..store.base import normalize_mailbox_name
 from .errors import SieveRuntimeError
 from .limits import Limits
 
@@ -152,11 +153,11 @@ class Result:
         stored: dict[str, int] = {}
 
         def deliver(mailbox: str, flags: frozenset[str] | None, create: bool) -> None:
-            key = mailbox.upper() if mailbox.upper() == "INBOX" else mailbox
+            key = normalize_mailbox_name(mailbox)  # the one INBOX rule: "inbox/x" is "INBOX/x"
             if key in stored:  # RFC 5228 §2.10.3: one copy per mailbox
                 return
             stored[key] = len(out.deliveries)
-            out.deliveries.append(Delivery("INBOX" if key == "INBOX" else mailbox, flags or frozenset(), create))
+            out.deliveries.append(Delivery(key, flags or frozenset(), create))
 
         seen_redirects: set[str] = set()
         for _, a in self.actions:
