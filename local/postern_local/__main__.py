@@ -30,11 +30,21 @@ TRY_PORTS = (
 )
 
 
+def outbound(stack: LocalStack) -> str:
+    """Where this stack's outbound mail goes (the banner and the env file say it)."""
+    env = stack.env
+    if stack.smarthost_sink is not None:
+        return (f"smarthost {env.get('POSTERN_SMARTHOST')} (local sink: nothing leaves this machine; "
+                f"each message is written to {stack.outbound_dir})")
+    return f"{env.get('POSTERN_OUTBOUND_TRANSPORT')} {env.get('POSTERN_SMARTHOST', '')}".rstrip()
+
+
 def write_env_file(stack: LocalStack, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "env"
     lines = ["# Written by postern-local: point the admin CLI (and boto3) at the local stack.",
-             "# Usage: . .postern-local/env && .venv/bin/postern user list"]
+             "# Usage: . .postern-local/env && .venv/bin/postern user list",
+             f"# Outbound mail of this stack: {outbound(stack)}"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(stack.exported_env().items())]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.chmod(0o600)
@@ -57,11 +67,8 @@ def banner(stack: LocalStack, env_path: Path) -> str:
         *rows,
         "",
         *tls_rows,
-        *([f"Outbound:      smarthost {stack.env.get('POSTERN_SMARTHOST')} (local sink: nothing leaves this "
-           f"machine; each message is written to {stack.outbound_dir})", ""]
-          if stack.smarthost_sink is not None else
-          [f"Outbound:      {stack.env.get('POSTERN_OUTBOUND_TRANSPORT')} "
-           f"{stack.env.get('POSTERN_SMARTHOST', '')}".rstrip(), ""]),
+        f"Outbound:      {outbound(stack)}",
+        "",
         f"Demo account:  {user}",
         f"Password:      {pw}",
         "",

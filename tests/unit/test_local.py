@@ -161,3 +161,20 @@ def test_gateway_starts_plain_listeners_and_skips_tls_ones_without_a_certificate
     ports = asyncio.run(scenario())
     with pytest.raises(OSError):
         poplib.POP3("127.0.0.1", ports["smtp"], timeout=2).quit()  # closed
+
+
+def test_the_env_file_says_where_outbound_mail_goes(tmp_path):
+    """make run: `.postern-local/env` (and the banner) name the transport: the local sink by default."""
+    from types import SimpleNamespace
+
+    from postern_local.__main__ import write_env_file
+
+    exported = {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566", "POSTERN_BUCKET": "b"}
+    sink = SimpleNamespace(env={"POSTERN_OUTBOUND_TRANSPORT": "smarthost", "POSTERN_SMARTHOST": "127.0.0.1:2526"},
+                           smarthost_sink=object(), outbound_dir=tmp_path / "outbound", exported_env=lambda: exported)
+    text = write_env_file(sink, tmp_path).read_text()
+    assert "# Outbound mail of this stack: smarthost 127.0.0.1:2526 (local sink: nothing leaves this machine" in text
+    assert "export AWS_ENDPOINT_URL=http://127.0.0.1:4566\n" in text
+    real = SimpleNamespace(env={"POSTERN_OUTBOUND_TRANSPORT": "smarthost", "POSTERN_SMARTHOST": "relay.example:587"},
+                           smarthost_sink=None, outbound_dir=None, exported_env=lambda: exported)
+    assert "# Outbound mail of this stack: smarthost relay.example:587\n" in write_env_file(real, tmp_path).read_text()

@@ -157,3 +157,50 @@ def test_readme_documents_every_setting():
     names = set(re.findall(r'"(POSTERN_[A-Z0-9_]+)"', CONFIG.read_text()))
     missing = sorted(n for n in names if f"`{n}`" not in readme)
     assert missing == [], "add these to README.md's Settings table"
+
+
+# --- README: every setting and every template parameter --------------------------------
+ENV_NAME = re.compile(r"POSTERN_[A-Z0-9_]*[A-Z0-9]")
+ENV_CODE = ["functions", "layers/postern/postern", "gateway/postern_gateway", "local/postern_local", "tools"]
+
+
+def _environment_names(path: Path) -> set[str]:
+    """Variables a module reads: every "POSTERN_..." string in it (settings are read by name, in
+    config.py and the local stack), and the name in each os.environ[...] / os.environ.get(...) /
+    os.getenv(...) (tools/ read a few others)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and ENV_NAME.fullmatch(node.value):
+            names.add(node.value)
+        key = None
+        if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+            key = node.slice
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.environ.get", "os.getenv") and node.args:
+            key = node.args[0]
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            names.add(key.value)
+    return names
+
+
+def test_readme_documents_every_environment_variable_the_code_reads():
+    readme = (REPO / "README.md").read_text()
+    read: dict[str, str] = {}
+    for top in ENV_CODE:
+        for path in sorted((REPO / top).rglob("*.py")):
+            if "build" in path.relative_to(REPO).parts:  # setuptools' build/lib copies
+                continue
+            for name in _environment_names(path):
+                read.setdefault(name, str(path.relative_to(REPO)))
+    assert "POSTERN_HOSTNAME" in read and "IMAGE_TAG" in read  # the scan sees settings and tools
+    # set by the Lambda runtime for the function itself (the local worker imitates it)
+    missing = {n: where for n, where in read.items() if f"`{n}`" not in readme and not n.startswith("AWS_LAMBDA_")}
+    assert missing == {}, "document these in README.md (Settings, or Build for tools/)"
+
+
+def test_the_deploy_walk_through_names_every_template_parameter(t):
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("## Deploy to AWS")
+    end = readme.find("\n## ", start + 1)
+    deploy = readme[start:end if end > 0 else None]
+    missing = sorted(p for p in t["Parameters"] if f"`{p}`" not in deploy)
+    assert missing == [], "README.md 'Deploy to AWS', step 2: say what each of these parameters is for"

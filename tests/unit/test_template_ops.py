@@ -65,7 +65,9 @@ def alarm_metrics(props) -> list[tuple[str, str, set[str]]]:
 def test_every_alarm_notifies_the_alarm_topic(t):
     assert resources_of_type(t, "AWS::SNS::Topic")["AlarmTopic"]
     for name, props in alarms(t).items():
+        # both ways: an alarm that clears says so too (a DLQ emptied, a certificate renewed)
         assert props.get("AlarmActions") == [{"Ref": "AlarmTopic"}], name
+        assert props.get("OKActions") == [{"Ref": "AlarmTopic"}], name
     sub = resources_of_type(t, "AWS::SNS::Subscription")["AlarmEmailSubscription"]
     assert sub["Condition"] == "WithAlarmEmail" and sub["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
 
