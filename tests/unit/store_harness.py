@@ -3,7 +3,8 @@
 In:   a backend name ("memory" or "dynamo": DynamoDB and S3 on moto).
 Out:  :class:`Harness`: ``store``, ``twin()`` (another store over the same table
       and bucket: a second gateway task or a restarted process), ``crashing(n)``
-      (a store whose n-th write dies like a killed process), ``items()`` (every
+      (a store whose n-th write dies like a killed process), ``faulty(n, mode)`` (its
+      n-th DynamoDB or S3 write dies, is lost or is applied with its reply lost), ``items()`` (every
       item of the table), ``blob_keys()``, and :func:`check_invariants`.
 Fails: assertions, with the item that broke an invariant.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 
 from postern import keys
+from postern.errors import StoreUnavailable
 from postern.items import MemoryItems, deserialize
 from postern.store import records as R
 from postern.store.base import SEEN, is_keyword
@@ -23,34 +25,59 @@ class Crash(BaseException):
     """A write that dies with the process (not an error the store may catch)."""
 
 
-class CrashingItems:
-    """The item layer, dying at its n-th write."""
+FAULT_MODES = ("crash", "lost", "ambiguous")
 
-    def __init__(self, inner, fail_at: int):
-        self.inner = inner
+
+class Faults:
+    """The n-th write (DynamoDB or S3) fails, in one of three ways, counted across both layers:
+
+    * ``crash``: the process dies before the write (:class:`Crash`, which nothing may catch);
+    * ``lost``: the write never happens and the layer raises StoreUnavailable (retries spent);
+    * ``ambiguous``: the write happens but its reply is lost: StoreUnavailable all the same.
+
+    After a ``lost`` or ``ambiguous`` fault the process lives on (its error handling runs) and
+    later writes succeed."""
+
+    def __init__(self, fail_at: int, mode: str = "crash"):
+        assert mode in FAULT_MODES
         self.fail_at = fail_at
+        self.mode = mode
         self.writes = 0
+        self.fired = False
 
-    def _tick(self) -> None:
+    def write(self, fn, *a, **kw):
         self.writes += 1
-        if self.writes == self.fail_at:
+        if self.writes != self.fail_at:
+            return fn(*a, **kw)
+        self.fired = True
+        if self.mode == "crash":
             raise Crash(f"crash at write {self.writes}")
+        if self.mode == "ambiguous":
+            try:
+                fn(*a, **kw)
+            except Exception:  # noqa: BLE001 - a failed condition and the like: the reply is lost anyway
+                pass
+        raise StoreUnavailable(f"injected {self.mode} fault at write {self.writes}")
+
+
+class FaultyItems:
+    """The item layer with :class:`Faults` on its writes."""
+
+    def __init__(self, inner, faults: Faults):
+        self.inner = inner
+        self.faults = faults
 
     def put(self, *a, **kw):
-        self._tick()
-        return self.inner.put(*a, **kw)
+        return self.faults.write(self.inner.put, *a, **kw)
 
     def update(self, *a, **kw):
-        self._tick()
-        return self.inner.update(*a, **kw)
+        return self.faults.write(self.inner.update, *a, **kw)
 
     def delete(self, *a, **kw):
-        self._tick()
-        return self.inner.delete(*a, **kw)
+        return self.faults.write(self.inner.delete, *a, **kw)
 
     def batch_put(self, *a, **kw):
-        self._tick()
-        return self.inner.batch_put(*a, **kw)
+        return self.faults.write(self.inner.batch_put, *a, **kw)
 
     def get(self, *a, **kw):
         return self.inner.get(*a, **kw)
@@ -62,19 +89,47 @@ class CrashingItems:
         return self.inner.query(*a, **kw)
 
 
+class FaultyBlobs:
+    """The blob layer (S3) with the same :class:`Faults` on PUT, CopyObject and DELETE."""
+
+    def __init__(self, inner, faults: Faults):
+        self.inner = inner
+        self.faults = faults
+
+    def put(self, *a, **kw):
+        return self.faults.write(self.inner.put, *a, **kw)
+
+    def copy(self, *a, **kw):
+        return self.faults.write(self.inner.copy, *a, **kw)
+
+    def delete(self, *a, **kw):
+        return self.faults.write(self.inner.delete, *a, **kw)
+
+    def read(self, *a, **kw):
+        return self.inner.read(*a, **kw)
+
+    def exists(self, *a, **kw):
+        return self.inner.exists(*a, **kw)
+
+
 class Harness:
     def __init__(self, store):
         self.store = store
         self.store.repair_grace = 0.0
 
-    def twin(self, items=None) -> LogStore:
-        s = LogStore(items or self.store.items, self.store.blobs, spool_prefix=self.store.spool_prefix,
+    def twin(self, items=None, blobs=None) -> LogStore:
+        s = LogStore(items or self.store.items, blobs or self.store.blobs, spool_prefix=self.store.spool_prefix,
                      message_prefix=self.store.message_prefix)
         s.repair_grace = 0.0
         return s
 
+    def faulty(self, fail_at: int, mode: str = "crash") -> tuple[LogStore, Faults]:
+        """A store over the same table and bucket whose ``fail_at``-th write (DynamoDB or S3) fails."""
+        f = Faults(fail_at, mode)
+        return self.twin(FaultyItems(self.store.items, f), FaultyBlobs(self.store.blobs, f)), f
+
     def crashing(self, fail_at: int) -> LogStore:
-        return self.twin(CrashingItems(self.store.items, fail_at))
+        return self.faulty(fail_at)[0]
 
     def items(self) -> dict[tuple[str, str], dict]:
         inner = self.store.items
@@ -139,6 +194,11 @@ def check_invariants(h: Harness, user: str, swept: bool = True) -> None:
         if e["pk"].split("#", 2)[2] in live_states or not swept:
             assert e["bl"] in blobs, f"entry uid {e['uid']} lost its blob {e['bl']}"
             live_refs[e["bl"]] += 1
+    # an IMAP APPEND's bytes wait under the spool prefix until their change commits: once committed,
+    # the change adopts them and deletes the spool copy; never committed, the spool lifecycle expires them
+    adopted = {m["sp"] for (pk, _), i in items.items() if pk == keys.log_pk(u) for m in i.get("m", ()) if m.get("sx")}
+    left = adopted & h.blob_keys(h.store.spool_prefix)
+    assert not left, f"spool copies of committed appends left behind: {sorted(left)}"
     if swept:
         assert blobs == set(live_refs), f"orphaned blobs: {sorted(blobs - set(live_refs))}"
         for bl, n in live_refs.items():

@@ -3,8 +3,10 @@
 What production relies on: UIDs and MODSEQs, dedup, quota, flags and keywords,
 expunge and blob release, COPY and stable ids, hierarchy rename and delete
 (freeing quota at once and blobs after the sweep), \\Recent arbitration, the
-change log, missing blobs, concurrent appends, and a crash at every write of
-every multi-item change leaving a table the next writer completes.
+change log, missing blobs, concurrent appends, and a fault at every DynamoDB or
+S3 write of every change (the process dies, the write is lost, or it lands and
+its reply is lost) leaving a table and bucket the next writer completes, with
+no spool copy of a committed APPEND left behind.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from postern.errors import (
     MailboxInvalid,
     MailboxNotFound,
     QuotaExceeded,
+    StoreUnavailable,
 )
 from postern.store.base import MAX_KEYWORDS, MessageMeta
 from postern.store.memory import MemoryMailStore
 
-from store_harness import Crash, Harness, check_invariants
+from store_harness import FAULT_MODES, Crash, Harness, check_invariants
 
 U = "alice@example.test"
 MSG = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <m1@example.org>\r\n\r\nbody line\r\n"
@@ -400,27 +403,32 @@ def _seed(s) -> None:
     s.copy(inbox(s), list(s.list_messages(inbox(s)))[:1], "Trash")
 
 
-# The engine is one implementation over both item layers; every crash point of every operation runs
+# The engine is one implementation over both item layers; every fault point of every operation runs
 # in memory, and the DynamoDB layer (whose conditions and updates the in-memory twin mirrors) for two.
-CRASHES = [pytest.param(op, "memory") for op in sorted(OPERATIONS)] + [
-    pytest.param(op, "dynamo") for op in ("delivery", "rename")]
+FAULTS = [pytest.param(op, mode, "memory", id=f"{op}-{mode}-memory") for op in sorted(OPERATIONS)
+          for mode in FAULT_MODES] + [
+    pytest.param(op, "crash", "dynamo", id=f"{op}-crash-dynamo") for op in ("delivery", "rename")]
 
 
-@pytest.mark.parametrize(("op", "h"), CRASHES, indirect=["h"])
-def test_a_crash_at_any_write_is_completed_by_the_next_writer(h, op):
-    """Kill the writer at its 1st, 2nd, ... write: the next one finishes the change (or it never
-    happened), and the table, counters, quota and blobs agree. No transaction involved."""
+@pytest.mark.parametrize(("op", "mode", "h"), FAULTS, indirect=["h"])
+def test_a_fault_at_any_write_is_completed_by_the_next_writer(h, op, mode):
+    """Fail the writer's 1st, 2nd, ... write (DynamoDB or S3): the process dies there (crash), or the
+    write is lost, or it is applied and its reply lost (both StoreUnavailable to the caller, whose
+    error handling then runs). The next writer finishes the change (or it never happened), and the
+    table, counters, quota, blobs and spool copies agree. No transaction involved."""
     _seed(h.store)
     check_invariants(h, U)
     base = h.items()
-    for fail_at in range(1, 40):
-        crashing = h.crashing(fail_at)
+    for fail_at in range(1, 60):
+        faulty, faults = h.faulty(fail_at, mode)
         try:
-            OPERATIONS[op](crashing)
+            OPERATIONS[op](faulty)
         except Crash:
             pass
-        else:
-            break  # the operation needs fewer writes: every crash point was tried
+        except StoreUnavailable:
+            assert mode != "crash" and faults.fired  # the injected fault, passed on as the domain error
+        if not faults.fired:
+            break  # the operation needs fewer writes: every fault point was tried
         after = h.twin()
         after.append(U, "Drafts", MSG)  # the next writer of the account
         after.sweep(U)
@@ -429,6 +437,31 @@ def test_a_crash_at_any_write_is_completed_by_the_next_writer(h, op):
     else:
         pytest.fail("operation never completed")
     assert fail_at > 2
+
+
+def test_a_commit_whose_reply_was_lost_is_not_made_twice(h):
+    """The change record is written but its reply lost: the append raises StoreUnavailable, the
+    next writer finds and completes it, and its spool copy goes; the message exists once."""
+    MB.ensure_defaults(h.store, U)
+    faulty, _ = h.faulty(2, "ambiguous")  # 1 spool copy, 2 the change record
+    with pytest.raises(StoreUnavailable):
+        faulty.append(U, "INBOX", MSG)
+    h.twin().append(U, "Drafts", MSG)
+    assert inbox(h.store).exists == 1
+    check_invariants(h, U)
+
+
+def test_spool_copies_expire_by_the_bucket_lifecycle():
+    """An APPEND whose change never committed leaves its bytes only under the spool prefix, which the
+    bucket's lifecycle rule expires (nothing else ever names them): no orphan for good."""
+    from postern.config import Settings
+    from postern_local.template import load_template, resources_of_type
+
+    bucket = resources_of_type(load_template(), "AWS::S3::Bucket")
+    rules = [r for b in bucket.values() for r in b["Properties"].get("LifecycleConfiguration", {}).get("Rules", ())]
+    spool = Settings().spool_prefix
+    assert any(r.get("Status") == "Enabled" and r.get("ExpirationInDays") and spool.startswith(r.get("Prefix", "-"))
+               for r in rules), rules
 
 
 def _reset(h, base) -> None:
@@ -463,7 +496,7 @@ def test_a_reader_missing_a_committed_message_rolls_it_forward(h):
     _seed(h.store)
     mb = inbox(h.store)
     with pytest.raises(Crash):
-        h.crashing(2).append(U, "INBOX", MSG)  # committed; killed before its entry was written
+        h.crashing(3).append(U, "INBOX", MSG)  # 1 spool copy, 2 change record: killed before its entry
     (ch,) = h.store.follow(U, mb.pos)  # a watcher sees it in the log...
     uid = ch.messages[0].uid
     (meta,) = h.store.get_messages(mb, [uid])  # ...and a FETCH finds it
