@@ -8,7 +8,8 @@ Out:  :class:`ServerThread`: an event loop on a background thread running the
       leaving it closes the listener, its sessions and the loop.
       :func:`memory_backend` builds a Backend over the in-memory store and
       directory with test-friendly settings (no login delay, plaintext auth allowed
-      unless overridden).
+      unless overridden). :func:`wait_for` waits on a condition the server
+      thread makes true (never a fixed sleep as synchronisation).
 
 aiosmtpd's Controller cannot bind port 0 and every listener here is an
 ``asyncio.Server``, so one small generic helper serves SMTP, POP3 and IMAP.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from postern.config import Settings
 from postern.directory import memory_directory
@@ -26,6 +28,15 @@ from postern_gateway.backend import Backend
 from postern_gateway.blocking import Blocking
 
 HOST = "127.0.0.1"
+
+
+def wait_for(cond, timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll a condition the server thread makes true (a liveness ceiling, not a timing assertion)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.01)
 
 
 def memory_backend(*, spooler=None, store=None, directory=None, **settings_overrides) -> Backend:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-import time
+
+from helpers import wait_for  # noqa: F401 - the one condition wait, re-exported for the POP3 tests
 
 USER = "alice@example.test"
 PASSWORD = "correct horse battery"
@@ -82,11 +83,4 @@ class Raw:
         self.sock.close()
 
 
-def wait_for(cond, timeout: float = 5.0) -> None:
-    """Poll a condition the server thread makes true (not a timing assertion)."""
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached")
-        time.sleep(0.01)
 

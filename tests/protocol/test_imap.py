@@ -14,8 +14,9 @@ import time
 import pytest
 
 from postern_gateway.imap.server import start_imap
+from postern_gateway.imap.watcher import Runtime
 
-from helpers import HOST, ServerThread, memory_backend
+from helpers import HOST, ServerThread, memory_backend, wait_for
 
 USER, PW = "alice@example.test", "secret-pw"
 MSG1 = (b"From: Bob <bob@remote.test>\r\nTo: alice@example.test\r\nSubject: hello there\r\n"
@@ -651,7 +652,7 @@ def test_rename_of_selected_mailbox_keeps_session(server, backend):
 
 
 def test_dynamodb_watcher_sees_outside_changes(dynamo_store):
-    """Changes made outside this gateway process (the store Lambda) reach sessions via the GSI poll."""
+    """Changes made outside this gateway process (the store Lambda) reach sessions through the change log."""
     from postern.directory import memory_directory
 
     d = memory_directory()
@@ -672,8 +673,11 @@ def test_dynamodb_watcher_sees_outside_changes(dynamo_store):
         r.until("i")
         mb = dynamo_store.get_mailbox(USER, "INBOX")
         dynamo_store.store_flags(mb, dynamo_store.get_messages(mb, [1]), ["\\Flagged"], "add")
-        dynamo_store.expunge(mb, dynamo_store.get_messages(mb, [2]))
-        time.sleep(0.5)
+        gone = dynamo_store.expunge(mb, dynamo_store.get_messages(mb, [2]))
+        assert gone == [2]
+        head = dynamo_store.get_mailbox(USER, "INBOX").pos
+        watcher = Runtime.of(be).watchers[(USER.lower(), mb.mailbox_id)]
+        wait_for(lambda: watcher.index.pos >= head, what="the watcher reading the expunge")
         out = r.cmd("FETCH 1:2 (FLAGS)")  # no EXPUNGE during FETCH; the flag change may show
         assert not any(b"EXPUNGE" in ln for ln in out)
         out = r.cmd("NOOP")

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import poplib
 import re
-import time
 
 import pytest
 from helpers import HOST, ServerThread, memory_backend
+from helpers import wait_for as wait
 from postern_gateway.imap.server import start_imap
 from postern_gateway.pop3.server import start_pop3
 from test_imap import MSG1, USER, Raw
@@ -55,13 +55,6 @@ def login(srv) -> Raw:
 
 def tagged(lines) -> bytes:
     return lines[-1].split(b" ", 1)[1]
-
-
-def wait(cond, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.02)
 
 
 def test_every_store_path_over_imap_and_pop3(store):
