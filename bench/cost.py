@@ -220,6 +220,15 @@ def lambda_arch(template: dict) -> str:
     return "arm64" if arch == "arm64" else "x86_64"
 
 
+def trace_sample_rate(template: dict) -> float:
+    """The share of messages traced in X-Ray: template.yaml's TraceSampleRate default (postern.tracing)."""
+    tracing = template.get("Globals", {}).get("Function", {}).get("Tracing", "PassThrough")
+    if tracing == "Active":
+        return 1.0  # Lambda's own sampling: every invocation at Postern's volumes
+    default = template.get("Parameters", {}).get("TraceSampleRate", {}).get("Default", 1.0)
+    return min(1.0, max(0.0, float(default)))
+
+
 def scenario_usage(res: dict, memory: dict[str, int], arch: str, assumptions: dict, latency: float = 0.0) -> dict:
     """Billing-unit usage of one scenario, per message (or per session)."""
     usage = res["usage"]
@@ -253,7 +262,7 @@ def scenario_usage(res: dict, memory: dict[str, int], arch: str, assumptions: di
         "ddb_rru": rru / n,
         "lambda_requests": len(invs) / n,
         f"lambda_gb_s_{arch}": gbs / n,
-        "xray_traces": len(invs) / n,
+        "xray_traces": len(invs) * assumptions["trace_sample_rate"] / n,
         "log_gb": len(invs) * assumptions["lambda_log_bytes_per_invocation"] / 1e9 / n,
     }
     if res.get("data_out"):
@@ -277,7 +286,7 @@ def stage_profile(results: dict, memory, arch, assumptions) -> dict:
         }
         if invs:
             u["lambda_requests"] = len(invs) / per
-            u["xray_traces"] = len(invs) / per
+            u["xray_traces"] = len(invs) * assumptions["trace_sample_rate"] / per
             u[f"lambda_gb_s_{arch}"] = sum(math.ceil(i.seconds * 1000) / 1000 * memory.get(i.function, 256) / 1024
                                            for i in invs) / per
             u["log_gb"] = len(invs) * assumptions["lambda_log_bytes_per_invocation"] / 1e9 / per
@@ -398,7 +407,7 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
     from postern.costs import cost_of, load_prices
 
     prices = load_prices()
-    a = prices["assumptions"]
+    a = {**prices["assumptions"], "trace_sample_rate": trace_sample_rate(template)}
     arch = lambda_arch(template)
     lines_md: list[str] = []
     text: list[str] = []
@@ -489,8 +498,9 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
         f" Lambda duration at {memory.get('RouterFunction', 256)} MB {arch} (template.yaml), measured wall time"
         f" per invocation rounded up to 1 ms; \"at AWS latency\" adds {AWS_LATENCY_ALLOWANCE * 1000:.0f} ms per AWS"
         " request made inside the handler (an allowance for real service latency, not a measurement)."
-        " X-Ray: every invocation traced (true while the account makes under about one traced request per second;"
-        " above that the default sampling rule caps it at 1/s + 5%). Logs: an assumed"
+        f" X-Ray: {a['trace_sample_rate']:g} of the messages traced end to end (template parameter TraceSampleRate;"
+        " the gateway marks them, the functions run Tracing: PassThrough: postern/tracing.py), so traces per"
+        " message = invocations x that share; logs and metrics cover every message. Logs: an assumed"
         f" {a['lambda_log_bytes_per_invocation']} bytes per invocation (START/END/REPORT lines plus Powertools)."
         " Data out: bytes sent to the internet (POP3/IMAP downloads, outbound SMTP), $0.09/GB. Outbound uses the"
         " smarthost transport here; with the template's default `OutboundTransport=ses` add SES's $0.10 per"

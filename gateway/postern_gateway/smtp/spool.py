@@ -8,7 +8,8 @@ Out:  :meth:`Spooler.spool` (blocking: call it through ``backend.run``) PUTs the
       bytes to ``s3://{bucket}/{spool_prefix}{queue_id}`` with a JSON summary of
       the envelope in the object's user metadata, THEN sends the
       :class:`~postern.envelope.Envelope` JSON to the inbound queue, and
-      returns that Envelope. Only then may the caller answer 250.
+      returns that Envelope. Only then may the caller answer 250. A message
+      sampled for X-Ray (``postern.tracing``) carries its ``AWSTraceHeader``.
 Fails: :class:`~postern.errors.StoreUnavailable` if either call fails (the
       caller answers ``451 4.3.0``). Ordering guarantees no envelope points at
       a missing object: the envelope is sent only after the PUT succeeded. If
@@ -38,6 +39,7 @@ from botocore.exceptions import ClientError
 from postern.envelope import Envelope
 from postern.errors import StoreUnavailable
 from postern.store.summary import inline_header
+from postern.tracing import trace_header
 
 log = logging.getLogger("postern.smtp.spool")
 
@@ -99,10 +101,14 @@ class Spooler:
             log.warning("spool put failed queue_id=%s: %s", queue_id, exc)
             raise StoreUnavailable() from exc
         body = env.to_json()
+        send = {"QueueUrl": self.settings.inbound_queue_url, "MessageBody": body}
+        header = trace_header(queue_id, env.received_at, self.settings.trace_sample_rate)
+        if header:  # X-Ray: this message is traced through every function (postern.tracing)
+            send["MessageSystemAttributes"] = {"AWSTraceHeader": {"DataType": "String", "StringValue": header}}
         ambiguous = False  # has any attempt possibly enqueued the envelope?
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
-                sqs.send_message(QueueUrl=self.settings.inbound_queue_url, MessageBody=body)
+                sqs.send_message(**send)
                 break
             except ClientError as exc:  # SQS answered this request with an error
                 # botocore may have retried inside the call after a timeout: then an earlier

@@ -94,6 +94,7 @@ class Settings:
     default_quota: int = 1024 * MIB  # POSTERN_DEFAULT_QUOTA (bytes per user)
     admin_address: str = ""  # POSTERN_ADMIN_ADDRESS (postmaster@ and abuse@ of every local domain)
     imap_poll_interval: float = 0.5  # POSTERN_IMAP_POLL_INTERVAL (seconds, change watcher)
+    trace_sample_rate: float = 0.01  # POSTERN_TRACE_SAMPLE (share of messages traced in X-Ray, 0..1: postern.tracing)
 
     # --- gateway listeners --------------------------------------------------
     bind: str = "0.0.0.0"  # POSTERN_BIND
@@ -205,6 +206,7 @@ class Settings:
             default_quota=_int(e, "POSTERN_DEFAULT_QUOTA", d.default_quota),
             admin_address=e.get("POSTERN_ADMIN_ADDRESS", d.admin_address),
             imap_poll_interval=_float(e, "POSTERN_IMAP_POLL_INTERVAL", d.imap_poll_interval),
+            trace_sample_rate=_float(e, "POSTERN_TRACE_SAMPLE", d.trace_sample_rate),
             bind=e.get("POSTERN_BIND", d.bind),
             smtp_port=_int(e, "POSTERN_SMTP_PORT", d.smtp_port),
             submission_port=_int(e, "POSTERN_SUBMISSION_PORT", d.submission_port),
