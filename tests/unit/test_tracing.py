@@ -45,6 +45,12 @@ def test_spool_stamps_sampled_messages_only(aws):
     header = m["Attributes"]["AWSTraceHeader"]
     assert re.fullmatch(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Sampled=1", header) and env.queue_id in header
     clients.sqs.delete_message(QueueUrl=settings.inbound_queue_url, ReceiptHandle=m["ReceiptHandle"])
+    # postern trace ID names the X-Ray trace of a sampled message (the same decision, replayed)
+    from postern.cli_outbound import format_trace, trace_data
+
+    data = trace_data(traced.settings, clients, env.queue_id)
+    assert data["xray"] in header and f"x-ray     trace {data['xray']}" in format_trace(data)
+    assert "xray" not in trace_data(dataclasses.replace(settings, trace_sample_rate=0.0), clients, env.queue_id)
 
     Spooler(dataclasses.replace(settings, trace_sample_rate=0.0), clients).spool(
         raw, mail_from="a@b.test", rcpt_to=["u@example.test"])

@@ -136,6 +136,10 @@ def trace_data(settings, clients, queue_id: str) -> dict:
         out["accepted"]["stored_bytes"] = head.get("ContentLength", 0)
     except ClientError:
         pass
+    from .tracing import sampled, trace_id
+
+    if out["accepted"] and sampled(queue_id, settings.trace_sample_rate):  # the gateway's decision, replayed
+        out["xray"] = trace_id(queue_id, float(out["accepted"].get("received_at") or 0))
     r = clients.dynamodb.query(TableName=settings.mail_table, KeyConditionExpression="pk = :pk",
                                ExpressionAttributeValues={":pk": {"S": keys.dedup_pk(queue_id)}}, ConsistentRead=True)
     from .items import deserialize
@@ -176,6 +180,8 @@ def format_trace(data: dict) -> str:
                      f"{', auth ' + acc['auth_user'] if acc.get('auth_user') else ''})")
     else:
         lines.append("  (spool object gone or never written: gateway details unavailable)")
+    if data.get("xray"):
+        lines.append(f"  {'':19}  x-ray     trace {data['xray']} (sampled at POSTERN_TRACE_SAMPLE)")
     local = data.get("local", [])
     remote_domains = sorted({a.get("domain", "") for a in data.get("attempts", [])})
     if local or remote_domains:
