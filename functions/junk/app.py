@@ -1,19 +1,25 @@
-"""junk - daily expiry of old Junk mail (a scheduled sweep, as Postfix's periodic cleanup jobs).
+"""junk - the daily mail-store housekeeping per user (as Postfix's periodic cleanup jobs): the store's
+sweeper, then the expiry of old Junk mail.
 
 READS
     An EventBridge schedule event (once a day; the event's content is not
-    used). The directory (every user, one Query per domain) and each user's
-    Junk mailbox index (postern.sieve.expiry).
+    used). The directory (every user, one Query per domain), each user's
+    pending store work (the account item, the change after it, the SW# items:
+    two GetItems and a Query) and Junk mailbox index (postern.sieve.expiry).
 WRITES
-    The mail store: an EXPUNGE of every Junk message older than
+    The mail store: the sweeper's work (``MailStore.sweep``: the messages and
+    blobs of mailboxes deleted while the gateway that took the DELETE died
+    before its own sweep ran, and a change committed but never rolled
+    forward); then an EXPUNGE of every Junk message older than
     POSTERN_JUNK_EXPIRE_DAYS days (30), through the store's change log, so
     quota, counters and IMAP/JMAP views stay right.
 FAILURES
     A backend fault for one user is logged and counted (JunkExpiryErrors); the
     others are still swept and the next day's run tries again. Nothing is
-    retried within a run: an expiry a day late loses nothing.
+    retried within a run: a sweep or an expiry a day late loses nothing (both
+    are resumable; a deleted mailbox's quota was freed at DELETE).
 CODE
-    postern.sieve.expiry.
+    postern.store (sweep), postern.sieve.expiry.
 """
 
 from __future__ import annotations
@@ -37,16 +43,19 @@ metrics = Metrics()
 def lambda_handler(event, context):
     settings, clients = get_settings(), get_clients()
     store = DynamoMailStore(settings, clients)
-    removed = errors = users = 0
+    removed = released = errors = users = 0
     for user in dynamo_directory(settings, clients).list_users(None):
         users += 1
         try:
+            released += store.sweep(user.address)
             removed += expire_junk(store, user.address, settings.junk_expire_days)
         except PosternError as exc:
             errors += 1
-            logger.warning("junk expiry failed", user=user.address, error=exc.text)
+            logger.warning("store housekeeping failed", user=user.address, error=exc.text)
     metrics.add_metric(name="JunkExpired", unit=MetricUnit.Count, value=removed)
+    metrics.add_metric(name="StoreSwept", unit=MetricUnit.Count, value=released)
     if errors:
         metrics.add_metric(name="JunkExpiryErrors", unit=MetricUnit.Count, value=errors)
-    logger.info("junk expiry", users=users, removed=removed, errors=errors, days=settings.junk_expire_days)
-    return {"users": users, "removed": removed, "errors": errors}
+    logger.info("store housekeeping", users=users, released=released, removed=removed, errors=errors,
+                days=settings.junk_expire_days)
+    return {"users": users, "released": released, "removed": removed, "errors": errors}

@@ -221,3 +221,26 @@ def test_store_with_inline_header_reads_nothing_from_s3(env):
                              "dynamodb.PutItem": 2, "dynamodb.BatchWriteItem": 1, "dynamodb.UpdateItem": 2})
     stored = [m for m in _messages(s, c, "alice@example.test") if m.endswith(RAW)]
     assert len(stored) == 2 and all(m.startswith(b"Return-Path: <") for m in stored)
+
+
+# --- junk: the daily store housekeeping ---------------------------------------------
+def test_daily_housekeeping_sweeps_a_mailbox_whose_delete_was_never_swept(env):
+    """The gateway that took a DELETE died before its sweep: the daily run releases the messages
+    and their blobs (the quota was freed at DELETE), then expires Junk as before."""
+    from postern import mailboxes
+    from postern.store.dynamo import DynamoMailStore
+
+    s, c = env
+    store = DynamoMailStore(s, c)
+    mailboxes.create(store, "alice@example.test", "Old")
+    for i in range(3):
+        store.append("alice@example.test", "Old", RAW)
+    mailboxes.delete(store, "alice@example.test", "Old")  # no sweep after it
+    assert store.usage("alice@example.test") == 0
+    blobs = c.s3.list_objects_v2(Bucket=s.bucket, Prefix=s.message_prefix).get("KeyCount", 0)
+    assert blobs == 3
+    out = handler("junk")(event("junk/schedule.json"), ctx("JunkExpiryFunction"))
+    assert out["released"] == 3 and out["errors"] == 0 and out["users"] >= 2
+    assert c.s3.list_objects_v2(Bucket=s.bucket, Prefix=s.message_prefix).get("KeyCount", 0) == 0
+    again = handler("junk")(event("junk/schedule.json"), ctx("JunkExpiryFunction"))
+    assert again["released"] == 0  # nothing pending: the sweep is done for good
