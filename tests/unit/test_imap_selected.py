@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from postern.store.base import Change, MailboxInfo, MessageMeta
+from postern.store.base import MAX_KEYWORDS, Change, MailboxInfo, MessageMeta
 from postern.store.memory import MemoryMailStore
 from postern_gateway.imap.errors import BadCommand
 from postern_gateway.imap.selected import Selected
@@ -71,6 +71,17 @@ def test_a_new_keyword_is_announced_before_any_fetch_shows_it():
     assert sel.announce({"$New"}) == []  # told once
     assert sel.announce({"$Mine", "\\Seen"})[0].startswith(b"* FLAGS (")  # our own STORE's new keyword
 
+
+def test_permanentflags_stop_offering_new_keywords_at_the_cap():
+    """At MAX_KEYWORDS the mailbox takes no new keyword (NO [LIMIT]): PERMANENTFLAGS drops ``\\*``
+    (RFC 3501 §7.1); read-only, PERMANENTFLAGS is empty."""
+    under, _ = view(keywords={f"$k{i}" for i in range(MAX_KEYWORDS - 1)})
+    assert b"\\*)]" in under.flag_lines()[1]
+    full, _ = view(keywords={f"$k{i}" for i in range(MAX_KEYWORDS)})
+    flags, perm = full.flag_lines()
+    assert b"$k249" in flags and b"$k249" in perm and b"\\*" not in perm
+    ro, _ = view(readonly=True, keywords={"$a"})
+    assert ro.flag_lines()[1].startswith(b"* OK [PERMANENTFLAGS ()]")
 
 def test_condstore_flag_updates_carry_uid_and_modseq():
     sel, _ = view(condstore=True, readonly=True)
