@@ -19,7 +19,7 @@ FUNCTION_ARCH ?= arm64
 # Arguments for `sam deploy` (e.g. DEPLOY_ARGS=--guided the first time).
 DEPLOY_ARGS ?=
 
-.PHONY: run test venv tools bench compat faults load cost build lint image deploy clean
+.PHONY: run test venv tools bench compat faults load cost fuzz-long build lint image deploy clean
 
 $(STAMP): requirements-dev.txt constraints.txt layers/postern/requirements.txt gateway/requirements.txt \
           layers/postern/pyproject.toml gateway/pyproject.toml local/pyproject.toml
@@ -52,6 +52,15 @@ load: $(STAMP)
 
 cost: $(STAMP)
 	$(PY) bench/cost.py
+
+# The long fuzz run (docs/hostile.md): every fuzz property with FUZZ_EXAMPLES inputs each, under the
+# per-input liveness ceilings, nice'd; figures in .postern-local/evidence/fuzz-long.json. ~1 h on 2 cores.
+FUZZ_EXAMPLES ?= 7700
+FUZZ_TESTS ?= tests/unit/test_fuzz_*.py tests/unit/test_sieve_parser.py
+FUZZ_REPORT ?= .postern-local/evidence/fuzz-long.json
+fuzz-long: $(STAMP)
+	POSTERN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) POSTERN_FUZZ_REPORT=$(FUZZ_REPORT) \
+		nice -n 10 $(PY) -m pytest --timeout=0 -p no:cacheprovider $(FUZZ_TESTS)
 
 # Real IMAP clients (curl, mbsync, fetchmail, getmail; apt-get installs them when root) against the local stack.
 compat: $(STAMP)

@@ -111,8 +111,9 @@ def handler_env(aws, monkeypatch):
 
 
 
-def pytest_terminal_summary(terminalreporter):
-    """After a fuzz run: cases per target and the worst liveness figures (tests/unit/fuzz_harness.py)."""
+def pytest_terminal_summary(terminalreporter, exitstatus):
+    """After a fuzz run: cases per target and the worst liveness figures (tests/unit/fuzz_harness.py);
+    with POSTERN_FUZZ_REPORT set (``make fuzz-long``), the same as JSON in that file."""
     fh = sys.modules.get("fuzz_harness")
     if fh is None or not fh.RUNS:
         return
@@ -120,3 +121,7 @@ def pytest_terminal_summary(terminalreporter):
     worst = ", ".join(f"{k} {w[0]:.3f} s / {w[1]:.1f} MiB" for k, w in sorted(fh.WORST.items()))
     terminalreporter.write_line(f"fuzz cases: {cases} (total {sum(fh.RUNS.values())})")
     terminalreporter.write_line(f"fuzz worst per input (canary stall / peak RSS growth): {worst}")
+    path = os.environ.get("POSTERN_FUZZ_REPORT")
+    if path:
+        fh.write_report(path, {k: len(terminalreporter.stats.get(k, [])) for k in ("passed", "failed", "error")},
+                        exitstatus)

@@ -79,6 +79,31 @@ def _between_inputs() -> bool:
     return True
 
 
+def write_report(path: str, outcomes: dict[str, int], exitstatus: int) -> None:
+    """The run's figures as JSON (``make fuzz-long``): cases per target, the worst canary stall
+    and per-input RSS growth per target, the process's peak RSS, pass/fail counts."""
+    import json
+    import resource
+    import sys
+
+    report = {
+        "examples_per_property": EXAMPLES,
+        "cases": dict(sorted(RUNS.items())),
+        "total_cases": sum(RUNS.values()),
+        "worst": {k: {"stall_s": round(w[0], 3), "rss_growth_mib": round(w[1], 1)} for k, w in sorted(WORST.items())},
+        "max_stall_s": round(max((w[0] for w in WORST.values()), default=0.0), 3),
+        "max_rss_growth_mib": round(max((w[1] for w in WORST.values()), default=0.0), 1),
+        "process_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "tests": outcomes,
+        "exitstatus": int(exitstatus),
+        "argv": sys.argv,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(report, fh, indent=1)
+
+
 def release() -> None:
     """After a fuzz module: what was frozen is collectable again (other tests may rely on it)."""
     gc.unfreeze()
