@@ -29,6 +29,10 @@ Out:
     the gateway's work-budget workers (postern_gateway.workers) are processes of their own.
   * :class:`Liveness`: ``longest_stall`` (s), ``peak_rss_mb``, ``alive``, ``probes``,
     ``failures``, ``detail``; ``check()`` raises AssertionError naming the ceiling broken.
+  * :func:`record`: each ``HostileGateway.measure`` also writes its figures, keyed by the test
+    that ran it (and a label), to ``$POSTERN_EVIDENCE_DIR/hostile.json`` (default
+    ``.postern-local/evidence``), so a run of the battery leaves the bounds it held on disk
+    (docs/hostile.md's table is read from it).
   * :class:`IMAP4From`, :class:`POP3From`: the stdlib clients connecting from another loopback
     address (all of 127/8 is local; smtplib takes ``source_address`` itself), for attacks and
     victims that must not share one client IP.
@@ -50,6 +54,7 @@ Example (tests/e2e/test_hostile_preauth.py)::
 from __future__ import annotations
 
 import imaplib
+import json
 import os
 import poplib
 import resource
@@ -415,9 +420,37 @@ class Liveness:
         assert not problems, "; ".join(problems)
         return self
 
+    def figures(self) -> dict:
+        return {"longest_stall_s": round(self.longest_stall, 3), "peak_rss_mib": round(self.peak_rss_mb, 1),
+                "peak_with_workers_mib": round(self.peak_task_mb, 1), "probes": self.probes,
+                "alive": self.alive, "failures": len(self.failures)}
+
     def __str__(self) -> str:
         return (f"longest stall {self.longest_stall:.3f} s, peak RSS {self.peak_rss_mb:.0f} MiB "
                 f"(with workers {self.peak_task_mb:.0f} MiB), {self.probes} probes, alive={self.alive}")
+
+
+def record(result: Liveness, label: str = "") -> str:
+    """Merge ``result``'s figures into ``$POSTERN_EVIDENCE_DIR/hostile.json`` under the running test's
+    id (pytest's PYTEST_CURRENT_TEST) and ``label``; returns the key. Best effort: a read-only
+    checkout loses the record, never the test."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+    key = f"{test} {label}".strip() or "unnamed"
+    path = os.path.join(os.environ.get("POSTERN_EVIDENCE_DIR", ".postern-local/evidence"), "hostile.json")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            data = {}
+        data[key] = {**result.figures(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        with open(path + ".tmp", "w") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        pass
+    return key
 
 
 def measure(attack, canary: Canary, rss: PeakRss, alive=lambda: True, settle_probes: int = 2,
@@ -500,11 +533,13 @@ class HostileGateway:
             self.stop()
             self.start()
 
-    def measure(self, attack, settle_probes: int = 4) -> Liveness:
+    def measure(self, attack, settle_probes: int = 4, label: str = "") -> Liveness:
+        """``attack()`` under the canary; the figures are also :func:`record`-ed under ``label``."""
         assert self.canary is not None and self.rss is not None, "start() first"
         result = measure(attack, self.canary, self.rss, self.alive, settle_probes, TreeRss(self.proc.pid))
         if not result.alive:
             result.detail = self.proc.stderr_tail()
+        record(result, label)
         return result
 
     def __enter__(self) -> HostileGateway:

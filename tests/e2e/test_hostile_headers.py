@@ -62,7 +62,7 @@ def _mx(gateway, new_user) -> None:
         for name, raw in messages.items():
             replies[name] = _send(gateway.ports["smtp"], victim, raw)
 
-    result = gateway.measure(attack)
+    result = gateway.measure(attack, label="mx")
     print("MX header bomb:", result, {k: (v[0], v[1][:60]) for k, v in replies.items()})
     result.check()
     assert replies["from"][0] == 550 and b"Message header refused" in replies["from"][1]
@@ -84,7 +84,7 @@ def _submission(gateway, new_user) -> None:
         for name, raw in messages.items():
             replies[name] = _send(gateway.ports["submission"], victim, raw, login=(user, password), sender=user)
 
-    result = gateway.measure(attack)
+    result = gateway.measure(attack, label="submission")
     print("submission header bomb:", result, {k: (v[0], v[1][:60]) for k, v in replies.items()})
     result.check()
     assert replies["from"][0] == 550 and b"Message header refused" in replies["from"][1]

@@ -119,3 +119,45 @@ def test_fetch_response_is_bounded(server, backend):
     typ, data = c.fetch("1", "(BODY.PEEK[] BODY.PEEK[TEXT]<0.100>)")
     assert typ == "OK" and len(data[0][1]) == 1024 * 1024 + 16
     c.logout()
+
+
+def test_partial_ranges_are_bounded(server, backend):
+    """BODY[]<partial> (RFC 3501 §6.4.5, §9: 32-bit numbers): past 2^32-1 is BAD, an origin past the
+    end is an empty string, never an error or a read of the whole object."""
+    from test_imap import Raw
+
+    backend.store.append(USER, "INBOX", b"Subject: p\r\n\r\n" + b"x" * 1000)
+    r = Raw(server.port)
+    r.cmd(f"LOGIN {USER} {PW}")
+    r.cmd("SELECT INBOX")
+    assert r.cmd("FETCH 1 BODY.PEEK[]<4294967296.1>")[-1].startswith(b"r3 BAD Partial out of range")
+    assert r.cmd("FETCH 1 BODY.PEEK[]<0.4294967296>")[-1].startswith(b"r4 BAD Partial out of range")
+    assert r.cmd("FETCH 1 BODY.PEEK[]<0.99999999999>")[-1].startswith(b"r5 BAD")
+    assert r.cmd("FETCH 1 BODY.PEEK[]<5.0>")[-1].startswith(b"r6 BAD")
+    assert r.cmd("FETCH 1 BODY.PEEK[]<4294967295.4294967295>")[0].startswith(b"* 1 FETCH (BODY[]<4294967295> {0}\r\n")
+    reply = r.cmd("FETCH 1 BODY.PEEK[]<1000.4294967295>")  # 14 header bytes + 1000: the last 14
+    assert reply[0].startswith(b"* 1 FETCH (BODY[]<1000> {14}\r\n" + b"x" * 14) and reply[-1].startswith(b"r8 OK")
+    r.cmd("LOGOUT")
+
+
+def test_keywords_per_mailbox_are_capped(server, backend):
+    """Keywords per mailbox (store.base.MAX_KEYWORDS): STORE or APPEND past the cap is NO [LIMIT]
+    (RFC 5530 §3), nothing of that command is applied, and PERMANENTFLAGS stops offering \\*."""
+    from postern.store.base import MAX_KEYWORDS
+    from test_imap import Raw
+
+    backend.store.append(USER, "INBOX", b"Subject: k\r\n\r\nx\r\n")
+    r = Raw(server.port)
+    r.cmd(f"LOGIN {USER} {PW}")
+    r.cmd("SELECT INBOX")
+    over = " ".join(f"$k{i}" for i in range(MAX_KEYWORDS + 1))
+    assert r.cmd(f"STORE 1 +FLAGS ({over})")[-1].startswith(b"r3 NO [LIMIT]")
+    assert b"$k0" not in b"".join(r.cmd("FETCH 1 FLAGS"))
+    full = " ".join(f"$k{i}" for i in range(MAX_KEYWORDS))
+    assert r.cmd(f"STORE 1 +FLAGS.SILENT ({full})")[-1].startswith(b"r5 OK")
+    assert r.cmd("STORE 1 +FLAGS ($OneMore)")[-1].startswith(b"r6 NO [LIMIT]")
+    assert r.cmd("APPEND INBOX ($Another) {3+}\r\nx\r\n")[-1].startswith(b"r7 NO [LIMIT]")
+    assert r.cmd("STORE 1 +FLAGS (\\Seen $k1)")[-1].startswith(b"r8 OK")  # existing keywords still work
+    select = b"".join(r.cmd("SELECT INBOX"))
+    assert b"[PERMANENTFLAGS (" in select and b"\\*)" not in select
+    r.cmd("LOGOUT")

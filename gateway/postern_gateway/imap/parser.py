@@ -30,7 +30,7 @@ from postern.store.base import normalize_mailbox_name
 
 from . import mutf7
 from .errors import BadCommand, ParseError
-from .seqset import SeqSet, SeqSetError
+from .seqset import MAX_NUMBER, SeqSet, SeqSetError
 from .tokens import Atom
 
 MAX_DEPTH = 16
@@ -480,6 +480,8 @@ def fetch_att(tok) -> list[FetchAtt]:
         o, n = int(m.group(3)), int(m.group(4))
         if n == 0:
             raise BadCommand("Partial length must be non-zero")
+        if o > MAX_NUMBER or n > MAX_NUMBER:  # RFC 3501 §9: number and nz-number are 32-bit unsigned
+            raise BadCommand("Partial out of range")
         partial = (o, n)
     return [FetchAtt("BODY[]", parse_section(m.group(2)), partial, peek=kind == "BODY.PEEK")]
 
