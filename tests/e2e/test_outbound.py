@@ -228,6 +228,44 @@ def test_retry_schedule_and_delay_notice_with_controlled_time(stack, new_user, r
     cli(stack, capsys, "queue", "drop", qid)
 
 
+def test_the_end_of_the_retry_schedule_through_the_aws_rules_is_a_failure_notice(stack, new_user, remote, fake_mx):
+    """The last day of the five, through the local stack with every SQS call through the
+    AWS-rules proxy (a visibility change past 12 h or a DelaySeconds over 900 is refused there):
+    each wait is a chain of re-enqueue hops, never an in-flight message, and when the message is
+    5 days old the failure notice lands in the sender's mailbox. (The whole schedule, every wait,
+    is walked on in-process moto: tests/unit/test_outbound_pipeline.py; 480 hops through the
+    proxy would cost minutes.)"""
+    from postern.deliverylog import DeliveryLog
+
+    user, _ = new_user()
+    r = remote()
+    fake_mx.script.on_rcpt(f"bob@{r}", *["451 4.4.1 greylisted"] * 40)
+    max_age = stack.settings.max_queue_age
+    with timetravel.frozen(time.time()) as c:
+        received = c() - max_age + 9 * 3600  # 9 hours left: attempts after 1m, 5m, 15m, 30m, 1h, 2h, 4h
+        qid = inject(stack, user, [f"bob@{r}"], received_at=received)
+        hops = 0
+        for hops in range(200):
+            stack.drain()
+            if timetravel.skip(c, stack.settings.outbound_queue_url) is None:
+                break
+        else:
+            pytest.fail("the outbound queue never emptied")
+        stack.drain()
+        ended = c() - received
+    log = DeliveryLog(stack.settings, stack.clients)
+    attempts = sorted((i for i in log.history(qid) if i.get("stage") == "deliver"), key=lambda i: i["attempt"])
+    assert [a["attempt"] for a in attempts] == list(range(1, 10))
+    assert max_age <= ended < max_age + 900 and hops >= 9 * 3600 // 900
+    assert log.states(qid)[f"bob@{r}"].state == "failed"
+    reports = inbox_reports(stack, user)
+    assert [m["Subject"] for m in reports] == ["Delayed Mail (still being retried)",
+                                                "Undelivered Mail Returned to Sender"]
+    rcpt = ds_blocks(reports[1])[1]
+    assert (rcpt["Action"], rcpt["Status"]) == ("failed", "4.4.1")
+    assert stack.queue_count("OutboundQueue") == stack.queue_count("OutboundDLQ") == 0
+
+
 def test_ses_transport_against_moto_sesv2(stack, new_user):
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ses.models import ses_backends
