@@ -59,6 +59,16 @@ def directory(aws):
     return dynamo_directory(settings, clients)
 
 
+def pytest_collection_modifyitems(config, items):
+    """``dynamo`` marks every test that runs against the DynamoDB mail store on moto: those using the
+    ``dynamo_store`` fixture and the "dynamo" parameter of the store suites (``pytest -m dynamo`` runs
+    the DynamoDB side, ``-m "not dynamo"`` the rest; issue 10 asks for the time each backend adds)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "dynamo_store" in getattr(item, "fixturenames", ()) or any(v == "dynamo" for v in params.values()):
+            item.add_marker(pytest.mark.dynamo)
+
+
 _PRODUCTION_HASHER: list = []  # what postern.passwords had before the session patched it
 
 

@@ -24,10 +24,13 @@ import os
 import threading
 import time
 
+import pytest
+
 from postern import mailboxes
 from postern.store.engine import LogStore
 from postern_local.logrun import run
 
+pytestmark = pytest.mark.dynamo
 USER = "order@example.test"
 
 

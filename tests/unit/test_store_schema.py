@@ -34,6 +34,7 @@ def test_code_refuses_a_table_written_by_a_newer_release():
         schema.migrate(items)
 
 
+@pytest.mark.dynamo
 def test_postern_migrate_and_sweep_on_the_deployed_store(aws):
     from postern import mailboxes
     from postern.cli import main
