@@ -77,5 +77,5 @@ class Context:
     envelope: Envelope
     message: MessageView
     now: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
-    mailbox_exists: Callable[[str], bool] = lambda name: name.upper() == "INBOX"
+    mailbox_exists: Callable[[str], bool] = lambda name: name == "INBOX"  # names arrive canonical (validate_name)
     environment: dict[str, str] = field(default_factory=dict)  # RFC 5183 items
