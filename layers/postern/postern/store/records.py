@@ -205,7 +205,7 @@ def change(rec: dict) -> Change:
             msgs.extend(MessageMeta(uid=int(u), modseq=h, flags=fl, light=True) for u in g["u"])
         msgs.sort(key=lambda m: m.uid)
     elif k == "expunge":
-        msgs = [MessageMeta(uid=int(x["uid"]), modseq=h, expunged=True) for x in rec.get("x", ())]
+        msgs = [MessageMeta(uid=int(x["uid"]), modseq=h, expunged=True, email_id=x.get("e", "")) for x in rec.get("x", ())]
     names: tuple = ()
     if k == "rename":
         names = tuple((mv["mb"], mv["o"], mv["n"]) for mv in rec.get("mv", ()))

@@ -1,0 +1,11 @@
+"""JMAP (RFC 8620 core, RFC 8621 mail) without its transport: what the HTTPS function calls.
+
+``api.handle_bytes(account, body)`` / ``api.handle(account, request)`` answer
+the API endpoint; ``session.build(account, base_url)`` is the session
+resource. One module per data type (``mailbox``, ``email`` + ``emailquery``,
+``thread``, ``identity``), the method table in ``api``, errors in ``errors``,
+``/changes`` over the store's change log in ``changes``, the account view
+(ids and states from the store's stable ids and change sequence) in
+``index``. JMAP uses the store's primitives and ``postern.mailboxes`` as IMAP
+does: no rule is written twice.
+"""

@@ -1,0 +1,66 @@
+"""Who a JMAP request acts for, and what one request shares between its method calls.
+
+In:   the authenticated user (the HTTPS front resolves credentials; this layer
+      never sees a password), the mail store, the user's quota and the sender
+      addresses the directory allows (``Directory.addresses_of``).
+Out:  :class:`Account` (immutable, one per authenticated request) and
+      :class:`Call` (per request: the creation ids of RFC 8620 §3.3 and the
+      account view, rebuilt after any method that changed the store).
+Fails: never.
+
+The JMAP accountId is derived from the user address (JMAP ids are limited to
+``[A-Za-z0-9_-]``, RFC 8620 §1.2), stably, so that a client may cache it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..store.base import MailStore
+
+
+def account_id(user: str) -> str:
+    return "a" + hashlib.sha256(user.lower().encode("utf-8")).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Account:
+    user: str  # the address, lower case: the store's account key
+    store: MailStore
+    quota: int = 0  # bytes; 0 = unlimited (Directory.quota_of)
+    senders: frozenset[str] = frozenset()  # addresses the user may send as (submission sender rule)
+    name: str = ""  # display name for the session and the default identity
+    # EmailSubmission's way out (the outbound path): (user, mail_from, rcpts, raw bytes) -> submission id
+    submit: Callable[[str, str, list[str], bytes], str] | None = None
+
+    @property
+    def id(self) -> str:
+        return account_id(self.user)
+
+
+@dataclass
+class Call:
+    """State one request's method calls share."""
+
+    account: Account
+    created_ids: dict[str, str] = field(default_factory=dict)  # creation id -> server id (RFC 8620 §3.3)
+    _view: object | None = None
+
+    def view(self):
+        """The account's mailboxes and emails as of now (built at most once between writes)."""
+        from .index import AccountView
+
+        if self._view is None:
+            self._view = AccountView.build(self.account)
+        return self._view
+
+    def changed(self) -> None:
+        self._view = None
+
+    def resolve_id(self, value: str) -> str | None:
+        """An id argument, or ``#creationId`` of an object created earlier in this request."""
+        if isinstance(value, str) and value.startswith("#"):
+            return self.created_ids.get(value[1:])
+        return value

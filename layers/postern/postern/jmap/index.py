@@ -1,0 +1,133 @@
+"""The account as JMAP sees it: mailboxes by id, Emails by id, Threads by id, and the state.
+
+In:   an :class:`~.account.Account`; the store's public primitives only
+      (``list_mailboxes``, ``get_mailbox_by_id``, ``list_messages``,
+      ``get_messages``, ``list_subscriptions``) and the mailbox rules
+      (``postern.mailboxes.ensure_defaults``: the default mailboxes appear on
+      first use, as they do on first delivery).
+Out:  :class:`AccountView`: ``state`` (the account-wide change number the view
+      was read at: the JMAP state string of every type), ``mailboxes``
+      (id -> MailboxInfo), ``emails`` (Email id -> :class:`EmailEntry`: the
+      message in each mailbox it is in), ``threads`` (Thread id -> Email ids in
+      receivedAt order).
+Fails: the store's errors (StoreUnavailable -> serverUnavailable in ``api``).
+
+One model: an Email is the store's ``email_id`` (RFC 8474 EMAILID), kept by
+COPY and MOVE, so the IMAP messages that share it in several mailboxes are one
+Email with several ``mailboxIds``. Its keywords are the union of those
+messages' flags (a keyword change writes all of them). The state is read
+*before* the messages, so a view is never older than its state: a client may
+see a change twice, never miss one.
+
+Cost: one Query per mailbox per request (light entries). The store keeps no
+Email-id index yet; when it does, :meth:`AccountView.build` is the one place
+to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import mailboxes as rules
+from ..store.base import MailboxInfo, MessageMeta
+from .account import Account
+
+
+@dataclass
+class EmailEntry:
+    id: str
+    thread_id: str
+    where: list[tuple[str, MessageMeta]] = field(default_factory=list)  # (mailbox id, light meta)
+
+    @property
+    def mailbox_ids(self) -> dict[str, bool]:
+        return {mbid: True for mbid, _ in self.where}
+
+    @property
+    def flags(self) -> frozenset[str]:
+        out: set[str] = set()
+        for _, m in self.where:
+            out |= m.flags
+        return frozenset(out)
+
+    @property
+    def first(self) -> MessageMeta:
+        return self.where[0][1]
+
+    @property
+    def received(self) -> float:
+        return min(m.internaldate for _, m in self.where)
+
+    @property
+    def size(self) -> int:
+        return self.first.size
+
+
+@dataclass
+class AccountView:
+    account: Account
+    state: int
+    mailboxes: dict[str, MailboxInfo]
+    emails: dict[str, EmailEntry]
+    subscribed: set[str]
+    _threads: dict[str, list[str]] | None = None
+    _counts: dict[str, tuple[int, int, int, int]] | None = None
+
+    @classmethod
+    def build(cls, account: Account) -> AccountView:
+        store = account.store
+        listed = store.list_mailboxes(account.user)
+        if not any(mb.name == "INBOX" for mb in listed):
+            rules.ensure_defaults(store, account.user)
+            listed = store.list_mailboxes(account.user)
+        state = max((mb.pos for mb in listed), default=0)
+        boxes: dict[str, MailboxInfo] = {}
+        emails: dict[str, EmailEntry] = {}
+        for info in listed:
+            boxes[info.mailbox_id] = info
+            for m in store.list_messages(info, light=True):
+                eid = m.email_id or f"E{info.mailbox_id[:8]}{m.uid}"
+                e = emails.get(eid)
+                if e is None:
+                    e = emails[eid] = EmailEntry(eid, m.thread_id or "T" + eid[1:])
+                e.where.append((info.mailbox_id, m))
+        return cls(account, state, boxes, emails, set(store.list_subscriptions(account.user)))
+
+    @property
+    def state_string(self) -> str:
+        return str(self.state)
+
+    @property
+    def threads(self) -> dict[str, list[str]]:
+        if self._threads is None:
+            out: dict[str, list[EmailEntry]] = {}
+            for e in self.emails.values():
+                out.setdefault(e.thread_id, []).append(e)
+            self._threads = {t: [e.id for e in sorted(es, key=lambda e: (e.received, e.id))] for t, es in out.items()}
+        return self._threads
+
+    def by_name(self) -> dict[str, MailboxInfo]:
+        return {mb.name: mb for mb in self.mailboxes.values()}
+
+    def counts(self, mailbox_id: str) -> tuple[int, int, int, int]:
+        """(Emails, unread Emails, Threads, unread Threads) of a mailbox (RFC 8621 §2), one pass for all."""
+        if self._counts is None:
+            acc: dict[str, tuple[int, int, dict[str, bool]]] = {}
+            for e in self.emails.values():
+                unread = "\\Seen" not in e.flags
+                for mbid in e.mailbox_ids:
+                    t, u, th = acc.get(mbid, (0, 0, {}))
+                    th[e.thread_id] = th.get(e.thread_id, False) or unread
+                    acc[mbid] = (t + 1, u + unread, th)
+            self._counts = {k: (t, u, len(th), sum(th.values())) for k, (t, u, th) in acc.items()}
+        return self._counts.get(mailbox_id, (0, 0, 0, 0))
+
+    def full(self, entry: EmailEntry) -> MessageMeta:
+        """The full metadata (trace prefix, header block) of the Email's first message."""
+        mbid, light = entry.where[0]
+        got = self.account.store.get_messages(self.mailboxes[mbid], [light.uid])
+        if not got:
+            from ..errors import StoreUnavailable
+
+            raise StoreUnavailable("message vanished while read")
+        return got[0]

@@ -1,0 +1,81 @@
+"""The JMAP Session resource (RFC 8620 §2): capabilities, limits, the account, the URLs.
+
+In:   the :class:`~.account.Account` and the public base URL of the HTTPS front
+      (``https://webmail.example.com``, no trailing slash).
+Out:  :func:`build` -> the session object to serve at ``/.well-known/jmap``;
+      :data:`CORE_LIMITS` (the limits ``api`` enforces: one table for both).
+Fails: never.
+
+The ``state`` of the session (also every response's ``sessionState``) is
+derived from what the object says about the account, so it changes exactly
+when that does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from .account import Account
+
+CORE = "urn:ietf:params:jmap:core"
+MAIL = "urn:ietf:params:jmap:mail"
+SUBMISSION = "urn:ietf:params:jmap:submission"
+
+# RFC 8620 §2: the limits the server enforces. maxSizeUpload: the HTTP API -> Lambda path carries
+# at most 6 MB, base64 encoded (issue 14); larger attachments go through presigned S3 uploads.
+CORE_LIMITS = {
+    "maxSizeUpload": 4_000_000,
+    "maxConcurrentUpload": 4,
+    "maxSizeRequest": 1_000_000,
+    "maxConcurrentRequests": 4,
+    "maxCallsInRequest": 16,
+    "maxObjectsInGet": 500,
+    "maxObjectsInSet": 500,
+    "collationAlgorithms": ["i;ascii-casemap", "i;ascii-numeric", "i;unicode-casemap"],
+}
+
+MAIL_LIMITS = {
+    "maxMailboxesPerEmail": None,
+    "maxMailboxDepth": 32,  # postern.mailboxes.MAX_DEPTH
+    "maxSizeMailboxName": 490,
+    "maxSizeAttachmentsPerEmail": 25_000_000,
+    "emailQuerySortOptions": ["receivedAt", "size", "from", "to", "subject", "sentAt", "hasKeyword",
+                              "allInThreadHaveKeyword", "someInThreadHaveKeyword"],
+    "mayCreateTopLevelMailbox": True,
+}
+
+SUBMISSION_LIMITS = {"maxDelayedSend": 0, "submissionExtensions": {}}
+
+
+def capabilities() -> dict:
+    """Server capabilities: the ``using`` values a request may name (RFC 8620 §3.3)."""
+    return {CORE: CORE_LIMITS, MAIL: {}, SUBMISSION: {}}
+
+
+def build(account: Account, base_url: str) -> dict:
+    base = base_url.rstrip("/")
+    acct = {
+        "name": account.name or account.user,
+        "isPersonal": True,
+        "isReadOnly": False,
+        "accountCapabilities": {MAIL: MAIL_LIMITS, SUBMISSION: SUBMISSION_LIMITS},
+    }
+    out = {
+        "capabilities": capabilities(),
+        "accounts": {account.id: acct},
+        "primaryAccounts": {MAIL: account.id, SUBMISSION: account.id},
+        "username": account.user,
+        "apiUrl": f"{base}/jmap/api",
+        "downloadUrl": f"{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}",
+        "uploadUrl": f"{base}/jmap/upload/{{accountId}}",
+        "eventSourceUrl": None,  # HTTP APIs cannot stream (issue 14): push is RFC 8887 WebSocket
+    }
+    out["state"] = state(account)
+    return out
+
+
+def state(account: Account) -> str:
+    """Changes exactly when what the session says about the account does (not with the URL it is served at)."""
+    said = {"caps": capabilities(), "account": [account.id, account.user, account.name, MAIL_LIMITS, SUBMISSION_LIMITS]}
+    return hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()[:16]
