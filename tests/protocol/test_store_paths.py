@@ -192,7 +192,8 @@ def test_a_missing_blob_and_a_rendering_bug_are_never_called_expunged(monkeypatc
         p.pass_(PW)
         with pytest.raises(poplib.error_proto) as exc:
             p.retr(1)
-        assert exc.value.args[0] == b"-ERR [SYS/TEMP] Message content unavailable"
+        assert exc.value.args[0] == b"-ERR [SYS/PERM] Message content unavailable"  # RFC 3206: do not retry
+        assert p.retr(2)[1][-1] == MSG1.rstrip(b"\r\n").split(b"\r\n")[-1]  # the session goes on
         p.quit()
 
 

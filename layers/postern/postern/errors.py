@@ -81,6 +81,7 @@ class BlobMissing(StoreUnavailable):
     mistaken for it (it is raised by the blob layer only)."""
 
     imap_code = "UNAVAILABLE"
+    pop3_code = "SYS/PERM"  # RFC 3206 §4: a permanent failure (the bytes will not come back): do not retry
     permanent = True
 
     @classmethod
