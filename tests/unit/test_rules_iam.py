@@ -117,3 +117,10 @@ def test_paper_only_lists_conditions_and_inactive_grants(roles):
     lines = paper_only(roles)
     assert any("MailKmsPolicy" in line and "WithKms" in line for line in lines)
     assert any(line.startswith("trust policy of GatewayTaskRole") for line in lines)
+    # grants an Fn::If leaves out locally (no HostedZoneId: the ACME ones), with their conditions
+    acme = [line for line in lines if line.startswith("CertFunctionRole") and "route53:ChangeResourceRecordSets" in line]
+    assert len(acme) == 1 and "WithAcme is true" in acme[0] and "_acme-challenge" in acme[0]
+    assert any("GatewayTaskRole" in line and "s3:GetObject only when WithTlsS3" in line for line in lines)
+    # a role no local component signs with (ECS's own) is on paper only as a whole
+    assert any(line.startswith("grants of GatewayExecutionRole") for line in lines)
+    assert not any(line.startswith("grants of") and "GatewayTaskRole" in line for line in lines)

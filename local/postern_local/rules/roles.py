@@ -384,16 +384,46 @@ def paper_only(roles: Roles) -> list[str]:
         for s in role.policy.conditional:
             lines.append(f"condition on {role.logical} ({s.source}): {s.effect} {', '.join(s.actions)} "
                          f"if {json.dumps(s.condition, sort_keys=True)}")
+    used = set(roles.by_component.values())
     for logical, r in roles.cfn.get("Resources", {}).items():
         rtype = r.get("Type", "")
         if rtype.startswith("AWS::IAM::") and not _active(roles.resolver, r):
             lines.append(f"{logical} ({rtype}): condition {r['Condition']} is false with the local parameters, "
                          "so its grants are not exercised locally")
+        elif rtype in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            lines += [f"{logical} ({rtype}): {grant}" for grant in _inactive_statements(roles.resolver, r)]
+        if rtype == "AWS::IAM::Role" and _active(roles.resolver, r) and logical not in used:
+            lines.append(f"grants of {logical}: no local component signs with it (AWS itself uses it, e.g. ECS "
+                         "pulling the image and writing the logs)")
         if rtype in RESOURCE_POLICY_TYPES:
             lines.append(f"resource policy {logical} ({rtype})")
         if rtype == "AWS::IAM::Role":
             lines.append(f"trust policy of {logical} (who may assume it)")
     return lines
+
+
+def _inactive_statements(resolver: Resolver, r: dict) -> list[str]:
+    """The statements of a role or policy that an ``Fn::If`` leaves out with the local parameters
+    (e.g. the ACME grants without HostedZoneId): they are in the deployed policy, never exercised here."""
+    props = r.get("Properties", {})
+    docs = [p.get("PolicyDocument", {}) for p in props.get("Policies") or [] if isinstance(p, dict)]
+    docs.append(props.get("PolicyDocument") or {})
+    out = []
+    for doc in docs:
+        stmts = doc.get("Statement", []) if isinstance(doc, dict) else []
+        for s in stmts if isinstance(stmts, list) else [stmts]:
+            if not (isinstance(s, dict) and list(s) == ["Fn::If"]):
+                continue
+            cond, yes, no = s["Fn::If"]
+            taken = resolver.condition(cond)
+            left = no if taken else yes
+            if isinstance(left, dict) and "Action" in left:
+                actions = left["Action"] if isinstance(left["Action"], list) else [left["Action"]]
+                when = "true" if not taken else "false"
+                cond_text = f" if {json.dumps(left['Condition'], sort_keys=True)}" if "Condition" in left else ""
+                out.append(f"{left.get('Effect', 'Allow')} {', '.join(actions)}{cond_text} only when {cond} is "
+                           f"{when} (not with the local parameters), so not exercised locally")
+    return out
 
 
 def statements_of(role: Role) -> list[Statement]:
