@@ -192,8 +192,9 @@ def test_readme_documents_every_environment_variable_the_code_reads():
             for name in _environment_names(path):
                 read.setdefault(name, str(path.relative_to(REPO)))
     assert "POSTERN_HOSTNAME" in read and "IMAGE_TAG" in read  # the scan sees settings and tools
-    # set by the Lambda runtime for the function itself (the local worker imitates it)
-    missing = {n: where for n, where in read.items() if f"`{n}`" not in readme and not n.startswith("AWS_LAMBDA_")}
+    # set by others for themselves: the Lambda runtime (the local worker imitates it), pytest
+    theirs = ("AWS_LAMBDA_", "PYTEST_")
+    missing = {n: where for n, where in read.items() if f"`{n}`" not in readme and not n.startswith(theirs)}
     assert missing == {}, "document these in README.md (Settings, or Build for tools/)"
 
 
