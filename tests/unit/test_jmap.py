@@ -488,3 +488,117 @@ def test_hostile_messages_read_without_crashing(acct, store):
     assert len(got["list"]) == 6
     parts = max(len(e["bodyValues"]) for e in got["list"])
     assert parts <= 500
+
+
+# --- drafts and sending ------------------------------------------------------------------------
+ALL = [CORE, MAIL, SUB]
+
+
+def draft(acct, **over):
+    obj = {"mailboxIds": {mailbox_id(acct, "drafts"): True}, "keywords": {"$draft": True, "$seen": True},
+           "from": [{"name": "Alice Ä", "email": USER}], "to": [{"name": "Bob", "email": "bob@remote.test"}],
+           "cc": [{"email": "carol@remote.test"}], "bcc": [{"email": "secret@remote.test"}],
+           "subject": "Plans für morgen", "textBody": [{"partId": "t", "type": "text/plain"}],
+           "htmlBody": [{"partId": "h", "type": "text/html"}],
+           "bodyValues": {"t": {"value": "See you at 10.\n"}, "h": {"value": "<p>See you at <b>10</b>.</p>"}}}
+    obj.update(over)
+    return obj
+
+
+def test_email_set_create_builds_a_draft_the_store_keeps(acct, store):
+    src = deliver(store, MIME)
+    pdf = ok(acct, "Email/get", {"ids": [src.email_id], "properties": ["attachments"]})["list"][0]["attachments"][0]
+    res = ok(acct, "Email/set", {"create": {"d": draft(acct, attachments=[{"blobId": pdf["blobId"]}])}})
+    made = res["created"]["d"]
+    assert set(made) == {"id", "blobId", "threadId", "size"}
+    e = ok(acct, "Email/get", {"ids": [made["id"]], "fetchAllBodyValues": True, "properties": [
+        "mailboxIds", "keywords", "subject", "from", "to", "bcc", "textBody", "htmlBody", "attachments", "bodyValues",
+        "messageId"]})["list"][0]
+    assert e["mailboxIds"] == {mailbox_id(acct, "drafts"): True}
+    assert e["keywords"] == {"$draft": True, "$seen": True}
+    assert e["subject"] == "Plans für morgen" and e["from"] == [{"name": "Alice Ä", "email": USER}]
+    assert e["bcc"] == [{"name": None, "email": "secret@remote.test"}]
+    assert e["bodyValues"][e["textBody"][0]["partId"]]["value"] == "See you at 10.\n"
+    assert "<b>10</b>" in e["bodyValues"][e["htmlBody"][0]["partId"]]["value"]
+    att = e["attachments"][0]
+    assert (att["type"], att["name"], att["size"]) == ("application/pdf", "report.pdf", 9)
+    assert e["messageId"][0].endswith("@example.test")
+    meta = next(iter(store.list_messages(store.get_mailbox(USER, "Drafts"))))
+    assert meta.flags == {"\\Draft", "\\Seen"}  # IMAP sees the same draft
+
+
+@pytest.mark.parametrize("over,prop", [
+    ({"subject": "x\r\nBcc: victim@remote.test"}, "subject"),
+    ({"to": [{"email": "not an address"}]}, "to"),
+    ({"mailboxIds": {}}, "mailboxIds"),
+    ({"mailboxIds": {"nope": True}}, "mailboxIds"),
+    ({"keywords": {"bad(": True}}, "keywords"),
+    ({"id": "Ex"}, "id"),
+    ({"textBody": [{"partId": "missing"}]}, "textBody"),
+])
+def test_email_set_create_refuses_bad_drafts(acct, store, over, prop):
+    res = ok(acct, "Email/set", {"create": {"d": draft(acct, **over)}})
+    assert res["notCreated"]["d"]["type"] == "invalidProperties" and res["notCreated"]["d"]["properties"] == [prop]
+    assert store.get_mailbox(USER, "Drafts").exists == 0
+
+
+def test_email_set_create_unknown_attachment_blob(acct):
+    res = ok(acct, "Email/set", {"create": {"d": draft(acct, attachments=[{"blobId": "Bdeadbeef-1"}])}})
+    assert res["notCreated"]["d"]["type"] == "blobNotFound"
+
+
+def sending(store, sent):
+    def submit(user, mail_from, rcpts, raw):
+        sent.append((user, mail_from, rcpts, raw))
+        return "q%d" % len(sent)
+
+    return Account(USER, store, senders=frozenset({USER, "sales@example.test"}), name="Alice", submit=submit)
+
+
+def test_email_submission_sends_through_the_outbound_path_and_files_the_draft(store):
+    sent: list = []
+    acct = sending(store, sent)
+    ident = ok(acct, "Identity/get", {}, using=ALL)["list"]
+    ident = next(i["id"] for i in ident if i["email"] == USER)
+    sent_box = mailbox_id(acct, "sent")
+    out = api.handle(acct, {"using": ALL, "methodCalls": [
+        ["Email/set", {"accountId": acct.id, "create": {"d": draft(acct)}}, "0"],
+        ["EmailSubmission/set", {"accountId": acct.id, "create": {"s": {"identityId": ident, "emailId": "#d"}},
+                                 "onSuccessUpdateEmail": {"#s": {"mailboxIds": {sent_box: True},
+                                                                 "keywords/$draft": None}}}, "1"]]})["methodResponses"]
+    assert [(r[0], r[2]) for r in out] == [("Email/set", "0"), ("EmailSubmission/set", "1"), ("Email/set", "1")]
+    assert set(out[1][1]["created"]) == {"s"}
+    eid = out[0][1]["created"]["d"]["id"]
+    assert out[2][1]["updated"] == {eid: None}  # the implicit Email/set (RFC 8621 §7.5)
+    user, mail_from, rcpts, raw = sent[0]
+    assert (user, mail_from) == (USER, USER)
+    assert rcpts == ["bob@remote.test", "carol@remote.test", "secret@remote.test"]
+    assert b"secret@remote.test" not in raw and b"\r\nTo: Bob <bob@remote.test>\r\n" in raw  # Bcc: removed
+    got = ok(acct, "Email/get", {"ids": [eid], "properties": ["mailboxIds", "keywords"]})["list"][0]
+    assert got == {"id": eid, "mailboxIds": {sent_box: True}, "keywords": {"$seen": True}}
+
+
+def test_email_submission_sender_rule(store):
+    sent: list = []
+    acct = sending(store, sent)
+    idents = {i["email"]: i["id"] for i in ok(acct, "Identity/get", {}, using=ALL)["list"]}
+
+    def submit(obj_over, sub_over=None):
+        made = ok(acct, "Email/set", {"create": {"d": draft(acct, **obj_over)}})["created"]["d"]["id"]
+        sub = {"identityId": idents[USER], "emailId": made, **(sub_over or {})}
+        res = ok(acct, "EmailSubmission/set", {"create": {"s": sub}}, using=ALL)
+        return res["notCreated"].get("s", {}).get("type") or "sent"
+
+    assert submit({"from": [{"email": "ceo@example.test"}]}) == "forbiddenFrom"
+    assert submit({"from": [{"email": "alice+news@example.test"}]}) == "sent"  # user+tag@ is the user's
+    assert submit({"from": [{"email": "sales@example.test"}]}, {"identityId": idents["sales@example.test"]}) == "sent"
+    assert submit({}, {"envelope": {"mailFrom": {"email": "ceo@example.test"},
+                                    "rcptTo": [{"email": "bob@remote.test"}]}}) == "forbiddenMailFrom"
+    assert submit({"to": [], "cc": [], "bcc": []}) == "noRecipients"
+    assert submit({}, {"identityId": "inope"}) == "invalidProperties"
+    assert len(sent) == 2
+    no_out = Account(USER, store, senders=frozenset({USER}))
+    made = ok(no_out, "Email/set", {"create": {"d": draft(no_out)}})["created"]["d"]["id"]
+    res = ok(no_out, "EmailSubmission/set", {"create": {"s": {"identityId": idents[USER], "emailId": made}}},
+             using=ALL)
+    assert res["notCreated"]["s"]["type"] == "forbidden"

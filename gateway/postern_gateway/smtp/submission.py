@@ -35,8 +35,8 @@ import time
 from aiosmtpd.smtp import MISSING, AuthResult
 
 from postern import status
-from postern.address import parse_address
-from postern.errors import AuthLocked, InvalidAddress, TooManySessions
+from postern.directory import Directory
+from postern.errors import AuthLocked, TooManySessions
 from postern.mail.author import author, submission_problem
 from postern.status import Reply
 
@@ -126,13 +126,7 @@ class SubmissionHandler(PolicyHandler):
         return session.own_addresses
 
     async def _owns(self, session, address: str) -> bool:
-        try:
-            a = parse_address(address)
-        except InvalidAddress:
-            return False
-        own = await self._owned(session)
-        base = a.without_tag()  # user+tag@ is the user's too
-        return a.canonical in own or (base is not None and base.canonical in own)
+        return Directory.owns(await self._owned(session), address)  # the one sender rule (JMAP's too)
 
     # --- policy ---------------------------------------------------------------
     async def mail_policy(self, server, session, envelope, sender: str) -> Reply | None:

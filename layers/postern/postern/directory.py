@@ -247,6 +247,16 @@ class Directory:
                 own.add(alias.address)
         return own
 
+    @staticmethod
+    def owns(owned: set[str], address: str) -> bool:
+        """The submission sender rule, written once (SMTP submission and JMAP EmailSubmission): ``address``,
+        or its untagged form (``user+tag@``), is one of ``owned`` (:meth:`addresses_of`)."""
+        try:
+            a = parse_address(address)
+        except InvalidAddress:
+            return False
+        base = a.without_tag()
+        return a.canonical in owned or (base is not None and base.canonical in owned)
 
     # --- batched look-ups (router) ----------------------------------------
     def prefetched(self, addresses, levels: int = 3) -> Directory:

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 
 from ..errors import PosternError
-from . import core, email, emailquery, identity, mailbox, thread
+from . import core, email, emailquery, identity, mailbox, submission, thread
 from .account import Account, Call
 from .errors import LIMIT, NOT_JSON, NOT_REQUEST, UNKNOWN_CAPABILITY, MethodError, RequestError
 from .refs import resolve_references
@@ -47,6 +47,7 @@ METHODS: dict[str, tuple[str, Handler]] = {
     "Email/changes": (MAIL, email.changes),
     "Email/set": (MAIL, email.set_),
     "Identity/get": (SUBMISSION, identity.get),
+    "EmailSubmission/set": (SUBMISSION, submission.set_),
 }
 
 MAX_DEPTH = 64  # JSON nesting a request may have: far beyond any real request, far below Python's recursion limit

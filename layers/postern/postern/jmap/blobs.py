@@ -1,0 +1,36 @@
+"""Blob ids of stored mail, and their bytes: a whole message or one of its MIME parts.
+
+In:   a blobId as Email/get hands them out: ``B<hex>`` (the logical message,
+      :attr:`~postern.store.base.MessageMeta.blob_id`) or ``B<hex>-<partId>``
+      (a leaf part, decoded: ``mime``).
+Out:  :func:`read` -> (bytes, the part's type and name) or None when the id
+      names nothing this account holds (the download route and Email/set
+      create's attachments both come here).
+Fails: the store's errors.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import mime
+
+_BLOB = re.compile(r"B([0-9a-f]{1,64})(?:-(\d{1,4}))?")
+
+
+def read(call, blob_id: str) -> tuple[bytes, str, str | None] | None:
+    m = _BLOB.fullmatch(blob_id or "")
+    if m is None:
+        return None
+    view = call.view()
+    entry = view.emails.get("E" + m.group(1))
+    if entry is None:
+        return None
+    raw = call.account.store.read(view.full(entry))
+    if m.group(2) is None:
+        return raw, "message/rfc822", None
+    parsed = mime.parse(raw, entry.first.blob_id)
+    part = parsed.leaves.get(m.group(2))
+    if part is None:
+        return None
+    return mime.part_bytes(parsed, m.group(2)) or b"", part.type, part.name
