@@ -158,6 +158,20 @@ def test_mailbox_names_go_through_one_validator(store):
         r.cmd("LOGOUT")
 
 
+def test_create_past_the_mailbox_limit_is_no_limit(monkeypatch):
+    from postern import mailboxes
+    from postern.store.memory import MemoryMailStore
+
+    monkeypatch.setattr(mailboxes, "MAX_MAILBOXES", len(mailboxes.DEFAULT_MAILBOXES) + 1)
+    with ServerThread(start_imap, backend_over(MemoryMailStore())) as srv:
+        r = login(srv)
+        assert tagged(r.cmd("CREATE Work")).startswith(b"OK")
+        assert tagged(r.cmd("CREATE Play")) == b"NO [LIMIT] Too many mailboxes (at most 7)\r\n"
+        assert tagged(r.cmd("DELETE Work")).startswith(b"OK")
+        assert tagged(r.cmd("CREATE Play")).startswith(b"OK")  # a DELETE makes room at once
+        r.cmd("LOGOUT")
+
+
 def test_a_missing_blob_and_a_rendering_bug_are_never_called_expunged(monkeypatch):
     """One domain error for "the bytes are gone" (BlobMissing: NO [UNAVAILABLE] with its own text), and
     a bug while rendering is the internal-error reply, never NO [EXPUNGEISSUED]."""

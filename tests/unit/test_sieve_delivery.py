@@ -97,6 +97,15 @@ def test_fileinto_a_missing_mailbox_keeps_in_inbox(w):
     assert out.filed.stored == ["INBOX"] and "no mailbox 'Nope'" in out.filed.notes[0]
 
 
+def test_fileinto_create_past_the_mailbox_limit_keeps_in_inbox(w, monkeypatch):
+    mailboxes.ensure_defaults(w.store, USER)
+    monkeypatch.setattr(mailboxes, "MAX_MAILBOXES", len(w.store.list_mailboxes(USER)) + 1)  # Friends/Mail is 2
+    w.script('require ["fileinto", "mailbox"]; fileinto :create "Friends/Mail";')
+    out = w.deliver()
+    assert out.filed.stored == ["INBOX"] and len(w.box("INBOX")) == 1
+    assert any("too many" in n for n in out.filed.notes), out.filed.notes
+
+
 def test_discard_stores_nothing(w):
     w.script("discard;")
     out = w.deliver()

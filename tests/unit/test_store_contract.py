@@ -23,6 +23,7 @@ from postern.errors import (
     KeywordLimit,
     MailboxExists,
     MailboxInvalid,
+    MailboxLimit,
     MailboxNotFound,
     QuotaExceeded,
     StoreUnavailable,
@@ -516,6 +517,30 @@ def test_unsupported_mailbox_changes_are_refused_cleanly(store):
     with pytest.raises(MailboxNotFound):
         store.expunge(store.get_mailbox(U, "Sent").__class__(U, "Gone", "no-such-id", 1),
                       [MessageMeta(uid=1, modseq=1)])
+
+
+def test_mailboxes_per_account_and_names_per_change_are_bounded(h, store, monkeypatch):
+    """NO [LIMIT] past MAX_MAILBOXES (superiors count), and a RENAME whose change record would pass
+    DynamoDB's item size is refused before any write: nothing changes."""
+    from postern.store import records
+
+    have = len(store.list_mailboxes(U))
+    monkeypatch.setattr(MB, "MAX_MAILBOXES", have + 2)
+    MB.create(store, U, "A")
+    with pytest.raises(MailboxLimit):
+        MB.create(store, U, "B/C")  # B and B/C: one too many
+    MB.create(store, U, "B")
+    with pytest.raises(MailboxLimit):
+        MB.rename(store, U, "B", "New/B")  # would create the superior New
+    monkeypatch.setattr(MB, "MAX_MAILBOXES", 1000)
+    for i in range(12):
+        MB.create(store, U, f"A/child-{i:02d}-" + "x" * 40)
+    before = {m.name for m in store.list_mailboxes(U)}
+    monkeypatch.setattr(records, "MAX_RECORD_BYTES", 1500)
+    with pytest.raises(MailboxLimit):
+        MB.rename(store, U, "A", "Z")
+    assert {m.name for m in store.list_mailboxes(U)} == before
+    check_invariants(h, U)
 
 
 def test_inline_header_is_left_out_when_large():

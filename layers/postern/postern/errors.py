@@ -100,6 +100,18 @@ class KeywordLimit(PosternError):
         return "Too many keywords in this mailbox"
 
 
+class MailboxLimit(PosternError):
+    """A CREATE or RENAME past what one account or one store change may hold (too many mailboxes,
+    or a RENAME moving more names than one change record can carry)."""
+
+    imap_code = "LIMIT"  # RFC 5530 §3
+    permanent = True
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Too many mailboxes"
+
+
 class MailboxNotFound(PosternError):
     smtp = status.NO_SUCH_USER
     imap_code = "TRYCREATE"  # RFC 3501 §6.3.11 / §6.4.7

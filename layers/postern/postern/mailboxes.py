@@ -9,7 +9,8 @@ Out:  :func:`validate_name` (the one validator every name path goes through:
       path that creates them on first delivery (:func:`append`), and what LIST
       shows (:func:`listing`).
 Fails: :class:`~postern.errors.MailboxInvalid` (NO [CANNOT]) for a name no
-      mailbox may have, and the store's domain errors.
+      mailbox may have, :class:`~postern.errors.MailboxLimit` (NO [LIMIT]) past
+      MAX_MAILBOXES per account, and the store's domain errors.
 
 Rules (RFC 3501 §5.1, §6.3.3-6.3.6; RFC 6154): ``/`` is the hierarchy delimiter;
 ``INBOX`` is case-insensitive, always exists, cannot be deleted, and renaming it
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import MailboxExists, MailboxInvalid, MailboxNotFound
+from .errors import MailboxExists, MailboxInvalid, MailboxLimit, MailboxNotFound
 from .store.base import DELIMITER, AppendResult, MailboxInfo, MailStore, normalize_mailbox_name
 
 # SPECIAL-USE mailboxes created for every user (RFC 6154 §2).
@@ -37,6 +38,9 @@ DEFAULT_MAILBOXES: dict[str, str | None] = {
 
 MAX_NAME_BYTES = 512  # UTF-8; keeps every key built from a name far below DynamoDB's 1024-byte sort key
 MAX_DEPTH = 32
+# Mailboxes per account: every LIST reads them all, and a RENAME of a superior moves its inferiors in one
+# change record (at most 400 KB on DynamoDB). Thunderbird users with very many folders have hundreds.
+MAX_MAILBOXES = 1000
 _FORBIDDEN = frozenset("*%")  # LIST wildcards (RFC 3501 §6.3.8) can never be part of a name
 
 
@@ -94,7 +98,13 @@ def create(store: MailStore, user: str, name: str) -> MailboxInfo:
         raise MailboxExists()
     # RFC 3501 §6.3.3: create the superiors needed, in the same change
     boxes = [(s, None) for s in superiors(n) if s not in have and s != "INBOX"] + [(n, None)]
+    _within_limit(have, len(boxes))
     return store.create_mailboxes(user, boxes)[-1]
+
+
+def _within_limit(have: set[str], more: int) -> None:
+    if more and len(have) + more > MAX_MAILBOXES:
+        raise MailboxLimit(f"Too many mailboxes (at most {MAX_MAILBOXES})")
 
 
 def delete(store: MailStore, user: str, name: str) -> None:
@@ -130,6 +140,7 @@ def rename(store: MailStore, user: str, old: str, new: str) -> list[tuple[str, s
             raise MailboxExists()
     targets = {dst for _, dst in moves}
     creates += [(s, None) for s in superiors(n) if s not in have and s not in targets and s != "INBOX"]
+    _within_limit(have, len(creates))
     store.rename_mailboxes(user, moves, creates)
     return moves
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from .. import mailboxes
 from ..address import parse_address
-from ..errors import InvalidAddress, MailboxExists, MailboxNotFound, StoreUnavailable
+from ..errors import InvalidAddress, MailboxExists, MailboxLimit, MailboxNotFound, StoreUnavailable
 from ..mail.header import Header
 from ..verdicts import AuthFacts, SpamVerdict
 from . import autoreply, managed
@@ -166,6 +166,8 @@ class SieveDelivery:
                 filed.notes.append(f"created mailbox {mailbox!r}")
             except MailboxExists:
                 pass
+            except MailboxLimit:
+                filed.notes.append(f"mailbox {mailbox!r} not created: the account has too many")  # -> INBOX
         try:
             filed.results.append(append(mailbox, d.flags))
         except MailboxNotFound:

@@ -8,7 +8,8 @@ Out:  small frozen data objects: :class:`MailboxInfo`, :class:`MessageMeta`,
       :class:`Change`, :class:`AppendResult`, :class:`StoreResult`.
 Fails: :class:`~postern.errors.MailboxNotFound`, :class:`~postern.errors.MailboxExists`,
       :class:`~postern.errors.QuotaExceeded`, :class:`~postern.errors.KeywordLimit`
-      (permanent), :class:`~postern.errors.BlobMissing` (the bytes are gone) and
+      and :class:`~postern.errors.MailboxLimit` (a change record past DynamoDB's item
+      size) (permanent), :class:`~postern.errors.BlobMissing` (the bytes are gone) and
       :class:`~postern.errors.StoreUnavailable` (transient).
 
 Semantics every implementation shares (one implementation, ``engine.LogStore``,

@@ -45,7 +45,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .. import keys
-from ..errors import KeywordLimit, MailboxExists, MailboxNotFound, PosternError, QuotaExceeded, StoreUnavailable
+from ..errors import (KeywordLimit, MailboxExists, MailboxLimit, MailboxNotFound, PosternError, QuotaExceeded,
+                      StoreUnavailable)
 from ..items import ConditionFailed, Update, absent, lt, present
 from . import records as R
 from .base import (
@@ -200,6 +201,8 @@ class LogStore(MailStore):
             rec = build(view)
             if rec is None:
                 return None
+            if R.size(rec) > R.MAX_RECORD_BYTES:  # DynamoDB refuses items over 400 KB; say why, before trying
+                raise MailboxLimit("Too many mailboxes in one change")
             n = view.n
             rec.update(keys.change_key(u, n))
             rec.update(v=CURRENT, u=u, ms=n, t=time.time(), tk=token)

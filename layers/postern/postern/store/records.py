@@ -53,6 +53,22 @@ MESSAGE_KINDS = ("append", "flags", "expunge")
 STRUCTURAL_KINDS = ("create", "rename", "destroy", "subscribe", "unsubscribe")
 
 
+MAX_RECORD_BYTES = 350_000  # a change record's DynamoDB item size, below the 400 KB item limit with a margin
+
+
+def size(value) -> int:
+    """An upper estimate of a record's DynamoDB item size (names and values, UTF-8; numbers 21 bytes)."""
+    if isinstance(value, dict):
+        return 3 + sum(len(k.encode()) + 1 + size(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return 3 + sum(1 + size(v) for v in value)
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    return 21
+
+
 def expires(now: float | None = None) -> int:
     return int(now if now is not None else time.time()) + TOMBSTONE_TTL
 
