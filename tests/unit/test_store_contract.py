@@ -532,6 +532,11 @@ def test_mailboxes_per_account_and_names_per_change_are_bounded(h, store, monkey
     MB.create(store, U, "B")
     with pytest.raises(MailboxLimit):
         MB.rename(store, U, "B", "New/B")  # would create the superior New
+    for name in ("A", "Later/One"):  # subscriptions need no mailbox, so they have their own count
+        MB.subscribe(store, U, name)
+    MB.subscribe(store, U, "A")  # already subscribed: no new item
+    with pytest.raises(MailboxLimit):
+        MB.subscribe(store, U, "Later/Two")
     monkeypatch.setattr(MB, "MAX_MAILBOXES", 1000)
     for i in range(12):
         MB.create(store, U, f"A/child-{i:02d}-" + "x" * 40)

@@ -10,7 +10,8 @@ Out:  :func:`validate_name` (the one validator every name path goes through:
       shows (:func:`listing`).
 Fails: :class:`~postern.errors.MailboxInvalid` (NO [CANNOT]) for a name no
       mailbox may have, :class:`~postern.errors.MailboxLimit` (NO [LIMIT]) past
-      MAX_MAILBOXES per account, and the store's domain errors.
+      MAX_MAILBOXES mailboxes (or subscriptions) per account, and the store's
+      domain errors.
 
 Rules (RFC 3501 §5.1, §6.3.3-6.3.6; RFC 6154): ``/`` is the hierarchy delimiter;
 ``INBOX`` is case-insensitive, always exists, cannot be deleted, and renaming it
@@ -146,7 +147,11 @@ def rename(store: MailStore, user: str, old: str, new: str) -> list[tuple[str, s
 
 
 def subscribe(store: MailStore, user: str, name: str) -> None:
-    store.subscribe(user, validate_name(name))  # RFC 3501 §6.3.6: the mailbox need not exist
+    n = validate_name(name)  # RFC 3501 §6.3.6: the mailbox need not exist, so the count is bounded apart
+    subs = store.list_subscriptions(user)
+    if n not in subs and len(subs) >= MAX_MAILBOXES:
+        raise MailboxLimit(f"Too many subscriptions (at most {MAX_MAILBOXES})")
+    store.subscribe(user, n)
 
 
 def unsubscribe(store: MailStore, user: str, name: str) -> None:
