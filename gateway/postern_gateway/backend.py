@@ -117,8 +117,16 @@ class MailFacade:
         return await self._run(self.store.usage, user)
 
     # --- background ----------------------------------------------------------------
+    def later(self, coro, name: str) -> asyncio.Task:
+        """Run ``coro`` after the reply, beyond the session that asked (held here until done)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._sweeps.add(task)
+        task.add_done_callback(self._sweeps.discard)
+        return task
+
     def sweep_later(self, user: str) -> None:
-        """Release a deleted mailbox's messages after the reply (resumable; ``postern sweep`` also does it)."""
+        """Release a deleted mailbox's messages after the reply (resumable; the daily housekeeping
+        and ``postern sweep`` also do it)."""
 
         async def sweep():
             try:
@@ -126,11 +134,9 @@ class MailFacade:
                 if n:
                     log.info("released %d messages of deleted mailboxes of %s", n, user)
             except PosternError:
-                log.warning("sweep of %s failed; the next DELETE or `postern sweep` finishes it", user, exc_info=True)
+                log.warning("sweep of %s failed; the daily housekeeping finishes it", user, exc_info=True)
 
-        task = asyncio.get_running_loop().create_task(sweep(), name=f"sweep-{user}")
-        self._sweeps.add(task)
-        task.add_done_callback(self._sweeps.discard)
+        self.later(sweep(), f"sweep-{user}")
 
 
 @dataclass

@@ -172,6 +172,43 @@ def test_create_past_the_mailbox_limit_is_no_limit(monkeypatch):
         r.cmd("LOGOUT")
 
 
+def test_an_append_stopped_mid_command_leaves_nothing_behind():
+    """The gateway stops a session while its MULTIAPPEND is in the store (the first message stored,
+    the second in flight on its thread): the client never hears OK, so once the one in flight has
+    ended both are undone, and no message entry, blob or spool copy is left."""
+    import threading
+
+    from postern.store.memory import MemoryMailStore
+
+    store = MemoryMailStore()
+    entered, release, calls = threading.Event(), threading.Event(), []
+    real = store.append
+
+    def slow_append(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            entered.set()
+            release.wait(10)
+        return real(*a, **k)
+
+    store.append = slow_append
+    with ServerThread(start_imap, backend_over(store)) as srv:
+        r = login(srv)
+        r.send(b"m1 APPEND INBOX {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(MSG1), MSG1, len(MSG1), MSG1))
+        assert entered.wait(10)
+
+        async def stop_sessions():
+            for task in list(srv.server.imap_sessions):
+                task.cancel()
+
+        srv.call(stop_sessions)
+        release.set()
+        wait(lambda: store.get_mailbox(USER, "INBOX").uidnext == 3 and store.get_mailbox(USER, "INBOX").exists == 0,
+             what="the stopped APPEND undone")
+    assert store.blob_count() == 0 and not [k for k in store.blobs.keys() if k.startswith(store.spool_prefix)]
+    assert store.usage(USER) == 0
+
+
 def test_a_missing_blob_and_a_rendering_bug_are_never_called_expunged(monkeypatch):
     """One domain error for "the bytes are gone" (BlobMissing: NO [UNAVAILABLE] with its own text), and
     a bug while rendering is the internal-error reply, never NO [EXPUNGEISSUED]."""

@@ -2,7 +2,9 @@
 
 Every message goes through ``store.append`` - the same ingest path as SMTP
 delivery - with the user's quota. MULTIAPPEND is all-or-nothing: if a later
-message fails, the ones already appended by this command are expunged again.
+message fails, the ones already appended by this command are expunged again;
+an APPEND whose session is stopped mid-command (the client never hears OK) is
+undone the same way once the append in flight has ended.
 Fails: missing mailbox -> NO [TRYCREATE]; over quota -> NO [OVERQUOTA];
 bigger than APPENDLIMIT -> NO [TOOBIG] (the receiver refuses the literal
 before it is sent when it is synchronising).
@@ -10,11 +12,12 @@ before it is sent when it is synchronising).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from postern.errors import PosternError
-from postern.store.base import MessageMeta
+from postern.store.base import AppendResult, MessageMeta
 
 from .. import parser as P
 from ..errors import BadCommand, NoCommand
@@ -26,6 +29,22 @@ if TYPE_CHECKING:
     from ..session import Session
 
 log = logging.getLogger("postern.imap")
+
+
+async def _undo(mail, user: str, done: list[AppendResult], inflight: asyncio.Future | None) -> None:
+    """Expunge what this APPEND added (after the append still in flight, if any, has ended)."""
+    if inflight is not None:
+        try:
+            done.append(await inflight)
+        except Exception:  # noqa: BLE001 - it failed: nothing of it to undo
+            pass
+    if not done:
+        return
+    try:
+        mb = await mail.get_mailbox_by_id(user, done[0].mailbox_id)
+        await mail.expunge(mb, [MessageMeta(uid=r.uid, modseq=0) for r in done])
+    except PosternError:
+        log.warning("APPEND rollback failed", exc_info=True)
 
 
 def parse_append(args: list) -> tuple[str, list[tuple[list[str], float | None, bytes]]]:
@@ -58,17 +77,21 @@ async def append(s: Session, cmd: Command) -> OpResult:
             raise NoCommand("Message exceeds APPENDLIMIT", "TOOBIG")
     quota = s.backend.directory.quota_of(s.user)
     mail = s.backend.mail
-    done = []
+    user = s.user.address
+    done: list[AppendResult] = []
+    inflight: asyncio.Future | None = None
     try:
         for flags, date, raw in msgs:
-            done.append(await mail.append(s.user.address, name, raw, flags=flags, internaldate=date, quota=quota))
+            inflight = asyncio.ensure_future(mail.append(user, name, raw, flags=flags, internaldate=date, quota=quota))
+            done.append(await asyncio.shield(inflight))  # a cancelled session still learns how it ended
+            inflight = None
+    except asyncio.CancelledError:
+        # The session was stopped mid-command (the gateway going away): its client never hears OK, so
+        # nothing of the command stays. The append in flight finishes on its thread; then all is undone.
+        mail.later(_undo(mail, user, done, inflight), name=f"append-undo-{user}")
+        raise
     except Exception:
-        if done:  # MULTIAPPEND: undo the part that succeeded (RFC 3502 §6.3.11 atomicity)
-            try:
-                mb = await mail.get_mailbox_by_id(s.user.address, done[0].mailbox_id)
-                await mail.expunge(mb, [MessageMeta(uid=r.uid, modseq=0) for r in done])
-            except PosternError:
-                log.warning("MULTIAPPEND rollback failed", exc_info=True)
+        await _undo(mail, user, done, None)  # MULTIAPPEND: undo the part that succeeded (RFC 3502 §6.3.11)
         raise
     last = done[-1]
     await s.runtime.notify(s.user.address.lower(), last.mailbox_id)
