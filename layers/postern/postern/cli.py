@@ -58,6 +58,8 @@ COMMAND_MODULES: list[str] = []
 REGISTRARS: list[tuple[str, str, str | None]] = [
     ("postern.cli_outbound", "register", None),  # queue, trace
     ("postern.cli_outbound", "register_domain", "domain"),  # domain dkim
+    ("postern.cli_spam", "register_user", "user"),  # user spam
+    ("postern.cli_spam", "register_domain", "domain"),  # domain spam
     ("postern.cli_dns", "register", None),  # dns
     ("postern.cli_sieve", "register_user", "user"),  # user vacation, user sieve, user sender
     ("postern.cli_sieve", "register", None),  # junk expire

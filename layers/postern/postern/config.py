@@ -134,6 +134,11 @@ class Settings:
     inbound_auth: bool = True  # POSTERN_INBOUND_AUTH (SPF/DKIM/DMARC/ARC on the MX port)
     inbound_auth_skip: tuple[str, ...] = ("127.0.0.0/8", "::1")  # POSTERN_INBOUND_AUTH_SKIP (client nets not checked)
     dnsbl_zones: tuple[str, ...] = ()  # POSTERN_DNSBL_ZONES (zone,...; empty = no DNSBL check)
+
+    # --- spam filtering (rspamd, issue 13) ------------------------------------
+    rspamd_url: str = ""  # POSTERN_RSPAMD_URL (the normal worker, http://127.0.0.1:11333; empty = filtering off)
+    rspamd_controller_url: str = ""  # POSTERN_RSPAMD_CONTROLLER_URL (learning; empty = no learning here)
+    rspamd_timeout: float = 10.0  # POSTERN_RSPAMD_TIMEOUT (seconds per scan; then accepted "unchecked")
     limits_backend: str = "dynamo"  # POSTERN_LIMITS_BACKEND: dynamo | memory (shared counters)
     max_conn_per_ip: int = 20  # POSTERN_MAX_CONN_PER_IP (concurrent, per gateway process)
     max_sessions_per_user: int = 50  # POSTERN_MAX_SESSIONS_PER_USER (logged-in sessions per account, per process)
@@ -240,6 +245,9 @@ class Settings:
             inbound_auth=_bool(e, "POSTERN_INBOUND_AUTH", d.inbound_auth),
             inbound_auth_skip=_list(e, "POSTERN_INBOUND_AUTH_SKIP", d.inbound_auth_skip),
             dnsbl_zones=_list(e, "POSTERN_DNSBL_ZONES", d.dnsbl_zones),
+            rspamd_url=e.get("POSTERN_RSPAMD_URL", d.rspamd_url),
+            rspamd_controller_url=e.get("POSTERN_RSPAMD_CONTROLLER_URL", d.rspamd_controller_url),
+            rspamd_timeout=_float(e, "POSTERN_RSPAMD_TIMEOUT", d.rspamd_timeout),
             limits_backend=e.get("POSTERN_LIMITS_BACKEND", d.limits_backend),
             max_conn_per_ip=_int(e, "POSTERN_MAX_CONN_PER_IP", d.max_conn_per_ip),
             max_sessions_per_user=_int(e, "POSTERN_MAX_SESSIONS_PER_USER", d.max_sessions_per_user),

@@ -36,6 +36,8 @@ class Domain:
     name: str
     catchall: str | None = None  # canonical target address for unknown local parts
     created: float = 0.0
+    spam_junk: float | None = None  # default move-to-Junk score of its users (None: postern.spam's default)
+    spam_reject: float | None = None  # default reject score of its users
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,18 @@ class User:
     password_hash: str = field(repr=False, default="")
     quota: int = 0  # bytes; 0 = default quota
     created: float = 0.0
+    spam_junk: float | None = None  # move-to-Junk score (None: the domain's)
+    spam_reject: float | None = None  # reject score (None: the domain's)
 
 
 @dataclass(frozen=True)
 class Alias:
     address: str  # canonical
     targets: tuple[str, ...] = ()  # canonical local or remote addresses
+
+
+def _score(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def account_name(login: str) -> str | None:
@@ -86,16 +94,18 @@ class Directory:
         item = self.items.get(keys.domain_key(name))
         if not item:
             return None
-        return Domain(item["name"], item.get("catchall"), item.get("created", 0.0))
+        return self._domain(item)
+
+    @staticmethod
+    def _domain(item: dict) -> Domain:
+        return Domain(item["name"], item.get("catchall"), item.get("created", 0.0),
+                      _score(item.get("spam_junk")), _score(item.get("spam_reject")))
 
     def is_local_domain(self, domain: str) -> bool:
         return self.get_domain(domain) is not None
 
     def list_domains(self) -> list[Domain]:
-        return [
-            Domain(i["name"], i.get("catchall"), i.get("created", 0.0))
-            for i in self.items.query(keys.domains_pk())
-        ]
+        return [self._domain(i) for i in self.items.query(keys.domains_pk())]
 
     def remove_domain(self, domain: str, force: bool = False) -> None:
         name = normalize_domain(domain)
@@ -110,7 +120,8 @@ class Directory:
 
     def set_catchall(self, domain: str, target: str | None) -> None:
         d = self._require_domain(normalize_domain(domain))
-        item = {**keys.domain_key(d.name), "kind": "domain", "name": d.name, "created": d.created}
+        item = self.items.get(keys.domain_key(d.name))
+        item.pop("catchall", None)
         if target:
             item["catchall"] = parse_address(target).canonical
         self.items.put(item)
@@ -143,7 +154,8 @@ class Directory:
 
     @staticmethod
     def _user(item: dict) -> User:
-        return User(item["address"], item.get("password", ""), int(item.get("quota", 0)), item.get("created", 0.0))
+        return User(item["address"], item.get("password", ""), int(item.get("quota", 0)), item.get("created", 0.0),
+                    _score(item.get("spam_junk")), _score(item.get("spam_reject")))
 
     def get_user(self, address: str | Address) -> User | None:
         try:
@@ -175,6 +187,45 @@ class Directory:
 
     def quota_of(self, user: User) -> int:
         return user.quota or self.default_quota
+
+    # --- spam thresholds (postern.spam) ---------------------------------------------------------
+    def set_spam_thresholds(self, target: str, junk: float | None = None, reject: float | None = None,
+                            *, clear: bool = False) -> None:
+        """The move-to-Junk and reject scores of a user (``alice@example.org``) or the default of a
+        domain (``example.org``); ``clear`` removes them (back to the domain's / the defaults)."""
+        if "@" in target:
+            a = parse_address(self.require_user(target).address)
+            key = keys.user_key(a.local, a.domain)
+        else:
+            key = keys.domain_key(self._require_domain(normalize_domain(target)).name)
+        item = self.items.get(key)
+        for name, value in (("spam_junk", junk), ("spam_reject", reject)):
+            if clear:
+                item.pop(name, None)
+            elif value is not None:
+                item[name] = float(value)
+        self.items.put(item)
+
+    def spam_thresholds(self, address: str):
+        """:class:`postern.spam.Thresholds` for mail to ``address``: the user's own scores, else its
+        domain's defaults, else postern.spam's (``user+tag``: the user's; an alias or unknown address:
+        the domain's; the MX session resolves aliases first, :func:`postern_gateway.spam.check`)."""
+        from .spam import Thresholds
+
+        base = Thresholds()
+        try:
+            a = parse_address(address)
+        except InvalidAddress:
+            return base
+        d = self.get_domain(a.domain)
+        junk = d.spam_junk if d and d.spam_junk is not None else base.junk
+        reject = d.spam_reject if d and d.spam_reject is not None else base.reject
+        base_address = a.without_tag()
+        u = self.get_user(a) or (self.get_user(base_address) if base_address is not None else None)
+        if u is not None:
+            junk = u.spam_junk if u.spam_junk is not None else junk
+            reject = u.spam_reject if u.spam_reject is not None else reject
+        return Thresholds(junk, reject)
 
     def remove_user(self, address: str) -> None:
         a = parse_address(address)

@@ -49,6 +49,7 @@ MAILBOX_FULL_TEMP = Reply(452, "4.2.2", "Mailbox full")
 TOO_BUSY = Reply(421, "4.3.2", "Too many connections, try again later")
 TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
 RATE_LIMITED = Reply(451, "4.7.1", "Rate limit exceeded, try again later")
+SPAM_TEMPFAIL = Reply(451, "4.7.1", "Try again later")  # rspamd: greylist / soft reject
 AUTH_TEMP = Reply(454, "4.7.0", "Temporary authentication failure")
 TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available")
 DNS_TEMP = Reply(451, "4.4.3", "Temporary DNS failure")
@@ -72,6 +73,7 @@ DMARC_REJECT = Reply(550, "5.7.1", "Rejected by DMARC policy")
 # is not a field, a leading continuation line, anything but one From:; on the MX port more than one
 # From: or an unreadable one (RFC 7489 §6.6.1). One code for all, the reason in the text.
 HEADER_REFUSED = Reply(550, "5.7.1", "Message header refused")
+SPAM_REJECTED = Reply(550, "5.7.1", "Message refused as spam")  # rspamd, every recipient's reject score
 NULL_MX = Reply(556, "5.1.10", "Recipient domain does not accept mail (null MX)")
 NO_SUCH_DOMAIN = Reply(550, "5.1.2", "Recipient domain not found")
 # RFC 5321 §2.3.8: CR only as part of CRLF. Refused as Postfix's smtpd_forbid_bare_newline refuses bare LF

@@ -3,7 +3,8 @@
 In:   an :class:`~postern.envelope.Envelope` from the inbound queue and the
       directory (DynamoDB). Routing uses the envelope recipients only.
 Out:  a :class:`Plan` of bodies: one ``StoreJob`` per final local mailbox
-      (``mailbox="Junk"`` when the gateway marked the message junk), one
+      (``mailbox="Junk"`` when the gateway marked the message junk; the spam verdict
+      with that recipient's thresholds, :func:`postern.spam.for_recipient`), one
       ``OutboundJob`` per remote destination domain (forwarding aliases always;
       direct remote recipients only for authenticated submission) and at most
       one ``NoticeJob(kind="failed")`` for recipients that resolve nowhere
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from .. import spam as spamfilter
 from ..envelope import Envelope, NoticeJob, OutboundJob, RecipientFailure, StoreJob
 from ..routing import RouteDecision, route
 from .queues import send_bodies
@@ -37,6 +39,14 @@ class Plan:
     store: list[StoreJob] = field(default_factory=list)
     outbound: list[OutboundJob] = field(default_factory=list)
     notice: NoticeJob | None = None
+
+
+def _recipient_spam(env: Envelope, view, user: str) -> dict:
+    """The MX's verdict judged with this recipient's thresholds (their Junk and reject scores: the
+    domain items are prefetched, so no extra read); an unchecked verdict travels as it is."""
+    if not env.spam or env.spam.get("action") == spamfilter.UNCHECKED:
+        return env.spam
+    return spamfilter.for_recipient(env.spam, view.spam_thresholds(user))
 
 
 def plan(env: Envelope, directory, srs=None) -> Plan:
@@ -62,7 +72,7 @@ def plan(env: Envelope, directory, srs=None) -> Plan:
                 size=env.size,
                 header=env.header,
                 auth=env.auth,
-                spam=env.spam,
+                spam=_recipient_spam(env, view, d.user),
             )
         )
     for domain, recipients in sorted(decision.remote.items()):

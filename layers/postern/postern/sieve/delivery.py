@@ -38,6 +38,7 @@ from .. import mailboxes
 from ..address import parse_address
 from ..errors import InvalidAddress, MailboxExists, MailboxLimit, MailboxNotFound, StoreUnavailable
 from ..mail.header import Header
+from ..spam import strip_forged
 from ..verdicts import AuthFacts, SpamVerdict
 from . import autoreply, managed
 from .actions import MANAGED, USER, Delivery, Outcome, Result
@@ -80,7 +81,8 @@ class SieveDelivery:
 
     # --- deciding (pure apart from reading the scripts) -----------------------------------------------
     def context(self, job, header: bytes, raw: bytes | None, prefix: bytes, store, now: float) -> Context:
-        view = Header(prefix + header)
+        # Our X-Spam-* block is in the prefix; the sender's own copies (forgeable) are not read.
+        view = Header(prefix + strip_forged(header))
         limit = self.limits.body_bytes
         if raw is not None:
             loader = (lambda: raw[:limit])
