@@ -107,6 +107,9 @@ def build_backend(settings: Settings, clients: Clients) -> Backend:
     from .trust.gate import attach
 
     attach(backend, clients)  # trust: abuse limits (state table) and the DNS checks of the MX port
+    from .spam.check import client_for
+
+    backend.spam = client_for(settings)  # rspamd on the MX port, or None (filtering off)
     return backend
 
 
@@ -117,6 +120,10 @@ def listener_options(backend: Backend, listener: Listener) -> dict:
         from .trust.gate import smtp_checks
 
         options["checks"] = smtp_checks(backend, options.get("role", "mx"))
+        if options.get("role", "mx") == "mx":  # after SPF/DKIM/DMARC: rspamd reads our Authentication-Results
+            from .spam.check import SpamCheck
+
+            options["checks"].append(SpamCheck(backend))
     return options
 
 

@@ -69,6 +69,8 @@ def banner(stack: LocalStack, env_path: Path) -> str:
         *tls_rows,
         f"Outbound:      {outbound(stack)}",
         "",
+        f"Spam filter:   {stack.spam_filter}",
+        "",
         f"Demo account:  {user}",
         f"Password:      {pw}",
         "",
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    stack = LocalStack(background=True, outbound_dir=Path(os.getcwd()) / ".postern-local" / "outbound")
+    stack = LocalStack(background=True, outbound_dir=Path(os.getcwd()) / ".postern-local" / "outbound", rspamd=True)
     try:
         stack.start()
     except OSError as exc:

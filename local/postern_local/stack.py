@@ -7,7 +7,8 @@ Out:  :class:`LocalStack`. ``start()``: a moto server on 127.0.0.1 in place
       credentials, ``AWS_ENDPOINT_URL``, every ``POSTERN_*`` resource
       variable); the bucket, queues and tables the template declares; a demo
       domain and user; the gateway's listeners on loopback; and the pollers
-      feeding SQS batches to the real Lambda handlers. ``drain()`` pumps the
+      feeding SQS batches to the real Lambda handlers; with ``rspamd=True`` (make run)
+      rspamd and Redis when installed (:mod:`.rspamd`). ``drain()`` pumps the
       queues until they are empty (tests start with ``background=False`` and
       drain for determinism); ``stop()`` undoes it all, environment included.
 Fails: a port in use raises OSError from ``start()``, after stopping what
@@ -106,6 +107,7 @@ class LocalStack:
         prefix: str | None = None,
         outbound_dir=None,
         template: str | None = None,
+        rspamd: bool = False,
     ):
         n = next(_instances)
         self.prefix = prefix or ("postern" if n == 1 else f"postern{n}")
@@ -120,6 +122,9 @@ class LocalStack:
         self.outbound_dir = outbound_dir  # pathlib.Path: where the local smarthost sink writes what leaves
         self.smarthost_sink = None  # the FakeMX outbound mail goes to when no POSTERN_SMARTHOST is set
         self.template_path = template  # a copy of template.yaml (tests that change the template); None: the real one
+        self.want_rspamd = rspamd  # make run: start rspamd + Redis when installed (postern_local.rspamd)
+        self.rspamd = None  # the running postern_local.rspamd.LocalRspamd
+        self.spam_filter = "off"  # what the banner says about spam filtering
         self.proxy: RulesServer | None = None  # moto behind the AWS-rules proxy (postern_local.rules)
         self.identities = Identities()
         self.roles: Roles | None = None
@@ -173,6 +178,8 @@ class LocalStack:
             self.smarthost_sink = FakeMX("smarthost.local", spool_dir=self.outbound_dir)
             port = self.smarthost_sink.start(int(env["POSTERN_LOCAL_SMARTHOST_PORT"]))
             env.update({"POSTERN_SMARTHOST": f"127.0.0.1:{port}", "POSTERN_SMARTHOST_TLS": "none"})
+        if self.want_rspamd:
+            self._start_rspamd(env)
         region = env.get("AWS_REGION") or env["AWS_DEFAULT_REGION"]
         self.proxy = RulesServer(self.identities, region, RulesConfig.from_env(env),
                                  port=int(env["POSTERN_LOCAL_MOTO_PORT"])).start()
@@ -279,6 +286,27 @@ class LocalStack:
                 ))
         return out
 
+    def _start_rspamd(self, env: dict[str, str]) -> None:
+        """rspamd and Redis from Debian's packages when installed (``POSTERN_LOCAL_RSPAMD=off``: never;
+        ``POSTERN_RSPAMD_URL`` already set: that one is used). Without them the gateway accepts every
+        message ``unchecked``, and the banner says so."""
+        from . import rspamd
+
+        if env.get("POSTERN_RSPAMD_URL"):
+            self.spam_filter = f"rspamd at {env['POSTERN_RSPAMD_URL']} (POSTERN_RSPAMD_URL)"
+            return
+        if env.get("POSTERN_LOCAL_RSPAMD", "auto").lower() in ("off", "false", "0", "no"):
+            self.spam_filter = "OFF (POSTERN_LOCAL_RSPAMD=off): every message is accepted unchecked"
+            return
+        if not rspamd.available():
+            self.spam_filter = ("OFF: rspamd and redis-server are not installed (apt-get install rspamd "
+                                "redis-server); every message is accepted unchecked")
+            return
+        self.rspamd = rspamd.LocalRspamd().start()
+        env.update({"POSTERN_RSPAMD_URL": self.rspamd.url, "POSTERN_RSPAMD_CONTROLLER_URL": self.rspamd.controller_url})
+        self.spam_filter = (f"rspamd {rspamd.version()} at {self.rspamd.url} (Redis on {self.rspamd.redis_port}: "
+                            "Bayes learning, greylisting)")
+
     def _start_gateway(self) -> None:
         from postern_gateway.app import Gateway
 
@@ -321,6 +349,9 @@ class LocalStack:
         if self.smarthost_sink is not None:
             self.smarthost_sink.stop()
             self.smarthost_sink = None
+        if self.rspamd is not None:
+            self.rspamd.stop()
+            self.rspamd = None
         if self.proxy is not None:
             self.proxy.stop()
             self.proxy = None

@@ -9,7 +9,7 @@ Out:  the handler awaits each check, in list order, at four points of the
       (synchronous) runs once per connection when it closes, to release
       whatever ``on_connect`` took. At DATA a check may
       also add trace header lines (``Authentication-Results:``...) or mark the
-      message as junk through the :class:`DataContext`.
+      message as junk or record the spam verdict through the :class:`DataContext`.
 Fails: an exception escaping a check becomes ``451 4.3.0`` (the handler's
       ``handle_exception``): a broken check defers mail, it never accepts it
       unchecked.
@@ -39,6 +39,7 @@ class DataContext:
     trace: list[str] = field(default_factory=list)  # extra header fields, each CRLF-terminated, above Received
     junk: bool = False  # deliver to Junk (e.g. DMARC p=quarantine)
     auth: dict = field(default_factory=dict)  # postern.verdicts.AuthFacts the checks found (Sieve's backscatter rules)
+    spam: dict = field(default_factory=dict)  # the spam filter's verdict (postern.spam.envelope_spam); {} = unchecked
 
 
 class Check:

@@ -270,6 +270,7 @@ class PolicyHandler(EsmtpHandler):
             junk=ctx.junk,
             # the MX's checks; for authenticated submission the login vouches for the (own) sender
             auth=AuthFacts(submitted=True).to_dict() if auth_user is not None else ctx.auth,
+            spam=ctx.spam,
             smtputf8=utf8,
             body_8bit="BODY=8BITMIME" in envelope.mail_options,
         )

@@ -2,7 +2,9 @@
 
 In:   the DATA context (the received bytes, the trace fields the earlier checks added - our
       Authentication-Results first - client IP, HELO, MAIL FROM, recipients), the SMTP session
-      (TLS), the directory (each recipient's thresholds), the :class:`~.rspamd.Rspamd` client.
+      (TLS), the directory (each recipient's thresholds), the backend's
+      :class:`~.rspamd.Rspamd` client (``backend.spam``, built by :func:`client_for` from
+      ``POSTERN_RSPAMD_URL``; None: filtering off, every message ``unchecked``, no metric).
 Out:  a refusal - ``550 5.7.1`` when the score reaches every recipient's reject threshold (one
       DATA reply serves them all; RFC 5321 §3.3), ``451 4.7.1`` when rspamd asks for greylisting
       or a soft reject - or None, with the verdict recorded: ``ctx.spam`` (action, score,
@@ -24,8 +26,10 @@ import time
 from collections import Counter
 
 from postern import spam, status
+from postern.routing import route
 from postern.status import Reply
 
+from ..metrics import NAMESPACE
 from ..smtp.checks import Check, DataContext
 from .rspamd import FilterUnavailable, Rspamd, ScanFacts
 
@@ -39,7 +43,7 @@ def emit_unchecked(out=None) -> None:
     """One CloudWatch embedded-metric-format line: the awslogs driver turns it into the
     ``Postern/SpamUnchecked`` metric (no API call). The same form as the gateway's other metrics."""
     record = {"_aws": {"Timestamp": int(time.time() * 1000),
-                       "CloudWatchMetrics": [{"Namespace": "Postern", "Dimensions": [[]],
+                       "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [[]],
                                               "Metrics": [{"Name": METRIC, "Unit": "Count"}]}]},
               METRIC: 1}
     try:
@@ -51,16 +55,24 @@ def emit_unchecked(out=None) -> None:
 
 
 def recipient_thresholds(directory, recipients: tuple[str, ...]) -> list[spam.Thresholds]:
-    """Each recipient's thresholds (blocking: directory reads)."""
-    return [directory.spam_thresholds(r) for r in recipients]
+    """The thresholds of every mailbox the message would reach (blocking: one BatchGetItem): an
+    alias's local targets' own, a forward out the alias's domain defaults (the router's resolution,
+    so the session refuses only what every final recipient would refuse)."""
+    view = directory.prefetched(recipients) if hasattr(directory, "prefetched") else directory
+    decision = route(recipients, view, allow_remote=False)
+    owners = [d.user for d in decision.local]
+    owners += [r.original_recipient for rs in decision.remote.values() for r in rs]
+    return [view.spam_thresholds(a) for a in owners or recipients]
 
 
 class SpamCheck(Check):
-    def __init__(self, backend, client: Rspamd):
+    def __init__(self, backend):
         self.backend = backend
-        self.client = client
 
     async def on_data(self, server, session, envelope, ctx: DataContext) -> Reply | None:
+        client: Rspamd | None = self.backend.spam
+        if client is None:
+            return None  # filtering off (POSTERN_RSPAMD_URL empty): the envelope says unchecked
         prefix = "".join(ctx.trace).encode("utf-8", "surrogateescape")
         tls_version, tls_cipher = "", ""
         if getattr(session, "tls", False):
@@ -71,9 +83,9 @@ class SpamCheck(Check):
                           queue_id=ctx.queue_id, user=ctx.auth_user or "", tls_version=tls_version,
                           tls_cipher=tls_cipher)
         try:
-            result = await self.client.check(prefix, ctx.raw, facts)
+            result = await client.check(prefix, ctx.raw, facts)
         except FilterUnavailable as exc:
-            reason = "timeout" if "within" in str(exc) else "unavailable"
+            reason = exc.reason
             UNCHECKED[reason] += 1
             emit_unchecked()
             log.warning("spam filter %s, accepting unchecked queue_id=%s: %s", reason, ctx.queue_id, exc)
@@ -92,9 +104,9 @@ class SpamCheck(Check):
         return None
 
 
-def spam_check(backend) -> SpamCheck | None:
-    """The check when ``POSTERN_RSPAMD_URL`` is set, else None (filtering off: every message unchecked)."""
-    s = backend.settings
-    if not s.rspamd_url:
+def client_for(settings) -> Rspamd | None:
+    """The rspamd client when ``POSTERN_RSPAMD_URL`` is set, else None (filtering off)."""
+    if not settings.rspamd_url:
+        log.warning("spam filtering off: POSTERN_RSPAMD_URL is not set (every message is accepted unchecked)")
         return None
-    return SpamCheck(backend, Rspamd(s.rspamd_url, s.rspamd_controller_url, s.rspamd_timeout, s.hostname))
+    return Rspamd(settings.rspamd_url, settings.rspamd_controller_url, settings.rspamd_timeout, settings.hostname)

@@ -32,7 +32,12 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class FilterUnavailable(Exception):
-    """rspamd did not answer in time or not as rspamd (the message goes on ``unchecked``)."""
+    """rspamd did not answer in time or not as rspamd (the message goes on ``unchecked``).
+    ``reason``: ``timeout`` or ``unavailable`` (the log line and the per-process counter)."""
+
+    def __init__(self, text: str, reason: str = "unavailable"):
+        super().__init__(text)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -88,22 +93,26 @@ class Rspamd:
         except (ValueError, TypeError) as exc:
             raise FilterUnavailable(f"rspamd's answer is unreadable: {exc}") from None
 
-    async def learn(self, spam: bool, message: bytes) -> None:
-        """Teach Bayes (controller ``/learnspam`` or ``/learnham``). Already learned is success."""
+    async def learn(self, spam: bool, message: bytes) -> str:
+        """Teach Bayes (controller ``/learnspam`` or ``/learnham``) -> "learned", or why rspamd
+        did not and never will (HTTP 208 already learned, 204 too few tokens): done either way."""
         if self.controller is None:
             raise FilterUnavailable("no rspamd controller configured")
         status, body = await self._post(self.controller, "/learnspam" if spam else "/learnham", [], (message,))
         if status == 200:
-            return
-        if status == 208 or b"already learned" in body.lower():  # rspamd: 208 / "<id> has been already learned"
-            return
+            return "learned"
+        if status in (204, 208):
+            try:
+                return str(json.loads(body).get("error", "not learned"))[:200]
+            except (ValueError, AttributeError):
+                return "not learned"
         raise FilterUnavailable(f"rspamd learn answered HTTP {status}: {body[:200]!r}")
 
     async def _post(self, endpoint, path: str, headers: list[tuple[str, str]], parts: tuple[bytes, ...]):
         try:
             return await asyncio.wait_for(self._exchange(endpoint, path, headers, parts), self.timeout)
         except asyncio.TimeoutError:
-            raise FilterUnavailable(f"rspamd did not answer within {self.timeout:g} s") from None
+            raise FilterUnavailable(f"rspamd did not answer within {self.timeout:g} s", "timeout") from None
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             raise FilterUnavailable(f"rspamd unreachable: {exc}") from None
 

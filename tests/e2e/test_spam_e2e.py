@@ -1,0 +1,100 @@
+"""Spam filtering end to end: the embedded stack's MX asking the real rspamd (Debian's package, started
+on free ports by postern_local.rspamd, DNS stubbed), the real router and store functions, results read
+over IMAP.
+
+GTUBE refused in the session (550 5.7.1); a ham message in INBOX with our X-Spam-* block on top; a user
+whose reject score (``postern user spam``) keeps GTUBE finds it in Junk; rspamd stopped -> the message
+is still accepted, into INBOX, counted unchecked.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import secrets
+import smtplib
+
+import pytest
+from debian_packages import ensure
+
+from postern.cli import main as postern
+from postern_gateway.spam import check
+from postern_gateway.spam.rspamd import Rspamd
+
+HOST = "127.0.0.1"
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+@pytest.fixture(scope="module")
+def rspamd():
+    ensure("rspamd")
+    ensure("redis-server")
+    from postern_local.rspamd import LocalRspamd
+
+    with LocalRspamd() as r:
+        yield r
+
+
+def use(stack, monkeypatch, r) -> None:
+    """The stack's gateway scans with ``r`` (the session stack itself runs without a filter)."""
+    monkeypatch.setattr(stack.gateway.backend, "spam", Rspamd(r.url, r.controller_url, timeout=5,
+                                                              hostname=stack.settings.hostname))
+
+
+def send(stack, rcpt: str, subject: str, body: str) -> None:
+    raw = (f"From: Bob <bob@sender.example>\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
+           f"Date: Mon, 07 Dec 2026 12:00:00 +0000\r\nMessage-ID: <{secrets.token_hex(6)}@sender.example>\r\n"
+           f"\r\n{body}\r\n").encode()
+    with smtplib.SMTP(HOST, stack.smtp_port, timeout=30) as c:
+        c.ehlo("mail.sender.example")
+        c.sendmail("bob@sender.example", [rcpt], raw)
+
+
+def mailbox(stack, user, password, name) -> list[bytes]:
+    c = imaplib.IMAP4(HOST, stack.imap_port, timeout=30)
+    try:
+        c.login(user, password)
+        typ, data = c.select(f'"{name}"')
+        assert typ == "OK"
+        return [c.fetch(str(i), "(BODY.PEEK[])")[1][0][1] for i in range(1, int(data[0]) + 1)]
+    finally:
+        c.logout()
+
+
+def test_gtube_refused_ham_delivered(stack, rspamd, monkeypatch, new_user):
+    use(stack, monkeypatch, rspamd)
+    user, pw = new_user()
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(stack, user, "win", GTUBE)
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (550, b"5.7.1 Message refused as spam")
+    send(stack, user, "lunch on Tuesday", "Shall we have lunch on Tuesday at noon? Regards, Bob")
+    stack.drain()
+    (ham,) = mailbox(stack, user, pw, "INBOX")
+    head = ham.split(b"\r\nReceived:", 1)[0]
+    assert b"\r\nX-Spam-Action: no action\r\n" in head and b"X-Spam-Flag: NO\r\n" in head
+    assert mailbox(stack, user, pw, "Junk") == []
+
+
+def test_users_own_reject_score_keeps_gtube_in_junk(stack, rspamd, monkeypatch, new_user, capsys):
+    use(stack, monkeypatch, rspamd)
+    user, pw = new_user()
+    assert postern(["user", "spam", user, "--reject", "100"], settings=stack.settings, clients=stack.clients) == 0
+    send(stack, user, "win", GTUBE)
+    stack.drain()
+    (junk,) = mailbox(stack, user, pw, "Junk")
+    assert b"X-Spam-Action: reject\r\n" in junk and b"X-Spam-Flag: YES\r\n" in junk
+    assert mailbox(stack, user, pw, "INBOX") == []
+
+
+def test_rspamd_stopped_mail_still_accepted_unchecked(stack, monkeypatch, new_user):
+    from postern_local.rspamd import LocalRspamd
+
+    with LocalRspamd(redis=False) as r:
+        use(stack, monkeypatch, r)
+        r.stop_rspamd()
+        user, pw = new_user()
+        before = check.UNCHECKED["unavailable"]
+        send(stack, user, "while the filter is down", GTUBE)
+        assert check.UNCHECKED["unavailable"] == before + 1
+    stack.drain()
+    (kept,) = mailbox(stack, user, pw, "INBOX")  # not refused, not lost, not judged
+    assert b"X-Spam-" not in kept.split(b"\r\n\r\n", 1)[0]
