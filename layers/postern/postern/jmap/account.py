@@ -39,6 +39,13 @@ class Account:
     def id(self) -> str:
         return account_id(self.user)
 
+    @classmethod
+    def for_user(cls, user, store: MailStore, directory, submit=None) -> Account:
+        """The account of an authenticated directory :class:`~postern.directory.User`: its quota and
+        the sender addresses the submission rule allows (``Directory.addresses_of``)."""
+        return cls(user=user.address.lower(), store=store, quota=directory.quota_of(user),
+                   senders=frozenset(directory.addresses_of(user.address)), submit=submit)
+
 
 @dataclass
 class Call:

@@ -69,7 +69,9 @@ def build(account: Account, base_url: str) -> dict:
         "apiUrl": f"{base}/jmap/api",
         "downloadUrl": f"{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}",
         "uploadUrl": f"{base}/jmap/upload/{{accountId}}",
-        "eventSourceUrl": None,  # HTTP APIs cannot stream (issue 14): push is RFC 8887 WebSocket
+        # RFC 8620 §2 requires the field; HTTP APIs cannot stream (issue 14), so the front answers it
+        # with an error and push is the RFC 8887 WebSocket the front advertises
+        "eventSourceUrl": f"{base}/jmap/eventsource/?types={{types}}&closeafter={{closeafter}}&ping={{ping}}",
     }
     out["state"] = state(account)
     return out
