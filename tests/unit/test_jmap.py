@@ -87,7 +87,7 @@ def mailbox_id(acct, role):
 # --- session and request layer ---------------------------------------------------------------
 def test_session_resource_advertises_capabilities_limits_and_the_account(acct):
     s = session.build(acct, "https://webmail.example.test/")
-    assert set(s["capabilities"]) == {CORE, MAIL, SUB}
+    assert set(s["capabilities"]) == {CORE, MAIL, SUB, session.QUOTA, session.VACATION}
     core = s["capabilities"][CORE]
     assert core["maxCallsInRequest"] == 16 and core["maxObjectsInGet"] == 500
     assert s["primaryAccounts"][MAIL] == acct.id and acct.id in s["accounts"]
@@ -366,6 +366,7 @@ def test_email_query_filters_sorts_and_windows(acct, store):
     assert err(acct, "Email/query", {"filter": {"nope": 1}}) == "unsupportedFilter"
     assert err(acct, "Email/query", {"sort": [{"property": "nope"}]}) == "unsupportedSort"
     assert err(acct, "Email/query", {"filter": {"before": "yesterday"}}) == "invalidArguments"
+    assert err(acct, "Email/queryChanges", {"sinceQueryState": page["queryState"]}) == "cannotCalculateChanges"
 
 
 def test_hostile_filters_are_bounded(acct, store):
@@ -602,3 +603,57 @@ def test_email_submission_sender_rule(store):
     res = ok(no_out, "EmailSubmission/set", {"create": {"s": {"identityId": idents[USER], "emailId": made}}},
              using=ALL)
     assert res["notCreated"]["s"]["type"] == "forbidden"
+
+
+# --- snippets, quota, vacation -----------------------------------------------------------------
+def test_search_snippets_mark_the_terms(acct, store):
+    a = deliver(store, PLAIN)
+    c = deliver(store, MIME)
+    flt = {"operator": "OR", "conditions": [{"text": "hello"}, {"body": "lait"},
+                                            {"operator": "NOT", "conditions": [{"text": "never"}]}]}
+    got = ok(acct, "SearchSnippet/get", {"filter": flt, "emailIds": [a.email_id, c.email_id, "Enope"]})
+    snip = {s["emailId"]: s for s in got["list"]}
+    assert snip[a.email_id]["subject"] == "<mark>Hello</mark> there" and snip[a.email_id]["preview"] is None
+    assert snip[c.email_id]["subject"] is None and "au <mark>lait</mark>" in snip[c.email_id]["preview"]
+    assert got["notFound"] == ["Enope"]
+    evil = deliver(store, b"Subject: <script>x</script> hello\r\n\r\nbody\r\n")
+    s = ok(acct, "SearchSnippet/get", {"filter": {"text": "hello"}, "emailIds": [evil.email_id]})["list"][0]
+    assert s["subject"] == "&lt;script&gt;x&lt;/script&gt; <mark>hello</mark>"  # escaped HTML
+
+
+def test_quota_is_the_stores_count_against_the_directory_limit(store):
+    acct = Account(USER, store, quota=1_000_000)
+    deliver(store, PLAIN)
+    q = ok(acct, "Quota/get", {}, using=[CORE, session.QUOTA])["list"][0]
+    assert (q["used"], q["hardLimit"], q["resourceType"], q["scope"], q["types"]) == (
+        store.usage(USER), 1_000_000, "octets", "account", ["Mail"])
+    assert q["used"] >= len(PLAIN)
+
+
+def test_vacation_response_writes_the_managed_script(store):
+    from postern.items import MemoryItems
+    from postern.sieve.managed import Managed
+    from postern.sieve.repository import ScriptRepository
+
+    managed = Managed(ScriptRepository(MemoryItems()))
+    acct = Account(USER, store, rules=managed)
+    using = [CORE, session.VACATION]
+    assert session.VACATION in session.build(acct, "https://x")["accounts"][acct.id]["accountCapabilities"]
+    v = ok(acct, "VacationResponse/get", {}, using=using)
+    assert v["list"] == [{"id": "singleton", "isEnabled": False, "fromDate": None, "toDate": None, "subject": None,
+                          "textBody": None, "htmlBody": None}]
+    res = ok(acct, "VacationResponse/set", {"update": {"singleton": {
+        "isEnabled": True, "subject": "Away", "textBody": "Back on Monday.", "toDate": "2030-01-06T00:00:00Z"}}},
+        using=using)
+    assert res["updated"] == {"singleton": None} and res["newState"] != res["oldState"]
+    rules = managed.rules(USER).vacation
+    assert (rules.enabled, rules.subject, rules.text) == (True, "Away", "Back on Monday.")
+    assert ok(acct, "VacationResponse/get", {}, using=using)["list"][0]["toDate"] == "2030-01-06T00:00:00Z"
+    res = ok(acct, "VacationResponse/set", {"update": {"singleton": {"subject": "a\r\nBcc: x@y"}},
+                                            "create": {"n": {}}, "destroy": ["singleton"]}, using=using)
+    assert res["notUpdated"]["singleton"]["type"] == "invalidProperties"
+    assert res["notCreated"]["n"]["type"] == "singleton" and res["notDestroyed"]["singleton"]["type"] == "singleton"
+    ok(acct, "VacationResponse/set", {"update": {"singleton": {"isEnabled": False}}}, using=using)
+    assert managed.rules(USER).vacation.enabled is False and managed.rules(USER).vacation.text == "Back on Monday."
+    no_rules = Account(USER, store)
+    assert err(no_rules, "VacationResponse/get", {}, using=using) == "accountNotSupportedByMethod"

@@ -34,17 +34,18 @@ class Account:
     name: str = ""  # display name for the session and the default identity
     # EmailSubmission's way out (the outbound path): (user, mail_from, rcpts, raw bytes) -> submission id
     submit: Callable[[str, str, list[str], bytes], str] | None = None
+    rules: object | None = None  # postern.sieve.managed.Managed: VacationResponse (None: not offered)
 
     @property
     def id(self) -> str:
         return account_id(self.user)
 
     @classmethod
-    def for_user(cls, user, store: MailStore, directory, submit=None) -> Account:
+    def for_user(cls, user, store: MailStore, directory, submit=None, rules=None) -> Account:
         """The account of an authenticated directory :class:`~postern.directory.User`: its quota and
         the sender addresses the submission rule allows (``Directory.addresses_of``)."""
         return cls(user=user.address.lower(), store=store, quota=directory.quota_of(user),
-                   senders=frozenset(directory.addresses_of(user.address)), submit=submit)
+                   senders=frozenset(directory.addresses_of(user.address)), submit=submit, rules=rules)
 
 
 @dataclass

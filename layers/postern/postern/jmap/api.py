@@ -25,11 +25,11 @@ import logging
 from collections.abc import Callable
 
 from ..errors import PosternError
-from . import core, email, emailquery, identity, mailbox, submission, thread
+from . import core, email, emailquery, identity, mailbox, quota, snippet, submission, thread, vacation
 from .account import Account, Call
 from .errors import LIMIT, NOT_JSON, NOT_REQUEST, UNKNOWN_CAPABILITY, MethodError, RequestError
 from .refs import resolve_references
-from .session import CORE, CORE_LIMITS, MAIL, SUBMISSION, capabilities, state
+from .session import CORE, CORE_LIMITS, MAIL, QUOTA, SUBMISSION, VACATION, capabilities, state
 
 log = logging.getLogger("postern.jmap")
 
@@ -41,13 +41,19 @@ METHODS: dict[str, tuple[str, Handler]] = {
     "Mailbox/changes": (MAIL, mailbox.changes),
     "Mailbox/query": (MAIL, mailbox.query),
     "Mailbox/set": (MAIL, mailbox.set_),
+    "Mailbox/queryChanges": (MAIL, emailquery.query_changes),
     "Thread/get": (MAIL, thread.get),
     "Email/get": (MAIL, email.get),
     "Email/query": (MAIL, emailquery.query),
     "Email/changes": (MAIL, email.changes),
+    "Email/queryChanges": (MAIL, emailquery.query_changes),
     "Email/set": (MAIL, email.set_),
+    "SearchSnippet/get": (MAIL, snippet.get),
     "Identity/get": (SUBMISSION, identity.get),
     "EmailSubmission/set": (SUBMISSION, submission.set_),
+    "Quota/get": (QUOTA, quota.get),
+    "VacationResponse/get": (VACATION, vacation.get),
+    "VacationResponse/set": (VACATION, vacation.set_),
 }
 
 MAX_DEPTH = 64  # JSON nesting a request may have: far beyond any real request, far below Python's recursion limit

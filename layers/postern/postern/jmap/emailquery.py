@@ -58,6 +58,7 @@ class _Ctx:
         self.metas: dict[str, object] = {}
         self.heads: dict[str, Header] = {}
         self.bodies: dict[str, str] = {}
+        self.folded: dict[str, str] = {}
         self.body_bytes = 0
 
     def prefetch(self, entries) -> None:
@@ -83,6 +84,13 @@ class _Ctx:
         return h
 
     def body(self, e) -> str:
+        """The Email's text parts, case-folded (what conditions match against)."""
+        got = self.folded.get(e.id)
+        if got is None:
+            got = self.folded[e.id] = self.body_text(e).casefold()
+        return got
+
+    def body_text(self, e) -> str:
         text = self.bodies.get(e.id)
         if text is None:
             meta = self.metas.get(e.id) or self.view.full(e)
@@ -92,7 +100,7 @@ class _Ctx:
                                   "(inMailbox, before/after)")
             parsed = mime.parse(self.call.account.store.read(meta), e.first.blob_id)
             parts = [p for p in parsed.leaves.values() if p.type.startswith("text/")]
-            text = self.bodies[e.id] = "\n".join(mime.decoded_text(p)[0] for p in parts).casefold()
+            text = self.bodies[e.id] = "\n".join(mime.decoded_text(p)[0] for p in parts)
         return text
 
 
@@ -261,3 +269,9 @@ def query(call, args: dict) -> dict:
         seen: set[str] = set()
         entries = [e for e in entries if not (e.thread_id in seen or seen.add(e.thread_id))]
     return window(call, args, [e.id for e in entries], view.state_string)
+
+
+def query_changes(call, args: dict) -> dict:
+    """Email/queryChanges and Mailbox/queryChanges (RFC 8620 §5.6): queries say canCalculateChanges
+    false, so a client re-runs the query; asked anyway, the answer is the RFC's error for that."""
+    raise MethodError("cannotCalculateChanges", "re-run the query")

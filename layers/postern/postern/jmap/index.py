@@ -19,9 +19,11 @@ messages' flags (a keyword change writes all of them). The state is read
 *before* the messages, so a view is never older than its state: a client may
 see a change twice, never miss one.
 
-Cost: one Query per mailbox per request (light entries). The store keeps no
-Email-id index yet; when it does, :meth:`AccountView.build` is the one place
-to change.
+Cost: the mailboxes and the state are one Query of the user partition; the
+messages, read only by a call that needs them, one Query per mailbox (light
+entries). The store keeps no Email-id index yet: finding one Email by id
+reads the account's message entries. When the store has one,
+:attr:`AccountView.emails` is the one place to change.
 """
 
 from __future__ import annotations
@@ -68,30 +70,40 @@ class AccountView:
     account: Account
     state: int
     mailboxes: dict[str, MailboxInfo]
-    emails: dict[str, EmailEntry]
     subscribed: set[str]
+    _emails: dict[str, EmailEntry] | None = None
     _threads: dict[str, list[str]] | None = None
     _counts: dict[str, tuple[int, int, int, int]] | None = None
 
     @classmethod
     def build(cls, account: Account) -> AccountView:
+        """Mailboxes and the state now; the messages on first use (Mailbox and Identity calls need none)."""
         store = account.store
         listed = store.list_mailboxes(account.user)
         if not any(mb.name == "INBOX" for mb in listed):
             rules.ensure_defaults(store, account.user)
             listed = store.list_mailboxes(account.user)
         state = max((mb.pos for mb in listed), default=0)
-        boxes: dict[str, MailboxInfo] = {}
-        emails: dict[str, EmailEntry] = {}
-        for info in listed:
-            boxes[info.mailbox_id] = info
-            for m in store.list_messages(info, light=True):
-                eid = m.email_id or f"E{info.mailbox_id[:8]}{m.uid}"
-                e = emails.get(eid)
-                if e is None:
-                    e = emails[eid] = EmailEntry(eid, m.thread_id or "T" + eid[1:])
-                e.where.append((info.mailbox_id, m))
-        return cls(account, state, boxes, emails, set(store.list_subscriptions(account.user)))
+        boxes = {info.mailbox_id: info for info in listed}
+        return cls(account, state, boxes, set(store.list_subscriptions(account.user)))
+
+    @property
+    def emails(self) -> dict[str, EmailEntry]:
+        if self._emails is None:
+            emails: dict[str, EmailEntry] = {}
+            for info in self.mailboxes.values():
+                for m in self.account.store.list_messages(info, light=True):
+                    eid = m.email_id or f"E{info.mailbox_id[:8]}{m.uid}"
+                    e = emails.get(eid)
+                    if e is None:
+                        e = emails[eid] = EmailEntry(eid, m.thread_id or "T" + eid[1:])
+                    e.where.append((info.mailbox_id, m))
+            self._emails = emails
+        return self._emails
+
+    @property
+    def loaded(self) -> bool:
+        return self._emails is not None
 
     @property
     def state_string(self) -> str:

@@ -21,6 +21,8 @@ from .account import Account
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 SUBMISSION = "urn:ietf:params:jmap:submission"
+QUOTA = "urn:ietf:params:jmap:quota"  # RFC 9425
+VACATION = "urn:ietf:params:jmap:vacationresponse"  # RFC 8621 §8
 
 # RFC 8620 §2: the limits the server enforces. maxSizeUpload: the HTTP API -> Lambda path carries
 # at most 6 MB, base64 encoded (issue 14); larger attachments go through presigned S3 uploads.
@@ -50,7 +52,7 @@ SUBMISSION_LIMITS = {"maxDelayedSend": 0, "submissionExtensions": {}}
 
 def capabilities() -> dict:
     """Server capabilities: the ``using`` values a request may name (RFC 8620 §3.3)."""
-    return {CORE: CORE_LIMITS, MAIL: {}, SUBMISSION: {}}
+    return {CORE: CORE_LIMITS, MAIL: {}, SUBMISSION: {}, QUOTA: {}, VACATION: {}}
 
 
 def build(account: Account, base_url: str) -> dict:
@@ -59,12 +61,14 @@ def build(account: Account, base_url: str) -> dict:
         "name": account.name or account.user,
         "isPersonal": True,
         "isReadOnly": False,
-        "accountCapabilities": {MAIL: MAIL_LIMITS, SUBMISSION: SUBMISSION_LIMITS},
+        "accountCapabilities": {MAIL: MAIL_LIMITS, SUBMISSION: SUBMISSION_LIMITS, QUOTA: {}},
     }
+    if account.rules is not None:
+        acct["accountCapabilities"][VACATION] = {}
     out = {
         "capabilities": capabilities(),
         "accounts": {account.id: acct},
-        "primaryAccounts": {MAIL: account.id, SUBMISSION: account.id},
+        "primaryAccounts": {cap: account.id for cap in acct["accountCapabilities"]},
         "username": account.user,
         "apiUrl": f"{base}/jmap/api",
         "downloadUrl": f"{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}",
@@ -79,5 +83,6 @@ def build(account: Account, base_url: str) -> dict:
 
 def state(account: Account) -> str:
     """Changes exactly when what the session says about the account does (not with the URL it is served at)."""
-    said = {"caps": capabilities(), "account": [account.id, account.user, account.name, MAIL_LIMITS, SUBMISSION_LIMITS]}
+    said = {"caps": capabilities(), "account": [account.id, account.user, account.name, MAIL_LIMITS, SUBMISSION_LIMITS,
+                                                account.rules is not None]}
     return hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()[:16]
