@@ -27,6 +27,7 @@ import asyncio
 import importlib
 import logging
 import signal
+import threading
 from dataclasses import dataclass
 
 from postern.aws import Clients, get_clients
@@ -38,6 +39,7 @@ from . import workers
 from .backend import Backend
 from .health import Health
 from .metrics import SessionMetrics, ecs_dimensions
+from .publish import publish
 from .blocking import Blocking
 
 log = logging.getLogger("postern.gateway")
@@ -245,6 +247,9 @@ async def serve(settings: Settings | None = None, clients: Clients | None = None
         ports["health"] = await health.start(gw.settings.bind, gw.settings.health_port)
     log.info("gateway listening on %s: %s", gw.settings.bind,
              ", ".join(f"{k}={v}" for k, v in sorted(ports.items())))
+    if gw.settings.publish_zone_id:  # small profile: no NLB, the task's own address is the MX target
+        # its own daemon thread: it may wait through retries, and must neither hold a store worker nor delay exit
+        threading.Thread(target=publish, args=(gw.settings, gw.clients), name="publish", daemon=True).start()
     metrics = None
     if gw.settings.metrics_interval > 0:
         dims = await gw.backend.run(ecs_dimensions, gw.settings.ecs_metadata_uri)
@@ -264,6 +269,7 @@ async def serve(settings: Settings | None = None, clients: Clients | None = None
         log.info("gateway stopping")
         if metrics is not None:
             metrics.cancel()
+
         await health.stop()
         await gw.stop(cancel_sessions=True)
         workers.shutdown_pool()

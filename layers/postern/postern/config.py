@@ -112,6 +112,7 @@ class Settings:
     health_port: int = 8081  # POSTERN_HEALTH_PORT (GET /healthz for the NLB and ECS health checks; negative = off)
     drain_timeout: float = 90.0  # POSTERN_DRAIN_TIMEOUT (seconds sessions get to finish after SIGTERM; < ECS StopTimeout)
     metrics_interval: float = 60.0  # POSTERN_METRICS_INTERVAL (seconds between OpenSessions EMF lines; 0 = off)
+    publish_zone_id: str = ""  # POSTERN_PUBLISH_ZONE_ID (small profile: the gateway's A record, postern_gateway.publish)
     ecs_metadata_uri: str = ""  # ECS_CONTAINER_METADATA_URI_V4 (set by ECS: the task's cluster and service)
     login_fail_delay: float = 1.0  # POSTERN_LOGIN_FAIL_DELAY (seconds after a failed login)
     auth_cache_ttl: float = 120.0  # POSTERN_AUTH_CACHE_TTL (seconds a verified password is remembered; 0 = off)
@@ -227,6 +228,7 @@ class Settings:
             health_port=_int(e, "POSTERN_HEALTH_PORT", d.health_port),
             drain_timeout=_float(e, "POSTERN_DRAIN_TIMEOUT", d.drain_timeout),
             metrics_interval=_float(e, "POSTERN_METRICS_INTERVAL", d.metrics_interval),
+            publish_zone_id=e.get("POSTERN_PUBLISH_ZONE_ID", d.publish_zone_id),
             ecs_metadata_uri=e.get("ECS_CONTAINER_METADATA_URI_V4", d.ecs_metadata_uri),
             login_fail_delay=_float(e, "POSTERN_LOGIN_FAIL_DELAY", d.login_fail_delay),
             auth_cache_ttl=_float(e, "POSTERN_AUTH_CACHE_TTL", d.auth_cache_ttl),
