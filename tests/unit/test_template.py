@@ -12,7 +12,7 @@ from postern.config import Settings
 from postern_local.lambdas import function_specs, load_functions
 from postern_local.resources import BUCKET_ENV, QUEUE_ENV, TABLE_ENV
 from postern_local.stack import LOCAL_DEFAULTS, PORT_VARS
-from postern_local.template import load_template, resources_of_type
+from postern_local.template import deployed, load_template, resources_of_type
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "layers/postern/postern/config.py"
@@ -75,6 +75,7 @@ def test_settings_attributes_used_by_code_exist():
 
 
 def test_gateway_task_gets_what_the_gateway_reads(t):
+    t = deployed(t)  # the default profile (ha): behind the NLB
     (task,) = resources_of_type(t, "AWS::ECS::TaskDefinition").values()
     (container,) = task["Properties"]["ContainerDefinitions"]
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
@@ -89,6 +90,7 @@ def test_gateway_task_gets_what_the_gateway_reads(t):
 
 
 def test_nlb_listeners_preserve_client_ip_without_proxy_protocol(t):
+    t = deployed(t)  # the default profile (ha); the small one has no NLB (test_template_ops)
     listeners = resources_of_type(t, "AWS::ElasticLoadBalancingV2::Listener")
     assert sorted(int(l["Properties"]["Port"]) for l in listeners.values()) == [25, 110, 143, 465, 587, 993, 995, 4190]
     groups = resources_of_type(t, "AWS::ElasticLoadBalancingV2::TargetGroup")

@@ -13,7 +13,7 @@ import pytest
 from postern.config import Settings
 from postern_gateway.imap.session import AUTOLOGOUT
 from postern_gateway.metrics import DIMENSIONS, METRIC, NAMESPACE
-from postern_local.template import load_template, resources_of_type
+from postern_local.template import deployed, load_template, resources_of_type
 
 PITR_DAYS = 35  # DynamoDB point-in-time recovery keeps 35 days
 
@@ -21,6 +21,16 @@ PITR_DAYS = 35  # DynamoDB point-in-time recovery keeps 35 days
 @pytest.fixture(scope="module")
 def t():
     return load_template()
+
+
+@pytest.fixture(scope="module")
+def ha(t):
+    return deployed(t)  # the default profile (GatewayProfile=ha), as a stack gets it
+
+
+@pytest.fixture(scope="module")
+def small():
+    return deployed(load_template(), {"GatewayProfile": "small", "HostedZoneId": "Z0123456789ABC"})
 
 
 def refs(node) -> set[str]:
@@ -117,7 +127,8 @@ def test_every_log_group_has_a_retention_and_every_function_its_own_group(t):
     assert len(used) == len(set(used))
 
 
-def test_both_services_scale_on_sessions_per_task_and_cpu(t):
+def test_both_services_scale_on_sessions_per_task_and_cpu(ha):
+    t = ha
     services = resources_of_type(t, "AWS::ECS::Service")
     targets = resources_of_type(t, "AWS::ApplicationAutoScaling::ScalableTarget")
     policies = resources_of_type(t, "AWS::ApplicationAutoScaling::ScalingPolicy")
@@ -163,7 +174,8 @@ def test_imap_and_pop3_outlive_the_nlb_idle_timeout(t):
             assert attrs.get("tcp.idle_timeout.seconds", 350) >= max(600, need[p["Port"]]), p["Port"]
 
 
-def test_tasks_are_reached_only_through_the_load_balancer(t):
+def test_tasks_are_reached_only_through_the_load_balancer(ha):
+    t = ha
     (lb,) = resources_of_type(t, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
     (nlb_sg,) = [r["Ref"] for r in lb["Properties"]["SecurityGroups"]]
     gateway_sg = resources_of_type(t, "AWS::EC2::SecurityGroup")["GatewaySecurityGroup"]["Properties"]
@@ -202,3 +214,50 @@ def test_outputs_name_every_queue_the_cluster_and_the_services(t):
     for kind in ("AWS::SQS::Queue", "AWS::ECS::Service", "AWS::ECS::Cluster", "AWS::SNS::Topic"):
         missing = set(resources_of_type(t, kind)) - outputs - {"SesEventsTopic"}
         assert not missing, f"no output for {sorted(missing)}"
+
+
+# --- GatewayProfile=small: one task, no load balancer, its address in Route 53 (docs/cost.md) ---
+def test_small_profile_is_one_public_task_without_a_load_balancer(small):
+    assert not resources_of_type(small, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert not resources_of_type(small, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert not resources_of_type(small, "AWS::ApplicationAutoScaling::ScalableTarget")
+    (name, service), = resources_of_type(small, "AWS::ECS::Service").items()
+    p = service["Properties"]
+    assert p["DesiredCount"] == 1 and "LoadBalancers" not in p and "TlsCertificate" in service["DependsOn"]
+    assert p["DeploymentConfiguration"]["MinimumHealthyPercent"] == 100  # the new task is up before the old goes
+    vpc = p["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert vpc["AssignPublicIp"] == "ENABLED"
+    (sg,) = [r["Ref"] for r in vpc["SecurityGroups"]]
+    ingress = resources_of_type(small, "AWS::EC2::SecurityGroup")[sg]["Properties"]["SecurityGroupIngress"]
+    assert sorted(r["FromPort"] for r in ingress) == [25, 110, 143, 465, 587, 993, 995, 4190]
+    assert any(metric == "RunningTaskCount" and name in rs
+               for props in alarms(small).values() for _, metric, rs in alarm_metrics(props))
+    for o in small["Outputs"].values():
+        assert not refs(o["Value"]) & {"GatewayLoadBalancer", "GatewayMailService", "GatewayAccessService"}
+
+
+def test_small_profile_task_listens_on_the_mail_ports_and_publishes_its_address(small):
+    from postern_local.stack import PORT_VARS
+
+    (task,) = resources_of_type(small, "AWS::ECS::TaskDefinition").values()
+    (c,) = task["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in c["Environment"]}
+    ports = {int(env[v]) for v in PORT_VARS.values()}
+    assert ports == {25, 587, 465, 143, 993, 110, 995, 4190}
+    assert ports | {int(env["POSTERN_HEALTH_PORT"])} == {m["ContainerPort"] for m in c["PortMappings"]}
+    # the image's unprivileged user binds 25 and the others: a namespaced sysctl Fargate allows
+    assert c["SystemControls"] == [{"Namespace": "net.ipv4.ip_unprivileged_port_start", "Value": "0"}]
+    assert env["POSTERN_PUBLISH_ZONE_ID"] == {"Ref": "HostedZoneId"}
+    role = resources_of_type(small, "AWS::IAM::Role")["GatewayTaskRole"]["Properties"]["Policies"][0]
+    actions = {a for st in role["PolicyDocument"]["Statement"]
+               for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    assert {"route53:ChangeResourceRecordSets", "ec2:DescribeNetworkInterfaces"} <= actions
+
+
+def test_default_profile_neither_publishes_nor_opens_low_ports(t, ha):
+    (task,) = resources_of_type(ha, "AWS::ECS::TaskDefinition").values()
+    (c,) = task["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in c["Environment"]}
+    assert env["POSTERN_PUBLISH_ZONE_ID"] == "" and "SystemControls" not in c
+    rule = t["Rules"]["SmallProfileNeedsAZone"]
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "HostedZoneId"}, ""]}]}

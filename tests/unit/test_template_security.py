@@ -13,7 +13,8 @@ from postern_local.template import load_template, resources_of_type
 SCOPED_SAM_TEMPLATES = {"SQSPollerPolicy", "SQSSendMessagePolicy", "DynamoDBCrudPolicy", "DynamoDBReadPolicy",
                         "S3ReadPolicy", "S3CrudPolicy", "S3WritePolicy", "SESCrudPolicy"}
 # Actions IAM gives no resource type: "*" is their only Resource, so this condition key must scope them.
-RESOURCELESS = {"cloudwatch:PutMetricData": "cloudwatch:namespace"}
+RESOURCELESS = {"cloudwatch:PutMetricData": "cloudwatch:namespace",
+                "ec2:DescribeNetworkInterfaces": "ec2:Region"}  # the small profile's task finding its own address
 
 
 @pytest.fixture(scope="module")
