@@ -311,86 +311,88 @@ def stage_profile(results: dict, memory, arch, assumptions) -> dict:
     return stages
 
 
-def idle_floor(template: dict, prices: dict) -> tuple[list[list], float, list[str]]:
-    """Monthly cost of the template as written with no mail at all."""
+# The profiles priced: what template.yaml creates for these parameters (the walk-through's: a hosted
+# zone, so Postern gets its own certificate: the SRS, TLS and ACME account secrets).
+PROFILES = {
+    "default (GatewayProfile=ha)": {"GatewayProfile": "ha", "HostedZoneId": "Z0EXAMPLE"},
+    "small (GatewayProfile=small)": {"GatewayProfile": "small", "HostedZoneId": "Z0EXAMPLE"},
+}
+
+
+def idle_floor(template: dict, prices: dict, overrides: dict | None = None) -> tuple[list[list], float, list[str]]:
+    """Monthly cost of the stack template.yaml creates for ``overrides`` (parameters), with no mail at all."""
     from postern.costs import cost_of
+    from postern_local.template import deployed, parameter_values
 
-    params = template.get("Parameters", {})
-    conditions = template.get("Conditions", {})
-
-    def resolve(v, default=None):
-        """Parameters at their defaults; Fn::If / Fn::Equals evaluated; other intrinsics left alone."""
-        if isinstance(v, dict) and "Ref" in v:
-            return params.get(v["Ref"], {}).get("Default", default)
-        if isinstance(v, dict) and "Fn::If" in v:
-            cond, yes, no = v["Fn::If"]
-            return resolve(yes if condition(cond) else no, default)
-        if isinstance(v, dict) and "Fn::Equals" in v:
-            x, y = v["Fn::Equals"]
-            return str(resolve(x)) == str(resolve(y))
-        return v if v is not None else default
-
-    def condition(name):
-        return bool(resolve(conditions.get(name, True)))
-
-    res = {n: r for n, r in template.get("Resources", {}).items()
-           if "Condition" not in r or condition(r["Condition"])}
+    params = parameter_values(template, overrides)
+    d = deployed(template, overrides)
     by_type: dict[str, list[tuple[str, dict]]] = {}
-    for name, r in res.items():
+    for name, r in d["Resources"].items():
         by_type.setdefault(r.get("Type", ""), []).append((name, r.get("Properties", {}) or {}))
     a = prices["assumptions"]
-    rows, notes, usage_rows = [], [], []
 
+    def value(v, default=None):
+        return params.get(v["Ref"], default) if isinstance(v, dict) and "Ref" in v else (default if v is None else v)
+
+    rows, notes, usage_rows = [], [], []
     tasks = by_type.get("AWS::ECS::TaskDefinition", [])
     services = by_type.get("AWS::ECS::Service", [])
-    desired = sum(int(resolve(p.get("DesiredCount"), 1) or 1) for _n, p in services) or (1 if tasks else 0)
+    desired = sum(int(value(p.get("DesiredCount"), 1) or 0) for _n, p in services)
     for name, p in tasks[:1]:
-        cpu = int(resolve(p.get("Cpu"), 256)) / 1024
-        mem = int(resolve(p.get("Memory"), 512)) / 1024
-        arch = str(resolve((p.get("RuntimePlatform") or {}).get("CpuArchitecture"), "X86_64")).lower()
+        cpu = int(value(p.get("Cpu"), 256)) / 1024
+        mem = int(value(p.get("Memory"), 512)) / 1024
+        arch = str(value((p.get("RuntimePlatform") or {}).get("CpuArchitecture"), "X86_64")).lower()
         arch = "arm64" if arch == "arm64" else "x86_64"
-        usage_rows.append((f"Fargate task {name}: {cpu:g} vCPU, {mem:g} GB, {arch}, x{desired}",
+        usage_rows.append((f"Fargate: {desired} gateway task(s) of {cpu:g} vCPU, {mem:g} GB, {arch}"
+                           f" ({len(services)} service(s))",
                            {f"fargate_vcpu_hour_{arch}": cpu * MONTH_H * desired,
                             f"fargate_gb_hour_{arch}": mem * MONTH_H * desired}))
-    if not tasks:
-        notes.append("no ECS task definition in template.yaml as written: the gateway's Fargate cost is not counted")
     public_ips = 0
     for _n, p in services:
         net = ((p.get("NetworkConfiguration") or {}).get("AwsvpcConfiguration") or {})
-        if resolve(net.get("AssignPublicIp")) == "ENABLED":
-            public_ips += int(resolve(p.get("DesiredCount"), 1) or 1)
+        if net.get("AssignPublicIp") == "ENABLED":
+            public_ips += int(value(p.get("DesiredCount"), 1) or 0)
     nlbs = [(n, p) for n, p in by_type.get("AWS::ElasticLoadBalancingV2::LoadBalancer", [])
-            if resolve(p.get("Type"), "application") == "network"]
+            if p.get("Type", "application") == "network"]
     for name, p in nlbs:
-        usage_rows.append((f"NLB {name}", {"nlb_hour": MONTH_H}))
-        if resolve(p.get("Scheme"), "internet-facing") == "internet-facing":
-            azs = len(resolve(p.get("SubnetMappings")) or resolve(p.get("Subnets")) or []) or 2
-            public_ips += azs
-    if not nlbs:
-        notes.append("no Network Load Balancer in template.yaml as written")
+        usage_rows.append((f"Network Load Balancer {name} (idle: no capacity units)", {"nlb_hour": MONTH_H}))
+        if p.get("Scheme", "internet-facing") == "internet-facing":
+            public_ips += len(p.get("SubnetMappings") or p.get("Subnets") or []) or 2
     if public_ips:
-        usage_rows.append((f"public IPv4 addresses x{public_ips}", {"public_ipv4_hour": public_ips * MONTH_H}))
+        usage_rows.append((f"public IPv4 addresses x{public_ips} (tasks and load balancer nodes)",
+                           {"public_ipv4_hour": public_ips * MONTH_H}))
     nats = len(by_type.get("AWS::EC2::NatGateway", []))
     if nats:
         usage_rows.append((f"NAT gateways x{nats}", {"nat_gateway_hour": nats * MONTH_H}))
     alarms = len(by_type.get("AWS::CloudWatch::Alarm", []))
     if alarms:
         usage_rows.append((f"CloudWatch alarms x{alarms}", {"cloudwatch_alarm_month": alarms}))
-    else:
-        notes.append("no CloudWatch alarms in template.yaml as written ($0.10 per alarm-month when added)")
-    if by_type.get("AWS::Logs::LogGroup"):
-        notes.append("CloudWatch Logs for the gateway: $0.50/GB ingested, by volume, not idle")
     secrets = len(by_type.get("AWS::SecretsManager::Secret", []))
     if secrets:
-        usage_rows.append((f"Secrets Manager secrets x{secrets}", {"secret_month": secrets}))
-    endpoints = [p for _n, p in by_type.get("AWS::EC2::VPCEndpoint", []) if resolve(p.get("VpcEndpointType")) == "Interface"]
-    if endpoints:
-        notes.append(f"{len(endpoints)} interface VPC endpoints not priced (about $7.30 per AZ-month each)")
+        usage_rows.append((f"Secrets Manager secrets x{secrets} (SRS key, TLS certificate, ACME account)",
+                           {"secret_month": secrets}))
+    if params.get("HostedZoneId"):
+        usage_rows.append(("Route 53 hosted zone of GatewayHostname (queries: $0.40 per million, by traffic)",
+                           {"route53_zone_month": 1}))
+    insights = [n for n, p in by_type.get("AWS::ECS::Cluster", [])
+                if {"Name": "containerInsights", "Value": "enabled"} in (p.get("ClusterSettings") or [])]
+    if insights:
+        metrics = (a["container_insights_metrics_per_cluster"] + a["container_insights_metrics_per_service"]
+                   * len(services) + a["container_insights_metrics_per_task_family"] * len(tasks))
+        usage_rows.append((f"Container Insights: about {metrics} custom metrics (cluster, {len(services)} services,"
+                           " task family; an estimate of AWS's metric list)", {"cloudwatch_metric_month": metrics}))
+    emf = sum(1 for _n, p in services)  # OpenSessions: one metric per service (ClusterName, ServiceName)
+    if emf:
+        usage_rows.append((f"OpenSessions metric from the gateway's log line x{emf} (scaling, heartbeat)",
+                           {"cloudwatch_metric_month": emf}))
+    if desired:
+        usage_rows.append((f"gateway log ingestion when idle ({a['gateway_log_bytes_per_task_minute']} B a task-minute:"
+                           " the OpenSessions line, health)",
+                           {"log_gb": desired * a["gateway_log_bytes_per_task_minute"] * 60 * MONTH_H / 1e9}))
     # Lambda's SQS pollers long-poll every queue with an event source even when idle.
     esm_queues = 0
-    for _n, r in res.items():
-        if r.get("Type") == "AWS::Serverless::Function":
-            esm_queues += sum(1 for e in (r.get("Properties", {}).get("Events") or {}).values() if e.get("Type") == "SQS")
+    for _n, p in by_type.get("AWS::Serverless::Function", []):
+        esm_queues += sum(1 for e in (p.get("Events") or {}).values() if e.get("Type") == "SQS")
     polls = esm_queues * a["esm_pollers_per_queue"] * a["esm_idle_receives_per_poller_per_minute"] * 60 * MONTH_H
     usage_rows.append((f"idle SQS long polls by Lambda ({esm_queues} queues x {a['esm_pollers_per_queue']} pollers, 20 s)",
                        {"sqs_requests": polls}))
@@ -400,6 +402,9 @@ def idle_floor(template: dict, prices: dict) -> tuple[list[list], float, list[st
         total += b.total
         rows.append([label, ", ".join(f"{q:,.0f} {l.unit}" if q >= 10 else f"{q:,.2f} {l.unit}"
                                       for q, l in ((l.quantity, l) for l in b.lines)), f"${b.total:,.2f}"])
+    endpoints = [p for _n, p in by_type.get("AWS::EC2::VPCEndpoint", []) if p.get("VpcEndpointType") == "Interface"]
+    if endpoints:
+        notes.append(f"{len(endpoints)} interface VPC endpoints not priced (about $7.30 per AZ-month each)")
     return rows, total, notes
 
 
@@ -469,13 +474,15 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
         idle_row = [f"one IMAP client in IDLE all month ({reqs / secs:.1f} AWS requests/s measured)",
                     f"${ib.total:,.2f} per month"]
 
-    floor_rows, floor_total, floor_notes = idle_floor(template, prices)
+    floors = {name: idle_floor(template, prices, o) for name, o in PROFILES.items()}
+    floor_total = floors["default (GatewayProfile=ha)"][1]
+    small_total = floors["small (GatewayProfile=small)"][1]
 
     # Comparison at a few volumes.
     inbound = per_message_totals.get("inbound, 1 recipient", 0.0)
     comp_rows = []
     for users, msgs in ((10, 10_000), (50, 100_000), (500, 1_000_000)):
-        postern = floor_total + inbound * msgs
+        postern = (small_total if users <= 10 else floor_total) + inbound * msgs
         ses = cost_of({"ses_inbound": msgs, "ses_inbound_chunk": msgs}, prices).total
         wm = cost_of({"workmail_user_month": users}, prices).total
         comp_rows.append([f"{users} users, {msgs:,} inbound messages/month", f"${postern:,.2f}",
@@ -509,11 +516,26 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
     ]
     if stor_rows or idle_row:
         lines_md += ["## Storage and connected clients", "", md_table(["item", "cost"], stor_rows + ([idle_row] if idle_row else [])), ""]
-    lines_md += ["## Monthly idle floor (template.yaml as written, no mail)", "",
-                 md_table(["resource", "quantity", "per month"], floor_rows + [["**total**", "", f"**${floor_total:,.2f}**"]]),
-                 ""]
-    if floor_notes:
-        lines_md += ["Not counted: " + "; ".join(floor_notes) + ".", ""]
+    for name, (f_rows, f_total, f_notes) in floors.items():
+        lines_md += [f"## Monthly idle floor: {name}, no mail", "",
+                     md_table(["resource", "quantity", "per month"], f_rows + [["**total**", "", f"**${f_total:,.2f}**"]]),
+                     ""]
+        if f_notes:
+            lines_md += ["Not counted: " + "; ".join(f_notes) + ".", ""]
+    lines_md += [
+        "What the small profile gives up, for the difference: one task, so a restart, a crash or a deployment"
+        " moves the gateway to a new public address, which the new task publishes in Route 53 when it listens"
+        " (TTL 60 s: senders retry, clients reconnect within about a minute; a deployment starts the new task"
+        " before the old one drains); no second Availability Zone; no autoscaling; the client's address is seen"
+        " directly (no load balancer); no Container Insights (the alarm watches the task's own once-a-minute"
+        " OpenSessions line instead). The default profile keeps two services behind the NLB (an ECS service"
+        " attaches at most five target groups, and the gateway has eight ports).",
+        "",
+        "Not in the template, stated separately: rspamd (the spam filter the brief names) as a sidecar in the"
+        " gateway task needs about 0.5 GB more per task (arm64: $1.30 a task-month); a Redis for its statistics"
+        " (ElastiCache cache.t4g.micro) about $11.68 a month. Both are estimates from list prices, not measured.",
+        "",
+    ]
     lines_md += [
         "Idle SQS polling assumes Lambda keeps "
         f"{a['esm_pollers_per_queue']} long-polling (20 s) pollers per queue; DynamoDB, S3 and Lambda cost nothing idle;"
@@ -521,7 +543,7 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
         "",
         "## Compared with SES inbound and WorkMail (per month)",
         "",
-        md_table(["volume", "Postern (floor + measured inbound cost)", "SES inbound ($0.10/1,000 + $0.09/1,000 chunks)",
+        md_table(["volume", "Postern (floor + measured inbound cost; small profile for 10 users)", "SES inbound ($0.10/1,000 + $0.09/1,000 chunks)",
                   "WorkMail ($4/user)"], comp_rows),
         "",
         "SES inbound only receives: it still needs a Lambda or S3 action and offers no mailbox, IMAP or POP3.",
@@ -542,7 +564,8 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
                         f" SQS incl. modelled event source {u.get('sqs_requests', 0):g}.")
     lines_md += ["", "Missing scenarios are not measured, not estimated." if len(details) < 6 else "", ""]
     text.append(table(headers, [[c.replace("**", "") for c in r] for r in rows]))
-    text.append(f"idle floor ${floor_total:,.2f}/month" + (f" ({'; '.join(floor_notes)})" if floor_notes else ""))
+    for name, (_r, f_total, _n) in floors.items():
+        text.append(f"idle floor, {name}: ${f_total:,.2f}/month")
     if idle_row:
         text.append(" ".join(idle_row))
     profile = {"measured": now, "method": "bench/cost.py: counted AWS requests on the local stack, Lambda duration measured there",

@@ -110,9 +110,14 @@ def test_unhealthy_targets_and_running_tasks_are_watched(t):
     unhealthy = {res for props in alarms(t).values() for ns, metric, rs in alarm_metrics(props)
                  if (ns, metric) == ("AWS/NetworkELB", "UnHealthyHostCount") for res in rs}
     assert groups <= unhealthy
+    # live tasks: each task's once-a-minute OpenSessions line (its event loop's heartbeat), counted;
+    # no Container Insights (docs/cost.md: its custom metrics cost more than the NLB)
     for service in resources_of_type(t, "AWS::ECS::Service"):
-        assert any(metric == "RunningTaskCount" and service in rs
-                   for props in alarms(t).values() for _, metric, rs in alarm_metrics(props)), service
+        assert any((ns, metric) == (NAMESPACE, METRIC) and service in rs and props["Statistic"] == "SampleCount"
+                   and props["TreatMissingData"] == "breaching"
+                   for props in alarms(t).values() for ns, metric, rs in alarm_metrics(props)), service
+    for c in resources_of_type(t, "AWS::ECS::Cluster").values():
+        assert {"Name": "containerInsights", "Value": "disabled"} in c["Properties"]["ClusterSettings"]
 
 
 def test_every_log_group_has_a_retention_and_every_function_its_own_group(t):
@@ -230,8 +235,9 @@ def test_small_profile_is_one_public_task_without_a_load_balancer(small):
     (sg,) = [r["Ref"] for r in vpc["SecurityGroups"]]
     ingress = resources_of_type(small, "AWS::EC2::SecurityGroup")[sg]["Properties"]["SecurityGroupIngress"]
     assert sorted(r["FromPort"] for r in ingress) == [25, 110, 143, 465, 587, 993, 995, 4190]
-    assert any(metric == "RunningTaskCount" and name in rs
-               for props in alarms(small).values() for _, metric, rs in alarm_metrics(props))
+    assert any((ns, metric) == (NAMESPACE, METRIC) and name in rs and props["Statistic"] == "SampleCount"
+               and props["TreatMissingData"] == "breaching"
+               for props in alarms(small).values() for ns, metric, rs in alarm_metrics(props))
     for o in small["Outputs"].values():
         assert not refs(o["Value"]) & {"GatewayLoadBalancer", "GatewayMailService", "GatewayAccessService"}
 
