@@ -145,3 +145,34 @@ def test_a_forward_through_ses_arrives_signed_and_sealed(ses_stack):
     assert b"dmarc=pass header.from=ext.example" in h.get(b"arc-authentication-results")
     assert raw.endswith(b"\r\n\r\nline one\r\n.leading dot\r\n")  # the body as received
     assert DeliveryLog(s.settings, s.clients).states(qid)["carol@remote.test"].state == "delivered"
+
+
+def test_what_ses_refuses_comes_back_as_a_failure_notice_never_a_dlq(ses_stack):
+    """README "Deploy", step 9: a domain SES has not verified yet, and while the account is in the
+    sandbox a recipient nobody verified, are refused by SES (the rules proxy answers as SES does:
+    MessageRejected); the sender gets a 5.7.1 failure notice naming SES's reason, nothing waits in
+    a queue or a DLQ."""
+    s = ses_stack
+    d = f"u{secrets.token_hex(3)}.test"  # a domain of ours SES does not know (yet)
+    s.directory.add_domain(d)
+    unverified = f"bob@{d}"
+    s.directory.add_user(unverified, secrets.token_urlsafe(9))
+    verified = sender(s)
+    s.proxy.app.ses.sandbox = True
+    try:
+        first = inject(s, unverified, ["someone@remote.test"])
+        second = inject(s, verified, ["friend@remote.test", "bounce@simulator.amazonses.com"])
+        s.drain()
+    finally:
+        s.proxy.app.ses.sandbox = False
+    dlog = DeliveryLog(s.settings, s.clients)
+    assert dlog.states(first)["someone@remote.test"].state == "failed"
+    assert {r: st.state for r, st in dlog.states(second).items()} == {
+        "friend@remote.test": "failed", "bounce@simulator.amazonses.com": "delivered"}
+    for user, rcpt in ((unverified, "someone@remote.test"), (verified, "friend@remote.test")):
+        (report,) = reports(s, user)
+        block = report.get_payload()[1].get_payload()[1]
+        assert (block["Final-Recipient"], block["Action"], block["Status"]) == (f"rfc822; {rcpt}", "failed", "5.7.1")
+        assert "Email address is not verified" in block["Diagnostic-Code"]
+    for q in ("OutboundQueue", "OutboundDLQ", "NdrDLQ"):
+        assert s.queue_count(q) == 0, q
