@@ -657,3 +657,25 @@ def test_vacation_response_writes_the_managed_script(store):
     assert managed.rules(USER).vacation.enabled is False and managed.rules(USER).vacation.text == "Back on Monday."
     no_rules = Account(USER, store)
     assert err(no_rules, "VacationResponse/get", {}, using=using) == "accountNotSupportedByMethod"
+
+
+def test_email_import_keeps_the_uploaded_bytes(store):
+    uploads = {"Gup1": MIME, "Gup2": b"\x00not mail but bytes"}
+    acct = Account(USER, store, quota=10_000_000, uploads=uploads.get)
+    archive = mailbox_id(acct, "archive")
+    res = ok(acct, "Email/import", {"emails": {
+        "a": {"blobId": "Gup1", "mailboxIds": {archive: True}, "keywords": {"$seen": True},
+              "receivedAt": "2023-05-01T12:00:00Z"},
+        "b": {"blobId": "Gnope", "mailboxIds": {archive: True}},
+        "c": {"blobId": "Gup1", "mailboxIds": {}},
+        "d": {"blobId": "Gup1", "mailboxIds": {archive: True}, "receivedAt": "yesterday"}}})
+    made = res["created"]["a"]
+    assert set(res["created"]) == {"a"} and res["notCreated"]["b"]["type"] == "blobNotFound"
+    assert res["notCreated"]["c"]["type"] == res["notCreated"]["d"]["type"] == "invalidProperties"
+    meta = next(iter(store.list_messages(store.get_mailbox(USER, "Archive"))))
+    assert store.read(meta) == MIME and meta.flags == {"\\Seen"}  # byte for byte
+    e = ok(acct, "Email/get", {"ids": [made["id"]], "properties": ["receivedAt", "subject", "size"]})["list"][0]
+    assert e["receivedAt"] == "2023-05-01T12:00:00Z" and e["size"] == len(MIME) == made["size"]
+    small = Account(USER, store, quota=len(MIME) + 10, uploads=uploads.get)
+    res = ok(small, "Email/import", {"emails": {"x": {"blobId": "Gup1", "mailboxIds": {archive: True}}}})
+    assert res["notCreated"]["x"]["type"] == "overQuota"

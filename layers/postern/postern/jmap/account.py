@@ -35,17 +35,18 @@ class Account:
     # EmailSubmission's way out (the outbound path): (user, mail_from, rcpts, raw bytes) -> submission id
     submit: Callable[[str, str, list[str], bytes], str] | None = None
     rules: object | None = None  # postern.sieve.managed.Managed: VacationResponse (None: not offered)
+    uploads: Callable[[str], bytes | None] | None = None  # the front's uploaded blobs by blobId (RFC 8620 §6.1)
 
     @property
     def id(self) -> str:
         return account_id(self.user)
 
     @classmethod
-    def for_user(cls, user, store: MailStore, directory, submit=None, rules=None) -> Account:
+    def for_user(cls, user, store: MailStore, directory, submit=None, rules=None, uploads=None) -> Account:
         """The account of an authenticated directory :class:`~postern.directory.User`: its quota and
         the sender addresses the submission rule allows (``Directory.addresses_of``)."""
         return cls(user=user.address.lower(), store=store, quota=directory.quota_of(user),
-                   senders=frozenset(directory.addresses_of(user.address)), submit=submit, rules=rules)
+                   senders=frozenset(directory.addresses_of(user.address)), submit=submit, rules=rules, uploads=uploads)
 
 
 @dataclass

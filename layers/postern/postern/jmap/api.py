@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 
 from ..errors import PosternError
-from . import core, email, emailquery, identity, mailbox, quota, snippet, submission, thread, vacation
+from . import core, email, emailquery, identity, importer, mailbox, quota, snippet, submission, thread, vacation
 from .account import Account, Call
 from .errors import LIMIT, NOT_JSON, NOT_REQUEST, UNKNOWN_CAPABILITY, MethodError, RequestError
 from .refs import resolve_references
@@ -48,6 +48,7 @@ METHODS: dict[str, tuple[str, Handler]] = {
     "Email/changes": (MAIL, email.changes),
     "Email/queryChanges": (MAIL, emailquery.query_changes),
     "Email/set": (MAIL, email.set_),
+    "Email/import": (MAIL, importer.import_),
     "SearchSnippet/get": (MAIL, snippet.get),
     "Identity/get": (SUBMISSION, identity.get),
     "EmailSubmission/set": (SUBMISSION, submission.set_),

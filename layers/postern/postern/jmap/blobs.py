@@ -3,9 +3,11 @@
 In:   a blobId as Email/get hands them out: ``B<hex>`` (the logical message,
       :attr:`~postern.store.base.MessageMeta.blob_id`) or ``B<hex>-<partId>``
       (a leaf part, decoded: ``mime``).
+      Any other id is asked of :attr:`Account.uploads` (the blobs the front's
+      upload route stored for this account).
 Out:  :func:`read` -> (bytes, the part's type and name) or None when the id
-      names nothing this account holds (the download route and Email/set
-      create's attachments both come here).
+      names nothing this account holds (the download route, Email/import and
+      Email/set create's attachments all come here).
 Fails: the store's errors.
 """
 
@@ -19,9 +21,10 @@ _BLOB = re.compile(r"B([0-9a-f]{1,64})(?:-(\d{1,4}))?")
 
 
 def read(call, blob_id: str) -> tuple[bytes, str, str | None] | None:
-    m = _BLOB.fullmatch(blob_id or "")
+    m = _BLOB.fullmatch(blob_id or "") if isinstance(blob_id, str) else None
     if m is None:
-        return None
+        uploaded = call.account.uploads(blob_id) if call.account.uploads and isinstance(blob_id, str) else None
+        return None if uploaded is None else (uploaded, "application/octet-stream", None)
     view = call.view()
     entry = view.emails.get("E" + m.group(1))
     if entry is None:

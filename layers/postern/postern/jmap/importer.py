@@ -1,0 +1,87 @@
+"""Email/import (RFC 8621 §4.8): a message the client uploaded becomes an Email, bytes unchanged.
+
+In:   ``emails``: creation id -> ``{blobId, mailboxIds, keywords, receivedAt}``;
+      the blob through ``blobs.read`` (an upload, or a message this account
+      already holds).
+Out:  the created Emails (id, blobId, threadId, size), appended through the
+      one ingest path (``postern.mailboxes.append``) with the keywords as
+      flags and receivedAt as INTERNALDATE.
+Fails: SetErrors ``blobNotFound``, ``invalidProperties``, ``overQuota``,
+      ``tooLarge`` (more than MAX_SIZE); ``stateMismatch`` for ``ifInState``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from .. import mailboxes as rules
+from ..errors import KeywordLimit, QuotaExceeded
+from . import args as A
+from . import blobs
+from . import keywords as K
+from .errors import MethodError, set_error
+
+MAX_SIZE = 25_000_000
+
+
+def _invalid(prop: str, description: str = "invalid value") -> dict:
+    return set_error("invalidProperties", description, properties=[prop])
+
+
+def _one(call, view, obj) -> dict:
+    if not isinstance(obj, dict):
+        return _invalid("", "not an object")
+    boxes = obj.get("mailboxIds")
+    if not isinstance(boxes, dict) or not boxes or not all(v is True for v in boxes.values()):
+        return _invalid("mailboxIds", "an Email is in at least one mailbox")
+    ids = [call.resolve_id(b) for b in boxes]
+    if not all(i in view.mailboxes for i in ids):
+        return _invalid("mailboxIds", "no such mailbox")
+    kws = obj.get("keywords") or {}
+    if not isinstance(kws, dict) or not all(K.valid(k) and v is True for k, v in kws.items()):
+        return _invalid("keywords")
+    when = None
+    if obj.get("receivedAt") is not None:
+        try:
+            when = _dt.datetime.strptime(obj["receivedAt"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=_dt.timezone.utc).timestamp()
+        except (TypeError, ValueError):
+            return _invalid("receivedAt")
+    got = blobs.read(call, obj.get("blobId"))
+    if got is None:
+        return set_error("blobNotFound", notFound=[str(obj.get("blobId"))[:255]])
+    raw = got[0]
+    if len(raw) > MAX_SIZE:
+        return set_error("tooLarge", maxSize=MAX_SIZE)
+    store, user = call.account.store, call.account.user
+    try:
+        res = rules.append(store, user, view.mailboxes[ids[0]].name, raw, flags=K.to_flags(frozenset(), kws),
+                           internaldate=when, quota=call.account.quota)
+        for other in ids[1:]:
+            mb = store.get_mailbox_by_id(user, res.mailbox_id)
+            store.copy(mb, store.get_messages(mb, [res.uid]), view.mailboxes[other].name, quota=call.account.quota)
+    except QuotaExceeded:
+        return set_error("overQuota")
+    except KeywordLimit:
+        return set_error("tooManyKeywords")
+    return {"id": res.email_id, "blobId": "B" + res.email_id[1:], "threadId": res.thread_id, "size": len(raw)}
+
+
+def import_(call, args: dict) -> dict:
+    A.known(args, {"accountId", "ifInState", "emails"})
+    emails = A.obj(args, "emails") or {}
+    A.set_limit(emails, None, None)
+    view = call.view()
+    if args.get("ifInState") is not None and args["ifInState"] != view.state_string:
+        raise MethodError("stateMismatch")
+    out = {"accountId": call.account.id, "oldState": view.state_string, "created": {}, "notCreated": {}}
+    for cid, obj in emails.items():
+        made = _one(call, view, obj)
+        if "type" in made:
+            out["notCreated"][cid] = made
+        else:
+            out["created"][cid] = made
+            call.created_ids[cid] = made["id"]
+    call.changed()
+    out["newState"] = call.view().state_string
+    return out
