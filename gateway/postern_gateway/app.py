@@ -111,7 +111,10 @@ def build_backend(settings: Settings, clients: Clients) -> Backend:
     attach(backend, clients)  # trust: abuse limits (state table) and the DNS checks of the MX port
     from .spam.check import client_for
 
+    from .spam.learn import learner_for
+
     backend.spam = client_for(settings)  # rspamd on the MX port, or None (filtering off)
+    backend.learner = learner_for(backend)  # IMAP moves into/out of Junk teach it, or None
     return backend
 
 

@@ -4,20 +4,28 @@ over IMAP.
 
 GTUBE refused in the session (550 5.7.1); a ham message in INBOX with our X-Spam-* block on top; a user
 whose reject score (``postern user spam``) keeps GTUBE finds it in Junk; rspamd stopped -> the message
-is still accepted, into INBOX, counted unchecked.
+is still accepted, into INBOX, counted unchecked. Learning: IMAP MOVE into Junk reaches rspamd's
+/learnspam, out of it /learnham (rspamd's own counters say so), and a hung controller does not slow
+the MOVE.
 """
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
+import json
 import secrets
 import smtplib
+import socket
+import time
+import urllib.request
 
 import pytest
 from debian_packages import ensure
 
 from postern.cli import main as postern
 from postern_gateway.spam import check
+from postern_gateway.spam.learn import Learner
 from postern_gateway.spam.rspamd import Rspamd
 
 HOST = "127.0.0.1"
@@ -98,3 +106,67 @@ def test_rspamd_stopped_mail_still_accepted_unchecked(stack, monkeypatch, new_us
     stack.drain()
     (kept,) = mailbox(stack, user, pw, "INBOX")  # not refused, not lost, not judged
     assert b"X-Spam-" not in kept.split(b"\r\n\r\n", 1)[0]
+
+
+def learned(r) -> int:
+    return json.loads(urllib.request.urlopen(f"{r.controller_url}/stat", timeout=10).read())["learned"]
+
+
+def teach(stack, monkeypatch, client) -> Learner:
+    learner = Learner(stack.gateway.backend, client)
+    monkeypatch.setattr(stack.gateway.backend, "learner", learner)
+    return learner
+
+
+def idle(stack, learner) -> None:
+    asyncio.run_coroutine_threadsafe(learner.idle(), stack._loop).result(60)
+
+
+def move(stack, user, pw, source, dest) -> float:
+    c = imaplib.IMAP4(HOST, stack.imap_port, timeout=30)
+    try:
+        c.login(user, pw)
+        c.select(f'"{source}"')
+        t0 = time.monotonic()
+        typ, _ = c.uid("MOVE", "1:*", f'"{dest}"')
+        elapsed = time.monotonic() - t0
+        assert typ == "OK"
+        return elapsed
+    finally:
+        c.logout()
+
+
+def test_imap_move_teaches_rspamd(stack, rspamd, monkeypatch, new_user):
+    use(stack, monkeypatch, rspamd)
+    learner = teach(stack, monkeypatch, stack.gateway.backend.spam)
+    user, pw = new_user()
+    words = " ".join(secrets.token_hex(4) for _ in range(40))  # a message rspamd has not learned yet
+    send(stack, user, "cheap offer", f"Buy now, limited offer: {words}")
+    stack.drain()
+    before = learned(rspamd)
+    move(stack, user, pw, "INBOX", "Junk")
+    idle(stack, learner)
+    assert learner.counts["learned"] == 1 and learned(rspamd) == before + 1  # /learnspam
+    assert len(mailbox(stack, user, pw, "Junk")) == 1
+    move(stack, user, pw, "Junk", "INBOX")  # not spam after all: /learnham (rspamd relearns it as ham)
+    idle(stack, learner)
+    assert learner.counts["learned"] == 2 and learned(rspamd) == before + 2
+
+
+def test_a_hung_controller_does_not_slow_the_move(stack, monkeypatch, new_user):
+    hung = socket.socket()
+    hung.bind((HOST, 0))
+    hung.listen(8)
+    try:
+        port = hung.getsockname()[1]
+        learner = teach(stack, monkeypatch, Rspamd(f"http://{HOST}:{port}", f"http://{HOST}:{port}", timeout=3))
+        user, pw = new_user()
+        send(stack, user, "hello", "Just a note.")
+        stack.drain()
+        elapsed = move(stack, user, pw, "INBOX", "Junk")
+        assert elapsed < 2.5  # the lesson waits 3 s for the hung controller; the MOVE did not
+        idle(stack, learner)
+        assert learner.counts["failed"] == 1 and learner.counts["learned"] == 0
+        assert len(mailbox(stack, user, pw, "Junk")) == 1
+    finally:
+        hung.close()

@@ -168,3 +168,19 @@ def test_router_gives_each_recipient_their_thresholds(run, directory):
                          rcpt_to=("alice@example.test",),
                          spam=spam.envelope_spam(None))
     assert [j.spam for j in plan(unchecked, directory).store] == [{"action": "unchecked"}]
+
+
+@pytest.mark.parametrize("source,dest,expected", [
+    (("INBOX", None), ("Junk", "\\Junk"), True),
+    (("Archive", None), ("Spam-renamed", "\\Junk"), True),  # the special-use flag counts, not the name
+    (("Junk", "\\Junk"), ("INBOX", None), False),
+    (("Junk", "\\Junk"), ("Trash", "\\Trash"), None),  # deleting spam is not "this is ham"
+    (("Junk", "\\Junk"), ("Junk", "\\Junk"), None),
+    (("INBOX", None), ("Archive", None), None),
+])
+def test_which_moves_teach_rspamd(source, dest, expected):
+    from postern.store.base import MailboxInfo
+    from postern_gateway.spam.learn import lesson
+
+    src, dst = (MailboxInfo("u@x.test", n, "id", 1, special_use=su) for n, su in (source, dest))
+    assert lesson(src, dst) is expected

@@ -4,7 +4,8 @@ COPY shares the blobs (``store.copy``) and answers ``OK [COPYUID v src dst]``;
 a missing target is ``NO [TRYCREATE]`` (MailboxNotFound's code). MOVE is
 copy + expunge of the source messages: ``* OK [COPYUID ...]`` untagged, then
 the EXPUNGE responses, then the tagged OK (RFC 6851 §4.3). Quota is the
-user's directory quota.
+user's directory quota. A copy into or out of Junk is a lesson for rspamd
+(``postern_gateway.spam.learn``, scheduled, never awaited here).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ async def _copy(s: Session, cmd: Command) -> tuple[MailboxInfo | None, list[tupl
         return None, []
     dmb, mapping = await s.backend.mail.copy(sel.watcher.mb, metas, dest, quota)
     await s.runtime.notify(dmb.user, dmb.mailbox_id)
+    if s.backend.learner is not None:  # into / out of Junk teaches rspamd, off this command's path
+        s.backend.learner.after_copy(sel.watcher.mb, dmb, mapping)
     return dmb, mapping
 
 
