@@ -679,3 +679,18 @@ def test_email_import_keeps_the_uploaded_bytes(store):
     small = Account(USER, store, quota=len(MIME) + 10, uploads=uploads.get)
     res = ok(small, "Email/import", {"emails": {"x": {"blobId": "Gup1", "mailboxIds": {archive: True}}}})
     assert res["notCreated"]["x"]["type"] == "overQuota"
+
+
+def test_thread_changes(acct, store):
+    a = deliver(store, PLAIN)
+    s0 = ok(acct, "Thread/get", {"ids": []})["state"]
+    b = deliver(store, REPLY)  # joins a's thread
+    c = deliver(store, MIME)  # a new thread
+    ch = ok(acct, "Thread/changes", {"sinceState": s0})
+    assert ch["created"] == [c.thread_id] and ch["updated"] == [a.thread_id] and ch["destroyed"] == []
+    s1 = ch["newState"]
+    ok(acct, "Email/set", {"update": {b.email_id: {"keywords/$seen": True}}})  # not a Thread change
+    assert ok(acct, "Thread/changes", {"sinceState": s1})["updated"] == []
+    ok(acct, "Email/set", {"destroy": [c.email_id, b.email_id]})
+    ch = ok(acct, "Thread/changes", {"sinceState": s1})
+    assert ch["destroyed"] == [c.thread_id] and ch["updated"] == [a.thread_id]

@@ -43,6 +43,7 @@ METHODS: dict[str, tuple[str, Handler]] = {
     "Mailbox/set": (MAIL, mailbox.set_),
     "Mailbox/queryChanges": (MAIL, emailquery.query_changes),
     "Thread/get": (MAIL, thread.get),
+    "Thread/changes": (MAIL, thread.changes),
     "Email/get": (MAIL, email.get),
     "Email/query": (MAIL, emailquery.query),
     "Email/changes": (MAIL, email.changes),

@@ -112,7 +112,7 @@ class Change:
     """One entry of an account's change log, as the watcher and JMAP see it.
 
     ``kind``: ``append`` (messages are the new ones, light), ``flags`` (uid,
-    modseq, resulting flags), ``expunge`` (tombstones with their email id), ``create``, ``rename``
+    modseq, resulting flags), ``expunge`` (tombstones with their email and thread ids), ``create``, ``rename``
     (``names``: (mailbox id, old name, new name) triples), ``destroy``,
     ``subscribe``, ``unsubscribe``. ``keywords``: keywords this change added to
     the mailbox's keyword set (the IMAP server announces them with FLAGS first).

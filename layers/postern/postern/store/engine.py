@@ -583,7 +583,8 @@ class LogStore(MailStore):
                 size = sum(int(it["sz"]) for it in gone)
                 unseen = sum(1 for it in gone if SEEN not in (it.get("fl") or ()))
                 return {"k": "expunge", "mb": mb.mailbox_id, "ud": -size,
-                        "x": [{"uid": int(it["uid"]), "bl": it["bl"], "sz": int(it["sz"]), "e": it.get("e", "")}
+                        "x": [{"uid": int(it["uid"]), "bl": it["bl"], "sz": int(it["sz"]), "e": it.get("e", ""),
+                               "th": it.get("th", "")}
                               for it in gone],
                         "st": {**_counters(st, ex=-len(gone), sz=-size, us=-unseen), "hm": v.n}}
 

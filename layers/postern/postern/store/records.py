@@ -26,7 +26,7 @@ filter can; every other item of the table is derived from these)::
         its bytes come from: sp (spool object to adopt; sx: only this change uses it) or src ("<mailbox id>/<uid>", COPY);
         pf (trace prefix), dd (dedup key), mi (Message-ID hash for the thread index)
     g   flags: groups {f: resulting flags, u: [uids]}
-    x   expunge: {uid, bl, sz, e}
+    x   expunge: {uid, bl, sz, e (email id), th (thread id)}
     b   create (and rename's creates): {mb, n, su (SPECIAL-USE), uv (UIDVALIDITY)}
     mv  rename: {mb, o (old name), n (new name), uv, su}
     sub create: names to subscribe
@@ -221,7 +221,8 @@ def change(rec: dict) -> Change:
             msgs.extend(MessageMeta(uid=int(u), modseq=h, flags=fl, light=True) for u in g["u"])
         msgs.sort(key=lambda m: m.uid)
     elif k == "expunge":
-        msgs = [MessageMeta(uid=int(x["uid"]), modseq=h, expunged=True, email_id=x.get("e", "")) for x in rec.get("x", ())]
+        msgs = [MessageMeta(uid=int(x["uid"]), modseq=h, expunged=True, email_id=x.get("e", ""),
+                            thread_id=x.get("th", "")) for x in rec.get("x", ())]
     names: tuple = ()
     if k == "rename":
         names = tuple((mv["mb"], mv["o"], mv["n"]) for mv in rec.get("mv", ()))
