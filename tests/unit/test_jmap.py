@@ -219,6 +219,15 @@ def test_mailbox_set_create_rename_move_destroy_through_the_rules(acct, store):
     assert cid in res["updated"]
     assert "Work" in {mb.name for mb in store.list_mailboxes(USER)}
     assert ok(acct, "Mailbox/get", {"ids": [cid]})["list"][0]["name"] == "Work"
+    assert ok(acct, "Mailbox/get", {"ids": [cid]})["list"][0]["isSubscribed"] is True  # follows the id
+    assert "Work" in store.list_subscriptions(USER) and "Projects/Postern" not in store.list_subscriptions(USER)
+    ok(acct, "Mailbox/set", {"update": {cid: {"isSubscribed": False}}})
+    assert "Work" not in store.list_subscriptions(USER)
+    res = ok(acct, "Mailbox/set", {"update": {cid: {"role": "trash"}, pid: {"parentId": cid}}})
+    assert res["notUpdated"][cid]["properties"] == ["role"] and pid in res["updated"]
+    assert "Work/Projects" in {mb.name for mb in store.list_mailboxes(USER)}  # moved under Work
+    ok(acct, "Mailbox/set", {"update": {pid: {"parentId": None}}})  # and back
+    assert "Projects" in {mb.name for mb in store.list_mailboxes(USER)}
     # INBOX can be neither renamed nor destroyed; a parent with a child is not destroyed
     ib = inbox_id(acct)
     ok(acct, "Mailbox/set", {"create": {"k": {"name": "Kid", "parentId": pid}}})
@@ -321,6 +330,8 @@ def test_email_get_argument_errors(acct):
     assert err(acct, "Email/get", {"ids": [], "properties": ["header:From:asDate"]}) == "invalidArguments"
     assert err(acct, "Email/get", {"ids": [], "properties": ["header:Bad Name"]}) == "invalidArguments"
     assert err(acct, "Email/get", {"ids": [], "maxBodyValueBytes": -1}) == "invalidArguments"
+    assert err(acct, "Email/get", {"ids": [], "properties": [f"header:X-{i}" for i in range(101)]}) == \
+        "invalidArguments"
     assert ok(acct, "Email/get", {"ids": ["Enope"]})["notFound"] == ["Enope"]
 
 

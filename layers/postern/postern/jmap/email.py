@@ -47,6 +47,9 @@ DEFAULT_BODY_PROPERTIES = ["partId", "blobId", "size", "name", "type", "charset"
                            "language", "location"]
 
 
+MAX_HEADER_PROPERTIES = 100  # a bound on the parsing one Email/get can ask for
+
+
 def utc(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # RFC 8620 §1.4 UTCDate
 
@@ -55,6 +58,8 @@ def _properties(args: dict) -> tuple[list[str], dict[str, tuple]]:
     props = A.strings(args, "properties")
     props = DEFAULT_PROPERTIES if props is None else list(dict.fromkeys(["id", *props]))
     parsed: dict[str, tuple] = {}
+    if sum(p.startswith("header:") for p in props) > MAX_HEADER_PROPERTIES:
+        raise invalid_arguments(f"at most {MAX_HEADER_PROPERTIES} header: properties")
     for p in props:
         hp = H.parse_property(p)
         if hp is not None:

@@ -274,17 +274,20 @@ def set_(call, args: dict) -> dict:
                 if k not in ("name", "parentId", "isSubscribed") and cur.get(k, object()) != v:
                     raise _Invalid([k], "property cannot be changed")
             name, parent = patch.get("name", cur["name"]), patch.get("parentId", cur["parentId"])
+            current = mb.name
             if name != cur["name"] or parent != cur["parentId"]:
                 if mb.name == "INBOX":
                     raise _Forbidden("INBOX cannot be renamed")
-                if parent is not None and view.mailboxes.get(call.resolve_id(parent) or "") is not None and \
-                        (view.mailboxes[call.resolve_id(parent)].name + DELIMITER).startswith(mb.name + DELIMITER):
+                target = view.mailboxes.get(call.resolve_id(parent) or "") if parent is not None else None
+                if target is not None and (target.name + DELIMITER).startswith(mb.name + DELIMITER):
                     raise _Invalid(["parentId"], "a mailbox cannot move into itself")
-                rules.rename(store, user, mb.name, _full_name(call, view, name, parent))
+                current = _full_name(call, view, name, parent)
+                rules.rename(store, user, mb.name, current)
+                if cur["isSubscribed"]:  # IMAP subscriptions are names (RFC 3501 §6.3.6): JMAP's follow the id
+                    rules.unsubscribe(store, user, mb.name)
+                    rules.subscribe(store, user, current)
             if "isSubscribed" in patch and patch["isSubscribed"] != cur["isSubscribed"]:
-                (rules.subscribe if patch["isSubscribed"] else rules.unsubscribe)(store, user,
-                                                                                 call.view().mailboxes[mbid].name
-                                                                                 if mbid in call.view().mailboxes else mb.name)
+                (rules.subscribe if patch["isSubscribed"] else rules.unsubscribe)(store, user, current)
             call.changed()
             view = call.view()
             out["updated"][mbid] = None
