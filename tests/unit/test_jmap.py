@@ -705,3 +705,17 @@ def test_thread_changes(acct, store):
     ok(acct, "Email/set", {"destroy": [c.email_id, b.email_id]})
     ch = ok(acct, "Thread/changes", {"sinceState": s1})
     assert ch["destroyed"] == [c.thread_id] and ch["updated"] == [a.thread_id]
+
+
+def test_email_parse_reads_a_blob_without_storing_it(store):
+    acct = Account(USER, store, uploads={"Gup": MIME}.get)
+    before = store.usage(USER)
+    got = ok(acct, "Email/parse", {"blobIds": ["Gup", "Gnope"], "fetchTextBodyValues": True})
+    e = got["parsed"]["Gup"]
+    assert e["id"] is None and e["subject"] == "Ça va bien" and e["hasAttachment"] is True
+    assert e["bodyValues"][e["textBody"][0]["partId"]]["value"] == "café au lait"  # the CRLF is the boundary's
+    assert got["notFound"] == ["Gnope"] and store.usage(USER) == before
+    a = deliver(store, PLAIN)
+    blob = ok(acct, "Email/get", {"ids": [a.email_id], "properties": ["blobId"]})["list"][0]["blobId"]
+    got = ok(acct, "Email/parse", {"blobIds": [blob], "properties": ["subject", "size", "blobId"]})
+    assert got["parsed"][blob] == {"id": None, "subject": "Hello there", "size": len(PLAIN), "blobId": blob}

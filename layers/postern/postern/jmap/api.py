@@ -50,6 +50,7 @@ METHODS: dict[str, tuple[str, Handler]] = {
     "Email/queryChanges": (MAIL, emailquery.query_changes),
     "Email/set": (MAIL, email.set_),
     "Email/import": (MAIL, importer.import_),
+    "Email/parse": (MAIL, email.parse),
     "SearchSnippet/get": (MAIL, snippet.get),
     "Identity/get": (SUBMISSION, identity.get),
     "EmailSubmission/set": (SUBMISSION, submission.set_),

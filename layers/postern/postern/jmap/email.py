@@ -84,9 +84,7 @@ def get(call, args: dict) -> dict:
                    "fetchHTMLBodyValues", "fetchAllBodyValues", "maxBodyValueBytes"})
     props, hprops = _properties(args)
     body_props = _body_properties(args)
-    opts = {"text": A.boolean(args, "fetchTextBodyValues"), "html": A.boolean(args, "fetchHTMLBodyValues"),
-            "all": A.boolean(args, "fetchAllBodyValues"),
-            "max": A.integer(args, "maxBodyValueBytes", 0)}
+    opts = _get_options(args)
     view = call.view()
     ids = A.ids(args)
     if ids is None:
@@ -106,7 +104,6 @@ def get(call, args: dict) -> dict:
 def _email(call, view, entry, props, hprops, body_props, opts) -> dict:
     store = call.account.store
     wanted = set(props)
-    out: dict = {}
     meta = None
     if wanted - META:
         meta = view.full(entry)
@@ -119,21 +116,18 @@ def _email(call, view, entry, props, hprops, body_props, opts) -> dict:
                                               else store.read(meta, 0, meta.header_len))
         header = Header(hbytes)
     parsed = mime.parse(raw, entry.first.blob_id) if raw is not None else None
+    known = {"id": entry.id, "blobId": entry.first.blob_id, "threadId": entry.thread_id,
+             "mailboxIds": entry.mailbox_ids, "keywords": K.keywords(entry.flags), "size": entry.size,
+             "receivedAt": utc(entry.received)}
+    return _content(props, known, hprops, body_props, opts, header, parsed)
+
+
+def _content(props, known: dict, hprops, body_props, opts, header, parsed) -> dict:
+    """The Email object: metadata from ``known``, the rest from the header view and the parsed MIME."""
+    out: dict = {}
     for p in props:
-        if p == "id":
-            out[p] = entry.id
-        elif p == "blobId":
-            out[p] = entry.first.blob_id
-        elif p == "threadId":
-            out[p] = entry.thread_id
-        elif p == "mailboxIds":
-            out[p] = entry.mailbox_ids
-        elif p == "keywords":
-            out[p] = K.keywords(entry.flags)
-        elif p == "size":
-            out[p] = entry.size
-        elif p == "receivedAt":
-            out[p] = utc(entry.received)
+        if p in META:
+            out[p] = known.get(p)
         elif p == "hasAttachment":
             out[p] = _has_attachment(parsed, header)
         elif p in hprops:
@@ -156,6 +150,41 @@ def _email(call, view, entry, props, hprops, body_props, opts) -> dict:
             if opts["html"] or opts["all"]:
                 chosen.update((x.part_id, x) for x in parsed.html_body if x.type.startswith("text/"))
             out[p] = {k: mime.body_value(v, opts["max"]) for k, v in chosen.items()}
+    return out
+
+
+def _get_options(args: dict) -> dict:
+    return {"text": A.boolean(args, "fetchTextBodyValues"), "html": A.boolean(args, "fetchHTMLBodyValues"),
+            "all": A.boolean(args, "fetchAllBodyValues"), "max": A.integer(args, "maxBodyValueBytes", 0)}
+
+
+PARSE_DEFAULT = ["messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc", "replyTo", "subject",
+                 "sentAt", "hasAttachment", "preview", "bodyValues", "textBody", "htmlBody", "attachments"]
+
+
+def parse(call, args: dict) -> dict:
+    """Email/parse (RFC 8621 §4.9): blobs read as Emails without storing them (an attached message,
+    an upload); id, threadId, mailboxIds, keywords and receivedAt are null."""
+    A.known(args, {"accountId", "blobIds", "properties", "bodyProperties", "fetchTextBodyValues",
+                   "fetchHTMLBodyValues", "fetchAllBodyValues", "maxBodyValueBytes"})
+    blob_ids = A.ids(args, "blobIds") or []
+    props, hprops = _properties({**args, "properties": args.get("properties") or PARSE_DEFAULT})
+    body_props = _body_properties(args)
+    opts = _get_options(args)
+    from . import blobs
+
+    out = {"accountId": call.account.id, "parsed": {}, "notParsable": [], "notFound": []}
+    for b in blob_ids:
+        got = blobs.read(call, b)
+        if got is None:
+            out["notFound"].append(b)
+            continue
+        raw = got[0]
+        if len(raw) > 25_000_000:
+            out["notParsable"].append(b)
+            continue
+        known = {"blobId": b, "size": len(raw)}
+        out["parsed"][b] = _content(props, known, hprops, body_props, opts, Header(raw), mime.parse(raw, b))
     return out
 
 
