@@ -35,6 +35,9 @@ from pathlib import Path
 
 import pytest
 
+from postern_gateway.app import LISTENERS
+from postern_local.stack import PORT_VARS as LISTENER_PORT_VARS
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "gateway/Dockerfile"
 VENV = REPO / ".venv-image"
@@ -42,8 +45,8 @@ HOST = "127.0.0.1"
 USER, PASSWORD = "carol@example.com", "a long enough password"
 pytestmark = pytest.mark.timeout(1500)
 
-PORT_VARS = ("POSTERN_SMTP_PORT", "POSTERN_SUBMISSION_PORT", "POSTERN_SUBMISSIONS_PORT", "POSTERN_IMAP_PORT",
-             "POSTERN_IMAPS_PORT", "POSTERN_POP3_PORT", "POSTERN_POP3S_PORT", "POSTERN_HEALTH_PORT")
+# Every listener's port variable (the local stack's one list, ManageSieve included) and /healthz's.
+PORT_VARS = (*LISTENER_PORT_VARS.values(), "POSTERN_HEALTH_PORT")
 
 
 def dockerfile_pip_installs(path: Path = DOCKERFILE) -> list[list[str]]:
@@ -186,8 +189,8 @@ def test_gateway_runs_from_the_image_environment_with_the_task_definition(image_
             except OSError:
                 assert time.monotonic() < deadline, err.read_text()[-4000:]
                 time.sleep(0.5)
-        assert body["listeners"] == dict.fromkeys(["imap", "imaps", "pop3", "pop3s", "smtp", "submission",
-                                                   "submissions"], True)
+        assert body["listeners"] == dict.fromkeys([listener.name for listener in LISTENERS], True)
+        assert {"smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve"} <= set(body["listeners"])
         client = ssl.create_default_context()
         ca.configure_trust(client)
 
