@@ -2,7 +2,7 @@
 
 In:   the parsed template: each ``AWS::Serverless::Function``'s ``CodeUri``
       and ``Handler`` (``module.function``), its ``Timeout``/``MemorySize``
-      (or the Globals), and its SQS event sources.
+      (or the Globals), and its SQS and DynamoDB stream event sources.
 Out:  :func:`worker_functions` -> {logical id: :class:`LocalFunction`} whose
       handler runs in worker processes (what the local stack uses), the queue
       it consumes and its batch size; :func:`load_functions`, the same with the
@@ -23,6 +23,7 @@ the cert function's ``postern_cert`` package).
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import sys
 import time
@@ -71,6 +72,17 @@ class SqsSource:
 
 
 @dataclass
+class StreamSource:
+    """A DynamoDB stream event source (``Type: DynamoDB``)."""
+
+    table: str  # logical id of the table whose StreamArn it reads
+    batch_size: int = 100
+    report_failures: bool = True
+    filters: list[dict] = field(default_factory=list)  # FilterCriteria patterns, parsed
+    on_failure: str = ""  # logical id of the DestinationConfig.OnFailure queue
+
+
+@dataclass
 class LocalFunction:
     logical_id: str
     handler: Callable[[dict, Any], Any]
@@ -78,6 +90,7 @@ class LocalFunction:
     timeout: float
     memory: int
     sources: list[SqsSource]
+    streams: list[StreamSource] = field(default_factory=list)
 
     def context(self, region: str = "us-east-1") -> FakeContext:
         return FakeContext(function_name=self.logical_id, memory_limit_in_mb=self.memory,
@@ -124,11 +137,21 @@ def function_specs(template: dict | None = None) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for logical, r in resources_of_type(t, "AWS::Serverless::Function").items():
         props = r.get("Properties", {})
-        sources = []
+        sources, streams = [], []
         for ev in (props.get("Events") or {}).values():
+            p = ev.get("Properties", {})
+            if ev.get("Type") == "DynamoDB":
+                streams.append(StreamSource(
+                    table=_queue_logical(p["Stream"]),
+                    batch_size=int(p.get("BatchSize", 100)),
+                    report_failures="ReportBatchItemFailures" in (p.get("FunctionResponseTypes") or []),
+                    filters=[json.loads(f["Pattern"]) for f in (p.get("FilterCriteria") or {}).get("Filters", [])],
+                    on_failure=_queue_logical(dest) if (dest := ((p.get("DestinationConfig") or {}).get(
+                        "OnFailure") or {}).get("Destination")) else "",
+                ))
+                continue
             if ev.get("Type") != "SQS":
                 continue
-            p = ev.get("Properties", {})
             sources.append(SqsSource(
                 queue=_queue_logical(p["Queue"]),
                 batch_size=int(p.get("BatchSize", 10)),
@@ -140,6 +163,7 @@ def function_specs(template: dict | None = None) -> dict[str, dict]:
             "timeout": float(props.get("Timeout", glob.get("Timeout", 3))),
             "memory": int(props.get("MemorySize", glob.get("MemorySize", 128))),
             "sources": sources,
+            "streams": streams,
         }
     return out
 
@@ -160,7 +184,8 @@ def worker_functions(template: dict, env_for: Callable[[str, dict], dict[str, st
             continue
         fs = FunctionSpec(logical, spec["code_uri"], spec["handler"], spec["timeout"], spec["memory"])
         out[logical] = LocalFunction(logical, RemoteHandler(fs, env_for(logical, spec), REPO_ROOT),
-                                     f"postern_fn_{logical}", fs.timeout, fs.memory, spec["sources"])
+                                     f"postern_fn_{logical}", fs.timeout, fs.memory, spec["sources"],
+                                     spec["streams"])
     return out
 
 
@@ -193,7 +218,8 @@ def load_functions(template: dict | None = None, required: bool = True) -> dict[
                 raise
             log.warning("skipping %s: %s", logical, exc)
             continue
-        out[logical] = LocalFunction(logical, handler, module_name, spec["timeout"], spec["memory"], spec["sources"])
+        out[logical] = LocalFunction(logical, handler, module_name, spec["timeout"], spec["memory"], spec["sources"],
+                                     spec["streams"])
     return out
 
 

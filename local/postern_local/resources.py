@@ -7,7 +7,7 @@ Out:  :func:`create_resources` -> :class:`LocalResources` with the physical
 Fails: boto3 errors propagate.
 
 Bucket, queues (with their RedrivePolicy pointing at the DLQ by logical
-name), and DynamoDB tables (keys, GSIs, TTL) are read from the template so
+name), DynamoDB tables (keys, GSIs, TTL, stream) and the change-feed topic are read from the template so
 the local stack cannot drift from what deploys.
 """
 
@@ -40,9 +40,14 @@ class LocalResources:
     queues: dict[str, str] = field(default_factory=dict)  # logical -> url
     queue_arns: dict[str, str] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)  # logical -> name
+    topics: dict[str, str] = field(default_factory=dict)  # logical -> ARN
+    streams: dict[str, str] = field(default_factory=dict)  # table logical -> its stream's ARN
 
     def environment(self) -> dict[str, str]:
         env: dict[str, str] = {}
+        if "ChangeFeedTopic" in self.topics:  # the gateway's change feed (the task definition's variables)
+            env["POSTERN_CHANGE_TOPIC_ARN"] = self.topics["ChangeFeedTopic"]
+            env["POSTERN_CHANGE_QUEUE_PREFIX"] = f"{self.prefix}-feed-"  # ${AWS::StackName}-feed-
         for logical, var in QUEUE_ENV.items():
             if logical in self.queues:
                 env[var] = self.queues[logical]
@@ -141,6 +146,8 @@ def create_resources(session_clients, prefix: str = "postern", template: dict | 
         }
         if props.get("GlobalSecondaryIndexes"):
             kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        if props.get("StreamSpecification"):
+            kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
         ddb.create_table(**kwargs)
         ttl = props.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
@@ -148,4 +155,11 @@ def create_resources(session_clients, prefix: str = "postern", template: dict | 
                 TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
             )
         res.tables[logical] = name
+        if props.get("StreamSpecification"):
+            res.streams[logical] = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+
+    sns = getattr(session_clients, "sns", None)
+    for logical in resources_of_type(t, "AWS::SNS::Topic"):
+        if sns is not None and logical == "ChangeFeedTopic":  # the one topic local code publishes to
+            res.topics[logical] = sns.create_topic(Name=_name(prefix, logical))["TopicArn"]
     return res

@@ -219,7 +219,7 @@ class LocalStack:
         self.functions = worker_functions(template, self._function_env)
         self.workers = {name: fn.handler for name, fn in self.functions.items()}
         for fn in self.functions.values():
-            if fn.sources:
+            if fn.sources or fn.streams:
                 fn.handler.prewarm()  # Init overlaps the rest of the start-up
         self.pollers = Pollers(self._pollers())
         if self.with_gateway:
@@ -283,6 +283,16 @@ class LocalStack:
                     local_sqs=self.clients.sqs,
                     region=self.settings.region,
                     failure_visibility=self.failure_visibility.get(fn.logical_id),
+                ))
+            for src in fn.streams:  # the stream event source mapping (AWSLambdaDynamoDBExecutionRole)
+                from .streams import StreamPoller
+
+                out.append(StreamPoller(
+                    function=fn, source=src, stream_arn=self.resources.streams[src.table],
+                    streams=self.identities.for_component(fn.logical_id).session(self.settings.region).client(
+                        "dynamodbstreams", config=self.clients.config),
+                    region=self.settings.region,
+                    dlq_url=self.resources.queues.get(src.on_failure, ""), sqs=self.clients.sqs,
                 ))
         return out
 

@@ -11,6 +11,7 @@ from postern_local.template import load_template, resources_of_type
 
 # SAM policy templates Postern uses: each is scoped to one named queue/table/bucket.
 SCOPED_SAM_TEMPLATES = {"SQSPollerPolicy", "SQSSendMessagePolicy", "DynamoDBCrudPolicy", "DynamoDBReadPolicy",
+                        "SNSPublishMessagePolicy",
                         "S3ReadPolicy", "S3CrudPolicy", "S3WritePolicy", "SESCrudPolicy"}
 # Actions IAM gives no resource type: "*" is their only Resource, so this condition key must scope them.
 RESOURCELESS = {"cloudwatch:PutMetricData": "cloudwatch:namespace",

@@ -30,7 +30,9 @@ _SERVICES = {
     "secrets": "secretsmanager",
     "ssm": "ssm",
     "cloudwatch": "cloudwatch",
+    "sns": "sns",
 }
+LONG_POLL_READ_TIMEOUT = 40  # seconds: above SQS's longest wait (20 s), for the long-polling client
 
 
 class Clients:
@@ -67,7 +69,10 @@ class Clients:
             if c is None:
                 if self._session is None:
                     self._session = boto3.session.Session()
-                c = self._session.client(_SERVICES.get(name, name), config=self.config)
+                config = self.config
+                if name == "sqs-long-poll":  # a receive that waits 20 s must not hit the 20 s read timeout
+                    config = config.merge(Config(read_timeout=LONG_POLL_READ_TIMEOUT))
+                c = self._session.client(_SERVICES.get(name, name.split("-", 1)[0]), config=config)
                 for event_name, handler in self._hooks:
                     c.meta.events.register(event_name, handler)
                 self._clients[name] = c
@@ -100,6 +105,15 @@ class Clients:
     @property
     def cloudwatch(self):
         return self.client("cloudwatch")
+
+    @property
+    def sns(self):
+        return self.client("sns")
+
+    @property
+    def sqs_long_poll(self):
+        """SQS for long polls (ReceiveMessage WaitTimeSeconds=20): a read timeout above the wait."""
+        return self.client("sqs-long-poll")
 
 
 _default: Clients | None = None

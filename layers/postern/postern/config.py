@@ -93,7 +93,11 @@ class Settings:
     # --- mail store ---------------------------------------------------------
     default_quota: int = 1024 * MIB  # POSTERN_DEFAULT_QUOTA (bytes per user)
     admin_address: str = ""  # POSTERN_ADMIN_ADDRESS (postmaster@ and abuse@ of every local domain)
-    imap_poll_interval: float = 0.5  # POSTERN_IMAP_POLL_INTERVAL (seconds, change watcher)
+    imap_poll_interval: float = 0.5  # POSTERN_IMAP_POLL_INTERVAL (seconds, change watcher without a change feed)
+    # --- change feed (postern.feed; FeedFunction -> SNS -> a queue per gateway task) ---------------
+    change_topic_arn: str = ""  # POSTERN_CHANGE_TOPIC_ARN (ChangeFeedTopic; empty: no feed, poll every imap_poll_interval)
+    change_queue_prefix: str = "postern-feed-"  # POSTERN_CHANGE_QUEUE_PREFIX (the gateway task's own queue: prefix + task id)
+    change_feed_poll_interval: float = 60.0  # POSTERN_CHANGE_FEED_POLL_INTERVAL (seconds: the safety-net poll while the feed runs)
     trace_sample_rate: float = 0.01  # POSTERN_TRACE_SAMPLE (share of messages traced in X-Ray, 0..1: postern.tracing)
 
     # --- gateway listeners --------------------------------------------------
@@ -212,6 +216,9 @@ class Settings:
             default_quota=_int(e, "POSTERN_DEFAULT_QUOTA", d.default_quota),
             admin_address=e.get("POSTERN_ADMIN_ADDRESS", d.admin_address),
             imap_poll_interval=_float(e, "POSTERN_IMAP_POLL_INTERVAL", d.imap_poll_interval),
+            change_topic_arn=e.get("POSTERN_CHANGE_TOPIC_ARN", d.change_topic_arn),
+            change_queue_prefix=e.get("POSTERN_CHANGE_QUEUE_PREFIX", d.change_queue_prefix),
+            change_feed_poll_interval=_float(e, "POSTERN_CHANGE_FEED_POLL_INTERVAL", d.change_feed_poll_interval),
             trace_sample_rate=_float(e, "POSTERN_TRACE_SAMPLE", d.trace_sample_rate),
             bind=e.get("POSTERN_BIND", d.bind),
             smtp_port=_int(e, "POSTERN_SMTP_PORT", d.smtp_port),

@@ -8,8 +8,8 @@ Fails: KeyError naming the policy for one this table does not hold: the local
       (docs.aws.amazon.com/aws-managed-policy/latest/reference/<name>.html).
 
 SAM attaches the first three to every function (the basic execution role,
-X-Ray because ``Tracing: Active``, and the SQS poller role for an SQS event
-source); ECS attaches the fourth to the gateway's execution role (not used by
+X-Ray because ``Tracing: Active``, the SQS poller role for an SQS event
+source, the DynamoDB stream role for a stream event source); ECS attaches the fourth to the gateway's execution role (not used by
 the gateway's own code, which runs under the task role).
 """
 
@@ -32,6 +32,12 @@ DOCUMENTS: dict[str, dict] = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": [
             "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", *_LOGS], "Resource": "*"}],
+    },
+    "service-role/AWSLambdaDynamoDBExecutionRole": {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": [
+            "dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams",
+            *_LOGS], "Resource": "*"}],
     },
     "service-role/AWSLambdaVPCAccessExecutionRole": {
         "Version": "2012-10-17",

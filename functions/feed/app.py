@@ -1,0 +1,67 @@
+"""feed - the one change feed: the mail table's change log, fanned out to every gateway task.
+
+READS
+    A batch of the mail table's DynamoDB stream (NEW_IMAGE), filtered by the event
+    source mapping to INSERTs of change-log records (pk ``L#<account>``): each is a
+    change the store committed, numbered per account (postern/store/records.py).
+WRITES
+    Compact change notices (account, mailbox ids, the highest change number of the
+    batch per account; postern/feed.py) to ChangeFeedTopic, one SNS Publish per up to
+    200 KiB of notices. Every gateway task's own queue is subscribed to the topic
+    (postern_gateway/changefeed.py); a task that reads a notice wakes the IMAP watchers
+    of that account, which read the log after their last number.
+FAILURES
+    A publish that fails reports the batch from its first record not yet published
+    (ReportBatchItemFailures: Lambda retries from that sequence number, bisecting a
+    batch whose invocation fails); after MaximumRetryAttempts the batch's description
+    goes to FeedDLQ, which alarms. A notice published twice is harmless (a watcher that
+    already has change n reads nothing); a notice lost only delays clients to the
+    safety-net poll (POSTERN_CHANGE_FEED_POLL_INTERVAL). A record that is not a change is
+    skipped.
+CODE
+    postern.feed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from postern import feed
+from postern.aws import get_clients
+
+logger = Logger()
+metrics = Metrics()
+
+
+def publish(records: list[dict], sns, topic: str) -> list[str]:
+    """Publish the notices of ``records``; the sequence numbers to retry from ([] when all went)."""
+    notices, first_seq = [], {}
+    for rec in records:
+        n = feed.notice_of(rec)
+        if n is None:
+            continue
+        notices.append(n)
+        first_seq.setdefault(n.user, (rec.get("dynamodb") or {}).get("SequenceNumber", ""))
+    merged = feed.coalesce(notices)
+    start = 0
+    for body, count in feed.encode(merged):
+        try:
+            sns.publish(TopicArn=topic, Message=body)
+        except Exception as exc:  # noqa: BLE001 - any fault: retry from here
+            pending = [first_seq[n.user] for n in merged[start:] if first_seq.get(n.user)]
+            logger.warning("change notices not published", error=str(exc), pending=len(merged) - start)
+            return [min(pending, key=int)] if pending else []
+        start += count
+    metrics.add_metric(name="ChangeNotices", unit=MetricUnit.Count, value=len(merged))
+    return []
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event, context):
+    topic = os.environ["POSTERN_CHANGE_TOPIC_ARN"]
+    failed = publish(event.get("Records") or [], get_clients().sns, topic)
+    return {"batchItemFailures": [{"itemIdentifier": seq} for seq in failed]}

@@ -1,0 +1,137 @@
+"""The change feed's function (functions/feed) and notice format (postern.feed), on moto.
+
+The mail table's stream is read as the template's event source mapping reads it (its
+FilterCriteria, Lambda's record shape: postern_local.streams), handed to the real handler,
+and what reaches a queue subscribed to ChangeFeedTopic is decoded as a gateway task would.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from postern import feed
+from postern_local.lambdas import FakeContext, function_specs, load_handler
+from postern_local.streams import lambda_record, matches
+
+STREAMS_ENDPOINT = "https://streams.dynamodb.us-east-1.amazonaws.com"  # moto's (not the account-based one)
+
+
+@pytest.fixture
+def feed_env(aws, handler_env):
+    settings, clients = handler_env()
+    _, _, res = aws
+    topic = res.topics["ChangeFeedTopic"]
+    q = clients.sqs.create_queue(QueueName="t-feed-unit")["QueueUrl"]
+    arn = clients.sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    clients.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    streams = clients._session.client("dynamodbstreams", region_name=settings.region, endpoint_url=STREAMS_ENDPOINT)
+    stream = res.streams["MailTable"]
+    shard = streams.describe_stream(StreamArn=stream)["StreamDescription"]["Shards"][0]["ShardId"]
+    it = streams.get_shard_iterator(StreamArn=stream, ShardId=shard, ShardIteratorType="LATEST")["ShardIterator"]
+    state = {"it": it}
+
+    def records():
+        """What the event source mapping hands the function since the last call (filtered)."""
+        r = streams.get_records(ShardIterator=state["it"])
+        state["it"] = r["NextShardIterator"]
+        (src,) = function_specs()["FeedFunction"]["streams"]
+        out = [lambda_record(x, stream, settings.region) for x in r["Records"]]
+        return [x for x in out if any(matches(f, x) for f in src.filters)], len(out)
+
+    def received():
+        out = []
+        while True:
+            got = clients.sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                return out
+            for m in got:
+                out += feed.decode(m["Body"])
+                clients.sqs.delete_message(QueueUrl=q, ReceiptHandle=m["ReceiptHandle"])
+
+    return settings, clients, records, received
+
+
+def handler():
+    spec = function_specs()["FeedFunction"]
+    return load_handler(spec["code_uri"], spec["handler"], "postern_fn_FeedFunction")
+
+
+def test_each_committed_change_reaches_a_subscribed_queue_as_one_notice_per_account(feed_env, dynamo_store):
+    settings, clients, records, received = feed_env
+    dynamo_store.ensure_mailboxes("ann@example.test")
+    dynamo_store.append("ann@example.test", "INBOX", b"Subject: one\r\n\r\nx\r\n")
+    dynamo_store.append("ann@example.test", "INBOX", b"Subject: two\r\n\r\nx\r\n")
+    dynamo_store.ensure_mailboxes("bob@example.test")
+    recs, total = records()
+    # only the change log's INSERTs pass the template's filter: entries, counters, blobs do not
+    assert total > len(recs) >= 4
+    assert all(r["dynamodb"]["Keys"]["pk"]["S"].startswith("L#") for r in recs)
+    out = handler()({"Records": recs}, FakeContext("FeedFunction"))
+    assert out == {"batchItemFailures": []}
+    got = {n.user: n for n in received()}
+    assert set(got) == {"ann@example.test", "bob@example.test"}
+    ann = dynamo_store.get_mailbox("ann@example.test", "INBOX")
+    assert got["ann@example.test"].modseq == ann.pos == 3  # create, append, append: the highest number
+    assert ann.mailbox_id in got["ann@example.test"].mailboxes
+    # a flag change is a change too, and its notice names its mailbox
+    meta = next(iter(dynamo_store.list_messages(ann, 0)))
+    dynamo_store.store_flags(ann, [meta], ["\\Seen"], "add")
+    recs, _ = records()
+    handler()({"Records": recs}, FakeContext("FeedFunction"))
+    assert received() == [feed.Notice("ann@example.test", 4, (ann.mailbox_id,))]
+
+
+class FlakySns:
+    def __init__(self, fail_at: int):
+        self.calls, self.fail_at = [], fail_at
+
+    def publish(self, TopicArn, Message):  # noqa: N803 - boto3's names
+        self.calls.append(Message)
+        if len(self.calls) == self.fail_at:
+            raise RuntimeError("throttled")
+
+
+def _record(user: str, n: int, seq: int) -> dict:
+    return {"eventName": "INSERT", "dynamodb": {
+        "Keys": {"pk": {"S": f"L#{user}"}, "sk": {"S": f"{n:012d}"}}, "SequenceNumber": str(seq),
+        "NewImage": {"u": {"S": user}, "ms": {"N": str(n)}, "mb": {"S": "mb1"}}}}
+
+
+def test_a_failed_publish_retries_from_the_first_record_not_yet_published(monkeypatch, handler_env):
+    handler_env()
+    handler()
+    mod = sys.modules["postern_fn_FeedFunction"]
+    monkeypatch.setattr(feed, "MAX_BODY", 200)  # a few notices per message
+    records = [_record(f"u{i}@example.test", 1, 100 + i) for i in range(12)]
+    sns = FlakySns(fail_at=2)
+    failed = mod.publish(records, sns, "arn:aws:sns:us-east-1:123456789012:t")
+    sent = [n for body in sns.calls[:1] for n in feed.decode(body)]
+    assert sent and len(sent) < 12
+    assert failed == [str(100 + len(sent))]  # Lambda retries from there: nothing is skipped
+    assert mod.publish(records, FlakySns(fail_at=0), "t") == []
+
+
+def test_notices_coalesce_per_account_and_bodies_stay_small():
+    a1, a2 = feed.Notice("a@x", 5, ("m1",)), feed.Notice("a@x", 7, ("m2",))
+    assert feed.coalesce([a1, feed.Notice("b@x", 2), a2]) == [feed.Notice("a@x", 7, ("m1", "m2")), feed.Notice("b@x", 2)]
+    many = [feed.Notice(f"user{i}@example.test", i + 1, ("0123456789abcdef" * 2,)) for i in range(5000)]
+    bodies = feed.encode(many)
+    assert len(bodies) > 1 and all(len(b.encode()) <= feed.MAX_BODY for b, _ in bodies)
+    assert [n for b, _ in bodies for n in feed.decode(b)] == many
+    assert sum(c for _, c in bodies) == len(many)
+
+
+@pytest.mark.parametrize("body", ["", "{", "[]", '{"v": 2, "c": []}', '{"v": 1, "c": [{"u": 3, "n": "x"}, 5]}',
+                                  "\x00" * 10])
+def test_a_body_that_is_not_a_notice_is_ignored(body):
+    assert feed.decode(body) == []
+
+
+def test_records_that_are_not_new_changes_give_no_notice():
+    rec = _record("a@x", 3, 1)
+    assert feed.notice_of(rec) == feed.Notice("a@x", 3, ("mb1",))
+    assert feed.notice_of({**rec, "eventName": "REMOVE"}) is None
+    other = {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "M#a@x#mb1"}}, "NewImage": {"u": {"S": "a@x"}}}}
+    assert feed.notice_of(other) is None
