@@ -155,6 +155,7 @@ class Gateway:
         self.servers: dict[str, asyncio.base_events.Server] = {}
         self.ports: dict[str, int] = {}
         self.expiry = None  # trust.certexpiry.ExpiryPublisher, when a certificate is served
+        self.change_feed = None  # changefeed.ChangeFeed, when POSTERN_CHANGE_TOPIC_ARN is set
 
     async def start(self, listeners: tuple[Listener, ...] = LISTENERS) -> dict[str, int]:
         if self.backend is None:
@@ -164,6 +165,7 @@ class Gateway:
             from postern.store import schema
 
             await self.backend.run(schema.check, items)
+        await self._start_change_feed()
         if self.ssl_context is None:
             self.ssl_context = await self.backend.run(tls_context, self.settings, self.clients)
         store = getattr(self.ssl_context, "postern_store", None)
@@ -195,6 +197,25 @@ class Gateway:
             raise
         return dict(self.ports)
 
+    async def _start_change_feed(self) -> None:
+        """This task's queue on the change feed (postern_gateway.changefeed); without one (no topic
+        set, or AWS refused), the IMAP watchers poll the log every POSTERN_IMAP_POLL_INTERVAL."""
+        if not self.settings.change_topic_arn or self.change_feed is not None:
+            return
+        from .changefeed import ChangeFeed
+        from .imap.watcher import Runtime
+
+        runtime = Runtime.of(self.backend)
+        cf = ChangeFeed(self.settings, self.backend.clients or self.clients, runtime.wake, runtime.wake_all)
+        try:
+            await self.backend.run(cf.open)
+        except Exception:  # noqa: BLE001 - serve mail regardless: polling is the fallback
+            log.warning("change feed unavailable, IMAP watchers poll every %.1f s", self.settings.imap_poll_interval,
+                        exc_info=True)
+            return
+        cf.start(asyncio.get_running_loop())
+        self.change_feed = runtime.change_feed = cf
+
     async def stop(self, cancel_sessions: bool = False, timeout: float = 5.0) -> None:
         """Close every listener. ``cancel_sessions`` also cancels every other task on
         this loop (only for a loop the gateway owns: ``serve`` and the local stack)."""
@@ -219,6 +240,12 @@ class Gateway:
                 await asyncio.wait_for(s.wait_closed(), timeout)
             except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down regardless
                 pass
+        if self.change_feed is not None:  # SIGTERM drain's end: this task's queue goes with it
+            cf, self.change_feed = self.change_feed, None
+            try:
+                await asyncio.wait_for(self.backend.run(cf.close), timeout)
+            except Exception:  # noqa: BLE001 - another task's sweep removes what is left
+                log.warning("change feed: close failed", exc_info=True)
         if self.backend is not None:
             self.backend.blocking.shutdown()
 

@@ -47,6 +47,7 @@ NATIVE_FROM_LAYER = {
     "NdrFunction": {"wrapt"},
     "CertFunction": {"wrapt"},  # its ACME client and cryptography come from its own directory
     "JunkExpiryFunction": {"wrapt"},
+    "FeedFunction": {"wrapt"},
 }
 # One sample event per function, and what must hold afterwards (checked in the test below).
 SAMPLES = {
@@ -56,6 +57,7 @@ SAMPLES = {
     "NdrFunction": "ndr/failed-local.json",
     "CertFunction": "cert/schedule-s3.json",
     "JunkExpiryFunction": "junk/schedule.json",
+    "FeedFunction": "feed/change.json",
 }
 TRACE_ID = "Root=1-67a0c3b2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
 
@@ -204,7 +206,7 @@ def test_x86_64_build_runs_each_function_on_a_sample_event(sam_builds, moto_stac
     ses = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
     results, init = {}, {}
     for logical in ("RouterFunction", "StoreFunction", "DeliverFunction", "NdrFunction", "CertFunction",
-                    "JunkExpiryFunction"):
+                    "JunkExpiryFunction", "FeedFunction"):
         env = {**base, **moto_stack.resolver.function_environment(logical), "LOG_LEVEL": "WARNING",
                "AWS_LAMBDA_FUNCTION_NAME": logical, "LAMBDA_TASK_ROOT": str(build.build_dir / logical)}
         out = _run(build.build_dir, logical, specs[logical], env, tmp_path)
@@ -235,7 +237,7 @@ def test_x86_64_build_runs_each_function_on_a_sample_event(sam_builds, moto_stac
             assert {"acme", "cryptography"} <= origins["function"]
         elif logical == "JunkExpiryFunction":
             assert out["result"]["users"] >= 1 and out["result"]["errors"] == 0
-    for logical in ("RouterFunction", "StoreFunction", "DeliverFunction", "NdrFunction"):
+    for logical in ("RouterFunction", "StoreFunction", "DeliverFunction", "NdrFunction", "FeedFunction"):
         assert results[logical] == {"batchItemFailures": []}, (logical, results[logical])
     assert results["CertFunction"] == {"Action": "unchecked"}
     segments = []

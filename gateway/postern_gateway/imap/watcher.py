@@ -10,8 +10,11 @@ Out:  :class:`Runtime` (one per Backend, i.e. per gateway process) holding
         listing of every message;
       * ONE :class:`Feed` per account with a mailbox selected here: it reads the
         account's change log after the last change number it saw
-        (``follow(user, pos)``, one strongly consistent Query) every
-        ``imap_poll_interval``, and hands each change to the :class:`Watcher` of
+        (``follow(user, pos)``, one strongly consistent Query) when the change feed
+        says the account has a newer change (:meth:`Runtime.wake`, from
+        postern_gateway/changefeed.py), and every ``change_feed_poll_interval`` as a
+        safety net; without a live change feed, every ``imap_poll_interval``. It
+        hands each change to the :class:`Watcher` of
         its mailbox, which updates the index and tells every session that has the
         mailbox selected (``Selected.on_changes``);
       * \\Recent claims, made through the store once per process and batch, so that
@@ -150,6 +153,7 @@ class Feed:
         self.watchers: dict[str, Watcher] = {}  # mailbox id -> watcher
         self.lock = asyncio.Lock()
         self.task: asyncio.Task | None = None
+        self.woken = asyncio.Event()  # the change feed has news of this account (or its state changed)
 
     def attach(self, w: Watcher) -> None:
         self.watchers[w.mb.mailbox_id] = w
@@ -166,10 +170,16 @@ class Feed:
             if self.runtime.feeds.get(self.user) is self:
                 del self.runtime.feeds[self.user]
 
+    def wake(self) -> None:
+        self.woken.set()
+
     async def _loop(self) -> None:
-        interval = max(0.05, float(self.backend.settings.imap_poll_interval))
         while self.watchers:
-            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(self.woken.wait(), self.runtime.poll_interval())
+            except asyncio.TimeoutError:
+                pass
+            self.woken.clear()
             try:
                 await self.poll()
             except asyncio.CancelledError:
@@ -212,6 +222,7 @@ class Runtime:
         self.headers: OrderedDict = OrderedDict()  # (mailbox_id, uidvalidity, uid) -> full MessageMeta
         self.headers_bytes = 0
         self.structures: OrderedDict = OrderedDict()  # (blob_key, prefix_len, extended) -> bytes
+        self.change_feed = None  # postern_gateway.changefeed.ChangeFeed, when this process has one
 
     @classmethod
     def of(cls, backend) -> Runtime:
@@ -219,6 +230,27 @@ class Runtime:
         if rt is None:
             rt = backend.__dict__["_imap_runtime"] = cls(backend)
         return rt
+
+    def poll_interval(self) -> float:
+        """Seconds between reads of a followed account's log without news: the safety net while
+        the change feed is live, else the polling interval."""
+        s = self.backend.settings
+        if self.change_feed is not None and self.change_feed.live:
+            return max(0.05, float(s.change_feed_poll_interval))
+        return max(0.05, float(s.imap_poll_interval))
+
+    def wake(self, notices) -> None:
+        """Change notices (postern.feed.Notice): read the log of each account followed here that
+        is behind the notice's number (a change this process wrote is already applied: no read)."""
+        for n in notices:
+            f = self.feeds.get(n.user)
+            if f is not None and any(w.index.pos < n.modseq for w in f.watchers.values()):
+                f.wake()
+
+    def wake_all(self, _live: bool = True) -> None:
+        """The change feed came up or went down: every feed picks its new interval now."""
+        for f in self.feeds.values():
+            f.wake()
 
     def feed(self, user: str) -> Feed:
         f = self.feeds.get(user)

@@ -19,6 +19,7 @@ Out:  :func:`required` -> list of ``(action, resource)``; every pair must be
         * SES: sending needs ``ses:SendEmail`` (v2, and v1 ``SendEmail``) or
           ``ses:SendRawEmail`` (v1) on the sending identity, and on the
           configuration set when one is named.
+        * SNS: a call on a subscription (``Unsubscribe``) is authorized on its topic.
         * ``sts:GetCallerIdentity`` needs no permission.
       A request this module cannot map yields the action ``<svc>:<Operation>``
       on resource ``*``: resource-scoped grants never match it, so an unmapped
@@ -183,6 +184,8 @@ def _ssm(call: Call, region: str, account: str) -> list[tuple[str, str]]:
 def _sns(call: Call, region: str, account: str) -> list[tuple[str, str]]:
     p = call.params
     arn = p.get("TopicArn") or p.get("TargetArn")
+    if not arn and "SubscriptionArn" in p:  # Unsubscribe, Get/SetSubscriptionAttributes: the topic's
+        arn = str(p["SubscriptionArn"]).rsplit(":", 1)[0]  # <topic ARN>:<subscription id>
     if not arn and "Name" in p:
         arn = f"arn:aws:sns:{region}:{account}:{p['Name']}"
     return [(f"sns:{call.operation}", arn)] if arn else []
