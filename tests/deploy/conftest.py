@@ -102,13 +102,15 @@ def moto_stack():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ENDPOINT_URL", endpoint)
         kw = {"endpoint_url": endpoint, "region_name": "us-east-1"}
-        c = SimpleNamespace(**{n: boto3.client(n, **kw) for n in ("s3", "sqs", "dynamodb", "secretsmanager", "sesv2")})
+        c = SimpleNamespace(**{n: boto3.client(n, **kw) for n in ("s3", "sqs", "dynamodb", "secretsmanager", "sesv2",
+                                                                          "sns")})
         t = load_template()
         res = create_resources(c, prefix="d", template=t)
         refs: dict[str, str] = {}
         for logical, r in t["Resources"].items():
             refs[logical] = physical_name(res, logical, r["Type"])
         refs.update(res.queues)  # Ref of a queue is its URL
+        refs.update(res.topics)  # Ref of a topic is its ARN
         for logical, arn in res.queue_arns.items():
             refs[f"{logical}.Arn"] = arn
             refs[f"{logical}.QueueName"] = res.queues[logical].rsplit("/", 1)[-1]
