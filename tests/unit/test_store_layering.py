@@ -4,6 +4,7 @@
   Backend's async facade (``backend.mail``): never ``backend.store`` and never
   a store method handed to ``backend.run`` (issue 10: one facade, not 35
   hand-written executor calls).
+* No DynamoDB transaction anywhere (a change is one conditional write).
 * The INBOX rule (case-insensitive, also as a superior) is written once,
   ``store.base.normalize_mailbox_name``; the default SPECIAL-USE mailboxes once,
   in ``postern.mailboxes``.
@@ -49,3 +50,12 @@ def test_the_inbox_rule_and_the_default_mailboxes_are_written_once():
                 defaults.append(f"{p.relative_to(REPO)}:{i}")
     assert not copies, f"a second copy of the INBOX rule (call normalize_mailbox_name): {copies}"
     assert not defaults, f"default SPECIAL-USE mailboxes named outside postern.mailboxes: {defaults}"
+
+
+def test_no_transactions_anywhere():
+    """One conditional write per change, no TransactWriteItems (issue 10: "no transaction where none is
+    needed"): a change is its log record, and everything else is rolled forward from it. A transaction
+    added later must come with a reason and with its failures identified by name, not by position."""
+    found = [f"{p.relative_to(REPO)}:{i}" for p, text in _sources(PRODUCTION)
+             for i, line in enumerate(text.splitlines(), 1) if re.search(r"transact_(write|get)_items", line)]
+    assert not found, found
