@@ -67,8 +67,9 @@ class Figures:
             f"log-slot conflicts           {self.conflicts} ({self.conflict_rate:.1%} of commit attempts; "
             f"{self.failed_writes} found by a failed conditional write)",
             f"roll-forwards for others     {self.repairs}",
-            f"DynamoDB write units         {self.wru:.0f} ({self.wru_per_change:.2f} per change)",
         ]
+        if self.wru or self.wru_by_kind:  # measured only with a request counter (bench/store_order.py)
+            lines.append(f"DynamoDB write units         {self.wru:.0f} ({self.wru_per_change:.2f} per change)")
         for kind, (n, w) in sorted(self.wru_by_kind.items()):
             lines.append(f"  {kind:<26} {w / n:.2f} WRU per change ({n} measured alone)")
         lines.append(f"seconds                      {self.seconds:.1f}")
