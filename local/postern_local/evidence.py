@@ -173,7 +173,8 @@ class Evidence:
     def _scope_poller(self, poller) -> None:
         counter = self.counter
         original = poller.poll_once
-        label = f"esm:{poller.source.queue}"
+        src = poller.source  # an SQS queue, or a table's stream (postern_local.streams)
+        label = f"esm:{src.queue}" if hasattr(src, "queue") else f"esm:{src.table}-stream"
 
         def poll_once(wait: int = 0):
             with counter.scope(label):
