@@ -23,6 +23,8 @@ import asyncio
 import logging
 from collections import Counter
 
+from postern.mailboxes import JUNK, TRASH, has_role
+
 from .rspamd import FilterUnavailable, Rspamd
 
 log = logging.getLogger("postern.spam")
@@ -32,16 +34,12 @@ PENDING = 500  # lessons waiting at most, per gateway process
 MAX_LEARN_BYTES = 10 * 1024 * 1024  # larger messages teach Bayes nothing useful (rspamd's own cap: 50 MiB)
 
 
-def _is(mb, special_use: str, name: str) -> bool:
-    return mb.special_use == special_use or mb.name == name
-
-
 def lesson(source, dest) -> bool | None:
     """True: learn spam (into Junk); False: learn ham (out of Junk, not into Trash); None: nothing."""
-    src_junk, dst_junk = _is(source, "\\Junk", "Junk"), _is(dest, "\\Junk", "Junk")
+    src_junk, dst_junk = has_role(source, JUNK), has_role(dest, JUNK)  # the one rule: postern.mailboxes
     if dst_junk and not src_junk:
         return True
-    if src_junk and not dst_junk and not _is(dest, "\\Trash", "Trash"):
+    if src_junk and not dst_junk and not has_role(dest, TRASH):
         return False
     return None
 

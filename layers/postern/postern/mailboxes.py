@@ -27,15 +27,17 @@ from dataclasses import dataclass, field
 from .errors import MailboxExists, MailboxInvalid, MailboxLimit, MailboxNotFound
 from .store.base import DELIMITER, AppendResult, MailboxInfo, MailStore, normalize_mailbox_name
 
-# SPECIAL-USE mailboxes created for every user (RFC 6154 §2).
+# SPECIAL-USE attributes (RFC 6154 §2) and the mailboxes created with them for every user.
+SENT, DRAFTS, TRASH, JUNK, ARCHIVE = "\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"
 DEFAULT_MAILBOXES: dict[str, str | None] = {
     "INBOX": None,
-    "Sent": "\\Sent",
-    "Drafts": "\\Drafts",
-    "Trash": "\\Trash",
-    "Junk": "\\Junk",
-    "Archive": "\\Archive",
+    "Sent": SENT,
+    "Drafts": DRAFTS,
+    "Trash": TRASH,
+    "Junk": JUNK,
+    "Archive": ARCHIVE,
 }
+_DEFAULT_NAME = {use: name for name, use in DEFAULT_MAILBOXES.items() if use}
 
 MAX_NAME_BYTES = 512  # UTF-8; keeps every key built from a name far below DynamoDB's 1024-byte sort key
 MAX_DEPTH = 32
@@ -60,6 +62,11 @@ def validate_name(name: str) -> str:
     if any(ord(c) < 0x20 or ord(c) == 0x7F or c in _FORBIDDEN for c in n):
         raise MailboxInvalid("Invalid mailbox name")
     return n
+
+
+def has_role(mb: MailboxInfo, special_use: str) -> bool:
+    """``mb`` is the account's ``special_use`` mailbox: it has the attribute, or the default's name."""
+    return mb.special_use == special_use or mb.name == _DEFAULT_NAME.get(special_use)
 
 
 def superiors(name: str) -> list[str]:
