@@ -76,6 +76,14 @@ def stack(fake_dns, fake_mx):
         "POSTERN_MTA_STS": "false",
     }
     s = LocalStack(outbound, ephemeral_ports=True, background=False).start()
+    # Build every client now: boto3 reads AWS_ENDPOINT_URL when a client is first built, and a stack
+    # nested in this one (test_local_runtime's, test_outbound_ses's) points it at itself while it runs,
+    # so a client first used then would keep the nested stack's endpoint after it stopped.
+    from postern.aws import _SERVICES
+
+    for clients in (s.clients, s.gateway_clients):
+        for name in _SERVICES:
+            clients.client(name)
     try:
         yield s
     finally:
