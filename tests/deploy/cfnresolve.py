@@ -125,7 +125,14 @@ class Resolver:
         return out
 
     def container_environment(self, task_logical: str, container: str | None = None) -> dict[str, str]:
-        defs = self.t["Resources"][task_logical]["Properties"]["ContainerDefinitions"]
+        defs = []
+        for d in self.t["Resources"][task_logical]["Properties"]["ContainerDefinitions"]:
+            if "Fn::If" in d:  # a conditional container (the rspamd sidecar)
+                cond, yes, no = d["Fn::If"]
+                d = yes if self.condition(cond) else no
+                if d == {"Ref": "AWS::NoValue"}:
+                    continue
+            defs.append(d)
         (cdef,) = [d for d in defs if container in (None, d["Name"])]
         out = {}
         for item in cdef.get("Environment", []):

@@ -155,7 +155,7 @@ def test_both_services_scale_on_sessions_per_task_and_cpu(ha):
 
 def test_health_checks_ask_the_gateway_health_endpoint(t):
     (task,) = resources_of_type(t, "AWS::ECS::TaskDefinition").values()
-    (container,) = task["Properties"]["ContainerDefinitions"]
+    (container,) = [c for c in task["Properties"]["ContainerDefinitions"] if c.get("Name") == "gateway"]  # + rspamd
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     port = int(env["POSTERN_HEALTH_PORT"])
     assert port == Settings().health_port
