@@ -8,6 +8,9 @@ Out:  on stdout, one table: msg/s of
         (c) the gateway's MX listener on the embedded local stack (moto server,
             resources from template.yaml, DynamoDB directory, trust checks as
             ``make run`` wires them);
+        (d) (b) with the spam check asking a real rspamd (Debian's package on free
+            loopback ports, DNS stubbed: postern_local.rspamd) before each 250, when
+            installed: msg/s, the gateway's CPU per message and rspamd's own, against (b);
       the ratio (b)/(a) (target >= 0.7); and, for (c), the AWS API requests per
       accepted single-recipient message through the whole pipeline (gateway,
       then the pollers drained through router and store), by service, counted
@@ -181,7 +184,7 @@ class LatencyClients:
             return {"MessageId": str(self.sent)}
 
 
-def run_fake(args) -> tuple[int, int, float]:
+def run_fake(args, rspamd=None) -> tuple[int, int, float]:
     from postern.config import Settings
     from postern.directory import memory_directory
     from postern.store.memory import MemoryMailStore
@@ -197,9 +200,16 @@ def run_fake(args) -> tuple[int, int, float]:
     fake = LatencyClients(args.latency)
     backend = Backend(settings, MemoryMailStore(), directory, Blocking(settings.aws_threads),
                       spooler=Spooler(settings, fake))
+    checks = []
+    if rspamd is not None:  # (d): the MX's spam check against a real rspamd (postern_local.rspamd)
+        from postern_gateway.spam.check import SpamCheck
+        from postern_gateway.spam.rspamd import Rspamd
+
+        backend.spam = Rspamd(rspamd.url, timeout=settings.rspamd_timeout, hostname=settings.hostname)
+        checks = [SpamCheck(backend)]
     lt = LoopThread()
     try:
-        server = lt.call(start_smtp, backend, HOST, 0, role="mx")
+        server = lt.call(start_smtp, backend, HOST, 0, role="mx", checks=checks)
         port = server.sockets[0].getsockname()[1]
         cpu0 = time.process_time()
         result = LOAD(port, args.sessions, args.messages, "s@remote.test", "alice@example.test", args.size)
@@ -257,6 +267,41 @@ def run_stack(args) -> tuple[tuple[int, int, float], dict]:
 
 
 # ------------------------------------------------------------------ report
+def _run_with_rspamd(args, rows) -> str:
+    """Row (d): (b) with the spam check asking a real rspamd (Debian's package, DNS stubbed), or why not."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "local"))
+    from postern_local import rspamd
+
+    if not rspamd.available():
+        return "rspamd and redis-server not installed (apt-get install rspamd redis-server)"
+    with rspamd.LocalRspamd() as r:
+        cpu = lambda: _tree_cpu(r.proc.pid)  # noqa: E731
+        before = cpu()
+        runs = [run_fake(args, rspamd=r) for _ in range(args.rounds)]
+        spent = cpu() - before
+        best = max(runs, key=lambda x: x[1] / x[2] if x[2] else 0.0)
+        rows.append((f"(d) (b) + rspamd {rspamd.version()} check (best of {args.rounds})", best))
+        accepted = sum(x[1] for x in runs)
+        return f"rspamd's own CPU {spent * 1000 / max(accepted, 1):.2f} ms/msg"
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children (rspamd's workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: ppid
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     global LOAD
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -275,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="messages per session for (c): its pipeline drain is slow on moto (default 5)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds of (a) and (b) (default 5, quick 3)")
     p.add_argument("--no-stack", action="store_true", help="skip (c)")
+    p.add_argument("--no-rspamd", action="store_true", help="skip (d), the run with rspamd in the path")
     p.add_argument("--in-process", action="store_true", help="run the clients as threads of this process")
     args = p.parse_args(argv)
     if args.messages is None:
@@ -296,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     best = lambda runs: max(runs, key=lambda r: r[1] / r[2] if r[2] else 0.0)  # noqa: E731
     rows.append((f"(a) bare aiosmtpd, discard (best of {args.rounds})", best(runs_a)))
     rows.append((f"(b) gateway, fake S3/SQS {args.latency * 1000:.0f} ms/call (best of {args.rounds})", best(runs_b)))
+    rspamd_note = _run_with_rspamd(args, rows) if not args.no_rspamd else None
     stack_info = None
     if not args.no_stack:
         try:
@@ -327,6 +374,15 @@ def main(argv: list[str] | None = None) -> int:
               f"({per_msg * 1000:.1f} ms per message per session in (a) + {2 * args.latency * 1000:.0f} ms)")
     if "(c)" in rates:
         print(f"ratio (c)/(a) = {rates['(c)'] / rates['(a)']:.2f}  (moto in-process: indicative only)")
+    if "(d)" in rates and rates["(d)"]:
+        b_row, d_row = rows[1][1], next(r for n, r in rows if n.startswith("(d)"))
+        per_b, per_d = args.sessions / rates["(b)"], args.sessions / rates["(d)"]
+        print(f"rspamd in the path: (d)/(b) = {rates['(d)'] / rates['(b)']:.2f}; per message per session "
+              f"{per_b * 1000:.1f} -> {per_d * 1000:.1f} ms (+{(per_d - per_b) * 1000:.1f} ms); gateway CPU "
+              f"{b_row[3] * 1000 / max(b_row[1], 1):.2f} -> {d_row[3] * 1000 / max(d_row[1], 1):.2f} ms/msg; "
+              f"{rspamd_note}")
+    elif rspamd_note:
+        print(f"(d) not run: {rspamd_note}")
 
     if stack_info is not None:
         accepted = rows[-1][1][1]
