@@ -54,7 +54,7 @@ cost: $(STAMP)
 	$(PY) bench/cost.py
 
 # The long fuzz run (docs/hostile.md): every fuzz property with FUZZ_EXAMPLES inputs each, under the
-# per-input liveness ceilings, nice'd; figures in .postern-local/evidence/fuzz-long.json. ~1 h on 2 cores.
+# per-input liveness ceilings, nice'd; figures in .postern-local/evidence/fuzz-long.json. ~1.5 h on 2 busy cores.
 FUZZ_EXAMPLES ?= 7700
 FUZZ_TESTS ?= tests/unit/test_fuzz_*.py tests/unit/test_sieve_parser.py
 FUZZ_REPORT ?= .postern-local/evidence/fuzz-long.json
