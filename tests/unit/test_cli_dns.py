@@ -32,6 +32,13 @@ def test_without_elastic_ips_the_host_is_an_alias_of_the_nlb_or_its_current_addr
     assert [r.value for r in _by(records, "A")] == ["192.0.2.1"]
 
 
+def test_small_profile_publishes_its_own_a_record():
+    records, advice = plan(Facts("example.com", "mail.example.com", self_published=True))
+    assert not _by(records, "A") and [r.value for r in _by(records, "MX")] == ["10 mail.example.com."]
+    (a,) = [a for a in advice if a.topic == "A"]
+    assert "GatewayProfile=small" in a.text and "writes this A record itself" in a.text
+
+
 def test_spf_names_where_mail_really_leaves_from():
     ses, _ = plan(Facts("example.com", "mail.example.com", transport="ses", ses_mail_from="bounce.example.com",
                         ses_records=(("bounce.example.com", "TXT", "v=spf1 include:amazonses.com ~all"),)))

@@ -94,6 +94,7 @@ def gather(args, settings, clients) -> Facts:
         extra = _ses(settings, clients, domain, params.get("SesMailFromSubdomain") or settings.ses_mail_from_subdomain)
     keys = KeyStore(settings, clients).get(domain)
     return Facts(
+        self_published=params.get("GatewayProfile") == "small",
         domain=domain,
         gateway_host=(params.get("GatewayHostname") or settings.hostname).lower().rstrip("."),
         transport=transport,

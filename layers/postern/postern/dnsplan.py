@@ -70,6 +70,7 @@ class Facts:
     gateway_addresses: tuple[str, ...] = ()  # Elastic IPs of the NLB (UseElasticIps=true)
     gateway_dns_name: str = ""  # the NLB's DNS name
     nlb_addresses: tuple[str, ...] = ()  # its current addresses, when resolved
+    self_published: bool = False  # GatewayProfile=small: the task writes its own A record (postern_gateway.publish)
     smarthost: str = ""  # host[:port]
     nat_address: str = ""  # the deliver VPC's NAT Elastic IP (mx transport)
     ses_records: tuple[tuple[str, str, str], ...] = ()  # (name, type, value): Easy DKIM CNAMEs, MAIL FROM MX/TXT
@@ -92,6 +93,10 @@ def _gateway(f: Facts) -> tuple[list[Record], list[Advice]]:
     zone_hint = "" if host == f.domain or host.endswith("." + f.domain) else \
         f" (in the zone of {host}, once for every domain)"
     why = f"the gateway's address; the MX target must have A records, never a CNAME (RFC 2181 §10.3){zone_hint}"
+    if f.self_published:
+        return [], [Advice("A", f"{host}: nothing to publish by hand - with GatewayProfile=small the gateway task "
+                                "writes this A record itself in the stack's hosted zone (TTL 60 s) each time a "
+                                "task starts")]
     if f.gateway_addresses:
         return [Record(host, "A", a, why) for a in f.gateway_addresses], []
     if f.gateway_dns_name:
