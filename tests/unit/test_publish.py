@@ -1,6 +1,6 @@
 """The small profile's address publisher (postern_gateway.publish): the task's public IPv4 as
-GatewayHostname's A record, from the ECS task metadata, EC2 and Route 53 (moto), and what it
-does when there is no address yet or no ECS."""
+GatewayHostname's A record, from the ECS task metadata (a loopback server), EC2 and Route 53 (moto),
+and what it does when there is no address yet or no ECS."""
 
 from __future__ import annotations
 
@@ -37,14 +37,43 @@ def metadata():
     server.shutdown()
 
 
-def _task_interface(ec2, public: bool) -> str:
-    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
-    eni = ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]
-    if public:
-        alloc = ec2.allocate_address(Domain="vpc")
-        ec2.associate_address(AllocationId=alloc["AllocationId"], NetworkInterfaceId=eni["NetworkInterfaceId"])
-    return eni["PrivateIpAddress"]
+class _Ec2:
+    """DescribeNetworkInterfaces as EC2 answers it for a Fargate task's interface (moto's EC2 backend
+    costs 15 s to load; Route 53 below is moto's)."""
+
+    def __init__(self):
+        self.interfaces: list[dict] = []
+
+    def add(self, private_ip: str, public_ip: str | None) -> str:
+        eni = {"NetworkInterfaceId": f"eni-{len(self.interfaces):08x}", "PrivateIpAddress": private_ip,
+               "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": private_ip}]}
+        if public_ip:
+            eni["Association"] = {"PublicIp": public_ip, "IpOwnerId": "amazon"}
+        self.interfaces.append(eni)
+        return private_ip
+
+    def describe_network_interfaces(self, Filters):  # noqa: N803 - boto3's parameter name
+        (f,) = Filters
+        assert f["Name"] == "addresses.private-ip-address"
+        return {"NetworkInterfaces": [e for e in self.interfaces if e["PrivateIpAddress"] in f["Values"]]}
+
+
+class _Clients:
+    def __init__(self, route53, ec2):
+        self._route53, self._ec2 = route53, ec2
+
+    def client(self, name):
+        return {"ec2": self._ec2, "route53": self._route53}[name]
+
+
+@pytest.fixture
+def route53():
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        yield boto3.client("route53", region_name="us-east-1", aws_access_key_id="testing",
+                           aws_secret_access_key="testing")
 
 
 def _a_records(clients, zone: str, name: str):
@@ -52,36 +81,36 @@ def _a_records(clients, zone: str, name: str):
     return [r for r in rrs if r["Type"] == "A" and r["Name"] == name]
 
 
-def test_publishes_the_tasks_public_address(aws, metadata):
-    settings, clients, _ = aws
+def test_publishes_the_tasks_public_address_and_waits_for_one(route53, metadata, caplog):
+    from postern.config import Settings
+
+    settings = Settings()
     server, uri = metadata
-    ec2 = clients.client("ec2")
-    _Metadata.private_ip = _task_interface(ec2, public=True)
+    ec2 = _Ec2()
+    clients = _Clients(route53, ec2)
     zone = clients.client("route53").create_hosted_zone(Name="example.test", CallerReference="t")["HostedZone"]["Id"]
     s = dataclasses.replace(settings, publish_zone_id=zone.split("/")[-1], ecs_metadata_uri=uri,
                             hostname="mx.example.test")
+    # no public address on the interface (yet): retried with back-off, then logged, nothing raised or written
+    _Metadata.private_ip = ec2.add("10.9.1.5", None)
+    slept = []
+    assert publish(s, clients, sleep=slept.append) is None
+    assert len(slept) == ATTEMPTS - 1 and max(slept) <= 30
+    assert "not published" in caplog.text and not _a_records(clients, zone, "mx.example.test.")
+    # the task's interface with its public address: the A record, TTL 60
+    _Metadata.private_ip = ec2.add("10.9.1.6", "198.51.100.25")
     address = publish(s, clients, sleep=lambda _s: None)
-    public = ec2.describe_addresses()["Addresses"][0]["PublicIp"]
+    public = "198.51.100.25"
     assert address == public
     (rec,) = _a_records(clients, zone, "mx.example.test.")
     assert rec["TTL"] == TTL and rec["ResourceRecords"] == [{"Value": public}]
     assert publish(s, clients, sleep=lambda _s: None) == public  # a replacement task: UPSERT, no error
 
 
-def test_no_public_address_retries_then_gives_up_without_raising(aws, metadata, caplog):
-    settings, clients, _ = aws
-    server, uri = metadata
-    _Metadata.private_ip = _task_interface(clients.client("ec2"), public=False)
-    zone = clients.client("route53").create_hosted_zone(Name="example.test", CallerReference="u")["HostedZone"]["Id"]
-    slept = []
-    s = dataclasses.replace(settings, publish_zone_id=zone.split("/")[-1], ecs_metadata_uri=uri)
-    assert publish(s, clients, sleep=slept.append) is None
-    assert len(slept) == ATTEMPTS - 1 and max(slept) <= 30
-    assert "not published" in caplog.text and not _a_records(clients, zone, settings.hostname + ".")
+def test_off_unless_asked_and_never_outside_ecs(caplog):
+    from postern.config import Settings
 
-
-def test_off_unless_asked_and_never_outside_ecs(aws, caplog):
-    settings, clients, _ = aws
-    assert publish(dataclasses.replace(settings, publish_zone_id=""), clients) is None
-    assert publish(dataclasses.replace(settings, publish_zone_id="Z1", ecs_metadata_uri=""), clients) is None
+    never = object()  # no AWS call is made: no clients needed
+    assert publish(Settings(publish_zone_id=""), never) is None
+    assert publish(Settings(publish_zone_id="Z1", ecs_metadata_uri=""), never) is None
     assert "not an ECS task" in caplog.text
