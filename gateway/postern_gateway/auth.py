@@ -27,18 +27,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
-import hmac
 import logging
-import secrets
 import weakref
 from dataclasses import dataclass
 
-from postern.directory import account_name
+from postern.directory import account_name, log_name
 from postern.errors import AuthLocked, TooManySessions
 from postern.limits import UNLIMITED
 
-from .authcache import VerifiedCache
+from postern.authcache import VerifiedCache
 
 log = logging.getLogger("postern.auth")
 
@@ -107,18 +104,6 @@ async def _verify(backend, cache: VerifiedCache, username: str, password: str):
 
         task.add_done_callback(done)
     return await _shield(task)
-
-
-_LOG_KEY = secrets.token_bytes(16)  # per process: hashes in logs correlate attempts, reveal nothing
-
-
-def log_name(login: str) -> str:
-    """How a login name appears in the logs: its canonical account, or ``#`` and a keyed hash
-    when it is no address (typically a password typed into the user-name field)."""
-    account = account_name(login[:320])
-    if account is not None:
-        return account
-    return "#" + hmac.new(_LOG_KEY, login.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:12]
 
 
 def claim_session(backend, account: str, client_ip: str = "", protocol: str = ""):

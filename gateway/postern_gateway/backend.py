@@ -151,7 +151,7 @@ class Backend:
     trust: object | None = None  # postern_gateway.trust.gate.Trust (DNS checks on the MX port); None = off
     spam: object | None = None  # postern_gateway.spam.rspamd.Rspamd (the MX port's scan); None = filtering off
     learner: object | None = None  # postern_gateway.spam.learn.Learner (IMAP moves into/out of Junk); None = off
-    auth_cache: object | None = None  # postern_gateway.authcache.VerifiedCache, built on first login
+    auth_cache: object | None = None  # postern.authcache.VerifiedCache, built on first login
     maildrop_locks: object | None = None  # postern_gateway.pop3.lock: POP3 maildrop locks, built by the listener
     sessions: Sessions = field(default_factory=Sessions)  # live sessions: counted, told to leave on SIGTERM
 

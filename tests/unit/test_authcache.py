@@ -6,7 +6,7 @@ from postern.config import Settings
 from postern.directory import memory_directory
 from postern.store.memory import MemoryMailStore
 from postern_gateway.auth import authenticate
-from postern_gateway.authcache import VerifiedCache
+from postern.authcache import VerifiedCache
 from postern_gateway.backend import Backend
 
 

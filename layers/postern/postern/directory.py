@@ -14,6 +14,9 @@ Addresses are keyed by their canonical form (domain and local part lower-case).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -48,6 +51,10 @@ class User:
     created: float = 0.0
     spam_junk: float | None = None  # move-to-Junk score (None: the domain's)
     spam_reject: float | None = None  # reject score (None: the domain's)
+    admin: bool = False  # may read every domain's reports over HTTPS (`postern user admin`)
+    # Changes with every password change (never with a rehash of the same password): bearer tokens
+    # (postern.tokens) carry the generation they were issued under, so a new password revokes them.
+    generation: str = field(repr=False, default="")
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,22 @@ def account_name(login: str) -> str | None:
         return parse_address(login).canonical
     except InvalidAddress:
         return None
+
+
+_LOG_KEY = secrets.token_bytes(16)  # per process: hashes in logs correlate attempts, reveal nothing
+
+
+def log_name(login: str) -> str:
+    """How a login name appears in the logs: its canonical account, or ``#`` and a keyed hash
+    when it is no address (typically a password typed into the user-name field)."""
+    account = account_name(login[:320])
+    if account is not None:
+        return account
+    return "#" + hmac.new(_LOG_KEY, login.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:12]
+
+
+def _new_generation() -> str:
+    return secrets.token_hex(8)
 
 
 class Directory:
@@ -143,6 +166,7 @@ class Directory:
             "kind": "user",
             "address": a.canonical,
             "password": _passwords().hash_password(password),
+            "generation": _new_generation(),
             "quota": int(quota),
             "created": time.time(),
         }
@@ -155,7 +179,8 @@ class Directory:
     @staticmethod
     def _user(item: dict) -> User:
         return User(item["address"], item.get("password", ""), int(item.get("quota", 0)), item.get("created", 0.0),
-                    _score(item.get("spam_junk")), _score(item.get("spam_reject")))
+                    _score(item.get("spam_junk")), _score(item.get("spam_reject")),
+                    bool(item.get("admin", False)), str(item.get("generation", "")))
 
     def get_user(self, address: str | Address) -> User | None:
         try:
@@ -172,10 +197,27 @@ class Directory:
         return u
 
     def set_password(self, address: str, password: str) -> None:
+        """A new password: a new credential generation too, which revokes every bearer token."""
+        self._store_hash(address, _passwords().hash_password(password), new_generation=True)
+
+    def _store_hash(self, address: str, encoded: str, new_generation: bool) -> None:
         u = self.require_user(address)
         a = parse_address(u.address)
         item = self.items.get(keys.user_key(a.local, a.domain))
-        item["password"] = _passwords().hash_password(password)
+        item["password"] = encoded
+        if new_generation or not item.get("generation"):
+            item["generation"] = _new_generation()
+        self.items.put(item)
+
+    def set_admin(self, address: str, admin: bool) -> None:
+        """Give (or take back) the admin role: reading every domain's DMARC/TLS reports over HTTPS."""
+        u = self.require_user(address)
+        a = parse_address(u.address)
+        item = self.items.get(keys.user_key(a.local, a.domain))
+        if admin:
+            item["admin"] = True
+        else:
+            item.pop("admin", None)
         self.items.put(item)
 
     def set_quota(self, address: str, quota: int) -> None:
@@ -246,7 +288,8 @@ class Directory:
         if not passwords.verify_password(u.password_hash if u else None, password):
             return None
         if u and passwords.needs_rehash(u.password_hash):
-            self.set_password(u.address, password)
+            # The same password under new parameters: tokens stay valid (no new generation).
+            self._store_hash(u.address, passwords.hash_password(password), new_generation=False)
         return u
 
     # --- aliases ----------------------------------------------------------

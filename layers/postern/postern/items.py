@@ -358,6 +358,16 @@ class DynamoItems:
         r = self._call("delete", self._c.delete_item, **kwargs)
         return bool(r.get("Attributes"))
 
+    def delete_returning(self, key: dict, cond: Cond | None = None) -> dict | None:
+        """DeleteItem returning the item deleted (None when there was none): take-once reads."""
+        kwargs: dict[str, Any] = {"TableName": self.table, "Key": serialize(key), "ReturnValues": "ALL_OLD"}
+        if cond is not None:
+            ex = _Expr()
+            kwargs["ConditionExpression"] = ex.cond(cond)
+            ex.apply(kwargs)
+        r = self._call("delete", self._c.delete_item, **kwargs)
+        return deserialize(r["Attributes"]) if r.get("Attributes") else None
+
     def batch_get(self, keys: list[dict], consistent: bool = True) -> dict[tuple[str, str], dict]:
         """Many items in as few BatchGetItem calls as possible (100 keys per call;
         unprocessed keys are retried). Returns {(pk, sk): item} for the items found."""
@@ -480,6 +490,14 @@ class MemoryItems:
             if not holds(cond, cur):
                 raise ConditionFailed()
             return self._items.pop(k, None) is not None
+
+    def delete_returning(self, key: dict, cond: Cond | None = None) -> dict | None:
+        k = _key(key)
+        with self._lock:
+            cur = self._items.get(k)
+            if not holds(cond, cur):
+                raise ConditionFailed()
+            return self._items.pop(k, None)
 
     def batch_put(self, items: Iterable[dict]) -> None:
         with self._lock:

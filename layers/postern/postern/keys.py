@@ -32,6 +32,10 @@ State table (``POSTERN_STATE_TABLE``; attributes pk, sk; TTL ``expires``):
   pk=Q#<queue id>       sk=ses#<SES message id>   what one SES send was (sender, recipients): SES events (deliverylog)
   pk=Q#<queue id>       sk=sieve#<user>#<what>    "this Sieve side effect was carried out" (redirect, vacation; TTL)
   pk=V#<user>           sk=<handle>#<sender>      a vacation reply was sent to this sender: none again before ``expires``
+  pk=TOK#<sha256>       sk=bearer | ticket        an HTTPS bearer token / one-time WebSocket ticket, by the hash of its
+                                                  value (user, credential generation; TTL; postern.tokens)
+  pk=R#<kind>#<domain>  sk=<end, 10 digits>#<id>  one DMARC (kind dmarc) or TLS-RPT (tls) report's summary, or a
+                                                  refused report, for reports@<domain> (postern.reports.summaries; TTL)
 """
 
 from __future__ import annotations
@@ -211,3 +215,23 @@ def sieve_effect_key(queue_id: str, user: str, what: str) -> dict:
 
 def vacation_key(user: str, handle: str, sender: str) -> dict:
     return {"pk": f"V#{user.lower()}", "sk": f"{handle}#{sender.lower()}"}
+
+
+# --- HTTPS tokens and WebSocket tickets (state table; postern.tokens) ----------
+def token_key(digest: str, kind: str) -> dict:
+    """``digest``: SHA-256 hex of the token's value (the value itself is never stored); ``kind``: bearer | ticket."""
+    return {"pk": f"TOK#{digest}", "sk": kind}
+
+
+# --- DMARC / TLS-RPT report summaries (state table; postern.reports) --------------
+def report_pk(kind: str, domain: str) -> str:
+    return f"R#{kind}#{domain.lower()}"
+
+
+def report_key(kind: str, domain: str, end: int, report_id: str) -> dict:
+    return {"pk": report_pk(kind, domain), "sk": f"{int(end):010d}#{report_id}"}
+
+
+def report_sk_from(since: int) -> str:
+    """The smallest sort key of reports whose period ended at or after ``since`` (epoch seconds)."""
+    return f"{max(0, int(since)):010d}"
