@@ -13,7 +13,8 @@ WRITES
     goes on to the sender it stands for, postern.srs). The NDR queue: one
     ``NoticeJob(kind="failed")`` for recipients that resolve nowhere (no such
     user 5.1.1, relaying denied 5.7.1, alias loop 5.4.6), never when the
-    sender is ``<>``.
+    sender is ``<>``. The reports queue: one ``ReportJob`` per domain whose
+    reports@ the message was sent to (postern.routing.REPORT_ACCOUNTS).
 FAILURES
     Unknown recipients bounce (a notice, the record is done). A directory or
     SQS fault fails the record: SQS redelivers it after the visibility
@@ -59,6 +60,7 @@ def record_handler(record: SQSRecord) -> None:
         local=len(p.store),
         remote_domains=len(p.outbound),
         failed=len(p.decision.failed),
+        reports=len(p.reports),
     )
     metrics.add_metric(name="LocalCopies", unit=MetricUnit.Count, value=len(p.store))
     metrics.add_metric(name="RemoteJobs", unit=MetricUnit.Count, value=len(p.outbound))

@@ -24,6 +24,7 @@ QUEUE_ENV = {
     "StoreQueue": "POSTERN_STORE_QUEUE_URL",
     "OutboundQueue": "POSTERN_OUTBOUND_QUEUE_URL",
     "NdrQueue": "POSTERN_NDR_QUEUE_URL",
+    "ReportsQueue": "POSTERN_REPORTS_QUEUE_URL",
 }
 TABLE_ENV = {
     "DirectoryTable": "POSTERN_DIRECTORY_TABLE",

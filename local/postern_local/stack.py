@@ -59,6 +59,8 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # unless POSTERN_SMARTHOST names a real one. (mx needs the deliver VPC option: AWS blocks port 25.)
     "POSTERN_OUTBOUND_TRANSPORT": "smarthost",
     "POSTERN_LOCAL_SMARTHOST_PORT": "2526",
+    # The HTTPS function behind a local stand-in for CloudFront and the HTTP API (postern_local.httpfront).
+    "POSTERN_LOCAL_HTTP_PORT": "8080",
     "AWS_DEFAULT_REGION": "us-east-1",
     "POWERTOOLS_SERVICE_NAME": "postern",
     "POWERTOOLS_METRICS_NAMESPACE": "Postern",
@@ -140,6 +142,7 @@ class LocalStack:
         self.directory = None
         self.store = None
         self.gateway = None
+        self.https = None  # postern_local.httpfront.HttpFront: the HTTPS function on POSTERN_LOCAL_HTTP_PORT
         self.demo_user = ""
         self.demo_password = ""
         self._saved_env: dict[str, str] | None = None
@@ -167,11 +170,16 @@ class LocalStack:
             # (the functions' processes would otherwise get the template's, naming no local secret).
             env["POSTERN_SRS_SECRET"] = secrets.token_urlsafe(24)
             env["POSTERN_SRS_SECRET_ID"] = ""
+        if not env.get("POSTERN_HTTPS_ORIGIN_SECRET"):
+            # Deployed, CloudFront sends the HttpsOriginSecret; locally the front (httpfront.py) sends this.
+            env["POSTERN_HTTPS_ORIGIN_SECRET"] = secrets.token_urlsafe(24)
+        env["POSTERN_HTTPS_ORIGIN_SECRET_ID"] = ""
         env.setdefault("POSTERN_ADMIN_ADDRESS", env["POSTERN_DEMO_USER"])  # postmaster@/abuse@ of every domain
         if self.ephemeral_ports:
             env.update({var: "0" for var in PORT_VARS.values()})
             env["POSTERN_LOCAL_MOTO_PORT"] = "0"
             env["POSTERN_LOCAL_SMARTHOST_PORT"] = "0"
+            env["POSTERN_LOCAL_HTTP_PORT"] = "0"
         if env.get("POSTERN_OUTBOUND_TRANSPORT") == "smarthost" and not env.get("POSTERN_SMARTHOST"):
             from .fakemx import FakeMX
 
@@ -224,6 +232,7 @@ class LocalStack:
         self.pollers = Pollers(self._pollers())
         if self.with_gateway:
             self._start_gateway()
+        self._start_https_front(template)
         if self.background:
             self.pollers.start()
 
@@ -334,6 +343,21 @@ class LocalStack:
         self.gateway = Gateway(self.settings, self.gateway_clients)
         asyncio.run_coroutine_threadsafe(self.gateway.start(), self._loop).result(timeout=60)
 
+    def _start_https_front(self, template: dict) -> None:
+        """The HTTPS function behind the local CloudFront/HTTP API stand-in (postern_local.httpfront)."""
+        fn = self.functions.get("HttpsFunction")
+        port = int(self.env.get("POSTERN_LOCAL_HTTP_PORT", "8080"))
+        if fn is None or port < 0:
+            return
+        from .httpfront import HttpFront, security_headers
+
+        # The client configuration it serves names the listeners' real ports (ephemeral ones in tests).
+        handler = self.workers["HttpsFunction"]  # the RemoteHandler itself (handler_wrapper wraps fn.handler)
+        handler.env.update({PORT_VARS[name]: str(p) for name, p in self.ports.items() if name in PORT_VARS})
+        self.https = HttpFront(handler, fn.context, self.env["POSTERN_HTTPS_ORIGIN_SECRET"],
+                               security_headers(template), region=self.settings.region, port=port)
+        self.https.start()
+
     def drain(self, max_rounds: int = 50) -> int:
         """Run the pollers until every queue is empty; returns the messages handled."""
         return self.pollers.drain(max_rounds=max_rounds)
@@ -343,6 +367,9 @@ class LocalStack:
 
         if self.pollers is not None:
             self.pollers.stop()
+        if self.https is not None:
+            self.https.stop()
+            self.https = None
         for worker in self.workers.values():
             worker.close()
         if self._loop is not None:
@@ -391,6 +418,11 @@ class LocalStack:
 
     def _port(self, name: str) -> int | None:
         return self.ports.get(name)
+
+    @property
+    def http_url(self) -> str:
+        """The local HTTPS front's base URL (plain HTTP on loopback), or "" when it is off."""
+        return self.https.url if self.https is not None else ""
 
     smtp_port = property(lambda self: self._port("smtp"))
     submission_port = property(lambda self: self._port("submission"))

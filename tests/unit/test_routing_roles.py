@@ -70,3 +70,20 @@ def test_an_admin_that_is_itself_a_role_account_is_a_loop_not_a_hang():
     d = memory_directory(admin_address="postmaster@example.test")
     d.add_domain("example.test")
     assert [f.status for f in route(["abuse@example.test"], d).failed] == ["5.4.6"]
+
+
+def test_reports_go_to_the_reports_function_once_per_domain(directory):
+    from postern.envelope import Envelope
+    from postern.pipeline.router import plan
+
+    d = route(["reports@example.test", "Reports@EXAMPLE.test", "reports@catch.test", "ops@example.test"], directory,
+              allow_remote=False)
+    assert [(r.domain, r.original_recipient) for r in d.reports] == [
+        ("example.test", "reports@example.test"), ("catch.test", "reports@catch.test")]
+    assert local(d) == [(ADMIN, "ops@example.test")] and not d.failed  # the catch-all does not take reports@
+    env = Envelope(queue_id="q1", s3_key="spool/q1", mail_from="noreply@reporter.test",
+                   rcpt_to=("reports@example.test",), received_at=1.0, size=10)
+    (job,) = plan(env, directory).reports
+    assert (job.domain, job.s3_key, job.queue_id) == ("example.test", "spool/q1", "q1")
+    directory.add_user("reports@own.test", "pw")  # a user of that name wins, as for postmaster@
+    assert local(route(["reports@own.test"], directory, allow_remote=False)) == [("reports@own.test", "reports@own.test")]

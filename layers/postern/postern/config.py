@@ -77,6 +77,7 @@ class Settings:
     store_queue_url: str = ""  # POSTERN_STORE_QUEUE_URL    (router -> store)
     outbound_queue_url: str = ""  # POSTERN_OUTBOUND_QUEUE_URL (router -> deliver)
     ndr_queue_url: str = ""  # POSTERN_NDR_QUEUE_URL      (anyone -> ndr)
+    reports_queue_url: str = ""  # POSTERN_REPORTS_QUEUE_URL (router -> reports: DMARC and TLS-RPT reports)
     directory_table: str = "postern-directory"  # POSTERN_DIRECTORY_TABLE
     mail_table: str = "postern-mail"  # POSTERN_MAIL_TABLE
     state_table: str = "postern-state"  # POSTERN_STATE_TABLE (delivery log, limits; TTL)
@@ -185,6 +186,19 @@ class Settings:
     sieve_body_max: int = 1024 * 1024  # POSTERN_SIEVE_BODY_MAX (bytes of a message a body test reads)
     junk_expire_days: int = 30  # POSTERN_JUNK_EXPIRE_DAYS (Junk messages older than this are removed; 0 = never)
 
+    # --- HTTPS front (functions/https), MTA-STS policy, reports -------------
+    mta_sts_mode: str = "testing"  # POSTERN_MTA_STS_MODE: testing | enforce | none (our inbound policy, RFC 8461)
+    mta_sts_max_age: int = 7 * 86400  # POSTERN_MTA_STS_MAX_AGE (seconds senders may cache our policy)
+    https_origin_secret_id: str = ""  # POSTERN_HTTPS_ORIGIN_SECRET_ID (secret CloudFront sends; wins)
+    https_origin_secret: str = ""  # POSTERN_HTTPS_ORIGIN_SECRET (the same value, given directly: local stack)
+    token_ttl: int = 3600  # POSTERN_TOKEN_TTL (seconds a bearer token from POST /auth/token lives)
+    ticket_ttl: int = 60  # POSTERN_TICKET_TTL (seconds a one-time WebSocket ticket lives)
+    profile_signing_secret_id: str = ""  # POSTERN_PROFILE_SIGNING_SECRET_ID ({"cert","key"}: signs .mobileconfig)
+    report_max_compressed: int = 4 * MIB  # POSTERN_REPORT_MAX_COMPRESSED (bytes of one report attachment)
+    report_max_size: int = 32 * MIB  # POSTERN_REPORT_MAX_SIZE (bytes of one report once decompressed)
+    report_max_ratio: int = 100  # POSTERN_REPORT_MAX_RATIO (decompressed / compressed, at most)
+    report_retention_days: int = 400  # POSTERN_REPORT_RETENTION_DAYS (summaries kept, state table TTL)
+
     # --- admin CLI ----------------------------------------------------------
     stack_name: str = ""  # POSTERN_STACK (CloudFormation stack whose Outputs name the resources; `postern --stack`)
 
@@ -203,6 +217,7 @@ class Settings:
             store_queue_url=e.get("POSTERN_STORE_QUEUE_URL", d.store_queue_url),
             outbound_queue_url=e.get("POSTERN_OUTBOUND_QUEUE_URL", d.outbound_queue_url),
             ndr_queue_url=e.get("POSTERN_NDR_QUEUE_URL", d.ndr_queue_url),
+            reports_queue_url=e.get("POSTERN_REPORTS_QUEUE_URL", d.reports_queue_url),
             directory_table=e.get("POSTERN_DIRECTORY_TABLE", d.directory_table),
             mail_table=e.get("POSTERN_MAIL_TABLE", d.mail_table),
             state_table=e.get("POSTERN_STATE_TABLE", d.state_table),
@@ -294,6 +309,17 @@ class Settings:
             sieve_max_redirects=_int(e, "POSTERN_SIEVE_MAX_REDIRECTS", d.sieve_max_redirects),
             sieve_body_max=_int(e, "POSTERN_SIEVE_BODY_MAX", d.sieve_body_max),
             junk_expire_days=_int(e, "POSTERN_JUNK_EXPIRE_DAYS", d.junk_expire_days),
+            mta_sts_mode=e.get("POSTERN_MTA_STS_MODE", d.mta_sts_mode),
+            mta_sts_max_age=_int(e, "POSTERN_MTA_STS_MAX_AGE", d.mta_sts_max_age),
+            https_origin_secret_id=e.get("POSTERN_HTTPS_ORIGIN_SECRET_ID", d.https_origin_secret_id),
+            https_origin_secret=e.get("POSTERN_HTTPS_ORIGIN_SECRET", d.https_origin_secret),
+            token_ttl=_int(e, "POSTERN_TOKEN_TTL", d.token_ttl),
+            ticket_ttl=_int(e, "POSTERN_TICKET_TTL", d.ticket_ttl),
+            profile_signing_secret_id=e.get("POSTERN_PROFILE_SIGNING_SECRET_ID", d.profile_signing_secret_id),
+            report_max_compressed=_int(e, "POSTERN_REPORT_MAX_COMPRESSED", d.report_max_compressed),
+            report_max_size=_int(e, "POSTERN_REPORT_MAX_SIZE", d.report_max_size),
+            report_max_ratio=_int(e, "POSTERN_REPORT_MAX_RATIO", d.report_max_ratio),
+            report_retention_days=_int(e, "POSTERN_REPORT_RETENTION_DAYS", d.report_retention_days),
             extra={k: v for k, v in e.items() if k.startswith("POSTERN_")},
         )
 

@@ -2,8 +2,8 @@
 
 In:   produced by the gateway (``Envelope`` on the inbound queue) and by the
       router (``StoreJob`` on the store queue, ``OutboundJob`` on the
-      outbound queue) and by anyone reporting a failure (``NoticeJob`` on the
-      NDR queue).
+      outbound queue, ``ReportJob`` on the reports queue) and by anyone reporting a
+      failure (``NoticeJob`` on the NDR queue).
 Out:  ``to_json()`` / ``from_json()``; every body carries ``"v"`` (schema
       version) and ``"type"``.
 Fails: :class:`EnvelopeError` for a body that is not JSON, has an unknown
@@ -170,7 +170,21 @@ class NoticeJob(_Body):
         return [RecipientFailure(**r) for r in self.recipients]
 
 
-_TYPES = {cls.TYPE: cls for cls in (Envelope, StoreJob, OutboundJob, NoticeJob)}
+@dataclass(frozen=True)
+class ReportJob(_Body):
+    """A message to reports@<domain>: parse and summarise the DMARC / TLS-RPT report it carries (router -> reports)."""
+
+    TYPE: ClassVar[str] = "report"
+
+    queue_id: str
+    s3_key: str  # the spool object (read by the reports function, never by the router)
+    domain: str  # the local domain it was sent to
+    mail_from: str
+    received_at: float
+    size: int = 0
+
+
+_TYPES = {cls.TYPE: cls for cls in (Envelope, StoreJob, OutboundJob, NoticeJob, ReportJob)}
 
 
 def parse_body(body: str):

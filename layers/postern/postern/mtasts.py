@@ -1,4 +1,13 @@
-"""MTA-STS (RFC 8461) for the mx transport: discover, fetch, cache, enforce.
+"""MTA-STS (RFC 8461): our own inbound policy, and other domains' policies for the mx transport.
+
+Inbound: :func:`inbound_policy` -> the policy Postern publishes at
+``https://mta-sts.<domain>/.well-known/mta-sts.txt`` (the HTTPS function serves it) and
+:func:`policy_txt`, the ``_mta-sts.<domain>`` TXT record whose id is a digest of the policy text,
+so it changes exactly when the policy does (``postern dns`` prints it, ``postern doctor`` checks
+that what is published and what is served agree). Rendered here and parsed by
+:func:`parse_policy` below: one grammar for both directions.
+
+Outbound (the mx transport): discover, fetch, cache, enforce.
 
 In:   a resolver with ``txt(name)`` (``_mta-sts.<domain>`` TXT record) and a
       fetcher ``fetch(url) -> str`` for the HTTPS policy. The default fetcher
@@ -53,6 +62,42 @@ class Policy:
 
 class PolicyError(ValueError):
     pass
+
+
+MODES = ("enforce", "testing", "none")
+
+
+def inbound_policy(mode: str, mx_hosts, max_age: int) -> str:
+    """The policy file we serve (RFC 8461 §3.2): CRLF lines, one ``mx`` per gateway host name."""
+    if mode not in MODES:
+        raise PolicyError(f"bad mode {mode!r}: one of {', '.join(MODES)}")
+    lines = ["version: STSv1", f"mode: {mode}"]
+    lines += [f"mx: {h.lower().rstrip('.')}" for h in mx_hosts]
+    lines.append(f"max_age: {max(0, min(int(max_age), 31557600))}")  # §3.2: at most 31557600
+    text = "\r\n".join(lines) + "\r\n"
+    parse_policy(text)  # what we serve is what our own parser (and any sender's) accepts
+    return text
+
+
+def policy_id(text: str) -> str:
+    """The ``id`` of the TXT record (§3.1: 1 to 32 alphanumerics): a digest of the policy text."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def policy_txt(text: str) -> str:
+    return f"v=STSv1; id={policy_id(text)}"
+
+
+def tlsrpt_txt(domain: str) -> str:
+    """The ``_smtp._tls.<domain>`` TXT record (RFC 8460 §3): reports to reports@<domain>."""
+    return f"v=TLSRPTv1; rua=mailto:reports@{domain.lower().rstrip('.')}"
+
+
+def settings_policy(settings, mode: str | None = None, hostname: str | None = None) -> str:
+    """Our policy as a deployment's settings (or a stack's parameters, given explicitly) describe it."""
+    return inbound_policy(mode or settings.mta_sts_mode, [hostname or settings.hostname], settings.mta_sts_max_age)
 
 
 def parse_policy(text: str, policy_id: str = "") -> Policy:

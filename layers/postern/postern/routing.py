@@ -16,6 +16,10 @@ the role accounts ``postmaster`` and ``abuse`` (any case, any local domain,
 RFC 5321 §4.5.1, RFC 2142) to the directory's ``admin_address``
 (``POSTERN_ADMIN_ADDRESS``) - here, not as per-domain items, so a domain added
 later has them too, and an alias or user of that name overrides them - then
+then ``reports`` (any case, any local domain): DMARC aggregate and TLS-RPT reports, which
+``postern dns`` asks receivers to send there (``rua=mailto:reports@<domain>``), go to the reports
+function as a :class:`ReportDelivery` (no mailbox: the summaries are the product, ``postern
+report`` shows them; an alias or user named ``reports`` overrides it like postmaster's) - then
 the domain's catch-all, else no such user. Alias targets are resolved
 recursively up to ``MAX_DEPTH``. Before all that, given an ``srs``
 (:class:`postern.srs.Srs`), an SRS address in a local domain (a bounce coming
@@ -35,6 +39,8 @@ from .errors import InvalidAddress
 MAX_DEPTH = 10
 # RFC 5321 §4.5.1: every domain accepts "postmaster" (case-insensitive); RFC 2142 §2, §4: "abuse".
 ROLE_ACCOUNTS = frozenset({"postmaster", "abuse"})
+# Where postern dns sends DMARC (RFC 7489 §7.2) and TLS-RPT (RFC 8460 §3) reports: the reports function.
+REPORT_ACCOUNTS = frozenset({"reports"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,12 @@ class RemoteDelivery:
 
 
 @dataclass(frozen=True)
+class ReportDelivery:
+    domain: str  # the local domain whose reports@ it was sent to
+    original_recipient: str
+
+
+@dataclass(frozen=True)
 class RouteFailure:
     recipient: str
     status: str  # RFC 3463
@@ -63,6 +75,7 @@ class RouteDecision:
     local: list[LocalDelivery] = field(default_factory=list)
     remote: dict[str, list[RemoteDelivery]] = field(default_factory=dict)  # by domain
     failed: list[RouteFailure] = field(default_factory=list)
+    reports: list[ReportDelivery] = field(default_factory=list)  # one per domain
 
 
 def route(recipients, directory, allow_remote: bool = True, srs=None) -> RouteDecision:
@@ -137,6 +150,10 @@ def _resolve(addr, original, directory, decision, seen_local, seen_remote, depth
                 seen_local.add(user.address)
                 decision.local.append(LocalDelivery(user.address, original, user.quota))
             return
+    if any(c.local.lower() in REPORT_ACCOUNTS for c in candidates):
+        if all(r.domain != a.domain for r in decision.reports):
+            decision.reports.append(ReportDelivery(a.domain, original))
+        return
     admin = getattr(directory, "admin_address", "")
     if admin and any(c.local.lower() in ROLE_ACCOUNTS for c in candidates):
         # The operator chose the admin address: it may be remote, as an alias's target may.

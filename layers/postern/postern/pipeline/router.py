@@ -8,7 +8,9 @@ Out:  a :class:`Plan` of bodies: one ``StoreJob`` per final local mailbox
       ``OutboundJob`` per remote destination domain (forwarding aliases always;
       direct remote recipients only for authenticated submission) and at most
       one ``NoticeJob(kind="failed")`` for recipients that resolve nowhere
-      (never when the sender is the null reverse-path ``<>``).
+      (never when the sender is the null reverse-path ``<>``), and one ``ReportJob`` per
+      domain whose ``reports@`` is a recipient (the reports function reads the body; the
+      router never does).
       :func:`send_plan` writes them: one SendMessage, or SendMessageBatch per
       ten, per destination queue.
 Fails: a directory or SQS fault raises StoreUnavailable: the whole envelope is
@@ -25,7 +27,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .. import spam as spamfilter
-from ..envelope import Envelope, NoticeJob, OutboundJob, RecipientFailure, StoreJob
+from ..envelope import Envelope, NoticeJob, OutboundJob, RecipientFailure, ReportJob, StoreJob
 from ..routing import RouteDecision, route
 from .queues import send_bodies
 
@@ -39,6 +41,7 @@ class Plan:
     store: list[StoreJob] = field(default_factory=list)
     outbound: list[OutboundJob] = field(default_factory=list)
     notice: NoticeJob | None = None
+    reports: list[ReportJob] = field(default_factory=list)
 
 
 def _recipient_spam(env: Envelope, view, user: str) -> dict:
@@ -92,6 +95,9 @@ def plan(env: Envelope, directory, srs=None) -> Plan:
                 size=env.size,
             )
         )
+    for r in decision.reports:
+        p.reports.append(ReportJob(queue_id=env.queue_id, s3_key=env.s3_key, domain=r.domain,
+                                   mail_from=env.mail_from, received_at=env.received_at, size=env.size))
     if decision.failed and env.mail_from != "":  # never bounce the null sender (RFC 5321 §4.5.5)
         failures = [
             dataclasses.asdict(
@@ -120,3 +126,4 @@ def send_plan(p: Plan, settings, sqs) -> None:
     send_bodies(sqs, settings.outbound_queue_url, [j.to_json() for j in p.outbound])
     if p.notice is not None:
         send_bodies(sqs, settings.ndr_queue_url, [p.notice.to_json()])
+    send_bodies(sqs, settings.reports_queue_url, [j.to_json() for j in p.reports])

@@ -1,0 +1,1 @@
+"""One Powertools ``Router`` per route family; ``app.py`` includes them all."""

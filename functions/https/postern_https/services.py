@@ -1,0 +1,72 @@
+"""What every request of one execution environment shares: settings, clients, directory, limits, tokens.
+
+In:   the process settings and clients (:mod:`postern.config`, :mod:`postern.aws`); the origin
+      secret from ``POSTERN_HTTPS_ORIGIN_SECRET`` or, deployed, the Secrets Manager secret
+      ``POSTERN_HTTPS_ORIGIN_SECRET_ID`` (read once per execution environment).
+Out:  :func:`services` -> :class:`Services`, built on first use and again when the process
+      settings or clients were rebuilt (the local stack does that when it restarts). The
+      verified-password cache (:class:`postern.authcache.VerifiedCache`, ``POSTERN_AUTH_CACHE_TTL``)
+      lives as long as the execution environment: a client sending HTTP Basic on every request
+      pays one argon2id check per cache period, not one per request.
+Fails: the origin secret cannot be read -> StoreUnavailable (503: the function never serves
+      requests it cannot tell came through CloudFront).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from postern.authcache import VerifiedCache
+from postern.aws import get_clients
+from postern.config import get_settings
+from postern.directory import Directory, dynamo_directory
+from postern.errors import StoreUnavailable
+from postern.limits import Limits, limits_for
+from postern.tokens import Tokens, tokens_for
+
+
+@dataclass
+class Services:
+    settings: object
+    clients: object
+    directory: Directory
+    limits: Limits
+    tokens: Tokens
+    cache: VerifiedCache
+    _origin_secret: str | None = field(default=None, repr=False)
+
+    def origin_secret(self) -> str:
+        """The value CloudFront's origin header must carry; "" when none is configured
+        (the function then trusts no edge header: a request reached API Gateway directly)."""
+        if self._origin_secret is None:
+            s = self.settings
+            if s.https_origin_secret:
+                self._origin_secret = s.https_origin_secret
+            elif s.https_origin_secret_id:
+                try:
+                    raw = self.clients.secrets.get_secret_value(SecretId=s.https_origin_secret_id)["SecretString"]
+                except (ClientError, BotoCoreError) as exc:
+                    raise StoreUnavailable(f"origin secret unreadable: {exc.__class__.__name__}") from exc
+                try:
+                    self._origin_secret = str(json.loads(raw)["value"])
+                except (ValueError, KeyError, TypeError):
+                    self._origin_secret = raw.strip()
+            else:
+                self._origin_secret = ""
+        return self._origin_secret
+
+
+_services: Services | None = None
+
+
+def services() -> Services:
+    global _services
+    settings, clients = get_settings(), get_clients()
+    if _services is None or _services.settings is not settings or _services.clients is not clients:
+        directory = dynamo_directory(settings, clients)
+        _services = Services(settings, clients, directory, limits_for(settings, clients),
+                             tokens_for(settings, clients, directory), VerifiedCache(settings.auth_cache_ttl))
+    return _services

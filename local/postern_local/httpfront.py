@@ -1,0 +1,248 @@
+"""CloudFront + API Gateway's HTTP API, played on 127.0.0.1 in front of the real HTTPS function.
+
+In:   HTTP/1.1 requests on ``127.0.0.1:POSTERN_LOCAL_HTTP_PORT`` (8080; plain HTTP: the function
+      refuses credentials over it unless POSTERN_ALLOW_PLAINTEXT_AUTH, which the local stack sets,
+      as it does for the gateway), the function's handler (its worker processes, signing as its
+      own role: :mod:`postern_local.worker`), the origin secret, and template.yaml's response
+      headers policy.
+Out:  :class:`HttpFront`: each request becomes the event API Gateway's HTTP API gives a Lambda
+      function (payload format 2.0: ``version``, ``routeKey`` ``$default``, ``rawPath``,
+      ``rawQueryString``, ``cookies``, lower-case ``headers`` with repeated ones joined by commas,
+      ``queryStringParameters``, ``requestContext.http`` with ``sourceIp``, ``body`` base64-encoded
+      unless it is text), after the distribution's part: the client's own ``x-postern-*`` headers
+      dropped, the viewer's host and IP and the origin secret added (:mod:`postern.edge`), and
+      ``x-postern-viewer-proto: http``. The function's answer (``statusCode``, ``headers``,
+      ``cookies``, ``body``, ``isBase64Encoded``) is written back with the security headers of the
+      template's ``AWS::CloudFront::ResponseHeadersPolicy`` added as CloudFront adds them (a header
+      whose ``Override`` is false only when the function did not set it): they are defined once,
+      in the template, and read from there (:func:`security_headers`).
+Fails: as the AWS services would, with their bodies: a request body over 10 MB (HTTP API) or an
+      event over 6 MB (Lambda's synchronous payload) -> 413; a response over 6 MB or a handler
+      that raised or crashed -> 500 ``{"message":"Internal Server Error"}``; a handler past its
+      Timeout -> 503 ``{"message":"Service Unavailable"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+from postern.edge import ORIGIN_HEADER, VIEWER_HOST, VIEWER_IP, VIEWER_PROTO
+
+from .template import load_template, resources_of_type
+
+log = logging.getLogger("postern.local")
+
+MAX_REQUEST_BODY = 10 * 1024 * 1024  # HTTP API payload quota
+MAX_LAMBDA_PAYLOAD = 6 * 1024 * 1024  # Lambda synchronous invocation, request and response
+MAX_DRAIN = 4 * MAX_REQUEST_BODY  # a larger body is not read at all: the connection closes
+TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded",
+              "application/javascript")
+ACCOUNT = "123456789012"
+
+
+def security_headers(template: dict | None = None) -> list[tuple[str, str, bool]]:
+    """(header, value, override) for every header the template's response headers policy adds."""
+    t = template or load_template()
+    policies = resources_of_type(t, "AWS::CloudFront::ResponseHeadersPolicy")
+    out: list[tuple[str, str, bool]] = []
+    for policy in policies.values():
+        cfg = policy["Properties"]["ResponseHeadersPolicyConfig"]
+        sec = cfg.get("SecurityHeadersConfig") or {}
+        if "StrictTransportSecurity" in sec:
+            h = sec["StrictTransportSecurity"]
+            value = f"max-age={int(h['AccessControlMaxAgeSec'])}"
+            value += "; includeSubDomains" if h.get("IncludeSubdomains") else ""
+            value += "; preload" if h.get("Preload") else ""
+            out.append(("Strict-Transport-Security", value, bool(h.get("Override"))))
+        if "ContentTypeOptions" in sec:
+            out.append(("X-Content-Type-Options", "nosniff", bool(sec["ContentTypeOptions"].get("Override"))))
+        if "FrameOptions" in sec:
+            out.append(("X-Frame-Options", sec["FrameOptions"]["FrameOption"], bool(sec["FrameOptions"].get("Override"))))
+        if "ReferrerPolicy" in sec:
+            out.append(("Referrer-Policy", sec["ReferrerPolicy"]["ReferrerPolicy"],
+                        bool(sec["ReferrerPolicy"].get("Override"))))
+        if "ContentSecurityPolicy" in sec:
+            out.append(("Content-Security-Policy", sec["ContentSecurityPolicy"]["ContentSecurityPolicy"],
+                        bool(sec["ContentSecurityPolicy"].get("Override"))))
+        if "XSSProtection" in sec:
+            h = sec["XSSProtection"]
+            value = "1" if h.get("Protection") else "0"
+            value += "; mode=block" if h.get("Protection") and h.get("ModeBlock") else ""
+            out.append(("X-XSS-Protection", value, bool(h.get("Override"))))
+        for item in (cfg.get("CustomHeadersConfig") or {}).get("Items", []):
+            out.append((item["Header"], item["Value"], bool(item.get("Override"))))
+    return out
+
+
+def _is_text(content_type: str, encoding: str) -> bool:
+    ct = content_type.split(";", 1)[0].strip().lower()
+    return not encoding and (ct.startswith(TEXT_TYPES) or ct.endswith(("+json", "+xml")))
+
+
+def build_event(method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str,
+                api_id: str = "local", region: str = "us-east-1") -> dict:
+    """API Gateway HTTP API's Lambda event, payload format 2.0 (API Gateway Developer Guide,
+    "Create AWS Lambda proxy integrations for HTTP APIs")."""
+    path, _, query = target.partition("?")
+    merged: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        n = name.lower()
+        if n == "cookie":
+            cookies += [c.strip() for c in value.split(";") if c.strip()]
+            continue
+        merged[n] = f"{merged[n]},{value}" if n in merged else value
+    params: dict[str, str] = {}
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        params[k] = f"{params[k]},{v}" if k in params else v
+    now = time.time()
+    domain = f"{api_id}.execute-api.{region}.amazonaws.com"
+    event = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path or "/",
+        "rawQueryString": query,
+        "headers": {**merged, "host": domain, "x-forwarded-for": source_ip, "x-forwarded-proto": "https",
+                    "x-forwarded-port": "443"},
+        "requestContext": {
+            "accountId": ACCOUNT, "apiId": api_id, "domainName": domain, "domainPrefix": api_id,
+            "http": {"method": method, "path": path or "/", "protocol": "HTTP/1.1", "sourceIp": source_ip,
+                     "userAgent": merged.get("user-agent", "")},
+            "requestId": uuid.uuid4().hex[:16], "routeKey": "$default", "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if params:
+        event["queryStringParameters"] = params
+    if body:
+        if _is_text(merged.get("content-type", ""), merged.get("content-encoding", "")):
+            try:
+                event["body"] = body.decode("utf-8")
+            except UnicodeDecodeError:
+                event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+        else:
+            event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    return event
+
+
+class HttpFront:
+    def __init__(self, handler, context, origin_secret: str, headers: list[tuple[str, str, bool]],
+                 region: str = "us-east-1", port: int = 8080, bind: str = "127.0.0.1"):
+        self.handler = handler  # postern_local.worker.RemoteHandler: the function in its worker processes
+        self.context = context  # region -> a Lambda context object (LocalFunction.context)
+        self.origin_secret = origin_secret
+        self.headers = headers
+        self.region = region
+        self.requested_port = port
+        self.bind = bind
+        self.port = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.bind}:{self.port}"
+
+    def start(self) -> int:
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "postern-local-front"
+
+            def log_message(self, fmt, *args):  # noqa: D102 - quiet; the function logs what matters
+                log.debug("http %s", fmt % args)
+
+            def _serve(self):
+                front.handle(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
+
+        self._server = ThreadingHTTPServer((self.bind, self.requested_port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="postern-https-front", daemon=True)
+        self._thread.start()
+        return self.port
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    # --- one request ----------------------------------------------------------------
+    def _reply(self, h: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        names = {n.lower() for n, _ in headers}
+        for name, value, override in self.headers:  # the response headers policy (CloudFront)
+            if override or name.lower() not in names:
+                headers = [(n, v) for n, v in headers if n.lower() != name.lower()] + [(name, value)]
+        h.send_response(status)
+        for name, value in headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                h.send_header(name, value)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+
+    def _aws_error(self, h, status: int, message: str) -> None:
+        self._reply(h, status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode())
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        try:
+            length = int(h.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            h.close_connection = True
+            return self._aws_error(h, 400, "Bad Request")
+        if length > MAX_REQUEST_BODY:
+            h.close_connection = True
+            if length <= MAX_DRAIN:  # read (and drop) it, so the client hears the answer, not a reset
+                while length > 0:
+                    length -= len(h.rfile.read(min(length, 64 * 1024)) or b"\0" * length)
+            return self._aws_error(h, 413, "Request Entity Too Large")
+        body = h.rfile.read(length) if length else b""
+        # CloudFront's part: the viewer cannot set the edge headers; the viewer-request function sets them.
+        headers = [(n, v) for n, v in h.headers.items() if not n.lower().startswith("x-postern-")]
+        headers += [(VIEWER_HOST, h.headers.get("Host", "")), (VIEWER_IP, h.client_address[0]),
+                    (VIEWER_PROTO, "http"), (ORIGIN_HEADER, self.origin_secret)]
+        event = build_event(h.command, h.path, [(n, v) for n, v in headers if n.lower() != "host"], body,
+                            h.client_address[0], region=self.region)
+        if len(json.dumps(event)) > MAX_LAMBDA_PAYLOAD:
+            return self._aws_error(h, 413, "Request Entity Too Large")
+        outcome = self.handler.invoke(event, self.context(self.region))
+        if outcome.error is not None:
+            from .worker import HandlerTimeout
+
+            if isinstance(outcome.error, HandlerTimeout):
+                return self._aws_error(h, 503, "Service Unavailable")
+            log.warning("https function failed: %s: %s\n%s", outcome.error.type_name, outcome.error,
+                        getattr(outcome.error, "trace", ""))
+            return self._aws_error(h, 500, "Internal Server Error")
+        r = outcome.response
+        if len(json.dumps(r)) > MAX_LAMBDA_PAYLOAD:
+            return self._aws_error(h, 500, "Internal Server Error")
+        if not isinstance(r, dict) or "statusCode" not in r:  # payload 2.0: anything else is a 200 JSON body
+            return self._reply(h, 200, [("Content-Type", "application/json")], json.dumps(r).encode())
+        out_headers = [(k, str(v)) for k, v in (r.get("headers") or {}).items()]
+        for k, values in (r.get("multiValueHeaders") or {}).items():
+            out_headers += [(k, str(v)) for v in values]
+        out_headers += [("Set-Cookie", c) for c in r.get("cookies") or []]
+        raw = r.get("body") or ""
+        data = base64.b64decode(raw) if r.get("isBase64Encoded") else raw.encode("utf-8")
+        return self._reply(h, int(r["statusCode"]), out_headers, data)

@@ -1,0 +1,240 @@
+"""The HTTPS front as `make run` serves it: the real function behind the local CloudFront/HTTP API
+stand-in (postern_local.httpfront), driven over loopback with urllib and http.client.
+
+Security headers come from the template's response headers policy; the MTA-STS policy; 401 that
+says Bearer; bearer tokens (issued, stored hashed, revoked by sign-out and by a password change);
+no password in a URL; the lockout (429) from a client address of its own; Thunderbird autoconfig,
+Outlook autodiscover (GET and POST, hostile bodies) and the Apple profile, each validated against
+the schemas in tests/schemas/ and naming exactly the stack's ports.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import plistlib
+import secrets
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import xmlschema
+
+from postern.mtasts import parse_policy, settings_policy
+from postern_local.httpfront import security_headers
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+OUTLOOK_REQ = "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"
+OUTLOOK_RESP = "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+
+
+def schema(name: str) -> xmlschema.XMLSchema:
+    return xmlschema.XMLSchema(str(SCHEMAS / name))
+
+
+def call(stack, method: str, path: str, host: str = "", body: bytes | None = None, headers: dict | None = None):
+    """(status, headers, body) of one request through urllib (errors are answers too)."""
+    h = dict(headers or {})
+    if host:
+        h["Host"] = host
+    req = urllib.request.Request(stack.http_url + path, data=body, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def basic(user: str, password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def token_for(stack, user: str, password: str) -> str:
+    status, _, body = call(stack, "POST", "/auth/token", body=json.dumps({"username": user, "password": password}).encode(),
+                           headers={"Content-Type": "application/json"})
+    assert status == 200, body
+    return json.loads(body)["access_token"]
+
+
+def test_the_front_runs_with_the_stack(stack):
+    assert stack.http_url.startswith("http://127.0.0.1:")
+
+
+def test_mta_sts_policy_with_the_templates_security_headers(stack, new_domain):
+    domain = new_domain()
+    status, headers, body = call(stack, "GET", "/.well-known/mta-sts.txt", host=f"mta-sts.{domain}")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert body.decode() == settings_policy(stack.settings)
+    policy = parse_policy(body.decode())
+    assert policy.mode == "testing" and policy.mx == (stack.settings.hostname,)
+    expected = security_headers()
+    assert {"Strict-Transport-Security", "X-Frame-Options", "Content-Security-Policy"} <= {n for n, _, _ in expected}
+    for name, value, _ in expected:
+        assert headers[name] == value, name
+    status, headers, body = call(stack, "GET", "/.well-known/mta-sts.txt", host="mta-sts.not-ours.test")
+    assert status == 404 and headers["Content-Type"] == "application/problem+json"
+    assert headers["X-Frame-Options"] == "DENY"  # on errors too
+    assert call(stack, "GET", "/no/such/thing")[0] == 404
+
+
+def test_401_says_bearer_so_browsers_ask_no_password(stack):
+    for method, path in (("POST", "/auth/ticket"), ("GET", "/admin/reports/dmarc"), ("GET", "/.well-known/jmap")):
+        status, headers, body = call(stack, method, path)
+        assert status == 401, (path, body)
+        assert headers["WWW-Authenticate"].startswith("Bearer "), path
+        assert json.loads(body)["status"] == 401
+
+
+def test_bearer_token_issued_hashed_and_revoked(stack, new_user):
+    user, pw = new_user()
+    token = token_for(stack, user, pw)
+    assert token.startswith("pst_")
+    stored = json.dumps(stack.clients.dynamodb.scan(TableName=stack.settings.state_table)["Items"])
+    assert token not in stored  # only its SHA-256 is kept
+
+    for creds in ({"Authorization": f"Bearer {token}"}, basic(user, pw)):
+        status, _, body = call(stack, "POST", "/auth/ticket", headers=creds)
+        assert status == 200 and json.loads(body)["ticket"].startswith("psw_")
+
+    # Basic also gets a token; then sign-out revokes exactly the token presented.
+    status, _, body = call(stack, "POST", "/auth/token", headers=basic(user, pw))
+    second = json.loads(body)["access_token"]
+    assert call(stack, "DELETE", "/auth/token", headers={"Authorization": f"Bearer {second}"})[0] == 204
+    status, headers, _ = call(stack, "POST", "/auth/ticket", headers={"Authorization": f"Bearer {second}"})
+    assert status == 401 and 'error="invalid_token"' in headers["WWW-Authenticate"]
+    assert call(stack, "POST", "/auth/ticket", headers={"Authorization": f"Bearer {token}"})[0] == 200
+
+    stack.directory.set_password(user, pw + "-new")  # every token of the account goes with the old password
+    assert call(stack, "POST", "/auth/ticket", headers={"Authorization": f"Bearer {token}"})[0] == 401
+    assert call(stack, "POST", "/auth/ticket", headers=basic(user, pw + "-new"))[0] == 200
+
+
+def test_credentials_are_never_taken_from_a_url(stack, new_user):
+    user, pw = new_user()
+    status, _, body = call(stack, "POST", f"/auth/token?username={user}&password={pw}")
+    assert status == 400 and "URL" in json.loads(body)["detail"]
+
+
+def test_malformed_credentials_are_401_not_500(stack):
+    for value in ("Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode(), "Bearer pst_short", "Digest x",
+                  "Basic " + "A" * 9000):
+        status, headers, _ = call(stack, "POST", "/auth/ticket", headers={"Authorization": value})
+        assert status == 401, value
+    status, _, _ = call(stack, "POST", "/auth/token", body=b'{"username": 1}', headers={"Content-Type": "application/json"})
+    assert status == 400
+
+
+def _post_from(stack, source: str, path: str, body: bytes) -> tuple[int, dict]:
+    port = int(stack.http_url.rsplit(":", 1)[1])
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
+    try:
+        c.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        return r.status, dict(r.getheaders())
+    finally:
+        c.close()
+
+
+def test_lockout_answers_429_even_to_the_right_password(stack, new_user):
+    user, pw = new_user()
+    attacker = f"127.0.{secrets.randbelow(200) + 20}.{secrets.randbelow(250) + 2}"
+    wrong = json.dumps({"username": user, "password": "wrong"}).encode()
+    statuses = [_post_from(stack, attacker, "/auth/token", wrong)[0] for _ in range(stack.settings.auth_fail_user_limit)]
+    assert set(statuses) == {401}
+    status, headers = _post_from(stack, attacker, "/auth/token", json.dumps({"username": user, "password": pw}).encode())
+    assert status == 429 and int(headers["Retry-After"]) > 0
+
+
+def test_thunderbird_autoconfig_names_the_stacks_ports(stack, new_domain):
+    domain = new_domain()
+    status, headers, body = call(stack, "GET", "/mail/config-v1.1.xml", host=f"autoconfig.{domain}")
+    assert status == 200 and headers["Content-Type"].startswith("application/xml")
+    schema("thunderbird-autoconfig-1.1.xsd").validate(body)
+    root = ET.fromstring(body)
+    servers = [(s.get("type"), int(s.findtext("port")), s.findtext("socketType"))
+               for s in root.iter() if s.tag in ("incomingServer", "outgoingServer")]
+    p = stack.ports
+    assert servers == [("imap", p["imaps"], "SSL"), ("imap", p["imap"], "STARTTLS"), ("pop3", p["pop3s"], "SSL"),
+                       ("pop3", p["pop3"], "STARTTLS"), ("smtp", p["submissions"], "SSL"),
+                       ("smtp", p["submission"], "STARTTLS")]
+    assert p["smtp"] not in [port for _, port, _ in servers]  # the MX port is not for clients
+    # The apex redirect's target and an explicit address give the same file; other domains nothing.
+    assert call(stack, "GET", f"/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=bob@{domain}")[2] == body
+    assert call(stack, "GET", "/mail/config-v1.1.xml", host="autoconfig.not-ours.test")[0] == 404
+
+
+def _autodiscover_request(address: str) -> bytes:
+    root = ET.Element(f"{{{OUTLOOK_REQ}}}Autodiscover")
+    req = ET.SubElement(root, f"{{{OUTLOOK_REQ}}}Request")
+    ET.SubElement(req, f"{{{OUTLOOK_REQ}}}EMailAddress").text = address
+    ET.SubElement(req, f"{{{OUTLOOK_REQ}}}AcceptableResponseSchema").text = OUTLOOK_RESP
+    body = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    schema("autodiscover-request-2006.xsd").validate(body)
+    return body
+
+
+def test_outlook_autodiscover_post_and_get(stack, new_domain):
+    domain = new_domain()
+    address = f"Bob@{domain.upper()}"
+    response_schema = schema("autodiscover-response-2006.xsd")
+    status, _, posted = call(stack, "POST", "/autodiscover/autodiscover.xml", host=f"autodiscover.{domain}",
+                             body=_autodiscover_request(address), headers={"Content-Type": "text/xml"})
+    assert status == 200
+    response_schema.validate(posted)
+    protocols = [(p.findtext(f"{{{OUTLOOK_RESP}}}Type"), int(p.findtext(f"{{{OUTLOOK_RESP}}}Port")),
+                  p.findtext(f"{{{OUTLOOK_RESP}}}Encryption"), p.findtext(f"{{{OUTLOOK_RESP}}}LoginName"))
+                 for p in ET.fromstring(posted).iter(f"{{{OUTLOOK_RESP}}}Protocol")]
+    p = stack.ports
+    login = f"bob@{domain}"  # the canonical address (the directory lower-cases it)
+    assert protocols == [("IMAP", p["imaps"], "SSL", login), ("IMAP", p["imap"], "TLS", login),
+                         ("POP3", p["pop3s"], "SSL", login), ("POP3", p["pop3"], "TLS", login),
+                         ("SMTP", p["submissions"], "SSL", login), ("SMTP", p["submission"], "TLS", login)]
+    status, _, got = call(stack, "GET", f"/Autodiscover/Autodiscover.xml?Email={login}")
+    assert status == 200 and got == posted
+
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+            b'<Autodiscover><Request><EMailAddress>&b;</EMailAddress></Request></Autodiscover>')
+    for hostile in (bomb, b"<Autodiscover><Request>", b"\xff\xfe" * 10, b"<a>" * 100_000):
+        status, _, body = call(stack, "POST", "/autodiscover/autodiscover.xml", body=hostile,
+                               headers={"Content-Type": "text/xml"})
+        assert status == 200, hostile[:40]
+        response_schema.validate(body)
+        assert ET.fromstring(body).find(".//{*}ErrorCode").text == "600"
+    status, _, _ = call(stack, "POST", "/autodiscover/autodiscover.xml", body=_autodiscover_request("x@not-ours.test"),
+                        headers={"Content-Type": "text/xml"})
+    assert status == 404
+
+
+def test_apple_profile(stack, new_domain):
+    domain = new_domain()
+    status, headers, body = call(stack, "GET", f"/apple/mobileconfig?emailaddress=carol@{domain}")
+    assert status == 200 and headers["Content-Type"] == "application/x-apple-aspen-config"
+    assert headers["Content-Disposition"] == f'attachment; filename="{domain}.mobileconfig"'
+    schema("plist-1.0.xsd").validate(body)
+    profile = plistlib.loads(body)
+    assert profile["PayloadType"] == "Configuration"
+    (mail,) = profile["PayloadContent"]
+    assert mail["PayloadType"] == "com.apple.mail.managed" and mail["EmailAddress"] == f"carol@{domain}"
+    assert (mail["IncomingMailServerPortNumber"], mail["OutgoingMailServerPortNumber"]) == (
+        stack.ports["imaps"], stack.ports["submissions"])
+    assert mail["IncomingMailServerUseSSL"] and mail["OutgoingMailServerUseSSL"]
+    assert not any("Password" in k and k != "OutgoingPasswordSameAsIncomingPassword" for k in mail)
+    again = call(stack, "GET", f"/apple/mobileconfig?emailaddress=carol@{domain}")[2]
+    assert plistlib.loads(again)["PayloadUUID"] == profile["PayloadUUID"]  # reinstalling replaces, never duplicates
+    assert call(stack, "GET", "/apple/mobileconfig")[0] == 400
+    assert call(stack, "GET", "/apple/mobileconfig?emailaddress=x@not-ours.test")[0] == 404
+
+
+def test_bodies_past_the_http_api_quota_are_refused_by_the_front(stack):
+    status, _, body = call(stack, "POST", "/auth/token", body=b"x" * (10 * 1024 * 1024 + 1))
+    assert status == 413 and json.loads(body) == {"message": "Request Entity Too Large"}
+
+
+@pytest.mark.parametrize("path", ["/auth/token", "/autodiscover/autodiscover.xml"])
+def test_binary_and_empty_bodies_get_clear_answers(stack, path):
+    status, _, _ = call(stack, "POST", path, body=bytes(range(256)), headers={"Content-Type": "application/octet-stream"})
+    assert status in (200, 400, 401)
