@@ -116,7 +116,9 @@ def moto_stack():
             refs[f"{logical}.QueueName"] = res.queues[logical].rsplit("/", 1)[-1]
         for logical, r in t["Resources"].items():
             if r["Type"] == "AWS::SecretsManager::Secret":  # Ref of a secret is its ARN
-                value = json.dumps({"secret": "s" * 48}) if logical == "SrsSecret" else None
+                value = {"SrsSecret": json.dumps({"secret": "s" * 48}),
+                         # events/https/mta-sts.json carries it, as CloudFront would
+                         "HttpsOriginSecret": json.dumps({"value": "origin-secret-of-the-sample-stack"})}.get(logical)
                 kwargs = {"SecretString": value} if value else {}
                 refs[logical] = c.secretsmanager.create_secret(Name=f"postern/d/{logical.lower()}", **kwargs)["ARN"]
             elif r["Type"] == "AWS::SES::ConfigurationSet":

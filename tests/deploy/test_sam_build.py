@@ -48,6 +48,8 @@ NATIVE_FROM_LAYER = {
     "CertFunction": {"wrapt"},  # its ACME client and cryptography come from its own directory
     "JunkExpiryFunction": {"wrapt"},
     "FeedFunction": {"wrapt"},
+    "ReportsFunction": {"wrapt"},
+    "HttpsFunction": {"wrapt"},  # argon2 and cryptography are in its own directory, loaded only for a login/profile
 }
 # One sample event per function, and what must hold afterwards (checked in the test below).
 SAMPLES = {
@@ -58,6 +60,8 @@ SAMPLES = {
     "CertFunction": "cert/schedule-s3.json",
     "JunkExpiryFunction": "junk/schedule.json",
     "FeedFunction": "feed/change.json",
+    "ReportsFunction": "reports/missing-spool.json",
+    "HttpsFunction": "https/mta-sts.json",
 }
 TRACE_ID = "Root=1-67a0c3b2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
 
@@ -206,7 +210,7 @@ def test_x86_64_build_runs_each_function_on_a_sample_event(sam_builds, moto_stac
     ses = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
     results, init = {}, {}
     for logical in ("RouterFunction", "StoreFunction", "DeliverFunction", "NdrFunction", "CertFunction",
-                    "JunkExpiryFunction", "FeedFunction"):
+                    "JunkExpiryFunction", "FeedFunction", "ReportsFunction", "HttpsFunction"):
         env = {**base, **moto_stack.resolver.function_environment(logical), "LOG_LEVEL": "WARNING",
                "AWS_LAMBDA_FUNCTION_NAME": logical, "LAMBDA_TASK_ROOT": str(build.build_dir / logical)}
         out = _run(build.build_dir, logical, specs[logical], env, tmp_path)
@@ -237,6 +241,11 @@ def test_x86_64_build_runs_each_function_on_a_sample_event(sam_builds, moto_stac
             assert {"acme", "cryptography"} <= origins["function"]
         elif logical == "JunkExpiryFunction":
             assert out["result"]["users"] >= 1 and out["result"]["errors"] == 0
+        elif logical == "ReportsFunction":
+            assert out["result"] == {"batchItemFailures": []}  # a report whose spool object is gone: refused, done
+        elif logical == "HttpsFunction":
+            r = out["result"]
+            assert r["statusCode"] == 200 and r["body"].startswith("version: STSv1\r\nmode: testing\r\n"), r
     for logical in ("RouterFunction", "StoreFunction", "DeliverFunction", "NdrFunction", "FeedFunction"):
         assert results[logical] == {"batchItemFailures": []}, (logical, results[logical])
     assert results["CertFunction"] == {"Action": "unchecked"}

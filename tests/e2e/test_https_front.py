@@ -238,3 +238,25 @@ def test_bodies_past_the_http_api_quota_are_refused_by_the_front(stack):
 def test_binary_and_empty_bodies_get_clear_answers(stack, path):
     status, _, _ = call(stack, "POST", path, body=bytes(range(256)), headers={"Content-Type": "application/octet-stream"})
     assert status in (200, 400, 401)
+
+
+def test_a_jmap_session_and_a_call_through_the_front(stack, new_user):
+    user, pw = new_user()
+    token = token_for(stack, user, pw)
+    bearer = {"Authorization": f"Bearer {token}"}
+    status, headers, body = call(stack, "GET", "/.well-known/jmap", host="webmail.example.test", headers=bearer)
+    assert status == 200 and headers["Cache-Control"] == "no-store", body
+    s = json.loads(body)
+    assert s["username"] == user and "urn:ietf:params:jmap:mail" in s["capabilities"]
+    assert s["apiUrl"].startswith("http://webmail.example.test")  # the host the client asked for
+    (account_id,) = s["accounts"]
+    request = {"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+               "methodCalls": [["Mailbox/get", {"accountId": account_id}, "m"]]}
+    status, _, body = call(stack, "POST", "/jmap/api", body=json.dumps(request).encode(),
+                           headers={**basic(user, pw), "Content-Type": "application/json"})
+    assert status == 200, body
+    (name, result, tag) = json.loads(body)["methodResponses"][0]
+    assert (name, tag) == ("Mailbox/get", "m") and "inbox" in {m["role"] for m in result["list"]}
+    status, headers, body = call(stack, "POST", "/jmap/api", body=b"\xff not json", headers=bearer)
+    assert status == 400 and headers["Content-Type"] == "application/problem+json"
+    assert json.loads(body)["type"] == "urn:ietf:params:jmap:error:notJSON"

@@ -37,6 +37,21 @@ class Services:
     tokens: Tokens
     cache: VerifiedCache
     _origin_secret: str | None = field(default=None, repr=False)
+    _store: object | None = field(default=None, repr=False)
+
+    def jmap_account(self, user):
+        """The JMAP account of an authenticated user: the mail store (one per execution environment:
+        it remembers mailbox ids), the directory's sender rule, and EmailSubmission through the spool
+        (postern.spool: the same path as SMTP submission on port 587)."""
+        from postern.jmap.account import Account
+        from postern.jmap.outbound import submitter
+        from postern.spool import Spooler
+        from postern.store import dynamo_store
+
+        if self._store is None:
+            self._store = dynamo_store(self.settings, self.clients)
+        return Account.for_user(user, self._store, self.directory,
+                                submit=submitter(Spooler(self.settings, self.clients), self.settings.hostname))
 
     def origin_secret(self) -> str:
         """The value CloudFront's origin header must carry; "" when none is configured

@@ -4,57 +4,53 @@ GET  /.well-known/jmap   the Session object (§2.2; served directly, no redirect
 GET  /jmap/session       drop credentials on a redirect still work); authenticated
 POST /jmap/api           a Request -> a Response; authenticated
 
-The seam with the JMAP layer (``layers/postern/postern/jmap/``, built apart from this function):
-``postern.jmap.session.session_resource(user, base_url) -> dict`` and
-``postern.jmap.api.handle(user, request_json: bytes, session: dict) -> dict``, where ``user`` is the
-authenticated :class:`postern.directory.User` and ``base_url`` where the client reached us
-(``https://webmail.<domain>`` deployed, ``http://127.0.0.1:8080`` locally). This module owns only
-authentication (Basic over TLS or a bearer token, :mod:`postern_https.auth`), the body as bytes and
-the JSON answer; the JMAP layer owns everything JMAP says, request-level errors included (RFC
-8620 §3.6.1). Until that layer is part of the build (``postern.jmap`` not importable) these routes
-answer 404 with a problem saying so: never a fake session.
+The seam with the JMAP layer (``layers/postern/postern/jmap/``): this module authenticates (Basic
+over TLS or a bearer token, :mod:`postern_https.auth`), builds the user's
+:class:`postern.jmap.account.Account` (:meth:`~postern_https.services.Services.jmap_account`: the
+mail store, the directory's sender rule, EmailSubmission through the same spool as port 587) and
+hands it ``session.build(account, base_url)`` or ``api.handle_bytes(account, body)``, which answers
+(status, JSON): the Response, or an RFC 7807 problem for a request refused as a whole (RFC 8620
+§3.6.1). ``base_url`` is where the client reached us (``https://webmail.<domain>`` deployed,
+``http://127.0.0.1:8080`` locally). Responses are ``application/json`` (problems
+``application/problem+json``) and never cached.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from postern.jmap import api, session
+
 from .. import auth
 from ..body import body_bytes
-from ..errors import not_found
+from ..errors import PROBLEM_JSON
 
 router = Router()
 
 
-def _layer(module: str):
-    if importlib.util.find_spec("postern.jmap") is None:
-        raise not_found("JMAP is not part of this build")
-    return importlib.import_module(f"postern.jmap.{module}")
-
-
-def _json(body: dict) -> Response:
-    return Response(status_code=200, content_type="application/json", body=json.dumps(body, separators=(",", ":")),
+def _json(status: int, body: dict) -> Response:
+    ctype = "application/json" if status < 400 else PROBLEM_JSON
+    return Response(status_code=status, content_type=ctype, body=json.dumps(body, separators=(",", ":")),
                     headers={"Cache-Control": "no-store"})
 
 
-def _session():
+def _account():
     svc, viewer = router.context["services"], router.context["viewer"]
     principal = auth.require(svc, viewer, router.current_event.headers)
-    return principal, _layer("session").session_resource(principal.user, viewer.base_url)
+    return svc.jmap_account(principal.user), viewer
 
 
 @router.get("/.well-known/jmap")
 @router.get("/jmap/session")
 def session_resource():
-    return _json(_session()[1])
+    account, viewer = _account()
+    return _json(200, session.build(account, viewer.base_url))
 
 
 @router.post("/jmap/api")
 def api_endpoint():
-    principal, session = _session()
-    return _json(_layer("api").handle(principal.user, body_bytes(router.current_event), session))
+    account, _ = _account()
+    return _json(*api.handle_bytes(account, body_bytes(router.current_event)))
