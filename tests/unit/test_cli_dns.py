@@ -83,9 +83,17 @@ def test_long_dkim_txt_is_split_into_255_octet_strings_and_every_record_has_a_wh
     assert line.count('"') == 4 and "".join(line.split('"')[1::2]) == long
     assert all(r.why for r in records)
     assert {r.name for r in _by(records, "SRV")} == {f"_{s}._tcp.example.com" for s in
-                                                     ("submissions", "submission", "imaps", "imap", "pop3s", "pop3")}
+                                                     ("submissions", "submission", "imaps", "imap", "pop3s", "pop3",
+                                                      "jmap", "autodiscover")}
+    (jmap,) = _by(records, "SRV", "_jmap._tcp.example.com")
+    assert jmap.value == "0 1 443 webmail.example.com."
+    (imaps,) = _by(records, "SRV", "_imaps._tcp.example.com")
+    assert imaps.value == "0 1 993 mail.example.com."  # the NLB's port, from postern.clientoffer
     (dmarc,) = _by(records, "TXT", "_dmarc.example.com")
-    assert dmarc.value.startswith("v=DMARC1; p=quarantine; rua=mailto:postmaster@example.com")
+    assert dmarc.value.startswith("v=DMARC1; p=quarantine; rua=mailto:reports@example.com")
+    (tlsrpt,) = _by(records, "TXT", "_smtp._tls.example.com")
+    assert tlsrpt.value == "v=TLSRPTv1; rua=mailto:reports@example.com"
+    assert not _by(records, "CNAME") and any("WebDistributionDomain" in a.text for a in advice)
     zone = zone_text(f, records, advice)
     assert zone.startswith("; DNS records for example.com") and "example.com.  " in zone
     table = table_text(records, advice)
@@ -167,11 +175,31 @@ def test_postern_dns_from_a_stack_with_ses(deployed, monkeypatch):
     assert has("bounce.example.com", "MX", "10 feedback-smtp.us-east-1.amazonses.com.")
     assert has("bounce.example.com", "TXT", '"v=spf1 include:amazonses.com ~all"')  # postern.sesidentity's
     assert any(ln.startswith("postern._domainkey.example.com.") and "v=DKIM1; k=rsa; p=" in ln for ln in lines)
-    assert has("_dmarc.example.com", "TXT", '"v=DMARC1; p=quarantine; rua=mailto:postmaster@example.com"')
+    assert has("_dmarc.example.com", "TXT", '"v=DMARC1; p=quarantine; rua=mailto:reports@example.com"')
     assert "; PTR: nothing to do: SES sends from its own addresses" in zone
     assert "CNAME" not in " ".join(ln for ln in lines if ln.startswith("mail.example.com."))
     assert table.splitlines()[0].split() == ["NAME", "TYPE", "VALUE", "WHY"]
     assert sum(1 for ln in table.splitlines() if ln.startswith("tok")) == 3
+
+
+def test_mta_sts_id_follows_the_served_policy_and_web_names_are_cnames():
+    from postern.config import Settings
+    from postern.mtasts import parse_policy, policy_id, settings_policy
+
+    s = Settings(hostname="mail.example.com")
+    testing, enforce = settings_policy(s), settings_policy(s, mode="enforce")
+    assert parse_policy(enforce).mode == "enforce" and parse_policy(testing).mx == ("mail.example.com",)
+    ids = set()
+    for policy in (testing, enforce):
+        f = Facts("example.com", "mail.example.com", mta_sts_policy=policy, web_target="d111111abcdef8.cloudfront.net")
+        records, _ = plan(f)
+        (txt,) = _by(records, "TXT", "_mta-sts.example.com")
+        assert txt.value == f"v=STSv1; id={policy_id(policy)}"
+        ids.add(txt.value)
+        assert {(r.name, r.value) for r in _by(records, "CNAME")} == {
+            (f"{n}.example.com", "d111111abcdef8.cloudfront.net.") for n in ("webmail", "autoconfig", "autodiscover",
+                                                                             "mta-sts")}
+    assert len(ids) == 2  # a new mode is a new policy: senders see a new id and fetch it again
 
 
 def test_postern_dns_says_what_is_missing(deployed):

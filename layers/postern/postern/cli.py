@@ -64,6 +64,7 @@ REGISTRARS: list[tuple[str, str, str | None]] = [
     ("postern.cli_sieve", "register_user", "user"),  # user vacation, user sieve, user sender
     ("postern.cli_sieve", "register", None),  # junk expire
     ("postern.cli_store", "register", None),  # migrate, sweep
+    ("postern.cli_report", "register", None),  # report dmarc|tls
 ]
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
@@ -234,6 +235,11 @@ def _user_quota(args, ctx: Context):
     ctx.say(f"quota of {args.address}: {human(args.bytes) if args.bytes else 'default'}")
 
 
+def _user_admin(args, ctx: Context):
+    ctx.directory.set_admin(args.address, not args.revoke)
+    ctx.say(f"{args.address}: {'no longer an admin' if args.revoke else 'admin (reads DMARC and TLS reports over HTTPS)'}")
+
+
 def _user_list(args, ctx: Context):
     if args.domain and not ctx.directory.is_local_domain(args.domain):
         from .errors import NoSuchDomain
@@ -338,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("domain", nargs="?")
     p.add_argument("--usage", action="store_true", help="also show the bytes each user has stored")
     p.set_defaults(func=_user_list)
+    p = g.add_parser("admin", help="give a user the admin role (DMARC and TLS reports over HTTPS), or --revoke it")
+    p.add_argument("address")
+    p.add_argument("--revoke", action="store_true", help="take the role back")
+    p.set_defaults(func=_user_admin)
     p = g.add_parser("remove", help="remove a user (the stored mail is kept)")
     p.add_argument("address")
     p.set_defaults(func=_user_remove)

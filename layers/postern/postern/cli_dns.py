@@ -79,6 +79,7 @@ def gather(args, settings, clients) -> Facts:
     from .address import normalize_domain
     from .directory import dynamo_directory
     from .dkim import KeyStore
+    from .mtasts import settings_policy
 
     domain = normalize_domain(args.domain)
     stack = args.stack or settings.stack_name
@@ -93,10 +94,11 @@ def gather(args, settings, clients) -> Facts:
     if transport == "ses":
         extra = _ses(settings, clients, domain, params.get("SesMailFromSubdomain") or settings.ses_mail_from_subdomain)
     keys = KeyStore(settings, clients).get(domain)
+    host = (params.get("GatewayHostname") or settings.hostname).lower().rstrip(".")
     return Facts(
         self_published=params.get("GatewayProfile") == "small",
         domain=domain,
-        gateway_host=(params.get("GatewayHostname") or settings.hostname).lower().rstrip("."),
+        gateway_host=host,
         transport=transport,
         region=settings.region,
         stack=stack,
@@ -106,6 +108,8 @@ def gather(args, settings, clients) -> Facts:
         smarthost=params.get("SmarthostHost") or settings.smarthost,
         nat_address=outputs.get("DeliverNatAddress", ""),
         dkim_records=tuple((k.record_name(domain), k.txt_record()) for k in keys),
+        mta_sts_policy=settings_policy(settings, mode=params.get("MtaStsMode"), hostname=host),
+        web_target=outputs.get("WebDistributionDomain", ""),
         notes=tuple(notes),
         **extra,
     )
@@ -126,7 +130,8 @@ def run(args, settings, clients) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("dns", help="print every DNS record to publish for a mail domain",
                               description="Print the records a mail domain needs (MX, the gateway's A records, "
-                                          "SPF, DKIM, DMARC, SES's MAIL FROM, client SRV) and PTR advice, as "
+                                          "SPF, DKIM, DMARC, TLS-RPT, MTA-STS, SES's MAIL FROM, the HTTPS names, client "
+                                          "SRV) and PTR advice, as "
                                           "zone-file lines and as a table. With --stack, from the deployed stack.")
     p.add_argument("domain")
     # `postern dns DOMAIN --stack NAME` as well as `postern --stack NAME dns DOMAIN` (SUPPRESS: when absent

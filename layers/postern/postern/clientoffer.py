@@ -59,6 +59,13 @@ class Offer:
         return f"{self.jmap_host_prefix}.{domain}"
 
 
+def public_offer(host: str) -> Offer:
+    """What a deployed stack offers: the NLB's standard ports (the settings' defaults), for DNS records."""
+    from .config import Settings
+
+    return offer(Settings(hostname=host))
+
+
 def offer(settings) -> Offer:
     host = settings.hostname.lower().rstrip(".")
     services = []

@@ -17,8 +17,13 @@ The rules, each once:
 - SPF lists where mail really leaves from (RFC 7208): SES on its custom MAIL FROM domain (the
   envelope domain SES uses; the apex then sends nothing itself), the smarthost provider's
   include on the apex, the NAT gateway's Elastic IP on the apex with the ``mx`` transport.
-- DKIM: Postern's own key(s) and SES Easy DKIM's three CNAMEs. DMARC (RFC 7489) with
-  aggregate reports to postmaster@. RFC 6186/8314 SRV records for client set-up.
+- DKIM: Postern's own key(s) and SES Easy DKIM's three CNAMEs. DMARC (RFC 7489) and TLS-RPT
+  (RFC 8460) with reports to reports@ (the reports function reads them: ``postern report``).
+  MTA-STS (RFC 8461): the ``_mta-sts`` TXT whose id is the digest of the policy the HTTPS front
+  serves (``postern.mtasts``). RFC 6186/8314 SRV records for client set-up, from the one list of
+  what the stack offers (``postern.clientoffer``), ``_jmap._tcp`` (RFC 8620 §2.2) and
+  ``_autodiscover._tcp``; the HTTPS names (webmail., autoconfig., autodiscover., mta-sts.) are
+  CNAMEs of the CloudFront distribution.
 - PTR only where Postern's own address sends (``mx`` transport): the NAT address must have a
   PTR whose name resolves back to it.
 """
@@ -27,6 +32,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+from .clientoffer import public_offer, web_names
+from .mtasts import policy_txt, tlsrpt_txt
 
 TTL = 3600
 
@@ -77,6 +85,8 @@ class Facts:
     ses_mail_from: str = ""  # the custom MAIL FROM domain SES uses for this domain
     ses_note: str = ""  # why the SES records are missing, when they are
     dkim_records: tuple[tuple[str, str], ...] = ()  # Postern's own: (name, TXT value)
+    mta_sts_policy: str = ""  # the policy text the HTTPS front serves (postern.mtasts.settings_policy)
+    web_target: str = ""  # the CloudFront distribution's name (stack output WebDistributionDomain)
     notes: tuple[Advice, ...] = field(default_factory=tuple)  # what gathering the facts found
 
 
@@ -174,15 +184,37 @@ def plan(f: Facts) -> tuple[list[Record], list[Advice]]:
         advice.append(Advice("DKIM", f"no Postern DKIM key for {d}: `postern domain dkim {d}` makes one and "
                                      "prints its record" + (" (SES's Easy DKIM signs too)" if f.transport == "ses"
                                                             else "")))
-    records.append(Record(f"_dmarc.{d}", "TXT", f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{d}",
-                          "DMARC: mail failing SPF and DKIM alignment goes to spam; daily reports to postmaster@ "
-                          "(start with p=none if other services send as this domain)"))
-    for service, port in (("submissions", 465), ("submission", 587), ("imaps", 993), ("imap", 143),
-                          ("pop3s", 995), ("pop3", 110)):
-        records.append(Record(f"_{service}._tcp.{d}", "SRV", f"0 1 {port} {host}.",
+    records.append(Record(f"_dmarc.{d}", "TXT", f"v=DMARC1; p=quarantine; rua=mailto:reports@{d}",
+                          "DMARC: mail failing SPF and DKIM alignment goes to spam; daily reports to reports@, "
+                          "summarised by `postern report dmarc` (start with p=none if other services send as "
+                          "this domain)"))
+    records.append(Record(f"_smtp._tls.{d}", "TXT", tlsrpt_txt(d),
+                          "TLS-RPT (RFC 8460): senders report TLS failures to reports@ (`postern report tls`)"))
+    if f.mta_sts_policy:
+        records.append(Record(f"_mta-sts.{d}", "TXT", policy_txt(f.mta_sts_policy),
+                              f"MTA-STS (RFC 8461): the id follows the policy served at https://mta-sts.{d}"
+                              "/.well-known/mta-sts.txt (MtaStsMode)"))
+    records += _web(f, advice)
+    for svc in public_offer(host).services:
+        records.append(Record(f"_{svc.srv}._tcp.{d}", "SRV", f"0 1 {svc.port} {svc.host}.",
                               "mail client set-up (RFC 6186; RFC 8314 prefers the implicit TLS ports)"))
+    records.append(Record(f"_jmap._tcp.{d}", "SRV", f"0 1 443 webmail.{d}.", "JMAP (RFC 8620 §2.2)"))
+    records.append(Record(f"_autodiscover._tcp.{d}", "SRV", f"0 1 443 autodiscover.{d}.",
+                          "Outlook autodiscover when its host name is not tried first"))
     advice += _ptr(f)
     return records, advice
+
+
+def _web(f: Facts, advice: list[Advice]) -> list[Record]:
+    names = web_names(f.domain)
+    if not f.web_target:
+        advice.append(Advice("HTTPS", f"{', '.join(names)}: CNAMEs of the CloudFront distribution (with --stack "
+                                      "NAME: its WebDistributionDomain output); the certificate (WebCertificateArn, "
+                                      "us-east-1) must name them"))
+        return []
+    return [Record(n, "CNAME", f"{f.web_target.rstrip('.')}.",
+                   "the HTTPS front (CloudFront): webmail and JMAP, client set-up, the MTA-STS policy")
+            for n in names]
 
 
 def _header(f: Facts) -> str:
