@@ -23,8 +23,10 @@ BUDGET = 3.0
 
 
 @pytest.fixture
-def backend():
-    return make_backend(imap_poll_interval=0.05, work_seconds=BUDGET)
+def backend(request):
+    # A test that checks results rather than the budget passes its own (indirect parameter):
+    # on a loaded machine 3,000 messages can take longer than BUDGET to sort.
+    return make_backend(imap_poll_interval=0.05, work_seconds=getattr(request, "param", BUDGET))
 
 
 @pytest.fixture
@@ -59,6 +61,7 @@ def _status(reply) -> str:
     return m.group(1).decode() if m else typ
 
 
+@pytest.mark.parametrize("backend", [120.0], indirect=True)
 def test_sort_and_thread_of_a_large_mailbox_in_workers(server, backend, canary):
     """3,000 messages (more than is sorted inline): SORT and THREAD give what the pure functions give."""
     for i in range(3000):
