@@ -258,6 +258,11 @@ def test_small_profile_task_listens_on_the_mail_ports_and_publishes_its_address(
     actions = {a for st in role["PolicyDocument"]["Statement"]
                for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
     assert {"route53:ChangeResourceRecordSets", "ec2:DescribeNetworkInterfaces"} <= actions
+    # the task may write its own A record and nothing else in the zone (not the MX, SPF or DKIM records)
+    (r53,) = [st for st in role["PolicyDocument"]["Statement"] if st["Action"] == "route53:ChangeResourceRecordSets"]
+    assert r53["Condition"] == {"ForAllValues:StringEquals": {
+        "route53:ChangeResourceRecordSetsActions": ["UPSERT"], "route53:ChangeResourceRecordSetsRecordTypes": ["A"],
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames": [{"Ref": "GatewayHostname"}]}}
 
 
 def test_default_profile_neither_publishes_nor_opens_low_ports(t, ha):
