@@ -65,6 +65,7 @@ REGISTRARS: list[tuple[str, str, str | None]] = [
     ("postern.cli_sieve", "register", None),  # junk expire
     ("postern.cli_store", "register", None),  # migrate, sweep
     ("postern.cli_report", "register", None),  # report dmarc|tls
+    ("postern.cli_doctor", "register", None),  # doctor
 ]
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []

@@ -125,6 +125,14 @@ class Resolver:
             raise errors[0]
         return out
 
+    def lookup(self, name: str, rdtype: str) -> list[str]:
+        """Any record type as text (TXT: its strings joined); [] for none; DnsError when DNS fails
+        (NXDOMAIN is DnsPermanent). ``postern doctor`` reads the published records with it."""
+        records = self._query(name, rdtype)
+        if rdtype == "TXT":
+            return [b"".join(r.strings).decode("utf-8", "replace") for r in records]
+        return [r.to_text() for r in records]
+
     def txt(self, name: str) -> list[str]:
         try:
             records = self._query(name, "TXT")
