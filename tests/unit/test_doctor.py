@@ -1,6 +1,6 @@
 """postern.doctor's checks on a scripted world (no network): what each finding says.
 
-Live, against fake DNS, the local HTTPS front and the gateway's certificates: tests/e2e/test_doctor.py.
+Live, against fake DNS, the local HTTPS front and the gateway's certificates: tests/e2e/test_doctor_e2e.py.
 """
 
 from __future__ import annotations
