@@ -465,6 +465,47 @@ def idle_floor(template: dict, prices: dict, overrides: dict | None = None) -> t
     return rows, total, notes
 
 
+def https_front(prices: dict, arch: str) -> list[str]:
+    """The HTTPS front's cost (issue 14), modelled from list prices (not measured by this run): per
+    million requests of each kind, and what WAF adds. Nothing of it costs anything idle except what
+    the idle floor above already counts from the template (the origin secret, its alarms)."""
+    from postern.costs import cost_of
+
+    gb_s = f"lambda_gb_s_{arch}"
+    common = {"cloudfront_https_requests": 1e6, "http_api_requests": 1e6, "lambda_requests": 1e6}
+    kinds = [
+        # (what, Lambda GB-s per request at 512 MB, DynamoDB RRU, WRU, KB out)
+        ("MTA-STS policy or autoconfig (no login)", 0.5 * 0.02, 1.0, 0, 1),
+        ("JMAP call with a bearer token (token and user read; the store's reads not counted)",
+         0.5 * 0.05, 1.5, 0, 4),
+        ("password login (POST /auth/token or Basic past the cache: argon2id, 64 MiB, ~0.3 s at 512 MB)",
+         0.5 * 0.35, 2.0, 2, 1),
+    ]
+    rows = []
+    for what, gbs, rru, wru, kb in kinds:
+        usage = {**common, gb_s: gbs * 1e6, "ddb_rru": rru * 1e6, "ddb_wru": wru * 1e6,
+                 "cloudfront_data_out_gb": kb * 1e6 / 1024 / 1024}
+        b = cost_of(usage, prices)
+        rows.append([what, f"${b.total:,.2f}"])
+    waf_month = cost_of({"waf_web_acl_month": 1, "waf_rule_month": 2}, prices).total
+    waf_req = cost_of({"waf_requests": 1e6}, prices).total
+    return [
+        "## HTTPS front (JMAP, client set-up, MTA-STS; modelled from list prices)",
+        "",
+        md_table(["per million requests", "cost (CloudFront, HTTP API, Lambda " + arch + " 512 MB, DynamoDB, data out)"],
+                 rows),
+        "",
+        "Idle it costs nothing but what the floor above counts from the template (the origin secret, the"
+        " functions' alarms, the reports queue's polls): CloudFront, the HTTP API, the CloudFront Function"
+        " (free with the first 2M invocations, $0.10 per million after) and Lambda are billed per request."
+        f" WAF (edge.yaml, optional) adds ${waf_month:,.2f} a month (web ACL and two rate-based rules) and"
+        f" ${waf_req:,.2f} per million requests. Durations are estimates, not measured by this run; the"
+        " login lockout caps what a password-guessing flood costs (argon2id is never run for a locked-out"
+        " client), as does HttpsRateLimit.",
+        "",
+    ]
+
+
 def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[str, dict, str]:
     from postern.costs import cost_of, load_prices
 
@@ -633,6 +674,7 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
         f"{a['esm_pollers_per_queue']} long-polling (20 s) pollers per queue; DynamoDB, S3 and Lambda cost nothing idle;"
         " free tiers (1M Lambda requests, 400,000 GB-s, 1M SQS requests, 100,000 X-Ray traces a month) are ignored.",
         "",
+        *https_front(prices, arch),
         "## Compared with SES inbound and WorkMail (per month)",
         "",
         md_table(["volume", "Postern (floor + measured inbound cost; small profile for 10 users)", "SES inbound ($0.10/1,000 + $0.09/1,000 chunks)",
