@@ -60,6 +60,15 @@ def banner(stack: LocalStack, env_path: Path) -> str:
     smtp, pop3, imap = p.get("smtp", "?"), p.get("pop3", "?"), p.get("imap", "?")
     store = getattr(getattr(stack.gateway, "ssl_context", None), "postern_store", None)  # trust.tls
     tls_rows = [f"TLS:           {store.source} certificate, SHA-256 {store.fingerprint}", ""] if store else []
+    domain = user.split("@", 1)[1]
+    web = stack.http_url
+    https_rows = [
+        f"HTTPS front:   {web} (plain HTTP on loopback; the Host header picks the site, as CloudFront's names do)",
+        f"  curl -u {shlex.quote(user + ':' + pw)} {web}/.well-known/jmap",
+        f"  curl -H 'Host: autoconfig.{domain}' {web}/mail/config-v1.1.xml",
+        f"  curl -H 'Host: mta-sts.{domain}' {web}/.well-known/mta-sts.txt",
+        "",
+    ] if web else []
     return "\n".join([
         "",
         "Postern is running locally (moto in place of AWS at " + stack.endpoint + ").",
@@ -67,6 +76,7 @@ def banner(stack: LocalStack, env_path: Path) -> str:
         *rows,
         "",
         *tls_rows,
+        *https_rows,
         f"Outbound:      {outbound(stack)}",
         "",
         f"Spam filter:   {stack.spam_filter}",

@@ -260,3 +260,11 @@ def test_a_jmap_session_and_a_call_through_the_front(stack, new_user):
     status, headers, body = call(stack, "POST", "/jmap/api", body=b"\xff not json", headers=bearer)
     assert status == 400 and headers["Content-Type"] == "application/problem+json"
     assert json.loads(body)["type"] == "urn:ietf:params:jmap:error:notJSON"
+
+
+def test_make_run_prints_the_front_and_how_to_try_it(stack):
+    from postern_local.__main__ import banner
+
+    text = banner(stack, Path(".postern-local/env"))
+    assert f"HTTPS front:   {stack.http_url}" in text
+    assert f"{stack.http_url}/.well-known/jmap" in text and "Host: mta-sts." in text
