@@ -268,3 +268,39 @@ def test_make_run_prints_the_front_and_how_to_try_it(stack):
     text = banner(stack, Path(".postern-local/env"))
     assert f"HTTPS front:   {stack.http_url}" in text
     assert f"{stack.http_url}/.well-known/jmap" in text and "Host: mta-sts." in text
+
+
+def test_jmap_download_of_a_delivered_message_and_its_part(stack, new_user):
+    import smtplib
+    import uuid
+
+    user, pw = new_user()
+    raw = (f"From: carol@origin.example\r\nTo: {user}\r\nSubject: file\r\nMessage-ID: <{uuid.uuid4().hex}@o>\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+           "see attached\r\n--b\r\nContent-Type: application/pdf; name=r.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + base64.b64encode(b"%PDF-1.4 \x00\xff").decode() + "\r\n--b--\r\n").encode()
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as c:
+        assert c.sendmail("carol@origin.example", [user], raw) == {}
+    stack.drain()
+    creds = {**basic(user, pw), "Content-Type": "application/json"}
+    s = json.loads(call(stack, "GET", "/.well-known/jmap", headers=creds)[2])
+    (acct,) = s["accounts"]
+    request = {"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], "methodCalls": [
+        ["Email/query", {"accountId": acct}, "q"],
+        ["Email/get", {"accountId": acct, "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                       "properties": ["blobId", "attachments"]}, "g"]]}
+    (email,) = json.loads(call(stack, "POST", "/jmap/api", body=json.dumps(request).encode(), headers=creds)[2]
+                          )["methodResponses"][1][1]["list"]
+    url = s["downloadUrl"].replace(stack.http_url, "").replace("{accountId}", acct)
+    status, headers, body = call(stack, "GET", url.replace("{blobId}", email["blobId"]).replace("{name}", "m.eml")
+                                 .replace("{type}", "message/rfc822"), headers=creds)
+    assert status == 200 and headers["Content-Type"] == "message/rfc822" and body.endswith(raw)
+    (att,) = email["attachments"]
+    status, headers, body = call(stack, "GET", url.replace("{blobId}", att["blobId"]).replace("{name}", "r.pdf")
+                                 .replace("{type}", "application/pdf"), headers=creds)
+    assert (status, body) == (200, b"%PDF-1.4 \x00\xff")
+    assert headers["Content-Disposition"] == "attachment; filename*=UTF-8''r.pdf"
+    other, other_pw = new_user()
+    assert call(stack, "GET", url.replace("{blobId}", att["blobId"]).replace("{name}", "x").replace("{type}", "a/b"),
+                headers=basic(other, other_pw))[0] == 404  # another account's URL
+    assert call(stack, "GET", "/jmap/eventsource/?types=*", headers=creds)[0] == 400

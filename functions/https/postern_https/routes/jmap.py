@@ -3,6 +3,12 @@
 GET  /.well-known/jmap   the Session object (§2.2; served directly, no redirect: clients that
 GET  /jmap/session       drop credentials on a redirect still work); authenticated
 POST /jmap/api           a Request -> a Response; authenticated
+GET  /jmap/download/{accountId}/{blobId}/{name}?accept=TYPE
+                         a blob (§6.2): a whole message or one decoded part (``postern.jmap.blobs``),
+                         ``Content-Disposition: attachment`` with the name; 404 for another account's
+                         id or a blob the account does not hold; 413 past what one Lambda response
+                         carries (6 MB, base64: about 4.4 MB of blob)
+GET  /jmap/eventsource/  400 with a problem: HTTP APIs cannot stream (push is RFC 8887's WebSocket)
 
 The seam with the JMAP layer (``layers/postern/postern/jmap/``): this module authenticates (Basic
 over TLS or a bearer token, :mod:`postern_https.auth`), builds the user's
@@ -26,7 +32,7 @@ from postern.jmap import api, session
 
 from .. import auth
 from ..body import body_bytes
-from ..errors import PROBLEM_JSON
+from ..errors import PROBLEM_JSON, HttpError, bad_request, not_found
 
 router = Router()
 
@@ -48,6 +54,43 @@ def _account():
 def session_resource():
     account, viewer = _account()
     return _json(200, session.build(account, viewer.base_url))
+
+
+MAX_DOWNLOAD = 4_400_000  # base64 of it plus headers stays under Lambda's 6 MB response
+
+
+@router.get("/jmap/download/<account_id>/<blob_id>/<name>")
+def download(account_id: str, blob_id: str, name: str):
+    from urllib.parse import quote, unquote
+
+    from postern.jmap import blobs
+    from postern.jmap.account import Call
+
+    account, _ = _account()
+    if account_id != account.id:
+        raise not_found("No such blob")  # another account's ids are not even acknowledged
+    found = blobs.read(Call(account), unquote(blob_id))
+    if found is None:
+        raise not_found("No such blob")
+    data, ctype, _part_name = found
+    if len(data) > MAX_DOWNLOAD:
+        raise HttpError(413, "Blob too large for this endpoint", f"{len(data)} bytes; at most {MAX_DOWNLOAD}")
+    qs = router.current_event.query_string_parameters or {}
+    accept = qs.get("accept", "")
+    if accept and "/" in accept and "\r" not in accept and "\n" not in accept and len(accept) < 200:
+        ctype = accept
+    filename = unquote(name)[:200] or "blob"
+    return Response(status_code=200, content_type=ctype, body=data,
+                    headers={"Cache-Control": "private, immutable, max-age=31536000",
+                             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}"})
+
+
+@router.get("/jmap/eventsource/")
+@router.get("/jmap/eventsource")
+def eventsource():
+    _account()
+    raise bad_request("EventSource is not served (API Gateway HTTP APIs cannot stream): use the WebSocket push "
+                      "(RFC 8887) or poll /jmap/api")
 
 
 @router.post("/jmap/api")
