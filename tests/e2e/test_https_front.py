@@ -304,3 +304,31 @@ def test_jmap_download_of_a_delivered_message_and_its_part(stack, new_user):
     assert call(stack, "GET", url.replace("{blobId}", att["blobId"]).replace("{name}", "x").replace("{type}", "a/b"),
                 headers=basic(other, other_pw))[0] == 404  # another account's URL
     assert call(stack, "GET", "/jmap/eventsource/?types=*", headers=creds)[0] == 400
+
+
+def test_jmap_upload_then_import_through_the_front(stack, new_user):
+    user, pw = new_user()
+    creds = basic(user, pw)
+    s = json.loads(call(stack, "GET", "/.well-known/jmap", headers=creds)[2])
+    (acct,) = s["accounts"]
+    raw = f"From: {user}\r\nTo: {user}\r\nSubject: imported\r\nMessage-ID: <up1@x>\r\n\r\nhello\r\n".encode()
+    upload = s["uploadUrl"].replace(stack.http_url, "").replace("{accountId}", acct)
+    status, _, body = call(stack, "POST", upload, body=raw, headers={**creds, "Content-Type": "message/rfc822"})
+    assert status == 201, body
+    up = json.loads(body)
+    assert (up["accountId"], up["size"], up["type"]) == (acct, len(raw), "message/rfc822")
+    other, other_pw = new_user()
+    assert call(stack, "POST", upload, body=raw, headers=basic(other, other_pw))[0] == 404
+    request = {"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], "methodCalls": [
+        ["Mailbox/get", {"accountId": acct}, "m"]]}
+    boxes = json.loads(call(stack, "POST", "/jmap/api", body=json.dumps(request).encode(), headers=creds)[2]
+                       )["methodResponses"][0][1]["list"]
+    inbox = next(m["id"] for m in boxes if m["role"] == "inbox")
+    request["methodCalls"] = [["Email/import", {"accountId": acct, "emails": {
+        "e": {"blobId": up["blobId"], "mailboxIds": {inbox: True}}}}, "i"]]
+    result = json.loads(call(stack, "POST", "/jmap/api", body=json.dumps(request).encode(), headers=creds)[2]
+                        )["methodResponses"][0]
+    assert "e" in result[1].get("created", {}), result
+    big = b"x" * 4_000_001
+    status, _, body = call(stack, "POST", upload, body=big, headers=creds)
+    assert status == 413 and json.loads(body)["limit"] == "maxSizeUpload"

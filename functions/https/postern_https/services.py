@@ -50,8 +50,12 @@ class Services:
 
         if self._store is None:
             self._store = dynamo_store(self.settings, self.clients)
+        from postern.uploads import Uploads
+
+        uploads = Uploads(self.settings, self.clients)
         return Account.for_user(user, self._store, self.directory,
-                                submit=submitter(Spooler(self.settings, self.clients), self.settings.hostname))
+                                submit=submitter(Spooler(self.settings, self.clients), self.settings.hostname),
+                                uploads=lambda blob_id: uploads.get(user.address, blob_id))
 
     def origin_secret(self) -> str:
         """The value CloudFront's origin header must carry; "" when none is configured

@@ -8,6 +8,10 @@ GET  /jmap/download/{accountId}/{blobId}/{name}?accept=TYPE
                          ``Content-Disposition: attachment`` with the name; 404 for another account's
                          id or a blob the account does not hold; 413 past what one Lambda response
                          carries (6 MB, base64: about 4.4 MB of blob)
+POST /jmap/upload/{accountId}
+                         a blob (§6.1) of at most ``maxSizeUpload`` (4 MB: the HTTP API -> Lambda path
+                         carries 6 MB base64-encoded; 413 past it) -> 201 ``{accountId, blobId, type,
+                         size}`` (``postern.uploads``: kept a day, per account)
 GET  /jmap/eventsource/  400 with a problem: HTTP APIs cannot stream (push is RFC 8887's WebSocket)
 
 The seam with the JMAP layer (``layers/postern/postern/jmap/``): this module authenticates (Basic
@@ -83,6 +87,25 @@ def download(account_id: str, blob_id: str, name: str):
     return Response(status_code=200, content_type=ctype, body=data,
                     headers={"Cache-Control": "private, immutable, max-age=31536000",
                              "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}"})
+
+
+@router.post("/jmap/upload/<account_id>")
+@router.post("/jmap/upload/<account_id>/")
+def upload(account_id: str):
+    from postern.jmap.session import CORE_LIMITS
+    from postern.uploads import Uploads
+
+    account, _ = _account()
+    if account_id != account.id:
+        raise not_found("No such account")
+    data = body_bytes(router.current_event)
+    limit = CORE_LIMITS["maxSizeUpload"]
+    if len(data) > limit:
+        raise HttpError(413, "Upload too large", f"{len(data)} bytes; maxSizeUpload is {limit}",
+                        type="urn:ietf:params:jmap:error:limit", extra={"limit": "maxSizeUpload"})
+    ctype = (router.current_event.headers or {}).get("content-type", "") or "application/octet-stream"
+    blob_id = Uploads(router.context["services"].settings, router.context["services"].clients).put(account.user, data)
+    return _json(201, {"accountId": account.id, "blobId": blob_id, "type": ctype[:200], "size": len(data)})
 
 
 @router.get("/jmap/eventsource/")
