@@ -577,6 +577,12 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
         reqs = sum(s.total_requests for s in scopes.values())
         idle_row = [f"one IMAP client in IDLE all month ({reqs / secs:.1f} AWS requests/s measured)",
                     f"${ib.total:,.2f} per month"]
+    feed = REPO / ".postern-local" / "evidence" / "feed.json"
+    if feed.is_file():  # bench/feed.py: a window long enough to hold the change feed's safety-net polls
+        fp = json.loads(feed.read_text())["priced"]
+        idle_row = [f"one IMAP client in IDLE all month, at {fp['at_clients']:,} clients on {fp['tasks']} tasks"
+                    f" (change feed; {fp['requests_per_idle_client_hour']:.1f} AWS requests/hour measured by"
+                    " bench/feed.py, docs/feed.md; target <= $0.05)", f"${fp['per_idle_client_month']:,.4f} per month"]
 
     floors = {name: idle_floor(template, prices, o) for name, o in PROFILES.items()}
     floor_total = floors["default (GatewayProfile=ha)"][1]
