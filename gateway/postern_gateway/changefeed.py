@@ -6,7 +6,8 @@ In:   Settings (``change_topic_arn``, ``change_queue_prefix``), Clients (``sqs``
 Out:  :class:`ChangeFeed`. ``open()`` (blocking) creates the queue
       ``<prefix><random id>`` (SQS-managed encryption, notices kept a minute, a policy
       that lets only the topic send, tags ``postern:feed`` and ``postern:alive``) and
-      subscribes it to the topic with raw delivery; ``start(loop)`` runs one daemon
+      subscribes it to the topic with raw delivery (confirming the subscription if SNS asks);
+      ``start(loop)`` runs one daemon
       thread that long-polls it (20 s: an idle task makes three requests a minute, whatever
       its number of clients), deletes what it read and hands the notices to the loop; it
       refreshes ``postern:alive`` every :data:`HEARTBEAT` seconds and, at start and every
@@ -153,6 +154,8 @@ class ChangeFeed:
         messages = r.get("Messages", [])
         if not messages:
             return 0
+        for m in messages:
+            self._confirm(m.get("Body", ""))
         notices = [n for m in messages for n in feed.decode(m.get("Body", ""))]
         if notices and self._loop is not None:
             self.received += len(notices)
@@ -160,6 +163,20 @@ class ChangeFeed:
         self.clients.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
         return len(notices)
+
+    def _confirm(self, body: str) -> None:
+        """A subscription SNS left pending sends a confirmation (SNS Developer Guide, "Confirm the
+        subscription"): confirm it, so the feed works whatever SNS decided at Subscribe."""
+        if '"SubscriptionConfirmation"' not in body:
+            return
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return
+        if doc.get("Type") == "SubscriptionConfirmation" and doc.get("TopicArn") == self.topic and doc.get("Token"):
+            arn = self.clients.sns.confirm_subscription(TopicArn=self.topic, Token=doc["Token"]).get("SubscriptionArn")
+            if arn:
+                self.subscription = arn
 
     def sweep(self) -> int:
         """Remove the queues and subscriptions of dead tasks. Returns how many were removed."""
