@@ -446,6 +446,11 @@ def idle_floor(template: dict, prices: dict, overrides: dict | None = None) -> t
         usage_rows.append((f"gateway log ingestion when idle ({a['gateway_log_bytes_per_task_minute']} B a task-minute:"
                            " the OpenSessions line, health)",
                            {"log_gb": desired * a["gateway_log_bytes_per_task_minute"] * 60 * MONTH_H / 1e9}))
+    if desired and any(n == "ChangeFeedTopic" for n, _p in by_type.get("AWS::SNS::Topic", [])):
+        # postern_gateway/changefeed.py: each task long-polls its own queue (20 s); the stream and the
+        # feed function cost nothing idle (Lambda reads a stream at no charge).
+        usage_rows.append((f"change feed: {desired} gateway task(s) long-polling their own queue (20 s)",
+                           {"sqs_requests": desired * 3 * 60 * MONTH_H}))
     # Lambda's SQS pollers long-poll every queue with an event source even when idle.
     esm_queues = 0
     for _n, p in by_type.get("AWS::Serverless::Function", []):
