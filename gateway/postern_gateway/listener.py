@@ -8,6 +8,7 @@ Out:  a started ``asyncio.Server`` whose ``stream_sessions`` is the set of live 
       connection takes a place under the listener's ``settings.max_sessions`` cap and a per-address
       ticket (postern.limits via trust.gate), joins the gateway's session counter (``backend.sessions``:
       it says goodbye when the gateway drains), runs its session, and gives all three back when it ends.
+      :func:`start_tls` upgrades one of its connections in place for STARTTLS.
 Fails: a connection over either cap gets its refusal line and is closed; a session's unexpected
       exception is logged and ends only that connection; cancellation (the listener shutting down)
       ends the session quietly.
@@ -32,6 +33,20 @@ async def _refuse(writer, line: bytes) -> None:
         await writer.drain()
     finally:
         writer.close()
+
+
+async def start_tls(reader, writer, ssl_context) -> None:
+    """Upgrade a stream connection to TLS in place (IMAP RFC 3501 §6.2.1, ManageSieve RFC 5804 §2.2).
+
+    The caller has dropped what its own parser buffered. Bytes that reached the StreamReader while we
+    answered (after our read, before the TLS layer takes the socket) are plaintext too: drop them with
+    no await in between, or they would be read as if they had come over TLS (CVE-2011-0411 class).
+    asyncio has no public API for this; aiosmtpd clears the same private buffer for the same reason
+    (smtp.py connection_made)."""
+    buffered = getattr(reader, "_buffer", None)
+    if buffered:
+        buffered.clear()
+    await writer.start_tls(ssl_context)
 
 
 async def start_stream_listener(backend, protocol: str, host: str, port: int, *, ssl_context, implicit_tls: bool,

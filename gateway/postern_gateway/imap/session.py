@@ -18,6 +18,7 @@ import logging
 
 from postern.errors import PosternError, StoreUnavailable
 
+from ..listener import start_tls as upgrade_to_tls
 from ..preauth import EXCEEDED, PreauthBudget
 from ..sessions import Leaving
 from . import responses as R
@@ -278,12 +279,5 @@ class Session:
     async def start_tls(self) -> None:
         """Upgrade in place (RFC 3501 §6.2.1); anything pipelined before the handshake is discarded."""
         self.receiver.discard_buffer()
-        # Bytes that reached the StreamReader while we answered (after our read, before the TLS layer
-        # takes the socket) are plaintext too: drop them with no await in between, or they would be
-        # read as if they had come over TLS (CVE-2011-0411 class). asyncio has no public API for this;
-        # aiosmtpd clears the same private buffer for the same reason (smtp.py connection_made).
-        buffered = getattr(self.reader, "_buffer", None)
-        if buffered:
-            buffered.clear()
-        await self.writer.start_tls(self.ssl_context)
+        await upgrade_to_tls(self.reader, self.writer, self.ssl_context)
         self.tls = True

@@ -24,6 +24,7 @@ import logging
 from postern.errors import PosternError, StoreUnavailable
 from postern.sieve import capability_string
 
+from ..listener import start_tls as upgrade_to_tls
 from ..preauth import EXCEEDED, PreauthBudget
 from ..sessions import Leaving
 from . import wire
@@ -240,10 +241,5 @@ class Session:
     async def start_tls(self) -> None:
         """Upgrade in place (§2.2); anything the client pipelined before the handshake is dropped."""
         self.commands.discard()
-        # Bytes that reached the StreamReader while we answered are plaintext too (CVE-2011-0411
-        # class): drop them with no await in between, as the IMAP session does.
-        buffered = getattr(self.reader, "_buffer", None)
-        if buffered:
-            buffered.clear()
-        await self.writer.start_tls(self.ssl_context)
+        await upgrade_to_tls(self.reader, self.writer, self.ssl_context)
         self.tls = True
