@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..counted import take_counted
+
 LITERAL_RE = re.compile(rb"\{(\d{1,20})(\+?)\}\r?\n\Z")
 TAG_RE = re.compile(rb"[^\s(){%*\"\\+]+")
 
@@ -128,16 +130,11 @@ class Receiver:
     def next(self):
         while True:
             if self._skip:
-                take = min(self._skip, len(self._buf))
-                del self._buf[:take]
-                self._skip -= take
+                self._skip = take_counted(self._buf, self._skip)
                 if self._skip:
                     return NEED_MORE
             if self._need:
-                take = min(self._need, len(self._buf))
-                self._cur += self._buf[:take]
-                del self._buf[:take]
-                self._need -= take
+                self._need = take_counted(self._buf, self._need, self._cur)
                 if self._need:
                     return NEED_MORE
             nl = self._buf.find(b"\n")

@@ -27,6 +27,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..counted import take_counted
+
 MAX_QUOTED_CHARS = 1024  # RFC 5804 §4: quoted = <"> *1024QUOTED-CHAR <">
 MAX_NUMBER = 2**32 - 1  # RFC 5804 §4: number = 1*DIGIT ;; a 32-bit unsigned number
 _LITERAL = re.compile(rb"\{(\d{1,12})(\+?)\}\r?\n")
@@ -186,9 +188,7 @@ class CommandReader:
     def next(self):
         while True:
             if self._skip:
-                take = min(self._skip, len(self._buf))
-                del self._buf[:take]
-                self._skip -= take
+                self._skip = take_counted(self._buf, self._skip)
                 if self._skip:
                     return NEED_MORE
             if self._skip_rest:
@@ -197,10 +197,7 @@ class CommandReader:
                     return ev
                 continue
             if self._need:
-                take = min(self._need, len(self._buf))
-                self._literal += self._buf[:take]
-                del self._buf[:take]
-                self._need -= take
+                self._need = take_counted(self._buf, self._need, self._literal)
                 if self._need:
                     return NEED_MORE
                 self._tokens.append(Str(bytes(self._literal), literal=True))
