@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from .procs import stop_process
+
 PORT_VARS = {
     "smtp": "POSTERN_SMTP_PORT",
     "submission": "POSTERN_SUBMISSION_PORT",
@@ -113,12 +115,7 @@ class GatewayProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.proc, 15, kill_wait=10)
 
     def rss_kb(self) -> int:
         try:

@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from .fakedns import FakeDNS
+from .procs import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "rspamd"
@@ -135,23 +136,12 @@ class LocalRspamd:
 
     def stop_rspamd(self) -> None:
         """Stop rspamd only (tests: the filter is down, mail still flows)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 15)
 
     def stop(self) -> None:
         self.stop_rspamd()
         self.proc = None
-        if self.redis is not None and self.redis.poll() is None:
-            self.redis.terminate()
-            try:
-                self.redis.wait(10)
-            except subprocess.TimeoutExpired:
-                self.redis.kill()
+        stop_process(self.redis, 10)
         self.redis = None
         if self.dns is not None:
             self.dns.stop()
