@@ -13,7 +13,7 @@ Fails: never for a message's content: an unreadable charset is decoded as
       described.
 
 MIME is never parsed by hand: ``BytesParser`` with :data:`POLICY`, the default
-policy reading at most HEADER_VALUE_CAP characters of any header value it is
+policy reading at most ``mail.mimepolicy.HEADER_VALUE_CAP`` characters of any header value it is
 asked to parse (the stdlib header parser takes time growing with the square of
 the encoded-words in a value, issue 11; Content-Type, Content-Disposition and
 friends never need more). Raw header values (``headers``) are handed out as
@@ -27,23 +27,14 @@ import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.policy import EmailPolicy
 
-HEADER_VALUE_CAP = 1024
+from ..mail.mimepolicy import CAPPED_POLICY
+
 MAX_PARTS = 500
 MAX_BOUNDARY_LINES = 2 * MAX_PARTS
 MAX_DEPTH = 32
 PREVIEW_CHARS = 256
-
-
-class _CappedPolicy(EmailPolicy):
-    def header_fetch_parse(self, name, value):
-        if isinstance(value, str) and len(value) > HEADER_VALUE_CAP:
-            value = value[:HEADER_VALUE_CAP]
-        return super().header_fetch_parse(name, value)
-
-
-POLICY = _CappedPolicy()
+POLICY = CAPPED_POLICY  # postern.mail.mimepolicy, shared with the Sieve body test
 
 
 @dataclass

@@ -20,9 +20,9 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 from email.parser import BytesParser
-from email.policy import EmailPolicy
 
 from ...mail.header import header_end
+from ...mail.mimepolicy import CAPPED_POLICY
 from .. import match
 from ..compiler import COMPARATOR, MATCH_TYPES, STRING_LIST, Definition, TagSpec
 from ..program import Str, Tst
@@ -30,19 +30,7 @@ from ..program import Str, Tst
 CAPABILITIES = ("body",)
 TRANSFORMS = (TagSpec("raw", None, "transform"), TagSpec("content", STRING_LIST, "transform"),
               TagSpec("text", None, "transform"))
-HEADER_VALUE_CAP = 1024
-
-
-class _CappedPolicy(EmailPolicy):
-    """policy.default, parsing at most HEADER_VALUE_CAP characters of a header value."""
-
-    def header_fetch_parse(self, name, value):
-        if isinstance(value, str) and len(value) > HEADER_VALUE_CAP:
-            value = value[:HEADER_VALUE_CAP]
-        return super().header_fetch_parse(name, value)
-
-
-POLICY = _CappedPolicy()
+POLICY = CAPPED_POLICY  # postern.mail.mimepolicy: at most 1 KiB of a header value parsed
 
 
 def _wanted(ctype: str, types: list[str]) -> bool:
