@@ -350,13 +350,8 @@ class DynamoItems:
         return deserialize(r.get("Attributes", {})) if returns else None
 
     def delete(self, key: dict, cond: Cond | None = None) -> bool:
-        kwargs: dict[str, Any] = {"TableName": self.table, "Key": serialize(key), "ReturnValues": "ALL_OLD"}
-        if cond is not None:
-            ex = _Expr()
-            kwargs["ConditionExpression"] = ex.cond(cond)
-            ex.apply(kwargs)
-        r = self._call("delete", self._c.delete_item, **kwargs)
-        return bool(r.get("Attributes"))
+        """DeleteItem; True when there was an item to delete."""
+        return self.delete_returning(key, cond) is not None
 
     def delete_returning(self, key: dict, cond: Cond | None = None) -> dict | None:
         """DeleteItem returning the item deleted (None when there was none): take-once reads."""
