@@ -122,14 +122,7 @@ class Run:
         return len(raw)
 
     def _submit(self, rcpts: list[str], size: int = 10 * 1024):
-        sender = self.users[0]
-        _mid, raw = message(sender, rcpts, size)
-        with smtplib.SMTP("127.0.0.1", self.stack.submission_port, timeout=30) as c:
-            c.ehlo("client.example.test")
-            c.login(sender, self.password)
-            c.sendmail(sender, rcpts, raw)
-        self.stack.drain()
-        return len(raw)
+        return self._submit_as(self.users[0], rcpts, size)
 
     def _submit_as(self, sender: str, rcpts: list[str], size: int = 10 * 1024):
         _mid, raw = message(sender, rcpts, size)
