@@ -31,6 +31,7 @@ import ssl
 
 from ..preauth import EXCEEDED, PreauthBudget
 from ..sessions import Leaving
+from ..trust.gate import connection_ticket
 from .protocol import CODE_SYS_TEMP, LineBuffer, LineTooLong, err
 from .lock import MaildropLocks, SharedMaildropLocks, maildrop_locks
 from .session import AUTHORIZATION, Action, Pop3Session
@@ -82,14 +83,12 @@ class _Connection(asyncio.Protocol):
             transport.close()
             self._closed = True
             return
-        limits = getattr(lst.backend, "limits", None)  # postern.limits (trust.gate.connection_ticket)
-        if limits is not None:
-            self._ticket = limits.connect(self._peer(), "pop3")
-            if self._ticket is None:
-                transport.write(err("Too many connections from your address, try again later", CODE_SYS_TEMP))
-                transport.close()
-                self._closed = True
-                return
+        self._ticket = connection_ticket(lst.backend, self._peer(), "pop3")  # per-IP cap (postern.limits)
+        if self._ticket is None:
+            transport.write(err("Too many connections from your address, try again later", CODE_SYS_TEMP))
+            transport.close()
+            self._closed = True
+            return
         lst.connections.add(self)
         seats = getattr(lst.backend, "sessions", None)  # counted; -ERR [SYS/TEMP] when the gateway stops
         self._seat = seats.join("pop3") if seats is not None else None
