@@ -18,6 +18,7 @@ from .actions import Result
 from .errors import SieveRuntimeError
 from .limits import Limits
 from .match import Budget
+from .match import test as match_test
 from .message import Context
 
 
@@ -123,6 +124,14 @@ class Runtime:
         if name not in self.variables and len(self.variables) >= self.limits.max_variables:
             raise SieveRuntimeError(f"more than {self.limits.max_variables} variables")
         self.variables[name] = value[: self.limits.max_variable_size]  # RFC 5229 §4: truncated, not an error
+
+    def matches(self, matcher, values: list[str], keys: list[str]) -> bool:
+        """Compare ``values`` with ``keys`` by the test's matcher within this run's budget; a success
+        records the match variables. Every test that compares strings (RFC 5228 §2.7) ends here."""
+        ok, caps = match_test(matcher, values, keys, self.budget)
+        if ok:
+            self.set_matches(caps)
+        return ok
 
     def set_matches(self, values: list[str] | None) -> None:
         """RFC 5229 §3.2: a successful :matches sets ${0}..${9} (later ones are dropped)."""

@@ -83,10 +83,7 @@ class BodyTest(Tst):
 
     def eval(self, rt) -> bool:
         values = body_values(rt, self.transform, [t.value(rt) for t in self.types])
-        ok, caps = match.test(self.matcher, values, [k.value(rt) for k in self.keys], rt.budget)
-        if ok:
-            rt.set_matches(caps)
-        return ok
+        return rt.matches(self.matcher, values, [k.value(rt) for k in self.keys])
 
 
 def _body(node, args, cx):

@@ -269,10 +269,7 @@ class HeaderTest(Tst):
 
     def eval(self, rt) -> bool:
         values = header_values(rt, self.names, self.index, self.last)
-        ok, caps = match.test(self.matcher, values, [k.value(rt) for k in self.keys], rt.budget)
-        if ok:
-            rt.set_matches(caps)
-        return ok
+        return rt.matches(self.matcher, values, [k.value(rt) for k in self.keys])
 
 
 @dataclass(frozen=True)
@@ -300,10 +297,7 @@ class AddressTest(Tst):
                     v = address_part(local, domain, self.part)
                     if v is not None:
                         values.append(v)
-        ok, caps = match.test(self.matcher, values, [k.value(rt) for k in self.keys], rt.budget)
-        if ok:
-            rt.set_matches(caps)
-        return ok
+        return rt.matches(self.matcher, values, [k.value(rt) for k in self.keys])
 
 
 def _bool(value):

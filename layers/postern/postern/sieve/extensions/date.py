@@ -132,10 +132,7 @@ class DateTest(Tst):
             d = _in_zone(rt, d, self.zone, self.original) if d is not None else None
             if d is not None and part in PARTS:
                 values.append(date_part(d, part))
-        ok, caps = match.test(self.matcher, values, [k.value(rt) for k in self.keys], rt.budget)
-        if ok:
-            rt.set_matches(caps)
-        return ok
+        return rt.matches(self.matcher, values, [k.value(rt) for k in self.keys])
 
 
 @dataclass(frozen=True)
@@ -150,10 +147,7 @@ class CurrentDate(Tst):
         d = _in_zone(rt, rt.ctx.now, self.zone, False)
         part = self.part.value(rt).lower()
         values = [date_part(d, part)] if d is not None and part in PARTS else []
-        ok, caps = match.test(self.matcher, values, [k.value(rt) for k in self.keys], rt.budget)
-        if ok:
-            rt.set_matches(caps)
-        return ok
+        return rt.matches(self.matcher, values, [k.value(rt) for k in self.keys])
 
 
 def _date(node, args, cx):

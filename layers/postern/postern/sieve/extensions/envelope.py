@@ -43,10 +43,7 @@ class EnvelopeTest(Tst):
             v = address_part(local, domain, self.part)
             if v is not None:
                 values.append(v)
-        ok, caps = match.test(self.matcher, values, [k.value(rt) for k in self.keys], rt.budget)
-        if ok:
-            rt.set_matches(caps)
-        return ok
+        return rt.matches(self.matcher, values, [k.value(rt) for k in self.keys])
 
 
 def _envelope(node, args, cx):

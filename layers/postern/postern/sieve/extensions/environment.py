@@ -33,10 +33,7 @@ class EnvironmentTest(Tst):
         else:
             value = rt.ctx.environment.get(item)
         values = [] if value is None else [value]
-        ok, caps = match.test(self.matcher, values, [k.value(rt) for k in self.keys], rt.budget)
-        if ok:
-            rt.set_matches(caps)
-        return ok
+        return rt.matches(self.matcher, values, [k.value(rt) for k in self.keys])
 
 
 def _environment(node, args, cx):

@@ -109,10 +109,7 @@ class HasFlag(Tst):
             values = split(rt.variables.get(v.value(rt).lower(), "") for v in self.variables)
         keys = split(k.value(rt) for k in self.keys) if self.matcher.kind != "count" else \
             [k.value(rt) for k in self.keys]
-        ok, caps = match.test(self.matcher, values, keys, rt.budget)
-        if ok:
-            rt.set_matches(caps)
-        return ok
+        return rt.matches(self.matcher, values, keys)
 
 
 def _flag_cmd(mode: str):

@@ -38,10 +38,7 @@ class SpamTest(Tst):
             values = [] if p is None else [str(p)]
         else:
             values = [str(verdict.spamtest())]
-        ok, caps = match.test(self.matcher, values, [self.value.value(rt)], rt.budget)
-        if ok:
-            rt.set_matches(caps)
-        return ok
+        return rt.matches(self.matcher, values, [self.value.value(rt)])
 
 
 def _spamtest(node, args, cx):

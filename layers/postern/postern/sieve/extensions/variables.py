@@ -69,10 +69,7 @@ class StringTest(Tst):
         values = [s.value(rt) for s in self.sources]
         if self.matcher.kind == "count":
             values = [v for v in values if v]  # RFC 5229 §5: empty strings are not counted
-        ok, caps = match.test(self.matcher, values, [k.value(rt) for k in self.keys], rt.budget)
-        if ok:
-            rt.set_matches(caps)
-        return ok
+        return rt.matches(self.matcher, values, [k.value(rt) for k in self.keys])
 
 
 def _set(node, args, cx):
