@@ -161,9 +161,15 @@ class PosternSession(Session):
     def __init__(self, loop):
         super().__init__(loop)
         self.tls = False  # TLS in force (STARTTLS done or implicit TLS)
-        self.tls_info = ""  # e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384", for Received
+        self.tls_version = ""  # e.g. "TLSv1.3", from the handshake
+        self.tls_cipher = ""  # e.g. "TLS_AES_256_GCM_SHA384" ("unknown" when the SSL object has none)
         self.auth_failures = None  # postern_gateway.auth.FailureCounter, set by the submission handler
         self.own_addresses = None  # cached directory.addresses_of(user) after AUTH
+
+    @property
+    def tls_info(self) -> str:
+        """The TLS parameters as Received's comment gives them ("" before TLS)."""
+        return f"{self.tls_version} with cipher {self.tls_cipher}" if self.tls_version else ""
 
 
 class PosternEnvelope(Envelope):
@@ -281,7 +287,8 @@ class PosternSMTP(SMTP):
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             cipher = ssl_object.cipher()
-            self.session.tls_info = f"{ssl_object.version()} with cipher {cipher[0] if cipher else 'unknown'}"
+            self.session.tls_version = ssl_object.version() or ""
+            self.session.tls_cipher = cipher[0] if cipher else "unknown"
 
     def hold_account_ticket(self, ticket) -> None:
         """Keep the authenticated account's session slot until the connection ends (a second

@@ -74,11 +74,9 @@ class SpamCheck(Check):
         if client is None:
             return None  # filtering off (POSTERN_RSPAMD_URL empty): the envelope says unchecked
         prefix = "".join(ctx.trace).encode("utf-8", "surrogateescape")
-        tls_version, tls_cipher = "", ""
-        if getattr(session, "tls", False):
-            info = getattr(session, "tls_info", "") or ""
-            tls_version, _, rest = info.partition(" with cipher ")
-            tls_cipher = rest
+        tls = getattr(session, "tls", False)
+        tls_version = getattr(session, "tls_version", "") if tls else ""
+        tls_cipher = getattr(session, "tls_cipher", "") if tls else ""
         facts = ScanFacts(client_ip=ctx.client_ip, helo=ctx.helo, mail_from=ctx.sender, recipients=ctx.recipients,
                           queue_id=ctx.queue_id, user=ctx.auth_user or "", tls_version=tls_version,
                           tls_cipher=tls_cipher)
