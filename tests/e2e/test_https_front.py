@@ -270,6 +270,37 @@ def test_make_run_prints_the_front_and_how_to_try_it(stack):
     assert f"{stack.http_url}/.well-known/jmap" in text and "Host: mta-sts." in text
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def download(stack, path: str, creds: dict) -> tuple[int, dict, bytes]:
+    """A JMAP download: the front answers 302 to a presigned S3 GET, which is fetched without the
+    credentials (they are the front's; S3 refuses a request with two authentications, as it does
+    on AWS: browsers and requests drop Authorization on a redirect to another origin, urllib does not)."""
+    from urllib.parse import quote
+
+    req = urllib.request.Request(stack.http_url + quote(path, safe="/?=&{}"), headers=creds)
+    try:
+        urllib.request.build_opener(_NoRedirect).open(req, timeout=30)
+        raise AssertionError("a download is a redirect")
+    except urllib.error.HTTPError as e:
+        if e.code != 302:
+            return e.code, e.headers, e.read()
+        location, cache = e.headers["Location"], e.headers["Cache-Control"]
+    assert location.startswith(stack.endpoint) and "X-Amz-Signature=" in location and cache == "no-store"
+    return _get(location)
+
+
+def _get(url: str) -> tuple[int, dict, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
 def test_jmap_download_of_a_delivered_message_and_its_part(stack, new_user):
     import smtplib
     import uuid
@@ -292,14 +323,22 @@ def test_jmap_download_of_a_delivered_message_and_its_part(stack, new_user):
     (email,) = json.loads(call(stack, "POST", "/jmap/api", body=json.dumps(request).encode(), headers=creds)[2]
                           )["methodResponses"][1][1]["list"]
     url = s["downloadUrl"].replace(stack.http_url, "").replace("{accountId}", acct)
-    status, headers, body = call(stack, "GET", url.replace("{blobId}", email["blobId"]).replace("{name}", "m.eml")
-                                 .replace("{type}", "message/rfc822"), headers=creds)
+    status, headers, body = download(stack, url.replace("{blobId}", email["blobId"]).replace("{name}", "m.eml")
+                                     .replace("{type}", "message/rfc822"), creds)
     assert status == 200 and headers["Content-Type"] == "message/rfc822" and body.endswith(raw)
+    assert body.startswith(b"Return-Path: <carol@origin.example>")  # the trace prefix: the logical message
     (att,) = email["attachments"]
-    status, headers, body = call(stack, "GET", url.replace("{blobId}", att["blobId"]).replace("{name}", "r.pdf")
-                                 .replace("{type}", "application/pdf"), headers=creds)
+    status, headers, body = download(stack, url.replace("{blobId}", att["blobId"]).replace("{name}", "r \u00e9.pdf")
+                                     .replace("{type}", "application/pdf"), creds)
     assert (status, body) == (200, b"%PDF-1.4 \x00\xff")
-    assert headers["Content-Disposition"] == "attachment; filename*=UTF-8''r.pdf"
+    assert headers["Content-Type"] == "application/pdf"
+    assert headers["Content-Disposition"] == "attachment; filename*=UTF-8''r%20%C3%A9.pdf"
+    # downloaded again: the download object made the first time is used (S3 has no second copy)
+    keys = {o["Key"] for o in stack.clients.s3.list_objects_v2(Bucket=stack.settings.bucket, Prefix="dl/")["Contents"]}
+    assert download(stack, url.replace("{blobId}", att["blobId"]).replace("{name}", "r.pdf")
+                    .replace("{type}", "application/pdf"), creds)[2] == b"%PDF-1.4 \x00\xff"
+    assert keys == {o["Key"] for o in stack.clients.s3.list_objects_v2(Bucket=stack.settings.bucket,
+                                                                         Prefix="dl/")["Contents"]}
     other, other_pw = new_user()
     assert call(stack, "GET", url.replace("{blobId}", att["blobId"]).replace("{name}", "x").replace("{type}", "a/b"),
                 headers=basic(other, other_pw))[0] == 404  # another account's URL

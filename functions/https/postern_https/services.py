@@ -50,12 +50,14 @@ class Services:
 
         if self._store is None:
             self._store = dynamo_store(self.settings, self.clients)
-        from postern.uploads import Uploads
+        from postern.uploads import Presigner, Uploads
 
         uploads = Uploads(self.settings, self.clients)
         return Account.for_user(user, self._store, self.directory,
                                 submit=submitter(Spooler(self.settings, self.clients), self.settings.hostname),
-                                uploads=lambda blob_id: uploads.get(user.address, blob_id))
+                                uploads=lambda blob_id: uploads.get(user.address, blob_id),
+                                upload_key=lambda blob_id: uploads.key_of(user.address, blob_id),
+                                presign_upload=Presigner(uploads, user.address))
 
     def origin_secret(self) -> str:
         """The value CloudFront's origin header must carry; "" when none is configured

@@ -72,6 +72,8 @@ class Clients:
                 config = self.config
                 if name == "sqs-long-poll":  # a receive that waits 20 s must not hit the 20 s read timeout
                     config = config.merge(Config(read_timeout=LONG_POLL_READ_TIMEOUT))
+                if name == "s3-presign":  # presigned URLs and POST policies: SigV4 in every region (postern.presign)
+                    config = config.merge(Config(signature_version="s3v4"))
                 c = self._session.client(_SERVICES.get(name, name.split("-", 1)[0]), config=config)
                 for event_name, handler in self._hooks:
                     c.meta.events.register(event_name, handler)
@@ -109,6 +111,11 @@ class Clients:
     @property
     def sns(self):
         return self.client("sns")
+
+    @property
+    def s3_presign(self):
+        """S3 for presigned GET URLs and POST policies (SigV4; postern.presign)."""
+        return self.client("s3-presign")
 
     @property
     def sqs_long_poll(self):

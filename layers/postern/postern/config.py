@@ -191,6 +191,8 @@ class Settings:
     mta_sts_max_age: int = 7 * 86400  # POSTERN_MTA_STS_MAX_AGE (seconds senders may cache our policy)
     https_origin_secret_id: str = ""  # POSTERN_HTTPS_ORIGIN_SECRET_ID (secret CloudFront sends; wins)
     https_origin_secret: str = ""  # POSTERN_HTTPS_ORIGIN_SECRET (the same value, given directly: local stack)
+    presign_expires: int = 300  # POSTERN_PRESIGN_EXPIRES (seconds a JMAP download's presigned S3 GET works)
+    upload_url_expires: int = 900  # POSTERN_UPLOAD_URL_EXPIRES (seconds a presigned S3 POST for an upload works)
     token_ttl: int = 3600  # POSTERN_TOKEN_TTL (seconds a bearer token from POST /auth/token lives)
     ticket_ttl: int = 60  # POSTERN_TICKET_TTL (seconds a one-time WebSocket ticket lives)
     profile_signing_secret_id: str = ""  # POSTERN_PROFILE_SIGNING_SECRET_ID ({"cert","key"}: signs .mobileconfig)
@@ -313,6 +315,8 @@ class Settings:
             mta_sts_max_age=_int(e, "POSTERN_MTA_STS_MAX_AGE", d.mta_sts_max_age),
             https_origin_secret_id=e.get("POSTERN_HTTPS_ORIGIN_SECRET_ID", d.https_origin_secret_id),
             https_origin_secret=e.get("POSTERN_HTTPS_ORIGIN_SECRET", d.https_origin_secret),
+            presign_expires=_int(e, "POSTERN_PRESIGN_EXPIRES", d.presign_expires),
+            upload_url_expires=_int(e, "POSTERN_UPLOAD_URL_EXPIRES", d.upload_url_expires),
             token_ttl=_int(e, "POSTERN_TOKEN_TTL", d.token_ttl),
             ticket_ttl=_int(e, "POSTERN_TICKET_TTL", d.ticket_ttl),
             profile_signing_secret_id=e.get("POSTERN_PROFILE_SIGNING_SECRET_ID", d.profile_signing_secret_id),

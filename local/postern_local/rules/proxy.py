@@ -33,7 +33,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from . import Answer, Rewrite, RulesConfig
+from . import Answer, Rewrite, RulesConfig, presigned
 from .actions import NO_PERMISSION_NEEDED, required
 from .dynamodb import DynamoRules
 from .identities import Identities, Principal
@@ -75,10 +75,14 @@ class RulesApp:
             return self.app(environ, start_response)
         body = _read_body(environ)
         _set_body(environ, body)
+        if presigned.is_post_upload(environ):
+            return self._post_upload(environ, body, start_response)
         call = parse(environ, body)
         if call is None:
             return self.app(environ, start_response)
         try:
+            if call.service == "s3":
+                presigned.check_query(call.query, call.headers)
             principal = self._principal(call)
             self._authorize(principal, call)
             rewrite = self._limits(call)
@@ -98,6 +102,29 @@ class RulesApp:
         self.sqs.after(call, code, _loads(out) if self.sqs.wants_response(call) and code == 200 else None)
         start_response(status, headers)
         return [out]
+
+    def _post_upload(self, environ, body: bytes, start_response):
+        """A browser-based upload (presigned POST): S3's policy checks, then the signer's permission."""
+        bucket = environ.get("PATH_INFO", "/").strip("/")
+        call = Call(service="s3", operation="PostObject", protocol="rest-xml", access_key="", region=self.region,
+                    method="POST", path=f"/{bucket}", query={}, headers={}, body=b"", params={"Bucket": bucket})
+
+        def secret_of(key: str) -> str | None:
+            p = self.identities.lookup(key)
+            return p.secret_key if p is not None else None
+
+        try:
+            upload = presigned.post_upload(environ, body, secret_of)
+            call = Call(service="s3", operation="PutObject", protocol="rest-xml", access_key=upload.access_key,
+                        region=upload.region, method="POST", path=f"/{bucket}/{upload.key}", query={}, headers={},
+                        body=b"", params={"Bucket": upload.bucket, "Key": upload.key})
+            self._authorize(self._principal(call), call)
+        except AwsError as err:
+            p = self.identities.lookup(call.access_key) if call.access_key else None
+            return self._refuse(call, getattr(err, "component", p.component if p else "?"), err, environ,
+                                start_response)
+        _set_body(environ, body)
+        return self.app(environ, start_response)
 
     # --- checks -------------------------------------------------------------
     def _principal(self, call: Call) -> Principal:

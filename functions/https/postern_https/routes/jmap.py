@@ -4,10 +4,13 @@ GET  /.well-known/jmap   the Session object (§2.2; served directly, no redirect
 GET  /jmap/session       drop credentials on a redirect still work); authenticated
 POST /jmap/api           a Request -> a Response; authenticated
 GET  /jmap/download/{accountId}/{blobId}/{name}?accept=TYPE
-                         a blob (§6.2): a whole message or one decoded part (``postern.jmap.blobs``),
-                         ``Content-Disposition: attachment`` with the name; 404 for another account's
-                         id or a blob the account does not hold; 413 past what one Lambda response
-                         carries (6 MB, base64: about 4.4 MB of blob)
+                         a blob (§6.2): 302 to a presigned S3 GET (``postern.presign``: minutes; S3
+                         answers with the type asked and ``Content-Disposition: attachment`` with the
+                         name), whatever its size. An upload or a message stored without a trace
+                         prefix is its own S3 object; a delivered message (trace prefix + bytes as
+                         received) and a decoded MIME part are made into a download object once
+                         (``dl/``, kept a day) and redirected to. 404 for another account's id or a
+                         blob the account does not hold
 POST /jmap/upload/{accountId}
                          a blob (§6.1) of at most ``maxSizeUpload`` (4 MB: the HTTP API -> Lambda path
                          carries 6 MB base64-encoded; 413 past it) -> 201 ``{accountId, blobId, type,
@@ -60,33 +63,33 @@ def session_resource():
     return _json(200, session.build(account, viewer.base_url))
 
 
-MAX_DOWNLOAD = 4_400_000  # base64 of it plus headers stays under Lambda's 6 MB response
-
-
 @router.get("/jmap/download/<account_id>/<blob_id>/<name>")
 def download(account_id: str, blob_id: str, name: str):
-    from urllib.parse import quote, unquote
+    from urllib.parse import unquote
 
     from postern.jmap import blobs
     from postern.jmap.account import Call
+    from postern.presign import BlobUrls
 
     account, _ = _account()
     if account_id != account.id:
         raise not_found("No such blob")  # another account's ids are not even acknowledged
-    found = blobs.read(Call(account), unquote(blob_id))
+    blob_id = unquote(blob_id)
+    found = blobs.source(Call(account), blob_id)
     if found is None:
         raise not_found("No such blob")
-    data, ctype, _part_name = found
-    if len(data) > MAX_DOWNLOAD:
-        raise HttpError(413, "Blob too large for this endpoint", f"{len(data)} bytes; at most {MAX_DOWNLOAD}")
+    svc = router.context["services"]
+    urls = BlobUrls(svc.settings, svc.clients)
+    key = found.key or urls.derived(account.user, blob_id, found.build)
     qs = router.current_event.query_string_parameters or {}
     accept = qs.get("accept", "")
+    ctype = found.type
     if accept and "/" in accept and "\r" not in accept and "\n" not in accept and len(accept) < 200:
         ctype = accept
-    filename = unquote(name)[:200] or "blob"
-    return Response(status_code=200, content_type=ctype, body=data,
-                    headers={"Cache-Control": "private, immutable, max-age=31536000",
-                             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}"})
+    # RFC 8620 §6.2 leaves the transport open: the bytes come from S3, never through this function
+    # (the HTTP API -> Lambda path carries 6 MB at most); the URL expires in minutes, so never cache it
+    return Response(status_code=302, body="", headers={"Location": urls.download_url(key, unquote(name), ctype),
+                                                      "Cache-Control": "no-store"})
 
 
 @router.post("/jmap/upload/<account_id>")

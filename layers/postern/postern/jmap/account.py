@@ -36,17 +36,22 @@ class Account:
     submit: Callable[[str, str, list[str], bytes], str] | None = None
     rules: object | None = None  # postern.sieve.managed.Managed: VacationResponse (None: not offered)
     uploads: Callable[[str], bytes | None] | None = None  # the front's uploaded blobs by blobId (RFC 8620 §6.1)
+    upload_key: Callable[[str], str | None] | None = None  # an upload's S3 key, if it exists (downloads)
+    # the Postern upload capability (postern.jmap.upload): postern.uploads.Presigner (None: not offered)
+    presign_upload: object | None = None
 
     @property
     def id(self) -> str:
         return account_id(self.user)
 
     @classmethod
-    def for_user(cls, user, store: MailStore, directory, submit=None, rules=None, uploads=None) -> Account:
+    def for_user(cls, user, store: MailStore, directory, submit=None, rules=None, uploads=None, upload_key=None,
+                 presign_upload=None) -> Account:
         """The account of an authenticated directory :class:`~postern.directory.User`: its quota and
         the sender addresses the submission rule allows (``Directory.addresses_of``)."""
         return cls(user=user.address.lower(), store=store, quota=directory.quota_of(user),
-                   senders=frozenset(directory.addresses_of(user.address)), submit=submit, rules=rules, uploads=uploads)
+                   senders=frozenset(directory.addresses_of(user.address)), submit=submit, rules=rules, uploads=uploads,
+                   upload_key=upload_key, presign_upload=presign_upload)
 
 
 @dataclass

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 
 from ..errors import PosternError
-from . import core, email, emailquery, identity, importer, mailbox, quota, snippet, submission, thread, vacation
+from . import core, email, emailquery, identity, importer, mailbox, quota, snippet, submission, thread, upload, vacation
 from .account import Account, Call
 from .errors import LIMIT, NOT_JSON, NOT_REQUEST, UNKNOWN_CAPABILITY, MethodError, RequestError
 from .refs import resolve_references
@@ -57,6 +57,7 @@ METHODS: dict[str, tuple[str, Handler]] = {
     "Quota/get": (QUOTA, quota.get),
     "VacationResponse/get": (VACATION, vacation.get),
     "VacationResponse/set": (VACATION, vacation.set_),
+    "Upload/create": (upload.UPLOAD, upload.create),
 }
 
 MAX_DEPTH = 64  # JSON nesting a request may have: far beyond any real request, far below Python's recursion limit

@@ -50,9 +50,12 @@ MAIL_LIMITS = {
 SUBMISSION_LIMITS = {"maxDelayedSend": 0, "submissionExtensions": {}}
 
 
+UPLOAD = "https://postern.dev/jmap/upload"  # presigned S3 POSTs past maxSizeUpload (postern.jmap.upload)
+
+
 def capabilities() -> dict:
     """Server capabilities: the ``using`` values a request may name (RFC 8620 §3.3)."""
-    return {CORE: CORE_LIMITS, MAIL: {}, SUBMISSION: {}, QUOTA: {}, VACATION: {}}
+    return {CORE: CORE_LIMITS, MAIL: {}, SUBMISSION: {}, QUOTA: {}, VACATION: {}, UPLOAD: {}}
 
 
 def build(account: Account, base_url: str) -> dict:
@@ -65,6 +68,10 @@ def build(account: Account, base_url: str) -> dict:
     }
     if account.rules is not None:
         acct["accountCapabilities"][VACATION] = {}
+    if account.presign_upload is not None:
+        from .upload import account_capability
+
+        acct["accountCapabilities"][UPLOAD] = account_capability(account.presign_upload)
     out = {
         "capabilities": capabilities(),
         "accounts": {account.id: acct},
@@ -84,5 +91,6 @@ def build(account: Account, base_url: str) -> dict:
 def state(account: Account) -> str:
     """Changes exactly when what the session says about the account does (not with the URL it is served at)."""
     said = {"caps": capabilities(), "account": [account.id, account.user, account.name, MAIL_LIMITS, SUBMISSION_LIMITS,
-                                                account.rules is not None]}
+                                                account.rules is not None,
+                                                account.presign_upload is not None]}
     return hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()[:16]

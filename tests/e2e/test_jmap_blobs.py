@@ -1,0 +1,179 @@
+"""JMAP blobs through the local front as ``make run`` serves it, with ``requests`` as the client.
+
+A 6 MB attachment (past ``maxSizeUpload``) goes to S3 with the presigned POST the Postern upload
+capability hands out, is attached to a draft, sent with EmailSubmission, and the recipient reads it
+byte-identical over IMAP. The rules proxy refuses the POSTs S3 would refuse (expired, tampered,
+too large, another key) and presigned downloads that carry a second authentication.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email
+import email.policy
+import imaplib
+import json
+import os
+
+import pytest
+import requests
+
+from postern.jmap import session as S
+
+USING = [S.CORE, S.MAIL, S.SUBMISSION, S.UPLOAD]
+
+
+class Client:
+    def __init__(self, stack, user: str, password: str):
+        self.stack = stack
+        self.http = requests.Session()
+        self.http.auth = (user, password)
+        self.session = self.http.get(stack.http_url + "/.well-known/jmap", timeout=30).json()
+        (self.account,) = self.session["accounts"]
+
+    def call(self, *calls) -> list:
+        r = self.http.post(self.stack.http_url + "/jmap/api", timeout=60,
+                           json={"using": USING, "methodCalls": [list(c) for c in calls]})
+        assert r.status_code == 200, r.text
+        return r.json()["methodResponses"]
+
+    def presign(self, ctype: str, size: int | None = None) -> dict:
+        spec = {"type": ctype} if size is None else {"type": ctype, "size": size}
+        (resp,) = self.call(("Upload/create", {"accountId": self.account, "create": {"u": spec}}, "0"))
+        assert resp[0] == "Upload/create", resp
+        return resp[1]["created"].get("u") or resp[1]["notCreated"]["u"]
+
+
+def _post(form: dict, data: bytes) -> requests.Response:
+    # exactly the fields handed out, then the file last (S3 ignores fields after it)
+    return requests.post(form["url"], data=form["fields"], files={"file": ("a.bin", data)}, timeout=60)
+
+
+def test_six_megabytes_by_presigned_post_attached_sent_and_read_over_imap(stack, new_user):
+    domain_user, pw = new_user("alice")
+    bob, bob_pw = new_user("bob", domain_user.split("@")[1])
+    c = Client(stack, domain_user, pw)
+    cap = c.session["accounts"][c.account]["accountCapabilities"][S.UPLOAD]
+    assert cap == {"maxSize": stack.settings.max_message_size, "expiresIn": stack.settings.upload_url_expires}
+    assert c.session["capabilities"][S.CORE]["maxSizeUpload"] <= 4_500_000  # the HTTP API -> Lambda path, honestly
+    payload = os.urandom(6 * 1024 * 1024)
+    form = c.presign("application/octet-stream", len(payload))
+    assert form["fields"]["key"].startswith("upload/") and form["fields"]["key"].endswith(form["blobId"])
+    r = _post(form, payload)
+    assert r.status_code == 204, r.text
+
+    boxes = {m["role"]: m["id"] for m in c.call(("Mailbox/get", {"accountId": c.account}, "m"))[0][1]["list"]}
+    ident = c.call(("Identity/get", {"accountId": c.account}, "i"))[0][1]["list"][0]["id"]
+    draft = {"mailboxIds": {boxes["drafts"]: True}, "keywords": {"$draft": True}, "from": [{"email": domain_user}],
+             "to": [{"email": bob}], "subject": "the big file", "textBody": [{"partId": "t"}],
+             "bodyValues": {"t": {"value": "attached"}},
+             "attachments": [{"blobId": form["blobId"], "type": "application/octet-stream", "name": "big.bin"}]}
+    out = c.call(("Email/set", {"accountId": c.account, "create": {"d": draft}}, "0"),
+                 ("EmailSubmission/set", {"accountId": c.account,
+                                          "create": {"s": {"identityId": ident, "emailId": "#d"}}}, "1"))
+    assert "d" in out[0][1]["created"] and "s" in out[1][1]["created"], out
+    stack.drain()
+
+    imap = imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=60)
+    try:
+        imap.login(bob, bob_pw)
+        imap.select("INBOX")
+        typ, data = imap.uid("FETCH", "1:*", "(BODY.PEEK[])")
+        assert typ == "OK"
+        raw = data[0][1]
+    finally:
+        imap.logout()
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    (att,) = list(msg.iter_attachments())
+    assert att.get_filename() == "big.bin" and att.get_content() == payload
+
+    # and the sender downloads the draft's part: a redirect to S3, bytes identical
+    got = c.call(("Email/get", {"accountId": c.account, "ids": [out[0][1]["created"]["d"]["id"]],
+                                "properties": ["attachments"]}, "g"))[0][1]["list"][0]["attachments"][0]
+    url = (c.session["downloadUrl"].replace("{accountId}", c.account).replace("{blobId}", got["blobId"])
+           .replace("{name}", "big.bin").replace("{type}", "application/octet-stream"))
+    r = c.http.get(url, timeout=60, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"].startswith(stack.endpoint)
+    r = c.http.get(url, timeout=60)  # requests drops the Authorization header on the way to another origin
+    assert r.status_code == 200 and r.content == payload, r.text[:300]
+
+
+def test_the_upload_capability_refuses_what_it_must(stack, new_user):
+    user, pw = new_user()
+    c = Client(stack, user, pw)
+    limit = stack.settings.max_message_size
+    assert c.presign("application/pdf", limit + 1)["type"] == "tooLarge"
+    assert c.presign("not a type")["type"] == "invalidProperties"
+    assert c.presign("text/plain\r\nX-Evil: 1")["type"] == "invalidProperties"
+    (resp,) = c.call(("Upload/create", {"accountId": c.account, "create": {str(i): {"type": "a/b"} for i in range(501)}},
+                      "0"))
+    assert resp[1]["type"] == "requestTooLarge"
+    # a request that does not name the capability may not call the method (RFC 8620 §3.6.2)
+    r = c.http.post(stack.http_url + "/jmap/api", timeout=30, json={
+        "using": [S.CORE, S.MAIL], "methodCalls": [["Upload/create", {"accountId": c.account, "create": {}}, "0"]]})
+    assert r.json()["methodResponses"][0][1]["type"] == "unknownMethod"
+
+
+def test_s3_refuses_posts_outside_the_policy_as_aws_does(stack, new_user):
+    user, pw = new_user()
+    c = Client(stack, user, pw)
+    form = c.presign("text/plain")
+
+    def refused(fields: dict, data: bytes = b"hello") -> str:
+        r = _post({"url": form["url"], "fields": fields}, data)
+        assert r.status_code in (400, 403), (r.status_code, r.text)
+        return r.text
+
+    other_key = {**form["fields"], "key": form["fields"]["key"].rsplit("/", 1)[0] + "/P" + "0" * 32}
+    assert "Policy Condition failed" in refused(other_key)
+    assert "Policy Condition failed" in refused({**form["fields"], "Content-Type": "text/html"})
+    assert "Extra input fields" in refused({**form["fields"], "x-amz-meta-x": "1"})
+    policy = json.loads(base64.b64decode(form["fields"]["policy"]))
+    policy["conditions"] = [x for x in policy["conditions"] if not (isinstance(x, list) and x[0] == "content-length-range")]
+    tampered = {**form["fields"], "policy": base64.b64encode(json.dumps(policy).encode()).decode()}
+    assert "SignatureDoesNotMatch" in refused(tampered)
+    assert "EntityTooSmall" in refused(form["fields"], b"")
+    # nothing was stored by any of them
+    assert c.call(("Email/parse", {"accountId": c.account, "blobIds": [form["blobId"]]}, "p"))[0][1]["notFound"] == [
+        form["blobId"]]
+    assert _post(form, b"hello").status_code == 204
+    parsed = c.call(("Email/parse", {"accountId": c.account, "blobIds": [form["blobId"]]}, "p"))[0][1]
+    assert form["blobId"] in parsed["parsed"]
+
+
+def test_an_expired_form_and_a_url_with_two_authentications_are_refused(stack, new_user):
+    from postern_local.rules import presigned
+    from postern_local.rules.wire import AwsError
+
+    user, pw = new_user()
+    c = Client(stack, user, pw)
+    form = c.presign("text/plain")
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=stack.settings.upload_url_expires + 5)
+    r = requests.Request("POST", "http://127.0.0.1/" + stack.settings.bucket, data=form["fields"],
+                         files={"file": ("a", b"x")}).prepare()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/" + stack.settings.bucket, "QUERY_STRING": "",
+               "CONTENT_TYPE": r.headers["Content-Type"]}
+
+    def secret_of(key):
+        p = stack.identities.lookup(key)
+        return p.secret_key if p else None
+
+    assert presigned.post_upload(environ, r.body, secret_of).key == form["fields"]["key"]
+    with pytest.raises(AwsError, match="Policy expired"):
+        presigned.post_upload(environ, r.body, secret_of, now=later)
+
+    assert _post(form, b"hello").status_code == 204
+    url = (c.session["downloadUrl"].replace("{accountId}", c.account).replace("{blobId}", form["blobId"])
+           .replace("{name}", "a.txt").replace("{type}", "text/plain"))
+    location = c.http.get(url, timeout=30, allow_redirects=False).headers["Location"]
+    assert requests.get(location, timeout=30).content == b"hello"
+    r = requests.get(location, timeout=30, headers={"Authorization": "Basic eDp5"})
+    assert r.status_code == 400 and "Only one auth mechanism allowed" in r.text
+    from urllib.parse import parse_qs, urlsplit
+
+    q = parse_qs(urlsplit(location).query)
+    expired = dt.datetime.strptime(q["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc) + \
+        dt.timedelta(seconds=int(q["X-Amz-Expires"][0]) + 1)
+    with pytest.raises(AwsError, match="Request has expired"):
+        presigned.check_query(q, {}, now=expired)
