@@ -79,7 +79,10 @@ async def _verify(backend, cache: VerifiedCache, username: str, password: str):
     """
     user = cache.get(username, password)
     if user is not None:
-        return user
+        # no hash, but the directory's word that the password has not changed since (authcache.confirm)
+        user = cache.confirm(username, user, await backend.run(backend.directory.get_user, username))
+        if user is not None:
+            return user
     loop = _running_loop()
     pending = _in_flight.get(loop)
     if pending is None:

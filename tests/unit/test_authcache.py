@@ -60,3 +60,26 @@ def test_authenticate_hashes_once_for_repeated_logins():
     b.blocking.shutdown()
     assert first is not None and again == first and wrong is None
     assert calls == ["alice@example.test", "alice@example.test"]  # the wrong password was checked for real
+
+
+def test_a_password_change_ends_the_cached_login_at_once():
+    """The cache holds the old password's success for POSTERN_AUTH_CACHE_TTL, but a hit is confirmed
+    against the directory's credential generation: after `postern user passwd` / JMAP Password/change
+    the old password is refused on the next login, not two minutes later."""
+    d = memory_directory()
+    d.add_domain("example.test")
+    d.add_user("alice@example.test", "old-secret")
+    b = Backend(Settings().replace(login_fail_delay=0, auth_cache_ttl=3600), MemoryMailStore(), d)
+
+    async def login(pw):
+        return await authenticate(b, "alice@example.test", pw)
+
+    async def run():
+        assert await login("old-secret") is not None  # verified and cached
+        assert await login("old-secret") is not None  # a cache hit
+        d.set_password("alice@example.test", "new-secret")
+        return await login("old-secret"), await login("new-secret")
+
+    old, new = asyncio.run(run())
+    b.blocking.shutdown()
+    assert old is None and new is not None

@@ -62,6 +62,8 @@ def password_login(svc, viewer, username: str, password: str) -> User:
     user = None
     if account is not None and 0 < len(password) <= MAX_PASSWORD:
         user = svc.cache.get(account, password)
+        if user is not None:  # still the same credentials as the directory holds them (authcache.confirm)
+            user = svc.cache.confirm(account, user, svc.directory.get_user(account))
         if user is None:
             user = svc.directory.authenticate(account, password)
             if user is not None:

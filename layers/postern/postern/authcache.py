@@ -12,8 +12,11 @@ CPU). Phones and desktop clients reconnect constantly and open several
 connections at once; `make load` showed logins queueing behind hashing for
 a minute. The cache keeps an HMAC-SHA256 of the password under a per-process
 random key, never the password; entries expire after ``ttl`` (setting
-``POSTERN_AUTH_CACHE_TTL``, 0 disables), so a changed or removed account
-stops working on every gateway task within that time.
+``POSTERN_AUTH_CACHE_TTL``, 0 disables). A hit is only good once
+:meth:`VerifiedCache.confirm` has seen the account as the directory holds it
+now (one GetItem, no hash): a password change starts a new credential
+generation, so the old password stops working at once on every gateway task
+and HTTPS environment, and a removed account too.
 """
 
 from __future__ import annotations
@@ -68,6 +71,14 @@ class VerifiedCache:
             self._entries.move_to_end(name)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def confirm(self, username: str, cached, current):
+        """``current`` (the directory's user now) if it is the account ``cached`` was verified as -
+        same credential generation - else None, and the entry is dropped (the caller verifies)."""
+        if current is None or getattr(current, "generation", None) != getattr(cached, "generation", None):
+            self.forget(username)
+            return None
+        return current
 
     def forget(self, username: str) -> None:
         with self._lock:
