@@ -170,8 +170,11 @@ def read_password(ctx: Context, from_stdin: bool, confirm: bool = True) -> str:
             raise CliError("passwords do not match")
     else:
         raise CliError("no terminal to ask for the password: use --password-stdin")
-    if not pw:
-        raise CliError("empty password")
+    from .credentials import password_problem
+
+    problem = password_problem(pw)  # the one password policy (JMAP's Password/change applies it too)
+    if problem is not None:
+        raise CliError(problem)
     return pw
 
 
