@@ -9,27 +9,18 @@ Fails: an unknown domain -> exit 3 (NoSuchDomain); a state-table fault -> exit 7
 
 from __future__ import annotations
 
-from .address import normalize_domain
-from .errors import NoSuchDomain
-from .reports.summaries import KINDS, collect, render, report_store
+from .reports.summaries import KINDS, MAX_DAYS, render, report_store, summary_for
 
 
 def run(args, ctx) -> int:
-    if args.domain:
-        domain = normalize_domain(args.domain)
-        if not ctx.directory.is_local_domain(domain):
-            raise NoSuchDomain(f"No such domain {domain}")
-        domains = [domain]
-    else:
-        domains = [d.name for d in ctx.directory.list_domains()]
-    summary = collect(report_store(ctx.settings, ctx.clients), args.kind, domains, args.days)
+    summary = summary_for(ctx.directory, report_store(ctx.settings, ctx.clients), args.kind, args.domain, args.days)
     ctx.emit(render(summary).rstrip("\n"))
     return 0
 
 
 def _days(text: str) -> int:
     n = int(text)
-    if not 1 <= n <= 400:
+    if not 1 <= n <= MAX_DAYS:
         raise ValueError(text)
     return n
 

@@ -145,6 +145,33 @@ def as_json(s: Summary, top: int = 100) -> dict:
             "failureTypes": dict(s.failure_types), "refused": dict(s.refused)}
 
 
+MAX_DAYS = 400
+
+
+def domains_for(directory, domain: str | None) -> list[str]:
+    """The receiving domains a summary covers: ``domain`` (which must be one Postern serves:
+    NoSuchDomain otherwise, InvalidAddress for a name that is no domain), or every local domain."""
+    from ..address import normalize_domain
+    from ..errors import NoSuchDomain
+
+    if not domain:
+        return [d.name for d in directory.list_domains()]
+    name = normalize_domain(domain)
+    if not directory.is_local_domain(name):
+        raise NoSuchDomain(f"No such domain {name}")
+    return [name]
+
+
+def summary_for(directory, store: ReportStore, kind: str, domain: str | None, days: int) -> Summary:
+    """What ``postern report KIND [--domain D] [--days N]``, the admin route and JMAP's Report/get
+    show: one selection rule, one summary."""
+    if kind not in KINDS:
+        raise ValueError(f"report kinds: {', '.join(KINDS)}")
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"days must be between 1 and {MAX_DAYS}")
+    return collect(store, kind, domains_for(directory, domain), days)
+
+
 def collect(store: ReportStore, kind: str, domains: list[str], days: int, now: float | None = None) -> Summary:
     """The summary over ``domains`` for the last ``days`` days (one Query per domain and kind)."""
     since = (now if now is not None else time.time()) - days * 86400
