@@ -87,7 +87,8 @@ def mailbox_id(acct, role):
 # --- session and request layer ---------------------------------------------------------------
 def test_session_resource_advertises_capabilities_limits_and_the_account(acct):
     s = session.build(acct, "https://webmail.example.test/")
-    assert set(s["capabilities"]) == {CORE, MAIL, SUB, session.QUOTA, session.VACATION, session.UPLOAD}
+    assert set(s["capabilities"]) == {CORE, MAIL, SUB, session.QUOTA, session.VACATION, session.UPLOAD, session.SIEVE,
+                                      session.POSTERN}
     assert session.UPLOAD not in s["accounts"][acct.id]["accountCapabilities"]  # no presigner: not offered
     core = s["capabilities"][CORE]
     assert core["maxCallsInRequest"] == 16 and core["maxObjectsInGet"] == 500

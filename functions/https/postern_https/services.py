@@ -39,25 +39,48 @@ class Services:
     _origin_secret: str | None = field(default=None, repr=False)
     _store: object | None = field(default=None, repr=False)
 
-    def jmap_account(self, user):
+    def jmap_account(self, user, viewer=None):
         """The JMAP account of an authenticated user: the mail store (one per execution environment:
         it remembers mailbox ids), the directory's sender rule, and EmailSubmission through the spool
-        (postern.spool: the same path as SMTP submission on port 587)."""
+        (postern.spool: the same path as SMTP submission on port 587); the Sieve scripts and the
+        managed rules (postern.sieve.repository: ManageSieve's items and limits), the stored
+        identities, the user's own password change (postern.credentials, the lockout keyed on the
+        viewer's address) and, for admins, the DMARC/TLS report summaries."""
+        from postern.credentials import change_password
+        from postern.identities import IdentityStore
         from postern.jmap.account import Account
         from postern.jmap.outbound import submitter
+        from postern.reports.summaries import as_json, report_store, summary_for
+        from postern.sieve.managed import Managed
+        from postern.sieve.repository import repository
         from postern.spool import Spooler
         from postern.store import dynamo_store
+        from postern.uploads import Presigner, Uploads
 
         if self._store is None:
             self._store = dynamo_store(self.settings, self.clients)
-        from postern.uploads import Presigner, Uploads
-
         uploads = Uploads(self.settings, self.clients)
+        scripts = repository(self.settings, self.clients)
+        address = user.address
+        ip = viewer.ip if viewer is not None else ""
+
+        def password(old: str, new: str) -> None:
+            change_password(self.directory, address, old, new, limits=self.limits, ip=ip, protocol="https")
+            self.cache.forget(address)  # this environment's verified-password cache: the old one is gone
+
+        def reports(kind: str, domain: str | None, days: int) -> dict:
+            return as_json(summary_for(self.directory, report_store(self.settings, self.clients), kind, domain, days))
+
+        current = self.directory.get_user(address)  # the admin role as it is now, not as the login cache holds it
         return Account.for_user(user, self._store, self.directory,
                                 submit=submitter(Spooler(self.settings, self.clients), self.settings.hostname),
-                                uploads=lambda blob_id: uploads.get(user.address, blob_id),
-                                upload_key=lambda blob_id: uploads.key_of(user.address, blob_id),
-                                presign_upload=Presigner(uploads, user.address))
+                                uploads=lambda blob_id: uploads.get(address, blob_id),
+                                upload_key=lambda blob_id: uploads.key_of(address, blob_id),
+                                presign_upload=Presigner(uploads, address),
+                                rules=Managed(scripts), scripts=scripts,
+                                sieve_redirects=self.settings.sieve_max_redirects,
+                                identity_store=IdentityStore(scripts.items), change_password=password,
+                                reports=reports if current is not None and current.admin else None)
 
     def origin_secret(self) -> str:
         """The value CloudFront's origin header must carry; "" when none is configured

@@ -7,6 +7,7 @@ Directory table (``POSTERN_DIRECTORY_TABLE``; attributes pk, sk):
   pk=S#<user>           sk=SCRIPT#<name>          a user's Sieve script (id, text, size; postern.sieve.repository)
   pk=S#<user>           sk=ACTIVE                 which script is active, with a copy of its text (one read at delivery)
   pk=S#<user>           sk=MANAGED                the Postern-managed rules: vacation, filters, allow/block lists
+  pk=S#<user>           sk=IDENTITIES             JMAP identities: names, signatures, extra ones (postern.identities)
 
 Mail table (``POSTERN_MAIL_TABLE``; attributes pk, sk; no index; TTL attribute
 ``expires``; layout version in the META item, see postern.store.schema):
@@ -90,6 +91,10 @@ def sieve_active_key(user: str) -> dict:
 
 def sieve_managed_key(user: str) -> dict:
     return {"pk": sieve_pk(user), "sk": "MANAGED"}
+
+
+def identities_key(user: str) -> dict:
+    return {"pk": sieve_pk(user), "sk": "IDENTITIES"}
 
 # --- mail store -----------------------------------------------------------
 MAILBOX_PREFIX = "MB#"

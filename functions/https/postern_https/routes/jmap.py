@@ -53,7 +53,7 @@ def _json(status: int, body: dict) -> Response:
 def _account():
     svc, viewer = router.context["services"], router.context["viewer"]
     principal = auth.require(svc, viewer, router.current_event.headers)
-    return svc.jmap_account(principal.user), viewer
+    return svc.jmap_account(principal.user, viewer), viewer
 
 
 @router.get("/.well-known/jmap")

@@ -39,6 +39,13 @@ class Account:
     upload_key: Callable[[str], str | None] | None = None  # an upload's S3 key, if it exists (downloads)
     # the Postern upload capability (postern.jmap.upload): postern.uploads.Presigner (None: not offered)
     presign_upload: object | None = None
+    scripts: object | None = None  # sieve.repository.ScriptRepository: SieveScript, RFC 9661 (None: not offered)
+    sieve_redirects: int = 4  # POSTERN_SIEVE_MAX_REDIRECTS, for the sieve capability's maxNumberRedirects
+    identity_store: object | None = None  # postern.identities.IdentityStore: Identity/set (None: read-only identities)
+    # Password/change (the Postern capability): (old, new) -> None, raising postern.credentials' errors
+    change_password: Callable[[str, str], None] | None = None
+    # Report/get for admins only: (kind, domain or None, days) -> postern.reports.summaries.as_json(...)
+    reports: Callable[[str, str | None, int], dict] | None = None
 
     @property
     def id(self) -> str:
@@ -46,12 +53,13 @@ class Account:
 
     @classmethod
     def for_user(cls, user, store: MailStore, directory, submit=None, rules=None, uploads=None, upload_key=None,
-                 presign_upload=None) -> Account:
+                 presign_upload=None, **more) -> Account:
         """The account of an authenticated directory :class:`~postern.directory.User`: its quota and
-        the sender addresses the submission rule allows (``Directory.addresses_of``)."""
+        the sender addresses the submission rule allows (``Directory.addresses_of``); ``more``: the
+        optional services above (scripts, identity_store, change_password, reports...)."""
         return cls(user=user.address.lower(), store=store, quota=directory.quota_of(user),
                    senders=frozenset(directory.addresses_of(user.address)), submit=submit, rules=rules, uploads=uploads,
-                   upload_key=upload_key, presign_upload=presign_upload)
+                   upload_key=upload_key, presign_upload=presign_upload, **more)
 
 
 @dataclass

@@ -25,11 +25,12 @@ import logging
 from collections.abc import Callable
 
 from ..errors import PosternError
-from . import core, email, emailquery, identity, importer, mailbox, quota, snippet, submission, thread, upload, vacation
+from . import (core, email, emailquery, identity, importer, mailbox, postern, quota, sievescript, snippet, submission,
+               thread, upload, vacation)
 from .account import Account, Call
 from .errors import LIMIT, NOT_JSON, NOT_REQUEST, UNKNOWN_CAPABILITY, MethodError, RequestError
 from .refs import resolve_references
-from .session import CORE, CORE_LIMITS, MAIL, QUOTA, SUBMISSION, VACATION, capabilities, state
+from .session import CORE, CORE_LIMITS, MAIL, POSTERN, QUOTA, SIEVE, SUBMISSION, VACATION, capabilities, state
 
 log = logging.getLogger("postern.jmap")
 
@@ -53,11 +54,23 @@ METHODS: dict[str, tuple[str, Handler]] = {
     "Email/parse": (MAIL, email.parse),
     "SearchSnippet/get": (MAIL, snippet.get),
     "Identity/get": (SUBMISSION, identity.get),
+    "Identity/changes": (SUBMISSION, identity.changes),
+    "Identity/set": (SUBMISSION, identity.set_),
     "EmailSubmission/set": (SUBMISSION, submission.set_),
     "Quota/get": (QUOTA, quota.get),
     "VacationResponse/get": (VACATION, vacation.get),
     "VacationResponse/set": (VACATION, vacation.set_),
     "Upload/create": (upload.UPLOAD, upload.create),
+    "SieveScript/get": (SIEVE, sievescript.get),
+    "SieveScript/changes": (SIEVE, sievescript.changes),
+    "SieveScript/query": (SIEVE, sievescript.query),
+    "SieveScript/queryChanges": (SIEVE, sievescript.query_changes),
+    "SieveScript/set": (SIEVE, sievescript.set_),
+    "SieveScript/validate": (SIEVE, sievescript.validate),
+    "Password/change": (POSTERN, postern.change_password),
+    "Filter/get": (POSTERN, postern.filter_get),
+    "Filter/set": (POSTERN, postern.filter_set),
+    "Report/get": (POSTERN, postern.report_get),
 }
 
 MAX_DEPTH = 64  # JSON nesting a request may have: far beyond any real request, far below Python's recursion limit

@@ -3,6 +3,7 @@
 In:   a blobId as Email/get hands them out: ``B<hex>`` (the logical message,
       :attr:`~postern.store.base.MessageMeta.blob_id`) or ``B<hex>-<partId>``
       (a leaf part, decoded: ``mime``).
+      ``Z<sha256>`` is a Sieve script's content (``sievescript.read_blob``).
       Any other id is asked of :attr:`Account.uploads` (the blobs the front's
       upload route stored for this account).
 Out:  :func:`read` -> (bytes, the part's type and name) or None when the id
@@ -29,6 +30,11 @@ _BLOB = re.compile(r"B([0-9a-f]{1,64})(?:-(\d{1,4}))?")
 
 def read(call, blob_id: str) -> tuple[bytes, str, str | None] | None:
     m = _BLOB.fullmatch(blob_id or "") if isinstance(blob_id, str) else None
+    if m is None and isinstance(blob_id, str) and blob_id.startswith("Z"):  # a Sieve script's content (RFC 9661)
+        from .sievescript import read_blob
+
+        script = read_blob(call.account, blob_id)
+        return None if script is None else (script, "application/sieve", None)
     if m is None:
         uploaded = call.account.uploads(blob_id) if call.account.uploads and isinstance(blob_id, str) else None
         return None if uploaded is None else (uploaded, "application/octet-stream", None)

@@ -23,6 +23,8 @@ MAIL = "urn:ietf:params:jmap:mail"
 SUBMISSION = "urn:ietf:params:jmap:submission"
 QUOTA = "urn:ietf:params:jmap:quota"  # RFC 9425
 VACATION = "urn:ietf:params:jmap:vacationresponse"  # RFC 8621 §8
+SIEVE = "urn:ietf:params:jmap:sieve"  # RFC 9661
+POSTERN = "https://postern.dev/jmap"  # postern.jmap.postern: password change, simple filters, reports (README)
 
 # RFC 8620 §2: the limits the server enforces. maxSizeUpload: the HTTP API -> Lambda path carries
 # at most 6 MB, base64 encoded (issue 14); larger attachments go through presigned S3 uploads.
@@ -55,7 +57,10 @@ UPLOAD = "https://postern.dev/jmap/upload"  # presigned S3 POSTs past maxSizeUpl
 
 def capabilities() -> dict:
     """Server capabilities: the ``using`` values a request may name (RFC 8620 §3.3)."""
-    return {CORE: CORE_LIMITS, MAIL: {}, SUBMISSION: {}, QUOTA: {}, VACATION: {}, UPLOAD: {}}
+    from .sievescript import SESSION_CAPABILITY
+
+    return {CORE: CORE_LIMITS, MAIL: {}, SUBMISSION: {}, QUOTA: {}, VACATION: {}, UPLOAD: {},
+            SIEVE: SESSION_CAPABILITY, POSTERN: {}}
 
 
 def build(account: Account, base_url: str) -> dict:
@@ -69,9 +74,16 @@ def build(account: Account, base_url: str) -> dict:
     if account.rules is not None:
         acct["accountCapabilities"][VACATION] = {}
     if account.presign_upload is not None:
-        from .upload import account_capability
+        from .upload import account_capability as upload_capability
 
-        acct["accountCapabilities"][UPLOAD] = account_capability(account.presign_upload)
+        acct["accountCapabilities"][UPLOAD] = upload_capability(account.presign_upload)
+    if account.scripts is not None:
+        from .sievescript import capability
+
+        acct["accountCapabilities"][SIEVE] = capability(account)  # RFC 9661 §1.2.1
+    from .postern import account_capability
+
+    acct["accountCapabilities"][POSTERN] = account_capability(account)
     out = {
         "capabilities": capabilities(),
         "accounts": {account.id: acct},
@@ -90,7 +102,11 @@ def build(account: Account, base_url: str) -> dict:
 
 def state(account: Account) -> str:
     """Changes exactly when what the session says about the account does (not with the URL it is served at)."""
+    from .postern import account_capability
+    from .sievescript import capability
+
     said = {"caps": capabilities(), "account": [account.id, account.user, account.name, MAIL_LIMITS, SUBMISSION_LIMITS,
                                                 account.rules is not None,
-                                                account.presign_upload is not None]}
+                                                account.presign_upload is not None, account_capability(account),
+                                                capability(account) if account.scripts is not None else None]}
     return hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()[:16]
