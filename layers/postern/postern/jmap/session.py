@@ -87,7 +87,8 @@ def build(account: Account, base_url: str) -> dict:
     out = {
         "capabilities": capabilities(),
         "accounts": {account.id: acct},
-        "primaryAccounts": {cap: account.id for cap in acct["accountCapabilities"]},
+        # core too: clients (jmapc, jmaplib) take the core capability's primary account as the default one
+        "primaryAccounts": {cap: account.id for cap in [CORE, *acct["accountCapabilities"]]},
         "username": account.user,
         "apiUrl": f"{base}/jmap/api",
         "downloadUrl": f"{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}",
