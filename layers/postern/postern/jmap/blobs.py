@@ -62,6 +62,11 @@ class Source:
 
 def source(call, blob_id: str) -> Source | None:
     m = _BLOB.fullmatch(blob_id or "") if isinstance(blob_id, str) else None
+    if m is None and isinstance(blob_id, str) and blob_id.startswith("Z"):  # a Sieve script: built once (immutable id)
+        from .sievescript import read_blob
+
+        script = read_blob(call.account, blob_id)
+        return None if script is None else Source("application/sieve", None, build=lambda: script)
     if m is None:
         key = call.account.upload_key(blob_id) if call.account.upload_key and isinstance(blob_id, str) else None
         return None if key is None else Source("application/octet-stream", None, key=key)
