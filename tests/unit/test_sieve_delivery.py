@@ -9,6 +9,7 @@ from postern import mailboxes
 from postern.directory import memory_directory
 from postern.envelope import StoreJob
 from postern.items import MemoryItems
+from postern.jmap.keywords import keywords
 from postern.pipeline import store as pipeline
 from postern.sieve.delivery import SieveDelivery
 from postern.sieve.effects import Effects, MemoryOutlet, MemoryState
@@ -298,3 +299,58 @@ def test_body_test_reads_the_spool_only_when_needed(w):
     w.script('if header :contains "subject" "x" { discard; }')
     w.deliver()
     assert len(reads) == 1
+
+
+OUR_HAM_BLOCK = "X-Spam-Action: no action\r\nX-Spam-Score: 0.40 / 15.00\r\nX-Spam-Flag: NO\r\n"
+OUR_SPAM_BLOCK = "X-Spam-Action: add header\r\nX-Spam-Score: 9.00 / 15.00\r\nX-Spam-Flag: YES\r\n"
+FORGED_SPAM = {"X_Spam_Status": "Yes, score=99.0 required=5.0", "X_Spam_Score": "99", "X_Spam_Flag": "YES"}
+FORGED_HAM = {"X_Spam_Status": "No, score=-50.0", "X_Spam_Score": "-50", "X_Spam_Flag": "NO"}
+
+
+def test_forged_x_spam_fields_below_our_block_change_nothing(w):
+    """A sender's own X-Spam-* fields (below our prepended block) are invisible to Sieve's header tests,
+    to spamtest and to filing: only the MX's verdict (the StoreJob's) and our block count."""
+    mailboxes.ensure_defaults(w.store, USER)
+    for name in ("Forged", "Flagged"):
+        mailboxes.create(w.store, USER, name)
+    w.script('require ["fileinto", "spamtest", "relational", "comparator-i;ascii-numeric"];\n'
+             'if header :contains "X-Spam-Status" "Yes" { fileinto "Forged"; stop; }\n'
+             'if header :value "ge" :comparator "i;ascii-numeric" "X-Spam-Score" "50" { fileinto "Forged"; stop; }\n'
+             'if header :is "X-Spam-Flag" "YES" { fileinto "Flagged"; stop; }\n'
+             'if spamtest :value "ge" :comparator "i;ascii-numeric" "5" { fileinto "Junk"; stop; }')
+    ham = SpamVerdict("no action", 0.4)
+    out = w.deliver(raw_message(**FORGED_SPAM), spam=ham, trace=OUR_HAM_BLOCK)
+    assert out.filed.stored == ["INBOX"]  # neither the forged status, score nor flag was read
+    stored = w.box("INBOX")[0]
+    assert b"X-Spam-Status: Yes, score=99.0" in stored  # the received bytes are kept, never rewritten
+    assert stored.index(b"X-Spam-Flag: NO") < stored.index(b"X-Spam-Flag: YES")  # ours on top
+    # Our own block is read: its flag is what a header test sees.
+    assert w.deliver(raw_message(**FORGED_HAM), spam=SpamVerdict("add header", 9.0),
+                     trace=OUR_SPAM_BLOCK).filed.stored == ["Flagged"]
+
+
+def test_forged_ham_fields_do_not_keep_spam_out_of_junk(w):
+    out = w.deliver(raw_message(**FORGED_HAM), spam=SpamVerdict("add header", 9.0), trace=OUR_SPAM_BLOCK)
+    assert out.filed.stored == ["Junk"]  # the managed rule reads the verdict, not the message
+    out = w.deliver(raw_message(**FORGED_SPAM), spam=SpamVerdict("no action", 0.4), trace=OUR_HAM_BLOCK)
+    assert out.filed.stored == ["INBOX"]
+
+
+def test_the_verdict_is_saved_with_the_message_and_kept_by_copy(w):
+    w.deliver(spam=SpamVerdict("add header", 9.0, symbols=("BAYES_SPAM", "MISSING_DATE")))
+    w.deliver(spam=SpamVerdict("no action", 0.4, symbols=("ARC_NA",)))
+    w.deliver()  # the filter did not run: "unchecked", not "clean"
+    (junk,) = w.store.list_messages(w.store.get_mailbox(USER, "Junk"))
+    inbox = list(w.store.list_messages(w.store.get_mailbox(USER, "INBOX")))
+    assert (junk.spam.action, junk.spam.score, junk.spam.symbols) == ("add header", 9.0, ("BAYES_SPAM", "MISSING_DATE"))
+    assert junk.spam.spamtest() == 4 and "$Junk" in junk.flags  # IMAP $Junk (RFC 9051 §2.3.2)
+    assert keywords(junk.flags) == {"$junk": True}  # JMAP's Email keywords (RFC 8621 §4.1.1)
+    assert [(m.spam.action, "$Junk" in m.flags) for m in inbox] == [("no action", False), ("unchecked", False)]
+    assert inbox[1].spam.spamtest() == 0
+    _, pairs = w.store.copy(w.store.get_mailbox(USER, "Junk"), [junk], "INBOX")
+    (copied,) = w.store.get_messages(w.store.get_mailbox(USER, "INBOX"), [pairs[0][1]])
+    assert copied.spam == junk.spam
+    light = list(w.store.list_messages(w.store.get_mailbox(USER, "Junk"), light=True))
+    assert light[0].spam == junk.spam
+    w.store.append(USER, "INBOX", raw_message())  # IMAP APPEND, JMAP import: no verdict recorded
+    assert list(w.store.list_messages(w.store.get_mailbox(USER, "INBOX")))[-1].spam is None

@@ -5,7 +5,9 @@ In:   filled by the gateway at DATA time: :class:`AuthFacts` from the inbound
       :class:`SpamVerdict` from the spam filter (rspamd ``/checkv2``; until it
       runs, every message is ``unchecked``). Read by the store function (Sieve:
       ``spamtest``, the managed Junk rule, the backscatter rules of ``reject``
-      and ``vacation``) and, later, by IMAP/JMAP views.
+      and ``vacation``), which saves it in the message's store entry
+      (:attr:`postern.store.base.MessageMeta.spam`) with the ``$Junk``
+      keyword when marked spam: what IMAP and JMAP (``$junk``) show.
 Out:  two small frozen objects with ``to_dict()`` / ``from_dict()``; on the
       queues they travel as plain JSON objects (``Envelope.auth``,
       ``Envelope.spam``, copied into every ``StoreJob``). An empty or missing
@@ -32,6 +34,8 @@ JUNK_ACTIONS = frozenset({"add header", "rewrite subject"})
 REJECT_ACTIONS = frozenset({"reject"})
 DEFAULT_JUNK_SCORE = 6.0  # rspamd's default "add header" threshold
 DEFAULT_REJECT_SCORE = 15.0  # rspamd's default "reject" threshold
+JUNK_KEYWORD = "$Junk"  # RFC 9051 §2.3.2: set by the delivery agent on a message it judged spam (JMAP: $junk)
+STORED_SYMBOLS = 50  # symbols kept in the store's message entry (the X-Spam-Symbols field lists as many)
 
 
 def _float(v, default: float) -> float:
@@ -84,9 +88,16 @@ class SpamVerdict:
             return 100 if self.score > 0 else 0
         return max(0, min(100, round(100 * self.score / self.reject_score)))
 
-    def to_dict(self) -> dict:
+    def keywords(self) -> tuple[str, ...]:
+        """The IMAP keywords a delivery of this verdict carries: ``$Junk`` when marked spam."""
+        return (JUNK_KEYWORD,) if self.is_spam else ()
+
+    def to_dict(self, max_symbols: int | None = None) -> dict:
+        """The JSON object (queues) and, with ``max_symbols``, the store's message entry (``sv``)."""
+        if not self.checked:
+            return {"action": UNCHECKED}
         return {"action": self.action, "score": self.score, "junk_score": self.junk_score,
-                "reject_score": self.reject_score, "symbols": list(self.symbols)}
+                "reject_score": self.reject_score, "symbols": list(self.symbols[:max_symbols])}
 
     @classmethod
     def from_dict(cls, d: dict | None) -> SpamVerdict:

@@ -5,7 +5,8 @@ In:   a :class:`~postern.envelope.StoreJob` from the store queue; the spool
 Out:  one message appended through the one ingest path
       (:func:`postern.mailboxes.append`: the store's append, creating the default
       mailboxes on first delivery), with the per-recipient trace prefix
-      (``Return-Path``, ``Delivered-To``, then the gateway's trace lines). The
+      (``Return-Path``, ``Delivered-To``, then the gateway's trace lines) and the
+      MX's spam verdict in its store entry (``$Junk`` when marked spam). The
       store adopts the spool object as the recipient's immutable mailbox blob
       (CopyObject) once the change is committed; the raw S3 bytes never change. With Sieve
       (:mod:`postern.sieve.delivery`) the mailboxes and flags are the scripts'
@@ -36,6 +37,7 @@ from ..errors import QuotaExceeded
 from ..mail.header import header_length
 from ..store.base import AppendResult, MailStore
 from ..store.summary import decode_inline_header
+from ..verdicts import SpamVerdict
 
 
 @dataclass
@@ -65,6 +67,7 @@ def deliver(job: StoreJob, store: MailStore, default_quota: int, sieve=None) -> 
     # With the header section inline (the usual case) the store reads nothing from S3.
     raw = None if header is not None else store.read_spool(job.s3_key)
     prefix = trace_prefix(job)
+    verdict = SpamVerdict.from_dict(job.spam)
 
     def append(mailbox: str, flags=()) -> AppendResult:
         return mailboxes.append(
@@ -76,7 +79,8 @@ def deliver(job: StoreJob, store: MailStore, default_quota: int, sieve=None) -> 
             raw_size=job.size if header is not None else None,
             spool_key=job.s3_key,
             prefix=prefix,
-            flags=flags,
+            flags=(*flags, *verdict.keywords()),
+            spam=verdict,
             internaldate=job.received_at or None,
             dedup=dedup_key(job, mailbox),
             quota=job.quota or default_quota,

@@ -43,6 +43,8 @@ import abc
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ..verdicts import SpamVerdict
+
 DELIMITER = "/"
 SEEN = "\\Seen"
 DELETED = "\\Deleted"
@@ -96,6 +98,7 @@ class MessageMeta:
     light: bool = False  # loaded without prefix/header
     email_id: str = ""  # RFC 8474 EMAILID / JMAP Email id: survives COPY and MOVE
     thread_id: str = ""  # RFC 8474 THREADID / JMAP Thread id, assigned at append
+    spam: SpamVerdict | None = None  # the MX's verdict for this delivery (None: IMAP APPEND, JMAP import)
 
     @property
     def seen(self) -> bool:
@@ -210,6 +213,7 @@ class MailStore(abc.ABC):
         quota: int = 0,
         header: bytes | None = None,
         raw_size: int | None = None,
+        spam: SpamVerdict | None = None,
     ) -> AppendResult:
         """The one ingest path (SMTP delivery and IMAP APPEND).
 
@@ -217,7 +221,9 @@ class MailStore(abc.ABC):
         already in the spool (the store Lambda): ``raw`` may then be None if the
         caller gives its raw ``header`` section and ``raw_size``. ``quota`` in
         bytes, 0 = unlimited. A missing mailbox is MailboxNotFound (the rules
-        layer creates the default mailboxes on first delivery).
+        layer creates the default mailboxes on first delivery). ``spam``: the
+        MX's verdict (store function), kept in the message's entry and its
+        copies (:attr:`MessageMeta.spam`).
         """
 
     @abc.abstractmethod

@@ -48,6 +48,7 @@ from .. import keys
 from ..errors import (KeywordLimit, MailboxExists, MailboxLimit, MailboxNotFound, PosternError, QuotaExceeded,
                       StoreUnavailable)
 from ..items import ConditionFailed, Update, absent, lt, present
+from ..verdicts import STORED_SYMBOLS
 from . import records as R
 from .base import (
     SEEN,
@@ -409,7 +410,7 @@ class LogStore(MailStore):
         return self.blobs.read(spool_key)
 
     def append(self, user, mailbox, raw, *, spool_key=None, prefix=b"", flags=(), internaldate=None, dedup=None,
-               quota=0, header=None, raw_size=None) -> AppendResult:
+               quota=0, header=None, raw_size=None, spam=None) -> AppendResult:
         u = user.lower()
         name = normalize_mailbox_name(mailbox)
         s, rsize = summary_for(prefix, raw, header, raw_size, spool_key)
@@ -446,6 +447,8 @@ class LogStore(MailStore):
             m = {"uid": uid, "e": eid, "th": tid, "fl": fl, "sz": s.size, "rs": rsize, "hl": s.header_len,
                  "id": internaldate or time.time(), "bl": blob, "sp": source, "sx": spool_key is None, "pf": bytes(prefix), "dd": dedup,
                  "mi": id_hash(own) if own else None}
+            if spam is not None:
+                m["sv"] = spam.to_dict(STORED_SYMBOLS)
             return {"k": "append", "mb": st["mb"], "uv": int(st["uv"]), "m": [m], "ka": ka, "ud": s.size,
                     "st": {**_counters(st, un=1, ex=1, sz=s.size, us=0 if SEEN in fl else 1), "hm": v.n}}
 
@@ -617,7 +620,8 @@ class LogStore(MailStore):
                     first = int(dst.get("un", 1))
                     msgs = [{"uid": first + j, "e": it.get("e", ""), "th": it.get("th", ""), "fl": sorted(it.get("fl") or ()),
                              "sz": int(it["sz"]), "rs": int(it["rs"]), "hl": int(it["hl"]), "id": it.get("id", 0.0),
-                             "bl": it["bl"], "src": f"{mb.mailbox_id}/{int(it['uid'])}", "orig": int(it["uid"])}
+                             "bl": it["bl"], "src": f"{mb.mailbox_id}/{int(it['uid'])}", "orig": int(it["uid"]),
+                             **({"sv": it["sv"]} if it.get("sv") else {})}
                             for j, it in enumerate(src)]
                     unseen = sum(1 for it in src if SEEN not in (it.get("fl") or ()))
                     return {"k": "append", "mb": dst["mb"], "uv": int(dst["uv"]), "m": msgs, "ka": ka, "ud": size,

@@ -24,7 +24,8 @@ filter can; every other item of the table is derived from these)::
     m   append: one entry per new message: uid, e (email id), th (thread id), fl (flags),
         sz, rs (raw size), hl (header length), id (INTERNALDATE), bl (blob key), and where
         its bytes come from: sp (spool object to adopt; sx: only this change uses it) or src ("<mailbox id>/<uid>", COPY);
-        pf (trace prefix), dd (dedup key), mi (Message-ID hash for the thread index)
+        pf (trace prefix), dd (dedup key), mi (Message-ID hash for the thread index),
+        sv (the MX's spam verdict, ``SpamVerdict.to_dict``: SMTP deliveries only; COPY keeps it)
     g   flags: groups {f: resulting flags, u: [uids]}
     x   expunge: {uid, bl, sz, e (email id), th (thread id)}
     b   create (and rename's creates): {mb, n, su (SPECIAL-USE), uv (UIDVALIDITY)}
@@ -32,7 +33,7 @@ filter can; every other item of the table is derived from these)::
     sub create: names to subscribe
 
 Message entry (``keys.message_key``): uid, ms (MODSEQ), fl, id, sz, bl, rs, pf, hd
-(header block, when small), hl, e, th; a tombstone has x=True and a TTL. Mailbox
+(header block, when small), hl, e, th, sv (when delivered over SMTP); a tombstone has x=True and a TTL. Mailbox
 state (``keys.state_key``): mb, n (current name), uv, su, un, hm, ex, sz, us, kw
 (keyword set), ru (\\Recent claimed through), ms; gone=True after DELETE. Name
 entry (``keys.mailbox_key``): n, mb, uv, su, ms; gone=True (tombstone) after
@@ -46,6 +47,7 @@ from __future__ import annotations
 import time
 
 from .. import keys
+from ..verdicts import SpamVerdict
 from .base import Change, MailboxInfo, MessageMeta
 
 TOMBSTONE_TTL = 30 * 86400
@@ -94,6 +96,7 @@ def message_item(user: str, mbid: str, m: dict, modseq: int, prefix: bytes, head
         "hl": int(m["hl"]),
         "e": m.get("e", ""),
         "th": m.get("th", ""),
+        **({"sv": m["sv"]} if m.get("sv") else {}),
     }
 
 
@@ -118,7 +121,13 @@ def meta(item: dict, light: bool = False) -> MessageMeta:
         light=light,
         email_id=item.get("e", ""),
         thread_id=item.get("th", ""),
+        spam=verdict(item),
     )
+
+
+def verdict(entry: dict) -> SpamVerdict | None:
+    """The spam verdict a message entry or an append record's entry holds (None: none recorded)."""
+    return SpamVerdict.from_dict(entry["sv"]) if entry.get("sv") else None
 
 
 # --- mailboxes --------------------------------------------------------------------
@@ -214,7 +223,7 @@ def change(rec: dict) -> Change:
             msgs.append(MessageMeta(uid=int(m["uid"]), modseq=h, flags=frozenset(m.get("fl") or ()),
                                     internaldate=float(m.get("id", 0)), size=int(m["sz"]), blob_key=m["bl"],
                                     raw_size=int(m["rs"]), header_len=int(m["hl"]), light=True,
-                                    email_id=m.get("e", ""), thread_id=m.get("th", "")))
+                                    email_id=m.get("e", ""), thread_id=m.get("th", ""), spam=verdict(m)))
     elif k == "flags":
         for g in rec.get("g", ()):
             fl = frozenset(g.get("f") or ())
