@@ -7,7 +7,9 @@ Out:  :class:`LocalRspamd`: ``start()`` runs Redis (no persistence) and rspamd i
       free 127.0.0.1 ports, with rspamd's DNS pointed at a stub that answers NXDOMAIN at once
       (:class:`~postern_local.fakedns.FakeDNS`: there is no internet here) and the checks that
       only mean something with real DNS (hostname/HELO resolution, ``hfilter``) off, so a given
-      message scores the same on every run; ``url``/``controller_url`` for the gateway's settings
+      message scores the same on every run; with ``clamd`` (host:port) rspamd's antivirus module
+      asks that clamd about every attachment (a virus: rspamd's ``reject``, refused in the
+      session); ``url``/``controller_url`` for the gateway's settings
       (``POSTERN_RSPAMD_URL``, ``POSTERN_RSPAMD_CONTROLLER_URL``); ``stop()``; :func:`available`.
       The hyperscan cache lives in ``~/.cache/postern/rspamd`` (the first start compiles it:
       14 s measured here; later ones take under 2 s).
@@ -55,8 +57,9 @@ def _free_port() -> int:
 
 
 class LocalRspamd:
-    def __init__(self, *, redis: bool = True):
+    def __init__(self, *, redis: bool = True, clamd: str = ""):
         self.with_redis = redis
+        self.clamd = clamd  # host:port of a clamd: rspamd's antivirus module on (POSTERN_LOCAL_CLAMD)
         self.dir: Path | None = None
         self.dns: FakeDNS | None = None
         self.redis: subprocess.Popen | None = None
@@ -93,7 +96,7 @@ class LocalRspamd:
         self.port, self.controller_port = _free_port(), _free_port()
         env = {**os.environ, "RSPAMD_NORMAL": f"127.0.0.1:{self.port}",
                "RSPAMD_CONTROLLER": f"127.0.0.1:{self.controller_port}", "RSPAMD_DNS": f"127.0.0.1:{dns_port}",
-               "RSPAMD_REDIS": "", "RSPAMD_CLAMD": ""}
+               "RSPAMD_REDIS": "", "RSPAMD_CLAMD": self.clamd}
         if self.with_redis:
             self.redis_port = _free_port()
             self.redis = subprocess.Popen(

@@ -321,10 +321,11 @@ class LocalStack:
             self.spam_filter = ("OFF: rspamd and redis-server are not installed (apt-get install rspamd "
                                 "redis-server); every message is accepted unchecked")
             return
-        self.rspamd = rspamd.LocalRspamd().start()
+        self.rspamd = rspamd.LocalRspamd(clamd=env.get("POSTERN_LOCAL_CLAMD", "")).start()
         env.update({"POSTERN_RSPAMD_URL": self.rspamd.url, "POSTERN_RSPAMD_CONTROLLER_URL": self.rspamd.controller_url})
+        antivirus = f"antivirus: clamd at {self.rspamd.clamd}" if self.rspamd.clamd else "antivirus off"
         self.spam_filter = (f"rspamd {rspamd.version()} at {self.rspamd.url} (Redis on {self.rspamd.redis_port}: "
-                            "Bayes learning, greylisting)")
+                            f"Bayes learning, greylisting; {antivirus})")
 
     def _start_gateway(self) -> None:
         from postern_gateway.app import Gateway

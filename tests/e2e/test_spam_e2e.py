@@ -27,6 +27,7 @@ from postern.cli import main as postern
 from postern_gateway.spam import check
 from postern_gateway.spam.learn import Learner
 from postern_gateway.spam.rspamd import Rspamd
+from rspamd_testing import scanner_for
 
 HOST = "127.0.0.1"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -43,15 +44,15 @@ def rspamd():
 
 
 def use(stack, monkeypatch, r) -> None:
-    """The stack's gateway scans with ``r`` (the session stack itself runs without a filter)."""
-    monkeypatch.setattr(stack.gateway.backend, "spam", Rspamd(r.url, r.controller_url, timeout=5,
-                                                              hostname=stack.settings.hostname))
+    """The stack's gateway scans with ``r``, telling it the client is a TEST-NET address (the session
+    stack itself runs without a filter)."""
+    monkeypatch.setattr(stack.gateway.backend, "spam", scanner_for(r, timeout=5, hostname=stack.settings.hostname))
 
 
-def send(stack, rcpt: str, subject: str, body: str) -> None:
+def send(stack, rcpt: str, subject: str, body: str, extra: str = "") -> None:
     raw = (f"From: Bob <bob@sender.example>\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
            f"Date: Mon, 07 Dec 2026 12:00:00 +0000\r\nMessage-ID: <{secrets.token_hex(6)}@sender.example>\r\n"
-           f"\r\n{body}\r\n").encode()
+           f"{extra}\r\n{body}\r\n").encode()
     with smtplib.SMTP(HOST, stack.smtp_port, timeout=30) as c:
         c.ehlo("mail.sender.example")
         c.sendmail("bob@sender.example", [rcpt], raw)
@@ -93,7 +94,49 @@ def test_users_own_reject_score_keeps_gtube_in_junk(stack, rspamd, monkeypatch, 
     assert mailbox(stack, user, pw, "INBOX") == []
 
 
-def test_rspamd_stopped_mail_still_accepted_unchecked(stack, monkeypatch, new_user):
+def flags(stack, user, password, name) -> list[bytes]:
+    c = imaplib.IMAP4(HOST, stack.imap_port, timeout=30)
+    try:
+        c.login(user, password)
+        typ, data = c.select(f'"{name}"')
+        assert typ == "OK"
+        return [c.fetch(str(i), "(FLAGS)")[1][0] for i in range(1, int(data[0]) + 1)]
+    finally:
+        c.logout()
+
+
+FORGED_HAM = "X-Spam-Status: No, score=-50.0\r\nX-Spam-Score: -50\r\nX-Spam-Flag: NO\r\n"
+# rspamd itself scores an upstream filter's "X-Spam-Flag: YES" or "X-Spam-Status: Yes" (its SPAM_FLAG rule, +5: from a
+# TEST-NET client that is greylisted, 451); these forms it leaves alone, so the ham is accepted.
+FORGED_SPAM = "X-Spam-Status: spam, score=99.0\r\nX-Spam-Score: 99\r\nX-Spam-Level: ***************\r\n"
+
+
+def test_forged_x_spam_fields_change_nothing(stack, rspamd, monkeypatch, new_user, capsys, tmp_path):
+    """A sender's own X-Spam-* fields (below our block) neither keep spam out of Junk nor send ham there,
+    nor reach the user's Sieve header tests: only rspamd's verdict, saved with the message, counts."""
+    use(stack, monkeypatch, rspamd)
+    user, pw = new_user()
+    assert postern(["user", "spam", user, "--reject", "100"], settings=stack.settings, clients=stack.clients) == 0
+    script = tmp_path / "forged.sieve"
+    script.write_text('require ["fileinto", "mailbox"];\r\n'
+                      'if anyof(header :contains "X-Spam-Status" "score=99", header :is "X-Spam-Score" "99")'
+                      ' { fileinto :create "Forged"; }\r\n')
+    assert postern(["user", "sieve", "put", user, "main", str(script), "--activate"], settings=stack.settings,
+                   clients=stack.clients) == 0, capsys.readouterr().err
+    send(stack, user, "win", GTUBE, extra=FORGED_HAM)
+    send(stack, user, "lunch on Tuesday", "Shall we have lunch on Tuesday at noon? Regards, Bob", extra=FORGED_SPAM)
+    stack.drain()
+    (junk,) = mailbox(stack, user, pw, "Junk")
+    (ham,) = mailbox(stack, user, pw, "INBOX")
+    assert b"Subject: win" in junk and b"Subject: lunch on Tuesday" in ham
+    assert junk.index(b"X-Spam-Flag: YES") < junk.index(b"X-Spam-Flag: NO")  # ours first; theirs kept, unread
+    assert b"$Junk" in flags(stack, user, pw, "Junk")[0] and b"$Junk" not in flags(stack, user, pw, "INBOX")[0]
+    (m,) = stack.store.list_messages(stack.store.get_mailbox(user, "Junk"))  # the store's DynamoDB entry
+    assert (m.spam.action, m.spam.reject_score) == ("reject", 100.0) and 2 <= m.spam.spamtest() < 10
+    assert "GTUBE" in m.spam.symbols
+
+
+def test_rspamd_stopped_mail_still_accepted_unchecked(stack, monkeypatch, new_user, capfd):
     from postern_local.rspamd import LocalRspamd
 
     with LocalRspamd(redis=False) as r:
@@ -103,6 +146,7 @@ def test_rspamd_stopped_mail_still_accepted_unchecked(stack, monkeypatch, new_us
         before = check.UNCHECKED["unavailable"]
         send(stack, user, "while the filter is down", GTUBE)
         assert check.UNCHECKED["unavailable"] == before + 1
+        assert '"SpamUnchecked":1}' in capfd.readouterr().out  # the Postern/SpamUnchecked metric (EMF)
     stack.drain()
     (kept,) = mailbox(stack, user, pw, "INBOX")  # not refused, not lost, not judged
     assert b"X-Spam-" not in kept.split(b"\r\n\r\n", 1)[0]

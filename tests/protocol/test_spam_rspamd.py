@@ -6,7 +6,9 @@ message is accepted with the verdict in the envelope and our X-Spam-* block on t
 prefix (the stored bytes unchanged, forged X-Spam-* fields left in them); one DATA reply serves every
 recipient (a recipient whose reject threshold keeps GTUBE gets it, judged spam: Junk); rspamd
 refusing connections or not answering in time -> accepted ``unchecked`` and counted; Bayes learning
-through the controller.
+through the controller. rspamd is told the client is a TEST-NET address (rspamd_testing), so a
+message scores the same on every run; its antivirus module asks a fake clamd (INSTREAM on loopback)
+that flags the EICAR test file: refused in the session.
 """
 
 from __future__ import annotations
@@ -30,17 +32,26 @@ from postern_gateway.smtp.spool import Spooler
 from postern_gateway.spam import check
 from postern_gateway.spam.check import SpamCheck
 from postern_gateway.spam.rspamd import Rspamd
+from rspamd_testing import CLIENT_IP, EICAR, EICAR_NAME, FakeClamd
+from rspamd_testing import scanner_for
 
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
 @pytest.fixture(scope="module")
-def rspamd():
+def clamd():
+    with FakeClamd() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def rspamd(clamd):
+    """rspamd with its antivirus module asking the fake clamd (POSTERN_LOCAL_CLAMD / RspamdClamd)."""
     ensure("rspamd")
     ensure("redis-server")
     from postern_local.rspamd import LocalRspamd, version
 
-    with LocalRspamd() as r:
+    with LocalRspamd(clamd=clamd.address) as r:
         r.version = version()
         yield r
 
@@ -58,7 +69,7 @@ def backend(client):
 
 @pytest.fixture(scope="module")
 def mx(rspamd):
-    b = backend(Rspamd(rspamd.url, rspamd.controller_url, timeout=10, hostname="mx.example.test"))
+    b = backend(scanner_for(rspamd))
     with ServerThread(start_smtp, b, role="mx", checks=[SpamCheck(b)]) as srv:
         yield srv
 
@@ -100,6 +111,7 @@ def test_ham_accepted_with_the_verdict(mx, rspamd):
     elapsed = time.monotonic() - t0
     assert code == 250
     env = queued(mx)[-1]
+    assert mx.backend.spam.seen[-1].client_ip == CLIENT_IP  # rspamd judged a TEST-NET client, not loopback
     assert env.spam["action"] == "no action" and env.spam["score"] < 6 and env.spam["symbols"]
     block, _, rest = env.trace_headers.partition("Received:")
     assert block.startswith("X-Spam-Action: no action\r\nX-Spam-Score: ") and "X-Spam-Flag: NO\r\n" in block
@@ -108,6 +120,37 @@ def test_ham_accepted_with_the_verdict(mx, rspamd):
     verdict = SpamVerdict.from_dict(job.spam)
     assert (job.mailbox, verdict.spamtest(), verdict.is_spam) == ("INBOX", 1, False)
     print(f"rspamd {rspamd.version}: ham message {elapsed * 1000:.0f} ms end to end over SMTP")
+
+
+def test_the_same_message_scores_the_same_every_time(mx):
+    """DNS answered NXDOMAIN by the stub, a TEST-NET client, no local_addrs: nothing varies between runs."""
+    for _ in range(2):
+        assert send(mx, HAM)[0] == 250
+    a, b = queued(mx)[-2:]
+    assert (a.spam["score"], a.spam["symbols"]) == (b.spam["score"], b.spam["symbols"])
+
+
+def with_attachment(payload: bytes, name: str) -> bytes:
+    import base64
+
+    return message(b"--b1\r\nContent-Type: text/plain\r\n\r\nThe file you asked for.\r\n--b1\r\n"
+                   b"Content-Type: application/octet-stream; name=" + name.encode() + b"\r\n"
+                   b"Content-Disposition: attachment; filename=" + name.encode() + b"\r\n"
+                   b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(payload) + b"--b1--\r\n",
+                   extra=b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b1\r\n")
+
+
+def test_a_virus_is_refused_through_rspamd_and_clamd(mx, clamd):
+    """rspamd's antivirus module hands every attachment to clamd (INSTREAM); a virus forces rspamd's
+    reject whatever the score, and every recipient's thresholds (bob's reject score is 100)."""
+    before = list(clamd.scans)
+    queued_before = len(queued(mx))
+    code, text = send(mx, with_attachment(b"%PDF-1.4 a harmless report\r\n" * 20, "report.pdf"))
+    assert code == 250 and "CLAM_VIRUS" not in queued(mx)[-1].spam["symbols"]
+    code, text = send(mx, with_attachment(EICAR, "eicar.com"), ("alice@example.test", "bob@example.test"))
+    assert (code, text) == (550, b"5.7.1 Message refused: it carries a virus")
+    assert clamd.scans[len(before):] == ["OK", EICAR_NAME]  # one INSTREAM per attachment, through rspamd
+    assert len(queued(mx)) == queued_before + 1  # the virus was never accepted
 
 
 def test_one_reply_for_all_recipients(mx):

@@ -6,7 +6,8 @@ In:   the DATA context (the received bytes, the trace fields the earlier checks 
       :class:`~.rspamd.Rspamd` client (``backend.spam``, built by :func:`client_for` from
       ``POSTERN_RSPAMD_URL``; None: filtering off, every message ``unchecked``, no metric).
 Out:  a refusal - ``550 5.7.1`` when the score reaches every recipient's reject threshold (one
-      DATA reply serves them all; RFC 5321 §3.3), ``451 4.7.1`` when rspamd asks for greylisting
+      DATA reply serves them all; RFC 5321 §3.3) or clamd found a virus (rspamd's antivirus
+      module forces the reject), ``451 4.7.1`` when rspamd asks for greylisting
       or a soft reject - or None, with the verdict recorded: ``ctx.spam`` (action, score,
       symbols: the envelope carries it, the router gives each recipient their thresholds, the
       store function's Junk rule and Sieve's spamtest read it) and the ``X-Spam-*`` fields added
@@ -94,7 +95,7 @@ class SpamCheck(Check):
         log.info("spam queue_id=%s ip=%s action=%s score=%.2f decision=%s", ctx.queue_id, ctx.client_ip,
                  result.action, result.score, decision.value)
         if decision is spam.REJECT:
-            return status.SPAM_REJECTED
+            return status.VIRUS_REJECTED if result.virus else status.SPAM_REJECTED
         if decision is spam.TEMPFAIL:
             return status.SPAM_TEMPFAIL
         ctx.spam = spam.envelope_spam(result)

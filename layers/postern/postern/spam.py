@@ -5,7 +5,8 @@ In:   rspamd's ``/checkv2`` JSON reply (:meth:`ScanResult.from_rspamd`), the rec
       the defaults: :meth:`postern.directory.Directory.spam_thresholds`).
 Out:  :func:`session_decision` - what the SMTP session answers at the end of DATA (one reply
       serves every recipient): :data:`REJECT` (``550 5.7.1``) only when the score reaches every
-      recipient's reject threshold (or a module forced the reject: a virus), :data:`TEMPFAIL`
+      recipient's reject threshold (or a module forced the reject: a virus,
+      :attr:`ScanResult.virus`), :data:`TEMPFAIL`
       (``451 4.7.1``) for rspamd's ``soft reject`` and ``greylist``, else :data:`ACCEPT`;
       :func:`envelope_spam` - the verdict the envelope carries (action, score, symbols; the
       thresholds are filled per recipient by :func:`for_recipient`, into the
@@ -29,6 +30,7 @@ from .verdicts import DEFAULT_JUNK_SCORE, DEFAULT_REJECT_SCORE, UNCHECKED, SpamV
 
 ACTIONS = frozenset({"no action", "greylist", "add header", "rewrite subject", "soft reject", "reject"})
 TEMPFAIL_ACTIONS = frozenset({"soft reject", "greylist"})
+VIRUS_SYMBOL = "CLAM_VIRUS"  # rspamd's antivirus rule for clamd (rspamd/configure.sh: RSPAMD_CLAMD)
 MAX_SYMBOLS = 200
 _SYMBOL = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 
@@ -75,6 +77,11 @@ class ScanResult:
         message = messages.get("smtp_message", "") if isinstance(messages, dict) else ""
         return cls(reply["action"], score, required, tuple(symbols[:MAX_SYMBOLS]),
                    message if isinstance(message, str) else "")
+
+    @property
+    def virus(self) -> bool:
+        """clamd found a virus (the antivirus module's symbol; ``CLAM_VIRUS_FAIL``: clamd was not asked)."""
+        return any(name == VIRUS_SYMBOL for name, _ in self.symbols)
 
     @property
     def forced_reject(self) -> bool:

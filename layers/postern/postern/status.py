@@ -74,6 +74,7 @@ DMARC_REJECT = Reply(550, "5.7.1", "Rejected by DMARC policy")
 # From: or an unreadable one (RFC 7489 §6.6.1). One code for all, the reason in the text.
 HEADER_REFUSED = Reply(550, "5.7.1", "Message header refused")
 SPAM_REJECTED = Reply(550, "5.7.1", "Message refused as spam")  # rspamd, every recipient's reject score
+VIRUS_REJECTED = Reply(550, "5.7.1", "Message refused: it carries a virus")  # rspamd's antivirus module (clamd)
 NULL_MX = Reply(556, "5.1.10", "Recipient domain does not accept mail (null MX)")
 NO_SUCH_DOMAIN = Reply(550, "5.1.2", "Recipient domain not found")
 # RFC 5321 §2.3.8: CR only as part of CRLF. Refused as Postfix's smtpd_forbid_bare_newline refuses bare LF
