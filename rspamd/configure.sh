@@ -64,6 +64,10 @@ clamav {
   servers = "$RSPAMD_CLAMD";
   action = "reject";
   scan_mime_parts = true;
+  # A hung clamd costs at most 2 x 2 s per scan, well inside POSTERN_RSPAMD_TIMEOUT (10 s): the
+  # message is then judged without it (CLAM_VIRUS_FAIL, no score), not accepted unchecked.
+  timeout = 2.0;
+  retransmits = 1;
   symbol = "CLAM_VIRUS";
   log_clean = false;
 }

@@ -9,7 +9,8 @@ Out:  :class:`RspamdFromTestNet` - the gateway's rspamd client, except that ever
       port speaking the INSTREAM protocol rspamd's clamav scanner uses
       (``/usr/share/rspamd/lualib/lua_scanners/clamav.lua``: ``zINSTREAM\\0``, chunks of a
       4-byte big-endian length and the data, a zero length to end; the answer ``stream: OK\\0``
-      or ``stream: <name> FOUND\\0``): it finds the EICAR test string and nothing else.
+      or ``stream: <name> FOUND\\0``): it finds the EICAR test string and nothing else; with
+      ``hung`` set it takes the stream and never answers.
 Fails: FakeClamd drops a connection that sends more than ``MAX_STREAM`` bytes or an unknown
       command (clamd's own ``INSTREAM size limit exceeded`` / ``UNKNOWN COMMAND``).
 """
@@ -72,6 +73,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 sock.sendall(b"INSTREAM size limit exceeded. ERROR\0")
                 return
             data += f.read(size)
+        if clamd.hung:
+            clamd.released.wait(60)  # a clamd that takes the stream and never answers
+            return
         found = EICAR in data
         with clamd.lock:
             clamd.scans.append(EICAR_NAME if found else "OK")
@@ -92,6 +96,8 @@ class FakeClamd:
     def __init__(self):
         self.scans: list[str] = []  # "OK" or the virus found, one per INSTREAM
         self.lock = threading.Lock()
+        self.hung = False  # True: take each stream and never answer (rspamd's clamav timeout decides)
+        self.released = threading.Event()
         self._server: socketserver.ThreadingTCPServer | None = None
 
     def __enter__(self) -> FakeClamd:
@@ -108,5 +114,6 @@ class FakeClamd:
         return f"{host}:{port}"
 
     def __exit__(self, *exc) -> None:
+        self.released.set()
         self._server.shutdown()
         self._server.server_close()

@@ -153,6 +153,17 @@ def test_a_virus_is_refused_through_rspamd_and_clamd(mx, clamd):
     assert len(queued(mx)) == queued_before + 1  # the virus was never accepted
 
 
+def test_a_hung_clamd_costs_the_scan_seconds_not_the_verdict(mx, clamd):
+    clamd.hung = True
+    try:
+        code, _ = send(mx, with_attachment(secrets.token_bytes(600), "data.bin"))
+    finally:
+        clamd.hung = False
+    assert code == 250
+    env = queued(mx)[-1]
+    assert env.spam["action"] != "unchecked" and "CLAM_VIRUS_FAIL" in env.spam["symbols"]  # judged without clamd
+
+
 def test_one_reply_for_all_recipients(mx):
     """bob's reject score (100) keeps GTUBE: accepted for both, each judged with their own thresholds."""
     code, _ = send(mx, SPAM, ("alice@example.test", "bob@example.test"))
