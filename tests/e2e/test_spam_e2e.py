@@ -150,6 +150,8 @@ def test_rspamd_stopped_mail_still_accepted_unchecked(stack, monkeypatch, new_us
     stack.drain()
     (kept,) = mailbox(stack, user, pw, "INBOX")  # not refused, not lost, not judged
     assert b"X-Spam-" not in kept.split(b"\r\n\r\n", 1)[0]
+    (m,) = stack.store.list_messages(stack.store.get_mailbox(user, "INBOX"))
+    assert m.spam.action == "unchecked" and m.spam.spamtest() == 0 and "$Junk" not in m.flags  # marked unchecked
 
 
 def learned(r) -> int:
