@@ -30,6 +30,13 @@ def test_reads_rspamds_reply():
     assert r.symbols == (("B", -3.0), ("A", 2.0), ("NAN", 0.0))  # by weight; bad names dropped, NaN -> 0
 
 
+def test_a_virus_is_the_antivirus_modules_symbol():
+    virus = ScanResult.from_rspamd(reply("reject", 3.0, symbols={"CLAM_VIRUS": {"score": 0.0}}))
+    failed = ScanResult.from_rspamd(reply("no action", 1.0, symbols={"CLAM_VIRUS_FAIL": {"score": 0.0}}))
+    assert virus.virus and virus.forced_reject and spam.session_decision(virus, [Thresholds(6, 100)]) is REJECT
+    assert not failed.virus and spam.session_decision(failed, [Thresholds()]) is ACCEPT
+
+
 @pytest.mark.parametrize("bad", [None, [], {}, {"action": "explode"}, reply(score=float("inf")),
                                  reply(score="many")])
 def test_refuses_what_is_not_rspamds_reply(bad):
