@@ -202,3 +202,43 @@ def test_admin_reads_report_summaries_over_jmap(stack, new_user, new_domain, cap
     with pytest.raises(MethodError) as refused:
         call(connect(stack, user, user_pw), "Report/get", {}, POSTERN)
     assert refused.value.type == "forbidden"
+
+
+def test_jmapc_sets_identities_only_for_owned_addresses(stack, new_user, new_domain):
+    """jmapc (IdentityGet/Set/Changes) against the same front: an identity for the user's +tag address is
+    created, one for a neighbour's address is forbiddenFrom (the submission sender rule), a signature set
+    on the address's own identity shows in Identity/changes."""
+    from urllib.parse import urlsplit
+
+    from jmapc import Client
+    from jmapc.methods import IdentityChanges, IdentityGet, IdentitySet
+    from jmapc.models import Identity
+    from requests.adapters import HTTPAdapter
+
+    class SessionOverHttp(HTTPAdapter):  # jmapc asks https://HOST/.well-known/jmap; the local front is HTTP
+        def send(self, request, **kwargs):
+            request.url = "http://" + request.url[len("https://"):]
+            return super().send(request, **kwargs)
+
+    domain = new_domain()
+    user, pw = new_user("alice", domain)
+    neighbour, _ = new_user("bob", domain)
+    c = Client.create_with_password(host=urlsplit(stack.http_url).netloc, user=user, password=pw)
+    c.requests_session.mount(f"https://{urlsplit(stack.http_url).netloc}/.well-known/jmap", SessionOverHttp())
+    own = c.request(IdentityGet())
+    state = own.state
+    (mine,) = own.data
+    assert (mine.email, mine.may_delete) == (user, False)
+
+    def identity(email: str) -> Identity:
+        return Identity(name="Alice (news)", email=email, reply_to=None, bcc=None, text_signature="-- \nAlice",
+                        html_signature=None, may_delete=True)
+
+    res = c.request(IdentitySet(create={"tag": identity(user.replace("@", "+news@")),
+                                        "theft": identity(neighbour)},
+                                update={mine.id: {"textSignature": "-- \nAlice, Postern"}}))
+    assert res.created["tag"].id and res.not_created["theft"].type == "forbiddenFrom"
+    changes = c.request(IdentityChanges(since_state=state))
+    assert changes.created == [res.created["tag"].id] and changes.updated == [mine.id]
+    got = {i.email: i for i in c.request(IdentityGet()).data}
+    assert got[user].text_signature == "-- \nAlice, Postern" and got[user.replace("@", "+news@")].may_delete

@@ -65,6 +65,11 @@ ERRORS = [
     (("user", "add", "not-an-address", "--password-stdin"), "pw\n", EXIT_REFUSED,
      "postern: Invalid address 'not-an-address'\n"),
     (("user", "add", "b@example.test", "--password-stdin"), "", EXIT_USAGE, "postern: empty password\n"),
+    # the one password policy (postern.credentials), as JMAP's Password/change applies it
+    (("user", "add", "b@example.test", "--password-stdin"), "tab\there\n", EXIT_USAGE,
+     "postern: a password may not contain control characters (mail clients could not send it)\n"),
+    (("user", "passwd", "a@example.test", "--password-stdin"), "   \n", EXIT_USAGE,
+     "postern: a password may not be only white space\n"),
     (("user", "passwd", "ghost@example.test", "--password-stdin"), "pw\n", EXIT_REFUSED,
      "postern: No such user ghost@example.test\n"),
     (("user", "remove", "ghost@example.test"), "", EXIT_REFUSED, "postern: No such user ghost@example.test\n"),

@@ -150,6 +150,7 @@ def _values(obj: dict) -> dict:
         elif k in ("replyTo", "bcc"):
             out[k] = _addresses(k, v)
         elif k in ("textSignature", "htmlSignature"):
+            v = "" if v is None else v  # null for "no signature" (jmapc sends it): the default, ""
             if not isinstance(v, str) or len(v) > MAX_SIGNATURE:
                 raise _bad(k, f"a string of at most {MAX_SIGNATURE} characters")
             out[k] = v
@@ -184,8 +185,8 @@ def set_(call, args: dict) -> dict:
             if not Directory.owns(owned, email):  # the submission sender rule (SMTP and EmailSubmission)
                 raise _Invalid(set_error("forbiddenFrom", f"{email[:200]} is not one of your addresses"))
             values = _values({k: v for k, v in obj.items() if k not in ("email", "mayDelete", "id")})
-            if "id" in obj or obj.get("mayDelete") not in (None, True):
-                raise _bad("id" if "id" in obj else "mayDelete", "set by the server")
+            if obj.get("id") is not None or obj.get("mayDelete") not in (None, True):  # server-set (RFC 8620 §5.3)
+                raise _bad("id" if obj.get("id") is not None else "mayDelete", "set by the server")
             if len(kept) >= MAX_IDENTITIES:
                 raise _Invalid(set_error("overQuota", f"at most {MAX_IDENTITIES} identities"))
             email = parse_address(email).canonical if "@" in email else email
@@ -193,9 +194,10 @@ def set_(call, args: dict) -> dict:
             kept[iid] = {"email": email, **values}
             changed.append((iid, "created"))
             call.created_ids[cid] = iid
-            out["created"][cid] = {"id": iid, "mayDelete": True, "email": email,
-                                   **{k: None for k in ("replyTo", "bcc") if k not in values},
-                                   **{k: "" for k in ("name", "textSignature", "htmlSignature") if k not in values}}
+            # the whole object (RFC 8620 §5.3 asks for the server-set and defaulted properties at least;
+            # clients such as jmapc parse created identities as complete objects)
+            out["created"][cid] = {"id": iid, "name": "", "email": email, "replyTo": None, "bcc": None,
+                                   "textSignature": "", "htmlSignature": "", **values, "mayDelete": True}
         except _Invalid as exc:
             out["notCreated"][cid] = exc.error
     every = identities(acct, Stored(kept))  # with this request's creations (#creationId updates)

@@ -216,7 +216,7 @@ def _check_keys(obj, creating: bool) -> None:
     if not isinstance(obj, dict):
         raise _Refused(set_error("invalidProperties", "not an object"))
     bad = [k for k in obj if k not in ("name", "blobId", "isActive", "id")]
-    if bad or (creating and "id" in obj):
+    if bad or (creating and obj.get("id") is not None):
         raise _Refused(set_error("invalidProperties", "unknown or server-set property",
                                  properties=bad or ["id"]))
     if "name" in obj and obj["name"] is not None and not isinstance(obj["name"], str):
