@@ -66,6 +66,7 @@ REGISTRARS: list[tuple[str, str, str | None]] = [
     ("postern.cli_store", "register", None),  # migrate, sweep
     ("postern.cli_report", "register", None),  # report dmarc|tls
     ("postern.cli_doctor", "register", None),  # doctor
+    ("postern.cli_web", "register", None),  # web certificate
 ]
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
@@ -180,17 +181,39 @@ def read_password(ctx: Context, from_stdin: bool, confirm: bool = True) -> str:
 
 # --- domain ---------------------------------------------------------------------
 def _domain_add(args, ctx: Context):
-    d = ctx.directory.add_domain(args.domain)
-    ctx.say(f"added domain {d.name}")
-    if ctx.settings.outbound_transport == "ses":  # its SES identity and what to publish (`postern domain ses`)
-        from .sesidentity import SesIdentityError, ensure_identity, format_records
+    """Serve the domain (again: re-runnable) and print every record to publish for it, the HTTPS
+    certificate's validation CNAMEs among them (that step requests the certificate when needed)."""
+    from .errors import AlreadyExists
+
+    try:
+        d = ctx.directory.add_domain(args.domain)
+        ctx.say(f"added domain {d.name}")
+    except AlreadyExists:
+        d = ctx.directory.get_domain(args.domain)
+        ctx.say(f"{d.name} is served already; its records again")
+    if ctx.settings.outbound_transport == "ses":  # its SES identity (`postern domain ses`)
+        from .sesidentity import SesIdentityError, ensure_identity
 
         try:
-            recs = ensure_identity(ctx.settings, ctx.clients, d.name)
+            ensure_identity(ctx.settings, ctx.clients, d.name)
         except SesIdentityError as exc:
             raise SesIdentityError(f"added domain {d.name}, but not its SES identity: {exc.text}; "
                                    f"then run `postern domain ses {d.name}`") from None
-        ctx.emit(format_records(d.name, recs).rstrip("\n"))
+    stack = args.stack or ctx.settings.stack_name
+    if stack:  # the HTTPS certificate covering it (postern.webcert)
+        from .cli_web import certificate_step
+        from .webcert import WebCertError
+
+        try:
+            certificate_step(ctx, stack, records=False)
+        except WebCertError as exc:
+            raise WebCertError(f"added domain {d.name}, but not to the HTTPS certificate: {exc.text}; then run "
+                               "`postern web certificate`") from None
+    from .cli_dns import gather
+    from .dnsplan import plan, zone_text
+
+    facts = gather(argparse.Namespace(domain=d.name, stack=stack), ctx.settings, ctx.clients)
+    ctx.emit(zone_text(facts, *plan(facts)).rstrip("\n"))
 
 
 def _domain_remove(args, ctx: Context):
@@ -312,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     g = _group(sub, "domain", "local domains and their catch-all")
-    p = g.add_parser("add", help="serve mail for a domain")
+    p = g.add_parser("add", help="serve mail for a domain (re-runnable) and print every record to publish for it")
     p.add_argument("domain")
     p.set_defaults(func=_domain_add)
     p = g.add_parser("remove", help="stop serving a domain")

@@ -75,6 +75,40 @@ def _ses(settings, clients, domain: str, subdomain: str) -> dict:
             "ses_mail_from": mail_from, "ses_note": "; ".join(notes)}
 
 
+def acm_client(settings):
+    """ACM in us-east-1, where CloudFront's certificates live (postern.webcert), whatever the stack's region."""
+    from .aws import Clients
+    from .webcert import REGION
+
+    return Clients(settings.replace(region=REGION)).client("acm")
+
+
+def certificate_facts(settings, stack: str, domain: str) -> dict:
+    """The HTTPS certificate's validation CNAME for the domain and a note on its state (Facts fields)."""
+    from . import webcert
+
+    if not stack:
+        return {}
+    certs = webcert.certificates(acm_client(settings), stack)
+    covering = [c for c in certs if c.covers(domain)]
+    if not covering:
+        return {"cert_note": f"no HTTPS certificate covers *.{domain} yet: `postern --stack {stack} web certificate` "
+                             f"(or `postern domain add {domain}`) requests one in {webcert.REGION}"}
+    cert = covering[0]  # the newest: a pending replacement's records are the ones still to publish
+    used = webcert.for_distribution(certs)
+    records = tuple((v.name, v.value) for v in cert.validations if v.domain == f"*.{domain}" and v.name)
+    note = f"certificate {cert.arn} ({webcert.REGION}): {cert.status}"
+    if cert.status == "ISSUED":
+        note += "" if used is None or used.arn != cert.arn else "; the distribution's certificate after `make deploy`"
+    else:
+        note += (f"; ACM issues it once the validation CNAME{'s' if len(cert.validations) > 1 else ''} of "
+                 f"{', '.join(cert.names)} resolve{'' if len(cert.validations) > 1 else 's'}, then `make deploy` puts "
+                 f"{', '.join(webcert.aliases([domain]))} on the distribution")
+        if not records:
+            note += "; ACM has not made the validation record yet: run this again in a minute"
+    return {"cert_records": records, "cert_note": note}
+
+
 def gather(args, settings, clients) -> Facts:
     from .address import normalize_domain
     from .directory import dynamo_directory
@@ -111,6 +145,7 @@ def gather(args, settings, clients) -> Facts:
         mta_sts_policy=settings_policy(settings, mode=params.get("MtaStsMode"), hostname=host),
         web_target=outputs.get("WebDistributionDomain", ""),
         notes=tuple(notes),
+        **certificate_facts(settings, stack, domain),
         **extra,
     )
 

@@ -23,7 +23,8 @@ The rules, each once:
   serves (``postern.mtasts``). RFC 6186/8314 SRV records for client set-up, from the one list of
   what the stack offers (``postern.clientoffer``), ``_jmap._tcp`` (RFC 8620 §2.2) and
   ``_autodiscover._tcp``; the HTTPS names (webmail., autoconfig., autodiscover., mta-sts.) are
-  CNAMEs of the CloudFront distribution.
+  CNAMEs of the CloudFront distribution, and the DNS validation CNAME of the certificate that covers
+  them (``postern.webcert``: ACM in us-east-1) stays published (ACM renews with it).
 - PTR only where Postern's own address sends (``mx`` transport): the NAT address must have a
   PTR whose name resolves back to it.
 """
@@ -87,6 +88,8 @@ class Facts:
     dkim_records: tuple[tuple[str, str], ...] = ()  # Postern's own: (name, TXT value)
     mta_sts_policy: str = ""  # the policy text the HTTPS front serves (postern.mtasts.settings_policy)
     web_target: str = ""  # the CloudFront distribution's name (stack output WebDistributionDomain)
+    cert_records: tuple[tuple[str, str], ...] = ()  # the HTTPS certificate's validation CNAMEs: (name, value)
+    cert_note: str = ""  # the HTTPS certificate's state, or how to get one (postern.webcert)
     notes: tuple[Advice, ...] = field(default_factory=tuple)  # what gathering the facts found
 
 
@@ -207,14 +210,18 @@ def plan(f: Facts) -> tuple[list[Record], list[Advice]]:
 
 def _web(f: Facts, advice: list[Advice]) -> list[Record]:
     names = web_names(f.domain)
+    records = [Record(n, "CNAME", f"{v.rstrip('.')}.", "ACM DNS validation of the HTTPS certificate (us-east-1): "
+                      "keep it published, ACM renews with it") for n, v in f.cert_records]
+    if f.cert_note:
+        advice.append(Advice("CERTIFICATE", f.cert_note))
     if not f.web_target:
         advice.append(Advice("HTTPS", f"{', '.join(names)}: CNAMEs of the CloudFront distribution (with --stack "
                                       "NAME: its WebDistributionDomain output); the certificate (WebCertificateArn, "
                                       "us-east-1) must name them"))
-        return []
-    return [Record(n, "CNAME", f"{f.web_target.rstrip('.')}.",
-                   "the HTTPS front (CloudFront): webmail and JMAP, client set-up, the MTA-STS policy")
-            for n in names]
+        return records
+    return records + [Record(n, "CNAME", f"{f.web_target.rstrip('.')}.",
+                             "the HTTPS front (CloudFront): webmail and JMAP, client set-up, the MTA-STS policy")
+                      for n in names]
 
 
 def _header(f: Facts) -> str:
