@@ -188,6 +188,12 @@ def check_invariants(h: Harness, user: str, swept: bool = True) -> None:
     for n, e in names.items():
         assert e["mb"] in live_states and live_states[e["mb"]]["n"] == n, f"name {n} -> dead or misnamed mailbox"
     assert len(names) == len(live_states), "a mailbox without a name, or a name twice"
+    # the email-id index names every live message (find_emails)
+    index = {(pk, sk) for (pk, sk) in items if pk.startswith(f"E#{u}#")}
+    for e in entries:
+        if e.get("e") and (e["pk"].split("#", 2)[2] in live_states or not swept):
+            k = keys.email_key(u, e["e"], e["pk"].split("#", 2)[2], int(e["uid"]))
+            assert (k["pk"], k["sk"]) in index, f"entry uid {e['uid']} missing from the email-id index"
     blobs = h.blob_keys()
     live_refs = Counter()
     for e in entries:

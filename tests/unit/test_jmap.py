@@ -721,3 +721,32 @@ def test_email_parse_reads_a_blob_without_storing_it(store):
     blob = ok(acct, "Email/get", {"ids": [a.email_id], "properties": ["blobId"]})["list"][0]["blobId"]
     got = ok(acct, "Email/parse", {"blobIds": [blob], "properties": ["subject", "size", "blobId"]})
     assert got["parsed"][blob] == {"id": None, "subject": "Hello there", "size": len(PLAIN), "blobId": blob}
+
+
+# --- the email-id index -----------------------------------------------------------------------
+def test_email_get_set_and_download_by_id_read_the_index_not_every_mailbox(store, acct, monkeypatch):
+    made = [deliver(store, MIME.replace(b"Subject:", f"X-N: {i}\r\nSubject:".encode()), mailbox=box)
+            for i, box in enumerate(["INBOX", "INBOX", "Archive", "Sent"] * 5)]
+    listed = []
+    real = type(store).list_messages
+    monkeypatch.setattr(type(store), "list_messages", lambda self, mb, *a, **k: (listed.append(mb.name),
+                                                                                  real(self, mb, *a, **k))[1])
+    target = made[6].email_id
+    got = ok(acct, "Email/get", {"ids": [target, "Enothere"], "properties": ["id", "mailboxIds", "subject"]})
+    assert [e["id"] for e in got["list"]] == [target] and got["notFound"] == ["Enothere"]
+    assert got["list"][0]["subject"] == "\u00c7a va bien"
+    inbox = mailbox_id(acct, "inbox")
+    listed.clear()
+    out = ok(acct, "Email/set", {"update": {target: {"keywords/$flagged": True, f"mailboxIds/{inbox}": True}}})
+    assert target in out["updated"]
+    from postern.jmap import blobs
+    from postern.jmap.account import Call
+
+    assert blobs.source(Call(acct), "B" + target[1:]) is not None
+    assert listed == []  # no mailbox was listed for any of it
+    got = ok(acct, "Email/get", {"ids": [target], "properties": ["mailboxIds", "keywords"]})["list"][0]
+    assert got["keywords"] == {"$flagged": True} and len(got["mailboxIds"]) == 2
+    # an id the index does not know but the store could have made: the whole view is read (mail stored
+    # before the index existed is never missed)
+    assert ok(acct, "Email/get", {"ids": ["E" + "0" * 24]})["notFound"] == ["E" + "0" * 24]
+    assert listed != []

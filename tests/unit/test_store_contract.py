@@ -200,6 +200,26 @@ def test_copy_keeps_email_and_thread_ids_and_shares_the_blob_until_the_last_refe
     check_invariants(h, U)
 
 
+def test_find_emails_reads_the_email_id_index_not_the_mailboxes(h, store):
+    a = store.append(U, "INBOX", MSG, flags=["\\Seen"])
+    b = store.append(U, "INBOX", MSG.replace(b"<m1@", b"<m2@"))
+    mb = inbox(store)
+    dest, _ = store.copy(mb, store.get_messages(mb, [a.uid]), "Archive")
+    found = store.find_emails(U, [a.email_id, b.email_id, "Enothere000000000000000000"])
+    assert set(found) == {a.email_id, b.email_id}
+    assert sorted(mbid for mbid, _ in found[a.email_id]) == sorted([mb.mailbox_id, dest.mailbox_id])
+    (where, meta), = found[b.email_id]
+    assert (where, meta.uid, meta.email_id, meta.light) == (mb.mailbox_id, b.uid, b.email_id, False)
+    assert meta.prefix == b"" and store.read(meta).endswith(b"body line\r\n")  # full metadata: readable as is
+    assert all(m.flags == frozenset({"\\Seen"}) for _, m in found[a.email_id])
+    store.expunge(mb, store.get_messages(mb, [a.uid]))  # MOVE's second half: the copy alone remains
+    assert [mbid for mbid, _ in store.find_emails(U, [a.email_id])[a.email_id]] == [dest.mailbox_id]
+    MB.delete(store, U, "Archive")  # until the sweep, the JMAP view leaves out mailboxes that are gone
+    store.sweep(U)
+    assert store.find_emails(U, [a.email_id]) == {}
+    check_invariants(h, U)
+
+
 def test_copy_is_all_or_nothing(h, store):
     for _ in range(3):
         store.append(U, "INBOX", MSG)

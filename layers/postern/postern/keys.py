@@ -22,6 +22,8 @@ Mail table (``POSTERN_MAIL_TABLE``; attributes pk, sk; no index; TTL attribute
   pk=B#<s3 key>         sk=B                      references to a blob shared by COPY (absent: one owner)
   pk=X#<queue id>       sk=<user>#<mailbox>       "this spool object was delivered to this mailbox" (uid; TTL)
   pk=T#<user>#<hash>    sk=T                      a Message-ID's thread id (JMAP threads, assigned at append)
+  pk=E#<user>#<email id> sk=<mbid>#<uid, 10 digits> the email-id index: one item per message holding that email
+                                                  id (JMAP Email/get by id without reading the account's entries)
 
 State table (``POSTERN_STATE_TABLE``; attributes pk, sk; TTL ``expires``):
   pk=Q#<queue id>       sk=<stage>#<time>#<n>     trace/delivery log events of one message
@@ -154,6 +156,14 @@ def uid_sk(uid: int) -> str:
 
 def message_key(user: str, mailbox_id: str, uid: int) -> dict:
     return {"pk": messages_pk(user, mailbox_id), "sk": uid_sk(uid)}
+
+
+def email_pk(user: str, email_id: str) -> str:
+    return f"E#{_user(user)}#{email_id}"
+
+
+def email_key(user: str, email_id: str, mailbox_id: str, uid: int) -> dict:
+    return {"pk": email_pk(user, email_id), "sk": f"{mailbox_id}#{uid_sk(uid)}"}
 
 
 def blob_key(s3_key: str) -> dict:

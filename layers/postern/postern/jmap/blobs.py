@@ -39,7 +39,7 @@ def read(call, blob_id: str) -> tuple[bytes, str, str | None] | None:
         uploaded = call.account.uploads(blob_id) if call.account.uploads and isinstance(blob_id, str) else None
         return None if uploaded is None else (uploaded, "application/octet-stream", None)
     view = call.view()
-    entry = view.emails.get("E" + m.group(1))
+    entry = view.entries(["E" + m.group(1)]).get("E" + m.group(1))
     if entry is None:
         return None
     raw = call.account.store.read(view.full(entry))
@@ -71,7 +71,7 @@ def source(call, blob_id: str) -> Source | None:
         key = call.account.upload_key(blob_id) if call.account.upload_key and isinstance(blob_id, str) else None
         return None if key is None else Source("application/octet-stream", None, key=key)
     view = call.view()
-    entry = view.emails.get("E" + m.group(1))
+    entry = view.entries(["E" + m.group(1)]).get("E" + m.group(1))
     if entry is None:
         return None
     meta = view.full(entry)

@@ -92,8 +92,9 @@ def get(call, args: dict) -> dict:
             raise MethodError("requestTooLarge", "too many Emails to return them all: give ids")
         ids = list(view.emails)
     found, missing = [], []
+    entries = view.entries(call.resolve_id(i) or "" for i in ids)
     for i in ids:
-        entry = view.emails.get(call.resolve_id(i) or "")
+        entry = entries.get(call.resolve_id(i) or "")
         if entry is None:
             missing.append(i)
             continue
@@ -341,9 +342,10 @@ def set_(call, args: dict) -> dict:
     if create:
         call.changed()
         view = call.view()
+    targets = view.entries([call.resolve_id(i) or i for i in list(update) + list(destroy)])
     for raw_id, patch in update.items():
         eid = call.resolve_id(raw_id) or raw_id
-        entry = view.emails.get(eid)
+        entry = targets.get(eid)
         if entry is None:
             out["notUpdated"][raw_id] = set_error("notFound")
             continue
@@ -356,7 +358,7 @@ def set_(call, args: dict) -> dict:
             out["notUpdated"][raw_id] = _set_error(exc)
     for raw_id in destroy:
         eid = call.resolve_id(raw_id) or raw_id
-        entry = view.emails.get(eid)
+        entry = targets.get(eid)
         if entry is None:
             out["notDestroyed"][raw_id] = set_error("notFound")
             continue

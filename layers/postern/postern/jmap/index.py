@@ -21,18 +21,23 @@ see a change twice, never miss one.
 
 Cost: the mailboxes and the state are one Query of the user partition; the
 messages, read only by a call that needs them, one Query per mailbox (light
-entries). The store keeps no Email-id index yet: finding one Email by id
-reads the account's message entries. When the store has one,
-:attr:`AccountView.emails` is the one place to change.
+entries). Calls that name Emails by id (Email/get with ids, Email/set update
+and destroy, blob downloads, EmailSubmission) use :meth:`AccountView.entries`:
+the store's email-id index (``find_emails``), so their cost does not grow with
+the account; calls over all Emails (query, changes, threads) read the view.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .. import mailboxes as rules
 from ..store.base import MailboxInfo, MessageMeta
 from .account import Account
+
+
+_LEGACY = re.compile(r"E[0-9a-f]{24}")  # an id the store could have given (new_id): worth the full look
 
 
 @dataclass
@@ -101,6 +106,24 @@ class AccountView:
             self._emails = emails
         return self._emails
 
+    def entries(self, ids) -> dict[str, EmailEntry]:
+        """The Emails with these ids. A loaded view answers from memory; otherwise the store's
+        email-id index does (``find_emails``: one Query per id and one BatchGetItem, whatever the
+        account's size). An id the index does not know (a message stored before the index existed)
+        is looked for in the whole view, so such mail is never missed; only then is it read."""
+        wanted = [i for i in dict.fromkeys(ids) if isinstance(i, str) and i]
+        if self._emails is not None:
+            return {i: self._emails[i] for i in wanted if i in self._emails}
+        out: dict[str, EmailEntry] = {}
+        for eid, where in self.account.store.find_emails(self.account.user, wanted).items():
+            where = [(mbid, m) for mbid, m in where if mbid in self.mailboxes]  # deleted, not yet swept
+            if where:
+                out[eid] = EmailEntry(eid, where[0][1].thread_id or "T" + eid[1:], where)
+        missing = [i for i in wanted if i not in out and _LEGACY.fullmatch(i)]
+        if missing:
+            out.update((i, self.emails[i]) for i in missing if i in self.emails)
+        return out
+
     @property
     def loaded(self) -> bool:
         return self._emails is not None
@@ -137,6 +160,8 @@ class AccountView:
     def full(self, entry: EmailEntry) -> MessageMeta:
         """The full metadata (trace prefix, header block) of the Email's first message."""
         mbid, light = entry.where[0]
+        if not light.light:
+            return light  # read from the email-id index's entries: full already
         got = self.account.store.get_messages(self.mailboxes[mbid], [light.uid])
         if not got:
             from ..errors import StoreUnavailable

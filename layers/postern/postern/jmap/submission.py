@@ -85,7 +85,8 @@ def _submit(call, view, obj) -> dict:
     ident = identities(acct).get(obj.get("identityId"))
     if ident is None:
         raise _Err("invalidProperties", "identityId", "no such identity")
-    entry = view.emails.get(call.resolve_id(obj.get("emailId")) or "")
+    eid = call.resolve_id(obj.get("emailId")) or ""
+    entry = view.entries([eid]).get(eid)
     if entry is None:
         raise _Err("invalidProperties", "emailId", "no such Email")
     meta = view.full(entry)

@@ -235,6 +235,12 @@ class MailStore(abc.ABC):
         """Full metadata of the given live UIDs (missing ones are skipped)."""
 
     @abc.abstractmethod
+    def find_emails(self, user: str, email_ids: Iterable[str]) -> dict[str, list[tuple[str, MessageMeta]]]:
+        """Where each email id lives: (mailbox id, full metadata) of each live message holding it, in
+        mailbox-id then UID order; an id nothing holds is absent. Reads the email-id index, not the
+        account's entries (JMAP Email/get by id)."""
+
+    @abc.abstractmethod
     def changes_since(self, mb: MailboxInfo, modseq: int) -> list[MessageMeta]:
         """Messages and tombstones of this mailbox changed after ``modseq``, in modseq order."""
 

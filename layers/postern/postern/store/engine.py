@@ -32,6 +32,7 @@ Request costs (what ``make cost`` counts), one message, no contention:
   SELECT    BatchGetItem (account, name) + Query (log above it) + GetItem (state)
             + paginated Query (entries)
   follow    one Query on the account's log partition
+  find_emails  one Query per email id (its index items) + BatchGetItem (the entries)
 """
 
 from __future__ import annotations
@@ -491,6 +492,25 @@ class LogStore(MailStore):
         if missing and self.repair(mb.user):  # a change committed but not yet written out (crash or in flight)
             found.update(self._entries(mb, missing))
         return [R.meta(found[u]) for u in wanted if u in found and not found[u].get("x")]
+
+    def find_emails(self, user: str, email_ids: Iterable[str]) -> dict[str, list[tuple[str, MessageMeta]]]:
+        u = user.lower()
+        wanted: dict[tuple[str, str], tuple[str, str]] = {}  # entry key -> (email id, mailbox id)
+        for eid in dict.fromkeys(email_ids):
+            for it in self.items.query(keys.email_pk(u, eid)):
+                mbid, _, uid = it["sk"].rpartition("#")
+                k = keys.message_key(u, mbid, int(uid))
+                wanted[(k["pk"], k["sk"])] = (eid, mbid)
+        if not wanted:
+            return {}
+        found = self.items.batch_get([{"pk": pk, "sk": sk} for pk, sk in wanted])
+        out: dict[str, list[tuple[str, MessageMeta]]] = {}
+        for k in sorted(wanted):
+            eid, mbid = wanted[k]
+            it = found.get(k)
+            if R.live(it) and it.get("e") == eid:  # a stale index item (its message expunged) is skipped
+                out.setdefault(eid, []).append((mbid, R.meta(it)))
+        return out
 
     def _entries(self, mb: MailboxInfo, uids: list[int]) -> dict[int, dict]:
         got = self.items.batch_get([keys.message_key(mb.user, mb.mailbox_id, u) for u in uids])

@@ -4,7 +4,9 @@ In:   a change log record (``records``: what the change is, self-described) and,
       from the writer that committed it, the header blocks it already holds; the
       item layer and the blob layer.
 Out:  :meth:`Materialiser.apply`: the message entries, blob references, dedup
-      markers, thread index, name entries, mailbox state and, last, the account
+      markers, thread index, email-id index (in the same BatchWriteItem as the
+      dedup marker and thread index: no extra request; removed at expunge and
+      by the sweeper), name entries, mailbox state and, last, the account
       item (its ``ms`` is the marker "materialised through this change") written;
       :meth:`Materialiser.sweep`: the messages of deleted mailboxes released.
 Fails: StoreUnavailable / BlobMissing from the layers; nothing is lost by it,
@@ -94,6 +96,8 @@ class Materialiser:
                              "expires": int(time.time()) + DEDUP_TTL})
             if m.get("mi") and m.get("th"):
                 side.append({**keys.thread_key(user, m["mi"]), "th": m["th"]})
+            if m.get("e"):  # the email-id index (readers check the entry: a stale item is only a wasted read)
+                side.append({**keys.email_key(user, m["e"], mbid, uid), "ms": h})
         if side:
             self.items.batch_put(side)
 
@@ -153,6 +157,8 @@ class Materialiser:
                 self.items.put(R.tombstone_item(user, mbid, uid, h), cond=newer("ms", h))
             except ConditionFailed:
                 pass
+            if x.get("e"):
+                self.items.delete(keys.email_key(user, x["e"], mbid, uid))
             self.release(x["bl"], ref(mbid, uid), h)
 
     def release(self, blob: str, reference: str, h: int) -> None:
@@ -237,6 +243,8 @@ class Materialiser:
                     self.items.put(R.tombstone_item(user, mbid, uid, h), cond=newer("ms", h))
                 except ConditionFailed:
                     pass
+                if it.get("e"):
+                    self.items.delete(keys.email_key(user, it["e"], mbid, uid))
                 self.release(it.get("bl", ""), ref(mbid, uid), h)
                 released += 1
             try:
