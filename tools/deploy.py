@@ -14,6 +14,12 @@ In:   ``image``: nothing but Docker with buildx; builds ``gateway/Dockerfile`` f
       ``<account>.dkr.ecr.<region>.amazonaws.com/postern-gateway:<tag>``, then runs
       ``sam deploy`` with samconfig.toml's ``parameter_overrides`` plus ``GatewayImage``,
       ``GatewayArchitecture`` and ``FunctionArchitecture``, and any arguments after ``--``.
+      The HTTPS front's certificate (``postern.webcert``, ACM in us-east-1 whatever the region):
+      unless samconfig.toml sets ``WebCertificateArn`` (your own), the first deploy requests one
+      for ``MailDomain`` and prints its validation CNAMEs, and every deploy passes the stack's
+      issued certificate covering the most domains as ``WebCertificateArn`` with their names as
+      ``WebAliases``; none issued yet -> the distribution answers on its cloudfront.net name only.
+      It never waits for validation: publish the CNAMEs, then run ``make deploy`` again.
       ``SAM_CONFIG_FILE`` / ``SAM_CONFIG_ENV`` choose another samconfig file / environment,
       ``SAM`` another ``sam`` command (the tests use a recorder). The tag is
       ``IMAGE_TAG`` or the commit (``git rev-parse --short=12 HEAD``), with
@@ -117,6 +123,51 @@ def docker_login(ecr, registry: str) -> None:
                    input=password, text=True, check=True, stdout=subprocess.DEVNULL)
 
 
+def web_certificate(session, stack: str, params: dict[str, str]) -> dict[str, str]:
+    """``WebCertificateArn``/``WebAliases`` for the distribution: the stack's issued certificate
+    (postern.webcert), requested for MailDomain when the stack has none; {} while none is issued."""
+    if params.get("WebCertificateArn"):
+        print(f"HTTPS certificate: WebCertificateArn from samconfig.toml ({params['WebCertificateArn']})", flush=True)
+        return {}
+    sys.path.insert(0, str(REPO / "layers" / "postern"))  # postern.webcert: botocore and the stdlib only
+    from postern import webcert
+
+    acm = session.client("acm", region_name=webcert.REGION)
+    certs = webcert.certificates(acm, stack)
+    if not certs and params.get("MailDomain"):
+        cert, _ = webcert.ensure(acm, stack, [params["MailDomain"]])
+        cert = webcert.with_records(acm, cert)
+        print(f"HTTPS certificate requested in {webcert.REGION}: {cert.arn} ({', '.join(cert.names)}); publish its "
+              "validation CNAME (`postern --stack NAME web certificate` prints it again):", flush=True)
+        for line in webcert.zone_lines(cert):
+            print(f"  {line}", flush=True)
+        certs = [cert]
+    used = webcert.for_distribution(certs)
+    pending = [c for c in certs if c.status == "PENDING_VALIDATION"]
+    for c in pending:
+        print(f"HTTPS certificate {c.arn} is {c.status}: not used until ACM issues it (this deploy does not wait)",
+              flush=True)
+    if used is None:
+        print("HTTPS front: no issued certificate yet, so the distribution answers on its cloudfront.net name only; "
+              "run `make deploy` again once ACM says ISSUED", flush=True)
+        return {}
+    names = webcert.aliases(used.domains)
+    print(f"HTTPS front: {used.arn} for {', '.join(names)}", flush=True)
+    return {"WebCertificateArn": used.arn, "WebAliases": ",".join(names)}
+
+
+def stack_name(config_file: Path, env: str) -> str:
+    import tomllib
+
+    with config_file.open("rb") as fh:
+        cfg = tomllib.load(fh).get(env, {})
+    for section in ("deploy", "global"):
+        name = cfg.get(section, {}).get("parameters", {}).get("stack_name")
+        if name:
+            return name
+    return "postern"
+
+
 def deploy(function_arch: str, sam_args: list[str]) -> int:
     docker_check()
     try:
@@ -148,11 +199,19 @@ def deploy(function_arch: str, sam_args: list[str]) -> int:
         docker_login(ecr, repo_uri.split("/", 1)[0])
     except (BotoCoreError, ClientError) as exc:
         raise Stop(f"AWS refused the ECR step in account {account}: {exc}") from None
+    try:
+        web = web_certificate(session, stack_name(config_file, config_env), params)
+    except (BotoCoreError, ClientError) as exc:
+        raise Stop(f"AWS refused the HTTPS certificate step (ACM, us-east-1): {exc}") from None
+    except Exception as exc:  # postern.webcert's WebCertError / StoreUnavailable: their text says what to do
+        if not hasattr(exc, "text"):
+            raise
+        raise Stop(f"HTTPS certificate: {exc.text}") from None
     image = f"{repo_uri}:{image_tag()}"
     buildx(image, push=True)
     print(f"pushed {image}", flush=True)
     gateway_arch = PLATFORMS[platform()][0]
-    overrides = overrides_string({**params, "GatewayImage": image, "GatewayArchitecture": gateway_arch,
+    overrides = overrides_string({**params, **web, "GatewayImage": image, "GatewayArchitecture": gateway_arch,
                                   "FunctionArchitecture": function_arch})
     sam = os.environ.get("SAM") or str(Path(sys.executable).with_name("sam"))
     cmd = [sam, "deploy", "--config-file", str(config_file), "--config-env", config_env, "--region", session.region_name,

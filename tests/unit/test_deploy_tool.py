@@ -107,8 +107,11 @@ def _samconfig(tmp_path, zone_id: str) -> Path:
     return path
 
 
-def test_deploy_creates_the_repository_pushes_and_deploys_with_that_image(fakes, moto_endpoint, tmp_path):
+def test_deploy_creates_the_repository_pushes_and_deploys_with_that_image(fakes, moto_endpoint, tmp_path, monkeypatch):
     import boto3
+    import moto.settings
+
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", 10**6)  # pending until the test issues it
 
     env, record = fakes
     env = _aws_env(env, moto_endpoint)
@@ -138,6 +141,28 @@ def test_deploy_creates_the_repository_pushes_and_deploys_with_that_image(fakes,
     assert "placeholder" not in deploy[0] and deploy[0].endswith("--no-confirm-changeset")
     # the order: log in, push, then deploy
     assert lines.index(login[0]) < lines.index(push[0]) < lines.index(deploy[0])
+
+    # The HTTPS certificate: requested in us-east-1 for MailDomain, its CNAME printed, not waited for: this
+    # deploy gives the distribution no certificate or aliases
+    acm = boto3.client("acm", **{**kw, "region_name": "us-east-1"})
+    (summary,) = acm.list_certificates()["CertificateSummaryList"]
+    cert = acm.describe_certificate(CertificateArn=summary["CertificateArn"])["Certificate"]
+    assert cert["SubjectAlternativeNames"] == ["*.example.com"] and cert["Status"] == "PENDING_VALIDATION"
+    assert {"Key": "postern:stack", "Value": "postern"} in acm.list_tags_for_certificate(
+        CertificateArn=cert["CertificateArn"])["Tags"]
+    rr = cert["DomainValidationOptions"][0]["ResourceRecord"]
+    assert rr["Name"] in r.stdout and rr["Value"] in r.stdout and "does not wait" in r.stdout
+    assert "WebCertificateArn" not in deploy[0] and "WebAliases" not in deploy[0]
+    # once ACM has issued it, the next deploy puts it and the four names on the distribution
+    monkeypatch.setattr(moto.settings, "ACM_VALIDATION_WAIT", -1)
+    env["IMAGE_TAG"] = "t2"
+    r = run(["deploy", "--function-arch", "arm64", "--", "--no-confirm-changeset"], env)
+    assert r.returncode == 0, r.stderr
+    deploy = [line for line in recorded(record) if line.split()[0].endswith("/sam")]
+    assert len(deploy) == 2 and len(acm.list_certificates()["CertificateSummaryList"]) == 1
+    assert f'WebCertificateArn="{cert["CertificateArn"]}"' in deploy[1]
+    assert ('WebAliases="webmail.example.com,autoconfig.example.com,autodiscover.example.com,'
+            'mta-sts.example.com"') in deploy[1]
 
 
 def test_deploy_stops_before_pushing_when_preflight_finds_a_problem(fakes, moto_endpoint, tmp_path):
