@@ -487,17 +487,41 @@ def https_front(prices: dict, arch: str) -> list[str]:
         rows.append([what, f"${b.total:,.2f}"])
     waf_month = cost_of({"waf_web_acl_month": 1, "waf_rule_month": 2}, prices).total
     waf_req = cost_of({"waf_requests": 1e6}, prices).total
+
+    def month(usage: dict) -> str:
+        return f"${cost_of(usage, prices).total:,.2f}"
+
+    idle = [  # (what, usage a month idle, how it is billed once used)
+        ("CloudFront distribution, response headers policy, viewer-request CloudFront Function", {},
+         f"per request ({month({'cloudfront_https_requests': 1e6})} per million) and GB out; the function "
+         f"{month({'cloudfront_function_invocations': 1e6})} per million invocations"),
+        ("API Gateway HTTP API", {}, f"per request ({month({'http_api_requests': 1e6})} per million)"),
+        ("HTTPS Lambda function", {}, "per request and GB-second (table below)"),
+        ("ACM certificate in us-east-1 (public, DNS-validated, renewed by ACM)", {"acm_public_certificate_month": 1},
+         "free"),
+        ("DNS: 4 CNAMEs to the distribution and 1 validation CNAME per domain", {},
+         f"records are free; in Route 53, {month({'route53_queries': 1e6})} per million queries (the zone's "
+         f"{month({'route53_zone_month': 1})} is in the floor when Postern's)"),
+        ("origin secret (HttpsOriginSecret) and the three alarms of the HTTPS and reports functions",
+         {"secret_month": 1, "cloudwatch_alarm_month": 3}, "counted by the floor (make cost, from the template)"),
+        ("AWS WAF web ACL with two rate-based rules (edge.yaml, optional)",
+         {"waf_web_acl_month": 1, "waf_rule_month": 2}, f"{month({'waf_requests': 1e6})} per million requests"),
+    ]
+    idle_rows = [[what, month(usage), billed] for what, usage, billed in idle]
+    without_waf = sum(cost_of(u, prices).total for w, u, _b in idle if "WAF" not in w)
     return [
         "## HTTPS front (JMAP, client set-up, MTA-STS; modelled from list prices)",
+        "",
+        md_table(["HTTPS side, idle", "per month", "once used"], idle_rows),
+        "",
+        f"Idle: ${without_waf:,.2f} a month without WAF, ${without_waf + waf_month:,.2f} with it; everything else of"
+        " the HTTPS side is billed per request:",
         "",
         md_table(["per million requests", "cost (CloudFront, HTTP API, Lambda " + arch + " 512 MB, DynamoDB, data out)"],
                  rows),
         "",
-        "Idle it costs nothing but what the floor above counts from the template (the origin secret, the"
-        " functions' alarms, the reports queue's polls): CloudFront, the HTTP API, the CloudFront Function"
-        " (free with the first 2M invocations, $0.10 per million after) and Lambda are billed per request."
-        f" WAF (edge.yaml, optional) adds ${waf_month:,.2f} a month (web ACL and two rate-based rules) and"
-        f" ${waf_req:,.2f} per million requests. Durations are estimates, not measured by this run; the"
+        "Free tiers (CloudFront's 10M requests and 2M function invocations a month, Lambda's) are ignored."
+        f" WAF adds ${waf_req:,.2f} per million requests to each row. Durations are estimates, not measured by this run; the"
         " login lockout caps what a password-guessing flood costs (argon2id is never run for a locked-out"
         " client), as does HttpsRateLimit.",
         "",
