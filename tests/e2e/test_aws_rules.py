@@ -278,3 +278,24 @@ def test_an_unknown_key_is_refused(stack):
     with pytest.raises(ClientError) as exc:
         s.client("dynamodb").describe_table(TableName=stack.settings.mail_table)
     assert code_of(exc) == "UnrecognizedClientException"
+
+
+def test_acm_at_most_10_names_a_short_first_name_and_dns_names_only(stack):
+    """What ACM refuses and moto takes (rules/acm.py); the wildcards postern.webcert asks for pass."""
+    from postern import webcert
+
+    acm = stack.clients.client("acm")
+    stack_name = f"s{secrets.token_hex(4)}"
+    names = [f"*.d{i}-{stack_name}.test" for i in range(11)]
+    with pytest.raises(ClientError) as e:
+        acm.request_certificate(DomainName=names[0], SubjectAlternativeNames=names, ValidationMethod="DNS")
+    assert code_of(e) == "LimitExceededException"
+    with pytest.raises(ClientError) as e:
+        acm.request_certificate(DomainName="webmail." + "x" * 50 + ".example.test", ValidationMethod="DNS")
+    assert code_of(e) == "ValidationException"
+    for bad in ("-bad.example.test", "*.*.example.test", "example"):
+        with pytest.raises(ClientError) as e:
+            acm.request_certificate(DomainName=bad, ValidationMethod="DNS")
+        assert code_of(e) == "InvalidDomainValidationOptionsException", bad
+    cert, requested = webcert.ensure(acm, stack_name, [n[2:] for n in names[:10]])  # ten domains: the quota
+    assert requested and len(cert.names) == 10 and cert.status == "PENDING_VALIDATION"

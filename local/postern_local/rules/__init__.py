@@ -20,6 +20,8 @@ cites its AWS source):
     lines, ASCII local parts.
   * DynamoDB (:mod:`.dynamodb`): items at most 400 KB, transactions at most
     100 actions and 4 MB.
+  * ACM (:mod:`.acm`): at most 10 names per requested certificate, a first
+    name of at most 64 octets, DNS names only.
 What it cannot check (conditions, resource policies, trust policies) is
 listed by :func:`.roles.paper_only` and ``python -m postern_local.rules``.
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from . import Answer, Rewrite, RulesConfig, presigned
 from .actions import NO_PERMISSION_NEEDED, required
+from .acm import AcmRules
 from .dynamodb import DynamoRules
 from .identities import Identities, Principal
 from .roles import ACCOUNT
@@ -66,6 +67,7 @@ class RulesApp:
         self.sqs = SqsRules(self.upstream)
         self.ses = SesRules(self.upstream, region, sandbox=self.config.ses_sandbox)
         self.dynamodb = DynamoRules()
+        self.acm = AcmRules()
         self.refusals: deque[Refusal] = deque(maxlen=1000)
         self._lock = threading.Lock()
 
@@ -158,7 +160,7 @@ class RulesApp:
             raise err
 
     def _limits(self, call: Call) -> Rewrite | Answer | None:
-        rules = {"sqs": self.sqs, "ses": self.ses, "dynamodb": self.dynamodb}.get(call.service)
+        rules = {"sqs": self.sqs, "ses": self.ses, "dynamodb": self.dynamodb, "acm": self.acm}.get(call.service)
         if rules is None:
             return None
         try:
