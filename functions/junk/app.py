@@ -12,7 +12,11 @@ WRITES
     before its own sweep ran, and a change committed but never rolled
     forward); then an EXPUNGE of every Junk message older than
     POSTERN_JUNK_EXPIRE_DAYS days (30), through the store's change log, so
-    quota, counters and IMAP/JMAP views stay right.
+    quota, counters and IMAP/JMAP views stay right. Once a run, the spool
+    sweep (``postern.store.spoolsweep``): spool objects past the spool window
+    (POSTERN_SPOOL_RETENTION_DAYS) that no mailbox references are deleted (a
+    delivered message's spool object is its mailbox blob, so no bucket
+    lifecycle rule may expire the spool prefix).
 FAILURES
     A backend fault for one user is logged and counted (JunkExpiryErrors); the
     others are still swept and the next day's run tries again. Nothing is
@@ -52,10 +56,17 @@ def lambda_handler(event, context):
         except PosternError as exc:
             errors += 1
             logger.warning("store housekeeping failed", user=user.address, error=exc.text)
+    try:  # once a run, not per user: spool objects past the window that no mailbox references
+        spooled = store.sweep_spool()
+    except PosternError as exc:
+        errors += 1
+        spooled = 0
+        logger.warning("spool sweep failed", error=exc.text)
+    metrics.add_metric(name="SpoolSwept", unit=MetricUnit.Count, value=spooled)
     metrics.add_metric(name="JunkExpired", unit=MetricUnit.Count, value=removed)
     metrics.add_metric(name="StoreSwept", unit=MetricUnit.Count, value=released)
     if errors:
         metrics.add_metric(name="JunkExpiryErrors", unit=MetricUnit.Count, value=errors)
     logger.info("store housekeeping", users=users, released=released, removed=removed, errors=errors,
-                days=settings.junk_expire_days)
-    return {"users": users, "released": released, "removed": removed, "errors": errors}
+                days=settings.junk_expire_days, spool_swept=spooled)
+    return {"users": users, "released": released, "removed": removed, "errors": errors, "spool_swept": spooled}

@@ -195,19 +195,26 @@ def check_invariants(h: Harness, user: str, swept: bool = True) -> None:
             k = keys.email_key(u, e["e"], e["pk"].split("#", 2)[2], int(e["uid"]))
             assert (k["pk"], k["sk"]) in index, f"entry uid {e['uid']} missing from the email-id index"
     blobs = h.blob_keys()
+    spool = h.blob_keys(h.store.spool_prefix)  # a delivery's blob is its spool object, referenced in place
     live_refs = Counter()
     for e in entries:
         if e["pk"].split("#", 2)[2] in live_states or not swept:
-            assert e["bl"] in blobs, f"entry uid {e['uid']} lost its blob {e['bl']}"
+            assert e["bl"] in blobs | spool, f"entry uid {e['uid']} lost its blob {e['bl']}"
             live_refs[e["bl"]] += 1
+    for bl, n in live_refs.items():  # in place: every entry holds a reference (this account's part of the set)
+        if bl.startswith(h.store.spool_prefix):
+            b = items.get(tuple(keys.blob_key(bl).values())) or {}
+            mine = {r for r in b.get("refs") or () if r.partition("/")[0] in states}
+            assert len(mine) == n, f"spool blob {bl}: {n} entries, references {sorted(mine)}"
     # an IMAP APPEND's bytes wait under the spool prefix until their change commits: once committed,
     # the change adopts them and deletes the spool copy; never committed, the spool lifecycle expires them
     adopted = {m["sp"] for (pk, _), i in items.items() if pk == keys.log_pk(u) for m in i.get("m", ()) if m.get("sx")}
     left = adopted & h.blob_keys(h.store.spool_prefix)
     assert not left, f"spool copies of committed appends left behind: {sorted(left)}"
     if swept:
-        assert blobs == set(live_refs), f"orphaned blobs: {sorted(blobs - set(live_refs))}"
+        owned = {bl for bl in live_refs if not bl.startswith(h.store.spool_prefix)}
+        assert blobs == owned, f"orphaned blobs: {sorted(blobs - owned)}"
         for bl, n in live_refs.items():
             b = items.get(tuple(keys.blob_key(bl).values()))
-            if n > 1:
+            if n > 1 and bl in owned:
                 assert b is not None and len(b.get("refs") or ()) == n, f"blob {bl}: {n} users, refs {b}"

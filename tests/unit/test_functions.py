@@ -124,14 +124,20 @@ def test_store_normal_appends_prefix_plus_original_bytes(env):
     job = StoreJob.from_json(event("store/normal.json")["Records"][0]["body"])
     prefix = f"Return-Path: <bob@example.org>\r\nDelivered-To: alice@example.test\r\n{job.trace_headers}".encode()
     assert msg == prefix + RAW
-    # the raw spool bytes are unchanged, and were adopted as a mailbox blob
+    # the raw spool bytes are unchanged, and are the mailbox blob: referenced in place, never copied
     assert c.s3.get_object(Bucket=s.bucket, Key=job.s3_key)["Body"].read() == RAW
+    from postern import keys
     from postern.store.dynamo import DynamoMailStore
 
     store = DynamoMailStore(s, c)
     (meta,) = store.list_messages(store.get_mailbox("alice@example.test", "INBOX"))
-    assert meta.blob_key.startswith(s.message_prefix)  # one blob per recipient: msg/<email id>
-    assert c.s3.get_object(Bucket=s.bucket, Key=meta.blob_key)["Body"].read() == RAW
+    assert meta.blob_key == job.s3_key
+    assert c.s3.list_objects_v2(Bucket=s.bucket, Prefix=s.message_prefix).get("KeyCount", 0) == 0
+    assert store.items.get(keys.blob_key(job.s3_key))["refs"] == {f"{meta_mailbox(store)}/{meta.uid}"}
+
+
+def meta_mailbox(store) -> str:
+    return store.get_mailbox("alice@example.test", "INBOX").mailbox_id
 
 
 def test_store_steady_state_request_count(env):
@@ -143,12 +149,13 @@ def test_store_steady_state_request_count(env):
     calls = counting(c)
     assert h(ev, ctx("store")) == {"batchItemFailures": []}
     # read the account marker, then (one batch) the mailbox name, its state, the dedup marker and the
-    # thread index; write the change record (the commit), then the entry, dedup marker + thread id,
-    # mailbox state and account (postern/store/engine.py). No transaction. Plus one BatchGetItem: the
-    # user's active Sieve script and managed rules (postern.sieve.delivery).
-    assert calls == Counter({"s3.GetObject": 1, "s3.CopyObject": 1, "dynamodb.GetItem": 1,
+    # thread index; write the change record (the commit), then the blob reference (the spool object
+    # is the blob: no CopyObject), the entry, dedup marker + thread id, mailbox state and account
+    # (postern/store/engine.py). No transaction. Plus one BatchGetItem: the user's active Sieve
+    # script and managed rules (postern.sieve.delivery).
+    assert calls == Counter({"s3.GetObject": 1, "dynamodb.GetItem": 1,
                              "dynamodb.BatchGetItem": 2, "dynamodb.PutItem": 2, "dynamodb.BatchWriteItem": 1,
-                             "dynamodb.UpdateItem": 2})
+                             "dynamodb.UpdateItem": 3})
 
 
 def test_store_duplicate_job_creates_one_message(env):
@@ -217,8 +224,8 @@ def test_store_with_inline_header_reads_nothing_from_s3(env):
     ev["Records"][0]["body"] = json.dumps(body)
     calls = counting(c)
     assert h(ev, ctx("store")) == {"batchItemFailures": []}
-    assert calls == Counter({"s3.CopyObject": 1, "dynamodb.GetItem": 1, "dynamodb.BatchGetItem": 2,  # + Sieve
-                             "dynamodb.PutItem": 2, "dynamodb.BatchWriteItem": 1, "dynamodb.UpdateItem": 2})
+    assert calls == Counter({"dynamodb.GetItem": 1, "dynamodb.BatchGetItem": 2,  # + Sieve; no S3 at all
+                             "dynamodb.PutItem": 2, "dynamodb.BatchWriteItem": 1, "dynamodb.UpdateItem": 3})
     stored = [m for m in _messages(s, c, "alice@example.test") if m.endswith(RAW)]
     assert len(stored) == 2 and all(m.startswith(b"Return-Path: <") for m in stored)
 
@@ -244,3 +251,30 @@ def test_daily_housekeeping_sweeps_a_mailbox_whose_delete_was_never_swept(env):
     assert c.s3.list_objects_v2(Bucket=s.bucket, Prefix=s.message_prefix).get("KeyCount", 0) == 0
     again = handler("junk")(event("junk/schedule.json"), ctx("JunkExpiryFunction"))
     assert again["released"] == 0  # nothing pending: the sweep is done for good
+
+
+def test_daily_housekeeping_sweeps_spool_objects_past_the_window_that_no_mailbox_holds(env):
+    """No bucket lifecycle rule expires the spool (a delivered message's spool object is its blob):
+    the daily run deletes spool objects past the spool window that nothing references, keeps the ones
+    a mailbox holds and the ones still inside the window (deliver and NDR may read them)."""
+    import time
+
+    from postern import mailboxes
+    from postern.queueid import key_at
+    from postern.store.dynamo import DynamoMailStore
+
+    s, c = env
+    store = DynamoMailStore(s, c)
+    mailboxes.ensure_defaults(store, "alice@example.test")
+    old = time.time() - (s.spool_retention_days + 2) * 86400
+    held, lone, young = (key_at(s.spool_prefix, t) + "0a0b0c0d0e" for t in (old, old + 1, time.time() - 3600))
+    for k in (held, lone, young):
+        c.s3.put_object(Bucket=s.bucket, Key=k, Body=RAW)
+    store.append("alice@example.test", "INBOX", None, spool_key=held, header=RAW[:RAW.index(b"\r\n\r\n") + 4],
+                 raw_size=len(RAW), dedup=f"{held[len(s.spool_prefix):]}#alice@example.test#INBOX")
+    out = handler("junk")(event("junk/schedule.json"), ctx("JunkExpiryFunction"))
+    assert out["spool_swept"] == 1 and out["errors"] == 0
+    left = {o["Key"] for o in c.s3.list_objects_v2(Bucket=s.bucket, Prefix=s.spool_prefix).get("Contents", [])}
+    assert {held, young} <= left and lone not in left
+    (meta,) = [m for m in store.list_messages(store.get_mailbox("alice@example.test", "INBOX")) if m.blob_key == held]
+    assert store.read(meta).endswith(RAW)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 
 import pytest
 
@@ -475,17 +476,88 @@ def test_a_commit_whose_reply_was_lost_is_not_made_twice(h):
     check_invariants(h, U)
 
 
-def test_spool_copies_expire_by_the_bucket_lifecycle():
-    """An APPEND whose change never committed leaves its bytes only under the spool prefix, which the
-    bucket's lifecycle rule expires (nothing else ever names them): no orphan for good."""
-    from postern.config import Settings
+def _expiring_rules() -> list[dict]:
     from postern_local.template import load_template, resources_of_type
 
     bucket = resources_of_type(load_template(), "AWS::S3::Bucket")
     rules = [r for b in bucket.values() for r in b["Properties"].get("LifecycleConfiguration", {}).get("Rules", ())]
+    return [r for r in rules if r.get("Status") == "Enabled" and r.get("ExpirationInDays")]
+
+
+def test_bucket_lifecycle_expires_append_bytes_but_never_a_delivered_spool_object():
+    """An APPEND whose change never committed leaves its bytes only under the spool prefix's ``a/``, which
+    the bucket's lifecycle rule expires: no orphan for good. A delivered message's spool object is its
+    mailbox blob, so no expiring rule may cover ``spool/<queue id>`` (the spool sweep does that job)."""
+    from postern.config import Settings
+    from postern.queueid import new_queue_id
+    from postern.store.engine import APPEND_SPOOL
+
     spool = Settings().spool_prefix
-    assert any(r.get("Status") == "Enabled" and r.get("ExpirationInDays") and spool.startswith(r.get("Prefix", "-"))
-               for r in rules), rules
+    rules = _expiring_rules()
+    assert all(r.get("Prefix") for r in rules), rules  # no rule expires the whole bucket
+    assert any(f"{spool}{APPEND_SPOOL}E1".startswith(r["Prefix"]) for r in rules), rules
+    assert not any(f"{spool}{new_queue_id()}".startswith(r["Prefix"]) for r in rules), rules
+
+
+def test_spool_window_sweep_and_references_never_delete_a_message_a_mailbox_holds(h):
+    """The spool object is the stored message (no copy). Past the spool window, the bucket's expiring
+    rules and the spool sweep run: every object a mailbox references stays readable (shared by two
+    accounts, COPYed), an unreferenced one goes; inside the window nothing goes, even unreferenced or
+    expunged (deliver/NDR may still read it); the last reference to an old one deletes it at once."""
+    import secrets
+
+    from postern.queueid import key_at
+
+    s = h.store
+    V = "victor@example.test"
+    for u in (U, V):
+        MB.ensure_defaults(s, u)
+    now = time.time()
+    header = MSG[: MSG.index(b"\r\n\r\n") + 4]
+
+    def spooled(days_ago: float) -> str:
+        key = key_at(s.spool_prefix, now - days_ago * 86400) + secrets.token_hex(5)
+        s.blobs.put(key, MSG)
+        return key
+
+    def deliver(key: str, user: str) -> None:
+        qid = key[len(s.spool_prefix):]
+        s.append(user, "INBOX", None, spool_key=key, header=header, raw_size=len(MSG), dedup=f"{qid}#{user}#INBOX")
+
+    old_copied, old_shared, old_gone, old_lone, young_gone, young_lone = (
+        spooled(18), spooled(18), spooled(18), spooled(18), spooled(1), spooled(1))  # window 14 days
+    deliver(old_copied, U)
+    s.copy(inbox(s), list(s.list_messages(inbox(s))), "Archive")
+    deliver(old_shared, U)
+    deliver(old_shared, V)
+    deliver(old_gone, U)
+    deliver(young_gone, U)
+    mine = {m.blob_key: m for m in s.list_messages(inbox(s))}
+    assert set(mine) == {old_copied, old_shared, old_gone, young_gone}  # referenced in place: no copy
+    assert not h.blob_keys(s.message_prefix)
+    s.expunge(inbox(s), [mine[old_gone], mine[young_gone], mine[old_shared]])
+    assert not s.blobs.exists(old_gone)  # past the window, last reference: deleted at once
+    assert s.blobs.exists(young_gone)  # inside the window: kept for the pipeline
+
+    for r in _expiring_rules():  # what the bucket lifecycle would expire by then (every object is old enough)
+        for k in h.blob_keys(r["Prefix"]):
+            s.blobs.delete(k)
+    assert s.sweep_spool(now) == 1  # old_lone: past the window (and a day), no reference
+    left = h.blob_keys(s.spool_prefix)
+    assert left == {old_copied, old_shared, young_gone, young_lone}
+    for box, user in ((inbox(s), U), (s.get_mailbox(U, "Archive"), U), (s.get_mailbox(V, "INBOX"), V)):
+        for m in s.list_messages(box):
+            assert s.read(m) == MSG, (user, box.name)
+    assert s.sweep_spool(now + 16 * 86400) == 2  # the young ones' window has passed: unreferenced, both go
+    assert h.blob_keys(s.spool_prefix) == {old_copied, old_shared}
+    check_invariants(h, U)
+    check_invariants(h, V)
+    for box in (inbox(s), s.get_mailbox(U, "Archive")):
+        s.expunge(box, list(s.list_messages(box)))
+    assert h.blob_keys(s.spool_prefix) == {old_shared}  # V still holds it
+    s.expunge(s.get_mailbox(V, "INBOX"), list(s.list_messages(s.get_mailbox(V, "INBOX"))))
+    assert not h.blob_keys(s.spool_prefix)
+    check_invariants(h, U)
 
 
 def _reset(h, base) -> None:

@@ -81,7 +81,8 @@ class Settings:
     directory_table: str = "postern-directory"  # POSTERN_DIRECTORY_TABLE
     mail_table: str = "postern-mail"  # POSTERN_MAIL_TABLE
     state_table: str = "postern-state"  # POSTERN_STATE_TABLE (delivery log, limits; TTL)
-    spool_prefix: str = "spool/"  # POSTERN_SPOOL_PREFIX (expired by bucket lifecycle)
+    spool_prefix: str = "spool/"  # POSTERN_SPOOL_PREFIX (spooled messages; also the stored blob, referenced in place)
+    spool_retention_days: int = 14  # POSTERN_SPOOL_RETENTION_DAYS (the pipeline's window: unreferenced spool objects are swept after it)
     message_prefix: str = "msg/"  # POSTERN_MESSAGE_PREFIX (mailbox blobs, refcounted)
 
     # --- SMTP policy --------------------------------------------------------
@@ -224,6 +225,7 @@ class Settings:
             mail_table=e.get("POSTERN_MAIL_TABLE", d.mail_table),
             state_table=e.get("POSTERN_STATE_TABLE", d.state_table),
             spool_prefix=e.get("POSTERN_SPOOL_PREFIX", d.spool_prefix),
+            spool_retention_days=_int(e, "POSTERN_SPOOL_RETENTION_DAYS", d.spool_retention_days),
             message_prefix=e.get("POSTERN_MESSAGE_PREFIX", d.message_prefix),
             max_message_size=_int(e, "POSTERN_MAX_MESSAGE_SIZE", d.max_message_size),
             max_recipients=_int(e, "POSTERN_MAX_RECIPIENTS", d.max_recipients),

@@ -21,23 +21,26 @@ Fails: :class:`~postern.errors.StoreUnavailable` if either call fails (the
       the same queue id is deduplicated downstream, while a 451 would make the
       client resend under a new id); if every attempt is ambiguous the object
       is kept, because deleting it could leave an envelope pointing at
-      nothing, and the bucket's spool lifecycle rule expires it.
+      nothing, and the spool sweep deletes it after the spool window.
 
 Queue ids are 24 lowercase hex digits: 14 of microseconds since the epoch
-(sortable by arrival) then 10 random (unique across gateway tasks).
+(sortable by arrival) then 10 random (unique across gateway tasks): ``postern.queueid``.
+The spool object is also the stored message: the mail store references it in
+place (no copy), and the mail store's spool sweep deletes it once it is past
+the spool window and no mailbox references it (``store.engine``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
 
 from botocore.exceptions import ClientError
 
 from postern.envelope import Envelope
 from postern.errors import StoreUnavailable
+from postern.queueid import new_queue_id
 from postern.store.summary import inline_header
 from postern.tracing import trace_header
 
@@ -46,10 +49,6 @@ log = logging.getLogger("postern.spool")
 METADATA_KEY = "postern-envelope"
 SEND_ATTEMPTS = 3  # sends of the same envelope after ambiguous failures (botocore retries within each)
 _METADATA_BUDGET = 1800  # S3 allows 2 KB of user metadata in total
-
-
-def new_queue_id() -> str:
-    return f"{time.time_ns() // 1000:014x}{secrets.token_hex(5)}"
 
 
 def metadata_summary(env: Envelope) -> str:
@@ -137,7 +136,7 @@ class Spooler:
                     # deduplicated downstream, whereas a 451 makes the client resend under a new id.
                     log.warning("spool send ambiguous queue_id=%s attempt=%d, resending: %s", queue_id, attempt, exc)
                     continue
-                log.error("spool send ambiguous queue_id=%s, keeping %s for the lifecycle rule: %s",
+                log.error("spool send ambiguous queue_id=%s, keeping %s for the spool sweep: %s",
                           queue_id, key, exc)
                 raise StoreUnavailable() from exc
         log.info("spooled queue_id=%s size=%d rcpts=%d", queue_id, env.size, len(env.rcpt_to))
@@ -146,5 +145,5 @@ class Spooler:
     def _discard(self, key: str, queue_id: str) -> None:
         try:
             self.clients.s3.delete_object(Bucket=self.settings.bucket, Key=key)
-        except Exception as exc:  # best effort: the spool lifecycle rule is the backstop
+        except Exception as exc:  # best effort: the spool sweep is the backstop
             log.warning("spool cleanup failed queue_id=%s key=%s: %s", queue_id, key, exc)

@@ -4,7 +4,8 @@ In:   object keys chosen by the mail store (``msg/<email id>`` for mailbox blobs
       the spool prefix for bytes not yet committed to a mailbox).
 Out:  :class:`S3Blobs` and :class:`MemoryBlobs` with ``put``, ``copy`` (the
       store's "adopt": spool object -> mailbox blob, idempotent), ``read``
-      (optionally a byte range), ``delete`` and ``exists``.
+      (optionally a byte range), ``delete``, ``exists`` and ``list_keys`` (a
+      key range, for the spool sweep).
 Fails: a key that does not exist raises :class:`~postern.errors.BlobMissing` (one
       domain error for "the bytes are gone", from both twins); a transient S3
       fault is retried (``items.retrying``); what still fails raises
@@ -80,6 +81,22 @@ class S3Blobs:
             return False
         return True
 
+    def list_keys(self, prefix: str, start_after: str, stop_before: str):
+        """Keys under ``prefix`` after ``start_after`` and before ``stop_before``, in key order."""
+        token = None
+        while True:
+            kw = {"Bucket": self.bucket, "Prefix": prefix, "StartAfter": start_after}
+            if token:
+                kw["ContinuationToken"] = token
+            page = self._call("list", self._s3.list_objects_v2, **kw)
+            for o in page.get("Contents", []):
+                if o["Key"] >= stop_before:
+                    return
+                yield o["Key"]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
 
 class MemoryBlobs:
     def __init__(self):
@@ -109,6 +126,11 @@ class MemoryBlobs:
     def exists(self, key: str) -> bool:
         with self._lock:
             return key in self._data
+
+    def list_keys(self, prefix: str, start_after: str, stop_before: str):
+        with self._lock:
+            found = sorted(k for k in self._data if k.startswith(prefix) and start_after < k < stop_before)
+        yield from found
 
     def keys(self) -> set[str]:
         with self._lock:

@@ -27,4 +27,5 @@ class DynamoMailStore(LogStore):
             S3Blobs(lambda: self.clients.s3, self.bucket),
             spool_prefix=self.settings.spool_prefix,
             message_prefix=self.settings.message_prefix,
+            spool_days=self.settings.spool_retention_days,
         )

@@ -24,8 +24,9 @@ a watcher that read the log up to n can ask for "after n" and miss nothing.
 
 Request costs (what ``make cost`` counts), one message, no contention:
   append    GetItem (account) + BatchGetItem (mailbox name, state, dedup, thread
-            ids) + PutItem (change) + CopyObject (spool -> blob) + PutItem (entry)
-            + BatchWriteItem (dedup marker, thread id) + 2 UpdateItem (state, account)
+            ids) + PutItem (change) + UpdateItem (blob reference: the spool object
+            is the blob, no copy) + PutItem (entry) + BatchWriteItem (dedup marker,
+            thread id) + 2 UpdateItem (state, account)
   flags     GetItem + BatchGetItem + PutItem + UpdateItem per message + 2 UpdateItem
   expunge   GetItem + BatchGetItem + PutItem + PutItem (tombstone) per message
             + DeleteObject (blob) + 2 UpdateItem
@@ -76,6 +77,7 @@ REPAIR_GRACE = 2.0  # seconds a committed change is left to its own writer befor
 FLAGS_CHUNK = 1000  # messages per change record (keeps a record far below DynamoDB's 400 KB)
 EXPUNGE_CHUNK = 500
 COPY_CHUNK = 250
+APPEND_SPOOL = "a/"  # under the spool prefix: an APPEND's bytes until their change commits (bucket lifecycle expires it)
 
 
 @dataclass
@@ -183,12 +185,14 @@ def _counters(st: dict, **delta: int) -> dict:
 
 
 class LogStore(MailStore):
-    def __init__(self, items, blobs, *, spool_prefix: str = "spool/", message_prefix: str = "msg/"):
+    def __init__(self, items, blobs, *, spool_prefix: str = "spool/", message_prefix: str = "msg/",
+                 spool_days: float = 14):
         self.items = items
         self.blobs = blobs
         self.spool_prefix = spool_prefix
         self.message_prefix = message_prefix
-        self.materialiser = Materialiser(items, blobs)
+        self.spool_days = spool_days
+        self.materialiser = Materialiser(items, blobs, spool_prefix=spool_prefix, spool_window=spool_days * 86400.0)
         self.stats = CommitStats()
         self.repair_grace = REPAIR_GRACE
         self._ids: dict[tuple[str, str], str] = {}  # (user, name) -> mailbox id last seen (a hint, verified)
@@ -419,11 +423,13 @@ class LogStore(MailStore):
             raise QuotaExceeded()
         fl = sorted(set(flags) - {"\\Recent"})
         eid = new_id("E", dedup)
-        blob = f"{self.message_prefix}{eid}"
+        # a delivery's spool object is its blob, referenced in place (one S3 write per message; materialise)
+        in_place = spool_key is not None and spool_key.startswith(self.spool_prefix)
+        blob = spool_key if in_place else f"{self.message_prefix}{eid}"
         own, refs = message_ids(header if header is not None else raw[: s.header_len - len(prefix)])
         source = spool_key
         if source is None:
-            source = f"{self.spool_prefix}a/{eid}"  # expires with the spool unless committed (no orphan)
+            source = f"{self.spool_prefix}{APPEND_SPOOL}{eid}"  # expires with the spool unless committed (no orphan)
             self.blobs.put(source, raw)
 
         def build(v: View) -> dict:
@@ -678,3 +684,10 @@ class LogStore(MailStore):
     def sweep(self, user: str) -> int:
         self.repair(user)
         return self.materialiser.sweep(user.lower())
+
+    def sweep_spool(self, now: float | None = None) -> int:
+        """Delete spool objects past the spool window that no mailbox references (``spoolsweep``)."""
+        from .spoolsweep import sweep_spool
+
+        return sweep_spool(self.items, self.blobs, self.spool_prefix, self.spool_days,
+                           time.time() if now is None else now)

@@ -19,10 +19,17 @@ writer reads the account marker first, and its log write fails while n+1 is
 taken), so at most the newest change of an account is ever unmaterialised.
 That is what makes "materialised?" a single GetItem and repair a single replay.
 
-Blob references: a blob has one owner unless COPY shared it; then
-``B#<key>`` holds the set of "<mailbox id>/<uid>" references. The last one to
-go deletes the S3 object. All of an account's changes are serialised by its
-log, so only the sweeper (set operations, which commute) runs beside them.
+Blob references: a delivered message's blob is its spool object, referenced in
+place (no copy: one S3 write per message); ``B#<key>`` holds the set of
+"<mailbox id>/<uid>" references, across accounts (set operations commute and
+repeat harmlessly). A blob under the message prefix (IMAP APPEND, older
+deliveries) has one owner unless COPY shared it, and then the same set. The last
+reference to go deletes the S3 object, except a spool object still inside the
+spool window (SPOOL_RETENTION_DAYS from its queue id's time: deliver, NDR and
+other recipients may still read it); the spool sweep (``spoolsweep``) deletes it
+after the window when no mailbox references it. An entry is written only after
+its reference, so a referenced blob never has an empty set; a replay that finds
+its entry expunged since drops the reference it re-added (``_settle``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import time
 from .. import keys
 from ..errors import BlobMissing
 from ..items import ConditionFailed, Update, absent, newer, present
+from ..queueid import spooled_at
 from . import records as R
 from .summary import HEADER_CAP
 
@@ -46,9 +54,18 @@ def ref(mbid: str, uid: int) -> str:
 
 
 class Materialiser:
-    def __init__(self, items, blobs):
+    def __init__(self, items, blobs, *, spool_prefix: str = "spool/", spool_window: float = 14 * 86400.0):
         self.items = items
         self.blobs = blobs
+        self.spool_prefix = spool_prefix
+        self.spool_window = spool_window  # seconds the pipeline may still read a spool object
+
+    def in_spool_window(self, blob: str, now: float | None = None) -> bool:
+        """A spool object younger than the window: the pipeline may still read it, whoever references it."""
+        if not blob.startswith(self.spool_prefix):
+            return False
+        at = spooled_at(blob)
+        return at is not None and (time.time() if now is None else now) - at < self.spool_window
 
     def apply(self, rec: dict, payload: dict[int, bytes | None] | None = None) -> None:
         k = rec["k"]
@@ -70,17 +87,22 @@ class Materialiser:
         side: list[dict] = []
         for m in rec.get("m", ()):
             uid = int(m["uid"])
-            if m.get("sp"):
+            shared = self._in_place(m)  # references counted in B#, across accounts
+            if m.get("sp") and not shared:
                 self._adopt(m["sp"], m["bl"])
                 if m.get("sx"):  # the spool object was this change's alone (IMAP APPEND): done with it
                     self.blobs.delete(m["sp"])
+            refs = {ref(mbid, uid)} | ({m["src"]} if m.get("src") else set())
+            if shared:  # before the entry: an entry is never without its reference
+                self.items.update(keys.blob_key(m["bl"]), Update(add={"refs": refs}))
             if m.get("src"):
                 prefix, header = self._copy_source(user, m)
-                try:
-                    self.items.update(keys.blob_key(m["bl"]), Update(add={"refs": {m["src"], ref(mbid, uid)}},
-                                                                     set={"ms": h}), cond=newer("ms", h))
-                except ConditionFailed:
-                    pass  # this change (or a later one) already counted it
+                if not shared:
+                    try:
+                        self.items.update(keys.blob_key(m["bl"]), Update(add={"refs": refs}, set={"ms": h}),
+                                          cond=newer("ms", h))
+                    except ConditionFailed:
+                        pass  # this change (or a later one) already counted it
             else:
                 prefix = bytes(m.get("pf", b""))
                 header = payload[uid] if uid in payload else self._header(m, prefix)
@@ -88,7 +110,9 @@ class Materialiser:
             try:
                 self.items.put(item, cond=newer("ms", h))
             except ConditionFailed:
-                if m.get("sp"):
+                if shared:
+                    self._settle(user, m["bl"], refs)
+                elif m.get("sp"):
                     self._unresurrect(user, mbid, uid, m["bl"])
             if m.get("dd"):
                 side.append({**keys.dedup_key(m["dd"]), "uid": uid, "uv": rec.get("uv", 0), "ms": h, "mb": mbid,
@@ -100,6 +124,19 @@ class Materialiser:
                 side.append({**keys.email_key(user, m["e"], mbid, uid), "ms": h})
         if side:
             self.items.batch_put(side)
+
+    def _in_place(self, m: dict) -> bool:
+        """The message's blob is the spool object itself (a delivery), or a blob so shared (COPY of one)."""
+        return m["bl"].startswith(self.spool_prefix)
+
+    def _settle(self, user: str, blob: str, refs: set[str]) -> None:
+        """A replay found its entry written by a later change: drop each reference it re-added whose
+        entry is not live (expunged since, so its release already ran)."""
+        for r in refs:
+            mbid, _, uid = r.partition("/")
+            cur = self.items.get(keys.message_key(user, mbid, int(uid)))
+            if not (R.live(cur) and cur.get("bl") == blob):
+                self.release(blob, r, 0)
 
     def _adopt(self, spool: str, blob: str) -> None:
         """The spool object becomes the mailbox blob (CopyObject; repeating it is harmless)."""
@@ -175,6 +212,8 @@ class Materialiser:
                 self.items.delete(keys.blob_key(blob), cond=absent("refs"))
             except ConditionFailed:
                 return  # shared again meanwhile (a COPY of another reference)
+        if self.in_spool_window(blob):
+            return  # the pipeline may still read it: the spool sweep deletes it after the window
         self.blobs.delete(blob)
 
     # --- mailboxes ----------------------------------------------------------------

@@ -23,7 +23,8 @@ filter can; every other item of the table is derived from these)::
     ud  change of the account's bytes used (quota)
     m   append: one entry per new message: uid, e (email id), th (thread id), fl (flags),
         sz, rs (raw size), hl (header length), id (INTERNALDATE), bl (blob key), and where
-        its bytes come from: sp (spool object to adopt; sx: only this change uses it) or src ("<mailbox id>/<uid>", COPY);
+        its bytes come from: sp (the spool object: bl == sp, referenced in place; or, older records
+        and IMAP APPEND, copied to bl; sx: only this change uses it) or src ("<mailbox id>/<uid>", COPY);
         pf (trace prefix), dd (dedup key), mi (Message-ID hash for the thread index),
         sv (the MX's spam verdict, ``SpamVerdict.to_dict``: SMTP deliveries only; COPY keeps it)
     g   flags: groups {f: resulting flags, u: [uids]}
