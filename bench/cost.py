@@ -57,7 +57,6 @@ PROFILE = REPO / "layers" / "postern" / "postern" / "data" / "cost_profile.json"
 GB = 1024 ** 3
 MONTH_H = 730
 AWS_LATENCY_ALLOWANCE = 0.010  # seconds per AWS request added for the "at AWS latency" duration column
-SPOOL_MONTHS = 14 / 30.42  # spool objects live until the bucket lifecycle (SpoolRetentionDays default)
 LAMBDA_SCOPES = ("lambda:RouterFunction", "lambda:StoreFunction", "lambda:DeliverFunction", "lambda:NdrFunction")
 
 
@@ -574,16 +573,16 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
                     non_esm[k] = non_esm.get(k, 0) + v
         details.append((name, res, u, {k: v for k, v in sorted(non_esm.items())}, reqs))
 
-    # Storage: a message kept for a month (blob shared by its mailbox copies + index items) and its spool copy.
+    # Storage: a message kept for a month (its spool object is the blob its mailbox copies share) + index items.
     stor_rows = []
     one = run_results.get("inbound, 1 recipient")
     if one:
         size = one.get("bytes", 10 * 1024)
         item = one.get("index_item_bytes", 1500)
-        st = cost_of({"s3_gb_month": 1e6 * size / GB * (1 + SPOOL_MONTHS),
+        st = cost_of({"s3_gb_month": 1e6 * size / GB,
                       "ddb_gb_month": 1e6 * (item + 100) / GB,
                       "ddb_pitr_gb_month": 1e6 * (item + 100) / GB}, prices)
-        stor_rows.append([f"storage of 1M messages of {size / 1024:.0f} KB kept a month (S3 blob + spool until expiry,"
+        stor_rows.append([f"storage of 1M messages of {size / 1024:.0f} KB kept a month (S3: the spool object is the blob,"
                           f" DynamoDB index {item} B + PITR)", f"${st.total:,.2f} per month"])
 
     idle = run_results.get("IMAP IDLE")

@@ -242,6 +242,24 @@ def test_replies_join_their_parents_thread(store):
     assert len({a.email_id, b.email_id, c.email_id, d.email_id}) == 4
 
 
+def test_a_thread_root_is_named_not_indexed_and_replies_join_it_in_any_order(h, store):
+    """A message that replies to nothing writes no thread index item (one write less per delivery):
+    its thread is named after its own Message-ID, which is what a reply names when it finds nothing
+    indexed, even when the reply arrives first (RFC 5322 §3.6.4: References starts with the root)."""
+    late_reply = store.append(U, "INBOX", b"Message-ID: <r1@x>\r\nReferences: <root@x>\r\n\r\nx\r\n")
+    root = store.append(U, "INBOX", b"Message-ID: <root@x>\r\n\r\nx\r\n")
+    deep = store.append(U, "INBOX", b"Message-ID: <r3@x>\r\nIn-Reply-To: <r2@x>\r\n"
+                                    b"References: <root@x> <r2@x>\r\n\r\nx\r\n")
+    child = store.append(U, "INBOX", b"Message-ID: <r4@x>\r\nIn-Reply-To: <r3@x>\r\n\r\nx\r\n")
+    other = store.append(U, "INBOX", b"Message-ID: <other@x>\r\n\r\nx\r\n")
+    assert late_reply.thread_id == root.thread_id == deep.thread_id == child.thread_id != other.thread_id
+    thread_items = {k for k in h.items() if k[0].startswith("T#")}
+    assert len(thread_items) == 3  # the three replies; neither root
+    MB.ensure_defaults(store, "bob@example.test")
+    again = store.append("bob@example.test", "INBOX", b"Message-ID: <root@x>\r\n\r\nx\r\n")
+    assert again.thread_id != root.thread_id  # thread ids are the account's own
+
+
 def test_hierarchy_create_rename_delete(h, store):
     MB.create(store, U, "Work/Projects/2024")
     assert {"Work", "Work/Projects", "Work/Projects/2024"} <= {m.name for m in store.list_mailboxes(U)}

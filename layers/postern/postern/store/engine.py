@@ -26,7 +26,8 @@ Request costs (what ``make cost`` counts), one message, no contention:
   append    GetItem (account) + BatchGetItem (mailbox name, state, dedup, thread
             ids) + PutItem (change) + UpdateItem (blob reference: the spool object
             is the blob, no copy) + PutItem (entry) + BatchWriteItem (dedup marker,
-            thread id) + 2 UpdateItem (state, account)
+            and the thread id of a reply: a root is found by its name) + 2
+            UpdateItem (state, account)
   flags     GetItem + BatchGetItem + PutItem + UpdateItem per message + 2 UpdateItem
   expunge   GetItem + BatchGetItem + PutItem + PutItem (tombstone) per message
             + DeleteObject (blob) + 2 UpdateItem
@@ -68,7 +69,7 @@ from .base import (
 )
 from .materialise import Materialiser
 from .schema import CURRENT
-from .threads import id_hash, message_ids
+from .threads import id_hash, message_ids, thread_root
 
 log = logging.getLogger("postern.store")
 
@@ -448,12 +449,14 @@ class LogStore(MailStore):
             if quota and int(v.acct.get("used", 0)) + s.size > quota:
                 raise QuotaExceeded()
             ka = _keywords_added(st, fl)
+            root = thread_root(own, refs)  # names the thread when none of it is indexed (threads.py)
             tid = next((t["th"] for i in ([own] if own else []) + refs
-                        if (t := v.get(keys.thread_key(u, id_hash(i)))) is not None), None) or new_id("T", None)
+                        if (t := v.get(keys.thread_key(u, id_hash(i)))) is not None), None) or new_id(
+                "T", f"{u}#{id_hash(root)}" if root else None)
             uid = int(st.get("un", 1))
             m = {"uid": uid, "e": eid, "th": tid, "fl": fl, "sz": s.size, "rs": rsize, "hl": s.header_len,
                  "id": internaldate or time.time(), "bl": blob, "sp": source, "sx": spool_key is None, "pf": bytes(prefix), "dd": dedup,
-                 "mi": id_hash(own) if own else None}
+                 "mi": id_hash(own) if own and refs else None}  # a root is found by its name, not indexed
             if spam is not None:
                 m["sv"] = spam.to_dict(STORED_SYMBOLS)
             return {"k": "append", "mb": st["mb"], "uv": int(st["uv"]), "m": [m], "ka": ka, "ud": s.size,

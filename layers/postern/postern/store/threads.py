@@ -8,10 +8,13 @@ Fails: never: an unreadable or absent field gives no ids (the message starts a
       new thread).
 
 The store looks the referenced ids up in the account's thread index and takes
-the thread of the first one found; otherwise the message starts a thread, and
-its own Message-ID is recorded so that replies arriving later join it (JMAP
-RFC 8621 §3: threads are the server's choice; this is the References chain,
-without subject merging). Work is bounded for hostile headers: at most 64 KiB
+the thread of the first one found; otherwise the thread is named after its root
+(:func:`thread_root`: the first id of References, else In-Reply-To, else the
+message's own id), so a root message needs no index item: a reply that finds
+nothing indexed names the same root and joins it, in whichever order they
+arrive. A reply records its own Message-ID, since its own replies name the
+root only through References (JMAP RFC 8621 §3: threads are the server's
+choice; this is the References chain, without subject merging). Work is bounded for hostile headers: at most 64 KiB
 of header is looked at, at most 8 KiB of each field, and References keeps its
 first id and its last 20.
 """
@@ -55,3 +58,9 @@ def message_ids(header: bytes) -> tuple[str | None, list[str]]:
 
 def id_hash(message_id: str) -> str:
     return hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+def thread_root(own: str | None, refs: list[str]) -> str | None:
+    """The id a thread is named after when no message of it is indexed: RFC 5322 §3.6.4 References
+    starts with the thread's first message (``message_ids`` puts it last), else the parent, else this one."""
+    return refs[-1] if refs else own
