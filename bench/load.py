@@ -11,9 +11,14 @@ Out:  per operation: count, errors, p50/p99 latency; gateway RSS before,
       ``main(argv)``: ``--quick`` (10 s instead of 60), ``--seconds``,
       ``--smtp N`` (200), ``--imap-idle N`` (100), ``--imap-active N`` (20),
       ``--pop3 N`` (50, each its own account: RFC 1939 locks a maildrop).
-Fails: exit status 1 when more than 1% of operations failed, when no
-      operation ran, or when client threads were still running 90 s after
-      the stop; 0 otherwise.
+      Probe sessions (``--probes``, 4) repeat LOGIN (cached), FETCH 1:* (FLAGS),
+      NOOP and IDLE start alone for ``--baseline`` (20) s first, then under the
+      load: each command's loaded p99 against its unloaded p99 (issue 12: at
+      most 5x).
+Fails: exit status 1 when any operation failed (issue 12: no session fails),
+      when an interactive command's p99 under load is over 5x its unloaded
+      p99, when no operation ran, or when client threads were still running
+      90 s after the stop; 0 otherwise.
 
 Workload (loopback only, bounded in count and time): every session is a
 thread with a real stdlib client. SMTP sessions stay connected and send a
@@ -160,6 +165,63 @@ def pop3_session(port, user, pw, stop, stats, think):
         stop.wait(think)
 
 
+PROBE_OPS = ("LOGIN (cached)", "FETCH 1:* (FLAGS)", "NOOP", "IDLE start")
+TARGET_RATIO = 5.0  # issue 12: interactive commands stay within 5x their unloaded p99
+# The load sessions' rows that are the same commands as a probe's (compared with its unloaded p99).
+LOAD_ROWS = {"imap NOOP": "NOOP", "imap FETCH 1:* (FLAGS)": "FETCH 1:* (FLAGS)", "imap IDLE start": "IDLE start"}
+
+
+def probe_login(port, user, pw) -> imaplib.IMAP4:
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
+    c.login(user, pw)
+    return c
+
+
+def probe_session(port, user, pw, stop, stats, think):
+    """The interactive commands of issue 12, one after another on a fresh connection each round:
+    LOGIN (the credentials were verified moments ago: a cached login), SELECT, FETCH 1:* (FLAGS),
+    NOOP, IDLE start (IDLE sent until its "+"), DONE, LOGOUT."""
+    while not stop.is_set():
+        try:
+            with stats.time("LOGIN (cached)"):
+                c = probe_login(port, user, pw)
+            c.select("INBOX")
+            with stats.time("FETCH 1:* (FLAGS)"):
+                c.fetch("1:*", "(FLAGS)")
+            with stats.time("NOOP"):
+                c.noop()
+            with stats.time("IDLE start"):
+                tag = c._new_tag().decode()
+                c.send(f"{tag} IDLE\r\n".encode())
+                if not c.readline().startswith(b"+"):
+                    raise RuntimeError("IDLE refused")
+            c.send(b"DONE\r\n")
+            while not c.readline().startswith(tag.encode()):
+                pass
+            c.logout()
+        except Exception:  # noqa: BLE001 - counted by the timer
+            pass
+        stop.wait(think)
+
+
+def run_probes(port, users, seconds, stats, stop=None, think=0.25) -> list:
+    """Probe sessions (one per user) for ``seconds``, or until ``stop`` when given (then returned running)."""
+    for u in users:  # the login each probe repeats is a cached one: verified just now
+        probe_login(port, u, "pw-" + u).logout()
+    own = stop is None
+    stop = stop or threading.Event()
+    threads = [threading.Thread(target=probe_session, args=(port, u, "pw-" + u, stop, stats, think), daemon=True)
+               for u in users]
+    for t in threads:
+        t.start()
+    if own:
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join(60)
+    return threads
+
+
 def _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop) -> list:
     threads = []
 
@@ -182,7 +244,7 @@ def _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_thin
 
 
 def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, smtp_think: float,
-        rounds: int = 1, settle: float = 30.0) -> dict:
+        rounds: int = 1, settle: float = 30.0, n_probes: int = 4, baseline: float = 20.0) -> dict:
     """``rounds`` loads one after another against the same gateway (a leak grows with them)."""
     from postern_local.gatewayproc import GatewayProcess
     from postern_local.stack import LocalStack
@@ -197,13 +259,14 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
         # Every POP3 session its own maildrop: POP3 locks a maildrop to one session (RFC 1939
         # §8), so two sessions of one account get -ERR [IN-USE] by design, not by load.
         pop3_users = [f"pop{i}@{domain}" for i in range(n_pop3)]
-        for u in users + pop3_users:
+        probe_users = [f"probe{i}@{domain}" for i in range(n_probes)]
+        for u in users + pop3_users + probe_users:
             stack.directory.add_user(u, "pw-" + u)
             stack.store.ensure_mailboxes(u)
         gw = GatewayProcess(stack, {"POSTERN_MAX_CONN_PER_IP": "5000", "POSTERN_MAX_SESSIONS": "2000",
                                     "POSTERN_LOG_LEVEL": "ERROR"}).start()
         # A few messages in every mailbox so RETR and FETCH have something.
-        for u in users + pop3_users:
+        for u in users + pop3_users + probe_users:
             _mid, raw = message("seed@remote.test", [u], 10 * 1024)
             with smtplib.SMTP("127.0.0.1", gw.ports["smtp"], timeout=30) as c:
                 c.sendmail("seed@remote.test", [u], raw)
@@ -213,11 +276,16 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
         time.sleep(1.0)
         rss_base = gw.rss_kb()
 
+        unloaded = Stats()  # the probes alone: the unloaded figures the loaded ones are held to
+        if probe_users:
+            run_probes(gw.ports["imap"], probe_users, baseline, unloaded)
         out = []
         for _ in range(rounds):
             stats = Stats()
+            probes = Stats()
             stop = threading.Event()
-            threads = _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop)
+            threads = run_probes(gw.ports["imap"], probe_users, seconds, probes, stop=stop) if probe_users else []
+            threads += _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop)
             peak = gw.rss_kb()
             t_end = time.monotonic() + seconds
             while time.monotonic() < t_end:
@@ -235,9 +303,10 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
             for mark in (5.0, settle):
                 time.sleep(max(0.0, closed + mark - time.monotonic()))
                 after[mark] = gw.rss_kb()
-            out.append({"stats": stats, "rss_start": out[-1]["after"][settle] if out else rss_base,
+            out.append({"stats": stats, "probes": probes, "rss_start": out[-1]["after"][settle] if out else rss_base,
                         "rss_peak": peak, "after": after, "stuck_threads": alive})
-        return {"rounds": out, "rss_base": rss_base, "seconds": seconds, "settle": settle,
+        return {"rounds": out, "unloaded": unloaded, "baseline": baseline,
+                "rss_base": rss_base, "seconds": seconds, "settle": settle,
                 "sessions": {"smtp": n_smtp, "imap idle": n_idle, "imap active": n_active, "pop3": n_pop3}}
     finally:
         if gw is not None:
@@ -256,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smtp-think", type=float, default=3.0)
     ap.add_argument("--rounds", type=int, default=1, help="loads one after another on one gateway (leak check)")
     ap.add_argument("--settle", type=float, default=30.0, help="seconds after a load to read RSS again")
+    ap.add_argument("--probes", type=int, default=4, help="probe sessions (LOGIN, FETCH FLAGS, NOOP, IDLE start)")
+    ap.add_argument("--baseline", type=float, default=20.0, help="seconds the probes run alone first (unloaded p99)")
     ap.add_argument("--out", help="also write the report to this file (markdown)")
     args = ap.parse_args(argv)
     os.environ.setdefault("LOG_LEVEL", "ERROR")  # the handlers' Powertools loggers: quiet unless asked
@@ -264,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.CRITICAL)
     seconds = args.seconds or (10.0 if args.quick else 60.0)
     r = run(seconds, args.smtp, args.imap_idle, args.imap_active, args.pop3, args.smtp_think,
-            rounds=max(1, args.rounds), settle=args.settle)
+            rounds=max(1, args.rounds), settle=args.settle, n_probes=args.probes, baseline=args.baseline)
     out_lines: list[str] = []
 
     def print(*a):  # noqa: A001 - tee the report
@@ -272,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         out_lines.append(line)
         builtins.print(line)
 
-    total = errors = stuck = 0
+    total = errors = stuck = over = 0
     rss_lines = []
     print(f"load: {r['sessions']} for {r['seconds']:.0f} s (loopback; 2 shared cores)"
           + (f", {len(r['rounds'])} rounds against one gateway" if len(r["rounds"]) > 1 else ""))
@@ -285,9 +356,19 @@ def main(argv: list[str] | None = None) -> int:
             total += len(lat) + err
             errors += err
             rows.append([op, len(lat), err, f"{percentile(lat, 50) * 1000:.1f}", f"{percentile(lat, 99) * 1000:.1f}"])
+        for op in PROBE_OPS:
+            lat, err = rd["probes"].lat.get(op, []), rd["probes"].errors.get(op, 0)
+            total += len(lat) + err
+            errors += err
+            if lat or err:
+                rows.append([f"probe {op}", len(lat), err, f"{percentile(lat, 50) * 1000:.1f}",
+                             f"{percentile(lat, 99) * 1000:.1f}"])
         if len(r["rounds"]) > 1:
             print(f"round {n}:")
         print(table(["operation", "ok", "errors", "p50 ms", "p99 ms"], rows))
+        verdict = _interactive(r["unloaded"], rd, r["baseline"])
+        print(verdict["table"])
+        over += verdict["over"]
         for op, e in sorted(st.last_error.items()):
             print(f"  last error in {op}: {e}")
         msgs = len(st.lat.get("smtp message (MAIL..DATA 250)", []))
@@ -314,7 +395,30 @@ def main(argv: list[str] | None = None) -> int:
     main.result = {"ops": total, "errors": errors, "rss_peak_mib": round(max(x["rss_peak"] for x in r["rounds"]) / 1024, 1),
                    "smtp_msgs_per_s": round(len(last["stats"].lat.get("smtp message (MAIL..DATA 250)", []))
                                             / r["seconds"], 1)}
-    return 1 if not total or errors / total > 0.01 or stuck else 0
+    main.result["interactive_over_target"] = over
+    # Issue 12: no session fails, and every interactive command within TARGET_RATIO x its unloaded p99.
+    return 1 if not total or errors or stuck or over else 0
+
+
+def _interactive(unloaded: Stats, rd: dict, baseline: float) -> dict:
+    """The interactive commands under load against their unloaded p99 (the probes alone, first)."""
+    rows, over = [], 0
+    cases = [(f"probe {op}", op, rd["probes"].lat.get(op, [])) for op in PROBE_OPS]
+    cases += [(row, op, rd["stats"].lat.get(row, [])) for row, op in LOAD_ROWS.items()]
+    for name, op, lat in cases:
+        base = unloaded.lat.get(op, [])
+        if not base or not lat:
+            continue
+        b99, l99 = percentile(base, 99), percentile(lat, 99)
+        ratio = l99 / b99 if b99 > 0 else float("inf")
+        ok = ratio <= TARGET_RATIO
+        over += not ok
+        rows.append([name, len(base), f"{b99 * 1000:.1f}", len(lat), f"{l99 * 1000:.1f}", f"{ratio:.1f}x",
+                     "yes" if ok else "NO"])
+    head = [f"interactive commands, unloaded ({baseline:.0f} s of probes alone) vs under the load",
+            table(["command", "n unloaded", "p99 ms unloaded", "n loaded", "p99 ms loaded", "ratio",
+                   f"<= {TARGET_RATIO:.0f}x"], rows)]
+    return {"table": "\n".join(head), "over": over}
 
 
 if __name__ == "__main__":

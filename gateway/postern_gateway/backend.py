@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,11 @@ from .sessions import Sessions
 
 log = logging.getLogger("postern.gateway.store")
 
+# A user whose default mailboxes were checked here is not checked again for this long: a
+# special-use mailbox the user deleted comes back at a login after that, as it always did.
+ENSURED_TTL = 600.0
+ENSURED_MAX = 100_000
+
 
 class MailFacade:
     """Every store primitive and mailbox rule the protocols use, as coroutines on the executor."""
@@ -40,22 +46,38 @@ class MailFacade:
         self.store = store
         self._blocking = blocking
         self._sweeps: set[asyncio.Task] = set()
+        self._defaults_ensured: dict[str, float] = {}  # user -> monotonic time ensure_defaults last ran
 
     async def _run(self, fn, /, *args, **kwargs):
         return await self._blocking.run(fn, *args, **kwargs)
 
+    def background(self):
+        """``async with mail.background():`` work no client waits on (blocking.py's background lane)."""
+        return self._blocking.background()
+
     # --- the mailbox rules ---------------------------------------------------------
     async def ensure_defaults(self, user: str) -> None:
+        """The default mailboxes of ``user``, checked at most once per ENSURED_TTL in this process:
+        a cached login then costs no store read (`make load`: the check queued behind the spool)."""
+        now = time.monotonic()
+        last = self._defaults_ensured.get(user)
+        if last is not None and now - last < ENSURED_TTL:
+            return
         await self._run(rules.ensure_defaults, self.store, user)
+        if len(self._defaults_ensured) >= ENSURED_MAX:
+            self._defaults_ensured.clear()
+        self._defaults_ensured[user] = now
 
     async def create(self, user: str, name: str) -> MailboxInfo:
         return await self._run(rules.create, self.store, user, name)
 
     async def delete(self, user: str, name: str) -> None:
+        self._defaults_ensured.pop(user, None)  # a default mailbox deleted comes back at the next login
         await self._run(rules.delete, self.store, user, name)
         self.sweep_later(user)
 
     async def rename(self, user: str, old: str, new: str) -> list[tuple[str, str]]:
+        self._defaults_ensured.pop(user, None)
         return await self._run(rules.rename, self.store, user, old, new)
 
     async def subscribe(self, user: str, name: str) -> None:

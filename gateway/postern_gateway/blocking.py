@@ -1,13 +1,19 @@
-"""The one bounded executor between asyncio and blocking code (boto3, argon2).
+"""The one bounded executor between asyncio and blocking code (boto3, argon2), in three lanes.
 
 In:   a blocking callable and its arguments.
 Out:  ``await Blocking.run(fn, *args)`` runs it on a fixed-size thread pool
       (``POSTERN_AWS_THREADS``) and returns its result; exceptions propagate
-      unchanged (domain errors keep their wire replies).
-      ``await Blocking.run_bulk(fn, *args)`` is the same for work that arrives in
-      bulk and may queue (spooling accepted SMTP mail): at most ``bulk_threads``
-      such calls hold a thread at once, so the others (logins, IMAP and POP3
-      commands) always find a free thread instead of queueing behind the backlog.
+      unchanged (domain errors keep their wire replies). This is the
+      interactive lane: a client is waiting for the answer (a login, an IMAP or
+      POP3 command).
+      ``await Blocking.run_bulk(fn, *args)`` (or ``async with blocking.bulk():``)
+      is for work that arrives in bulk and may queue (spooling accepted SMTP mail);
+      ``async with blocking.background():`` for work no client waits on (the IMAP
+      watchers' reads of the change log). Bulk and background work together hold
+      at most ``bulk_threads`` threads (background alone at most
+      ``background_threads``), so a quarter of the threads is always left to the
+      interactive lane: a login or a NOOP never queues behind the spool backlog or
+      a hundred watchers catching up.
 Fails: after ``shutdown()`` new calls raise RuntimeError.
 
 Nothing in the gateway calls boto3 on the event loop (pymap ``concurrent.py``).
@@ -16,6 +22,7 @@ Nothing in the gateway calls boto3 on the event loop (pymap ``concurrent.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import weakref
@@ -25,12 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 class Blocking:
     def __init__(self, threads: int = 16):
         self.threads = threads
-        # A quarter of the threads (at least one) is kept from bulk work. `make load` (200 SMTP
-        # sessions offering more mail than moto could take) had every thread spooling and a
-        # FIFO queue behind them: IMAP NOOP p50 17 s, logins 75 s. With one thread the lane
-        # cannot be split and bulk work shares it.
+        # A quarter of the threads (at least one) is kept from bulk and background work. `make load`
+        # (200 SMTP sessions offering more mail than moto could take) had every thread spooling and
+        # a FIFO queue behind them: IMAP NOOP p50 17 s, logins 75 s. With one thread the lane
+        # cannot be split and everything shares it.
         self.bulk_threads = max(1, threads - max(1, threads // 4))
-        self._bulk_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.background_threads = max(1, threads // 4)
+        self._lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="postern-aws")
 
     async def run(self, fn, /, *args, **kwargs):
@@ -39,12 +47,31 @@ class Blocking:
         call = functools.partial(ctx.run, fn, *args, **kwargs)
         return await loop.run_in_executor(self._pool, call)
 
-    async def run_bulk(self, fn, /, *args, **kwargs):
+    def _slots(self) -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
+        """(non-interactive slots, background slots) of the running loop."""
         loop = asyncio.get_running_loop()
-        slots = self._bulk_slots.get(loop)
+        slots = self._lanes.get(loop)
         if slots is None:
-            slots = self._bulk_slots[loop] = asyncio.Semaphore(self.bulk_threads)
-        async with slots:
+            slots = self._lanes[loop] = (asyncio.Semaphore(self.bulk_threads),
+                                         asyncio.Semaphore(self.background_threads))
+        return slots
+
+    @contextlib.asynccontextmanager
+    async def bulk(self):
+        """Hold a bulk slot while the body runs its calls (``run``) on the pool."""
+        shared, _ = self._slots()
+        async with shared:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def background(self):
+        """Hold a background slot (one of the bulk slots too) while the body runs."""
+        shared, mine = self._slots()
+        async with mine, shared:
+            yield
+
+    async def run_bulk(self, fn, /, *args, **kwargs):
+        async with self.bulk():
             return await self.run(fn, *args, **kwargs)
 
     def shutdown(self) -> None:

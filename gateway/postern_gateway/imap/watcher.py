@@ -115,7 +115,13 @@ class Watcher:
                 del self.runtime.watchers[self.key]
 
     async def refresh(self, force: bool = False) -> None:
-        """Read the account's changes now (NOOP, IDLE, before acting on \\Deleted flags)."""
+        """Bring the index up to date. ``force`` (before acting on \\Deleted flags, CLOSE): read the
+        account's changes now. Without it (NOOP, CHECK, IDLE) the read is skipped while the change
+        feed is live: its notices already wake the account's :class:`Feed`, so the gateway's own
+        state is as current as a read would make it, and the command never waits for a backend
+        call queued behind other sessions' work (`make load`). Without a live feed it reads."""
+        if not force and self.runtime.feed_live():
+            return
         await self.runtime.feed(self.mb.user).poll(self)
 
     async def on_change(self, ch: Change) -> None:
@@ -181,7 +187,8 @@ class Feed:
                 pass
             self.woken.clear()
             try:
-                await self.poll()
+                async with self.backend.mail.background():  # no client waits on this read
+                    await self.poll()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a poll must never kill the feed
@@ -231,11 +238,15 @@ class Runtime:
             rt = backend.__dict__["_imap_runtime"] = cls(backend)
         return rt
 
+    def feed_live(self) -> bool:
+        """The change feed is running: notices wake the feeds of the accounts they name."""
+        return self.change_feed is not None and bool(self.change_feed.live)
+
     def poll_interval(self) -> float:
         """Seconds between reads of a followed account's log without news: the safety net while
         the change feed is live, else the polling interval."""
         s = self.backend.settings
-        if self.change_feed is not None and self.change_feed.live:
+        if self.feed_live():
             return max(0.05, float(s.change_feed_poll_interval))
         return max(0.05, float(s.imap_poll_interval))
 

@@ -26,6 +26,10 @@ Out:  :class:`Limits`:
             count for its IP only, never towards the account's lockout.
         ``auth_succeeded(ip, account)``: remembers the known client (one UpdateItem, at most
             once per :data:`KNOWN_CLIENT_REFRESH` per account and address in this process).
+        ``allowed_age(ip, account)`` / ``known_client_fresh(ip, account)``: no I/O; how long ago
+            ``auth_allowed`` said yes (None: never, or a failure was counted here since) / whether
+            ``auth_succeeded`` would write nothing: a cached login skips both while the first is
+            under :data:`ALLOWED_MEMO` seconds.
         ``send_allowed(user, recipients)`` -> :class:`Refusal` or None: per-user recipients per
             ``send_rate_window`` on submission (``send_rate_limit``).
       The shared counters are fixed windows: one item per (limit, key, window), key
@@ -146,6 +150,7 @@ class DynamoCounters:
 # --- the limits ------------------------------------------------------------------------
 KNOWN_CLIENT_TTL = 30 * 86400  # seconds a successful login makes its address a known client
 KNOWN_CLIENT_REFRESH = 3600  # a process rewrites a known client at most this often
+ALLOWED_MEMO = 10.0  # seconds a "not locked out" answer is reused for a recently verified password
 
 
 class Gauge:
@@ -215,6 +220,7 @@ class Limits:
         self._idle = Gauge("idle")
         self._known_written: dict[tuple[str, str], float] = {}
         self._known_lock = threading.Lock()
+        self._allowed: dict[tuple[str, str], float] = {}  # (client key, account) -> when auth_allowed said yes
 
     # --- concurrency (per process) --------------------------------------------------
     def connect(self, ip: str, protocol: str = "") -> Ticket | None:
@@ -272,7 +278,27 @@ class Limits:
     def _known_key(ip: str, account: str) -> dict:
         return keys.limit_key("authknown", f"{account[:256]}|{client_key(ip)}", 0)
 
+    def allowed_age(self, ip: str, account: str) -> float | None:
+        """Seconds since ``auth_allowed`` last said yes for this address and account, None when it
+        has not, or a failure was counted in this process since (no I/O). The gateway skips the
+        counter read for a login whose credentials it verified recently (a cached login) while
+        this is under :data:`ALLOWED_MEMO`: a lockout reached through other tasks then applies
+        here within ALLOWED_MEMO seconds, and a password that fails here always reads the counters."""
+        when = self._allowed.get((client_key(ip), account))
+        if when is None:
+            return None
+        age = self._clock() - when
+        return age if age >= 0 else None
+
     def auth_allowed(self, ip: str, account: str | None = None, protocol: str = "") -> Refusal | None:
+        refusal = self._auth_allowed(ip, account, protocol)
+        if refusal is None and account:
+            if len(self._allowed) >= 100_000:
+                self._allowed.clear()
+            self._allowed[(client_key(ip), account)] = self._clock()
+        return refusal
+
+    def _auth_allowed(self, ip: str, account: str | None, protocol: str) -> Refusal | None:
         ks, end = self._auth_keys(ip, account)
         counts = self._safe(self.counters.get_many, ks, default=[0] * len(ks))
         retry = max(0.0, end - self._clock())
@@ -291,6 +317,7 @@ class Limits:
     def auth_failed(self, ip: str, account: str | None = None) -> float:
         """Count one failure for the IP and (unless ``ip`` is a known client) the account;
         return the delay before answering."""
+        self._allowed.clear()  # any failure: every login here reads the counters again for a while
         ks, end = self._auth_keys(ip, account)
         if account and self._safe(self.counters.get_many, ks[2:], default=[0])[0] > 0:
             ks = ks[:1]  # a known client's typo does not count towards the account lockout
@@ -302,6 +329,11 @@ class Limits:
         if base <= 0:
             return 0.0
         return min(self.settings.auth_fail_max_delay, base * (2 ** min(n - 1, 16)))
+
+    def known_client_fresh(self, ip: str, account: str) -> bool:
+        """``auth_succeeded`` would write nothing now (no I/O): the caller may skip it."""
+        last = self._known_written.get((account, client_key(ip)))
+        return last is not None and self._clock() - last < KNOWN_CLIENT_REFRESH
 
     def auth_succeeded(self, ip: str, account: str) -> None:
         """Remember ``ip`` as a known client of ``account`` for KNOWN_CLIENT_TTL."""

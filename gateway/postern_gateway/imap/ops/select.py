@@ -106,8 +106,9 @@ async def select(s: Session, cmd: Command) -> OpResult:
 
 
 async def _refresh(s: Session) -> None:
+    """NOOP/CHECK: what the watcher knows (a backend read only without a live change feed)."""
     if s.selected is not None:
-        await s.selected.watcher.refresh(force=True)
+        await s.selected.watcher.refresh()
 
 
 async def noop(s: Session, cmd: Command) -> OpResult:
@@ -154,11 +155,12 @@ async def idle(s: Session, cmd: Command) -> OpResult:
 async def _idle(s):
     sel = s.selected
     s.send(b"+ idling\r\n")
+    await s.flush()  # the continuation first: a read of the log, if any, is news sent after it
     if sel is not None:
-        await sel.watcher.refresh(force=True)
+        await sel.watcher.refresh()
         for line in sel.flush(allow_expunge=True):
             s.send(line)
-    await s.flush()
+        await s.flush()
     read = asyncio.ensure_future(s.next_request())
     try:
         while True:
