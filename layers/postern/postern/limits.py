@@ -150,7 +150,10 @@ class DynamoCounters:
 # --- the limits ------------------------------------------------------------------------
 KNOWN_CLIENT_TTL = 30 * 86400  # seconds a successful login makes its address a known client
 KNOWN_CLIENT_REFRESH = 3600  # a process rewrites a known client at most this often
-ALLOWED_MEMO = 10.0  # seconds a "not locked out" answer is reused for a recently verified password
+# Seconds a "not locked out" answer is reused for a recently verified password (the gateway renews
+# it in the background past half that age): a lockout reached through other gateway tasks applies to
+# such a login within this time; a failure counted in this process ends every reuse at once.
+ALLOWED_MEMO = 60.0
 
 
 class Gauge:
