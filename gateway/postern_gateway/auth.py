@@ -7,8 +7,9 @@ Out:  :func:`authenticate` -> the directory :class:`~postern.directory.User`
       answers; password hashing runs on the bounded executor, never on the loop,
       at most MAX_CONCURRENT_PASSWORD_CHECKS at a time, and a password verified
       within POSTERN_AUTH_CACHE_TTL is not hashed again (authcache.py); logins
-      arriving together with the same credentials share one check. A cached login makes no
-      backend call (:func:`_lockout_known`; the known-client write only when due).
+      arriving together with the same credentials share one check. A cached login makes one
+      backend call, the credential generation's read (no lockout read: :func:`_lockout_known`;
+      the known-client write only when due).
       :func:`decode_plain` parses a SASL PLAIN response (RFC 4616).
       :func:`claim_session` / :func:`claim_idle`: a per-account ticket the protocol holds while
       the user is logged in / idling, released when it ends (postern.limits caps).
@@ -166,8 +167,9 @@ def _lockout_known(backend, limits, cache: VerifiedCache, ip: str, account: str,
     """True when this login may skip the lockout read: a cached login (these credentials verified
     here within POSTERN_AUTH_CACHE_TTL) whose address and account the counters let in less than
     ``limits.ALLOWED_MEMO`` seconds ago. Past half that age the read is made again in the
-    background (the next login finds it fresh). A cached login thus makes no backend call at all:
-    under load each call queues behind other sessions' work (`make load`, docs/load.md)."""
+    background (the next login finds it fresh). A cached login thus makes one backend call (the
+    credential generation, ``authcache.confirm``) instead of three: under load each call queues
+    behind other sessions' work (`make load`, docs/load.md)."""
     if not account or cache.get(account, password) is None:
         return False
     age = limits.allowed_age(ip, account)

@@ -4,7 +4,8 @@ behind bulk or background work, and what the gateway already knows costs no back
 - the executor's lanes: background work (the IMAP watchers' reads) is capped apart from the SMTP
   spool's bulk lane, both together leave a quarter of the threads to interactive calls;
 - a cached login (credentials verified moments ago, the address let in by the lockout counters
-  moments ago) calls nothing on the executor; a failure makes the next one read the counters;
+  moments ago) reads only the directory's credential generation; a failure makes the next one
+  read the lockout counters again;
 - NOOP/IDLE answer from the watcher while the change feed is live; EXPUNGE still reads the log.
 """
 
@@ -94,29 +95,31 @@ def counting_backend():
     return b, calls
 
 
-def test_cached_login_makes_no_backend_call_and_a_failure_brings_the_lockout_read_back():
+def test_cached_login_reads_only_the_credential_generation_and_a_failure_brings_the_lockout_read_back():
     b, calls = counting_backend()
 
     async def run():
         first = await authenticate(b, USER, PW, client_ip="192.0.2.1", protocol="imap")
         n_first = len(calls)
         second = await authenticate(b, USER.upper(), PW, client_ip="192.0.2.1", protocol="imap")
-        n_second = len(calls) - n_first
+        second_calls = calls[n_first:]
         other_ip = await authenticate(b, USER, PW, client_ip="192.0.2.9", protocol="imap")
         after_other = list(calls)
         assert await authenticate(b, USER, "wrong", client_ip="192.0.2.7", protocol="imap") is None
         mark = len(calls)
         again = await authenticate(b, USER, PW, client_ip="192.0.2.1", protocol="imap")
-        return first, second, n_first, n_second, other_ip, after_other, calls[mark:], again
+        return first, second, n_first, second_calls, other_ip, after_other, calls[mark:], again
 
-    first, second, n_first, n_second, other_ip, after_other, after_failure, again = asyncio.run(run())
+    first, second, n_first, second_calls, other_ip, after_other, after_failure, again = asyncio.run(run())
     b.blocking.shutdown()
     assert first is not None and second is not None and other_ip is not None and again is not None
     assert {"auth_allowed", "authenticate", "auth_succeeded"} <= set(after_other[:n_first])
-    assert n_second == 0  # the cached login: no lockout read, no password check, no known-client write
+    # the cached login: no lockout read, no password check, no known-client write; only the
+    # directory's credential generation (a password changed elsewhere is refused at once)
+    assert second_calls == ["get_user"]
     # another address of the same account reads the counters (and writes its known client) itself
-    assert after_other[n_first:] == ["auth_allowed", "auth_succeeded"]
-    assert after_failure == ["auth_allowed"]  # the failure cleared the memo: the counters are read again
+    assert after_other[n_first + 1:] == ["auth_allowed", "get_user", "auth_succeeded"]
+    assert after_failure == ["auth_allowed", "get_user"]  # the failure cleared the memo: the counters are read
 
 
 def test_an_old_allowance_is_read_again():
@@ -131,7 +134,7 @@ def test_an_old_allowance_is_read_again():
         await authenticate(b, USER, PW, client_ip="192.0.2.1")
         return calls[mark:]
 
-    assert asyncio.run(run()) == ["auth_allowed"]
+    assert asyncio.run(run()) == ["auth_allowed", "get_user"]
     b.blocking.shutdown()
 
 
