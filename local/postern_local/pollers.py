@@ -9,8 +9,10 @@ Out:  :class:`Poller` per (function, SQS event source): ``poll_once()``
       messageAttributes, md5OfBody, eventSource ``aws:sqs``, eventSourceARN,
       awsRegion), calls the real handler and deletes every record not named
       in ``batchItemFailures``. :class:`Pollers` runs them on background
-      threads (``make run``) or pumps them synchronously with ``drain()``
-      until every queue is empty (what end-to-end tests use).
+      threads (``make run``; ``concurrency`` threads per SQS poller, as
+      Lambda runs several batches of a queue at once) or pumps them
+      synchronously with ``drain()`` until every queue is empty (what
+      end-to-end tests use).
 Fails: a handler that raises deletes nothing (Lambda's behaviour: the whole
       batch returns to the queue). Failed records stay in the queue; with a
       ``failure_visibility`` (seconds) they become visible again that soon
@@ -160,8 +162,12 @@ class Pollers:
     round receives nothing, which a background thread holding messages in
     flight would make untrue."""
 
-    def __init__(self, pollers: list[Poller]):
+    def __init__(self, pollers: list[Poller], concurrency: int = 1):
         self.pollers = pollers
+        # Background threads per SQS poller: Lambda's event source mapping runs several batches of a
+        # queue at once (each in its own execution environment: RemoteHandler's workers); a stream
+        # shard is read by one poller, in order.
+        self.concurrency = max(1, concurrency)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -184,9 +190,10 @@ class Pollers:
     def start(self, wait: int = 1) -> None:
         self._stop.clear()
         for p in self.pollers:
-            t = threading.Thread(target=self._run, args=(p, wait), name=f"poller-{p.name}", daemon=True)
-            t.start()
-            self._threads.append(t)
+            for i in range(self.concurrency if isinstance(p, Poller) else 1):
+                t = threading.Thread(target=self._run, args=(p, wait), name=f"poller-{p.name}-{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
 
     def _run(self, p: Poller, wait: int) -> None:
         while not self._stop.is_set():

@@ -110,6 +110,7 @@ class LocalStack:
         outbound_dir=None,
         template: str | None = None,
         rspamd: bool = False,
+        poller_concurrency: int = 1,
     ):
         n = next(_instances)
         self.prefix = prefix or ("postern" if n == 1 else f"postern{n}")
@@ -125,6 +126,7 @@ class LocalStack:
         self.smarthost_sink = None  # the FakeMX outbound mail goes to when no POSTERN_SMARTHOST is set
         self.template_path = template  # a copy of template.yaml (tests that change the template); None: the real one
         self.want_rspamd = rspamd  # make run: start rspamd + Redis when installed (postern_local.rspamd)
+        self.poller_concurrency = poller_concurrency  # background batches at once per SQS source (pollers.py)
         self.rspamd = None  # the running postern_local.rspamd.LocalRspamd
         self.spam_filter = "off"  # what the banner says about spam filtering
         self.proxy: RulesServer | None = None  # moto behind the AWS-rules proxy (postern_local.rules)
@@ -229,7 +231,7 @@ class LocalStack:
         for fn in self.functions.values():
             if fn.sources or fn.streams:
                 fn.handler.prewarm()  # Init overlaps the rest of the start-up
-        self.pollers = Pollers(self._pollers())
+        self.pollers = Pollers(self._pollers(), concurrency=self.poller_concurrency)
         if self.with_gateway:
             self._start_gateway()
         self._start_https_front(template)
