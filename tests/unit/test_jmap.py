@@ -750,3 +750,51 @@ def test_email_get_set_and_download_by_id_read_the_index_not_every_mailbox(store
     # before the index existed is never missed)
     assert ok(acct, "Email/get", {"ids": ["E" + "0" * 24]})["notFound"] == ["E" + "0" * 24]
     assert listed != []
+
+
+# --- Email/copy ---------------------------------------------------------------------------------
+def test_email_copy_answers_per_rfc_8620_for_the_from_account(acct):
+    inbox = mailbox_id(acct, "inbox")
+    assert err(acct, "Email/copy", {"fromAccountId": acct.id, "create": {"c": {"id": "E1", "mailboxIds": {
+        inbox: True}}}}) == "invalidArguments"  # §5.4: MUST differ; within one account Email/set moves
+    assert err(acct, "Email/copy", {"fromAccountId": "aother", "create": {}}) == "fromAccountNotFound"
+    assert err(acct, "Email/copy", {"create": {}}) == "invalidArguments"
+
+
+def test_email_copy_from_a_readable_account_through_the_one_ingest_path(store):
+    other_store = memory_store()
+    mailboxes.ensure_defaults(other_store, "bob@example.test")
+    src = Account("bob@example.test", other_store)
+    dest = Account(USER, store, peers=lambda aid: src if aid == src.id else None)
+    a = mailboxes.append(other_store, "bob@example.test", "INBOX", MIME, flags=["\\Seen", "$label"],
+                         prefix=b"Delivered-To: bob@example.test\r\n")
+    b = mailboxes.append(other_store, "bob@example.test", "INBOX", MIME)
+    inbox, archive = mailbox_id(dest, "inbox"), mailbox_id(dest, "archive")
+    src_state = ok(src, "Email/get", {"ids": []})["state"]
+    out = call(dest, ("Email/copy", {"accountId": dest.id, "fromAccountId": src.id, "ifFromInState": src_state,
+                                     "create": {
+                                         "k": {"id": a.email_id, "mailboxIds": {inbox: True, archive: True}},
+                                         "n": {"id": "Enope", "mailboxIds": {inbox: True}},
+                                         "x": {"id": b.email_id, "mailboxIds": {inbox: True}, "subject": "no"}}}, "c"))
+    kind, body = out["c"]
+    assert kind == "Email/copy", body
+    assert a.email_id in other_store.find_emails("bob@example.test", [a.email_id])  # no destroy asked
+    assert body["notCreated"]["n"]["type"] == "notFound"
+    assert body["notCreated"]["x"]["type"] == "invalidProperties" and body["notCreated"]["x"]["properties"] == ["subject"]
+    made = body["created"]["k"]
+    assert made["id"] != a.email_id and body["newState"] != body["oldState"]
+    got = ok(dest, "Email/get", {"ids": [made["id"]], "properties": ["mailboxIds", "keywords", "receivedAt",
+                                                                     "header:Delivered-To:asText"]})["list"][0]
+    assert got["mailboxIds"] == {inbox: True, archive: True} and got["keywords"] == {"$seen": True, "$label": True}
+    assert got["header:Delivered-To:asText"] == "bob@example.test"  # the logical message, byte for byte
+    (only,) = store.find_emails(USER, [made["id"]])[made["id"]][:1]
+    assert store.read(only[1]) == b"Delivered-To: bob@example.test\r\n" + MIME
+    # the implicit Email/set destroyed the original in the source account (RFC 8620 §5.4)
+    resp = api.handle(dest, {"using": USING, "methodCalls": [["Email/copy", {
+        "fromAccountId": src.id, "onSuccessDestroyOriginal": True,
+        "create": {"k2": {"id": b.email_id, "mailboxIds": {inbox: True}, "keywords": {"$flagged": True}}}}, "c"]]})
+    (copy_resp, set_resp) = resp["methodResponses"]
+    assert copy_resp[0] == "Email/copy" and set_resp[0] == "Email/set" and set_resp[1]["destroyed"] == [b.email_id]
+    assert set_resp[1]["accountId"] == src.id and set_resp[2] == "c"
+    assert other_store.find_emails("bob@example.test", [b.email_id]) == {}
+    assert err(dest, "Email/copy", {"fromAccountId": src.id, "ifFromInState": "0", "create": {}}) == "stateMismatch"

@@ -39,6 +39,9 @@ class Account:
     upload_key: Callable[[str], str | None] | None = None  # an upload's S3 key, if it exists (downloads)
     # the Postern upload capability (postern.jmap.upload): postern.uploads.Presigner (None: not offered)
     presign_upload: object | None = None
+    # other accounts this login may read (RFC 8620 §5.4 fromAccountId): account id -> Account. None in
+    # Postern today (a login holds one account); Email/copy then answers fromAccountNotFound
+    peers: Callable[[str], Account | None] | None = None
     scripts: object | None = None  # sieve.repository.ScriptRepository: SieveScript, RFC 9661 (None: not offered)
     sieve_redirects: int = 4  # POSTERN_SIEVE_MAX_REDIRECTS, for the sieve capability's maxNumberRedirects
     identity_store: object | None = None  # postern.identities.IdentityStore: Identity/set (None: read-only identities)

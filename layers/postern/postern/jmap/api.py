@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 
 from ..errors import PosternError
-from . import (core, email, emailquery, identity, importer, mailbox, postern, quota, sievescript, snippet, submission,
+from . import (copy, core, email, emailquery, identity, importer, mailbox, postern, quota, sievescript, snippet, submission,
                thread, upload, vacation)
 from .account import Account, Call
 from .errors import LIMIT, NOT_JSON, NOT_REQUEST, UNKNOWN_CAPABILITY, MethodError, RequestError
@@ -51,6 +51,7 @@ METHODS: dict[str, tuple[str, Handler]] = {
     "Email/queryChanges": (MAIL, emailquery.query_changes),
     "Email/set": (MAIL, email.set_),
     "Email/import": (MAIL, importer.import_),
+    "Email/copy": (MAIL, copy.copy),
     "Email/parse": (MAIL, email.parse),
     "SearchSnippet/get": (MAIL, snippet.get),
     "Identity/get": (SUBMISSION, identity.get),

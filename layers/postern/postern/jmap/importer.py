@@ -3,9 +3,9 @@
 In:   ``emails``: creation id -> ``{blobId, mailboxIds, keywords, receivedAt}``;
       the blob through ``blobs.read`` (an upload, or a message this account
       already holds).
-Out:  the created Emails (id, blobId, threadId, size), appended through the
-      one ingest path (``postern.mailboxes.append``) with the keywords as
-      flags and receivedAt as INTERNALDATE.
+Out:  the created Emails (id, blobId, threadId, size), stored by
+      ``ingest.store_new`` with the keywords as flags and receivedAt as
+      INTERNALDATE.
 Fails: SetErrors ``blobNotFound``, ``invalidProperties``, ``overQuota``,
       ``tooLarge`` (more than MAX_SIZE); ``stateMismatch`` for ``ifInState``.
 """
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from .. import mailboxes as rules
 from ..errors import KeywordLimit, QuotaExceeded
 from . import args as A
 from . import blobs
 from . import keywords as K
 from .errors import MethodError, set_error
+from .ingest import store_new
 
 MAX_SIZE = 25_000_000
 
@@ -53,18 +53,12 @@ def _one(call, view, obj) -> dict:
     raw = got[0]
     if len(raw) > MAX_SIZE:
         return set_error("tooLarge", maxSize=MAX_SIZE)
-    store, user = call.account.store, call.account.user
     try:
-        res = rules.append(store, user, view.mailboxes[ids[0]].name, raw, flags=K.to_flags(frozenset(), kws),
-                           internaldate=when, quota=call.account.quota)
-        for other in ids[1:]:
-            mb = store.get_mailbox_by_id(user, res.mailbox_id)
-            store.copy(mb, store.get_messages(mb, [res.uid]), view.mailboxes[other].name, quota=call.account.quota)
+        return store_new(call, view, raw, ids, K.to_flags(frozenset(), kws), when)
     except QuotaExceeded:
         return set_error("overQuota")
     except KeywordLimit:
         return set_error("tooManyKeywords")
-    return {"id": res.email_id, "blobId": "B" + res.email_id[1:], "threadId": res.thread_id, "size": len(raw)}
 
 
 def import_(call, args: dict) -> dict:
