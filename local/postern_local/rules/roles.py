@@ -399,6 +399,10 @@ def paper_only(roles: Roles) -> list[str]:
             lines.append(f"resource policy {logical} ({rtype})")
         if rtype == "AWS::IAM::Role":
             lines.append(f"trust policy of {logical} (who may assume it)")
+    # postern_local.rules.presigned checks a presigned POST's signature, not a presigned URL's (nor moto)
+    lines.append("the SigV4 signature of presigned S3 URLs (their expiry, one auth mechanism and the signer's "
+                 "permission are checked)")
+    lines.append("bucket CORS rules (MailBucket CorsConfiguration: browsers enforce them, not S3 for other clients)")
     return lines
 
 
