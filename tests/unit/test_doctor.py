@@ -69,3 +69,32 @@ def test_a_healthy_domain_is_all_ok():
     w.dns[("9.2.0.192.in-addr.arpa", "PTR")] = ["out.example.com."]
     w.dns[("out.example.com", "A")] = ["192.0.2.9"]
     assert wrong(run_checks(f, w, public_offer("mail.example.com"), now=NOW)) == {}
+
+
+def test_the_https_names_present_a_certificate_that_verifies():
+    """Deployed (the distribution known): one check per HTTPS name; CloudFront without the issued certificate
+    presents *.cloudfront.net, which does not verify for webmail.<domain>, and the finding says why."""
+    import ssl
+
+    f = facts(web_target="d111111abcdef8.cloudfront.net")
+    w = World(f, not_after="Jun  1 00:00:00 2027 GMT")
+    w.dns[("9.2.0.192.in-addr.arpa", "PTR")] = ["out.example.com."]
+    w.dns[("out.example.com", "A")] = ["192.0.2.9"]
+    checks = run_checks(f, w, public_offer("mail.example.com"), now=NOW)
+    names = [c.name for c in checks if c.name.startswith("certificate https ")]
+    assert names == [f"certificate https {h}.example.com:443" for h in ("webmail", "autoconfig", "autodiscover",
+                                                                           "mta-sts")]
+    assert wrong(checks) == {}
+    served = w.certificate
+
+    def cloudfront_default(host, port, connect=""):
+        if port == 443:
+            raise ssl.SSLCertVerificationError(f"hostname '{host}' doesn't match '*.cloudfront.net'")
+        return served(host, port, connect)
+
+    w.certificate = cloudfront_default
+    found = wrong(run_checks(f, w, public_offer("mail.example.com"), now=NOW))
+    assert set(found) == set(names), found
+    assert "postern web certificate" in found["certificate https webmail.example.com:443"]
+    w.https_base = "http://127.0.0.1:8080"  # the local front: plain HTTP, no certificate to check
+    assert not [c for c in run_checks(f, w, public_offer("mail.example.com"), now=NOW) if c.name in names]

@@ -15,8 +15,9 @@ DKIM keys published and matching Postern's (and SES's CNAMEs); DMARC (``v=DMARC1
 reports to ``reports@``); TLS-RPT; the ``_mta-sts`` TXT and the policy served at
 ``https://mta-sts.<domain>/.well-known/mta-sts.txt``: reachable, parseable, naming the MX host, and
 its digest the published id (RFC 8461 §3.1); SRV records; the HTTPS names (autoconfig, autodiscover
-answering their documents); the certificate on every implicit-TLS port (verifies, names the host,
-more than 14 days left); PTR of the sending address when Postern sends from its own (``mx``).
+answering their documents, their CNAMEs to the distribution and the HTTPS certificate's validation
+CNAME when ``postern dns`` knows them); the certificate on every implicit-TLS port and, deployed, the
+one CloudFront presents for each HTTPS name (verifies, names the host, more than 14 days left); PTR of the sending address when Postern sends from its own (``mx``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 
+from .clientoffer import web_names
 from .dnsplan import Facts, Record, plan
 from .mtasts import PolicyError, parse_policy, policy_txt
 
@@ -164,24 +166,33 @@ def _web(probe, facts: Facts) -> list[Check]:
     return out
 
 
+def _certificate(probe, name: str, host: str, port: int, connect: str, now: dt.datetime, fix: str = "") -> Check:
+    """One implicit-TLS endpoint: the certificate verifies (chain, host name) and has more than MIN_DAYS left."""
+    try:
+        cert = probe.certificate(host, port, connect)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        return Check(name, False, (f"does not verify ({exc.__class__.__name__}: {exc})"[:300] + fix))
+    not_after = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), dt.timezone.utc)
+    left = (not_after - now).days
+    if left <= MIN_DAYS:
+        return Check(name, False, f"expires {not_after:%Y-%m-%d}, {left} days left: renew it")
+    return Check(name, True, f"valid, names the host, {left} days left")
+
+
 def _certificates(probe, offer, connect: str, now: dt.datetime) -> list[Check]:
-    out = []
-    for svc in offer.services:
-        if svc.tls != "tls":
-            continue  # STARTTLS ports present the same certificate (one gateway, one certificate)
-        name = f"certificate {svc.srv} {svc.host}:{svc.port}"
-        try:
-            cert = probe.certificate(svc.host, svc.port, connect)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            out.append(Check(name, False, f"does not verify ({exc.__class__.__name__}: {exc})"[:300]))
-            continue
-        not_after = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), dt.timezone.utc)
-        left = (not_after - now).days
-        if left <= MIN_DAYS:
-            out.append(Check(name, False, f"expires {not_after:%Y-%m-%d}, {left} days left: renew it"))
-        else:
-            out.append(Check(name, True, f"valid, names the host, {left} days left"))
-    return out
+    return [_certificate(probe, f"certificate {svc.srv} {svc.host}:{svc.port}", svc.host, svc.port, connect, now)
+            for svc in offer.services
+            if svc.tls == "tls"]  # STARTTLS ports present the same certificate (one gateway, one certificate)
+
+
+def _https_certificates(probe, facts: Facts, now: dt.datetime) -> list[Check]:
+    """The certificate CloudFront presents for each HTTPS name (deployed only: the local front is plain HTTP)."""
+    if not facts.web_target or getattr(probe, "https_base", ""):
+        return []
+    fix = ("; until the HTTPS certificate is issued and `make deploy` has run again, the distribution presents "
+           "only its cloudfront.net certificate (`postern web certificate` says where it stands)")
+    return [_certificate(probe, f"certificate https {name}:443", name, 443, "", now, fix)
+            for name in web_names(facts.domain)]
 
 
 def _ptr(probe, facts: Facts) -> list[Check]:
@@ -206,6 +217,7 @@ def run_checks(facts: Facts, probe, offer, connect: str = "", now: dt.datetime |
     checks += _mta_sts(probe, facts)
     checks += _web(probe, facts)
     checks += _certificates(probe, offer, connect, now)
+    checks += _https_certificates(probe, facts, now)
     checks += _ptr(probe, facts)
     return checks
 
