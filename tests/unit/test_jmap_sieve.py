@@ -177,10 +177,12 @@ def test_filters_write_the_managed_scripts_filter_part(world):
     assert got["list"] == [{"id": fid, "field": "from", "match": "contains", "value": "boss@corp.test",
                             "folder": "Work/Boss"}]
     res = ok(acct, PST, "Filter/set", {"update": {fid: {"folder": "Boss"}}, "ifInState": got["state"]})
-    new_id = res["updated"][fid]["id"]
+    assert res["updated"] == {fid: None} and res["newState"] != got["state"]  # the id stays (RFC 8620: immutable)
     assert Managed(repo).rules(USER).filters[0].folder == "Boss"
-    res = ok(acct, PST, "Filter/set", {"destroy": [new_id]})
-    assert res["destroyed"] == [new_id] and Managed(repo).rules(USER).filters == ()
+    res = ok(acct, PST, "Filter/set", {"update": {fid: {"id": "Fother"}}})
+    assert res["notUpdated"][fid]["type"] == "invalidProperties"
+    res = ok(acct, PST, "Filter/set", {"destroy": [fid]})
+    assert res["destroyed"] == [fid] and Managed(repo).rules(USER).filters == ()
     ((kind, body),) = run(acct, PST, ("Filter/set", {"destroy": [], "ifInState": got["state"]}, "c"))
     assert (kind, body["type"]) == ("error", "stateMismatch")
 

@@ -17,7 +17,7 @@ Methods (README "JMAP: the Postern capability" documents them for client authors
     created when missing). They are the managed Sieve script's filter part, written
     through :meth:`postern.sieve.managed.Managed.set_filters` - the CLI's and
     VacationResponse's code - and run before the user's own active script. Order is
-    the order created; the id is derived from the filter's content. SetErrors:
+    the order created; ids are stored with the filters (immutable, RFC 8620). SetErrors:
     ``invalidProperties`` (what ``check_filter`` refuses), ``notFound``.
 
 ``Report/get`` ``{accountId, ids?: ["dmarc", "tls"], domain?, days?}`` -> ``{accountId,
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 
 from ..credentials import PasswordRefused, WrongPassword
 from ..errors import AuthLocked, InvalidAddress, NoSuchDomain
@@ -74,6 +75,9 @@ FILTER_PROPS = ("id", "field", "match", "value", "folder")
 
 
 def filter_id(f: Filter) -> str:
+    """The filter's stored id; one derived from its content for a filter stored before ids were."""
+    if f.id:
+        return f.id
     return "F" + hashlib.sha256(json.dumps([f.field, f.match, f.value, f.folder]).encode()).hexdigest()[:16]
 
 
@@ -88,7 +92,7 @@ def _filter_object(f: Filter) -> dict:
 
 
 def _filters_state(filters) -> str:
-    return hashlib.sha256(json.dumps([filter_id(f) for f in filters]).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([_filter_object(f) for f in filters]).encode()).hexdigest()[:16]
 
 
 def filter_get(call, args: dict) -> dict:
@@ -101,7 +105,7 @@ def filter_get(call, args: dict) -> dict:
             "list": [objs[i] for i in wanted if i in objs], "notFound": [i for i in wanted if i not in objs]}
 
 
-def _filter_from(obj: dict, base: dict | None = None) -> Filter:
+def _filter_from(obj: dict, fid: str, base: dict | None = None) -> Filter:
     if not isinstance(obj, dict):
         raise ManagedRuleError("a Filter is an object")
     bad = [k for k in obj if k not in FILTER_PROPS or (k == "id" and base is None)]
@@ -110,7 +114,7 @@ def _filter_from(obj: dict, base: dict | None = None) -> Filter:
     want = {**(base or {"match": "contains"}), **{k: v for k, v in obj.items() if k != "id"}}
     if not all(isinstance(want.get(k), str) for k in ("field", "match", "value", "folder")):
         raise ManagedRuleError("field, match, value and folder are strings")
-    return Filter(want["field"], want["value"], want["folder"], want["match"])
+    return Filter(want["field"], want["value"], want["folder"], want["match"], fid)
 
 
 def filter_set(call, args: dict) -> dict:
@@ -123,7 +127,8 @@ def filter_set(call, args: dict) -> dict:
     old_state = _filters_state(before)
     if args.get("ifInState") is not None and args["ifInState"] != old_state:
         raise MethodError("stateMismatch")
-    filters = {filter_id(f): f for f in before}  # insertion order: the order they run in
+    # insertion order: the order they run in; a filter stored before ids were gets its derived id stored now
+    filters = {filter_id(f): Filter(f.field, f.value, f.folder, f.match, filter_id(f)) for f in before}
     out = {"accountId": call.account.id, "oldState": old_state, "created": {}, "notCreated": {}, "updated": {},
            "notUpdated": {}, "destroyed": [], "notDestroyed": {}}
     for fid in destroy:
@@ -137,23 +142,24 @@ def filter_set(call, args: dict) -> dict:
             out["notUpdated"][fid] = set_error("notFound")
             continue
         try:
-            new = _filter_from(patch, _filter_object(old))
-            checked = check_filter(new)
+            if isinstance(patch, dict) and patch.get("id", fid) != fid:
+                raise ManagedRuleError("id is immutable")
+            checked = check_filter(_filter_from(patch, fid, _filter_object(old)))
         except ManagedRuleError as exc:
             out["notUpdated"][fid] = set_error("invalidProperties", exc.text)
             continue
-        filters = {(filter_id(checked) if k == fid else k): (checked if k == fid else v) for k, v in filters.items()}
-        out["updated"][fid] = None if filter_id(checked) == fid else {"id": filter_id(checked)}
+        filters[fid] = checked  # same place in the order, same id
+        out["updated"][fid] = None
     for cid, obj in create.items():
         try:
-            checked = check_filter(_filter_from(obj))
+            checked = check_filter(_filter_from(obj, "F" + secrets.token_hex(8)))
         except ManagedRuleError as exc:
             out["notCreated"][cid] = set_error("invalidProperties", exc.text)
             continue
-        filters[filter_id(checked)] = checked
-        call.created_ids[cid] = filter_id(checked)
-        out["created"][cid] = {"id": filter_id(checked), "folder": checked.folder}
-    if list(filters) != [filter_id(f) for f in before]:
+        filters[checked.id] = checked
+        call.created_ids[cid] = checked.id
+        out["created"][cid] = _filter_object(checked)
+    if list(filters.values()) != before:
         try:
             managed.set_filters(user, list(filters.values()))
         except ManagedRuleError as exc:  # too many: nothing was written

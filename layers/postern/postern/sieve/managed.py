@@ -69,6 +69,7 @@ class Filter:
     value: str
     folder: str
     match: str = "contains"  # contains | is
+    id: str = ""  # stable across edits (JMAP Filter ids are immutable); "" for filters written before ids
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def check_filter(f: Filter) -> Filter:
         folder = mailbox_name(f.folder)
     except MailboxInvalid:
         raise ManagedRuleError(f"invalid folder name {f.folder!r}") from None
-    return Filter(f.field, f.value, folder, f.match)
+    return Filter(f.field, f.value, folder, f.match, f.id)
 
 
 def check_vacation(v: VacationSettings) -> VacationSettings:
