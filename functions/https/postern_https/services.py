@@ -71,7 +71,6 @@ class Services:
         def reports(kind: str, domain: str | None, days: int) -> dict:
             return as_json(summary_for(self.directory, report_store(self.settings, self.clients), kind, domain, days))
 
-        current = self.directory.get_user(address)  # the admin role as it is now, not as the login cache holds it
         return Account.for_user(user, self._store, self.directory,
                                 submit=submitter(Spooler(self.settings, self.clients), self.settings.hostname),
                                 uploads=lambda blob_id: uploads.get(address, blob_id),
@@ -80,7 +79,9 @@ class Services:
                                 rules=Managed(scripts), scripts=scripts,
                                 sieve_redirects=self.settings.sieve_max_redirects,
                                 identity_store=IdentityStore(scripts.items), change_password=password,
-                                reports=reports if current is not None and current.admin else None)
+                                # user is the directory's item as it is now (auth.require: a cached login is
+                                # confirmed against it, a token reads it), so the admin role is current
+                                reports=reports if user.admin else None)
 
     def origin_secret(self) -> str:
         """The value CloudFront's origin header must carry; "" when none is configured
