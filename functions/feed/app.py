@@ -1,4 +1,4 @@
-"""feed - the one change feed: the mail table's change log, fanned out to every gateway task.
+"""feed - the one change feed: the mail table's change log, fanned out to every gateway task and JMAP socket.
 
 READS
     A batch of the mail table's DynamoDB stream (NEW_IMAGE), filtered by the event
@@ -17,9 +17,11 @@ FAILURES
     goes to FeedDLQ, which alarms. A notice published twice is harmless (a watcher that
     already has change n reads nothing); a notice lost only delays clients to the
     safety-net poll (POSTERN_CHANGE_FEED_POLL_INTERVAL). A record that is not a change is
-    skipped.
+    skipped. A push never fails the batch: a connection that is gone (410) loses its registry
+    item, any other post or registry fault is logged and counted (PushFailures); the client's
+    next /changes call reads the log anyway.
 CODE
-    postern.feed.
+    postern.feed, postern.push.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import os
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from postern import feed
+from postern import feed, push
 from postern.aws import get_clients
+from postern.config import get_settings
+from postern.errors import StoreUnavailable
 
 logger = Logger()
 metrics = Metrics()
@@ -59,9 +63,30 @@ def publish(records: list[dict], sns, topic: str) -> list[str]:
     return []
 
 
+def push_changes(records: list[dict], registry: push.Registry, post) -> push.Outcome:
+    """The StateChange of each account in ``records`` to its push-enabled JMAP sockets (never raises)."""
+    notices = feed.coalesce([n for n in map(feed.notice_of, records) if n is not None])
+    try:
+        out = push.fan_out(notices, registry, post)
+    except StoreUnavailable as exc:  # the registry: the clients see the change at their next call
+        logger.warning("push registry unavailable", error=exc.text)
+        return push.Outcome(failed=len(notices))
+    if out.failed:
+        logger.warning("pushes failed", failed=out.failed, first=out.errors[:1])
+    if out.posted or out.failed:
+        metrics.add_metric(name="Pushes", unit=MetricUnit.Count, value=out.posted)
+        metrics.add_metric(name="PushFailures", unit=MetricUnit.Count, value=out.failed)
+    return out
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event, context):
     topic = os.environ["POSTERN_CHANGE_TOPIC_ARN"]
-    failed = publish(event.get("Records") or [], get_clients().sns, topic)
+    records = event.get("Records") or []
+    clients = get_clients()
+    failed = publish(records, clients.sns, topic)
+    endpoint = get_settings().push_endpoint
+    if not failed and endpoint:  # a batch retried is pushed when it is published
+        push_changes(records, push.registry_for(), push.connections_poster(clients.connections(endpoint)))
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in failed]}

@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from postern.edge import ORIGIN_HEADER, VIEWER_HOST, VIEWER_IP, VIEWER_PROTO
 
@@ -144,40 +144,49 @@ class HttpFront:
         self.headers = headers
         self.region = region
         self.requested_port = port
-        self.bind = bind
+        self.bind_address = bind
         self.port = 0
+        self.ws = None  # postern_local.wsfront.WebSocketApi: the push socket at /<stage> on this same port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.bind}:{self.port}"
+        return f"http://{self.bind_address}:{self.port}"
+
+    def bind(self) -> int:
+        """Listen (serving starts with :meth:`start`): the port is known before the functions'
+        environments are made (the push URLs name it)."""
+        if self._server is None:
+            front = self
+
+            class Handler(BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"
+                server_version = "postern-local-front"
+
+                def log_message(self, fmt, *args):  # noqa: D102 - quiet; the function logs what matters
+                    log.debug("http %s", fmt % args)
+
+                def _serve(self):
+                    front.handle(self)
+
+                do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
+
+            self._server = ThreadingHTTPServer((self.bind_address, self.requested_port), Handler)
+            self._server.daemon_threads = True
+            self.port = self._server.server_address[1]
+        return self.port
 
     def start(self) -> int:
-        front = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            server_version = "postern-local-front"
-
-            def log_message(self, fmt, *args):  # noqa: D102 - quiet; the function logs what matters
-                log.debug("http %s", fmt % args)
-
-            def _serve(self):
-                front.handle(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
-
-        self._server = ThreadingHTTPServer((self.bind, self.requested_port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
+        self.bind()
         self._thread = threading.Thread(target=self._server.serve_forever, name="postern-https-front", daemon=True)
         self._thread.start()
         return self.port
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
+            if self._thread is not None:  # serve_forever running (shutdown() would wait for it forever)
+                self._server.shutdown()
             self._server.server_close()
             self._server = None
         if self._thread is not None:
@@ -185,9 +194,10 @@ class HttpFront:
             self._thread = None
 
     # --- one request ----------------------------------------------------------------
-    def _reply(self, h: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    def _reply(self, h: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], body: bytes,
+               edge: bool = True) -> None:
         names = {n.lower() for n, _ in headers}
-        for name, value, override in self.headers:  # the response headers policy (CloudFront)
+        for name, value, override in self.headers if edge else ():  # the response headers policy (CloudFront)
             if override or name.lower() not in names:
                 headers = [(n, v) for n, v in headers if n.lower() != name.lower()] + [(name, value)]
         h.send_response(status)
@@ -202,7 +212,29 @@ class HttpFront:
     def _aws_error(self, h, status: int, message: str) -> None:
         self._reply(h, status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode())
 
+    def _ws_route(self, h: BaseHTTPRequestHandler) -> bool:
+        """The WebSocket API's part of this port (postern_local.wsfront): True when it answered."""
+        path = h.path.partition("?")[0]
+        stage = f"/{self.ws.stage}"
+        if path == stage and "websocket" in h.headers.get("Upgrade", "").lower():
+            self.ws.upgrade(h, lambda hh, status, message: self._reply(
+                hh, status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode(),
+                edge=False))
+            return True
+        if path.startswith(stage + "/@connections/"):
+            try:
+                length = min(int(h.headers.get("Content-Length") or 0), MAX_REQUEST_BODY)
+            except ValueError:
+                length = 0
+            body = h.rfile.read(length) if length > 0 else b""
+            self.ws.manage(h, h.command, unquote(path[len(stage + "/@connections/"):]), body,
+                           lambda hh, status, headers, data: self._reply(hh, status, headers, data, edge=False))
+            return True
+        return False
+
     def handle(self, h: BaseHTTPRequestHandler) -> None:
+        if self.ws is not None and self._ws_route(h):
+            return None
         try:
             length = int(h.headers.get("Content-Length") or 0)
         except ValueError:

@@ -226,6 +226,7 @@ class LocalStack:
         schema.migrate(self.store.items)  # what `postern migrate` does after a deploy: the layout version
         self._create_demo(env)
 
+        self._bind_https_front(template)  # its port is in the push URLs the functions' environments name
         self.functions = worker_functions(template, self._function_env)
         self.workers = {name: fn.handler for name, fn in self.functions.items()}
         for fn in self.functions.values():
@@ -346,20 +347,49 @@ class LocalStack:
         self.gateway = Gateway(self.settings, self.gateway_clients)
         asyncio.run_coroutine_threadsafe(self.gateway.start(), self._loop).result(timeout=60)
 
-    def _start_https_front(self, template: dict) -> None:
-        """The HTTPS function behind the local CloudFront/HTTP API stand-in (postern_local.httpfront)."""
-        fn = self.functions.get("HttpsFunction")
+    def _bind_https_front(self, template: dict) -> None:
+        """The local front's port, bound before the functions start: the JMAP WebSocket (PushApi's
+        stage) is served on it too, and POSTERN_PUSH_URL / POSTERN_PUSH_ENDPOINT name it."""
         port = int(self.env.get("POSTERN_LOCAL_HTTP_PORT", "8080"))
-        if fn is None or port < 0:
+        if "HttpsFunction" not in template.get("Resources", {}) or port < 0:
             return
         from .httpfront import HttpFront, security_headers
+        from .wsfront import push_stage
 
+        self.https = HttpFront(None, None, self.env["POSTERN_HTTPS_ORIGIN_SECRET"], security_headers(template),
+                               region=self.settings.region, port=port)
+        bound = self.https.bind()
+        stage = push_stage(template)
+        if stage:
+            urls = {"POSTERN_PUSH_URL": f"ws://127.0.0.1:{bound}/{stage}",
+                    "POSTERN_PUSH_ENDPOINT": f"http://127.0.0.1:{bound}/{stage}"}
+            self.env.update(urls)
+            os.environ.update(urls)
+
+    def _start_https_front(self, template: dict) -> None:
+        """The HTTPS function behind the local CloudFront/HTTP API stand-in (postern_local.httpfront),
+        and the push function behind the WebSocket API's (postern_local.wsfront) on the same port."""
+        fn = self.functions.get("HttpsFunction")
+        if fn is None or self.https is None:
+            return
         # The client configuration it serves names the listeners' real ports (ephemeral ones in tests).
         handler = self.workers["HttpsFunction"]  # the RemoteHandler itself (handler_wrapper wraps fn.handler)
         handler.env.update({PORT_VARS[name]: str(p) for name, p in self.ports.items() if name in PORT_VARS})
-        self.https = HttpFront(handler, fn.context, self.env["POSTERN_HTTPS_ORIGIN_SECRET"],
-                               security_headers(template), region=self.settings.region, port=port)
+        self.https.handler, self.https.context = handler, fn.context
+        push = self.functions.get("PushFunction")
+        stage = self.env.get("POSTERN_PUSH_URL", "").rsplit("/", 1)[-1]
+        if push is not None and stage:
+            from .rules.roles import ACCOUNT
+            from .wsfront import WebSocketApi
+
+            self.https.ws = WebSocketApi(self.workers["PushFunction"], push.context, self.roles.resolver.ref("PushApi"),
+                                         stage, self.settings.region, ACCOUNT, self._may)
         self.https.start()
+
+    def _may(self, access_key: str, action: str, resource: str) -> bool:
+        """Does the principal of ``access_key`` hold ``action`` on ``resource`` (the template's IAM policies)?"""
+        p = self.identities.lookup(access_key)
+        return p is not None and (p.is_admin or bool(p.role.policy.decide(action, resource)))
 
     def drain(self, max_rounds: int = 50) -> int:
         """Run the pollers until every queue is empty; returns the messages handled."""

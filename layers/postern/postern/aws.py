@@ -112,6 +112,20 @@ class Clients:
     def sns(self):
         return self.client("sns")
 
+    def connections(self, endpoint: str):
+        """The API Gateway ``@connections`` management API of one WebSocket stage (its callback URL,
+        ``https://{api-id}.execute-api.{region}.amazonaws.com/{stage}``: an endpoint of its own)."""
+        with self._lock:
+            c = self._clients.get(f"connections {endpoint}")
+            if c is None:
+                if self._session is None:
+                    self._session = boto3.session.Session()
+                c = self._session.client("apigatewaymanagementapi", endpoint_url=endpoint, config=self.config)
+                for event_name, handler in self._hooks:
+                    c.meta.events.register(event_name, handler)
+                self._clients[f"connections {endpoint}"] = c
+            return c
+
     @property
     def s3_presign(self):
         """S3 for presigned GET URLs and POST policies (SigV4; postern.presign)."""

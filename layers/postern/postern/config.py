@@ -196,6 +196,8 @@ class Settings:
     upload_url_expires: int = 900  # POSTERN_UPLOAD_URL_EXPIRES (seconds a presigned S3 POST for an upload works)
     token_ttl: int = 3600  # POSTERN_TOKEN_TTL (seconds a bearer token from POST /auth/token lives)
     ticket_ttl: int = 60  # POSTERN_TICKET_TTL (seconds a one-time WebSocket ticket lives)
+    push_url: str = ""  # POSTERN_PUSH_URL (the JMAP WebSocket, RFC 8887, the session advertises; "": none)
+    push_endpoint: str = ""  # POSTERN_PUSH_ENDPOINT (its @connections callback URL the feed posts to; "": no push)
     profile_signing_secret_id: str = ""  # POSTERN_PROFILE_SIGNING_SECRET_ID ({"cert","key"}: signs .mobileconfig)
     report_max_compressed: int = 4 * MIB  # POSTERN_REPORT_MAX_COMPRESSED (bytes of one report attachment)
     report_max_size: int = 32 * MIB  # POSTERN_REPORT_MAX_SIZE (bytes of one report once decompressed)
@@ -321,6 +323,8 @@ class Settings:
             upload_url_expires=_int(e, "POSTERN_UPLOAD_URL_EXPIRES", d.upload_url_expires),
             token_ttl=_int(e, "POSTERN_TOKEN_TTL", d.token_ttl),
             ticket_ttl=_int(e, "POSTERN_TICKET_TTL", d.ticket_ttl),
+            push_url=e.get("POSTERN_PUSH_URL", d.push_url),
+            push_endpoint=e.get("POSTERN_PUSH_ENDPOINT", d.push_endpoint),
             profile_signing_secret_id=e.get("POSTERN_PROFILE_SIGNING_SECRET_ID", d.profile_signing_secret_id),
             report_max_compressed=_int(e, "POSTERN_REPORT_MAX_COMPRESSED", d.report_max_compressed),
             report_max_size=_int(e, "POSTERN_REPORT_MAX_SIZE", d.report_max_size),

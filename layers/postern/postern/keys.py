@@ -37,6 +37,8 @@ State table (``POSTERN_STATE_TABLE``; attributes pk, sk; TTL ``expires``):
   pk=V#<user>           sk=<handle>#<sender>      a vacation reply was sent to this sender: none again before ``expires``
   pk=TOK#<sha256>       sk=bearer | ticket        an HTTPS bearer token / one-time WebSocket ticket, by the hash of its
                                                   value (user, credential generation; TTL; postern.tokens)
+  pk=WS#<user>          sk=<connection id>        a JMAP WebSocket connection of the account (API Gateway's id; push
+                                                  enabled, data types; TTL; postern.push): the feed's one Query
   pk=R#<kind>#<domain>  sk=<end, 10 digits>#<id>  one DMARC (kind dmarc) or TLS-RPT (tls) report's summary, or a
                                                   refused report, for reports@<domain> (postern.reports.summaries; TTL)
 """
@@ -236,6 +238,15 @@ def vacation_key(user: str, handle: str, sender: str) -> dict:
 def token_key(digest: str, kind: str) -> dict:
     """``digest``: SHA-256 hex of the token's value (the value itself is never stored); ``kind``: bearer | ticket."""
     return {"pk": f"TOK#{digest}", "sk": kind}
+
+
+# --- JMAP WebSocket connections (state table; postern.push) ----------------------
+def push_pk(user: str) -> str:
+    return f"WS#{_user(user)}"
+
+
+def push_key(user: str, connection_id: str) -> dict:
+    return {"pk": push_pk(user), "sk": connection_id}
 
 
 # --- DMARC / TLS-RPT report summaries (state table; postern.reports) --------------

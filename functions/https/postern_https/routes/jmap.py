@@ -60,7 +60,7 @@ def _account():
 @router.get("/jmap/session")
 def session_resource():
     account, viewer = _account()
-    return _json(200, session.build(account, viewer.base_url))
+    return _json(200, session.build(account, viewer.base_url, router.context["services"].settings.push_url))
 
 
 @router.get("/jmap/download/<account_id>/<blob_id>/<name>")

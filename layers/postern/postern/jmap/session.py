@@ -63,7 +63,8 @@ def capabilities() -> dict:
             SIEVE: SESSION_CAPABILITY, POSTERN: {}}
 
 
-def build(account: Account, base_url: str) -> dict:
+def build(account: Account, base_url: str, push_url: str = "") -> dict:
+    """``push_url``: the RFC 8887 WebSocket (POSTERN_PUSH_URL), advertised when set."""
     base = base_url.rstrip("/")
     acct = {
         "name": account.name or account.user,
@@ -97,6 +98,10 @@ def build(account: Account, base_url: str) -> dict:
         # with an error and push is the RFC 8887 WebSocket the front advertises
         "eventSourceUrl": f"{base}/jmap/eventsource/?types={{types}}&closeafter={{closeafter}}&ping={{ping}}",
     }
+    if push_url:
+        from .websocket import WEBSOCKET, capability
+
+        out["capabilities"][WEBSOCKET] = capability(push_url)
     out["state"] = state(account)
     return out
 
