@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import ast
 import re
 from pathlib import Path
@@ -30,9 +32,14 @@ def test_every_handler_in_the_template_imports(t):
         assert callable(f.handler)
         events = t["Resources"][f.logical_id]["Properties"].get("Events") or {}
         # Queue consumers, the stream's reader, a schedule (the cert function, plus the custom resource
-        # that calls it), or the HTTP API (the HTTPS function, served locally by postern_local.httpfront).
-        assert f.sources or f.streams or any(e["Type"] in ("Schedule", "HttpApi") for e in events.values()), \
-            f"{f.logical_id} has no SQS or stream event source, no schedule and no HTTP API"
+        # that calls it), the HTTP API (the HTTPS function, served locally by postern_local.httpfront),
+        # or a WebSocket API's integration (the push function, served locally by postern_local.wsfront).
+        integrated = any(r["Type"] == "AWS::ApiGatewayV2::Integration"
+                         and f.logical_id in json.dumps(r["Properties"].get("IntegrationUri"))
+                         for r in t["Resources"].values())
+        assert f.sources or f.streams or integrated or any(e["Type"] in ("Schedule", "HttpApi")
+                                                           for e in events.values()), \
+            f"{f.logical_id} has no SQS or stream event source, no schedule and no API"
 
 
 def test_every_sqs_consumer_reports_partial_failures_and_has_room_to_retry(t):
