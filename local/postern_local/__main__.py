@@ -67,6 +67,8 @@ def banner(stack: LocalStack, env_path: Path) -> str:
         f"  curl -u {shlex.quote(user + ':' + pw)} {web}/.well-known/jmap",
         f"  curl -H 'Host: autoconfig.{domain}' {web}/mail/config-v1.1.xml",
         f"  curl -H 'Host: mta-sts.{domain}' {web}/.well-known/mta-sts.txt",
+        *([f"JMAP push:     {stack.env['POSTERN_PUSH_URL']}?ticket=<POST /auth/ticket> (WebSocket, subprotocol jmap)"]
+          if stack.env.get("POSTERN_PUSH_URL") else []),
         "",
     ] if web else []
     return "\n".join([

@@ -93,6 +93,11 @@ def test_session_advertises_the_socket(stack, new_user):
     cap = _http(stack, "GET", "/.well-known/jmap", user, pw)["capabilities"][WEBSOCKET]
     assert cap == {"url": stack.env["POSTERN_PUSH_URL"], "supportsPush": True}
     assert cap["url"] == f"ws://127.0.0.1:{stack.https.port}/push"  # the same port as the front, stage "push"
+    from pathlib import Path
+
+    from postern_local.__main__ import banner
+
+    assert f"JMAP push:     {cap['url']}?ticket=" in banner(stack, Path(".postern-local/env"))  # make run says where
 
 
 def test_smtp_delivery_and_imap_flag_push_state_changes(stack, new_user):
