@@ -260,6 +260,13 @@ def lambda_arch(template: dict) -> str:
     return "arm64" if arch == "arm64" else "x86_64"  # FunctionArchitecture's default (it was read as x86_64)
 
 
+def sqs_functions(template: dict) -> set[str]:
+    """Functions an SQS event source mapping feeds (its receives and deletes are billed SQS requests)."""
+    return {name for name, r in template.get("Resources", {}).items()
+            if r.get("Type") == "AWS::Serverless::Function"
+            and any(e.get("Type") == "SQS" for e in (r.get("Properties", {}).get("Events") or {}).values())}
+
+
 def trace_sample_rate(template: dict) -> float:
     """The share of messages traced in X-Ray: template.yaml's TraceSampleRate default (postern.tracing)."""
     tracing = template.get("Globals", {}).get("Function", {}).get("Tracing", "PassThrough")
@@ -280,11 +287,13 @@ def scenario_usage(res: dict, memory: dict[str, int], arch: str, assumptions: di
     s3_t1 = sum(s.s3_tier1 for s in scopes.values())
     s3_t2 = sum(s.s3_tier2 for s in scopes.values())
     sqs = sum(s.sqs_chunks for s in scopes.values())
+    sns = sum(s.requests.get("sns.Publish", 0) for s in scopes.values())
     wru = sum(s.ddb_wru for s in scopes.values())
     rru = sum(s.ddb_rru for s in scopes.values())
     invs = res["invocations"]
-    # ESM model: one ReceiveMessage and one DeleteMessageBatch per batch.
-    sqs += 2 * len(invs) / batch
+    # ESM model: one ReceiveMessage and one DeleteMessageBatch per batch, for functions fed by SQS (the
+    # FeedFunction reads the table's stream, which Lambda does at no charge).
+    sqs += 2 * sum(1 for i in invs if i.function in assumptions["sqs_functions"]) / batch
     gbs = 0.0
     aws_requests = {name: s.total_requests for name, s in scopes.items()}
     per_fn_inv: dict[str, int] = {}
@@ -301,6 +310,7 @@ def scenario_usage(res: dict, memory: dict[str, int], arch: str, assumptions: di
         "s3_tier1": s3_t1 / n,
         "s3_tier2": s3_t2 / n,
         "sqs_requests": sqs / n,
+        "sns_publish": sns / n,
         "ddb_wru": wru / n,
         "ddb_rru": rru / n,
         "lambda_requests": len(invs) / batch / n,
@@ -320,10 +330,12 @@ def stage_profile(results: dict, memory, arch, assumptions) -> dict:
     def scope_usage(res, scope_prefixes: tuple[str, ...], fn_names: tuple[str, ...], per: float):
         scopes = {k: v for k, v in res["usage"].scopes.items() if k.startswith(scope_prefixes)}
         invs = [i for i in res["invocations"] if i.function in fn_names]
+        esm = 2 * sum(1 for i in invs if i.function in assumptions["sqs_functions"])
         u = {
             "s3_tier1": sum(s.s3_tier1 for s in scopes.values()) / per,
             "s3_tier2": sum(s.s3_tier2 for s in scopes.values()) / per,
-            "sqs_requests": (sum(s.sqs_chunks for s in scopes.values()) + 2 * len(invs)) / per,
+            "sqs_requests": (sum(s.sqs_chunks for s in scopes.values()) + esm) / per,
+            "sns_publish": sum(s.requests.get("sns.Publish", 0) for s in scopes.values()) / per,
             "ddb_wru": sum(s.ddb_wru for s in scopes.values()) / per,
             "ddb_rru": sum(s.ddb_rru for s in scopes.values()) / per,
         }
@@ -341,10 +353,13 @@ def stage_profile(results: dict, memory, arch, assumptions) -> dict:
     if one:
         stages["accept"] = scope_usage(one, ("gateway",), (), one["messages"])
         stages["route"] = scope_usage(one, ("lambda:RouterFunction",), ("RouterFunction",), one["messages"])
+    # A delivery is a change the change feed carries (FeedFunction: the stream batch, its SNS publish):
+    # priced with the store stage, so `postern trace ID --cost` counts it per mailbox delivery.
+    store = ("lambda:StoreFunction", "lambda:FeedFunction"), ("StoreFunction", "FeedFunction")
     if one:  # the headline scenario: `postern trace ID --cost` of such a message agrees with it exactly
-        stages["store"] = scope_usage(one, ("lambda:StoreFunction",), ("StoreFunction",), one["messages"])
+        stages["store"] = scope_usage(one, *store, one["messages"])
     elif three:
-        stages["store"] = scope_usage(three, ("lambda:StoreFunction",), ("StoreFunction",), three["messages"] * 3)
+        stages["store"] = scope_usage(three, *store, three["messages"] * 3)
     if out:
         stages["submit"] = scope_usage(out, ("gateway",), (), out["messages"])
         stages["deliver"] = scope_usage(out, ("lambda:DeliverFunction",), ("DeliverFunction",), out["messages"])
@@ -531,13 +546,14 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
     from postern.costs import cost_of, load_prices
 
     prices = load_prices()
-    a = {**prices["assumptions"], "trace_sample_rate": trace_sample_rate(template)}
+    a = {**prices["assumptions"], "trace_sample_rate": trace_sample_rate(template),
+         "sqs_functions": sqs_functions(template)}
     arch = lambda_arch(template)
     lines_md: list[str] = []
     text: list[str] = []
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
-    headers = ["scenario (per million)", "S3", "SQS", "DynamoDB", "Lambda req", "Lambda GB-s", "X-Ray", "Logs",
+    headers = ["scenario (per million)", "S3", "SQS+SNS", "DynamoDB", "Lambda req", "Lambda GB-s", "X-Ray", "Logs",
                "Data out", "Total", "at AWS latency", "batches of 10 (model)", "target (issue 12)"]
     rows = []
     details = []
@@ -551,10 +567,11 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
         b = cost_of({k: v * 1e6 for k, v in u.items()}, prices)
         b_lat = cost_of({k: v * 1e6 for k, v in u_lat.items()}, prices)
         b10 = cost_of({k: v * 1e6 for k, v in scenario_usage(res, memory, arch, a, batch=10).items()}, prices)
-        group = {"S3": 0.0, "SQS": 0.0, "DynamoDB": 0.0, "Lambda req": 0.0, "Lambda GB-s": 0.0, "X-Ray": 0.0,
+        group = {"S3": 0.0, "SQS+SNS": 0.0, "DynamoDB": 0.0, "Lambda req": 0.0, "Lambda GB-s": 0.0, "X-Ray": 0.0,
                  "Logs": 0.0, "Data out": 0.0}
         for line in b.lines:
-            key = {"s3_tier1": "S3", "s3_tier2": "S3", "sqs_requests": "SQS", "ddb_wru": "DynamoDB",
+            key = {"s3_tier1": "S3", "s3_tier2": "S3", "sqs_requests": "SQS+SNS", "sns_publish": "SQS+SNS",
+                   "ddb_wru": "DynamoDB",
                    "ddb_rru": "DynamoDB", "lambda_requests": "Lambda req", "xray_traces": "X-Ray", "log_gb": "Logs",
                    "data_out_gb": "Data out"}.get(line.item, "Lambda GB-s")
             group[key] += line.cost
@@ -643,6 +660,9 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
         " the gateway marks them, the functions run Tracing: PassThrough: postern/tracing.py), so traces per"
         " message = invocations x that share; logs and metrics cover every message. Logs: an assumed"
         f" {a['lambda_log_bytes_per_invocation']} bytes per invocation (START/END/REPORT lines plus Powertools)."
+        " SQS+SNS: SQS requests in 64 KB chunks, with the event source's receive and delete modelled for the"
+        " SQS-fed functions (the FeedFunction reads the mail table's stream, at no charge), and the change feed's"
+        " SNS publishes ($0.50 per million; its deliveries to the tasks' queues are free)."
         " Data out: bytes sent to the internet (POP3/IMAP downloads, outbound SMTP), $0.09/GB. Outbound uses the"
         " smarthost transport here; with the template's default `OutboundTransport=ses` add SES's $0.10 per"
         " 1,000 messages ($100 per million).",

@@ -55,3 +55,12 @@ def test_trace_cost_agrees_with_make_cost():
     prof = load_profile()
     inbound = message_cost({"accept": 1, "route": 1, "store": 1}, size=10 * 1024, profile=prof, storage_months=0)
     assert inbound.total == pytest.approx(prof["scenarios"]["inbound, 1 recipient"], rel=0.01)
+
+
+def test_event_source_requests_are_modelled_for_sqs_fed_functions_only():
+    """The event source's receive + delete are SQS requests for the SQS-fed functions; the FeedFunction reads
+    the mail table's stream, which Lambda does at no charge. The change feed's SNS publishes are priced."""
+    fed = cost.sqs_functions(load_template())
+    assert {"RouterFunction", "StoreFunction", "DeliverFunction", "NdrFunction"} <= fed
+    assert "FeedFunction" not in fed
+    assert "sns_publish" in load_prices()["items"]
