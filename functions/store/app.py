@@ -8,9 +8,9 @@ WRITES
     One message through the one ingest path (``postern.mailboxes.append`` ->
     ``MailStore.append``): a change record in the account's change log (one
     conditional PutItem: UID, modseq, dedup key), then the index entry, the
-    dedup marker, the thread id, the mailbox counters and the account's quota
-    usage; the spool object becomes the recipient's immutable mailbox blob
-    (CopyObject) after the commit. The trace prefix Return-Path / Delivered-To /
+    blob reference, the dedup marker, the email-id index, the thread id (a
+    reply's), the mailbox counters and the account's quota usage; the spool
+    object itself is the recipient's immutable mailbox blob (no copy). The trace prefix Return-Path / Delivered-To /
     the gateway's Received lines goes before the original bytes. The NDR queue: a
     ``NoticeJob(kind="failed")``, status 5.2.2, when the mailbox is over quota.
 FAILURES

@@ -7,8 +7,9 @@ Out:  one message appended through the one ingest path
       mailboxes on first delivery), with the per-recipient trace prefix
       (``Return-Path``, ``Delivered-To``, then the gateway's trace lines) and the
       MX's spam verdict in its store entry (``$Junk`` when marked spam). The
-      store adopts the spool object as the recipient's immutable mailbox blob
-      (CopyObject) once the change is committed; the raw S3 bytes never change. With Sieve
+      spool object is the recipient's immutable mailbox blob, referenced in place
+      (a ``B#`` reference, no copy: one S3 write per message, whatever the
+      recipients); the raw S3 bytes never change. With Sieve
       (:mod:`postern.sieve.delivery`) the mailboxes and flags are the scripts'
       decision (none when discarded, one entry per mailbox), followed by the
       redirects, vacation reply and reject notice they asked for.
@@ -22,8 +23,9 @@ Fails: bounce when the mailbox is over quota (a ``NoticeJob`` with status
 Cost per delivery: the store's append (see ``postern.store.engine``: no
 transaction; the dedup key is checked against the account's change log), plus a
 GetObject only when the gateway could not send the header section inline (over
-16 KiB). A bounced recipient leaves nothing behind: the blob is adopted only
-after the commit, and the spool object expires.
+16 KiB). A bounced recipient leaves nothing behind: the blob is referenced only
+by a committed change, and an unreferenced spool object is swept after the
+spool window (``postern.store.spoolsweep``).
 """
 
 from __future__ import annotations
