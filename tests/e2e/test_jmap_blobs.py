@@ -50,6 +50,9 @@ def _post(form: dict, data: bytes) -> requests.Response:
     return requests.post(form["url"], data=form["fields"], files={"file": ("a.bin", data)}, timeout=60)
 
 
+# 6 MB goes up, into a draft, through the spool, router and store, and back out over IMAP (about 25 s
+# on a loaded 2-core machine); when this file runs alone its setup also starts the stack (up to 100 s)
+@pytest.mark.timeout(600)
 def test_six_megabytes_by_presigned_post_attached_sent_and_read_over_imap(stack, new_user):
     domain_user, pw = new_user("alice")
     bob, bob_pw = new_user("bob", domain_user.split("@")[1])
