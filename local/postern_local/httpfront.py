@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -45,6 +46,7 @@ MAX_DRAIN = 4 * MAX_REQUEST_BODY  # a larger body is not read at all: the connec
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded",
               "application/javascript")
 ACCOUNT = "123456789012"
+_QUERY = re.compile(r"\?[^ \"]*")
 
 
 def security_headers(template: dict | None = None) -> list[tuple[str, str, bool]]:
@@ -165,7 +167,7 @@ class HttpFront:
                 server_version = "postern-local-front"
 
                 def log_message(self, fmt, *args):  # noqa: D102 - quiet; the function logs what matters
-                    log.debug("http %s", fmt % args)
+                    log.debug("http %s", _QUERY.sub("?...", fmt % args))  # never a ticket from a query string
 
                 def _serve(self):
                     front.handle(self)
