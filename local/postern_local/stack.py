@@ -351,6 +351,8 @@ class LocalStack:
         """The local front's port, bound before the functions start: the JMAP WebSocket (PushApi's
         stage) is served on it too, and POSTERN_PUSH_URL / POSTERN_PUSH_ENDPOINT name it."""
         port = int(self.env.get("POSTERN_LOCAL_HTTP_PORT", "8080"))
+        # no front, no socket: nothing may point at the template's (real AWS) WebSocket API
+        self.env.update({"POSTERN_PUSH_URL": "", "POSTERN_PUSH_ENDPOINT": ""})
         if "HttpsFunction" not in template.get("Resources", {}) or port < 0:
             return
         from .httpfront import HttpFront, security_headers
