@@ -189,3 +189,15 @@ def test_domain_add_past_the_quota_keeps_the_domain_and_says_what_to_do(run, acm
     assert rc == EXIT_REFUSED
     assert "added domain d10.test, but not to the HTTPS certificate" in err and "quota of 10" in err
     assert webcert.certificates(acm, STACK) == []
+
+
+def test_postern_dns_still_prints_the_records_when_acm_cannot_be_read(run, monkeypatch):
+    from postern.errors import StoreUnavailable
+
+    def refused(acm, stack):
+        raise StoreUnavailable("ACM (us-east-1) could not list certificates: AccessDeniedException: not allowed")
+
+    monkeypatch.setattr(webcert, "certificates", refused)
+    rc, out, _ = run("--stack", STACK, "dns", "a.test", "--format", "zone")
+    assert rc == EXIT_OK and "IN MX " in out and "_dmarc.a.test." in out
+    assert "; CERTIFICATE: the HTTPS certificate could not be read (ACM (us-east-1) could not list" in out

@@ -20,7 +20,7 @@ import argparse
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .dnsplan import Advice, Facts, plan, table_text, zone_text
-from .errors import StoreUnavailable
+from .errors import PosternError, StoreUnavailable
 
 
 def _stack(clients, name: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -89,7 +89,11 @@ def certificate_facts(settings, stack: str, domain: str) -> dict:
 
     if not stack:
         return {}
-    certs = webcert.certificates(acm_client(settings), stack)
+    try:
+        certs = webcert.certificates(acm_client(settings), stack)
+    except PosternError as exc:  # no ACM rights in us-east-1, say: the other records are still worth printing
+        return {"cert_note": f"the HTTPS certificate could not be read ({exc.text}); `postern --stack {stack} web "
+                             "certificate` shows it"}
     covering = [c for c in certs if c.covers(domain)]
     if not covering:
         return {"cert_note": f"no HTTPS certificate covers *.{domain} yet: `postern --stack {stack} web certificate` "
