@@ -11,10 +11,10 @@ Out:  per operation: count, errors, p50/p99 latency; gateway RSS before,
       ``main(argv)``: ``--quick`` (10 s instead of 60), ``--seconds``,
       ``--smtp N`` (200), ``--imap-idle N`` (100), ``--imap-active N`` (20),
       ``--pop3 N`` (50, each its own account: RFC 1939 locks a maildrop).
-      Probe sessions (``--probes``, 4) repeat LOGIN (cached), FETCH 1:* (FLAGS),
-      NOOP and IDLE start alone for ``--baseline`` (20) s first, then under the
-      load: each command's loaded p99 against its unloaded p99 (issue 12: at
-      most 5x).
+      Probes (``--probes``, 4 accounts, each a selected session repeating
+      FETCH 1:* (FLAGS), NOOP and IDLE start, and a loop of cached LOGINs) run
+      alone for ``--baseline`` (20) s first, then under the load: each
+      command's loaded p99 against its unloaded p99 (issue 12: at most 5x).
 Fails: exit status 1 when any operation failed (issue 12: no session fails),
       when an interactive command's p99 under load is over 5x its unloaded
       p99, when no operation ran, or when client threads were still running
@@ -171,26 +171,21 @@ TARGET_RATIO = 5.0  # issue 12: interactive commands stay within 5x their unload
 LOAD_ROWS = {"imap NOOP": "NOOP", "imap FETCH 1:* (FLAGS)": "FETCH 1:* (FLAGS)", "imap IDLE start": "IDLE start"}
 
 
-def probe_login(port, user, pw) -> imaplib.IMAP4:
-    c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
-    c.login(user, pw)
-    return c
-
-
-def probe_session(port, user, pw, stop, stats, think):
-    """The interactive commands of issue 12, one after another on a fresh connection each round:
-    LOGIN (the credentials were verified moments ago: a cached login), SELECT, FETCH 1:* (FLAGS),
-    NOOP, IDLE start (IDLE sent until its "+"), DONE, LOGOUT."""
-    while not stop.is_set():
-        try:
-            with stats.time("LOGIN (cached)"):
-                c = probe_login(port, user, pw)
-            c.select("INBOX")
-            with stats.time("FETCH 1:* (FLAGS)"):
+def probe_session(port, user, pw, stop, phase, think):
+    """The selected-mailbox commands of issue 12 on one session, logged in and selected once:
+    FETCH 1:* (FLAGS), NOOP and IDLE start (IDLE sent, until its "+"), then DONE, over and over.
+    Each command counts in ``phase["stats"]`` as it is when the command starts (unloaded, then
+    under the load)."""
+    try:
+        c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
+        c.login(user, pw)
+        c.select("INBOX")
+        while not stop.is_set():
+            with phase["stats"].time("FETCH 1:* (FLAGS)"):
                 c.fetch("1:*", "(FLAGS)")
-            with stats.time("NOOP"):
+            with phase["stats"].time("NOOP"):
                 c.noop()
-            with stats.time("IDLE start"):
+            with phase["stats"].time("IDLE start"):
                 tag = c._new_tag().decode()
                 c.send(f"{tag} IDLE\r\n".encode())
                 if not c.readline().startswith(b"+"):
@@ -198,27 +193,35 @@ def probe_session(port, user, pw, stop, stats, think):
             c.send(b"DONE\r\n")
             while not c.readline().startswith(tag.encode()):
                 pass
+            stop.wait(think)
+        c.logout()
+    except Exception:  # noqa: BLE001 - counted by the timer
+        pass
+
+
+def login_probe(port, user, pw, stop, phase, think):
+    """LOGIN with credentials the gateway verified moments ago (a cached login), then LOGOUT."""
+    while not stop.is_set():
+        try:
+            c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
+            with phase["stats"].time("LOGIN (cached)"):
+                c.login(user, pw)
             c.logout()
         except Exception:  # noqa: BLE001 - counted by the timer
             pass
         stop.wait(think)
 
 
-def run_probes(port, users, seconds, stats, stop=None, think=0.25) -> list:
-    """Probe sessions (one per user) for ``seconds``, or until ``stop`` when given (then returned running)."""
+def start_probes(port, users, phase, stop, think=0.25) -> list:
+    """A session probe and a login probe per user, running until ``stop``."""
     for u in users:  # the login each probe repeats is a cached one: verified just now
-        probe_login(port, u, "pw-" + u).logout()
-    own = stop is None
-    stop = stop or threading.Event()
-    threads = [threading.Thread(target=probe_session, args=(port, u, "pw-" + u, stop, stats, think), daemon=True)
-               for u in users]
+        c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
+        c.login(u, "pw-" + u)
+        c.logout()
+    threads = [threading.Thread(target=fn, args=(port, u, "pw-" + u, stop, phase, think), daemon=True)
+               for u in users for fn in (probe_session, login_probe)]
     for t in threads:
         t.start()
-    if own:
-        time.sleep(seconds)
-        stop.set()
-        for t in threads:
-            t.join(60)
     return threads
 
 
@@ -276,22 +279,27 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
         time.sleep(1.0)
         rss_base = gw.rss_kb()
 
-        unloaded = Stats()  # the probes alone: the unloaded figures the loaded ones are held to
+        # The probes alone first: the unloaded figures the loaded ones are held to. They stay
+        # connected into the load (a fresh SELECT under load would be a backend-bound command).
+        unloaded = Stats()
+        phase = {"stats": unloaded}
+        probe_stop = threading.Event()
+        probe_threads = start_probes(gw.ports["imap"], probe_users, phase, probe_stop) if probe_users else []
         if probe_users:
-            run_probes(gw.ports["imap"], probe_users, baseline, unloaded)
+            time.sleep(baseline)
         out = []
         for _ in range(rounds):
             stats = Stats()
-            probes = Stats()
+            probes = phase["stats"] = Stats()
             stop = threading.Event()
-            threads = run_probes(gw.ports["imap"], probe_users, seconds, probes, stop=stop) if probe_users else []
-            threads += _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop)
+            threads = _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop)
             peak = gw.rss_kb()
             t_end = time.monotonic() + seconds
             while time.monotonic() < t_end:
                 peak = max(peak, gw.rss_kb())
                 time.sleep(0.25)
             stop.set()
+            phase["stats"] = Stats()  # the probes' commands after the load period are not counted
             join_by = time.monotonic() + 90
             for t in threads:  # sessions finish their last command: still load, still sampled
                 while t.is_alive() and time.monotonic() < join_by:
@@ -305,6 +313,9 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
                 after[mark] = gw.rss_kb()
             out.append({"stats": stats, "probes": probes, "rss_start": out[-1]["after"][settle] if out else rss_base,
                         "rss_peak": peak, "after": after, "stuck_threads": alive})
+        probe_stop.set()
+        for t in probe_threads:
+            t.join(60)
         return {"rounds": out, "unloaded": unloaded, "baseline": baseline,
                 "rss_base": rss_base, "seconds": seconds, "settle": settle,
                 "sessions": {"smtp": n_smtp, "imap idle": n_idle, "imap active": n_active, "pop3": n_pop3}}
