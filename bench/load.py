@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="loads one after another on one gateway (leak check)")
     ap.add_argument("--settle", type=float, default=30.0, help="seconds after a load to read RSS again")
     ap.add_argument("--probes", type=int, default=4, help="probe sessions (LOGIN, FETCH FLAGS, NOOP, IDLE start)")
-    ap.add_argument("--baseline", type=float, default=20.0, help="seconds the probes run alone first (unloaded p99)")
+    ap.add_argument("--baseline", type=float, help="seconds the probes run alone first (unloaded p99; 20, --quick 10)")
     ap.add_argument("--out", help="also write the report to this file (markdown)")
     args = ap.parse_args(argv)
     os.environ.setdefault("LOG_LEVEL", "ERROR")  # the handlers' Powertools loggers: quiet unless asked
@@ -346,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.CRITICAL)
     seconds = args.seconds or (10.0 if args.quick else 60.0)
     r = run(seconds, args.smtp, args.imap_idle, args.imap_active, args.pop3, args.smtp_think,
-            rounds=max(1, args.rounds), settle=args.settle, n_probes=args.probes, baseline=args.baseline)
+            rounds=max(1, args.rounds), settle=args.settle, n_probes=args.probes,
+            baseline=args.baseline or (10.0 if args.quick else 20.0))
     out_lines: list[str] = []
 
     def print(*a):  # noqa: A001 - tee the report
