@@ -23,7 +23,8 @@ class _Loader(yaml.SafeLoader):
 
 
 def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node):
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    # !Ref and !Condition are "Ref" and "Condition" in CloudFormation's JSON form, not "Fn::..."
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
         if suffix == "GetAtt":
@@ -58,7 +59,7 @@ def parameter_values(template: dict, overrides: dict | None = None) -> dict:
 
 
 def resolve(template: dict, node, overrides: dict | None = None, refs: bool = True):
-    """``node`` with Ref (to parameters), Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or and Condition
+    """``node`` with Ref (to parameters), Fn::If, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Fn::Contains and Condition
     evaluated for the given parameter values (defaults otherwise); other intrinsics are left as they are.
     ``refs=False`` leaves a Ref to a parameter as it is outside conditions (what names what stays visible)."""
     params = parameter_values(template, overrides)
@@ -84,6 +85,8 @@ def resolve(template: dict, node, overrides: dict | None = None, refs: bool = Tr
                 return all(ev(x, True) for x in a)
             if k == "Fn::Or":
                 return any(ev(x, True) for x in a)
+            if k == "Fn::Contains":  # Rules only: is the value one of the list's
+                return str(ev(a[1], True)) in [str(ev(x, True)) for x in ev(a[0], True)]
         if isinstance(v, dict):
             return {k: r for k, x in v.items() if (r := ev(x, deref)) != NO_VALUE}
         if isinstance(v, list):

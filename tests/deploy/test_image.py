@@ -151,7 +151,7 @@ def test_gateway_runs_from_the_image_environment_with_the_task_definition(image_
     from postern.directory import dynamo_directory
 
     resolver, boto = moto_stack.resolver, moto_stack.boto
-    env = resolver.container_environment("GatewayTaskDefinition")
+    env = resolver.container_environment("GatewayMailTaskDefinition")
     hostname = resolver.params["GatewayHostname"]
     assert env["POSTERN_HOSTNAME"] == hostname and env["POSTERN_ALLOW_PLAINTEXT_AUTH"] == "false"
     # the certificate where the task definition says the gateway finds it

@@ -84,17 +84,21 @@ def test_settings_attributes_used_by_code_exist():
 
 def test_gateway_task_gets_what_the_gateway_reads(t):
     t = deployed(t)  # the default profile (ha): behind the NLB
-    (task,) = resources_of_type(t, "AWS::ECS::TaskDefinition").values()
-    (container,) = task["Properties"]["ContainerDefinitions"]
-    env = {e["Name"]: e["Value"] for e in container["Environment"]}
-    for var in ("POSTERN_BUCKET", "POSTERN_INBOUND_QUEUE_URL", "POSTERN_DIRECTORY_TABLE", "POSTERN_MAIL_TABLE",
-                "POSTERN_STATE_TABLE", "POSTERN_HOSTNAME"):
-        assert var in env
-    container_ports = {int(env[v]) for v in PORT_VARS.values()}
-    health = int(env["POSTERN_HEALTH_PORT"])  # the NLB's and ECS's health checks (tests/unit/test_template_ops.py)
-    assert container_ports | {health} == {m["ContainerPort"] for m in container["PortMappings"]}
-    # the container uses the local stack's ports, so one table of ports serves both
-    assert container_ports == {int(LOCAL_DEFAULTS[v]) for v in PORT_VARS.values()}
+    tasks = resources_of_type(t, "AWS::ECS::TaskDefinition")
+    for service in resources_of_type(t, "AWS::ECS::Service").values():
+        task = tasks[service["Properties"]["TaskDefinition"]["Ref"]]
+        (container,) = task["Properties"]["ContainerDefinitions"]
+        env = {e["Name"]: e["Value"] for e in container["Environment"]}
+        for var in ("POSTERN_BUCKET", "POSTERN_INBOUND_QUEUE_URL", "POSTERN_DIRECTORY_TABLE", "POSTERN_MAIL_TABLE",
+                    "POSTERN_STATE_TABLE", "POSTERN_HOSTNAME"):
+            assert var in env
+        container_ports = {int(env[v]) for v in PORT_VARS.values()}
+        health = int(env["POSTERN_HEALTH_PORT"])  # the NLB's and ECS's health checks (tests/unit/test_template_ops.py)
+        mapped = {m["ContainerPort"] for m in container["PortMappings"]}
+        served = {lb["ContainerPort"] for lb in service["Properties"]["LoadBalancers"]}
+        assert served | {health} <= mapped <= container_ports | {health}
+        # the container uses the local stack's ports, so one table of ports serves both
+        assert container_ports == {int(LOCAL_DEFAULTS[v]) for v in PORT_VARS.values()}
 
 
 def test_nlb_listeners_preserve_client_ip_without_proxy_protocol(t):

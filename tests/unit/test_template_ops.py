@@ -154,19 +154,21 @@ def test_both_services_scale_on_sessions_per_task_and_cpu(ha):
 
 
 def test_health_checks_ask_the_gateway_health_endpoint(t):
-    (task,) = resources_of_type(t, "AWS::ECS::TaskDefinition").values()
-    (container,) = [c for c in task["Properties"]["ContainerDefinitions"] if c.get("Name") == "gateway"]  # + rspamd
-    env = {e["Name"]: e["Value"] for e in container["Environment"]}
-    port = int(env["POSTERN_HEALTH_PORT"])
-    assert port == Settings().health_port
-    assert container["HealthCheck"]["Command"] == ["CMD", "python", "-m", "postern_gateway.health"]
+    tasks = resources_of_type(t, "AWS::ECS::TaskDefinition")
+    assert set(tasks) == {"GatewayMailTaskDefinition", "GatewayAccessTaskDefinition"}
+    for task in tasks.values():
+        (container,) = [c for c in task["Properties"]["ContainerDefinitions"] if c.get("Name") == "gateway"]  # + rspamd
+        env = {e["Name"]: e["Value"] for e in container["Environment"]}
+        port = int(env["POSTERN_HEALTH_PORT"])
+        assert port == Settings().health_port
+        assert container["HealthCheck"]["Command"] == ["CMD", "python", "-m", "postern_gateway.health"]
+        # SIGTERM -> drain for POSTERN_DRAIN_TIMEOUT -> SIGKILL at StopTimeout (Fargate: at most 120 s)
+        assert float(env["POSTERN_DRAIN_TIMEOUT"]) + 15 <= container["StopTimeout"] <= 120
     for name, g in resources_of_type(t, "AWS::ElasticLoadBalancingV2::TargetGroup").items():
         p = g["Properties"]
         assert (p["HealthCheckProtocol"], int(p["HealthCheckPort"]), p["HealthCheckPath"]) == ("HTTP", port, "/healthz"), name
         attrs = {a["Key"]: a["Value"] for a in p["TargetGroupAttributes"]}
         assert attrs["deregistration_delay.timeout_seconds"] == {"Ref": "GatewayDrainSeconds"}, name
-    # SIGTERM -> drain for POSTERN_DRAIN_TIMEOUT -> SIGKILL at StopTimeout (Fargate: at most 120 s)
-    assert float(env["POSTERN_DRAIN_TIMEOUT"]) + 15 <= container["StopTimeout"] <= 120
 
 
 def test_imap_and_pop3_outlive_the_nlb_idle_timeout(t):
@@ -179,19 +181,29 @@ def test_imap_and_pop3_outlive_the_nlb_idle_timeout(t):
             assert attrs.get("tcp.idle_timeout.seconds", 350) >= max(600, need[p["Port"]]), p["Port"]
 
 
-def test_tasks_are_reached_only_through_the_load_balancer(ha):
+def test_tasks_are_reached_only_through_the_load_balancer_on_their_own_services_ports(ha):
     t = ha
     (lb,) = resources_of_type(t, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
     (nlb_sg,) = [r["Ref"] for r in lb["Properties"]["SecurityGroups"]]
-    gateway_sg = resources_of_type(t, "AWS::EC2::SecurityGroup")["GatewaySecurityGroup"]["Properties"]
-    for rule in gateway_sg["SecurityGroupIngress"]:
-        assert "CidrIp" not in rule and rule["SourceSecurityGroupId"] == {"Ref": nlb_sg}, rule
-    for rule in resources_of_type(t, "AWS::EC2::SecurityGroupIngress").values():
-        assert rule["Properties"].get("GroupId") != {"Ref": "GatewaySecurityGroup"}, "ingress only from the NLB's group"
-    for service in resources_of_type(t, "AWS::ECS::Service").values():
+    groups = resources_of_type(t, "AWS::EC2::SecurityGroup")
+    health = Settings().health_port
+    services = resources_of_type(t, "AWS::ECS::Service")
+    assert set(services) == {"GatewayMailService", "GatewayAccessService"}
+    task_sgs = set()
+    for name, service in services.items():
         vpc = service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
         assert vpc["AssignPublicIp"] == "ENABLED"  # their way out to ECR and the AWS APIs, no NAT gateway
-        assert vpc["SecurityGroups"] == [{"Ref": "GatewaySecurityGroup"}]
+        (sg,) = [r["Ref"] for r in vpc["SecurityGroups"]]
+        task_sgs.add(sg)
+        ingress = groups[sg]["Properties"]["SecurityGroupIngress"]
+        for rule in ingress:
+            assert "CidrIp" not in rule and rule["SourceSecurityGroupId"] == {"Ref": nlb_sg}, rule
+        # exactly the ports its target groups send to, and the health checks': no other service's port
+        served = {lb_["ContainerPort"] for lb_ in service["Properties"]["LoadBalancers"]}
+        assert {r["FromPort"] for r in ingress} == {r["ToPort"] for r in ingress} == served | {health}, name
+    assert task_sgs == {"GatewayMailSecurityGroup", "GatewayAccessSecurityGroup"}
+    for rule in resources_of_type(t, "AWS::EC2::SecurityGroupIngress").values():
+        assert rule["Properties"].get("GroupId") not in [{"Ref": g} for g in task_sgs], "ingress only from the NLB's group"
 
 
 def test_a_restored_table_finds_the_bodies_it_points_at(t):
@@ -266,9 +278,11 @@ def test_small_profile_task_listens_on_the_mail_ports_and_publishes_its_address(
 
 
 def test_default_profile_neither_publishes_nor_opens_low_ports(t, ha):
-    (task,) = resources_of_type(ha, "AWS::ECS::TaskDefinition").values()
-    (c,) = task["Properties"]["ContainerDefinitions"]
-    env = {e["Name"]: e["Value"] for e in c["Environment"]}
-    assert env["POSTERN_PUBLISH_ZONE_ID"] == "" and "SystemControls" not in c
+    tasks = resources_of_type(ha, "AWS::ECS::TaskDefinition")
+    assert len(tasks) == 2
+    for task in tasks.values():
+        (c,) = task["Properties"]["ContainerDefinitions"]
+        env = {e["Name"]: e["Value"] for e in c["Environment"]}
+        assert env["POSTERN_PUBLISH_ZONE_ID"] == "" and "SystemControls" not in c
     rule = t["Rules"]["SmallProfileNeedsAZone"]
     assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "HostedZoneId"}, ""]}]}

@@ -115,9 +115,11 @@ def test_no_secrets_in_parameters(t):
 
 def test_deployed_gateway_never_allows_plaintext_auth(t):
     assert Settings().allow_plaintext_auth is False
-    (td,) = resources_of_type(t, "AWS::ECS::TaskDefinition").values()
-    env = {e["Name"]: e["Value"] for e in td["Properties"]["ContainerDefinitions"][0]["Environment"]}
-    assert env["POSTERN_ALLOW_PLAINTEXT_AUTH"] == "false"
-    assert "POSTERN_TLS_SELF_SIGNED" not in env
+    tasks = resources_of_type(t, "AWS::ECS::TaskDefinition").values()
+    assert len(tasks) == 2  # mail-in, mailbox access
+    for td in tasks:
+        env = {e["Name"]: e["Value"] for e in td["Properties"]["ContainerDefinitions"][0]["Environment"]}
+        assert env["POSTERN_ALLOW_PLAINTEXT_AUTH"] == "false"
+        assert "POSTERN_TLS_SELF_SIGNED" not in env
     for fn in resources_of_type(t, "AWS::Serverless::Function").values():
         assert "POSTERN_ALLOW_PLAINTEXT_AUTH" not in fn["Properties"].get("Environment", {}).get("Variables", {})

@@ -1,7 +1,8 @@
 """template.yaml's rspamd sidecar (README "Spam filtering", Deployed): off by default; with RspamdImage
-(pinned by digest) a second, non-essential container beside the gateway on the task's loopback, the
-gateway told where it is, the shared configuration script given Redis/clamd, and an alarm on the
-gateway's SpamUnchecked metric."""
+(pinned by digest) a second, non-essential container beside the gateway on the task's loopback, in the
+mail-in task definition only (and so in the small profile's one task), the gateway told where it is, the
+shared configuration script given Redis/clamd, and an alarm on the gateway's SpamUnchecked metric.
+RspamdValkey: an ElastiCache Serverless Valkey only the mail-in tasks can reach."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from postern_gateway.spam.check import METRIC
-from postern_local.template import deployed, load_template, resources_of_type
+from postern_local.template import deployed, load_template, resolve, resources_of_type
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/postern-rspamd@sha256:" + "a" * 64
@@ -22,9 +23,8 @@ def t():
     return load_template()
 
 
-def containers(t) -> dict[str, dict]:
-    (task,) = resources_of_type(t, "AWS::ECS::TaskDefinition").values()
-    return {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
+def containers(t, task: str = "GatewayMailTaskDefinition") -> dict[str, dict]:
+    return {c["Name"]: c for c in t["Resources"][task]["Properties"]["ContainerDefinitions"]}
 
 
 def env(c) -> dict:
@@ -62,3 +62,115 @@ def test_the_image_is_pinned_by_digest(t):
     pattern = t["Parameters"]["RspamdImage"]["AllowedPattern"]
     assert re.fullmatch(pattern, IMAGE) and re.fullmatch(pattern, "")
     assert not re.fullmatch(pattern, "123456789012.dkr.ecr.us-east-1.amazonaws.com/postern-rspamd:latest")
+
+
+def test_only_the_mail_in_task_runs_rspamd_and_the_small_profiles_task_does(t):
+    d = deployed(t, {"RspamdImage": IMAGE})
+    services = resources_of_type(d, "AWS::ECS::Service")
+    task_of = {name: s["Properties"]["TaskDefinition"]["Ref"] for name, s in services.items()}
+    assert task_of == {"GatewayMailService": "GatewayMailTaskDefinition",
+                       "GatewayAccessService": "GatewayAccessTaskDefinition"}
+    assert list(containers(d, "GatewayAccessTaskDefinition")) == ["gateway"]
+    access = env(containers(d, "GatewayAccessTaskDefinition")["gateway"])
+    assert access["POSTERN_RSPAMD_URL"] == "" and access["POSTERN_RSPAMD_CONTROLLER_URL"] == ""
+    small = deployed(t, {"RspamdImage": IMAGE, "GatewayProfile": "small", "HostedZoneId": "Z0123456789ABC"})
+    (solo,) = resources_of_type(small, "AWS::ECS::Service").values()
+    assert solo["Properties"]["TaskDefinition"] == {"Ref": "GatewayMailTaskDefinition"}
+    assert list(resources_of_type(small, "AWS::ECS::TaskDefinition")) == ["GatewayMailTaskDefinition"]
+    assert list(containers(small)) == ["gateway", "rspamd"]
+    # memory: the mail-in task's own size behind the NLB, GatewayMemory (IMAP's workers too) when alone
+    assert d["Resources"]["GatewayMailTaskDefinition"]["Properties"]["Memory"] == {"Ref": "MailInMemory"}
+    assert small["Resources"]["GatewayMailTaskDefinition"]["Properties"]["Memory"] == {"Ref": "GatewayMemory"}
+    assert d["Resources"]["GatewayAccessTaskDefinition"]["Properties"]["Memory"] == {"Ref": "GatewayMemory"}
+
+
+def test_the_two_gateway_containers_differ_only_in_rspamd_and_the_ports_they_serve(t):
+    d = deployed(t, {"RspamdImage": IMAGE})
+    mail = containers(d)["gateway"]
+    access = containers(d, "GatewayAccessTaskDefinition")["gateway"]
+    rspamd_vars = {"POSTERN_RSPAMD_URL", "POSTERN_RSPAMD_CONTROLLER_URL"}
+    assert {k: v for k, v in env(mail).items() if k not in rspamd_vars} == \
+        {k: v for k, v in env(access).items() if k not in rspamd_vars}
+    assert {k: v for k, v in mail.items() if k not in ("Environment", "PortMappings")} == \
+        {k: v for k, v in access.items() if k not in ("Environment", "PortMappings")}
+    mail_task, access_task = (d["Resources"][n]["Properties"] for n in ("GatewayMailTaskDefinition",
+                                                                          "GatewayAccessTaskDefinition"))
+    same = ("Cpu", "RuntimePlatform", "ExecutionRoleArn", "TaskRoleArn", "NetworkMode", "RequiresCompatibilities")
+    assert {k: mail_task[k] for k in same} == {k: access_task[k] for k in same}
+
+
+def test_valkey_is_created_by_parameter_and_reached_by_the_mail_in_tasks_only(t):
+    assert "SpamStateCache" not in deployed(t, {"RspamdImage": IMAGE})["Resources"]  # off by default
+    d = deployed(t, {"RspamdImage": IMAGE, "RspamdValkey": "true"})
+    cache = d["Resources"]["SpamStateCache"]["Properties"]
+    assert cache["Engine"] == "valkey" and cache["CacheUsageLimits"]["DataStorage"]["Maximum"] <= 1
+    (sg,) = [r["Ref"] for r in cache["SecurityGroupIds"]]
+    assert env(containers(d)["rspamd"])["RSPAMD_REDIS"] == {
+        "Fn::Sub": "${SpamStateCache.Endpoint.Address}:${SpamStateCache.Endpoint.Port}"}
+    groups = resources_of_type(d, "AWS::EC2::SecurityGroup")
+    assert "SecurityGroupIngress" not in groups[sg]["Properties"]
+    assert groups[sg]["Properties"]["SecurityGroupEgress"] == [
+        {"IpProtocol": "-1", "CidrIp": "127.0.0.1/32", "Description": "No egress"}]
+    (ingress,) = [r["Properties"] for r in resources_of_type(d, "AWS::EC2::SecurityGroupIngress").values()
+                  if r["Properties"]["GroupId"] == {"Ref": sg}]
+    assert (ingress["FromPort"], ingress["ToPort"]) == (6379, 6379)
+    assert ingress["SourceSecurityGroupId"] == {"Ref": "GatewayMailSecurityGroup"}
+
+    egress = {n: r["Properties"] for n, r in resources_of_type(d, "AWS::EC2::SecurityGroupEgress").items()
+              if r["Properties"].get("DestinationSecurityGroupId") == {"Ref": sg}}
+    assert [(e["GroupId"], e["FromPort"], e["ToPort"]) for e in egress.values()] == [
+        ({"Ref": "GatewayMailSecurityGroup"}, 6379, 6379)]  # the mailbox-access tasks cannot reach it
+    for group in ("GatewayMailSecurityGroup", "GatewayAccessSecurityGroup"):
+        inline = groups[group]["Properties"]["SecurityGroupEgress"]
+        assert {r["FromPort"] for r in inline} == {443, 53}, group
+    # the small profile's one task, when asked for it
+    small = deployed(t, {"RspamdImage": IMAGE, "RspamdValkey": "true", "GatewayProfile": "small",
+                         "HostedZoneId": "Z0123456789ABC"})
+    (ingress,) = [r["Properties"] for r in resources_of_type(small, "AWS::EC2::SecurityGroupIngress").values()]
+    assert ingress["SourceSecurityGroupId"] == {"Ref": "GatewayPublicSecurityGroup"}
+
+
+def test_valkey_needs_rspamd_and_excludes_a_redis_of_your_own(t):
+    rule = t["Rules"]["ValkeyNeedsRspamd"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "RspamdValkey"}, "true"]}
+    asserts = [a["Assert"] for a in rule["Assertions"]]
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "RspamdImage"}, ""]}]} in asserts
+    assert {"Fn::Equals": [{"Ref": "RspamdRedis"}, ""]} in asserts
+
+
+def test_a_redis_or_clamd_of_your_own_is_reachable_on_its_port_in_the_vpc_only(t):
+    def extra_egress(overrides):
+        d = deployed(t, overrides)
+        return [r["Properties"] for r in resources_of_type(d, "AWS::EC2::SecurityGroupEgress").values()
+                if r["Properties"]["GroupId"] != {"Ref": "NlbSecurityGroup"}]
+
+    rules = extra_egress({"RspamdImage": IMAGE, "RspamdRedis": "redis.internal:6379",
+                          "RspamdClamd": "clamd.internal:3310"})
+    assert len(rules) == 2
+    for r in rules:
+        assert r["CidrIp"] == {"Ref": "VpcCidr"} and r["FromPort"] == r["ToPort"]
+        assert r["GroupId"] == {"Ref": "GatewayMailSecurityGroup"}
+    assert extra_egress({"RspamdImage": IMAGE}) == []
+    assert extra_egress({"RspamdRedis": "redis.internal:6379"}) == []  # no rspamd, no way out for it
+
+
+def refused(t, params: dict) -> list[str]:
+    """The Rules a deploy with these parameters breaks (CloudFormation refuses it before creating anything)."""
+    out = []
+    for name, rule in t["Rules"].items():
+        if "RuleCondition" not in rule or resolve(t, rule["RuleCondition"], params):
+            out += [name for a in rule["Assertions"] if not resolve(t, a["Assert"], params)]
+    return out
+
+
+def test_rspamd_is_refused_without_room_for_it_in_its_task(t):
+    zone = {"HostedZoneId": "Z0123456789ABC"}
+    assert refused(t, zone) == []  # the defaults: no rspamd, mail-in tasks of 512 MiB
+    assert refused(t, {**zone, "RspamdImage": IMAGE}) == ["RspamdNeedsRoom"]
+    assert refused(t, {**zone, "RspamdImage": IMAGE, "MailInMemory": "1024"}) == []
+    small = {**zone, "GatewayProfile": "small", "RspamdImage": IMAGE}
+    assert refused(t, small) == ["RspamdNeedsRoom"]  # GatewayMemory 1024 holds the IMAP workers, not rspamd too
+    assert refused(t, {**small, "GatewayMemory": "2048"}) == []
+    assert refused(t, {**zone, "RspamdValkey": "true"}) == ["ValkeyNeedsRspamd"]
+    both = {**zone, "RspamdImage": IMAGE, "MailInMemory": "1024", "RspamdValkey": "true", "RspamdRedis": "r.internal:6379"}
+    assert refused(t, both) == ["ValkeyNeedsRspamd"]

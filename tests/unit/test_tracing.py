@@ -64,5 +64,5 @@ def test_template_traces_by_the_gateways_decision():
     t = load_template()
     assert t["Globals"]["Function"]["Tracing"] == "PassThrough"
     assert t["Parameters"]["TraceSampleRate"]["Default"] == 0.01
-    env = t["Resources"]["GatewayTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]
+    env = t["Resources"]["GatewayMailTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]
     assert {"Name": "POSTERN_TRACE_SAMPLE", "Value": {"Ref": "TraceSampleRate"}} in env
