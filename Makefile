@@ -19,7 +19,7 @@ FUNCTION_ARCH ?= arm64
 # Arguments for `sam deploy` (e.g. DEPLOY_ARGS=--guided the first time).
 DEPLOY_ARGS ?=
 
-.PHONY: run test venv tools bench compat faults load cost fuzz-long build lint image deploy clean
+.PHONY: run test venv tools bench compat faults load cost cost-floor fuzz-long build lint image rspamd-image deploy clean
 
 $(STAMP): requirements-dev.txt constraints.txt layers/postern/requirements.txt gateway/requirements.txt \
           layers/postern/pyproject.toml gateway/pyproject.toml local/pyproject.toml
@@ -52,6 +52,11 @@ load: $(STAMP)
 
 cost: $(STAMP)
 	$(PY) bench/cost.py
+
+# The idle floors alone (template.yaml x prices.json, no stack, seconds): printed line by line, and
+# docs/cost.md's floor part rewritten. `make cost` prints and writes them too, with the per-message figures.
+cost-floor: $(STAMP)
+	$(PY) bench/cost.py --floor
 
 # The long fuzz run (docs/hostile.md): every fuzz property with FUZZ_EXAMPLES inputs each, under the
 # per-input liveness ceilings, nice'd; figures in .postern-local/evidence/fuzz-long.json. ~1.5 h on 2 busy cores.

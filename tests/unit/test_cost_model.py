@@ -35,8 +35,41 @@ def test_small_profile_floor_is_priced_without_a_load_balancer_and_within_its_ta
 def test_default_profile_floor_counts_the_nlb_its_addresses_and_both_services(floors):
     rows, total, _ = floors["default (GatewayProfile=ha)"]
     labels = " | ".join(r[0] for r in rows)
-    assert "Network Load Balancer" in labels and "public IPv4 addresses x4" in labels and "2 service(s)" in labels
+    assert "Network Load Balancer" in labels and "public IPv4 addresses x4" in labels
+    fargate = [r[0] for r in rows if r[0].startswith("Fargate")]
+    assert len(fargate) == 2  # a row per service, each at its own task definition's size
+    assert "mail-in" in fargate[0] and "0.5 GB" in fargate[0] and "mailbox-access" in fargate[1] and "1 GB" in fargate[1]
+    assert all("0.25 vCPU" in f and "arm64" in f and "rspamd" not in f for f in fargate)
     assert total > floors["small (GatewayProfile=small)"][1] + 30  # what the NLB shape costs
+
+
+def test_spam_filtering_is_priced_apart_from_the_floors():
+    t, prices = load_template(), load_prices()
+    rspamd, valkey, clamd = cost.spam_extras(t, prices)
+    money = [[float(c.strip("$+").replace(",", "")) for c in r[1:]] for r in (rspamd, valkey, clamd)]
+    # rspamd: 0.5 GB more in the mail-in task (1.30) + its alarm (0.10); small: 1 GB more (2.60) + alarm
+    assert money[0] == [pytest.approx(1.40, abs=0.01), pytest.approx(2.70, abs=0.01)]
+    assert money[1] == [pytest.approx(6.13, abs=0.01)] * 2  # Valkey Serverless at its 100 MB minimum
+    assert money[2][0] > 15  # clamd: ~1.2 GiB of signatures, its own task
+    floor = cost.idle_floor(t, prices, {**cost.PROFILES["default (GatewayProfile=ha)"],
+                                        **cost.SPAM_OPTIONS["default (GatewayProfile=ha)"]["rspamd"],
+                                        "RspamdValkey": "true"})
+    labels = " | ".join(r[0] for r in floor[0])
+    assert "ElastiCache Serverless valkey SpamStateCache" in labels and "gateway + rspamd" in labels
+
+
+def test_make_cost_floor_rewrites_only_the_floor_part_of_the_doc(tmp_path, capsys):
+    doc = tmp_path / "cost.md"
+    doc.write_text("# head\n\n" + cost.FLOOR_START + "default, old\n\nold rows\n\n" + cost.FLOOR_END
+                   + " (JMAP)\n\nkept\n")
+    assert cost.main(["--floor", "--out", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith("# head\n\n" + cost.FLOOR_START) and text.endswith(cost.FLOOR_END + " (JMAP)\n\nkept\n")
+    assert "old rows" not in text and "| **total** | target <= $30: met |" in text
+    assert "## Spam filtering, priced apart" in text
+    printed = capsys.readouterr().out
+    assert "idle floor, default (GatewayProfile=ha), per month:" in printed and "Network Load Balancer" in printed
+    assert "target <= $50" in printed and "spam filtering, added to the floors above" in printed
 
 
 def test_traces_are_priced_at_the_templates_sample_rate_and_functions_at_its_architecture():
