@@ -89,6 +89,11 @@ build: tools
 image:
 	$(PYTHON) tools/deploy.py image
 
+# The rspamd sidecar's image (rspamd/Dockerfile) for IMAGE_PLATFORM, pushed to the ECR repository
+# RSPAMD_REPOSITORY (default postern-rspamd, created if missing); prints RspamdImage=<repo>@sha256:...
+rspamd-image: tools
+	$(TOOLS)/sam/bin/python tools/deploy.py rspamd-image
+
 # ECR repository (created if missing), image pushed, `sam deploy` with that image URI.
 deploy:
 	$(PYTHON) tools/deploy.py preflight

@@ -24,6 +24,11 @@ In:   ``image``: nothing but Docker with buildx; builds ``gateway/Dockerfile`` f
       ``SAM`` another ``sam`` command (the tests use a recorder). The tag is
       ``IMAGE_TAG`` or the commit (``git rev-parse --short=12 HEAD``), with
       ``-dirty-<unix time>`` when the work tree has changes.
+      ``rspamd-image`` (``make rspamd-image``; the same Python, credentials and region): the
+      rspamd sidecar's image from ``rspamd/Dockerfile`` for ``IMAGE_PLATFORM``, pushed to the ECR
+      repository ``RSPAMD_REPOSITORY`` (default ``postern-rspamd``, created as above) under the
+      same tag scheme, and printed by digest as the ``RspamdImage=<repository>@sha256:...`` the
+      template demands (its AllowedPattern, checked here before printing).
 Out:  the image (and its URI on stdout), then ``sam deploy``'s own output.
 Fails: exit 1 with one paragraph saying what is missing and what to do: no Docker client,
       no daemon, no buildx, no AWS credentials; a failing docker/sam command's status
@@ -90,6 +95,18 @@ def buildx(tag: str, *, push: bool) -> None:
            "--push" if push else "--load", "."]
     print("+", shlex.join(cmd), flush=True)
     subprocess.run(cmd, cwd=REPO, check=True)
+
+
+def template_pattern(parameter: str) -> str:
+    """A template parameter's AllowedPattern (template.yaml stays the one place the rule is written)."""
+    import re
+
+    text = (REPO / "template.yaml").read_text()
+    block = re.search(rf"^  {parameter}:\n((?:    .*\n)+)", text, re.M)
+    found = re.search(r'^    AllowedPattern: "(.*)"$', block.group(1), re.M) if block else None
+    if not found:
+        raise Stop(f"template.yaml has no AllowedPattern for {parameter}")
+    return found.group(1).replace("\\\\", "\\")
 
 
 # --- deploy (needs boto3: the aws-sam-cli tool venv) -------------------------------------------
@@ -168,13 +185,13 @@ def stack_name(config_file: Path, env: str) -> str:
     return "postern"
 
 
-def deploy(function_arch: str, sam_args: list[str]) -> int:
-    docker_check()
+def aws_session(command: str):
+    """(boto3 session, account, samconfig parameters, config file, config env), or Stop saying what is missing."""
     try:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
     except ImportError:
-        raise Stop("`tools/deploy.py deploy` runs with the aws-sam-cli tool venv's Python: `make deploy`") from None
+        raise Stop(f"`tools/deploy.py {command}` runs with the aws-sam-cli tool venv's Python: `make {command}`") from None
     import preflight  # tools/preflight.py: the AWS checks that would otherwise fail half-way
 
     config_env = os.environ.get("SAM_CONFIG_ENV", "default")
@@ -191,14 +208,55 @@ def deploy(function_arch: str, sam_args: list[str]) -> int:
                    "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)") from None
     except (BotoCoreError, ClientError) as exc:
         raise Stop(f"cannot use the AWS credentials: {exc}") from None
-    if not preflight.report(*preflight.check(session, params)):
-        raise Stop("nothing was pushed or deployed: fix the problems above (samconfig.toml's parameter_overrides)")
+    return session, account, params, config_file, config_env
+
+
+def ecr_repository(session, account: str, name: str) -> str:
+    """The repository's URI (created when missing), Docker logged in to its registry."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         ecr = session.client("ecr")
-        repo_uri = ensure_repository(ecr, os.environ.get("IMAGE_REPOSITORY", "postern-gateway"))
+        repo_uri = ensure_repository(ecr, name)
         docker_login(ecr, repo_uri.split("/", 1)[0])
     except (BotoCoreError, ClientError) as exc:
         raise Stop(f"AWS refused the ECR step in account {account}: {exc}") from None
+    return repo_uri
+
+
+def rspamd_image() -> int:
+    """Build rspamd/Dockerfile, push it, print ``RspamdImage=<repository>@sha256:...``."""
+    import re
+    import tempfile
+
+    docker_check()
+    session, account, _params, _f, _e = aws_session("rspamd-image")
+    repo_uri = ecr_repository(session, account, os.environ.get("RSPAMD_REPOSITORY", "postern-rspamd"))
+    tag = f"{repo_uri}:{image_tag()}"
+    with tempfile.TemporaryDirectory() as tmp:
+        meta = Path(tmp) / "metadata.json"
+        cmd = ["docker", "buildx", "build", "--platform", platform(), "-f", "rspamd/Dockerfile", "-t", tag,
+               "--push", "--metadata-file", str(meta), "rspamd/"]
+        print("+", shlex.join(cmd), flush=True)
+        subprocess.run(cmd, cwd=REPO, check=True)
+        digest = json.loads(meta.read_text()).get("containerimage.digest", "") if meta.exists() else ""
+    image = f"{repo_uri}@{digest}"
+    if not re.fullmatch(template_pattern("RspamdImage"), image):
+        raise Stop(f"pushed {tag}, but buildx reported no usable digest ({digest!r}): read it with "
+                   f"`docker buildx imagetools inspect {tag}` and set RspamdImage=<repository>@sha256:<digest>")
+    print(f"pushed {tag}\nRspamdImage={image}", flush=True)
+    return 0
+
+
+def deploy(function_arch: str, sam_args: list[str]) -> int:
+    docker_check()
+    session, account, params, config_file, config_env = aws_session("deploy")
+    import preflight
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if not preflight.report(*preflight.check(session, params)):
+        raise Stop("nothing was pushed or deployed: fix the problems above (samconfig.toml's parameter_overrides)")
+    repo_uri = ecr_repository(session, account, os.environ.get("IMAGE_REPOSITORY", "postern-gateway"))
     try:
         web = web_certificate(session, stack_name(config_file, config_env), params)
     except (BotoCoreError, ClientError) as exc:
@@ -225,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("image", help="build postern-gateway:<tag> for IMAGE_PLATFORM (default linux/arm64)")
     sub.add_parser("preflight", help="check for Docker with buildx")
+    sub.add_parser("rspamd-image", help="build rspamd/Dockerfile, push it to ECR (RSPAMD_REPOSITORY) and print"
+                                        " RspamdImage by digest (run with the aws-sam-cli venv's python)")
     d = sub.add_parser("deploy", help="push to ECR and sam deploy (run with the aws-sam-cli venv's python)")
     d.add_argument("--function-arch", choices=["arm64", "x86_64"], default="arm64")
     d.add_argument("sam_args", nargs=argparse.REMAINDER, help="after --: extra `sam deploy` arguments")
@@ -233,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "preflight":
             docker_check()
             return 0
+        if args.command == "rspamd-image":
+            return rspamd_image()
         if args.command == "image":
             docker_check()
             tag = f"postern-gateway:{image_tag()}"

@@ -56,3 +56,19 @@ def test_make_lint_runs_both_with_that_configuration():
     recipe = re.search(r"^lint:.*\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M).group(1)
     assert "$(CFNLINT) template.yaml" in recipe
     assert "$(CHECKOV) --config-file .checkov.yaml" in recipe and "-f template.yaml" in recipe
+
+
+@pytest.mark.parametrize("dockerfile", ["gateway/Dockerfile", "rspamd/Dockerfile"])
+def test_the_images_dockerfiles_parse_and_pass_checkov(tools, tmp_path, dockerfile):
+    """Docker is not on this machine: checkov's Dockerfile checks are what parses and lints the images'
+    recipes. A skip must be inline (#checkov:skip=ID: reason) with its reason."""
+    r = subprocess.run([str(tools / "checkov/bin/checkov"), "--framework", "dockerfile", "--skip-download",
+                        "--quiet", "-o", "json", "-f", str(REPO / dockerfile)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    report = json.loads(r.stdout)
+    report = report[0] if isinstance(report, list) else report
+    summary = report["summary"]
+    assert (summary["failed"], summary["parsing_errors"]) == (0, 0), report.get("results", {}).get("failed_checks")
+    assert summary["passed"] > 30
+    for skip in re.findall(r"#checkov:skip=(\S+?):(.*)", (REPO / dockerfile).read_text()):
+        assert len(skip[1].strip()) > 20, f"{dockerfile}: skip {skip[0]} without a reason"

@@ -6,6 +6,7 @@ Docker is replaced by a recorder script on PATH, AWS by moto, ``sam`` by a recor
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -182,3 +183,59 @@ def test_deploy_without_credentials_says_so(fakes, tmp_path):
            "AWS_EC2_METADATA_DISABLED": "true", "SAM_CONFIG_FILE": str(_samconfig(tmp_path, "Z1"))}
     r = run(["deploy"], env)
     assert r.returncode == 1 and "no AWS credentials" in r.stderr
+
+
+METADATA_RECORDER = RECORDER.replace("exit 0\n", """\
+if [ "$1" = buildx ] && [ "$2" = build ]; then
+    while [ $# -gt 0 ]; do
+        if [ "$1" = --metadata-file ]; then printf '%s' "$FAKE_METADATA" > "$2"; fi
+        shift
+    done
+fi
+exit 0
+""")
+
+
+def test_rspamd_image_is_pushed_and_printed_by_digest_as_the_template_demands(fakes, moto_endpoint, tmp_path):
+    """make rspamd-image: the ECR repository created, rspamd/Dockerfile built for arm64 and pushed, and the
+    RspamdImage value printed by digest, which the template's AllowedPattern accepts (a tag would be refused)."""
+    import re
+
+    import boto3
+
+    from postern_local.template import load_template
+
+    env, record = fakes
+    (Path(env["PATH"].split(":")[0]) / "docker").write_text(METADATA_RECORDER)
+    digest = "sha256:" + "3f" * 32
+    env = {**_aws_env(env, moto_endpoint), "SAM_CONFIG_FILE": str(_samconfig(tmp_path, "Z1")),
+           "FAKE_METADATA": json.dumps({"containerimage.digest": digest, "image.name": "x"})}
+    r = run(["rspamd-image"], env)
+    assert r.returncode == 0, r.stderr
+    kw = {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}
+    repo = boto3.client("ecr", **kw).describe_repositories(repositoryNames=["postern-rspamd"])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    (build,) = [line for line in recorded(record) if " buildx build " in line]
+    assert "--platform linux/arm64 -f rspamd/Dockerfile" in build and f"-t {repo['repositoryUri']}:t1 --push" in build
+    assert build.endswith(" rspamd/")
+    value = r.stdout.strip().splitlines()[-1]
+    assert value == f"RspamdImage={repo['repositoryUri']}@{digest}"
+    pattern = load_template()["Parameters"]["RspamdImage"]["AllowedPattern"]
+    assert re.fullmatch(pattern, value.split("=", 1)[1])
+
+    # no digest reported: a clear stop, never a tag passed off as a pin
+    r = run(["rspamd-image"], {**env, "FAKE_METADATA": "{}", "IMAGE_TAG": "t2"})
+    assert r.returncode == 1 and "no usable digest" in r.stderr and "imagetools inspect" in r.stderr
+    assert "RspamdImage=" not in r.stdout
+
+
+def test_make_rspamd_image_runs_the_tool_with_the_sam_venv():
+    recipe = re.search(r"^rspamd-image:.*\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M).group(1)
+    assert "tools/deploy.py rspamd-image" in recipe and "$(TOOLS)/sam/bin/python" in recipe
+
+
+def test_the_readme_walks_through_the_rspamd_image():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Spam filtering"):readme.index("## Sieve")]
+    assert "make rspamd-image" in section and "RspamdImage=" in section and "MailInMemory=1024" in section
+    assert "docker buildx imagetools inspect" in section  # the by-hand way to the digest

@@ -174,3 +174,13 @@ def test_rspamd_is_refused_without_room_for_it_in_its_task(t):
     assert refused(t, {**zone, "RspamdValkey": "true"}) == ["ValkeyNeedsRspamd"]
     both = {**zone, "RspamdImage": IMAGE, "MailInMemory": "1024", "RspamdValkey": "true", "RspamdRedis": "r.internal:6379"}
     assert refused(t, both) == ["ValkeyNeedsRspamd"]
+
+
+def test_the_rspamd_image_is_debians_rspamd_with_our_configuration_and_the_task_checks_it_alike(t):
+    text = (REPO / "rspamd/Dockerfile").read_text()
+    assert re.search(r"^FROM debian:bookworm-slim$", text, re.M)  # Debian 12: rspamd 3.4, as the tests run
+    assert "apt-get install -y --no-install-recommends rspamd" in text
+    assert "COPY local.d/ /etc/rspamd/local.d/" in text and "COPY configure.sh " in text
+    health = re.search(r"^  CMD (.+)$", text, re.M).group(1)
+    task = containers(deployed(t, {"RspamdImage": IMAGE}))["rspamd"]
+    assert task["HealthCheck"]["Command"] == ["CMD-SHELL", health]
