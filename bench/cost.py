@@ -474,6 +474,11 @@ def idle_floor(template: dict, prices: dict, overrides: dict | None = None) -> t
         # feed function cost nothing idle (Lambda reads a stream at no charge).
         usage_rows.append((f"change feed: {desired} gateway task(s) long-polling their own queue (20 s)",
                            {"sqs_requests": desired * 3 * 60 * MONTH_H}))
+    if any(n == "LearnQueue" for n, _p in by_type.get("AWS::SQS::Queue", [])):
+        # postern_gateway/spam/relay.py: each mail-in task long-polls the spam lessons (20 s)
+        readers = sum(int(value(p.get("DesiredCount"), 1) or 0) for n, p in services if n == "GatewayMailService")
+        usage_rows.append((f"spam lesson relay: {readers} mail-in task(s) long-polling LearnQueue (20 s)",
+                           {"sqs_requests": readers * 3 * 60 * MONTH_H}))
     # Lambda's SQS pollers long-poll every queue with an event source even when idle.
     esm_queues = 0
     for _n, p in by_type.get("AWS::Serverless::Function", []):
@@ -509,7 +514,7 @@ def spam_extras(template: dict, prices: dict) -> list[list[str]]:
 
     a = prices["assumptions"]
     rows = {"rspamd sidecar in the mail-in task(s) (RspamdImage; ~240 MiB measured: MailInMemory=1024,"
-            " small profile GatewayMemory=2048; SpamUncheckedAlarm)": [],
+            " small profile GatewayMemory=2048; SpamUncheckedAlarm; ha: the lesson relay's polls)": [],
             "shared Bayes and greylisting state (RspamdValkey=true: ElastiCache Serverless Valkey at its"
             f" {a['valkey_serverless_min_gb'] * 1000:.0f} MB minimum; a Redis of your own via RspamdRedis instead:"
             " its own price)": []}

@@ -112,9 +112,12 @@ def build_backend(settings: Settings, clients: Clients) -> Backend:
     from .spam.check import client_for
 
     from .spam.learn import learner_for
+    from .spam.relay import relay_for
 
     backend.spam = client_for(settings)  # rspamd on the MX port, or None (filtering off)
-    backend.learner = learner_for(backend)  # IMAP moves into/out of Junk teach it, or None
+    # IMAP moves into/out of Junk teach it, or None; with POSTERN_LEARN_QUEUE_URL a task without rspamd
+    # sends its lessons to the tasks with it, which read them (spam/relay.py)
+    backend.learner, backend.lesson_reader = relay_for(backend, learner_for(backend))
     return backend
 
 
@@ -166,6 +169,8 @@ class Gateway:
 
             await self.backend.run(schema.check, items)
         await self._start_change_feed()
+        if self.backend.lesson_reader is not None:  # lessons from the tasks without rspamd (spam/relay.py)
+            self.backend.lesson_reader.start(asyncio.get_running_loop())
         if self.ssl_context is None:
             self.ssl_context = await self.backend.run(tls_context, self.settings, self.clients)
         store = getattr(self.ssl_context, "postern_store", None)
@@ -240,6 +245,8 @@ class Gateway:
                 await asyncio.wait_for(s.wait_closed(), timeout)
             except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down regardless
                 pass
+        if self.backend is not None and self.backend.lesson_reader is not None:
+            self.backend.lesson_reader.stop()
         if self.change_feed is not None:  # SIGTERM drain's end: this task's queue goes with it
             cf, self.change_feed = self.change_feed, None
             try:

@@ -173,6 +173,7 @@ class Backend:
     trust: object | None = None  # postern_gateway.trust.gate.Trust (DNS checks on the MX port); None = off
     spam: object | None = None  # postern_gateway.spam.rspamd.Rspamd (the MX port's scan); None = filtering off
     learner: object | None = None  # postern_gateway.spam.learn.Learner (IMAP moves into/out of Junk); None = off
+    lesson_reader: object | None = None  # postern_gateway.spam.relay.LessonReader: other tasks' lessons, taught here
     auth_cache: object | None = None  # postern.authcache.VerifiedCache, built on first login
     maildrop_locks: object | None = None  # postern_gateway.pop3.lock: POP3 maildrop locks, built by the listener
     sessions: Sessions = field(default_factory=Sessions)  # live sessions: counted, told to leave on SIGTERM

@@ -60,12 +60,27 @@ def _resource_vars() -> dict[str, str]:
     return {n: n for n in names if n.endswith(("_QUEUE_URL", "_TABLE")) or n == "POSTERN_BUCKET"}
 
 
+# Read by the gateway alone, set in both gateway task definitions only when the resource exists
+# (GatewayProfile=ha with rspamd: the spam lesson relay, postern_gateway/spam/relay.py).
+GATEWAY_ONLY = {"POSTERN_LEARN_QUEUE_URL": "LearnQueue"}
+
+
+def test_gateway_only_resource_variables_are_set_in_both_task_definitions(t):
+    d = deployed(t, {"RspamdImage": "r@sha256:" + "a" * 64})
+    for name in ("GatewayMailTaskDefinition", "GatewayAccessTaskDefinition"):
+        (c,) = [c for c in d["Resources"][name]["Properties"]["ContainerDefinitions"] if c["Name"] == "gateway"]
+        env = {e["Name"]: e["Value"] for e in c["Environment"]}
+        for var, logical in GATEWAY_ONLY.items():
+            assert env[var] == {"Ref": logical}, (name, var)
+            assert var not in t["Globals"]["Function"]["Environment"]["Variables"]
+
+
 def test_every_resource_variable_the_code_reads_is_declared(t):
     env = t["Globals"]["Function"]["Environment"]["Variables"]
     expected_type = {"_QUEUE_URL": "AWS::SQS::Queue", "_TABLE": "AWS::DynamoDB::Table", "BUCKET": "AWS::S3::Bucket"}
     local_map = {**{v: k for k, v in QUEUE_ENV.items()}, **{v: k for k, v in TABLE_ENV.items()},
                  **{v: k for k, v in BUCKET_ENV.items()}}
-    for var in _resource_vars():
+    for var in set(_resource_vars()) - set(GATEWAY_ONLY):
         assert var in env, f"{var} is read by Settings but not set in the template's Globals"
         ref = env[var]["Ref"]
         rtype = next(v for k, v in expected_type.items() if var.endswith(k))

@@ -184,3 +184,17 @@ def test_the_rspamd_image_is_debians_rspamd_with_our_configuration_and_the_task_
     health = re.search(r"^  CMD (.+)$", text, re.M).group(1)
     task = containers(deployed(t, {"RspamdImage": IMAGE}))["rspamd"]
     assert task["HealthCheck"]["Command"] == ["CMD-SHELL", health]
+
+
+def test_the_lesson_relay_exists_only_where_imap_and_rspamd_are_in_different_tasks(t):
+    ha = deployed(t, {"RspamdImage": IMAGE})
+    queue = ha["Resources"]["LearnQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] <= 86400 and queue["SqsManagedSseEnabled"] is True
+    assert "LearnQueueUrl" in ha["Outputs"]
+    statements = ha["Resources"]["GatewayTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (grant,) = [s for s in statements if s["Resource"] == {"Fn::GetAtt": ["LearnQueue", "Arn"]}]
+    assert sorted(grant["Action"]) == ["sqs:DeleteMessage", "sqs:ReceiveMessage", "sqs:SendMessage"]
+    for overrides in ({}, {"RspamdImage": IMAGE, "GatewayProfile": "small", "HostedZoneId": "Z0123456789ABC"}):
+        d = deployed(t, overrides)  # no rspamd, or one task doing both: nothing to relay
+        assert "LearnQueue" not in d["Resources"]
+        assert env(containers(d)["gateway"])["POSTERN_LEARN_QUEUE_URL"] == ""

@@ -68,11 +68,12 @@ class Learner:
         if len(uids) > room:
             self.counts["dropped"] += len(uids) - room
             uids = uids[:room]
-        task = asyncio.get_running_loop().create_task(self._learn_all(spam, dest, uids))
+        task = asyncio.get_running_loop().create_task(self.teach(spam, dest, uids))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _learn_all(self, spam: bool, dest, uids: list[int]) -> None:
+    async def teach(self, spam: bool, dest, uids: list[int]) -> None:
+        """Read these copies in ``dest`` and teach rspamd (also the relay's entry: spam/relay.py)."""
         try:
             metas = await self.backend.mail.get_messages(dest, uids)
         except Exception as exc:  # noqa: BLE001 - a lost lesson, never a failed MOVE

@@ -146,6 +146,7 @@ class Settings:
     rspamd_url: str = ""  # POSTERN_RSPAMD_URL (the normal worker, http://127.0.0.1:11333; empty = filtering off)
     rspamd_controller_url: str = ""  # POSTERN_RSPAMD_CONTROLLER_URL (learning; empty = no learning here)
     rspamd_timeout: float = 10.0  # POSTERN_RSPAMD_TIMEOUT (seconds per scan; then accepted "unchecked")
+    learn_queue_url: str = ""  # POSTERN_LEARN_QUEUE_URL (lessons relayed to the tasks with rspamd; empty = none)
     limits_backend: str = "dynamo"  # POSTERN_LIMITS_BACKEND: dynamo | memory (shared counters)
     max_conn_per_ip: int = 20  # POSTERN_MAX_CONN_PER_IP (concurrent, per gateway process)
     max_sessions_per_user: int = 50  # POSTERN_MAX_SESSIONS_PER_USER (logged-in sessions per account, per process)
@@ -278,6 +279,7 @@ class Settings:
             rspamd_url=e.get("POSTERN_RSPAMD_URL", d.rspamd_url),
             rspamd_controller_url=e.get("POSTERN_RSPAMD_CONTROLLER_URL", d.rspamd_controller_url),
             rspamd_timeout=_float(e, "POSTERN_RSPAMD_TIMEOUT", d.rspamd_timeout),
+            learn_queue_url=e.get("POSTERN_LEARN_QUEUE_URL", d.learn_queue_url),
             limits_backend=e.get("POSTERN_LIMITS_BACKEND", d.limits_backend),
             max_conn_per_ip=_int(e, "POSTERN_MAX_CONN_PER_IP", d.max_conn_per_ip),
             max_sessions_per_user=_int(e, "POSTERN_MAX_SESSIONS_PER_USER", d.max_sessions_per_user),
