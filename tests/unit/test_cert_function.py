@@ -240,9 +240,11 @@ def test_gateway_services_wait_for_the_certificate_and_read_its_secret():
     t = load_template()
     for name in ("GatewayMailService", "GatewayAccessService"):
         assert "TlsCertificate" in t["Resources"][name]["DependsOn"], name
-    (task,) = [r for r in t["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"]
-    env = {e["Name"]: e["Value"] for e in task["Properties"]["ContainerDefinitions"][0]["Environment"]}
-    assert env["POSTERN_TLS_SECRET_ID"] == t["Resources"]["TlsCertificate"]["Properties"]["SecretId"]
+    tasks = [r for r in t["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"]
+    assert len(tasks) == 2  # mail-in, mailbox access
+    for task in tasks:
+        env = {e["Name"]: e["Value"] for e in task["Properties"]["ContainerDefinitions"][0]["Environment"]}
+        assert env["POSTERN_TLS_SECRET_ID"] == t["Resources"]["TlsCertificate"]["Properties"]["SecretId"]
 
 
 def test_the_expiry_alarm_watches_the_metric_the_gateway_publishes():
