@@ -1,6 +1,6 @@
-"""The Postern capability (``https://postern.dev/jmap``): what Postern offers beyond the RFCs.
+"""The Postern capability (``session.POSTERN``, ``https://postern.dev/jmap``): what Postern offers beyond the RFCs.
 
-Methods (README "JMAP: the Postern capability" documents them for client authors):
+Methods (the README section "The Postern capability" documents them for client authors):
 
 ``Password/change`` ``{accountId, oldPassword, newPassword}`` -> ``{accountId}``
     The user changes their own password: :func:`postern.credentials.change_password`
@@ -40,7 +40,6 @@ from ..sieve.managed import FIELDS, MATCHES, Filter, Managed, ManagedRuleError, 
 from . import args as A
 from .errors import MethodError, invalid_arguments, set_error
 
-CAPABILITY = "https://postern.dev/jmap"
 REPORT_KINDS = ("dmarc", "tls")
 
 
