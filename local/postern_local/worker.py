@@ -305,6 +305,9 @@ class _Telemetry:
         self._faults_text = None
 
     def begin(self, t: Telemetry | None):
+        # Imported by main() during Init: importing boto3 here took 0.2 s of every fresh worker's
+        # first invocation (past a 1 s Timeout on a loaded machine: a handler that does nothing
+        # timed out again and again), and Lambda bills no runtime set-up to the handler's time.
         from postern.aws import get_clients
 
         if t is None:
@@ -400,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
         handler = getattr(module, fn_name)
         from postern import clock
+        from postern.aws import get_clients  # noqa: F401 - the telemetry's, imported in Init (below)
 
         from .lambdas import FakeContext
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
