@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = {
     "postern": REPO / "layers" / "postern" / "postern",
@@ -86,6 +88,7 @@ def modules() -> list[tuple[str, str]]:
     return out
 
 
+@pytest.mark.timeout(420)  # liveness ceiling: ~400 forked imports took past the default 120 s at load 18
 def test_every_module_imports_alone():
     mods = modules()
     assert len(mods) > 100  # the walk found the packages
