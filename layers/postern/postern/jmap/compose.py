@@ -24,20 +24,13 @@ from email.utils import format_datetime
 from ..address import parse_address
 from ..errors import InvalidAddress
 from . import blobs
-from . import keywords as K
 from .errors import MethodError
-from .ingest import store_new
+from .ingest import Invalid, keyword_flags, placement, store_new
 
 MAX_SIZE = 25_000_000  # session maxSizeAttachmentsPerEmail
 ADDRESS_FIELDS = {"from": "From", "to": "To", "cc": "Cc", "bcc": "Bcc", "replyTo": "Reply-To", "sender": "Sender"}
 ALLOWED = set(ADDRESS_FIELDS) | {"subject", "sentAt", "messageId", "inReplyTo", "references", "keywords",
                                  "mailboxIds", "textBody", "htmlBody", "attachments", "bodyValues", "receivedAt"}
-
-
-class Invalid(Exception):
-    def __init__(self, prop: str, description: str = "invalid value"):
-        super().__init__(description)
-        self.prop = prop
 
 
 def _addresses(prop: str, value) -> list[Address]:
@@ -159,15 +152,8 @@ def create_email(call, view, obj) -> dict:
     if not isinstance(obj, dict):
         raise MethodError("invalidProperties", "not an object")
     try:
-        boxes = obj.get("mailboxIds")
-        if not isinstance(boxes, dict) or not boxes or not all(v is True for v in boxes.values()):
-            raise Invalid("mailboxIds", "an Email is in at least one mailbox")
-        ids = [call.resolve_id(b) for b in boxes]
-        if not all(i in view.mailboxes for i in ids):
-            raise Invalid("mailboxIds", "no such mailbox")
-        kws = obj.get("keywords") or {}
-        if not isinstance(kws, dict) or not all(K.valid(k) and v is True for k, v in kws.items()):
-            raise Invalid("keywords")
+        ids = placement(call, view, obj)
+        flags = keyword_flags(obj)
         raw = build(call, obj, call.account.user.rsplit("@", 1)[-1])
         if len(raw) > MAX_SIZE:
             raise Invalid("attachments", "message too large")
@@ -175,5 +161,5 @@ def create_email(call, view, obj) -> dict:
         raise MethodError("invalidProperties", str(exc), properties=[exc.prop]) from None
     except _BlobNotFound as exc:
         raise MethodError("blobNotFound", notFound=[str(exc)]) from None
-    return store_new(call, view, raw, ids, K.to_flags(frozenset(), kws), time.time())
+    return store_new(call, view, raw, ids, flags, time.time())
 

@@ -21,13 +21,11 @@ to the source's (§5.4: properties not given are copied).
 
 from __future__ import annotations
 
-import datetime as _dt
 
 from ..errors import KeywordLimit, QuotaExceeded
 from . import args as A
-from . import keywords as K
 from .errors import MethodError, invalid_arguments, set_error
-from .ingest import store_new
+from .ingest import Invalid, keyword_flags, placement, received_at, store_new
 
 ALLOWED = {"id", "mailboxIds", "keywords", "receivedAt"}
 
@@ -46,26 +44,14 @@ def _one(call, view, source, src_view, obj) -> dict:
     entry = src_view.entries([src_id]).get(src_id) if isinstance(src_id, str) else None
     if entry is None:
         return set_error("notFound", "no such Email in fromAccountId")
-    boxes = obj.get("mailboxIds")
-    if not isinstance(boxes, dict) or not boxes or not all(v is True for v in boxes.values()):
-        return _invalid("mailboxIds", "an Email is in at least one mailbox")
-    ids = [call.resolve_id(b) for b in boxes]
-    if not all(i in view.mailboxes for i in ids):
-        return _invalid("mailboxIds", "no such mailbox")
-    if "keywords" in obj:
-        kws = obj["keywords"] or {}
-        if not isinstance(kws, dict) or not all(K.valid(k) and v is True for k, v in kws.items()):
-            return _invalid("keywords")
-        flags = K.to_flags(frozenset(), kws)
-    else:
-        flags = entry.flags - {"\\Deleted"}
-    when = entry.received
-    if obj.get("receivedAt") is not None:
-        try:
-            when = _dt.datetime.strptime(obj["receivedAt"], "%Y-%m-%dT%H:%M:%SZ").replace(
-                tzinfo=_dt.timezone.utc).timestamp()
-        except (TypeError, ValueError):
-            return _invalid("receivedAt")
+    try:
+        ids = placement(call, view, obj)
+        flags = keyword_flags(obj) if "keywords" in obj else entry.flags - {"\\Deleted"}
+        when = received_at(obj)
+    except Invalid as exc:
+        return _invalid(exc.prop, str(exc))
+    if when is None:
+        when = entry.received
     raw = source.store.read(src_view.full(entry))
     try:
         return store_new(call, view, raw, ids, flags, when)

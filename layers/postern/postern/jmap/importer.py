@@ -12,14 +12,12 @@ Fails: SetErrors ``blobNotFound``, ``invalidProperties``, ``overQuota``,
 
 from __future__ import annotations
 
-import datetime as _dt
 
 from ..errors import KeywordLimit, QuotaExceeded
 from . import args as A
 from . import blobs
-from . import keywords as K
 from .errors import MethodError, set_error
-from .ingest import store_new
+from .ingest import Invalid, keyword_flags, placement, received_at, store_new
 
 MAX_SIZE = 25_000_000
 
@@ -31,22 +29,10 @@ def _invalid(prop: str, description: str = "invalid value") -> dict:
 def _one(call, view, obj) -> dict:
     if not isinstance(obj, dict):
         return _invalid("", "not an object")
-    boxes = obj.get("mailboxIds")
-    if not isinstance(boxes, dict) or not boxes or not all(v is True for v in boxes.values()):
-        return _invalid("mailboxIds", "an Email is in at least one mailbox")
-    ids = [call.resolve_id(b) for b in boxes]
-    if not all(i in view.mailboxes for i in ids):
-        return _invalid("mailboxIds", "no such mailbox")
-    kws = obj.get("keywords") or {}
-    if not isinstance(kws, dict) or not all(K.valid(k) and v is True for k, v in kws.items()):
-        return _invalid("keywords")
-    when = None
-    if obj.get("receivedAt") is not None:
-        try:
-            when = _dt.datetime.strptime(obj["receivedAt"], "%Y-%m-%dT%H:%M:%SZ").replace(
-                tzinfo=_dt.timezone.utc).timestamp()
-        except (TypeError, ValueError):
-            return _invalid("receivedAt")
+    try:
+        ids, flags, when = placement(call, view, obj), keyword_flags(obj), received_at(obj)
+    except Invalid as exc:
+        return _invalid(exc.prop, str(exc))
     got = blobs.read(call, obj.get("blobId"))
     if got is None:
         return set_error("blobNotFound", notFound=[str(obj.get("blobId"))[:255]])
@@ -54,7 +40,7 @@ def _one(call, view, obj) -> dict:
     if len(raw) > MAX_SIZE:
         return set_error("tooLarge", maxSize=MAX_SIZE)
     try:
-        return store_new(call, view, raw, ids, K.to_flags(frozenset(), kws), when)
+        return store_new(call, view, raw, ids, flags, when)
     except QuotaExceeded:
         return set_error("overQuota")
     except KeywordLimit:

@@ -10,12 +10,56 @@ Fails: the store's QuotaExceeded, KeywordLimit, MailboxNotFound (the callers tur
       SetErrors).
 
 Email/set create (``compose``), Email/import (``importer``) and Email/copy (``copy``) all call
-:func:`store_new`.
+:func:`store_new`, and read a new Email's ``mailboxIds``, ``keywords`` and ``receivedAt`` with
+:func:`placement`, :func:`keyword_flags` and :func:`received_at` (each raises :class:`Invalid`
+naming the property).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+
 from .. import mailboxes as rules
+from . import keywords as K
+
+
+class Invalid(Exception):
+    """A property of a new Email the client got wrong (a SetError ``invalidProperties``)."""
+
+    def __init__(self, prop: str, description: str = "invalid value"):
+        super().__init__(description)
+        self.prop = prop
+
+
+def placement(call, view, obj: dict) -> list[str]:
+    """The new Email's mailbox ids (creation ids resolved), each a mailbox of the account."""
+    boxes = obj.get("mailboxIds")
+    # RFC 8621 §4.1.1: mailboxIds is a set (values true) of at least one mailbox.
+    if not isinstance(boxes, dict) or not boxes or not all(v is True for v in boxes.values()):
+        raise Invalid("mailboxIds", "an Email is in at least one mailbox")
+    ids = [call.resolve_id(b) for b in boxes]
+    if not all(i in view.mailboxes for i in ids):
+        raise Invalid("mailboxIds", "no such mailbox")
+    return ids
+
+
+def keyword_flags(obj: dict) -> frozenset:
+    """The IMAP flags of the new Email's ``keywords`` (absent or null: none)."""
+    kws = obj.get("keywords") or {}
+    if not isinstance(kws, dict) or not all(K.valid(k) and v is True for k, v in kws.items()):
+        raise Invalid("keywords")
+    return K.to_flags(frozenset(), kws)
+
+
+def received_at(obj: dict) -> float | None:
+    """``receivedAt`` (RFC 8620 §1.4 UTCDate) as a POSIX time, or None when not given."""
+    if obj.get("receivedAt") is None:
+        return None
+    try:
+        return _dt.datetime.strptime(obj["receivedAt"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=_dt.timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        raise Invalid("receivedAt") from None
 
 
 def store_new(call, view, raw: bytes, mailbox_ids: list[str], flags, internaldate: float | None) -> dict:
