@@ -22,10 +22,9 @@ to the source's (§5.4: properties not given are copied).
 from __future__ import annotations
 
 
-from ..errors import KeywordLimit, QuotaExceeded
 from . import args as A
 from .errors import MethodError, invalid_arguments, set_error
-from .ingest import Invalid, keyword_flags, placement, received_at, store_new
+from .ingest import Invalid, keyword_flags, placement, received_at, store_new_or_set_error
 
 ALLOWED = {"id", "mailboxIds", "keywords", "receivedAt"}
 
@@ -53,12 +52,7 @@ def _one(call, view, source, src_view, obj) -> dict:
     if when is None:
         when = entry.received
     raw = source.store.read(src_view.full(entry))
-    try:
-        return store_new(call, view, raw, ids, flags, when)
-    except QuotaExceeded:
-        return set_error("overQuota")
-    except KeywordLimit:
-        return set_error("tooManyKeywords")
+    return store_new_or_set_error(call, view, raw, ids, flags, when)
 
 
 def copy(call, args: dict) -> list[tuple[str, dict]]:

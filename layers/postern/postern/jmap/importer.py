@@ -13,11 +13,10 @@ Fails: SetErrors ``blobNotFound``, ``invalidProperties``, ``overQuota``,
 from __future__ import annotations
 
 
-from ..errors import KeywordLimit, QuotaExceeded
 from . import args as A
 from . import blobs
 from .errors import MethodError, set_error
-from .ingest import Invalid, keyword_flags, placement, received_at, store_new
+from .ingest import Invalid, keyword_flags, placement, received_at, store_new_or_set_error
 
 MAX_SIZE = 25_000_000
 
@@ -39,12 +38,7 @@ def _one(call, view, obj) -> dict:
     raw = got[0]
     if len(raw) > MAX_SIZE:
         return set_error("tooLarge", maxSize=MAX_SIZE)
-    try:
-        return store_new(call, view, raw, ids, flags, when)
-    except QuotaExceeded:
-        return set_error("overQuota")
-    except KeywordLimit:
-        return set_error("tooManyKeywords")
+    return store_new_or_set_error(call, view, raw, ids, flags, when)
 
 
 def import_(call, args: dict) -> dict:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import datetime as _dt
 
 from .. import mailboxes as rules
+from ..errors import KeywordLimit, QuotaExceeded
 from . import keywords as K
+from .errors import set_error
 
 
 class Invalid(Exception):
@@ -73,3 +75,15 @@ def store_new(call, view, raw: bytes, mailbox_ids: list[str], flags, internaldat
             store.copy(mb, metas, view.mailboxes[other].name, quota=quota)
     call.changed()
     return {"id": res.email_id, "blobId": "B" + res.email_id[1:], "threadId": res.thread_id, "size": len(raw)}
+
+
+def store_new_or_set_error(call, view, raw: bytes, mailbox_ids: list[str], flags,
+                           internaldate: float | None) -> dict:
+    """:func:`store_new`, with the store's refusals as the SetErrors of RFC 8620 §5.3 / RFC 8621 §4.6
+    (Email/import and Email/copy answer per object)."""
+    try:
+        return store_new(call, view, raw, mailbox_ids, flags, internaldate)
+    except QuotaExceeded:
+        return set_error("overQuota")
+    except KeywordLimit:
+        return set_error("tooManyKeywords")
