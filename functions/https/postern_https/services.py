@@ -78,6 +78,7 @@ class Services:
                                 presign_upload=Presigner(uploads, address),
                                 rules=Managed(scripts), scripts=scripts,
                                 sieve_redirects=self.settings.sieve_max_redirects,
+                                max_size=self.settings.max_message_size,
                                 identity_store=IdentityStore(scripts.items), change_password=password,
                                 # user is the directory's item as it is now (auth.require: a cached login is
                                 # confirmed against it, a token reads it), so the admin role is current

@@ -49,6 +49,9 @@ class Account:
     change_password: Callable[[str, str], None] | None = None
     # Report/get for admins only: (kind, domain or None, days) -> postern.reports.summaries.as_json(...)
     reports: Callable[[str, str | None, int], dict] | None = None
+    # the largest message JMAP stores or sends (Email/set create, Email/import, EmailSubmission): the SMTP
+    # size limit, POSTERN_MAX_MESSAGE_SIZE (the front passes Settings.max_message_size; this default is its)
+    max_size: int = 25 * 1024 * 1024
 
     @property
     def id(self) -> str:

@@ -26,8 +26,8 @@ from ..errors import InvalidAddress
 from . import blobs
 from .errors import MethodError
 from .ingest import Invalid, keyword_flags, placement, store_new
+from .session import attachments_limit
 
-MAX_SIZE = 25_000_000  # session maxSizeAttachmentsPerEmail
 ADDRESS_FIELDS = {"from": "From", "to": "To", "cc": "Cc", "bcc": "Bcc", "replyTo": "Reply-To", "sender": "Sender"}
 ALLOWED = set(ADDRESS_FIELDS) | {"subject", "sentAt", "messageId", "inReplyTo", "references", "keywords",
                                  "mailboxIds", "textBody", "htmlBody", "attachments", "bodyValues", "receivedAt"}
@@ -110,8 +110,9 @@ def build(call, obj: dict, domain: str) -> bytes:
             raise _BlobNotFound(att["blobId"])
         data, btype, bname = got
         total += len(data)
-        if total > MAX_SIZE:
-            raise Invalid("attachments", "attachments too large")
+        if total > attachments_limit(call.account.max_size):  # session maxSizeAttachmentsPerEmail
+            raise Invalid("attachments", f"attachments too large: at most {attachments_limit(call.account.max_size)} "
+                                         "bytes in all")
         ctype = att.get("type") if isinstance(att.get("type"), str) and "/" in att["type"] else btype
         maintype, subtype = ctype.split("/", 1)
         name = att.get("name") if isinstance(att.get("name"), str) else bname
@@ -155,8 +156,8 @@ def create_email(call, view, obj) -> dict:
         ids = placement(call, view, obj)
         flags = keyword_flags(obj)
         raw = build(call, obj, call.account.user.rsplit("@", 1)[-1])
-        if len(raw) > MAX_SIZE:
-            raise Invalid("attachments", "message too large")
+        if len(raw) > call.account.max_size:  # what SMTP would refuse (base64 makes attachments 4/3 larger)
+            raise Invalid("attachments", f"message too large: {len(raw)} bytes, at most {call.account.max_size}")
     except Invalid as exc:
         raise MethodError("invalidProperties", str(exc), properties=[exc.prop]) from None
     except _BlobNotFound as exc:

@@ -7,7 +7,7 @@ Out:  the created Emails (id, blobId, threadId, size), stored by
       ``ingest.store_new`` with the keywords as flags and receivedAt as
       INTERNALDATE.
 Fails: SetErrors ``blobNotFound``, ``invalidProperties``, ``overQuota``,
-      ``tooLarge`` (more than MAX_SIZE); ``stateMismatch`` for ``ifInState``.
+      ``tooLarge`` (more than ``Account.max_size``, the SMTP size limit); ``stateMismatch`` for ``ifInState``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from . import blobs
 from .errors import MethodError, set_error
 from .ingest import Invalid, keyword_flags, placement, received_at, store_new_or_set_error
 
-MAX_SIZE = 25_000_000
 
 
 def _invalid(prop: str, description: str = "invalid value") -> dict:
@@ -36,8 +35,8 @@ def _one(call, view, obj) -> dict:
     if got is None:
         return set_error("blobNotFound", notFound=[str(obj.get("blobId"))[:255]])
     raw = got[0]
-    if len(raw) > MAX_SIZE:
-        return set_error("tooLarge", maxSize=MAX_SIZE)
+    if len(raw) > call.account.max_size:  # the SMTP size limit (Account.max_size)
+        return set_error("tooLarge", maxSize=call.account.max_size)
     return store_new_or_set_error(call, view, raw, ids, flags, when)
 
 

@@ -39,11 +39,25 @@ CORE_LIMITS = {
     "collationAlgorithms": ["i;ascii-casemap", "i;ascii-numeric", "i;unicode-casemap"],
 }
 
+TEXT_ALLOWANCE = 64 * 1024  # bytes of a message left for its header section and text parts
+
+
+def attachments_limit(max_size: int) -> int:
+    """The unencoded attachment total (RFC 8621 maxSizeAttachmentsPerEmail) a message of at most
+    ``max_size`` bytes can carry: base64 writes 57 bytes as one 78-byte line (RFC 2045 §6.8)."""
+    return max(0, (max_size - TEXT_ALLOWANCE) * 57 // 78)
+
+
+def mail_limits(account: Account) -> dict:
+    """The mail capability's account value: MAIL_LIMITS with the account's message size limit."""
+    return {**MAIL_LIMITS, "maxSizeAttachmentsPerEmail": attachments_limit(account.max_size)}
+
+
 MAIL_LIMITS = {
     "maxMailboxesPerEmail": None,
     "maxMailboxDepth": 32,  # postern.mailboxes.MAX_DEPTH
     "maxSizeMailboxName": 490,
-    "maxSizeAttachmentsPerEmail": 25_000_000,
+    "maxSizeAttachmentsPerEmail": None,  # Account.max_size (POSTERN_MAX_MESSAGE_SIZE): mail_limits()
     "emailQuerySortOptions": ["receivedAt", "size", "from", "to", "subject", "sentAt", "hasKeyword",
                               "allInThreadHaveKeyword", "someInThreadHaveKeyword"],
     "mayCreateTopLevelMailbox": True,
@@ -70,7 +84,7 @@ def build(account: Account, base_url: str, push_url: str = "") -> dict:
         "name": account.name or account.user,
         "isPersonal": True,
         "isReadOnly": False,
-        "accountCapabilities": {MAIL: MAIL_LIMITS, SUBMISSION: SUBMISSION_LIMITS, QUOTA: {}},
+        "accountCapabilities": {MAIL: mail_limits(account), SUBMISSION: SUBMISSION_LIMITS, QUOTA: {}},
     }
     if account.rules is not None:
         acct["accountCapabilities"][VACATION] = {}
@@ -111,8 +125,8 @@ def state(account: Account) -> str:
     from .postern import account_capability
     from .sievescript import capability
 
-    said = {"caps": capabilities(), "account": [account.id, account.user, account.name, MAIL_LIMITS, SUBMISSION_LIMITS,
-                                                account.rules is not None,
+    said = {"caps": capabilities(), "account": [account.id, account.user, account.name, mail_limits(account),
+                                                SUBMISSION_LIMITS, account.rules is not None,
                                                 account.presign_upload is not None, account_capability(account),
                                                 capability(account) if account.scripts is not None else None]}
     return hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()[:16]

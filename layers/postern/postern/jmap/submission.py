@@ -34,7 +34,6 @@ from . import headers as H
 from .errors import MethodError, set_error
 from .identity import identities
 
-MAX_SIZE = 25_000_000
 MAX_RCPTS = 100
 
 
@@ -90,8 +89,8 @@ def _submit(call, view, obj) -> dict:
     if entry is None:
         raise _Err("invalidProperties", "emailId", "no such Email")
     meta = view.full(entry)
-    if meta.size > MAX_SIZE:
-        raise _Err("tooLarge")
+    if meta.size > acct.max_size:  # the SMTP size limit (POSTERN_MAX_MESSAGE_SIZE)
+        raise _Err("tooLarge", None, f"at most {acct.max_size} bytes")
     raw = acct.store.read(meta)
     h = Header(raw)
     problem = submission_problem(h)
