@@ -1,0 +1,73 @@
+// Build the static app into dist/: index.html plus content-hashed assets (app-<hash>.js, app-<hash>.css).
+//
+// In:   src/main.ts (and what it imports, DOMPurify included), static/index.html, static/app.css.
+// Out:  dist/index.html naming the hashed files (so they can be cached as immutable and index.html
+//       never is), dist/assets/*; nothing else. `--check` (default on) runs `tsc --noEmit` first.
+// Fails: exits non-zero with the compiler's or esbuild's message; dist/ is left as it was until
+//       the new build is complete (written to dist.tmp, then swapped in).
+import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const out = join(here, "dist");
+const tmp = join(here, "dist.tmp");
+const args = new Set(process.argv.slice(2));
+
+if (!args.has("--no-check")) {
+  const tsc = join(here, "node_modules", "typescript", "bin", "tsc");
+  try {
+    execFileSync(process.execPath, [tsc, "--noEmit", "-p", here], { stdio: "inherit" });
+  } catch {
+    console.error("webmail: type check failed");
+    process.exit(1);
+  }
+}
+
+rmSync(tmp, { recursive: true, force: true });
+mkdirSync(join(tmp, "assets"), { recursive: true });
+
+const result = await build({
+  entryPoints: { app: join(here, "src", "main.ts") },
+  bundle: true,
+  format: "esm",
+  target: ["es2020", "chrome100", "firefox100", "safari15"],
+  minify: !args.has("--dev"),
+  sourcemap: false,
+  legalComments: "eof",
+  write: false,
+  outdir: join(tmp, "assets"),
+  logLevel: "warning",
+});
+
+function hashed(name, ext, data) {
+  const digest = createHash("sha256").update(data).digest("hex").slice(0, 12);
+  const file = `${name}-${digest}.${ext}`;
+  writeFileSync(join(tmp, "assets", file), data);
+  return `assets/${file}`;
+}
+
+const js = result.outputFiles.find((f) => f.path.endsWith(".js"));
+const jsPath = hashed("app", "js", js.contents);
+const css = readFileSync(join(here, "static", "app.css"));
+const cssPath = hashed("app", "css", css);
+
+const html = readFileSync(join(here, "static", "index.html"), "utf8")
+  .replace("%APP_CSS%", cssPath)
+  .replace("%APP_JS%", jsPath);
+if (html.includes("%APP_")) {
+  console.error("webmail: static/index.html has a placeholder left");
+  process.exit(1);
+}
+writeFileSync(join(tmp, "index.html"), html);
+for (const extra of ["favicon.svg"]) {
+  const src = join(here, "static", extra);
+  if (existsSync(src)) cpSync(src, join(tmp, extra));
+}
+
+rmSync(out, { recursive: true, force: true });
+renameSync(tmp, out);
+console.log(`webmail: built ${out} (${jsPath}, ${cssPath})`);

@@ -1,0 +1,350 @@
+/**
+ * The message list: Email/query windows (newest first, by message or by thread) rendered as a
+ * virtualised list, so a 10,000-message mailbox costs what a 10-message one does: only the rows
+ * on screen exist in the DOM, and only the pages of ids around them are fetched (one request per
+ * page: Email/query + Email/get by result reference, + Thread/get in thread view).
+ *
+ * In:   the JMAP client, a {@link ListQuery}, scrolling, clicks and keys.
+ * Out:  `message-list` with `message-row`s; selection (`selected`), the cursor, `open(id)` calls.
+ * Fails: a failed page load is shown in the list and retried on the next scroll or refresh.
+ */
+
+import type { EmailAddress } from "./context";
+import { h, clear, shortDate } from "./dom";
+import { type Jmap, unwrap } from "./jmap";
+
+export interface EmailSummary {
+  id: string;
+  threadId: string;
+  mailboxIds: Record<string, boolean>;
+  keywords: Record<string, boolean>;
+  from: EmailAddress[] | null;
+  to: EmailAddress[] | null;
+  subject: string | null;
+  receivedAt: string;
+  preview: string;
+  hasAttachment: boolean;
+  size: number;
+  threadSize?: number;
+}
+
+export interface ListQuery {
+  filter: Record<string, unknown>;
+  collapseThreads: boolean;
+  /** the sent/drafts lists show recipients instead of senders */
+  showTo: boolean;
+}
+
+export interface ListHandlers {
+  open(id: string): void;
+  selectionChanged(): void;
+  dragIds(id: string): string[];
+}
+
+const LIST_PROPERTIES = ["id", "threadId", "mailboxIds", "keywords", "from", "to", "subject", "receivedAt", "preview",
+  "hasAttachment", "size"];
+const PAGE = 50;
+const OVERSCAN = 8;
+
+export function addressLabel(list: EmailAddress[] | null | undefined): string {
+  if (!list || !list.length) return "";
+  return list.map((a) => a.name || a.email).join(", ");
+}
+
+export class MessageList {
+  readonly el: HTMLElement;
+  private spacer: HTMLElement;
+  private rows: HTMLElement;
+  private status: HTMLElement;
+  private query: ListQuery | null = null;
+  private ids: (string | undefined)[] = [];
+  private total = -1;
+  private queryState = "";
+  private generation = 0;
+  private loading = new Set<number>();
+  private fresh = new Set<number>(); // pages fetched in this generation
+  private failedPages = new Set<number>(); // not retried until the next scroll or refresh
+  private failed = false;
+  private frame = 0;
+  private rowHeight = 64;
+  readonly emails = new Map<string, EmailSummary>();
+  readonly selected = new Set<string>();
+  cursor = -1;
+  openId = "";
+
+  constructor(private jmap: Jmap, private on: ListHandlers) {
+    this.spacer = h("div", { className: "list-spacer", "aria-hidden": "true" });
+    this.rows = h("div", { className: "list-rows", role: "list", "aria-label": "Messages" });
+    this.status = h("p", { className: "list-status", "aria-live": "polite" });
+    this.el = h("div", { className: "message-list", testid: "message-list", tabindex: "-1" },
+      this.spacer, this.rows, this.status);
+    this.el.addEventListener("scroll", () => {
+      this.failedPages.clear();
+      this.schedule();
+    }, { passive: true });
+    window.addEventListener("resize", () => this.schedule());
+  }
+
+  get size(): number {
+    return Math.max(this.total, 0);
+  }
+
+  /** A new query: everything is dropped and the first page fetched. */
+  setQuery(q: ListQuery): void {
+    this.query = q;
+    this.selected.clear();
+    this.cursor = -1;
+    this.el.scrollTop = 0;
+    this.reset();
+    this.on.selectionChanged();
+  }
+
+  /** The same query again (new mail, a change elsewhere): the pages on screen are refetched. */
+  refresh(): void {
+    if (!this.query) return;
+    this.generation++;
+    this.loading.clear();
+    this.fresh.clear();
+    this.failedPages.clear();
+    this.queryState = "";
+    this.render(); // the rows on screen stay until their page is back
+  }
+
+  private reset(): void {
+    this.generation++;
+    this.ids = [];
+    this.loading.clear();
+    this.fresh.clear();
+    this.failedPages.clear();
+    this.total = -1;
+    this.queryState = "";
+    this.render();
+  }
+
+  /** Ids at positions [from, to) that are known. */
+  idAt(i: number): string | undefined {
+    return this.ids[i];
+  }
+
+  indexOf(id: string): number {
+    return this.ids.indexOf(id);
+  }
+
+  /** Local change before the server confirms (a flag, read state): the row updates at once. */
+  patch(id: string, keywords: Record<string, boolean>): void {
+    const e = this.emails.get(id);
+    if (e) e.keywords = keywords;
+    this.render();
+  }
+
+  /** Rows gone from this list (moved, deleted): dropped now; the next refresh confirms. */
+  removeLocally(ids: string[]): void {
+    const gone = new Set(ids);
+    const before = this.ids.length;
+    this.ids = this.ids.filter((id) => id === undefined || !gone.has(id));
+    if (this.total >= 0) this.total = Math.max(0, this.total - (before - this.ids.length));
+    for (const id of ids) this.selected.delete(id);
+    this.render();
+    this.on.selectionChanged();
+  }
+
+  private schedule(): void {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.render();
+    });
+  }
+
+  private range(): [number, number] {
+    const height = this.el.clientHeight || 600;
+    const first = Math.max(0, Math.floor(this.el.scrollTop / this.rowHeight) - OVERSCAN);
+    const last = Math.min(this.total < 0 ? PAGE : this.total, Math.ceil((this.el.scrollTop + height) / this.rowHeight) + OVERSCAN);
+    return [first, last];
+  }
+
+  render(): void {
+    const css = getComputedStyle(this.el).getPropertyValue("--row-height");
+    const px = parseFloat(css);
+    if (px > 0) this.rowHeight = px;
+    this.spacer.style.height = `${this.size * this.rowHeight}px`;
+    const [first, last] = this.range();
+    for (let page = Math.floor(first / PAGE); page * PAGE < Math.max(last, 1); page++) {
+      if (!this.fresh.has(page) && !this.loading.has(page) && !this.failedPages.has(page)) void this.load(page);
+    }
+    const focused = document.activeElement instanceof HTMLElement && this.rows.contains(document.activeElement);
+    clear(this.rows);
+    for (let i = first; i < last; i++) {
+      const id = this.ids[i];
+      const email = id ? this.emails.get(id) : undefined;
+      const row = email ? this.row(email, i) : h("div", { className: "row placeholder", "aria-hidden": "true" }, "Loading…");
+      row.style.top = `${i * this.rowHeight}px`;
+      this.rows.appendChild(row);
+    }
+    if (this.total === 0) this.status.textContent = "No messages";
+    else if (this.failed) this.status.textContent = "Could not load messages: scroll or refresh to retry";
+    else this.status.textContent = "";
+    if (focused) this.focusCursor();
+  }
+
+  private row(e: EmailSummary, index: number): HTMLElement {
+    const unread = !e.keywords["$seen"];
+    const flagged = !!e.keywords["$flagged"];
+    const people = this.query?.showTo ? addressLabel(e.to) : addressLabel(e.from);
+    const selected = this.selected.has(e.id);
+    const subject = e.subject || "(no subject)";
+    const box = h("input", {
+      type: "checkbox", className: "row-select", "aria-label": `Select: ${subject}`, tabindex: "-1",
+    });
+    box.checked = selected;
+    box.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      this.toggle(e.id, index, (ev as MouseEvent).shiftKey);
+    });
+    const row = h("div", {
+      className: `row${unread ? " unread" : ""}${flagged ? " flagged" : ""}${selected ? " checked" : ""}${e.id === this.openId ? " open" : ""}`,
+      role: "listitem",
+      testid: "message-row",
+      "data-email-id": e.id,
+      "data-thread-id": e.threadId,
+      "data-unread": unread ? "true" : "false",
+      "data-flagged": flagged ? "true" : "false",
+      "data-index": index,
+      tabindex: index === this.cursor || (this.cursor < 0 && index === 0) ? "0" : "-1",
+      draggable: "true",
+      "aria-label": `${unread ? "Unread. " : ""}${flagged ? "Flagged. " : ""}${people}: ${subject}, ${shortDate(e.receivedAt)}`,
+    },
+    box,
+    h("span", { className: "row-from" }, people || "(nobody)",
+      e.threadSize && e.threadSize > 1 ? h("span", { className: "row-count" }, ` ${e.threadSize}`) : null),
+    h("span", { className: "row-date" }, shortDate(e.receivedAt)),
+    h("span", { className: "row-subject", testid: "message-subject" }, subject),
+    h("span", { className: "row-icons", "aria-hidden": "true" },
+      e.hasAttachment ? h("span", { className: "badge", title: "Has attachments" }, "att") : null,
+      flagged ? h("span", { className: "star", title: "Flagged" }, "★") : null),
+    h("span", { className: "row-preview" }, e.preview || ""));
+    row.addEventListener("click", (ev) => {
+      const m = ev as MouseEvent;
+      if (m.ctrlKey || m.metaKey) return this.toggle(e.id, index, false);
+      if (m.shiftKey) return this.toggle(e.id, index, true);
+      this.cursor = index;
+      this.on.open(e.id);
+    });
+    row.addEventListener("dragstart", (ev) => {
+      const ids = this.on.dragIds(e.id);
+      ev.dataTransfer?.setData("application/x-postern-emails", JSON.stringify(ids));
+      ev.dataTransfer?.setData("text/plain", `${ids.length} message(s)`);
+      if (ev.dataTransfer) ev.dataTransfer.effectAllowed = "move";
+    });
+    return row;
+  }
+
+  /** Select or unselect a row; with `range`, everything between the cursor and it. */
+  toggle(id: string, index: number, range: boolean): void {
+    if (range && this.cursor >= 0) {
+      const [a, b] = [Math.min(this.cursor, index), Math.max(this.cursor, index)];
+      for (let i = a; i <= b; i++) {
+        const x = this.ids[i];
+        if (x) this.selected.add(x);
+      }
+    } else if (this.selected.has(id)) {
+      this.selected.delete(id);
+    } else {
+      this.selected.add(id);
+    }
+    this.cursor = index;
+    this.render();
+    this.on.selectionChanged();
+  }
+
+  selectAll(on: boolean): void {
+    this.selected.clear();
+    if (on) for (const id of this.ids) if (id) this.selected.add(id);
+    this.render();
+    this.on.selectionChanged();
+  }
+
+  /** Move the cursor by `delta` rows, scrolling it into view; returns the id under it. */
+  move(delta: number): string | undefined {
+    if (this.size === 0) return undefined;
+    this.cursor = Math.max(0, Math.min(this.size - 1, (this.cursor < 0 ? -1 : this.cursor) + delta));
+    const top = this.cursor * this.rowHeight;
+    if (top < this.el.scrollTop) this.el.scrollTop = top;
+    else if (top + this.rowHeight > this.el.scrollTop + this.el.clientHeight) {
+      this.el.scrollTop = top + this.rowHeight - this.el.clientHeight;
+    }
+    this.render();
+    this.focusCursor();
+    return this.ids[this.cursor];
+  }
+
+  focusCursor(): void {
+    const row = this.rows.querySelector<HTMLElement>(`[data-index="${this.cursor}"]`);
+    row?.focus({ preventScroll: true });
+  }
+
+  setOpen(id: string): void {
+    this.openId = id;
+    const i = this.ids.indexOf(id);
+    if (i >= 0) this.cursor = i;
+    this.render();
+  }
+
+  private async load(page: number): Promise<void> {
+    const q = this.query;
+    if (!q) return;
+    const generation = this.generation;
+    this.loading.add(page);
+    const calls: [string, Record<string, unknown>, string][] = [
+      ["Email/query", {
+        accountId: this.jmap.accountId, filter: q.filter, sort: [{ property: "receivedAt", isAscending: false }],
+        collapseThreads: q.collapseThreads, position: page * PAGE, limit: PAGE, calculateTotal: true,
+      }, "q"],
+      ["Email/get", {
+        accountId: this.jmap.accountId, "#ids": { resultOf: "q", name: "Email/query", path: "/ids" },
+        properties: LIST_PROPERTIES,
+      }, "g"],
+    ];
+    if (q.collapseThreads) {
+      calls.push(["Thread/get", {
+        accountId: this.jmap.accountId, "#ids": { resultOf: "g", name: "Email/get", path: "/list/*/threadId" },
+      }, "t"]);
+    }
+    try {
+      const responses = await this.jmap.request(calls);
+      if (generation !== this.generation) return;
+      const qr = unwrap(responses[0]);
+      const gr = unwrap(responses[1]);
+      const sizes = new Map<string, number>();
+      if (q.collapseThreads && responses[2]) {
+        for (const t of unwrap(responses[2]).list as { id: string; emailIds: string[] }[]) sizes.set(t.id, t.emailIds.length);
+      }
+      for (const e of gr.list as EmailSummary[]) {
+        e.threadSize = sizes.get(e.threadId);
+        this.emails.set(e.id, e);
+      }
+      if (this.queryState && qr.queryState !== this.queryState) {
+        this.ids = []; // the query changed under us: other pages are stale
+        this.fresh.clear();
+      }
+      this.fresh.add(page);
+      this.queryState = qr.queryState;
+      this.total = typeof qr.total === "number" ? qr.total : Math.max(this.total, qr.position + qr.ids.length);
+      qr.ids.forEach((id: string, i: number) => {
+        this.ids[qr.position + i] = id;
+      });
+      if (this.ids.length > this.total) this.ids.length = this.total;
+      this.failed = false;
+      if (this.openId) this.cursor = Math.max(this.cursor, this.ids.indexOf(this.openId));
+    } catch (e) {
+      if (generation !== this.generation) return;
+      this.failed = true;
+      this.failedPages.add(page);
+      console.warn("message list page failed", e);
+    } finally {
+      if (generation === this.generation) this.loading.delete(page);
+    }
+    this.render();
+    this.on.selectionChanged();
+  }
+}
