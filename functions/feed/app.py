@@ -4,19 +4,25 @@ READS
     A batch of the mail table's DynamoDB stream (NEW_IMAGE), filtered by the event
     source mapping to INSERTs of change-log records (pk ``L#<account>``): each is a
     change the store committed, numbered per account (postern/store/records.py).
+    Or a batch of the directory table's stream (KEYS_ONLY), filtered to MODIFYs and
+    REMOVEs of user items: a password changed (``postern user passwd``, JMAP
+    Password/change) or a user removed.
 WRITES
     Compact change notices (account, mailbox ids, the highest change number of the
-    batch per account; postern/feed.py) to ChangeFeedTopic, one SNS Publish per up to
-    200 KiB of notices. Every gateway task's own queue is subscribed to the topic
-    (postern_gateway/changefeed.py); a task that reads a notice wakes the IMAP watchers
-    of that account, which read the log after their last number.
+    batch per account; postern/feed.py) and the accounts whose credentials changed to
+    ChangeFeedTopic, one SNS Publish per up to 200 KiB. Every gateway task's own queue
+    is subscribed to the topic (postern_gateway/changefeed.py); a task that reads a
+    notice wakes the IMAP watchers of that account, which read the log after their last
+    number; a credential change drops the task's cached logins of that account.
 FAILURES
     A publish that fails reports the batch from its first record not yet published
     (ReportBatchItemFailures: Lambda retries from that sequence number, bisecting a
     batch whose invocation fails); after MaximumRetryAttempts the batch's description
     goes to FeedDLQ, which alarms. A notice published twice is harmless (a watcher that
     already has change n reads nothing); a notice lost only delays clients to the
-    safety-net poll (POSTERN_CHANGE_FEED_POLL_INTERVAL). A record that is not a change is
+    safety-net poll (POSTERN_CHANGE_FEED_POLL_INTERVAL), a lost credential change leaves a cached
+    login usable until the gateway's safety-net check (the same interval after its last
+    confirmation; postern_gateway/auth.py). A record that is not a change is
     skipped. A push never fails the batch: a connection that is gone (410) loses its registry
     item, any other post or registry fault is logged and counted (PushFailures); the client's
     next /changes call reads the log anyway.
@@ -41,25 +47,34 @@ metrics = Metrics()
 
 
 def publish(records: list[dict], sns, topic: str) -> list[str]:
-    """Publish the notices of ``records``; the sequence numbers to retry from ([] when all went)."""
-    notices, first_seq = [], {}
+    """Publish the notices and credential changes of ``records``; the sequence numbers to retry
+    from ([] when all went)."""
+    notices, accounts, first_seq = [], [], {}
     for rec in records:
+        seq = (rec.get("dynamodb") or {}).get("SequenceNumber", "")
         n = feed.notice_of(rec)
-        if n is None:
+        if n is not None:
+            notices.append(n)
+            first_seq.setdefault(("c", n.user), seq)
             continue
-        notices.append(n)
-        first_seq.setdefault(n.user, (rec.get("dynamodb") or {}).get("SequenceNumber", ""))
-    merged = feed.coalesce(notices)
+        account = feed.credentials_of(rec)
+        if account is not None:
+            accounts.append(account)
+            first_seq.setdefault(("cr", account), seq)
+    merged, changed = feed.coalesce(notices), list(dict.fromkeys(accounts))
+    items = [("c", n.user) for n in merged] + [("cr", a) for a in changed]  # encode's order
     start = 0
-    for body, count in feed.encode(merged):
+    for body, count in feed.encode(merged, changed):
         try:
             sns.publish(TopicArn=topic, Message=body)
         except Exception as exc:  # noqa: BLE001 - any fault: retry from here
-            pending = [first_seq[n.user] for n in merged[start:] if first_seq.get(n.user)]
-            logger.warning("change notices not published", error=str(exc), pending=len(merged) - start)
+            pending = [first_seq[i] for i in items[start:] if first_seq.get(i)]
+            logger.warning("change notices not published", error=str(exc), pending=len(items) - start)
             return [min(pending, key=int)] if pending else []
         start += count
     metrics.add_metric(name="ChangeNotices", unit=MetricUnit.Count, value=len(merged))
+    if changed:
+        metrics.add_metric(name="CredentialChanges", unit=MetricUnit.Count, value=len(changed))
     return []
 
 

@@ -207,11 +207,18 @@ class Gateway:
         set, or AWS refused), the IMAP watchers poll the log every POSTERN_IMAP_POLL_INTERVAL."""
         if not self.settings.change_topic_arn or self.change_feed is not None:
             return
+        from . import auth
         from .changefeed import ChangeFeed
         from .imap.watcher import Runtime
 
-        runtime = Runtime.of(self.backend)
-        cf = ChangeFeed(self.settings, self.backend.clients or self.clients, runtime.wake, runtime.wake_all)
+        runtime, backend = Runtime.of(self.backend), self.backend
+
+        def on_state(live: bool) -> None:
+            runtime.wake_all(live)
+            auth.feed_state(backend, live)
+
+        cf = ChangeFeed(self.settings, backend.clients or self.clients, runtime.wake, on_state,
+                        on_credentials=lambda accounts: auth.revoke(backend, accounts))
         try:
             await self.backend.run(cf.open)
         except Exception:  # noqa: BLE001 - serve mail regardless: polling is the fallback
@@ -219,7 +226,7 @@ class Gateway:
                         exc_info=True)
             return
         cf.start(asyncio.get_running_loop())
-        self.change_feed = runtime.change_feed = cf
+        self.change_feed = runtime.change_feed = backend.change_feed = cf
 
     async def stop(self, cancel_sessions: bool = False, timeout: float = 5.0) -> None:
         """Close every listener. ``cancel_sessions`` also cancels every other task on

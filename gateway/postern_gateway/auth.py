@@ -7,9 +7,12 @@ Out:  :func:`authenticate` -> the directory :class:`~postern.directory.User`
       answers; password hashing runs on the bounded executor, never on the loop,
       at most MAX_CONCURRENT_PASSWORD_CHECKS at a time, and a password verified
       within POSTERN_AUTH_CACHE_TTL is not hashed again (authcache.py); logins
-      arriving together with the same credentials share one check. A cached login makes one
-      backend call, the credential generation's read (no lockout read: :func:`_lockout_known`;
-      the known-client write only when due).
+      arriving together with the same credentials share one check. A cached login makes no
+      backend call while the change feed is live (credential changes arrive on it: :func:`revoke`;
+      the directory re-confirms the entry every POSTERN_CHANGE_FEED_POLL_INTERVAL, in the
+      background while the account keeps logging in: :func:`_trusted`), else one, the
+      credential generation's read; no lockout read (:func:`_lockout_known`); the
+      known-client write only when due.
       :func:`decode_plain` parses a SASL PLAIN response (RFC 4616).
       :func:`claim_session` / :func:`claim_idle`: a per-account ticket the protocol holds while
       the user is logged in / idling, released when it ends (postern.limits caps).
@@ -55,6 +58,7 @@ _shield = asyncio.shield
 # cores on 170 argon2id checks where 20 gave every answer.
 _in_flight: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _refreshing: set[tuple[str, str]] = set()  # (ip, account) whose lockout read is being renewed in the background
+_confirming: set[str] = set()  # accounts whose cached login is being confirmed in the background
 
 
 def _slots():
@@ -72,6 +76,58 @@ def _cache(backend) -> VerifiedCache:
     return backend.auth_cache
 
 
+def feed_live(backend) -> bool:
+    """This task's change feed is receiving: credential changes reach :func:`revoke` within its latency."""
+    cf = getattr(backend, "change_feed", None)
+    return cf is not None and bool(cf.live)
+
+
+def revoke(backend, accounts) -> None:
+    """The change feed says these accounts' credentials changed (a new password, a removed user):
+    their cached logins end here now; the next login checks the password against the directory."""
+    cache = _cache(backend)
+    for account in accounts:
+        cache.revoke(account)
+        log.info("credentials changed: cached login dropped user=%s", account)
+
+
+def feed_state(backend, _live: bool = True) -> None:
+    """The change feed went down or came back: notices may have been missed meanwhile, so every
+    cached login confirms with the directory on its next use."""
+    _cache(backend).unconfirm_all()
+
+
+async def _confirm(backend, cache: VerifiedCache, username: str, cached):
+    """The directory's word on a cached login (one GetItem): the user, or None (verify again)."""
+    token = cache.token()
+    return cache.confirm(username, cached, await backend.run(backend.directory.get_user, username), token)
+
+
+def _trusted(backend, cache: VerifiedCache, username: str, cached) -> bool:
+    """May this cached login skip the directory read? Only while the change feed is live (a
+    password change reaches :func:`revoke` within the feed's latency) and the directory confirmed
+    the entry less than ``POSTERN_CHANGE_FEED_POLL_INTERVAL`` ago: the safety net that bounds how
+    long a lost notice leaves an old password usable. Past half that age the confirmation is
+    renewed in the background, so an account that logs in regularly never waits for it."""
+    interval = float(backend.settings.change_feed_poll_interval)
+    if interval <= 0 or not feed_live(backend) or not cache.confirmed_within(username, interval):
+        return False
+    key = username.lower()
+    if not cache.confirmed_within(username, interval / 2) and key not in _confirming:
+        _confirming.add(key)
+
+        async def renew():
+            try:
+                await _confirm(backend, cache, username, cached)
+            except Exception:  # noqa: BLE001 - the next login past the interval confirms in line
+                log.warning("background confirmation of a cached login failed user=%s", key, exc_info=True)
+            finally:
+                _confirming.discard(key)
+
+        backend.mail.later(renew(), "auth-confirm")
+    return True
+
+
 async def _verify(backend, cache: VerifiedCache, username: str, password: str):
     """The directory user for these credentials or None: from the cache, a check already
     running for the same user and password, or a new check (at most MAX_CONCURRENT at once).
@@ -82,8 +138,10 @@ async def _verify(backend, cache: VerifiedCache, username: str, password: str):
     """
     user = cache.get(username, password)
     if user is not None:
+        if _trusted(backend, cache, username, user):
+            return user
         # no hash, but the directory's word that the password has not changed since (authcache.confirm)
-        user = cache.confirm(username, user, await backend.run(backend.directory.get_user, username))
+        user = await _confirm(backend, cache, username, user)
         if user is not None:
             return user
     loop = _running_loop()
@@ -95,9 +153,10 @@ async def _verify(backend, cache: VerifiedCache, username: str, password: str):
     if task is None:
         async def check():
             async with _slots():
+                token = cache.token()  # a revocation arriving during the check keeps its answer out of the cache
                 found = await backend.run(backend.directory.authenticate, username, password)
             if found is not None:
-                cache.put(username, password, found)
+                cache.put(username, password, found, token)
             return found
 
         task = pending[key] = loop.create_task(check())
@@ -167,9 +226,9 @@ def _lockout_known(backend, limits, cache: VerifiedCache, ip: str, account: str,
     """True when this login may skip the lockout read: a cached login (these credentials verified
     here within POSTERN_AUTH_CACHE_TTL) whose address and account the counters let in less than
     ``limits.ALLOWED_MEMO`` seconds ago. Past half that age the read is made again in the
-    background (the next login finds it fresh). A cached login thus makes one backend call (the
-    credential generation, ``authcache.confirm``) instead of three: under load each call queues
-    behind other sessions' work (`make load`, docs/load.md)."""
+    background (the next login finds it fresh). A cached login thus makes no backend call (with a
+    live change feed; else one, the credential generation, ``authcache.confirm``) instead of three:
+    under load each call queues behind other sessions' work (`make load`, docs/load.md)."""
     if not account or cache.get(account, password) is None:
         return False
     age = limits.allowed_age(ip, account)

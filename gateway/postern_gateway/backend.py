@@ -175,6 +175,7 @@ class Backend:
     learner: object | None = None  # postern_gateway.spam.learn.Learner (IMAP moves into/out of Junk); None = off
     lesson_reader: object | None = None  # postern_gateway.spam.relay.LessonReader: other tasks' lessons, taught here
     auth_cache: object | None = None  # postern.authcache.VerifiedCache, built on first login
+    change_feed: object | None = None  # changefeed.ChangeFeed while this task has one (auth.feed_live)
     maildrop_locks: object | None = None  # postern_gateway.pop3.lock: POP3 maildrop locks, built by the listener
     sessions: Sessions = field(default_factory=Sessions)  # live sessions: counted, told to leave on SIGTERM
 

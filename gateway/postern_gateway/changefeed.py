@@ -2,7 +2,8 @@
 
 In:   Settings (``change_topic_arn``, ``change_queue_prefix``), Clients (``sqs``,
       ``sqs_long_poll``, ``sns``: the task role's), and ``on_notices``, called on the
-      gateway's event loop with each batch of :class:`postern.feed.Notice` read.
+      gateway's event loop with each batch of :class:`postern.feed.Notice` read, and
+      ``on_credentials`` with the accounts whose credentials changed (postern.feed.Batch).
 Out:  :class:`ChangeFeed`. ``open()`` (blocking) creates the queue
       ``<prefix><random id>`` (SQS-managed encryption, notices kept a minute, a policy
       that lets only the topic send, tags ``postern:feed`` and ``postern:alive``) and
@@ -55,12 +56,14 @@ def _arn_parts(topic_arn: str) -> tuple[str, str, str]:
 
 class ChangeFeed:
     def __init__(self, settings, clients, on_notices: Callable[[list[feed.Notice]], None],
-                 on_state: Callable[[bool], None] | None = None, name: str | None = None):
+                 on_state: Callable[[bool], None] | None = None, name: str | None = None,
+                 on_credentials: Callable[[list[str]], None] | None = None):
         self.topic = settings.change_topic_arn
         self.prefix = settings.change_queue_prefix
         self.clients = clients
         self.on_notices = on_notices
         self.on_state = on_state
+        self.on_credentials = on_credentials
         self.name = name or f"{self.prefix}{secrets.token_hex(8)}"
         partition, region, account = _arn_parts(self.topic)
         self.queue_arn = f"arn:{partition}:sqs:{region}:{account}:{self.name}"
@@ -68,6 +71,7 @@ class ChangeFeed:
         self.subscription = ""
         self.live = False
         self.received = 0  # notices handed to the loop (bench, tests)
+        self.credentials = 0  # credential changes applied on the loop (tests)
         self._loop = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -156,13 +160,23 @@ class ChangeFeed:
             return 0
         for m in messages:
             self._confirm(m.get("Body", ""))
-        notices = [n for m in messages for n in feed.decode(m.get("Body", ""))]
+        batches = [feed.read(m.get("Body", "")) for m in messages]
+        notices = [n for b in batches for n in b.notices]
+        credentials = [a for b in batches for a in b.credentials]
+        if credentials and self._loop is not None and self.on_credentials is not None:
+            self._loop.call_soon_threadsafe(self._revoke, credentials)
         if notices and self._loop is not None:
             self.received += len(notices)
             self._loop.call_soon_threadsafe(self.on_notices, notices)
         self.clients.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
         return len(notices)
+
+    def _revoke(self, accounts: list[str]) -> None:
+        """On the loop: hand credential changes over, then count them (a test that sees the count
+        knows every login after it finds them applied)."""
+        self.on_credentials(accounts)
+        self.credentials += len(accounts)
 
     def _confirm(self, body: str) -> None:
         """A subscription SNS left pending sends a confirmation (SNS Developer Guide, "Confirm the

@@ -4,17 +4,22 @@ Two gateway processes (postern_local.gatewayproc) over the local stack, the safe
 set to 10 minutes: an IMAP client in IDLE on task A is told of a message delivered through
 the pipeline and of a flag set through task B within seconds, which only the feed explains.
 Each task made a queue of its own at start; SIGTERM deletes it and its subscription, and a
-task's sweep removes the queue of a task that died without doing so.
+task's sweep removes the queue of a task that died without doing so. A password changed with
+the CLI reaches the gateway on the feed too (the directory table's stream): the cached login of
+the old password ends there without a directory read per login.
 """
 
 from __future__ import annotations
 
+import imaplib
+import io
 import smtplib
 import socket
 import time
 
 import pytest
 
+from postern.cli import main as postern
 from postern_local.gatewayproc import GatewayProcess
 
 SAFETY_NET = "600"  # seconds: far longer than any wait below
@@ -123,3 +128,44 @@ def test_the_sweep_removes_the_queue_of_a_task_that_died(stack, tasks):
     assert cf.sweep() == 1
     assert {u.rsplit("/", 1)[-1] for u in _feed_queues(stack)} == live_before  # the living stay
     assert f"{prefix}deadtask" not in _subscribed(stack)
+
+
+class Imap2(imaplib.IMAP4):
+    """imaplib from 127.0.0.2: the failed login below counts against an address no other test shares."""
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=("127.0.0.2", 0))
+
+
+def imap_login(port: int, user: str, pw: str) -> bool:
+    c = Imap2("127.0.0.1", port, timeout=30)
+    try:
+        c.login(user, pw)
+        return True
+    except imaplib.IMAP4.error:
+        return False
+    finally:
+        c.shutdown()
+
+
+def heard_credential_changes(stack, before: int) -> None:
+    """Wait until the stack's gateway task applied a credential change it read from its queue."""
+    cf = stack.gateway.change_feed
+    end = time.monotonic() + WITHIN
+    while cf.credentials <= before and time.monotonic() < end:
+        time.sleep(0.05)
+    assert cf.credentials > before, "no credential change reached the gateway on the feed"
+
+
+def test_a_password_changed_with_the_cli_ends_the_cached_login_through_the_feed(stack, new_user):
+    user, old = new_user()
+    port = stack.imap_port
+    assert imap_login(port, user, old) and imap_login(port, user, old)  # verified, then a cached login
+    before = stack.gateway.change_feed.credentials
+    new = old + "-changed"
+    assert postern(["user", "passwd", user, "--password-stdin"], settings=stack.settings, clients=stack.clients,
+                   stdin=io.StringIO(new + "\n"), out=io.StringIO()) == 0
+    stack.drain()  # the directory's stream: FeedFunction publishes the change; SNS delivers to the task's queue
+    heard_credential_changes(stack, before)
+    assert not imap_login(port, user, old)
+    assert imap_login(port, user, new)

@@ -171,8 +171,16 @@ def test_password_changed_over_jmap_refuses_the_old_one_over_imap_and_revokes_to
     # (a wrong old password is `forbidden` and counts as a failed login: the unit tests cover it, so this
     # suite's shared 127.0.0.1 spends one failure only - the old password over IMAP below)
     new = "n3w-Secret-" + secrets.token_hex(4)
+    heard = stack.gateway.change_feed.credentials
     assert call(c, "Password/change", {"oldPassword": old, "newPassword": new}, POSTERN) == {"accountId":
                                                                                               c.default_account}
+    # the change reaches the gateway task on the change feed (the directory's stream, FeedFunction, its
+    # queue): its cached login of the old password ends there, with no directory read per login
+    stack.drain()
+    end = time.monotonic() + 30
+    while stack.gateway.change_feed.credentials <= heard and time.monotonic() < end:
+        time.sleep(0.05)
+    assert stack.gateway.change_feed.credentials > heard
     imap = imaplib.IMAP4(HOST, stack.imap_port, timeout=30)
     try:
         with pytest.raises(imaplib.IMAP4.error):

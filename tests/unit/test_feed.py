@@ -27,27 +27,30 @@ def feed_env(aws, handler_env):
     arn = clients.sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     clients.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
     streams = clients._session.client("dynamodbstreams", region_name=settings.region, endpoint_url=STREAMS_ENDPOINT)
-    stream = res.streams["MailTable"]
-    shard = streams.describe_stream(StreamArn=stream)["StreamDescription"]["Shards"][0]["ShardId"]
-    it = streams.get_shard_iterator(StreamArn=stream, ShardId=shard, ShardIteratorType="LATEST")["ShardIterator"]
-    state = {"it": it}
+    sources = {src.table: src for src in function_specs()["FeedFunction"]["streams"]}
+    state = {}
+    for table in ("MailTable", "DirectoryTable"):
+        stream = res.streams[table]
+        shard = streams.describe_stream(StreamArn=stream)["StreamDescription"]["Shards"][0]["ShardId"]
+        state[table] = streams.get_shard_iterator(StreamArn=stream, ShardId=shard,
+                                                  ShardIteratorType="LATEST")["ShardIterator"]
 
-    def records():
-        """What the event source mapping hands the function since the last call (filtered)."""
-        r = streams.get_records(ShardIterator=state["it"])
-        state["it"] = r["NextShardIterator"]
-        (src,) = function_specs()["FeedFunction"]["streams"]
-        out = [lambda_record(x, stream, settings.region) for x in r["Records"]]
-        return [x for x in out if any(matches(f, x) for f in src.filters)], len(out)
+    def records(table: str = "MailTable"):
+        """What the table's event source mapping hands the function since the last call (filtered)."""
+        r = streams.get_records(ShardIterator=state[table])
+        state[table] = r["NextShardIterator"]
+        out = [lambda_record(x, res.streams[table], settings.region) for x in r["Records"]]
+        return [x for x in out if any(matches(f, x) for f in sources[table].filters)], len(out)
 
-    def received():
+    def received(credentials: bool = False):
         out = []
         while True:
             got = clients.sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10).get("Messages", [])
             if not got:
                 return out
             for m in got:
-                out += feed.decode(m["Body"])
+                batch = feed.read(m["Body"])
+                out += batch.credentials if credentials else batch.notices
                 clients.sqs.delete_message(QueueUrl=q, ReceiptHandle=m["ReceiptHandle"])
 
     return settings, clients, records, received
@@ -81,6 +84,27 @@ def test_each_committed_change_reaches_a_subscribed_queue_as_one_notice_per_acco
     recs, _ = records()
     handler()({"Records": recs}, FakeContext("FeedFunction"))
     assert received() == [feed.Notice("ann@example.test", 4, (ann.mailbox_id,))]
+
+
+def test_a_password_change_and_a_removed_user_reach_a_subscribed_queue_as_credential_changes(feed_env, aws):
+    from postern.directory import dynamo_directory
+
+    settings, clients, records, received = feed_env
+    d = dynamo_directory(settings, clients)
+    d.add_domain("example.test")
+    d.add_user("ann@example.test", "one")
+    d.add_user("bob@example.test", "two")
+    d.add_alias("info@example.test", ["ann@example.test"])
+    recs, total = records("DirectoryTable")
+    assert recs == [] and total >= 4  # new items revoke nothing
+    d.set_password("ann@example.test", "three")  # `postern user passwd`, JMAP Password/change
+    d.set_quota("ann@example.test", 5)  # any change of the item counts (one password check, never unsafe)
+    d.remove_user("bob@example.test")
+    d.remove_alias("info@example.test")
+    recs, _ = records("DirectoryTable")
+    assert len(recs) == 3 and "NewImage" not in recs[0]["dynamodb"]  # KEYS_ONLY: no password hash leaves
+    assert handler()({"Records": recs}, FakeContext("FeedFunction")) == {"batchItemFailures": []}
+    assert received(credentials=True) == ["ann@example.test", "bob@example.test"]
 
 
 class FlakySns:

@@ -53,6 +53,11 @@ def _user(user: str) -> str:
 
 
 # --- directory ------------------------------------------------------------
+USER_PREFIX = "U#"
+ALIAS_PREFIX = "A#"
+DOMAIN_MEMBERS_PREFIX = "D#"
+
+
 def domain_key(domain: str) -> dict:
     return {"pk": "DOMAINS", "sk": domain.lower()}
 
@@ -62,19 +67,24 @@ def domains_pk() -> str:
 
 
 def user_key(local: str, domain: str) -> dict:
-    return {"pk": f"D#{domain.lower()}", "sk": f"U#{local.lower()}"}
+    return {"pk": domain_members_pk(domain), "sk": f"{USER_PREFIX}{local.lower()}"}
 
 
 def alias_key(local: str, domain: str) -> dict:
-    return {"pk": f"D#{domain.lower()}", "sk": f"A#{local.lower()}"}
+    return {"pk": domain_members_pk(domain), "sk": f"{ALIAS_PREFIX}{local.lower()}"}
 
 
 def domain_members_pk(domain: str) -> str:
-    return f"D#{domain.lower()}"
+    return f"{DOMAIN_MEMBERS_PREFIX}{domain.lower()}"
 
 
-USER_PREFIX = "U#"
-ALIAS_PREFIX = "A#"
+def user_of_key(pk: str, sk: str) -> str | None:
+    """The account (``local@domain``, canonical) a directory user item's key names: the inverse of
+    :func:`user_key` (the change feed reads it from the directory stream's Keys); None for any other item."""
+    if not pk.startswith(DOMAIN_MEMBERS_PREFIX) or not sk.startswith(USER_PREFIX):
+        return None
+    local, domain = sk[len(USER_PREFIX):], pk[len(DOMAIN_MEMBERS_PREFIX):]
+    return f"{local}@{domain}" if local and domain else None
 
 
 # --- Sieve scripts (directory table) ----------------------------------------
