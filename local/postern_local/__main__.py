@@ -62,7 +62,10 @@ def banner(stack: LocalStack, env_path: Path) -> str:
     tls_rows = [f"TLS:           {store.source} certificate, SHA-256 {store.fingerprint}", ""] if store else []
     domain = user.split("@", 1)[1]
     web = stack.http_url
+    webmail = (f"Webmail:       {stack.webmail_url}  (sign in as {user})" if stack.webmail_url else
+               f"Webmail:       not built ({stack.webmail_dir} has no index.html): `make run` builds it (Node 20+)")
     https_rows = [
+        webmail,
         f"HTTPS front:   {web} (plain HTTP on loopback; the Host header picks the site, as CloudFront's names do)",
         f"  curl -u {shlex.quote(user + ':' + pw)} {web}/.well-known/jmap",
         f"  curl -H 'Host: autoconfig.{domain}' {web}/mail/config-v1.1.xml",

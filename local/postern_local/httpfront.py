@@ -15,7 +15,14 @@ Out:  :class:`HttpFront`: each request becomes the event API Gateway's HTTP API 
       ``cookies``, ``body``, ``isBase64Encoded``) is written back with the security headers of the
       template's ``AWS::CloudFront::ResponseHeadersPolicy`` added as CloudFront adds them (a header
       whose ``Override`` is false only when the function did not set it): they are defined once,
-      in the template, and read from there (:func:`security_headers`).
+      in the template, and read from there (:func:`security_headers`; the CSP's ``Fn::Sub``
+      variables, the push socket's and the mail bucket's origins, get the local endpoints).
+      Which paths reach the function and which the webmail's files is the distribution's cache
+      behaviours, read from the template too (:func:`routing`): a path no behaviour's pattern
+      matches is the default behaviour's, the app bucket; locally the app's files are the built
+      ``webmail/dist`` (:class:`AppFiles`), served as S3 serves what `make deploy` uploaded:
+      Content-Type and Cache-Control from :mod:`postern.webassets`, an ETag, ``/`` as the
+      DefaultRootObject, 404 for a missing file, 403 for a method the behaviour does not allow.
 Fails: as the AWS services would, with their bodies: a request body over 10 MB (HTTP API) or an
       event over 6 MB (Lambda's synchronous payload) -> 413; a response over 6 MB or a handler
       that raised or crashed -> 500 ``{"message":"Internal Server Error"}``; a handler past its
@@ -25,15 +32,19 @@ Fails: as the AWS services would, with their bodies: a request body over 10 MB (
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote
 
+from postern import webassets
 from postern.edge import ORIGIN_HEADER, VIEWER_HOST, VIEWER_IP, VIEWER_PROTO
 
 from .template import load_template, resources_of_type
@@ -49,9 +60,23 @@ ACCOUNT = "123456789012"
 _QUERY = re.compile(r"\?[^ \"]*")
 
 
-def security_headers(template: dict | None = None) -> list[tuple[str, str, bool]]:
-    """(header, value, override) for every header the template's response headers policy adds."""
+def _substitute(value, variables: dict[str, str]) -> str:
+    """A header value: a string, or ``Fn::Sub`` [format, {name: ...}] with every name given locally
+    (a variable the local front has no value for is an error: the policy must never point at AWS)."""
+    if isinstance(value, str):
+        return value
+    fmt, names = value["Fn::Sub"] if isinstance(value["Fn::Sub"], list) else (value["Fn::Sub"], {})
+    missing = sorted(set(re.findall(r"\$\{([^}!]+)\}", fmt)) - set(variables))
+    if missing:
+        raise ValueError(f"the response headers policy needs local values for {', '.join(missing)}")
+    return re.sub(r"\$\{([^}!]+)\}", lambda m: variables[m.group(1)], fmt)
+
+
+def security_headers(template: dict | None = None, local: dict[str, str] | None = None) -> list[tuple[str, str, bool]]:
+    """(header, value, override) for every header the template's response headers policy adds;
+    ``local`` gives the values of the policy's ``Fn::Sub`` variables (the local endpoints)."""
     t = template or load_template()
+    local = local or {}
     policies = resources_of_type(t, "AWS::CloudFront::ResponseHeadersPolicy")
     out: list[tuple[str, str, bool]] = []
     for policy in policies.values():
@@ -71,7 +96,7 @@ def security_headers(template: dict | None = None) -> list[tuple[str, str, bool]
             out.append(("Referrer-Policy", sec["ReferrerPolicy"]["ReferrerPolicy"],
                         bool(sec["ReferrerPolicy"].get("Override"))))
         if "ContentSecurityPolicy" in sec:
-            out.append(("Content-Security-Policy", sec["ContentSecurityPolicy"]["ContentSecurityPolicy"],
+            out.append(("Content-Security-Policy", _substitute(sec["ContentSecurityPolicy"]["ContentSecurityPolicy"], local),
                         bool(sec["ContentSecurityPolicy"].get("Override"))))
         if "XSSProtection" in sec:
             h = sec["XSSProtection"]
@@ -81,6 +106,72 @@ def security_headers(template: dict | None = None) -> list[tuple[str, str, bool]
         for item in (cfg.get("CustomHeadersConfig") or {}).get("Items", []):
             out.append((item["Header"], item["Value"], bool(item.get("Override"))))
     return out
+
+
+FUNCTION, APP = "function", "app"
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """One cache behaviour: its path pattern (None for the default), where it goes, its methods."""
+
+    pattern: str | None
+    origin: str  # FUNCTION (a custom origin: the HTTP API) or APP (an S3 origin: the app bucket)
+    methods: frozenset[str]
+
+    def matches(self, path: str) -> bool:
+        # CloudFront: case-sensitive, * any run of characters (/ included), ? exactly one
+        if self.pattern is None:
+            return True
+        rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in self.pattern)
+        return re.fullmatch(rx, path if self.pattern.startswith("/") else path.lstrip("/"), re.S) is not None
+
+
+@dataclass(frozen=True)
+class Routing:
+    behaviours: tuple[Behaviour, ...]  # in CloudFront's order of evaluation, the default last
+    root_object: str  # DefaultRootObject: what "/" is
+
+    def route(self, path: str) -> Behaviour:
+        return next(b for b in self.behaviours if b.matches(path))
+
+
+def routing(template: dict | None = None) -> Routing:
+    """The distribution's cache behaviours (path pattern -> origin), as CloudFront evaluates them."""
+    t = template or load_template()
+    (dist,) = resources_of_type(t, "AWS::CloudFront::Distribution").values()
+    cfg = dist["Properties"]["DistributionConfig"]
+    kinds = {o["Id"]: APP if "S3OriginConfig" in o else FUNCTION for o in cfg["Origins"]}
+
+    def behaviour(b: dict, pattern: str | None) -> Behaviour:
+        return Behaviour(pattern, kinds[b["TargetOriginId"]], frozenset(b.get("AllowedMethods") or ["GET", "HEAD"]))
+
+    found = [behaviour(b, b["PathPattern"]) for b in cfg.get("CacheBehaviors") or []]
+    return Routing((*found, behaviour(cfg["DefaultCacheBehavior"], None)), cfg.get("DefaultRootObject", ""))
+
+
+class AppFiles:
+    """The built webmail (``webmail/dist``) as the app bucket holds it after `make deploy`."""
+
+    def __init__(self, root: Path | str, root_object: str = "index.html"):
+        self.root = Path(root).resolve()
+        self.root_object = root_object
+
+    def find(self, path: str) -> Path | None:
+        """The file for a request path (query already gone), or None: S3 keys are the decoded path
+        without its leading slash; "/" is the root object; no key has a . or .. segment or a NUL."""
+        key = unquote(path)[1:] if path != "/" else self.root_object
+        parts = key.split("/")
+        if not key or "\0" in key or "\\" in key or any(p in ("", ".", "..") for p in parts):
+            return None
+        if not webassets.publishable(key):  # never uploaded, so never served
+            return None
+        file = self.root.joinpath(*parts)
+        try:
+            file.resolve().relative_to(self.root)
+        except ValueError:
+            return None
+        return file if file.is_file() else None
 
 
 def _is_text(content_type: str, encoding: str) -> bool:
@@ -139,8 +230,11 @@ def build_event(method: str, target: str, headers: list[tuple[str, str]], body: 
 
 class HttpFront:
     def __init__(self, handler, context, origin_secret: str, headers: list[tuple[str, str, bool]],
-                 region: str = "us-east-1", port: int = 8080, bind: str = "127.0.0.1"):
+                 region: str = "us-east-1", port: int = 8080, bind: str = "127.0.0.1",
+                 routes: Routing | None = None, app: AppFiles | None = None):
         self.handler = handler  # postern_local.worker.RemoteHandler: the function in its worker processes
+        self.routes = routes  # None: every path goes to the function
+        self.app = app  # None: the app's paths are 404 (no webmail/dist built)
         self.context = context  # region -> a Lambda context object (LocalFunction.context)
         self.origin_secret = origin_secret
         self.headers = headers
@@ -197,7 +291,7 @@ class HttpFront:
 
     # --- one request ----------------------------------------------------------------
     def _reply(self, h: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], body: bytes,
-               edge: bool = True) -> None:
+               edge: bool = True, empty: bool = False) -> None:
         names = {n.lower() for n, _ in headers}
         for name, value, override in self.headers if edge else ():  # the response headers policy (CloudFront)
             if override or name.lower() not in names:
@@ -206,7 +300,8 @@ class HttpFront:
         for name, value in headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                 h.send_header(name, value)
-        h.send_header("Content-Length", str(len(body)))
+        if not empty:  # a 304 has no body and no Content-Length of its own (RFC 9110 §15.4.5)
+            h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         if h.command != "HEAD":
             h.wfile.write(body)
@@ -234,9 +329,36 @@ class HttpFront:
             return True
         return False
 
+    def _serve_app(self, h: BaseHTTPRequestHandler, behaviour: Behaviour) -> None:
+        """The app bucket's part, as CloudFront in front of S3 answers it."""
+        h.close_connection = bool(h.headers.get("Content-Length") or h.headers.get("Transfer-Encoding"))
+        if h.command not in behaviour.methods:  # CloudFront refuses it before any origin
+            return self._reply(h, 403, [("Content-Type", "text/plain; charset=utf-8")],
+                               b"This distribution is not configured to allow the HTTP request method.\n")
+        path = h.path.partition("?")[0]
+        file = self.app.find(path) if self.app is not None else None
+        if file is None:
+            return self._reply(h, 404, [("Content-Type", "text/plain; charset=utf-8")], b"Not Found\n")
+        data = file.read_bytes()
+        key = file.relative_to(self.app.root).as_posix()
+        etag = '"%s"' % hashlib.md5(data, usedforsecurity=False).hexdigest()  # S3's ETag of a one-part object
+        headers = [("Content-Type", webassets.content_type(key)), ("Cache-Control", webassets.cache_control(key)),
+                   ("ETag", etag), ("Last-Modified", self.date(file.stat().st_mtime))]
+        if etag in [t.strip() for t in h.headers.get("If-None-Match", "").split(",")]:
+            return self._reply(h, 304, headers, b"", empty=True)
+        return self._reply(h, 200, headers, data)
+
+    @staticmethod
+    def date(ts: float) -> str:
+        return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(ts))
+
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         if self.ws is not None and self._ws_route(h):
             return None
+        if self.routes is not None:
+            behaviour = self.routes.route(h.path.partition("?")[0])
+            if behaviour.origin == APP:
+                return self._serve_app(h, behaviour)
         try:
             length = int(h.headers.get("Content-Length") or 0)
         except ValueError:

@@ -27,6 +27,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from .lambdas import LocalFunction, runtime_environment, worker_functions
 from .pollers import Poller, Pollers
@@ -35,7 +36,7 @@ from .rules import RulesConfig
 from .rules.identities import ADMIN, Identities
 from .rules.proxy import RulesServer
 from .rules.roles import Roles, Unresolved, load_roles
-from .template import load_template
+from .template import REPO_ROOT, load_template
 
 log = logging.getLogger("postern.local")
 
@@ -355,12 +356,17 @@ class LocalStack:
         self.env.update({"POSTERN_PUSH_URL": "", "POSTERN_PUSH_ENDPOINT": ""})
         if "HttpsFunction" not in template.get("Resources", {}) or port < 0:
             return
-        from .httpfront import HttpFront, security_headers
+        from .httpfront import AppFiles, HttpFront, routing, security_headers
         from .wsfront import push_stage
 
-        self.https = HttpFront(None, None, self.env["POSTERN_HTTPS_ORIGIN_SECRET"], security_headers(template),
-                               region=self.settings.region, port=port)
+        routes = routing(template)
+        self.https = HttpFront(None, None, self.env["POSTERN_HTTPS_ORIGIN_SECRET"], [], region=self.settings.region,
+                               port=port, routes=routes, app=AppFiles(self.webmail_dir, routes.root_object))
         bound = self.https.bind()
+        # The response headers policy with this machine's origins in place of the push API's and the
+        # mail bucket's (presigned uploads and downloads go to the moto endpoint here)
+        self.https.headers = security_headers(template, {"PushOrigin": f"ws://127.0.0.1:{bound}",
+                                                         "BlobOrigins": self.proxy.endpoint})
         stage = push_stage(template)
         if stage:
             urls = {"POSTERN_PUSH_URL": f"ws://127.0.0.1:{bound}/{stage}",
@@ -458,6 +464,16 @@ class LocalStack:
     def http_url(self) -> str:
         """The local HTTPS front's base URL (plain HTTP on loopback), or "" when it is off."""
         return self.https.url if self.https is not None else ""
+
+    @property
+    def webmail_dir(self) -> Path:
+        """The built browser app the front serves at / (POSTERN_WEBMAIL_DIR, default webmail/dist)."""
+        return Path(self.env.get("POSTERN_WEBMAIL_DIR") or REPO_ROOT / "webmail" / "dist")
+
+    @property
+    def webmail_url(self) -> str:
+        """The webmail's URL ("" without the front, or without a built app to serve)."""
+        return f"{self.http_url}/" if self.http_url and (self.webmail_dir / "index.html").is_file() else ""
 
     smtp_port = property(lambda self: self._port("smtp"))
     submission_port = property(lambda self: self._port("submission"))

@@ -24,7 +24,6 @@ import pytest
 import xmlschema
 
 from postern.mtasts import parse_policy, settings_policy
-from postern_local.httpfront import security_headers
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 OUTLOOK_REQ = "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"
@@ -70,7 +69,7 @@ def test_mta_sts_policy_with_the_templates_security_headers(stack, new_domain):
     assert body.decode() == settings_policy(stack.settings)
     policy = parse_policy(body.decode())
     assert policy.mode == "testing" and policy.mx == (stack.settings.hostname,)
-    expected = security_headers()
+    expected = stack.https.headers  # the template's policy, with the local origins (test_webmail_front_e2e.py)
     assert {"Strict-Transport-Security", "X-Frame-Options", "Content-Security-Policy"} <= {n for n, _, _ in expected}
     for name, value, _ in expected:
         assert headers[name] == value, name

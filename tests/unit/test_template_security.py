@@ -87,7 +87,8 @@ def test_functions_use_only_scoped_policy_templates(t):
 
 
 def test_bucket_encrypted_sse_kms_by_parameter(t):
-    (bucket,) = resources_of_type(t, "AWS::S3::Bucket").values()
+    assert set(resources_of_type(t, "AWS::S3::Bucket")) == {"MailBucket", "WebAppBucket"}  # the app's: test_template_webmail
+    bucket = t["Resources"]["MailBucket"]
     rule = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     sse = rule["ServerSideEncryptionByDefault"]
     assert sse["SSEAlgorithm"] == {"Fn::If": ["WithKms", "aws:kms", "AES256"]}
