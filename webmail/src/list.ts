@@ -10,7 +10,7 @@
  */
 
 import type { EmailAddress } from "./context";
-import { h, clear, shortDate } from "./dom";
+import { h, shortDate } from "./dom";
 import { type Jmap, unwrap } from "./jmap";
 
 export interface EmailSummary {
@@ -66,7 +66,8 @@ export class MessageList {
   private failedPages = new Set<number>(); // not retried until the next scroll or refresh
   private failed = false;
   private frame = 0;
-  private rowHeight = 64;
+  private rowHeight = 70;
+  private rowEls = new Map<string, HTMLElement>();
   readonly emails = new Map<string, EmailSummary>();
   readonly selected = new Set<string>();
   cursor = -1;
@@ -173,61 +174,54 @@ export class MessageList {
       if (!this.fresh.has(page) && !this.loading.has(page) && !this.failedPages.has(page)) void this.load(page);
     }
     const focused = document.activeElement instanceof HTMLElement && this.rows.contains(document.activeElement);
-    clear(this.rows);
+    // Rows are kept by email id and updated in place, so an element (and a test's reference to it)
+    // lives as long as its row stays on screen; only rows scrolling in or out are made or dropped.
+    const wanted: HTMLElement[] = [];
+    const keep = new Map<string, HTMLElement>();
     for (let i = first; i < last; i++) {
       const id = this.ids[i];
       const email = id ? this.emails.get(id) : undefined;
-      const row = email ? this.row(email, i) : h("div", { className: "row placeholder", "aria-hidden": "true" }, "Loading…");
+      const key = email ? `e:${email.id}` : `p:${i}`;
+      let row = this.rowEls.get(key);
+      if (!row) row = email ? this.makeRow(email) : h("div", { className: "row placeholder", "aria-hidden": "true" }, "Loading…");
+      if (email) this.updateRow(row, email, i);
       row.style.top = `${i * this.rowHeight}px`;
-      this.rows.appendChild(row);
+      keep.set(key, row);
+      wanted.push(row);
     }
+    for (const [key, row] of this.rowEls) if (!keep.has(key)) row.remove();
+    this.rowEls = keep;
+    wanted.forEach((row, k) => {
+      if (this.rows.children[k] !== row) this.rows.insertBefore(row, this.rows.children[k] || null);
+    });
     if (this.total === 0) this.status.textContent = "No messages";
     else if (this.failed) this.status.textContent = "Could not load messages: scroll or refresh to retry";
     else this.status.textContent = "";
     if (focused) this.focusCursor();
   }
 
-  private row(e: EmailSummary, index: number): HTMLElement {
-    const unread = !e.keywords["$seen"];
-    const flagged = !!e.keywords["$flagged"];
-    const people = this.query?.showTo ? addressLabel(e.to) : addressLabel(e.from);
-    const selected = this.selected.has(e.id);
-    const subject = e.subject || "(no subject)";
-    const box = h("input", {
-      type: "checkbox", className: "row-select", "aria-label": `Select: ${subject}`, tabindex: "-1",
-    });
-    box.checked = selected;
+  /** A row's elements, made once; {@link updateRow} fills them. */
+  private makeRow(e: EmailSummary): HTMLElement {
+    const box = h("input", { type: "checkbox", className: "row-select", tabindex: "-1" });
+    const row = h("div", { role: "listitem", testid: "message-row", "data-email-id": e.id, draggable: "true" },
+      box,
+      h("span", { className: "row-from" }, h("span", { className: "row-people" }), h("span", { className: "row-count" })),
+      h("span", { className: "row-date" }),
+      h("span", { className: "row-subject", testid: "message-subject" }),
+      h("span", { className: "row-icons", "aria-hidden": "true" },
+        h("span", { className: "badge", title: "Has attachments" }, "att"),
+        h("span", { className: "star", title: "Flagged" }, "★")),
+      h("span", { className: "row-preview" }));
+    const index = () => Number(row.dataset.index);
     box.addEventListener("click", (ev) => {
       ev.stopPropagation();
-      this.toggle(e.id, index, (ev as MouseEvent).shiftKey);
+      this.toggle(e.id, index(), (ev as MouseEvent).shiftKey);
     });
-    const row = h("div", {
-      className: `row${unread ? " unread" : ""}${flagged ? " flagged" : ""}${selected ? " checked" : ""}${e.id === this.openId ? " open" : ""}`,
-      role: "listitem",
-      testid: "message-row",
-      "data-email-id": e.id,
-      "data-thread-id": e.threadId,
-      "data-unread": unread ? "true" : "false",
-      "data-flagged": flagged ? "true" : "false",
-      "data-index": index,
-      tabindex: index === this.cursor || (this.cursor < 0 && index === 0) ? "0" : "-1",
-      draggable: "true",
-      "aria-label": `${unread ? "Unread. " : ""}${flagged ? "Flagged. " : ""}${people}: ${subject}, ${shortDate(e.receivedAt)}`,
-    },
-    box,
-    h("span", { className: "row-from" }, people || "(nobody)",
-      e.threadSize && e.threadSize > 1 ? h("span", { className: "row-count" }, ` ${e.threadSize}`) : null),
-    h("span", { className: "row-date" }, shortDate(e.receivedAt)),
-    h("span", { className: "row-subject", testid: "message-subject" }, subject),
-    h("span", { className: "row-icons", "aria-hidden": "true" },
-      e.hasAttachment ? h("span", { className: "badge", title: "Has attachments" }, "att") : null,
-      flagged ? h("span", { className: "star", title: "Flagged" }, "★") : null),
-    h("span", { className: "row-preview" }, e.preview || ""));
     row.addEventListener("click", (ev) => {
       const m = ev as MouseEvent;
-      if (m.ctrlKey || m.metaKey) return this.toggle(e.id, index, false);
-      if (m.shiftKey) return this.toggle(e.id, index, true);
-      this.cursor = index;
+      if (m.ctrlKey || m.metaKey) return this.toggle(e.id, index(), false);
+      if (m.shiftKey) return this.toggle(e.id, index(), true);
+      this.cursor = index();
       this.on.open(e.id);
     });
     row.addEventListener("dragstart", (ev) => {
@@ -237,6 +231,38 @@ export class MessageList {
       if (ev.dataTransfer) ev.dataTransfer.effectAllowed = "move";
     });
     return row;
+  }
+
+  private updateRow(row: HTMLElement, e: EmailSummary, index: number): void {
+    const unread = !e.keywords["$seen"];
+    const flagged = !!e.keywords["$flagged"];
+    const people = (this.query?.showTo ? addressLabel(e.to) : addressLabel(e.from)) || "(nobody)";
+    const selected = this.selected.has(e.id);
+    const subject = e.subject || "(no subject)";
+    const when = shortDate(e.receivedAt);
+    row.className = `row${unread ? " unread" : ""}${flagged ? " flagged" : ""}${selected ? " checked" : ""}${e.id === this.openId ? " open" : ""}`;
+    row.dataset.threadId = e.threadId;
+    row.dataset.unread = unread ? "true" : "false";
+    row.dataset.flagged = flagged ? "true" : "false";
+    row.dataset.index = String(index);
+    row.tabIndex = index === this.cursor || (this.cursor < 0 && index === 0) ? 0 : -1;
+    row.setAttribute("aria-label", `${unread ? "Unread. " : ""}${flagged ? "Flagged. " : ""}${people}: ${subject}, ${when}`);
+    if (e.id === this.openId) row.setAttribute("aria-current", "true");
+    else row.removeAttribute("aria-current");
+    const box = row.querySelector<HTMLInputElement>(".row-select")!;
+    box.checked = selected;
+    box.setAttribute("aria-label", `Select: ${subject}`);
+    const text = (sel: string, value: string) => {
+      const el = row.querySelector(sel)!;
+      if (el.textContent !== value) el.textContent = value;
+    };
+    text(".row-people", people);
+    text(".row-count", e.threadSize && e.threadSize > 1 ? ` ${e.threadSize}` : "");
+    text(".row-date", when);
+    text(".row-subject", subject);
+    text(".row-preview", e.preview || "");
+    (row.querySelector(".badge") as HTMLElement).hidden = !e.hasAttachment;
+    (row.querySelector(".star") as HTMLElement).hidden = !flagged;
   }
 
   /** Select or unselect a row; with `range`, everything between the cursor and it. */

@@ -74,51 +74,88 @@ export interface MailboxListHandlers {
   drop(mailboxId: string, emailIds: string[]): void;
 }
 
+interface Rendered {
+  list: HTMLUListElement;
+  items: Map<string, HTMLLIElement>;
+  on: MailboxListHandlers;
+}
+
+const rendered = new WeakMap<HTMLElement, Rendered>();
+
+/** The `mailbox-list`: one link per mailbox, kept by id and updated in place (so an element, and
+ * a test's reference to it, survives a refresh), in {@link sortedTree} order, indented by depth. */
 export function renderMailboxes(nav: HTMLElement, mailboxes: Map<string, Mailbox>, selected: string,
                                 on: MailboxListHandlers): void {
-  clear(nav);
-  const list = h("ul", { className: "mailboxes", role: "list" });
-  for (const { mailbox: m, depth, path } of sortedTree(mailboxes)) {
-    const unread = m.unreadEmails || 0;
-    const link = h("a", {
-      href: `#/mailbox/${encodeURIComponent(m.id)}`,
-      className: `mailbox${m.id === selected ? " selected" : ""}${unread ? " has-unread" : ""}`,
-      testid: "mailbox",
-      "data-role": m.role || "",
-      "data-name": m.name,
-      "data-path": path,
-      "data-id": m.id,
-      "aria-current": m.id === selected ? "page" : null,
-      "aria-label": unread ? `${displayName(m)}, ${unread} unread` : displayName(m),
-    },
-    h("span", { className: "mailbox-name" }, displayName(m)),
-    h("span", { className: "mailbox-unread", testid: "mailbox-unread", "data-count": unread, "aria-hidden": "true" },
-      unread ? String(unread) : ""));
-    link.style.paddingLeft = `${0.75 + depth * 1}rem`;
-    link.addEventListener("click", (ev) => {
-      ev.preventDefault();
-      on.select(m.id);
-    });
-    // Drag and drop: message rows carry their ids as "application/x-postern-emails"
-    link.addEventListener("dragover", (ev) => {
-      if (ev.dataTransfer?.types.includes("application/x-postern-emails")) {
-        ev.preventDefault();
-        link.classList.add("drop-target");
-      }
-    });
-    link.addEventListener("dragleave", () => link.classList.remove("drop-target"));
-    link.addEventListener("drop", (ev) => {
-      ev.preventDefault();
-      link.classList.remove("drop-target");
-      const raw = ev.dataTransfer?.getData("application/x-postern-emails") || "[]";
-      try {
-        const ids = JSON.parse(raw);
-        if (Array.isArray(ids) && ids.length) on.drop(m.id, ids.map(String));
-      } catch {
-        /* not ours */
-      }
-    });
-    list.appendChild(h("li", {}, link));
+  let r = rendered.get(nav);
+  if (!r) {
+    clear(nav);
+    r = { list: h("ul", { className: "mailboxes", role: "list" }), items: new Map(), on };
+    nav.appendChild(r.list);
+    rendered.set(nav, r);
   }
-  nav.appendChild(list);
+  r.on = on;
+  const state = r;
+  const keep = new Map<string, HTMLLIElement>();
+  const wanted: HTMLLIElement[] = [];
+  for (const { mailbox: m, depth, path } of sortedTree(mailboxes)) {
+    let li = state.items.get(m.id);
+    if (!li) li = makeItem(m.id, state);
+    updateItem(li, m, depth, path, m.id === selected);
+    keep.set(m.id, li);
+    wanted.push(li);
+  }
+  for (const [id, li] of state.items) if (!keep.has(id)) li.remove();
+  state.items = keep;
+  wanted.forEach((li, k) => {
+    if (state.list.children[k] !== li) state.list.insertBefore(li, state.list.children[k] || null);
+  });
+}
+
+function makeItem(id: string, state: Rendered): HTMLLIElement {
+  const link = h("a", { href: `#/mailbox/${encodeURIComponent(id)}`, className: "mailbox", testid: "mailbox", "data-id": id },
+    h("span", { className: "mailbox-name" }),
+    h("span", { className: "mailbox-unread", testid: "mailbox-unread", "aria-hidden": "true" }));
+  link.addEventListener("click", (ev) => {
+    ev.preventDefault();
+    state.on.select(id);
+  });
+  // Drag and drop: message rows carry their ids as "application/x-postern-emails"
+  link.addEventListener("dragover", (ev) => {
+    if (ev.dataTransfer?.types.includes("application/x-postern-emails")) {
+      ev.preventDefault();
+      link.classList.add("drop-target");
+    }
+  });
+  link.addEventListener("dragleave", () => link.classList.remove("drop-target"));
+  link.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    link.classList.remove("drop-target");
+    const raw = ev.dataTransfer?.getData("application/x-postern-emails") || "[]";
+    try {
+      const ids = JSON.parse(raw);
+      if (Array.isArray(ids) && ids.length) state.on.drop(id, ids.map(String));
+    } catch {
+      /* not ours */
+    }
+  });
+  return h("li", {}, link);
+}
+
+function updateItem(li: HTMLLIElement, m: Mailbox, depth: number, path: string, selected: boolean): void {
+  const link = li.firstElementChild as HTMLAnchorElement;
+  const unread = m.unreadEmails || 0;
+  link.className = `mailbox${selected ? " selected" : ""}${unread ? " has-unread" : ""}`;
+  link.dataset.role = m.role || "";
+  link.dataset.name = m.name;
+  link.dataset.path = path;
+  if (selected) link.setAttribute("aria-current", "page");
+  else link.removeAttribute("aria-current");
+  link.setAttribute("aria-label", unread ? `${displayName(m)}, ${unread} unread` : displayName(m));
+  link.style.paddingLeft = `${0.75 + depth}rem`;
+  const name = link.querySelector(".mailbox-name")!;
+  if (name.textContent !== displayName(m)) name.textContent = displayName(m);
+  const count = link.querySelector<HTMLElement>(".mailbox-unread")!;
+  count.dataset.count = String(unread);
+  const text = unread ? String(unread) : "";
+  if (count.textContent !== text) count.textContent = text;
 }

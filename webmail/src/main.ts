@@ -364,6 +364,7 @@ class App {
         email.keywords = { ...email.keywords, $seen: true };
         this.list.patch(id, email.keywords);
         await actions.setKeyword(this.jmap, [id], "$seen", true);
+        void this.loadMailboxes().catch(this.fail); // the unread count, before push says so
       }
     } catch (e) {
       this.fail(e);
@@ -556,6 +557,12 @@ class App {
       if (el && !el.disabled && !el.hidden) el.click();
     };
     return {
+      ArrowDown: () => {
+        if (document.activeElement?.closest?.(".message-list")) this.list.move(1);
+      },
+      ArrowUp: () => {
+        if (document.activeElement?.closest?.(".message-list")) this.list.move(-1);
+      },
       j: () => {
         const id = this.list.move(1);
         if (id && document.body.classList.contains("reading")) this.go(`#/email/${encodeURIComponent(id)}`);
