@@ -19,7 +19,17 @@ FUNCTION_ARCH ?= arm64
 # Arguments for `sam deploy` (e.g. DEPLOY_ARGS=--guided the first time).
 DEPLOY_ARGS ?=
 
-.PHONY: run test venv tools bench compat faults load cost cost-floor fuzz-long build lint image rspamd-image deploy clean
+# The webmail (webmail/, README "Webmail"): `npm ci` when package.json or the lock changed (the stamp
+# is inside node_modules, which npm ci replaces), `npm run build` into webmail/dist when a source
+# did (dist/index.html is the build's stamp: build.mjs swaps in a complete dist/ or none).
+# tools/node_check.sh first: one line saying what to install when Node (engines) or npm is missing.
+WEBMAIL       = webmail
+WEBMAIL_DEPS  = $(WEBMAIL)/node_modules/.postern-installed
+WEBMAIL_BUILT = $(WEBMAIL)/dist/index.html
+WEBMAIL_SRC   = $(shell find $(WEBMAIL)/src $(WEBMAIL)/static -type f 2>/dev/null) \
+                $(wildcard $(WEBMAIL)/build.mjs $(WEBMAIL)/tsconfig.json)
+
+.PHONY: run test venv tools webmail bench compat faults load cost cost-floor fuzz-long build lint image rspamd-image deploy clean
 
 $(STAMP): requirements-dev.txt constraints.txt layers/postern/requirements.txt gateway/requirements.txt \
           layers/postern/pyproject.toml gateway/pyproject.toml local/pyproject.toml
@@ -34,10 +44,22 @@ venv: $(STAMP)
 tools:
 	PYTHON=$(PYTHON) tools/venv.sh sam cfn-lint checkov
 
-run: $(STAMP)
+$(WEBMAIL_DEPS): $(WEBMAIL)/package.json $(WEBMAIL)/package-lock.json
+	@$(SHELL) tools/node_check.sh $(WEBMAIL)/package.json
+	cd $(WEBMAIL) && npm ci --no-audit --no-fund
+	touch $@
+
+$(WEBMAIL_BUILT): $(WEBMAIL_DEPS) $(WEBMAIL_SRC)
+	@$(SHELL) tools/node_check.sh $(WEBMAIL)/package.json
+	cd $(WEBMAIL) && npm run build
+	touch $@
+
+webmail: $(WEBMAIL_BUILT)
+
+run: $(STAMP) webmail
 	$(VENV)/bin/postern-local
 
-test: $(STAMP) tools
+test: $(STAMP) tools webmail
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -101,4 +123,4 @@ deploy:
 	$(TOOLS)/sam/bin/python tools/deploy.py deploy --function-arch $(FUNCTION_ARCH) -- $(DEPLOY_ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache $(WEBMAIL)/node_modules $(WEBMAIL)/dist $(WEBMAIL)/dist.tmp
