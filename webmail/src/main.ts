@@ -545,6 +545,7 @@ class App {
 
   private async unsubscribe(email: ReaderEmail): Promise<void> {
     try {
+      if (!confirm("Unsubscribe from this list?")) return;
       notify(await unsubscribe(this.jmap, email));
     } catch (e) {
       this.fail(e);

@@ -13,6 +13,7 @@ import type { EmailAddress } from "./context";
 import { h, clear, humanSize, saveBlob } from "./dom";
 import type { Jmap } from "./jmap";
 import { frameDocument, normaliseCid, textAsHtml } from "./sanitize";
+import { offersOneClick } from "./unsubscribe";
 
 export interface BodyPart {
   partId: string | null;
@@ -211,7 +212,7 @@ export class Reader {
     const tools = h("div", { className: "reader-tools", role: "group", "aria-label": "Message tools" });
     const unsub = email["header:List-Unsubscribe:asURLs"];
     if (unsub && unsub.length) {
-      const oneClick = (email["header:List-Unsubscribe-Post:asText"] || "").trim() === "List-Unsubscribe=One-Click";
+      const oneClick = offersOneClick(email);
       tools.appendChild(h("button", {
         type: "button", testid: "reader-unsubscribe", "data-one-click": oneClick ? "true" : "false",
         onclick: () => this.on.unsubscribe(email),

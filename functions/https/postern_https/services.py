@@ -45,7 +45,8 @@ class Services:
         (postern.spool: the same path as SMTP submission on port 587); the Sieve scripts and the
         managed rules (postern.sieve.repository: ManageSieve's items and limits), the stored
         identities, the user's own password change (postern.credentials, the lockout keyed on the
-        viewer's address) and, for admins, the DMARC/TLS report summaries."""
+        viewer's address), one-click unsubscribe (postern.unsubscribe: the server POSTs, RFC 8058) and,
+        for admins, the DMARC/TLS report summaries."""
         from postern.credentials import change_password
         from postern.identities import IdentityStore
         from postern.jmap.account import Account
@@ -55,6 +56,7 @@ class Services:
         from postern.sieve.repository import repository
         from postern.spool import Spooler
         from postern.store import dynamo_store
+        from postern.unsubscribe import unsubscribe
         from postern.uploads import Presigner, Uploads
 
         if self._store is None:
@@ -82,7 +84,8 @@ class Services:
                                 identity_store=IdentityStore(scripts.items), change_password=password,
                                 # user is the directory's item as it is now (auth.require: a cached login is
                                 # confirmed against it, a token reads it), so the admin role is current
-                                reports=reports if user.admin else None)
+                                reports=reports if user.admin else None,
+                                unsubscribe=unsubscribe)
 
     def origin_secret(self) -> str:
         """The value CloudFront's origin header must carry; "" when none is configured

@@ -52,6 +52,9 @@ class Account:
     # the largest message JMAP stores or sends (Email/set create, Email/import, EmailSubmission): the SMTP
     # size limit, POSTERN_MAX_MESSAGE_SIZE (the front passes Settings.max_message_size; this default is its)
     max_size: int = 25 * 1024 * 1024
+    # List/unsubscribe (the Postern capability): a stored message's bytes -> the HTTP status of the RFC 8058
+    # one-click POST (postern.unsubscribe.unsubscribe), raising postern.unsubscribe's errors (None: not offered)
+    unsubscribe: Callable[[bytes], int] | None = None
 
     @property
     def id(self) -> str:

@@ -72,6 +72,7 @@ METHODS: dict[str, tuple[str, Handler]] = {
     "Filter/get": (POSTERN, postern.filter_get),
     "Filter/set": (POSTERN, postern.filter_set),
     "Report/get": (POSTERN, postern.report_get),
+    "List/unsubscribe": (POSTERN, postern.list_unsubscribe),
 }
 
 MAX_DEPTH = 64  # JSON nesting a request may have: far beyond any real request, far below Python's recursion limit

@@ -20,6 +20,17 @@ Methods (the README section "The Postern capability" documents them for client a
     the order created; ids are stored with the filters (immutable, RFC 8620). SetErrors:
     ``invalidProperties`` (what ``check_filter`` refuses), ``notFound``.
 
+``List/unsubscribe`` ``{accountId, emailId}`` -> ``{accountId, emailId, status}`` - the one-click
+    unsubscribe of RFC 8058, made by the server for the user (a browser app may not POST to the
+    list's origin, and the user's address never leaves with a click): the Email's own
+    List-Unsubscribe / List-Unsubscribe-Post fields, read from the stored message (never a URL
+    from the client), must offer it and be covered by a valid DKIM signature; then
+    :func:`postern.unsubscribe.post` POSTs ``List-Unsubscribe=One-Click`` to its https URI (public
+    addresses only, no redirect followed). ``status`` is the list's 2xx answer. Errors:
+    ``invalidArguments`` (no such Email, or it offers no one-click unsubscribe), ``forbidden`` (the
+    fields are not DKIM-signed), ``serverFail`` (the list's server refused, failed or is not
+    public; the description says which), ``accountNotSupportedByMethod``.
+
 ``Report/get`` ``{accountId, ids?: ["dmarc", "tls"], domain?, days?}`` -> ``{accountId,
     state, list: [summary], notFound}`` - for accounts with the admin role only
     (``postern user admin ADDRESS``), the summary ``postern report dmarc|tls`` prints
@@ -36,6 +47,7 @@ import secrets
 
 from ..credentials import PasswordRefused, WrongPassword
 from ..errors import AuthLocked, InvalidAddress, NoSuchDomain
+from ..unsubscribe import UnsubscribeError
 from ..sieve.managed import FIELDS, MATCHES, Filter, Managed, ManagedRuleError, check_filter
 from . import args as A
 from .errors import MethodError, invalid_arguments, set_error
@@ -46,7 +58,8 @@ REPORT_KINDS = ("dmarc", "tls")
 def account_capability(account) -> dict:
     """What this account may do with the capability (the session's accountCapabilities value)."""
     return {"passwordChange": account.change_password is not None, "filters": account.rules is not None,
-            "filterFields": list(FIELDS), "filterMatches": list(MATCHES), "reports": account.reports is not None}
+            "filterFields": list(FIELDS), "filterMatches": list(MATCHES), "reports": account.reports is not None,
+            "unsubscribe": account.unsubscribe is not None}
 
 
 # --- Password/change ----------------------------------------------------------------------------
@@ -67,6 +80,28 @@ def change_password(call, args: dict) -> dict:
     except AuthLocked as exc:
         raise MethodError("rateLimit", exc.text) from None
     return {"accountId": acct.id}
+
+
+# --- List/unsubscribe ------------------------------------------------------------------------------
+def list_unsubscribe(call, args: dict) -> dict:
+    A.known(args, {"accountId", "emailId"})
+    acct = call.account
+    if acct.unsubscribe is None:
+        raise MethodError("accountNotSupportedByMethod", "one-click unsubscribe is not offered here")
+    given = args.get("emailId")
+    if not isinstance(given, str):
+        raise invalid_arguments("emailId is an Email id")
+    email_id = call.resolve_id(given) or ""
+    view = call.view()
+    entry = view.entries([email_id]).get(email_id)
+    if entry is None:
+        raise invalid_arguments("no such Email")
+    raw = acct.store.read(view.full(entry))  # the stored fields: the URL is never the client's
+    try:
+        status = acct.unsubscribe(raw)
+    except UnsubscribeError as exc:
+        raise MethodError(exc.jmap_type, exc.text) from None
+    return {"accountId": acct.id, "emailId": email_id, "status": status}
 
 
 # --- Filter/get, Filter/set ------------------------------------------------------------------------
