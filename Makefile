@@ -29,7 +29,7 @@ WEBMAIL_BUILT = $(WEBMAIL)/dist/index.html
 WEBMAIL_SRC   = $(shell find $(WEBMAIL)/src $(WEBMAIL)/static -type f 2>/dev/null) \
                 $(wildcard $(WEBMAIL)/build.mjs $(WEBMAIL)/tsconfig.json)
 
-.PHONY: run test venv tools webmail bench compat faults load cost cost-floor fuzz-long build lint image rspamd-image deploy clean
+.PHONY: run test venv tools webmail bench compat faults load cost cost-floor fuzz-long build lint image rspamd-image deploy deploy-webmail clean
 
 $(STAMP): requirements-dev.txt constraints.txt layers/postern/requirements.txt gateway/requirements.txt \
           layers/postern/pyproject.toml gateway/pyproject.toml local/pyproject.toml
@@ -116,11 +116,16 @@ image:
 rspamd-image: tools
 	$(TOOLS)/sam/bin/python tools/deploy.py rspamd-image
 
-# ECR repository (created if missing), image pushed, `sam deploy` with that image URI.
-deploy:
+# ECR repository (created if missing), image pushed, `sam deploy` with that image URI, then the
+# webmail (webmail/dist) uploaded to the stack's app bucket and the distribution invalidated.
+deploy: webmail
 	$(PYTHON) tools/deploy.py preflight
 	$(MAKE) build
 	$(TOOLS)/sam/bin/python tools/deploy.py deploy --function-arch $(FUNCTION_ARCH) -- $(DEPLOY_ARGS)
+
+# Only the webmail's upload and invalidation, to the stack already deployed (an app-only change).
+deploy-webmail: webmail tools
+	$(TOOLS)/sam/bin/python tools/deploy.py webmail
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache $(WEBMAIL)/node_modules $(WEBMAIL)/dist $(WEBMAIL)/dist.tmp

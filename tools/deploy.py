@@ -20,6 +20,15 @@ In:   ``image``: nothing but Docker with buildx; builds ``gateway/Dockerfile`` f
       issued certificate covering the most domains as ``WebCertificateArn`` with their names as
       ``WebAliases``; none issued yet -> the distribution answers on its cloudfront.net name only.
       It never waits for validation: publish the CNAMEs, then run ``make deploy`` again.
+      The webmail: once ``sam deploy`` has succeeded (an unchanged stack included:
+      ``--no-fail-on-empty-changeset``), the built app (``WEBMAIL_DIST``, default
+      ``webmail/dist``, which must hold an index.html before anything is pushed) is uploaded to
+      the stack's ``WebAppBucketName`` output, every file with its Content-Type and
+      Cache-Control (:mod:`postern.webassets`: content-hashed names immutable, the rest
+      ``no-cache``), index.html last so it never names a file not there yet; files the build no
+      longer has are deleted; then one CloudFront invalidation of the ``WebDistributionId``
+      output for ``/`` and every file that is not content-hashed. ``webmail`` does only that
+      step (``make deploy-webmail``).
       ``SAM_CONFIG_FILE`` / ``SAM_CONFIG_ENV`` choose another samconfig file / environment,
       ``SAM`` another ``sam`` command (the tests use a recorder). The tag is
       ``IMAGE_TAG`` or the commit (``git rev-parse --short=12 HEAD``), with
@@ -31,8 +40,8 @@ In:   ``image``: nothing but Docker with buildx; builds ``gateway/Dockerfile`` f
       template demands (its AllowedPattern, checked here before printing).
 Out:  the image (and its URI on stdout), then ``sam deploy``'s own output.
 Fails: exit 1 with one paragraph saying what is missing and what to do: no Docker client,
-      no daemon, no buildx, no AWS credentials; a failing docker/sam command's status
-      is passed on.
+      no daemon, no buildx, no AWS credentials, no built webmail, a stack without the webmail's
+      outputs; a failing docker/sam command's status is passed on (and nothing is uploaded).
 """
 
 from __future__ import annotations
@@ -248,8 +257,89 @@ def rspamd_image() -> int:
     return 0
 
 
+# --- the webmail: webmail/dist to the app bucket, then an invalidation ------------------------
+def webmail_dist() -> Path:
+    """The built app, or Stop: it is checked before anything is pushed or deployed."""
+    dist = Path(os.environ.get("WEBMAIL_DIST") or REPO / "webmail" / "dist")
+    if not (dist / "index.html").is_file():
+        raise Stop(f"there is no built webmail in {dist} (no index.html): `make webmail` builds it (`make deploy` "
+                   "does it first; it needs Node.js and npm)")
+    return dist
+
+
+def webassets():
+    sys.path.insert(0, str(REPO / "layers" / "postern"))  # postern.webassets: the standard library only
+    from postern import webassets
+
+    return webassets
+
+
+def dist_files(dist: Path) -> dict[str, Path]:
+    """S3 key -> file for everything the build wrote that is served (no dot-files)."""
+    rules = webassets()
+    files = {p.relative_to(dist).as_posix(): p for p in sorted(dist.rglob("*")) if p.is_file()}
+    return {key: path for key, path in files.items() if rules.publishable(key)}
+
+
+def stack_outputs(session, stack: str) -> dict[str, str]:
+    (found,) = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+
+
+def publish_webmail(session, stack: str, dist: Path) -> dict:
+    """Upload the app, delete what the build no longer has, invalidate what is not content-hashed.
+    Returns what it did: {"bucket", "uploaded", "deleted", "invalidation", "paths"}."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    rules = webassets()
+    try:
+        outputs = stack_outputs(session, stack)
+    except (BotoCoreError, ClientError) as exc:
+        raise Stop(f"cannot read stack {stack}'s outputs to upload the webmail: {exc}") from None
+    bucket, distribution = outputs.get("WebAppBucketName"), outputs.get("WebDistributionId")
+    if not bucket or not distribution:
+        raise Stop(f"stack {stack} has no WebAppBucketName/WebDistributionId output: deploy this template first")
+    files = dist_files(dist)
+    # index.html last: while the upload runs, the old one keeps naming assets that are still there
+    order = sorted(files, key=lambda key: (key == "index.html", not rules.is_hashed(key), key))
+    try:
+        s3 = session.client("s3")
+        existing = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                    for o in page.get("Contents", [])]
+        for key in order:
+            with files[key].open("rb") as body:
+                s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=rules.content_type(key),
+                              CacheControl=rules.cache_control(key))
+        stale = sorted(set(existing) - set(files))
+        for i in range(0, len(stale), 1000):  # DeleteObjects takes 1,000 keys at a time
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in stale[i:i + 1000]],
+                                                     "Quiet": True})
+        # hashed names are new names: never cached before, nothing to invalidate
+        paths = ["/", *(f"/{k}" for k in order if not rules.is_hashed(k))]
+        inv = session.client("cloudfront").create_invalidation(
+            DistributionId=distribution,
+            InvalidationBatch={"Paths": {"Quantity": len(paths), "Items": paths},
+                               "CallerReference": f"postern-webmail-{time.time_ns()}"})["Invalidation"]
+    except (BotoCoreError, ClientError) as exc:
+        raise Stop(f"AWS refused the webmail upload (s3://{bucket}, distribution {distribution}): {exc}") from None
+    immutable = sum(1 for k in files if rules.is_hashed(k))
+    print(f"webmail: {len(files)} files to s3://{bucket} ({immutable} content-hashed, cached for a year; the rest "
+          f"revalidated), {len(stale)} stale removed; CloudFront invalidation {inv['Id']} of {', '.join(paths)}",
+          flush=True)
+    return {"bucket": bucket, "uploaded": order, "deleted": stale, "invalidation": inv["Id"], "paths": paths}
+
+
+def webmail() -> int:
+    """`make deploy-webmail`: only the app's upload and invalidation, to the deployed stack."""
+    dist = webmail_dist()
+    session, _account, _params, config_file, config_env = aws_session("deploy-webmail")
+    publish_webmail(session, stack_name(config_file, config_env), dist)
+    return 0
+
+
 def deploy(function_arch: str, sam_args: list[str]) -> int:
     docker_check()
+    dist = webmail_dist()
     session, account, params, config_file, config_env = aws_session("deploy")
     import preflight
     from botocore.exceptions import BotoCoreError, ClientError
@@ -272,10 +362,15 @@ def deploy(function_arch: str, sam_args: list[str]) -> int:
     overrides = overrides_string({**params, **web, "GatewayImage": image, "GatewayArchitecture": gateway_arch,
                                   "FunctionArchitecture": function_arch})
     sam = os.environ.get("SAM") or str(Path(sys.executable).with_name("sam"))
+    # an unchanged stack is a success: the webmail may be all that changed
     cmd = [sam, "deploy", "--config-file", str(config_file), "--config-env", config_env, "--region", session.region_name,
-           "--parameter-overrides", overrides, *sam_args]
+           "--parameter-overrides", overrides, "--no-fail-on-empty-changeset", *sam_args]
     print("+", shlex.join(cmd), flush=True)
-    return subprocess.run(cmd, cwd=REPO).returncode
+    status = subprocess.run(cmd, cwd=REPO).returncode
+    if status != 0:
+        return status
+    publish_webmail(session, stack_name(config_file, config_env), dist)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("preflight", help="check for Docker with buildx")
     sub.add_parser("rspamd-image", help="build rspamd/Dockerfile, push it to ECR (RSPAMD_REPOSITORY) and print"
                                         " RspamdImage by digest (run with the aws-sam-cli venv's python)")
-    d = sub.add_parser("deploy", help="push to ECR and sam deploy (run with the aws-sam-cli venv's python)")
+    sub.add_parser("webmail", help="upload webmail/dist to the deployed stack's app bucket and invalidate the"
+                                   " distribution (run with the aws-sam-cli venv's python)")
+    d = sub.add_parser("deploy", help="push to ECR, sam deploy, upload the webmail (run with the aws-sam-cli venv's python)")
     d.add_argument("--function-arch", choices=["arm64", "x86_64"], default="arm64")
     d.add_argument("sam_args", nargs=argparse.REMAINDER, help="after --: extra `sam deploy` arguments")
     args = ap.parse_args(argv)
@@ -295,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "rspamd-image":
             return rspamd_image()
+        if args.command == "webmail":
+            return webmail()
         if args.command == "image":
             docker_check()
             tag = f"postern-gateway:{image_tag()}"

@@ -40,6 +40,7 @@ def directives(policy: str) -> dict[str, list[str]]:
 
 def test_the_app_has_its_own_private_encrypted_bucket(t):
     props = t["Resources"]["WebAppBucket"]["Properties"]
+    assert t["Resources"]["WebAppBucket"]["DeletionPolicy"] == "RetainExceptOnCreate"  # never stops a stack's deletion
     assert set(props["PublicAccessBlockConfiguration"].values()) == {True} and len(props["PublicAccessBlockConfiguration"]) == 4
     (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
