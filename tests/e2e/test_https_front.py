@@ -370,3 +370,30 @@ def test_jmap_upload_then_import_through_the_front(stack, new_user):
     big = b"x" * 4_000_001
     status, _, body = call(stack, "POST", upload, body=big, headers=creds)
     assert status == 413 and json.loads(body)["limit"] == "maxSizeUpload"
+
+
+def test_one_click_unsubscribe_through_the_front_checks_dkim_before_any_post(stack, new_user):
+    """List/unsubscribe wired in the real function: an unsigned offer is refused (RFC 8058 §4) and nothing is posted."""
+    import smtplib
+    import uuid
+
+    user, pw = new_user()
+    raw = (f"From: news@list.example\r\nTo: {user}\r\nSubject: weekly\r\nMessage-ID: <{uuid.uuid4().hex}@l>\r\n"
+           "List-Unsubscribe: <https://127.0.0.1:9/u>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+           "\r\nnews\r\n").encode()
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as c:
+        assert c.sendmail("news@list.example", [user], raw) == {}
+    stack.drain()
+    creds = {**basic(user, pw), "Content-Type": "application/json"}
+    s = json.loads(call(stack, "GET", "/.well-known/jmap", headers=creds)[2])
+    (acct,) = s["accounts"]
+    assert s["accounts"][acct]["accountCapabilities"]["https://postern.dev/jmap"]["unsubscribe"] is True
+    using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", "https://postern.dev/jmap"]
+    request = {"using": using, "methodCalls": [
+        ["Email/query", {"accountId": acct}, "q"],
+        ["List/unsubscribe", {"accountId": acct, "#emailId": {"resultOf": "q", "name": "Email/query",
+                                                                "path": "/ids/0"}}, "u"]]}
+    status, _, body = call(stack, "POST", "/jmap/api", body=json.dumps(request).encode(), headers=creds)
+    assert status == 200, body
+    name, result, _ = json.loads(body)["methodResponses"][1]
+    assert (name, result["type"]) == ("error", "forbidden") and "DKIM" in result["description"], result

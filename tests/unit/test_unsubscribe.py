@@ -2,7 +2,7 @@
 
 The POST goes to a real HTTPS server on loopback (a thread here), which the default address rule
 refuses: the tests that reach it pass an ``allow`` that admits 127.0.0.1 and a TLS context that
-trusts its self-signed certificate. DKIM keys come from a dict (postern.dkim.dnsfunc_for).
+trusts its self-signed certificate. DNS (DKIM keys, the list host) is postern.dns.StaticResolver.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from postern import mailboxes
-from postern.dkim import dnsfunc_for
+from postern.dns import DnsTransient, StaticResolver
 from postern.jmap import api, session
 from postern.jmap.account import Account
 from postern.store import memory_store
-from postern.unsubscribe import (ONE_CLICK, NotOffered, NotSigned, Refused, one_click_url, post, public_address,
-                                 unsubscribe)
+from postern.unsubscribe import (ONE_CLICK, NotOffered, NotSigned, Refused, dkim_dnsfunc, one_click_url, post,
+                                 public_address, unsubscribe)
 from postern_gateway.trust.tls import self_signed
 
 USER = "alice@example.test"
@@ -37,7 +37,9 @@ def key():
     priv = k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                            serialization.NoEncryption())
     pub = k.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return priv, dnsfunc_for({"s1._domainkey.list.test": "v=DKIM1; k=rsa; p=" + base64.b64encode(pub).decode()})
+    resolver = StaticResolver(txt_records={"s1._domainkey.list.test": [
+        "v=DKIM1; k=rsa; p=" + base64.b64encode(pub).decode()]}, a_records={"localhost": ["127.0.0.1"]})
+    return priv, resolver
 
 
 def message(fields: bytes, key=None, signed=(b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post")) -> bytes:
@@ -96,16 +98,16 @@ def list_server(tmp_path):
     s.close()
 
 
-def loopback(host, port):
+def loopback(host):
     return ["127.0.0.1"]
 
 
 # --- what a message offers ---------------------------------------------------------------------------
 
 def test_a_signed_one_click_offer_gives_its_https_uri(key):
-    priv, dns = key
+    priv, resolver = key
     raw = message(LIST % 8443 + POST, priv)
-    assert one_click_url(raw, dns) == "https://localhost:8443/u?id=42"
+    assert one_click_url(raw, dkim_dnsfunc(resolver)) == "https://localhost:8443/u?id=42"
 
 
 @pytest.mark.parametrize("fields", [
@@ -116,14 +118,15 @@ def test_a_signed_one_click_offer_gives_its_https_uri(key):
     POST,
 ])
 def test_no_one_click_offer_is_not_offered(key, fields):
-    priv, dns = key
+    priv, resolver = key
     with pytest.raises(NotOffered) as info:
-        one_click_url(message(fields, priv), dns)
+        one_click_url(message(fields, priv), dkim_dnsfunc(resolver))
     assert info.value.jmap_type == "invalidArguments"
 
 
 def test_the_offer_must_be_covered_by_a_valid_dkim_signature(key):
-    priv, dns = key
+    priv, resolver = key
+    dns = dkim_dnsfunc(resolver)
     with pytest.raises(NotSigned) as info:
         one_click_url(message(LIST % 8443 + POST), dns)  # unsigned
     assert info.value.jmap_type == "forbidden"
@@ -134,7 +137,10 @@ def test_the_offer_must_be_covered_by_a_valid_dkim_signature(key):
     with pytest.raises(NotSigned):
         one_click_url(tampered, dns)
     with pytest.raises(NotSigned):  # no key published
-        one_click_url(signed, dnsfunc_for({}))
+        one_click_url(signed, dkim_dnsfunc(StaticResolver()))
+    failing = StaticResolver(failures={"s1._domainkey.list.test": DnsTransient("timeout")})
+    with pytest.raises(NotSigned):  # DNS down: not verified, so not posted
+        one_click_url(signed, dkim_dnsfunc(failing))
 
 
 # --- the POST -------------------------------------------------------------------------------------
@@ -166,7 +172,11 @@ def test_non_public_addresses_and_odd_urls_are_never_contacted(list_server):
     with pytest.raises(Refused, match="non-public"):
         post(url, resolve=loopback, context=list_server.client_ctx)  # the default rule: public only
     with pytest.raises(Refused, match="non-public"):  # one private address among public ones is enough
-        post(url, resolve=lambda h, p: ["93.184.216.34", "10.0.0.5"], context=list_server.client_ctx)
+        post(url, resolve=lambda h: ["93.184.216.34", "10.0.0.5"], context=list_server.client_ctx)
+    with pytest.raises(Refused, match="non-public"):  # an address literal is checked the same way
+        post(f"https://127.0.0.1:{list_server.port}/u", resolve=loopback, context=list_server.client_ctx)
+    with pytest.raises(Refused, match="resolve"):  # NXDOMAIN
+        post(url, resolve=StaticResolver().addresses, context=list_server.client_ctx)
     for bad in (f"http://localhost:{list_server.port}/u", f"https://user:pw@localhost:{list_server.port}/u",
                 "https:///nohost", "https://localhost:notaport/u"):
         with pytest.raises(Refused):
@@ -193,13 +203,13 @@ def _request(acct, args):
 
 
 def test_jmap_list_unsubscribe_posts_what_the_stored_message_offers(key, list_server):
-    priv, dns = key
+    priv, resolver = key
     store = memory_store()
     mailboxes.ensure_defaults(store, USER)
     mailboxes.append(store, USER, "INBOX", message(LIST % list_server.port + POST, priv))
     mailboxes.append(store, USER, "INBOX", message(b"Subject-Extra: plain\r\n"))
     acct = Account(USER, store, unsubscribe=lambda raw: unsubscribe(
-        raw, dns, resolve=loopback, context=list_server.client_ctx, allow=lambda a: True))
+        raw, resolver, context=list_server.client_ctx, allow=lambda a: True))
     assert session.build(acct, "https://webmail.example.test")["accounts"][acct.id]["accountCapabilities"][
         session.POSTERN]["unsubscribe"] is True
     got = api.handle(acct, {"using": [session.CORE, session.MAIL], "methodCalls": [

@@ -38,6 +38,15 @@ class Services:
     cache: VerifiedCache
     _origin_secret: str | None = field(default=None, repr=False)
     _store: object | None = field(default=None, repr=False)
+    _dns: object | None = field(default=None, repr=False)
+
+    def _resolver(self):
+        """postern.dns's resolver (dns_timeout, POSTERN_DNS_NAMESERVERS), one per execution environment."""
+        if self._dns is None:
+            from postern.dns import Resolver
+
+            self._dns = Resolver(self.settings)
+        return self._dns
 
     def jmap_account(self, user, viewer=None):
         """The JMAP account of an authenticated user: the mail store (one per execution environment:
@@ -85,7 +94,7 @@ class Services:
                                 # user is the directory's item as it is now (auth.require: a cached login is
                                 # confirmed against it, a token reads it), so the admin role is current
                                 reports=reports if user.admin else None,
-                                unsubscribe=unsubscribe)
+                                unsubscribe=lambda raw: unsubscribe(raw, self._resolver()))
 
     def origin_secret(self) -> str:
         """The value CloudFront's origin header must carry; "" when none is configured

@@ -1,9 +1,9 @@
 """One-click unsubscribe (RFC 8058): the POST a mail service makes for its user.
 
-In:   a stored message's bytes (:func:`one_click_url` reads its header and DKIM signatures; the
-      DKIM keys through a dkimpy ``dnsfunc``), then the URL to :func:`post` to, with a resolver,
-      a TLS context and an address rule (defaults: the system's resolver and trust store, public
-      addresses only).
+In:   a stored message's bytes and a :class:`postern.dns.Resolver` (or anything with its ``txt``
+      and ``addresses``: the DKIM keys and the list host's addresses, within ``dns_timeout``);
+      for :func:`post` also a TLS context and an address rule (defaults: the system's trust store,
+      public addresses only).
 Out:  :func:`unsubscribe` (both steps: what the JMAP ``List/unsubscribe`` method runs) -> the status;
       :func:`one_click_url` -> the https URL of List-Unsubscribe the message offers one-click for;
       :func:`post` -> the HTTP status the list answered (2xx).
@@ -30,6 +30,7 @@ import ssl
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from .dns import DnsError
 from .mail.header import Header
 
 ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058 §3.1: the only value List-Unsubscribe-Post has
@@ -98,7 +99,21 @@ def signed_by_dkim(message: bytes, dnsfunc) -> bool:
     return False
 
 
-def one_click_url(message: bytes, dnsfunc=None) -> str:
+def dkim_dnsfunc(resolver):
+    """dkimpy's ``dnsfunc`` (name -> TXT bytes or None) over a postern.dns resolver."""
+
+    def lookup(name, timeout=5):
+        n = name.decode("ascii", "replace") if isinstance(name, bytes) else name
+        try:
+            records = resolver.txt(n.rstrip("."))
+        except DnsError:
+            return None
+        return records[0].encode("utf-8") if records else None
+
+    return lookup
+
+
+def one_click_url(message: bytes, dnsfunc) -> str:
     """The URL to POST to for a stored message, or why the message offers no one-click unsubscribe."""
     header = Header(message)
     post = _field(header, b"list-unsubscribe-post")
@@ -109,8 +124,7 @@ def one_click_url(message: bytes, dnsfunc=None) -> str:
     urls = https_urls(listed or "")
     if not urls:
         raise NotOffered("List-Unsubscribe names no https URI (RFC 8058 §3.1)")
-    kwargs = {} if dnsfunc is None else {"dnsfunc": dnsfunc}
-    if not signed_by_dkim(message, **kwargs):
+    if not signed_by_dkim(message, dnsfunc):
         raise NotSigned("the unsubscribe fields are not covered by a valid DKIM signature (RFC 8058 §4)")
     return urls[0]
 
@@ -120,11 +134,6 @@ def public_address(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_global and not ip.is_multicast
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
@@ -139,9 +148,10 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def post(url: str, resolve: Callable[[str, int], list[str]] = _resolve, context: ssl.SSLContext | None = None,
+def post(url: str, resolve: Callable[[str], list[str]], context: ssl.SSLContext | None = None,
          allow: Callable[[str], bool] = public_address, timeout: float = TIMEOUT) -> int:
-    """POST ``List-Unsubscribe=One-Click`` to ``url`` (RFC 8058 §3.1); the status on 2xx."""
+    """POST ``List-Unsubscribe=One-Click`` to ``url`` (RFC 8058 §3.1); the status on 2xx.
+    ``resolve``: host -> addresses (an address literal in the URL is used as it is)."""
     parts = urlsplit(url)
     if parts.scheme.lower() != "https" or not parts.hostname:
         raise Refused("only https URLs are posted to")
@@ -153,9 +163,12 @@ def post(url: str, resolve: Callable[[str, int], list[str]] = _resolve, context:
         raise Refused("the URL's port is not a number") from None
     host = parts.hostname
     try:
-        addresses = resolve(host, port)
-    except (OSError, UnicodeError) as exc:
-        raise Refused(f"{host} does not resolve: {exc}") from None
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        try:
+            addresses = resolve(host)
+        except (DnsError, OSError, UnicodeError) as exc:
+            raise Refused(f"{host} does not resolve: {exc}") from None
     if not addresses:
         raise Refused(f"{host} does not resolve")
     if not all(allow(a) for a in addresses):
@@ -180,6 +193,6 @@ def post(url: str, resolve: Callable[[str, int], list[str]] = _resolve, context:
     return status
 
 
-def unsubscribe(message: bytes, dnsfunc=None, **post_options) -> int:
+def unsubscribe(message: bytes, resolver, **post_options) -> int:
     """The one-click unsubscribe a stored message offers, made: the list's 2xx status."""
-    return post(one_click_url(message, dnsfunc), **post_options)
+    return post(one_click_url(message, dkim_dnsfunc(resolver)), resolver.addresses, **post_options)
