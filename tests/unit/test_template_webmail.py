@@ -125,3 +125,19 @@ def test_the_headers_policy_keeps_hsts_and_frames_denied(t):
 def test_deploy_finds_the_bucket_and_the_distribution_in_the_outputs(t):
     assert t["Outputs"]["WebAppBucketName"]["Value"] == {"Ref": "WebAppBucket"}
     assert t["Outputs"]["WebDistributionId"]["Value"] == {"Ref": "WebDistribution"}
+
+
+def test_the_app_may_fetch_blobs_from_the_mail_bucket_on_every_name_it_is_served_on(t):
+    """Downloads (a 302 to S3 followed by fetch) and presigned uploads are CORS requests from the app's origin."""
+    from postern_local.template import deployed
+
+    def origins(params):
+        (rule,) = deployed(t, params)["Resources"]["MailBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+        assert set(rule["AllowedMethods"]) == {"GET", "POST"}
+        return rule["AllowedOrigins"]
+
+    # before the certificate is issued the distribution answers on its own cloudfront.net name only
+    assert "https://*.cloudfront.net" in origins({"MailDomain": "example.com"})
+    with_cert = origins({"MailDomain": "example.com", "WebCertificateArn": "arn:aws:acm:us-east-1:1:certificate/x",
+                         "WebAliases": "webmail.example.com,webmail.example.org"})
+    assert "https://*.cloudfront.net" not in str(with_cert)
