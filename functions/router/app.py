@@ -4,7 +4,8 @@ READS
     The inbound queue: one ``Envelope`` per SMTP transaction accepted by the
     gateway (SQS batches of up to 10, ReportBatchItemFailures). The directory
     table: domains, users, aliases, catch-alls, in one BatchGetItem per
-    envelope. Routing is on the envelope recipients only, never on To:/Cc:.
+    envelope, remembered by the warm container for DIRECTORY_CACHE_TTL (a
+    recipient that would bounce is looked up again first). Routing is on the envelope recipients only, never on To:/Cc:.
     The SRS secret (POSTERN_SRS_SECRET_ID) when a recipient is an SRS address.
 WRITES
     The store queue: one ``StoreJob`` per final local mailbox. The outbound
@@ -34,7 +35,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from postern.aws import get_clients
 from postern.config import get_settings
-from postern.directory import dynamo_directory
+from postern.directory import ItemCache, dynamo_directory
 from postern.envelope import Envelope
 from postern.pipeline import router
 from postern.srs import Srs
@@ -44,6 +45,10 @@ logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
+# Directory items kept by the warm container between envelopes (postern.directory.ItemCache: stale for at
+# most the TTL, as the gateway's RCPT cache; a bounce is always decided from fresh reads).
+DIRECTORY_CACHE_TTL = 30.0
+_directory_cache = ItemCache(ttl=DIRECTORY_CACHE_TTL)
 
 
 @tracer.capture_method
@@ -52,7 +57,7 @@ def record_handler(record: SQSRecord) -> None:
     settings, clients = get_settings(), get_clients()
     # The SRS secrets only for a bounce to one of our SRS addresses (most mail needs none).
     srs = optional_srs(settings, clients) if any(Srs.is_srs(r) for r in env.rcpt_to) else None
-    p = router.plan(env, dynamo_directory(settings, clients), srs=srs)
+    p = router.plan(env, dynamo_directory(settings, clients), srs=srs, cache=_directory_cache)
     router.send_plan(p, settings, clients.sqs)
     logger.info(
         "routed",

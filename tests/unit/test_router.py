@@ -126,3 +126,60 @@ def test_one_batch_get_for_a_recipient(directory):
         assert calls == {"batch": 10, "get": 0}
     finally:
         del items.batch_get, items.get
+
+
+class _CountingItems:
+    """The directory's item layer, counting the reads that reach it."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.reads = 0
+
+    def batch_get(self, *a, **kw):
+        self.reads += 1
+        return self.inner.batch_get(*a, **kw)
+
+    def get(self, *a, **kw):
+        self.reads += 1
+        return self.inner.get(*a, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _cached_setup():
+    from postern.directory import Directory, ItemCache
+
+    d = memory_directory()
+    d.add_domain("example.test")
+    d.add_user("alice@example.test", "pw", quota=100)
+    items = _CountingItems(d.items)
+    now = [1000.0]
+    return d, Directory(items), items, ItemCache(ttl=30.0, clock=lambda: now[0]), now
+
+
+def test_a_warm_router_reads_a_recipient_once_per_ttl():
+    d, cached_dir, items, cache, now = _cached_setup()
+    (job,) = plan(env("alice@example.test"), cached_dir, cache=cache).store
+    assert items.reads == 1 and job.user == "alice@example.test"
+    for _ in range(5):  # the same recipient within the TTL: no read at all
+        assert [j.user for j in plan(env("Alice@example.test"), cached_dir, cache=cache).store] == ["alice@example.test"]
+    assert items.reads == 1
+    d.set_quota("alice@example.test", 500)
+    now[0] += 31  # past the TTL: read again, and the change is seen
+    (job,) = plan(env("alice@example.test"), cached_dir, cache=cache).store
+    assert items.reads == 2 and job.quota == 500
+
+
+def test_a_warm_router_never_bounces_from_the_cache():
+    d, cached_dir, items, cache, now = _cached_setup()
+    p = plan(env("new@example.test"), cached_dir, cache=cache)
+    assert [(f.recipient, f.status) for f in p.decision.failed] == [("new@example.test", "5.1.1")]
+    assert items.reads == 2  # the refusal was decided from a second, fresh read
+    reads = items.reads
+    d.add_user("new@example.test", "pw")  # added a moment later; its absence is still in the cache
+    p = plan(env("new@example.test"), cached_dir, cache=cache)
+    assert [j.user for j in p.store] == ["new@example.test"] and p.notice is None
+    assert items.reads == reads + 1  # the cached try read nothing, the fresh one found the user
+    (job,) = plan(env("new@example.test"), cached_dir, cache=cache).store  # and now it is cached
+    assert job.user == "new@example.test" and items.reads == reads + 1

@@ -353,15 +353,18 @@ class Directory:
         return a.canonical in owned or (base is not None and base.canonical in owned)
 
     # --- batched look-ups (router) ----------------------------------------
-    def prefetched(self, addresses, levels: int = 3) -> Directory:
+    def prefetched(self, addresses, levels: int = 3, shared: ItemCache | None = None,
+                   fresh: bool = False) -> Directory:
         """A read view that has fetched, in one BatchGetItem, every item that
         resolving ``addresses`` needs first: the domain, the alias and the user
         of each address, and of its plus-address base. Aliases and catch-alls
         found in a round have their targets fetched the same way in the next
         round (at most ``levels`` rounds); anything deeper falls back to GetItem
         and is cached. Same methods and answers as this directory; writes go
-        straight through."""
-        view = PrefetchedItems(self.items)
+        straight through. ``shared``: an :class:`ItemCache` kept between views
+        (a warm router's), answered from while fresh and filled with what is
+        read; ``fresh``: read everything again, still filling ``shared``."""
+        view = PrefetchedItems(self.items, shared=shared, fresh=fresh)
         pending = list(addresses)
         seen: set[str] = set()
         for _ in range(levels):
@@ -396,23 +399,76 @@ class Directory:
         return Directory(view, default_quota=self.default_quota, admin_address=self.admin_address)
 
 
+class ItemCache:
+    """Directory items (and their absence) remembered between envelopes for ``ttl`` seconds.
+
+    A warm router keeps one (``functions/router``): a busy domain's domain, user
+    and alias items are then read about once per TTL instead of once per message
+    (one BatchGetItem and its read units less per message). What may be stale, for
+    at most the TTL: a user or alias removed or changed a moment ago (the gateway's
+    RCPT cache accepts for as long, RCPT_CACHE_TTL), a quota or spam threshold.
+    What must never be stale is a refusal: the router routes a message that would
+    bounce again from fresh reads (:func:`postern.pipeline.router.plan`), so a user
+    added a moment ago is never bounced from a cached absence. Bounded: cleared
+    when it reaches ``size`` entries."""
+
+    def __init__(self, ttl: float = 30.0, size: int = 10_000, clock=time.monotonic):
+        self.ttl = ttl
+        self.size = size
+        self.clock = clock
+        self._items: dict[tuple[str, str], tuple[float, dict | None]] = {}
+
+    def lookup(self, key: tuple[str, str]) -> tuple[bool, dict | None]:
+        """(known and fresh, the item or None for a known absence)."""
+        hit = self._items.get(key)
+        if hit is None or hit[0] <= self.clock():
+            return False, None
+        return True, hit[1]
+
+    def store(self, key: tuple[str, str], item: dict | None) -> None:
+        if len(self._items) >= self.size:
+            self._items.clear()
+        self._items[key] = (self.clock() + self.ttl, item)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self._items.pop(key, None)
+
+
 class PrefetchedItems:
     """Item layer wrapper: answers ``get`` from a batch-fetched cache (absent
     items are cached as absent), delegates everything else. Short-lived: one
-    per routed envelope, so it never serves stale data for long."""
+    per routed envelope, so it never serves stale data for long; with a
+    ``shared`` :class:`ItemCache` it also answers from that while fresh
+    (``fresh``: not, but fills it)."""
 
-    def __init__(self, items):
+    def __init__(self, items, shared: ItemCache | None = None, fresh: bool = False):
         self._items = items
         self._cache: dict[tuple[str, str], dict | None] = {}
+        self._shared = shared
+        self._fresh = fresh
+
+    def _from_shared(self, t: tuple[str, str]) -> bool:
+        if self._shared is None or self._fresh:
+            return False
+        known, item = self._shared.lookup(t)
+        if known:
+            self._cache[t] = item
+        return known
+
+    def _remember(self, t: tuple[str, str], item: dict | None) -> None:
+        self._cache[t] = item
+        if self._shared is not None:
+            self._shared.store(t, item)
 
     def prefetch(self, wanted: list[dict]) -> list[dict]:
         """Fetch the keys not cached yet in one batch; returns the items that fetch found."""
-        missing = list({(k["pk"], k["sk"]): k for k in wanted if (k["pk"], k["sk"]) not in self._cache}.values())
+        missing = list({(k["pk"], k["sk"]): k for k in wanted
+                        if (k["pk"], k["sk"]) not in self._cache and not self._from_shared((k["pk"], k["sk"]))}.values())
         if not missing:
             return []
         found = self._items.batch_get(missing)
         for k in missing:
-            self._cache[(k["pk"], k["sk"])] = found.get((k["pk"], k["sk"]))
+            self._remember((k["pk"], k["sk"]), found.get((k["pk"], k["sk"])))
         return list(found.values())
 
     def cached(self, key: dict) -> dict | None:
@@ -421,8 +477,8 @@ class PrefetchedItems:
 
     def get(self, key: dict, consistent: bool = True) -> dict | None:
         t = (key["pk"], key["sk"])
-        if t not in self._cache:
-            self._cache[t] = self._items.get(key, consistent)
+        if t not in self._cache and not self._from_shared(t):
+            self._remember(t, self._items.get(key, consistent))
         item = self._cache[t]
         return dict(item) if item is not None else None
 
@@ -430,12 +486,17 @@ class PrefetchedItems:
         self.prefetch(wanted)
         return {t: dict(v) for t in ((k["pk"], k["sk"]) for k in wanted) if (v := self._cache.get(t)) is not None}
 
+    def _forget(self, t: tuple[str, str]) -> None:
+        self._cache.pop(t, None)
+        if self._shared is not None:
+            self._shared.forget(t)
+
     def put(self, item: dict, if_absent: bool = False) -> None:
-        self._cache.pop((item["pk"], item["sk"]), None)
+        self._forget((item["pk"], item["sk"]))
         self._items.put(item, if_absent=if_absent)
 
     def delete(self, key: dict) -> bool:
-        self._cache.pop((key["pk"], key["sk"]), None)
+        self._forget((key["pk"], key["sk"]))
         return self._items.delete(key)
 
     def query(self, pk: str, sk_prefix: str = ""):

@@ -18,7 +18,10 @@ Fails: a directory or SQS fault raises StoreUnavailable: the whole envelope is
       jobs are deduplicated by the store (``queue_id#user#mailbox``).
 
 Cost for a single-recipient message: one BatchGetItem (domain, alias, user
-and plus-base look-ups together) and one SendMessage.
+and plus-base look-ups together) and one SendMessage; with a warm router's
+``cache`` (:class:`postern.directory.ItemCache`) the look-ups are read about
+once per TTL per recipient, and a message that would bounce a recipient is
+routed again from fresh reads first (a refusal is never made from the cache).
 """
 
 from __future__ import annotations
@@ -52,13 +55,22 @@ def _recipient_spam(env: Envelope, view, user: str) -> dict:
     return spamfilter.for_recipient(env.spam, view.spam_thresholds(user))
 
 
-def plan(env: Envelope, directory, srs=None) -> Plan:
+def plan(env: Envelope, directory, srs=None, cache=None) -> Plan:
     """Route ``env`` (pure apart from directory reads). ``srs``: bounces to our SRS
-    addresses go back to the sender they stand for (:mod:`postern.srs`)."""
-    view = directory.prefetched(env.rcpt_to) if hasattr(directory, "prefetched") else directory
+    addresses go back to the sender they stand for (:mod:`postern.srs`). ``cache``: a
+    :class:`postern.directory.ItemCache` kept between envelopes (see the module's cost note)."""
     # Only authenticated submission may relay; aliases forwarding out are always allowed (routing.py),
     # and so is a Sieve redirect: the user's own script chose the target (postern.sieve.effects).
-    decision = route(env.rcpt_to, view, allow_remote=bool(env.auth_user or env.redirected_by), srs=srs)
+    allow_remote = bool(env.auth_user or env.redirected_by)
+    if not hasattr(directory, "prefetched"):
+        view = directory
+        decision = route(env.rcpt_to, view, allow_remote=allow_remote, srs=srs)
+    else:
+        view = directory.prefetched(env.rcpt_to, shared=cache)
+        decision = route(env.rcpt_to, view, allow_remote=allow_remote, srs=srs)
+        if cache is not None and decision.failed:  # never refuse from the cache: a user may be new
+            view = directory.prefetched(env.rcpt_to, shared=cache, fresh=True)
+            decision = route(env.rcpt_to, view, allow_remote=allow_remote, srs=srs)
     p = Plan(decision)
     for d in decision.local:
         p.store.append(
