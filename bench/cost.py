@@ -61,6 +61,48 @@ LAMBDA_SCOPES = ("lambda:RouterFunction", "lambda:StoreFunction", "lambda:Delive
 
 
 # ---------------------------------------------------------------- measuring
+GATEWAY_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # gateway/postern_gateway/__main__.py
+
+
+class GatewayLogBytes:
+    """The gateway's log lines as its container prints them (its format, at its default level INFO), counted:
+    the gateway runs in this process, the handlers in their workers (which count their own output)."""
+
+    LOGGERS = ("postern_gateway", "postern")
+
+    def __init__(self):
+        import logging
+
+        self.bytes = 0
+        self.events = 0
+        outer = self
+
+        class _Count(logging.Handler):
+            def emit(self, record):
+                if record.name.startswith(("postern.local", "postern_local")):
+                    return  # the local stack's own lines: not the gateway's
+                try:
+                    line = self.format(record) + "\n"
+                except Exception:  # noqa: BLE001 - a bad format argument: count nothing, never fail the run
+                    return
+                outer.bytes += len(line.encode("utf-8", "replace"))
+                outer.events += line.count("\n")
+
+        self.handler = _Count(level=logging.INFO)
+        self.handler.setFormatter(logging.Formatter(GATEWAY_LOG_FORMAT))
+        for name in self.LOGGERS:
+            lg = logging.getLogger(name)
+            lg.addHandler(self.handler)
+            if lg.getEffectiveLevel() > logging.INFO:
+                lg.setLevel(logging.INFO)
+                lg.propagate = False  # counted, not printed: the bench's own stderr stays at WARNING
+
+    def take(self) -> tuple[int, int]:
+        out = (self.bytes, self.events)
+        self.bytes = self.events = 0
+        return out
+
+
 class Run:
     """One stack, one counter, the scenarios."""
 
@@ -85,6 +127,11 @@ class Run:
                 "POSTERN_IMAP_POLL_INTERVAL": "0.5",
                 "POSTERN_DEMO_USER": "alice@example.test",
                 "POSTERN_DEMO_PASSWORD": "alice-password",
+                # The handlers log and emit metrics as deployed (template.yaml's LOG_LEVEL; EMF on), counted by
+                # their workers and not printed (postern_local.worker): the Logs column is measured.
+                "LOG_LEVEL": deployed_log_level(),
+                "POWERTOOLS_METRICS_DISABLED": "false",
+                "POSTERN_LOCAL_HANDLER_OUTPUT": "count",
             },
             ephemeral_ports=True,
             background=False,
@@ -96,6 +143,7 @@ class Run:
         for u in self.users[1:]:
             s.directory.add_user(u, self.password)
         self.ev.attach(s)
+        self.gateway_logs = GatewayLogBytes()
         self.results: dict[str, dict] = {}
         self.memory = {fn.logical_id: fn.memory for fn in s.functions.values()}
 
@@ -108,10 +156,13 @@ class Run:
     # --- one measured step -------------------------------------------------
     def _measure(self, name: str, messages: int, fn, **extra):
         n_inv = len(self.ev.invocations)
+        self.gateway_logs.take()
         with self.ev.counter.measure() as m:
             info = fn() or {}
         inv = self.ev.invocations_since(n_inv)
-        self.results[name] = {"usage": m.usage, "invocations": inv, "messages": messages, **extra, **info}
+        gw_bytes, gw_events = self.gateway_logs.take()
+        self.results[name] = {"usage": m.usage, "invocations": inv, "messages": messages,
+                              "gateway_log_bytes": gw_bytes, **extra, **info}
 
     def _smtp_send(self, rcpts: list[str], sender: str = "someone@remote.test", size: int = 10 * 1024):
         _mid, raw = message(sender, rcpts, size)
@@ -253,6 +304,14 @@ class Run:
 
 
 # ---------------------------------------------------------------- computing
+def deployed_log_level() -> str:
+    """The functions' LOG_LEVEL as template.yaml deploys them (Globals)."""
+    from postern_local.template import load_template
+
+    env = load_template().get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    return str(env.get("LOG_LEVEL", "INFO"))
+
+
 def lambda_arch(template: dict) -> str:
     from postern_local.template import resolve
 
@@ -274,6 +333,45 @@ def trace_sample_rate(template: dict) -> float:
         return 1.0  # Lambda's own sampling: every invocation at Postern's volumes
     default = template.get("Parameters", {}).get("TraceSampleRate", {}).get("Default", 1.0)
     return min(1.0, max(0.0, float(default)))
+
+
+def invocation_log_bytes(inv, assumptions: dict) -> float:
+    """What one invocation sends to CloudWatch Logs: the lines its handler printed (counted by its worker,
+    postern_local.worker) plus Lambda's own START/END/REPORT lines; the flat assumption when not measured."""
+    printed = getattr(inv, "log_bytes", None)
+    if printed is None:
+        return assumptions["lambda_log_bytes_per_invocation"]
+    # In AWS, Powertools adds "xray_trace_id" (from Lambda's _X_AMZN_TRACE_ID) to each record: not set locally.
+    xray = (getattr(inv, "log_records", 0) or 0) * assumptions["lambda_xray_key_bytes_per_log_record"]
+    return printed + xray + assumptions["lambda_platform_log_bytes_per_invocation"]
+
+
+def log_bytes_per_message(res: dict, assumptions: dict, batch: int = 1, functions=None) -> float:
+    """Log bytes per message of a scenario: the invocations' (shared by ``batch`` records, as their count is)
+    and, when ``functions`` is None, the gateway's own lines."""
+    invs = [i for i in res["invocations"] if functions is None or i.function in functions]
+    total = sum(invocation_log_bytes(i, assumptions) for i in invs) / batch
+    if functions is None:
+        total += res.get("gateway_log_bytes", 0)
+    return total / max(1, res["messages"])
+
+
+def log_note(run_results: dict, assumptions: dict) -> str:
+    """How the Logs column was counted, with the measured bytes of the one-recipient inbound message."""
+    res = run_results.get("inbound, 1 recipient")
+    per_fn: dict[str, list[int]] = {}
+    for inv in (res or {}).get("invocations", ()):
+        if getattr(inv, "log_bytes", None) is not None:
+            per_fn.setdefault(inv.function, []).append(inv.log_bytes)
+    plat = assumptions["lambda_platform_log_bytes_per_invocation"]
+    parts = [f"{fn} {sum(v) / len(v):.0f} B" for fn, v in sorted(per_fn.items())]
+    gw = (res or {}).get("gateway_log_bytes", 0) / max(1, (res or {}).get("messages", 1))
+    return (f"the lines each handler printed per invocation (Powertools' JSON log line and EMF metrics, counted"
+            f" in its worker; inbound, 1 recipient: {', '.join(parts) or 'not measured'}) plus {plat} B of Lambda's"
+            f" START/END/REPORT lines and {assumptions['lambda_xray_key_bytes_per_log_record']} B per log record for the"
+            f" xray_trace_id key Powertools adds in AWS, and the gateway's own lines ({gw:.0f} B per message in its format), at"
+            f" CloudWatch Logs' ingestion price (where a worker did not count,"
+            f" {assumptions['lambda_log_bytes_per_invocation']} B per invocation is assumed).")
 
 
 def scenario_usage(res: dict, memory: dict[str, int], arch: str, assumptions: dict, latency: float = 0.0,
@@ -316,7 +414,7 @@ def scenario_usage(res: dict, memory: dict[str, int], arch: str, assumptions: di
         "lambda_requests": len(invs) / batch / n,
         f"lambda_gb_s_{arch}": gbs / n,
         "xray_traces": len(invs) / batch * assumptions["trace_sample_rate"] / n,
-        "log_gb": len(invs) / batch * assumptions["lambda_log_bytes_per_invocation"] / 1e9 / n,
+        "log_gb": log_bytes_per_message(res, assumptions, batch) / 1e9,
     }
     if res.get("data_out"):
         u["data_out_gb"] = res["data_out"] / GB / n
@@ -344,7 +442,9 @@ def stage_profile(results: dict, memory, arch, assumptions) -> dict:
             u["xray_traces"] = len(invs) * assumptions["trace_sample_rate"] / per
             u[f"lambda_gb_s_{arch}"] = sum(math.ceil(i.seconds * 1000) / 1000 * memory.get(i.function, 256) / 1024
                                            for i in invs) / per
-            u["log_gb"] = len(invs) * assumptions["lambda_log_bytes_per_invocation"] / 1e9 / per
+            u["log_gb"] = log_bytes_per_message(res, assumptions, functions=fn_names) * res["messages"] / 1e9 / per
+        elif scope_prefixes == ("gateway",):  # the gateway's own log lines
+            u["log_gb"] = res.get("gateway_log_bytes", 0) / 1e9 / per
         return {k: round(v, 9) for k, v in u.items() if v}
 
     one = results.get("inbound, 1 recipient")
@@ -821,8 +921,8 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
         " request made inside the handler (an allowance for real service latency, not a measurement)."
         f" X-Ray: {a['trace_sample_rate']:g} of the messages traced end to end (template parameter TraceSampleRate;"
         " the gateway marks them, the functions run Tracing: PassThrough: postern/tracing.py), so traces per"
-        " message = invocations x that share; logs and metrics cover every message. Logs: an assumed"
-        f" {a['lambda_log_bytes_per_invocation']} bytes per invocation (START/END/REPORT lines plus Powertools)."
+        " message = invocations x that share; logs and metrics cover every message. Logs: measured, "
+        + log_note(run_results, a) +
         " SQS+SNS: SQS requests in 64 KB chunks, with the event source's receive and delete modelled for the"
         " SQS-fed functions (the FeedFunction reads the mail table's stream, at no charge), and the change feed's"
         " SNS publishes ($0.50 per million; its deliveries to the tasks' queues are free)."

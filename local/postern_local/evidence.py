@@ -37,6 +37,9 @@ class Invocation:
     records: int
     seconds: float
     ok: bool
+    log_bytes: int | None = None  # what it printed (its worker counts it; None in process: not measured)
+    log_events: int | None = None
+    log_records: int | None = None
 
 
 class Evidence:
@@ -57,7 +60,7 @@ class Evidence:
         module = sys.modules.get(getattr(handler, "__module__", "") or "")
         processor = getattr(module, "processor", None)  # in process: the function's Powertools BatchProcessor
 
-        def call(event, context):
+        def call(event, context, logs: dict):
             if remote is None:
                 with counter.scope(f"lambda:{name}"):
                     result = handler(event, context)
@@ -66,13 +69,16 @@ class Evidence:
             # In its worker: the worker counts and injects, and reports back.
             outcome = remote(event, context, self._telemetry(name))
             self._absorb(name, outcome.report)
+            logs.update(log_bytes=outcome.report.log_bytes, log_events=outcome.report.log_events,
+                        log_records=outcome.report.log_records)
             return outcome.result()
 
         def timed(event, context=None):
             t0 = time.perf_counter()
             ok = False
+            logs: dict = {}
             try:
-                result = call(event, context)
+                result = call(event, context, logs)
                 ok = True
                 return result
             except Exception as exc:
@@ -82,7 +88,7 @@ class Evidence:
             finally:
                 with self._lock:
                     self.invocations.append(Invocation(name, len(event.get("Records", []) or []),
-                                                       time.perf_counter() - t0, ok))
+                                                       time.perf_counter() - t0, ok, **logs))
 
         timed.__wrapped__ = handler
         if not (self.spec.crash or self.spec.redeliver > 1):

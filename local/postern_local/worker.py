@@ -106,6 +106,9 @@ class Report:
     failures: dict = field(default_factory=dict)  # SQS message id -> "Cls: message"
     pid: int = 0
     seconds: float = 0.0
+    log_bytes: int = 0  # what the invocation wrote to stdout/stderr (CloudWatch Logs ingests it), UTF-8 bytes
+    log_events: int = 0  # lines written (each a log event)
+    log_records: int = 0  # of those, Powertools Logger records (JSON with a "level"; AWS adds xray_trace_id)
 
 
 @dataclass
@@ -376,6 +379,33 @@ def _batch_failures(module) -> dict:
     return out
 
 
+class _CountingStream:
+    """stdout/stderr as the handler sees them: passes everything through, counting the bytes and lines
+    an invocation writes (Lambda ships each line to CloudWatch Logs as one event)."""
+
+    def __init__(self, inner, passthrough: bool = True):
+        self._inner = inner
+        self._passthrough = passthrough  # False: counted only (POSTERN_LOCAL_HANDLER_OUTPUT=count, make cost)
+        self.bytes = 0
+        self.lines = 0
+        self.records = 0
+
+    def write(self, s):
+        if isinstance(s, str):
+            self.bytes += len(s.encode("utf-8", "replace"))
+            self.lines += s.count("\n")
+            self.records += s.startswith('{"level":')
+        return self._inner.write(s) if self._passthrough else len(s)
+
+    def take(self) -> tuple[int, int, int]:
+        out = (self.bytes, self.lines, self.records)
+        self.bytes = self.lines = self.records = 0
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
 def _watch_parent(parent: int) -> None:
     while True:
         time.sleep(1.0)
@@ -395,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     conn = Connection(args.fd)
     threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
     function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "function")
+    # Before the handler's import: Powertools' Logger keeps the stream it finds then.
+    passthrough = os.environ.get("POSTERN_LOCAL_HANDLER_OUTPUT", "") != "count"
+    streams = (_CountingStream(sys.stdout, passthrough), _CountingStream(sys.stderr, passthrough))
+    sys.stdout, sys.stderr = streams
     # Init: import the handler as Lambda's runtime does (LAMBDA_TASK_ROOT first on sys.path).
     try:
         task_root = str(Path(args.code).resolve())
@@ -424,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                           aws_request_id=msg["request_id"], region=os.environ.get("AWS_REGION", "us-east-1"))
         report = Report()
         reply: dict = {"kind": "result", "report": report}
+        for st in streams:
+            st.take()  # what Init or the last reply printed is not this invocation's
         scope = telemetry.begin(msg.get("telemetry"))
         try:
             if scope is not None:
@@ -438,6 +474,11 @@ def main(argv: list[str] | None = None) -> int:
             reply["error"] = (exc.__class__.__name__, str(exc), traceback.format_exc())
         report.failures = _batch_failures(module)
         telemetry.end(report)
+        for st in streams:
+            b, n, r = st.take()
+            report.log_bytes += b
+            report.log_events += n
+            report.log_records += r
         try:
             conn.send(reply)
         except (OSError, ValueError, MemoryError):

@@ -150,3 +150,31 @@ def test_message_cost_from_profile():
     assert q["s3_gb_month"] > 0
     assert "estimate" in b.note
     assert isinstance(message_cost({"accept": 1}, profile={}), Breakdown)
+
+
+def test_a_lambda_worker_counts_the_log_bytes_each_invocation_prints(tmp_path):
+    """make cost prices CloudWatch Logs from what each handler prints (bench/cost.py: plus Lambda's own
+    START/END/REPORT lines), counted per invocation in its worker (postern_local.worker)."""
+    import os
+    from pathlib import Path
+
+    from postern_local.worker import FunctionSpec, RemoteHandler
+
+    (tmp_path / "app.py").write_text(
+        "import sys\nprint('printed during Init')\n"
+        "def lambda_handler(event, context):\n"
+        "    print('x' * event['n'])\n"
+        "    print('{\"level\":\"INFO\"}')\n"
+        "    sys.stderr.write('\\u00e9\\n')\n"
+        "    return {'ok': True}\n")
+    repo = Path(__file__).resolve().parents[2]
+    h = RemoteHandler(FunctionSpec("Probe", str(tmp_path), "app.lambda_handler", 60, 256), dict(os.environ), repo,
+                      max_workers=1)
+    try:
+        for n in (100, 5):
+            out = h.invoke({"n": n})
+            assert out.result() == {"ok": True}
+            # 'é' is two bytes in UTF-8; the second line is a Powertools-like record
+            assert (out.report.log_bytes, out.report.log_events, out.report.log_records) == (n + 1 + 17 + 3, 3, 1)
+    finally:
+        h.close()
