@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import os
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from postern import feed, push
+from postern.lambdalog import Logger
 from postern.aws import get_clients
 from postern.config import get_settings
 from postern.errors import StoreUnavailable

@@ -28,13 +28,14 @@ CODE
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from postern.aws import get_clients
 from postern.config import get_settings
+from postern.lambdalog import Logger
 from postern.envelope import StoreJob
 from postern.pipeline import store as pipeline
 from postern.pipeline.queues import send_bodies
