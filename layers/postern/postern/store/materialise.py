@@ -170,7 +170,7 @@ class Materialiser:
         smb, _, suid = m["src"].partition("/")
         src = self.items.get(keys.message_key(user, smb, int(suid)))
         if R.live(src):
-            return bytes(src.get("pf", b"")), (bytes(src["hd"]) if "hd" in src else None)
+            return bytes(src.get("pf", b"")), R.header_of(src)
         prefix = bytes(m.get("pf", b""))
         return prefix, self._header(m, prefix)
 

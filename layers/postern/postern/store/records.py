@@ -33,8 +33,10 @@ filter can; every other item of the table is derived from these)::
     mv  rename: {mb, o (old name), n (new name), uv, su}
     sub create: names to subscribe
 
-Message entry (``keys.message_key``): uid, ms (MODSEQ), fl, id, sz, bl, rs, pf, hd
-(header block, when small), hl, e, th, sv (when delivered over SMTP); a tombstone has x=True and a TTL. Mailbox
+Message entry (``keys.message_key``): uid, ms (MODSEQ), fl, id, sz, bl, rs, pf, the
+header block when small (:func:`header_fields`: hz, the part after the trace prefix ``pf``
+zlib-compressed, or hr uncompressed when that is smaller; entries written before hold hd,
+the whole block, prefix included), hl, e, th, sv (when delivered over SMTP); a tombstone has x=True and a TTL. Mailbox
 state (``keys.state_key``): mb, n (current name), uv, su, un, hm, ex, sz, us, kw
 (keyword set), ru (\\Recent claimed through), ms; gone=True after DELETE. Name
 entry (``keys.mailbox_key``): n, mb, uv, su, ms; gone=True (tombstone) after
@@ -46,6 +48,7 @@ slow writer can never undo a later change.
 from __future__ import annotations
 
 import time
+import zlib
 
 from .. import keys
 from ..verdicts import SpamVerdict
@@ -81,6 +84,31 @@ def live(item: dict | None) -> bool:
 
 
 # --- messages ---------------------------------------------------------------------
+def header_fields(prefix: bytes, header: bytes | None) -> dict:
+    """How an entry stores its header block (``prefix`` + the message's header section): the part after
+    the prefix, which the entry holds already as ``pf``, zlib-compressed (``hz``) unless that is no smaller
+    (``hr``). A DynamoDB write unit is 1 KB of item: a typical delivered message's entry fits in one
+    this way, where the block stored whole beside its prefix took two (``make cost``)."""
+    if header is None:
+        return {}
+    if not header.startswith(prefix):
+        return {"hd": header}
+    rest = header[len(prefix):]
+    packed = zlib.compress(rest, 6)
+    return {"hz": packed} if len(packed) < len(rest) else {"hr": rest}
+
+
+def header_of(item: dict) -> bytes | None:
+    """The header block of an entry, whichever way it is stored (None: larger than HEADER_CAP, not kept)."""
+    if "hd" in item:
+        return bytes(item["hd"])
+    if "hz" in item:
+        return bytes(item.get("pf", b"")) + zlib.decompress(bytes(item["hz"]))
+    if "hr" in item:
+        return bytes(item.get("pf", b"")) + bytes(item["hr"])
+    return None
+
+
 def message_item(user: str, mbid: str, m: dict, modseq: int, prefix: bytes, header: bytes | None) -> dict:
     """The index entry of a message appended or copied by a change (``m`` is its record entry)."""
     return {
@@ -93,7 +121,7 @@ def message_item(user: str, mbid: str, m: dict, modseq: int, prefix: bytes, head
         "bl": m["bl"],
         "rs": int(m["rs"]),
         "pf": bytes(prefix),
-        "hd": header,
+        **header_fields(bytes(prefix), header),
         "hl": int(m["hl"]),
         "e": m.get("e", ""),
         "th": m.get("th", ""),
@@ -117,7 +145,7 @@ def meta(item: dict, light: bool = False) -> MessageMeta:
         blob_key=item.get("bl", ""),
         raw_size=int(item.get("rs", 0)),
         prefix=b"" if light else bytes(item.get("pf", b"")),
-        header=None if light or "hd" not in item else bytes(item["hd"]),
+        header=None if light else header_of(item),
         header_len=int(item.get("hl", 0)),
         light=light,
         email_id=item.get("e", ""),
