@@ -740,7 +740,7 @@ def floor_text(template: dict, prices: dict) -> str:
     return "\n".join(out)
 
 
-def https_front(prices: dict, arch: str) -> list[str]:
+def https_front(prices: dict, arch: str, feed_memory: int = 256) -> list[str]:
     """The HTTPS front's cost (issue 14), modelled from list prices (not measured by this run): per
     million requests of each kind, and what WAF adds. Nothing of it costs anything idle except what
     the idle floor above already counts from the template (the origin secret, its alarms)."""
@@ -801,6 +801,37 @@ def https_front(prices: dict, arch: str) -> list[str]:
         f" WAF adds ${waf_req:,.2f} per million requests to each row. Durations are estimates, not measured by this run; the"
         " login lockout caps what a password-guessing flood costs (argon2id is never run for a locked-out"
         " client), as does HttpsRateLimit.",
+        "",
+        *push_paragraph(prices, arch, feed_memory),
+    ]
+
+
+def push_paragraph(prices: dict, arch: str, feed_memory: int) -> list[str]:
+    """JMAP push (RFC 8887) over API Gateway's WebSocket API, modelled from list prices: per change and per
+    connected client (functions/feed pushes, functions/push authorizes and connects)."""
+    from postern.costs import cost_of
+
+    def usd(usage: dict, digits: int = 2) -> str:
+        return f"${cost_of(usage, prices).total:,.{digits}f}"
+
+    gb_s = f"lambda_gb_s_{arch}"
+    minutes = MONTH_H * 60
+    keepalives = minutes / 9  # one client message within each 10-minute idle timeout
+    connected = cost_of({"apigw_ws_connection_minutes": minutes}, prices).total
+    keep = cost_of({"apigw_ws_messages": keepalives}, prices).total
+    reconnect = 0.002  # a ticket, the authorizer, $connect and $disconnect every 2 h (estimate)
+    return [
+        "JMAP push (RFC 8887; modelled from list prices: WebSocket API"
+        f" {usd({'apigw_ws_messages': 1e6})} per million messages,"
+        f" {usd({'apigw_ws_connection_minutes': 1e6})} per million connection-minutes): per million changes,"
+        f" FeedFunction's registry Query of each changed account costs {usd({'ddb_rru': 0.5e6})} with nobody"
+        f" connected (0.5 RRU) and each push to a socket adds"
+        f" {usd({'apigw_ws_messages': 1e6, gb_s: 1e6 * 0.015 * feed_memory / 1024})} per million (one"
+        f" `@connections` message, ~15 ms more of FeedFunction at {feed_memory} MB). A client connected all month"
+        f" pays {minutes:,} connection-minutes (${connected:,.3f}), a reconnect every 2 h (ticket, authorizer,"
+        f" `$connect`, `$disconnect`: about ${reconnect:,.3f} a month) and a keepalive within the 10-minute idle"
+        f" timeout (${keep:,.3f}): about ${connected + keep + reconnect:,.2f} a month; nothing connected costs"
+        " nothing but PushFunction's alarm (counted by `make cost` from the template).",
         "",
     ]
 
@@ -950,18 +981,21 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
 
         inc.append([f"the account change log (one record of {rec} B per change, included above in every delivery)",
                     f"${_c({'ddb_wru': 1e6 * math.ceil(rec / 1024)}, prices).total:,.2f}"])
+    if rec:
+        inc += priced_increments(prices)
     if inc:
         lines_md += ["## Per-message increments (per million deliveries)", "",
                      md_table(["what", "adds"], inc), "",
-                     "Measured as the difference of two scenarios above run the same way (noise: Lambda duration"
-                     " varies by a few cents between runs). Not measured here: the thread index is part of every"
-                     " append already (one small item per message with a Message-ID); JMAP push is not built yet.",
+                     "The first two rows are the difference of two scenarios above run the same way (noise: Lambda"
+                     " duration varies by a few cents between runs); the others are priced from the items and"
+                     " requests the code writes for them (the bench's messages reply to nothing and no JMAP client"
+                     " is connected, so those rows are not in the scenarios).",
                      ""]
     if stor_rows or idle_row:
         lines_md += ["## Storage and connected clients", "", md_table(["item", "cost"], stor_rows + ([idle_row] if idle_row else [])), ""]
     lines_md += floor_section(template, prices, floors)
     lines_md += [
-        *https_front(prices, arch),
+        *https_front(prices, arch, memory.get("FeedFunction", 256)),
         "## Compared with SES inbound and WorkMail (per month)",
         "",
         md_table(["volume", "Postern (floor + measured inbound cost; small profile for 10 users)", "SES inbound ($0.10/1,000 + $0.09/1,000 chunks)",
@@ -1023,6 +1057,27 @@ def index_item_bytes(run: Run) -> int:
                          ExpressionAttributeValues={":p": {"S": keys.messages_pk(run.users[0], mb.mailbox_id)}})
     items = r.get("Items", [])
     return int(sum(item_size(i) for i in items) / max(1, len(items)))
+
+
+def priced_increments(prices: dict) -> list[list[str]]:
+    """What the sorting (Sieve) and HTTPS (JMAP) issues add to each delivery, priced from the items and
+    requests their code writes (postern.store.materialise, postern.sieve.repository, functions/feed)."""
+    from postern.costs import cost_of as _c
+
+    def usd(usage: dict) -> str:
+        return f"${_c({k: v * 1e6 for k, v in usage.items()}, prices).total:,.2f}"
+
+    return [
+        ["sorting, for every delivery even without a script: the Sieve read (active script and managed rules, one"
+         " BatchGetItem of two items, eventually consistent), included above", usd({"ddb_rru": 1.0})],
+        ["JMAP: the email-id index (one E# item per delivery, 1 WRU), included above", usd({"ddb_wru": 1.0})],
+        ["the thread index, a message that replies to another (one T# item, 1 WRU; a thread's first message"
+         " writes none: it is found by its own Message-ID)", usd({"ddb_wru": 1.0})],
+        ["JMAP push with nobody connected (FeedFunction's registry Query of the changed account, 0.5 RRU)",
+         usd({"ddb_rru": 0.5})],
+        ["JMAP push to each connected socket (one @connections message, ~15 ms more FeedFunction at 256 MB;"
+         " HTTPS front section)", usd({"apigw_ws_messages": 1.0, "lambda_gb_s_arm64": 0.015 * 0.25})],
+    ]
 
 
 def write_floor(out: Path, write: bool) -> int:
