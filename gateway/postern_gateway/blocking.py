@@ -14,6 +14,8 @@ Out:  ``await Blocking.run(fn, *args)`` runs it on a fixed-size thread pool
       ``background_threads``), so a quarter of the threads is always left to the
       interactive lane: a login or a NOOP never queues behind the spool backlog or
       a hundred watchers catching up.
+      ``bulk_wait()``: seconds the oldest bulk call still waiting for a slot has waited (0
+      when none waits): how far behind the bulk lane is (the SMTP sessions' admission check).
 Fails: after ``shutdown()`` new calls raise RuntimeError.
 
 Nothing in the gateway calls boto3 on the event loop (pymap ``concurrent.py``).
@@ -25,13 +27,18 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import itertools
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 
 class Blocking:
-    def __init__(self, threads: int = 16):
+    def __init__(self, threads: int = 16, clock=time.monotonic):
         self.threads = threads
+        self._clock = clock
+        self._bulk_waiting: dict[int, float] = {}  # waiter number -> when it started waiting (in order)
+        self._waiter_ids = itertools.count()
         # A quarter of the threads (at least one) is kept from bulk and background work. `make load`
         # (200 SMTP sessions offering more mail than moto could take) had every thread spooling and
         # a FIFO queue behind them: IMAP NOOP p50 17 s, logins 75 s. With one thread the lane
@@ -60,8 +67,25 @@ class Blocking:
     async def bulk(self):
         """Hold a bulk slot while the body runs its calls (``run``) on the pool."""
         shared, _ = self._slots()
-        async with shared:
+        waiter = next(self._waiter_ids)
+        self._bulk_waiting[waiter] = self._clock()
+        try:
+            await shared.acquire()
+        finally:
+            del self._bulk_waiting[waiter]
+        try:
             yield
+        finally:
+            shared.release()
+
+    def bulk_queued(self) -> int:
+        """Bulk calls waiting for a slot now."""
+        return len(self._bulk_waiting)
+
+    def bulk_wait(self) -> float:
+        """Seconds the oldest bulk call still queued for a slot has waited (0.0: none waits)."""
+        oldest = next(iter(self._bulk_waiting.values()), None)  # dicts keep insertion order
+        return 0.0 if oldest is None else max(0.0, self._clock() - oldest)
 
     @contextlib.asynccontextmanager
     async def background(self):

@@ -88,6 +88,7 @@ class Settings:
     # --- SMTP policy --------------------------------------------------------
     max_message_size: int = 25 * MIB  # POSTERN_MAX_MESSAGE_SIZE (bytes; SIZE)
     max_recipients: int = 100  # POSTERN_MAX_RECIPIENTS
+    spool_max_wait: float = 20.0  # POSTERN_SPOOL_MAX_WAIT (seconds the spool lane may lag before MAIL gets 451 4.3.2; 0 = never)
     max_sessions: int = 500  # POSTERN_MAX_SESSIONS (per protocol listener)
     smtp_timeout: float = 300.0  # POSTERN_SMTP_TIMEOUT (idle seconds, RFC 5321 §4.5.3.2)
     allow_plaintext_auth: bool = False  # POSTERN_ALLOW_PLAINTEXT_AUTH (AUTH/LOGIN/USER before TLS)
@@ -232,6 +233,7 @@ class Settings:
             message_prefix=e.get("POSTERN_MESSAGE_PREFIX", d.message_prefix),
             max_message_size=_int(e, "POSTERN_MAX_MESSAGE_SIZE", d.max_message_size),
             max_recipients=_int(e, "POSTERN_MAX_RECIPIENTS", d.max_recipients),
+            spool_max_wait=_float(e, "POSTERN_SPOOL_MAX_WAIT", d.spool_max_wait),
             max_sessions=_int(e, "POSTERN_MAX_SESSIONS", d.max_sessions),
             smtp_timeout=_float(e, "POSTERN_SMTP_TIMEOUT", d.smtp_timeout),
             allow_plaintext_auth=_bool(e, "POSTERN_ALLOW_PLAINTEXT_AUTH", d.allow_plaintext_auth),

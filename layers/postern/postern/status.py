@@ -47,6 +47,9 @@ TEMP_BACKEND = Reply(451, "4.3.0", "Temporary failure, please try again later")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 MAILBOX_FULL_TEMP = Reply(452, "4.2.2", "Mailbox full")
 TOO_BUSY = Reply(421, "4.3.2", "Too many connections, try again later")
+# MAIL while the spool lane is too far behind (POSTERN_SPOOL_MAX_WAIT): RFC 5321 §4.2.5, the
+# sender keeps the message and retries; RFC 3463 X.3.2 "system not accepting network messages".
+SPOOL_BUSY = Reply(451, "4.3.2", "System busy, try again later")
 TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
 RATE_LIMITED = Reply(451, "4.7.1", "Rate limit exceeded, try again later")
 SPAM_TEMPFAIL = Reply(451, "4.7.1", "Try again later")  # rspamd: greylist / soft reject
