@@ -10,12 +10,13 @@ Out:  ``await Blocking.run(fn, *args)`` runs it on a fixed-size thread pool
       is for work that arrives in bulk and may queue (spooling accepted SMTP mail);
       ``async with blocking.background():`` for work no client waits on (the IMAP
       watchers' reads of the change log). Bulk and background work together hold
-      at most ``bulk_threads`` threads (background alone at most
-      ``background_threads``), so a quarter of the threads is always left to the
+      at most ``bulk_threads`` threads, half (background alone at most
+      ``background_threads``, a quarter), so half the threads are always left to the
       interactive lane: a login or a NOOP never queues behind the spool backlog or
       a hundred watchers catching up.
-      ``bulk_wait()``: seconds the oldest bulk call still waiting for a slot has waited (0
-      when none waits): how far behind the bulk lane is (the SMTP sessions' admission check).
+      ``bulk_wait()``: seconds since the oldest bulk call not yet finished asked for a slot
+      (0 when none is under way): how far behind the bulk lane is (the SMTP sessions'
+      admission check).
 Fails: after ``shutdown()`` new calls raise RuntimeError.
 
 Nothing in the gateway calls boto3 on the event loop (pymap ``concurrent.py``).
@@ -37,13 +38,18 @@ class Blocking:
     def __init__(self, threads: int = 16, clock=time.monotonic):
         self.threads = threads
         self._clock = clock
-        self._bulk_waiting: dict[int, float] = {}  # waiter number -> when it started waiting (in order)
-        self._waiter_ids = itertools.count()
-        # A quarter of the threads (at least one) is kept from bulk and background work. `make load`
+        self._bulk_calls: dict[int, float] = {}  # bulk call number -> when it asked for a slot (in order)
+        self._bulk_queued = 0  # of those, still waiting for their slot
+        self._call_ids = itertools.count()
+        # Half the threads (at least one) are kept from bulk and background work. `make load`
         # (200 SMTP sessions offering more mail than moto could take) had every thread spooling and
-        # a FIFO queue behind them: IMAP NOOP p50 17 s, logins 75 s. With one thread the lane
+        # a FIFO queue behind them: IMAP NOOP p50 17 s, logins 75 s. With a quarter kept, the
+        # interactive calls of 170 IMAP/POP3 sessions queued for 4 threads while 12 spooled (each
+        # thread's call also takes its share of the backend): POP3 sessions and SELECTs timed out at
+        # 60 s. Mail that cannot be spooled soon enough is deferred at MAIL (SMTP 451 4.3.2,
+        # POSTERN_SPOOL_MAX_WAIT); a client waiting on a command cannot be. With one thread the lane
         # cannot be split and everything shares it.
-        self.bulk_threads = max(1, threads - max(1, threads // 4))
+        self.bulk_threads = max(1, threads // 2)
         self.background_threads = max(1, threads // 4)
         self._lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="postern-aws")
@@ -67,24 +73,29 @@ class Blocking:
     async def bulk(self):
         """Hold a bulk slot while the body runs its calls (``run``) on the pool."""
         shared, _ = self._slots()
-        waiter = next(self._waiter_ids)
-        self._bulk_waiting[waiter] = self._clock()
+        call = next(self._call_ids)
+        self._bulk_calls[call] = self._clock()
+        self._bulk_queued += 1
         try:
-            await shared.acquire()
+            try:
+                await shared.acquire()
+            finally:
+                self._bulk_queued -= 1
+            try:
+                yield
+            finally:
+                shared.release()
         finally:
-            del self._bulk_waiting[waiter]
-        try:
-            yield
-        finally:
-            shared.release()
+            del self._bulk_calls[call]
 
     def bulk_queued(self) -> int:
         """Bulk calls waiting for a slot now."""
-        return len(self._bulk_waiting)
+        return self._bulk_queued
 
     def bulk_wait(self) -> float:
-        """Seconds the oldest bulk call still queued for a slot has waited (0.0: none waits)."""
-        oldest = next(iter(self._bulk_waiting.values()), None)  # dicts keep insertion order
+        """Seconds since the oldest bulk call not yet finished asked for its slot (0.0: none is
+        under way): what a new one can expect to wait for its turn and its own call, at least."""
+        oldest = next(iter(self._bulk_calls.values()), None)  # dicts keep insertion order
         return 0.0 if oldest is None else max(0.0, self._clock() - oldest)
 
     @contextlib.asynccontextmanager

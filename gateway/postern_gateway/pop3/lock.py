@@ -141,7 +141,20 @@ class SharedMaildropLocks:
     # --- the session's side -------------------------------------------------------
     async def acquire(self, user: str, mailbox_id: str) -> Lease | None:
         lease = Lease(user, mailbox_id)
-        if not await self.backend.run(self._put, lease):
+        put = asyncio.ensure_future(self.backend.run(self._put, lease))
+        try:
+            taken = await asyncio.shield(put)
+        except asyncio.CancelledError:
+            # The session went away (pop3/server.py cancels a command whose client left) while the
+            # conditional put was on its way: if it lands, the item is ours and nobody holds the
+            # lease, so release it then, rather than leave the maildrop locked for ``ttl``.
+            def landed(f: asyncio.Future) -> None:
+                if not f.cancelled() and f.exception() is None and f.result():
+                    self.release_nowait(lease)
+
+            put.add_done_callback(landed)
+            raise
+        if not taken:
             return None
         lease.heartbeat = asyncio.get_running_loop().create_task(self._keep(lease))
         return lease

@@ -34,7 +34,7 @@ from ..sessions import Leaving
 from ..trust.gate import connection_ticket
 from .protocol import CODE_SYS_TEMP, LineBuffer, LineTooLong, err
 from .lock import MaildropLocks, SharedMaildropLocks, maildrop_locks
-from .session import AUTHORIZATION, Action, Pop3Session
+from .session import AUTHORIZATION, UPDATE, Action, Pop3Session
 
 log = logging.getLogger("postern.pop3")
 
@@ -69,6 +69,9 @@ class _Connection(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._drain: list[asyncio.Future] = []
+        self._serving: asyncio.Task | None = None  # the session loop (_serve)
+        self._session = None  # its Pop3Session
+        self._in_command = False  # a command is being answered (handle_line)
         self._ticket = None  # per-IP connection slot (postern.limits), released at disconnect
         self._seat = None  # postern_gateway.sessions.Seat, released at disconnect
         self.preauth = PreauthBudget(self.settings.preauth_max_bytes)  # bytes before login (preauth.py)
@@ -92,7 +95,7 @@ class _Connection(asyncio.Protocol):
         lst.connections.add(self)
         seats = getattr(lst.backend, "sessions", None)  # counted; -ERR [SYS/TEMP] when the gateway stops
         self._seat = seats.join("pop3") if seats is not None else None
-        task = self._loop.create_task(self._serve())
+        task = self._serving = self._loop.create_task(self._serve())
         lst.tasks.add(task)
         task.add_done_callback(lst.tasks.discard)
 
@@ -118,6 +121,13 @@ class _Connection(asyncio.Protocol):
         self._closed = True
         self._data.set()
         self._wake_writers()
+        if self._in_command and self._serving is not None and getattr(self._session, "state", None) != UPDATE:
+            # Nobody is left to read the answer: stop waiting for the backend now. The session's close
+            # releases the maildrop lock at once (a client that timed out and reconnects finds it free,
+            # not -ERR [IN-USE] until the abandoned command ends), and its calls not yet started are
+            # dropped instead of taking the backend from the sessions still there (`make load`). A QUIT
+            # under way (UPDATE, RFC 1939 §6) finishes: its deletions are committed or not at all.
+            self._serving.cancel()
         self.listener.connections.discard(self)
         if self._seat is not None:
             self._seat.release()
@@ -205,6 +215,7 @@ class _Connection(asyncio.Protocol):
             tls_available=self.listener.ssl_context is not None and not secure,
             secure=secure, client_ip=self._peer(), locks=self.listener.locks,
         )
+        self._session = session
         timeout = self.settings.pop3_timeout
         try:
             await session.greet()
@@ -223,7 +234,11 @@ class _Connection(asyncio.Protocol):
                     break
                 if line is None:
                     break  # dropped: no UPDATE state, nothing is deleted (RFC 1939 §6)
-                action = await session.handle_line(line)
+                self._in_command = True
+                try:
+                    action = await session.handle_line(line)
+                finally:
+                    self._in_command = False
                 if session.state != AUTHORIZATION:
                     self.preauth.done()
                 if action is Action.CLOSE:

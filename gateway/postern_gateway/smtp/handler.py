@@ -208,8 +208,9 @@ class PolicyHandler(EsmtpHandler):
         return str(status.SENDER_OK)
 
     def spool_backlog(self) -> Reply | None:
-        """451 4.3.2 when the oldest spool call still queued has waited POSTERN_SPOOL_MAX_WAIT: a new
-        transaction would wait at least that long after its final dot, and past the sender's timeout
+        """451 4.3.2 when the oldest spool call under way (queued for a slot or running) started
+        POSTERN_SPOOL_MAX_WAIT ago: a new transaction would wait about that long after its final dot,
+        and past the sender's timeout
         the message is neither accepted nor refused (`make load`: 200 sessions offering more mail than
         the backend took waited 38 s at the median, and timed out). Refusing MAIL costs the sender no
         upload; it keeps the message and retries (RFC 5321 §4.2.5). Transactions already under way are

@@ -88,7 +88,7 @@ class Settings:
     # --- SMTP policy --------------------------------------------------------
     max_message_size: int = 25 * MIB  # POSTERN_MAX_MESSAGE_SIZE (bytes; SIZE)
     max_recipients: int = 100  # POSTERN_MAX_RECIPIENTS
-    spool_max_wait: float = 20.0  # POSTERN_SPOOL_MAX_WAIT (seconds the spool lane may lag before MAIL gets 451 4.3.2; 0 = never)
+    spool_max_wait: float = 10.0  # POSTERN_SPOOL_MAX_WAIT (seconds the oldest spool call under way may have taken before MAIL gets 451 4.3.2; 0 = never)
     max_sessions: int = 500  # POSTERN_MAX_SESSIONS (per protocol listener)
     smtp_timeout: float = 300.0  # POSTERN_SMTP_TIMEOUT (idle seconds, RFC 5321 §4.5.3.2)
     allow_plaintext_auth: bool = False  # POSTERN_ALLOW_PLAINTEXT_AUTH (AUTH/LOGIN/USER before TLS)
