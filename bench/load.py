@@ -12,7 +12,8 @@ Out:  per operation: count, errors, p50/p99 latency; gateway RSS before,
       ``--smtp N`` (200), ``--imap-idle N`` (100), ``--imap-active N`` (20),
       ``--pop3 N`` (50, each its own account: RFC 1939 locks a maildrop).
       Probes (``--probes``, 4 accounts, each a selected session repeating
-      FETCH 1:* (FLAGS), NOOP and IDLE start, and a loop of cached LOGINs) run
+      FETCH 1:* (FLAGS), NOOP and IDLE start, and a loop of cached LOGINs; in a
+      process of their own, so no wait for this process's GIL counts) run
       alone for ``--baseline`` (20) s first, then under the load: each
       command's loaded p99 against its unloaded p99 (issue 12: at most 5x). The machine's
       1-minute load average is printed for the start of the probes, the start and the end of
@@ -254,6 +255,67 @@ def start_probes(port, users, phase, stop, think=0.25) -> list:
     return threads
 
 
+class _PhaseView:
+    """``phase["stats"]`` for the probe threads of the probe process: the Stats of the phase the
+    parent set (0 alone, N for load round N, -1 not counted)."""
+
+    def __init__(self, value):
+        self.value = value
+        self.lock = threading.Lock()
+        self.by_phase: dict[int, Stats] = {}
+
+    def __getitem__(self, _key):
+        with self.lock:
+            return self.by_phase.setdefault(self.value.value, Stats())
+
+
+def _probe_main(port, users, value, stop, results) -> None:
+    """The probe process: every probe thread, until ``stop``; then each phase's figures on ``results``."""
+    view = _PhaseView(value)
+    threads = start_probes(port, users, view, stop)
+    stop.wait()
+    for t in threads:
+        t.join(60)
+    results.put({ph: {"lat": dict(st.lat), "errors": dict(st.errors), "kinds": {k: dict(v) for k, v in st.kinds.items()}}
+                 for ph, st in view.by_phase.items()})
+
+
+class ProbeProcess:
+    """The probes in a process of their own: their timings are the gateway's answers, not waits for
+    this process's GIL, which moto, the pollers and 370 client threads share under the load."""
+
+    def __init__(self, port: int, users: list[str]):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of moto's threads forked
+        self.phase = ctx.Value("i", 0)
+        self.stop = ctx.Event()
+        self.results = ctx.Queue()
+        self.proc = ctx.Process(target=_probe_main, args=(port, users, self.phase, self.stop, self.results),
+                                name="load-probes", daemon=True)
+
+    def start(self) -> ProbeProcess:
+        self.proc.start()
+        return self
+
+    def set_phase(self, n: int) -> None:
+        self.phase.value = n
+
+    def finish(self) -> dict[int, Stats]:
+        self.stop.set()
+        got = self.results.get(timeout=180)
+        self.proc.join(30)
+        out = {}
+        for ph, d in got.items():
+            st = Stats()
+            st.lat.update(d["lat"])
+            st.errors.update(d["errors"])
+            for op, kinds in d["kinds"].items():
+                st.kinds[op].update(kinds)
+            out[ph] = st
+        return out
+
+
 def _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop) -> list:
     threads = []
 
@@ -310,17 +372,15 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
 
         # The probes alone first: the unloaded figures the loaded ones are held to. They stay
         # connected into the load (a fresh SELECT under load would be a backend-bound command).
-        unloaded = Stats()
         loadavg_start = os.getloadavg()[0]
-        phase = {"stats": unloaded}
-        probe_stop = threading.Event()
-        probe_threads = start_probes(gw.ports["imap"], probe_users, phase, probe_stop) if probe_users else []
-        if probe_users:
+        prober = ProbeProcess(gw.ports["imap"], probe_users).start() if probe_users else None
+        if prober is not None:
             time.sleep(baseline)
         out = []
-        for _ in range(rounds):
+        for n in range(1, rounds + 1):
             stats = Stats()
-            probes = phase["stats"] = Stats()
+            if prober is not None:
+                prober.set_phase(n)
             stop = threading.Event()
             la_start = os.getloadavg()[0]
             threads = _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop)
@@ -331,7 +391,8 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
                 time.sleep(0.25)
             stop.set()
             la_end = os.getloadavg()[0]
-            phase["stats"] = Stats()  # the probes' commands after the load period are not counted
+            if prober is not None:
+                prober.set_phase(-1)  # the probes' commands after the load period are not counted
             join_by = time.monotonic() + 90
             for t in threads:  # sessions finish their last command: still load, still sampled
                 while t.is_alive() and time.monotonic() < join_by:
@@ -343,12 +404,13 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
             for mark in (5.0, settle):
                 time.sleep(max(0.0, closed + mark - time.monotonic()))
                 after[mark] = gw.rss_kb()
-            out.append({"stats": stats, "probes": probes, "loadavg": (la_start, la_end),
+            out.append({"stats": stats, "loadavg": (la_start, la_end),
                         "rss_start": out[-1]["after"][settle] if out else rss_base,
                         "rss_peak": peak, "after": after, "stuck_threads": alive})
-        probe_stop.set()
-        for t in probe_threads:
-            t.join(60)
+        by_phase = prober.finish() if prober is not None else {}
+        for n, rd in enumerate(out, 1):
+            rd["probes"] = by_phase.get(n, Stats())
+        unloaded = by_phase.get(0, Stats())
         return {"rounds": out, "unloaded": unloaded, "baseline": baseline, "loadavg_start": loadavg_start,
                 "rss_base": rss_base, "seconds": seconds, "settle": settle,
                 "sessions": {"smtp": n_smtp, "imap idle": n_idle, "imap active": n_active, "pop3": n_pop3}}
