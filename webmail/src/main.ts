@@ -55,7 +55,14 @@ class App {
       identities: [], notify, refresh: () => this.refresh(), openEmail: (id) => this.go(`#/email/${encodeURIComponent(id)}`),
     };
     this.list = new MessageList(jmap, {
-      open: (id) => this.go(`#/email/${encodeURIComponent(id)}`),
+      open: (id) => {
+        // a draft opens in compose (webcompose's "draft" mode), everything else in the reader
+        if (!this.search && this.ctx.mailboxes.get(this.mailboxId)?.role === "drafts") {
+          openCompose(this.ctx, { mode: "draft", emailId: id });
+        } else {
+          this.go(`#/email/${encodeURIComponent(id)}`);
+        }
+      },
       selectionChanged: () => this.updateToolbar(),
       dragIds: (id) => (this.list.selected.has(id) ? [...this.list.selected] : [id]),
     });
@@ -185,6 +192,12 @@ class App {
   }
 
   private updateToolbar(): void {
+    const all = document.querySelector<HTMLInputElement>(".select-all");
+    if (all) {
+      const n = this.list.selected.size;
+      all.checked = n > 0 && n >= this.list.size;
+      all.indeterminate = n > 0 && n < this.list.size;
+    }
     const targets = this.targets();
     const mb = this.ctx.mailboxes.get(this.mailboxId);
     const role = this.search ? "" : mb?.role || "";
