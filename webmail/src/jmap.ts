@@ -34,6 +34,9 @@ export type Invocation = [string, Record<string, unknown>, string];
 export class Unauthorized extends Error {}
 
 export class JmapError extends Error {
+  /** seconds the server asked us to wait (Retry-After on 429/503), 0 when it did not say */
+  retryAfter = 0;
+
   constructor(public type: string, public description: string, public status = 0) {
     super(description ? `${type}: ${description}` : type);
   }
@@ -56,7 +59,10 @@ async function problemOf(r: Response): Promise<JmapError> {
   } catch {
     /* not JSON: the status says it */
   }
-  return new JmapError(type, detail, r.status);
+  const error = new JmapError(type, detail, r.status);
+  const wait = Number(r.headers.get("Retry-After") || 0);
+  if (wait > 0) error.retryAfter = wait;
+  return error;
 }
 
 /** POST /auth/token with the address and password: a bearer token, or a JmapError to show. */

@@ -61,7 +61,11 @@ export function showSignIn(root: HTMLElement, message = ""): Promise<Token> {
 function describe(e: unknown): string {
   if (e instanceof JmapError) {
     if (e.status === 401 || e.status === 403) return e.description || "Wrong email address or password.";
-    if (e.status === 429) return "Too many attempts: wait a moment, then try again.";
+    if (e.status === 429) {
+      const minutes = Math.ceil(e.retryAfter / 60);
+      const when = e.retryAfter ? ` in ${minutes} minute${minutes === 1 ? "" : "s"}` : " later";
+      return `Too many failed sign-ins: this account is locked for now. Try again${when}.`;
+    }
     if (e.status >= 500) return "The server is unavailable: try again in a moment.";
     return e.description || e.message;
   }
