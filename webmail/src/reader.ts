@@ -11,7 +11,7 @@
 
 import type { EmailAddress } from "./context";
 import { h, clear, humanSize, saveBlob } from "./dom";
-import type { Jmap } from "./jmap";
+import { type Jmap, unwrap } from "./jmap";
 import { frameDocument, normaliseCid, textAsHtml } from "./sanitize";
 import { offersOneClick } from "./unsubscribe";
 
@@ -208,6 +208,10 @@ export class Reader {
         h("dt", {}, "Date"), h("dd", {}, new Date(email.sentAt || email.receivedAt).toLocaleString())));
     this.el.setAttribute("aria-labelledby", "reader-subject");
     this.el.appendChild(head);
+    const conversation = h("nav", { className: "reader-thread", "aria-label": "Other messages in this conversation" });
+    conversation.hidden = true;
+    this.el.appendChild(conversation);
+    void this.showThread(email, conversation, generation);
 
     const tools = h("div", { className: "reader-tools", role: "group", "aria-label": "Message tools" });
     const unsub = email["header:List-Unsubscribe:asURLs"];
@@ -309,6 +313,36 @@ export class Reader {
         this.notify("Could not load the message source");
       }
     });
+  }
+
+  /** The conversation around the message: the other Emails of its Thread, oldest first, as links. */
+  private async showThread(email: ReaderEmail, nav: HTMLElement, generation: number): Promise<void> {
+    try {
+      const a = this.jmap.accountId;
+      const responses = await this.jmap.request([
+        ["Thread/get", { accountId: a, ids: [email.threadId] }, "t"],
+        ["Email/get", {
+          accountId: a, "#ids": { resultOf: "t", name: "Thread/get", path: "/list/*/emailIds" },
+          properties: ["id", "from", "receivedAt", "keywords", "mailboxIds"],
+        }, "e"],
+      ]);
+      if (generation !== this.generation) return;
+      const list = (unwrap(responses[1]).list as { id: string; from: EmailAddress[] | null; receivedAt: string;
+        keywords: Record<string, boolean> }[]);
+      if (list.length < 2) return;
+      list.sort((x, y) => x.receivedAt.localeCompare(y.receivedAt));
+      const items = list.map((e) => {
+        const who = e.from?.[0]?.name || e.from?.[0]?.email || "(nobody)";
+        const label = `${who}, ${new Date(e.receivedAt).toLocaleString()}`;
+        return h("li", {}, e.id === email.id
+          ? h("span", { className: "current", "aria-current": "true" }, label)
+          : h("a", { href: `#/email/${encodeURIComponent(e.id)}`, className: e.keywords["$seen"] ? "" : "unread" }, label));
+      });
+      nav.append(h("span", { className: "reader-thread-title" }, `Conversation (${list.length})`), h("ol", {}, items));
+      nav.hidden = false;
+    } catch {
+      /* the message itself is shown; its conversation is a bonus */
+    }
   }
 
   private async save(blobId: string, name: string, type: string): Promise<void> {
