@@ -1,14 +1,17 @@
 // Build the static app into dist/: index.html plus content-hashed assets (app-<hash>.js, app-<hash>.css).
 //
-// In:   src/main.ts (and what it imports, DOMPurify included), static/index.html, static/app.css.
+// In:   src/main.ts (and what it imports, DOMPurify included), static/index.html, static/app.css;
+//       test/*.test.ts (node:test unit tests of the DOM-free modules, run before building).
 // Out:  dist/index.html naming the hashed files (so they can be cached as immutable and index.html
-//       never is), dist/assets/*; nothing else. `--check` (default on) runs `tsc --noEmit` first.
+//       never is), dist/assets/*; nothing else. Unless `--no-check`: `tsc --noEmit` and the unit tests first.
 // Fails: exits non-zero with the compiler's or esbuild's message; dist/ is left as it was until
 //       the new build is complete (written to dist.tmp, then swapped in).
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync }
+  from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -24,6 +27,27 @@ if (!args.has("--no-check")) {
   } catch {
     console.error("webmail: type check failed");
     process.exit(1);
+  }
+}
+
+if (!args.has("--no-check")) await unitTests();
+
+// The node:test files, bundled (TypeScript) into one temporary module and run: a second or less.
+async function unitTests() {
+  const tests = readdirSync(join(here, "test")).filter((f) => f.endsWith(".test.ts")).sort();
+  if (!tests.length) return;
+  const dir = mkdtempSync(join(tmpdir(), "webmail-test-"));
+  try {
+    await build({
+      stdin: { contents: tests.map((f) => `import "./test/${f}";`).join("\n"), resolveDir: here, loader: "ts" },
+      bundle: true, platform: "node", format: "esm", outfile: join(dir, "tests.mjs"), logLevel: "warning",
+    });
+    execFileSync(process.execPath, ["--test", "--test-reporter=dot", join(dir, "tests.mjs")], { stdio: "inherit" });
+  } catch {
+    console.error("webmail: unit tests failed");
+    process.exit(1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
