@@ -26,7 +26,7 @@ DEPLOY_ARGS ?=
 WEBMAIL       = webmail
 WEBMAIL_DEPS  = $(WEBMAIL)/node_modules/.postern-installed
 WEBMAIL_BUILT = $(WEBMAIL)/dist/index.html
-WEBMAIL_SRC   = $(shell find $(WEBMAIL)/src $(WEBMAIL)/static -type f 2>/dev/null) \
+WEBMAIL_SRC   = $(shell find $(WEBMAIL)/src $(WEBMAIL)/static $(WEBMAIL)/test -type f 2>/dev/null) \
                 $(wildcard $(WEBMAIL)/build.mjs $(WEBMAIL)/tsconfig.json)
 
 .PHONY: run test venv tools webmail bench compat faults load cost cost-floor fuzz-long build lint image rspamd-image deploy deploy-webmail clean
