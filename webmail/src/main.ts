@@ -153,7 +153,13 @@ class App {
       h("button", { type: "button", className: "primary compose-button", testid: "action-compose",
         onclick: () => openCompose(this.ctx, { mode: "new" }) }, "Compose"),
       this.nav);
-    root.appendChild(h("div", { className: "shell" }, top,
+    const skip = h("a", { href: "#", className: "skip-link" }, "Skip to the message list");
+    skip.addEventListener("click", (ev) => {
+      ev.preventDefault();
+      this.list.focusCursor();
+      if (!this.list.el.contains(document.activeElement)) this.list.el.focus();
+    });
+    root.appendChild(h("div", { className: "shell" }, skip, top,
       h("div", { className: "main" }, side,
         h("div", { className: "content" }, this.toolbar, this.moveMenu,
           h("div", { className: "panes" }, listPane, this.reader.el)))));
@@ -376,6 +382,7 @@ class App {
       if (email && !email.keywords["$seen"]) {
         email.keywords = { ...email.keywords, $seen: true };
         this.list.patch(id, email.keywords);
+        this.updateToolbar();
         await actions.setKeyword(this.jmap, [id], "$seen", true);
         void this.loadMailboxes().catch(this.fail); // the unread count, before push says so
       }
@@ -537,6 +544,12 @@ class App {
     }
     this.moveMenu.hidden = false;
     button.setAttribute("aria-expanded", "true");
+    const outside = (ev: MouseEvent) => {
+      if (this.moveMenu.contains(ev.target as Node) || button.contains(ev.target as Node)) return;
+      document.removeEventListener("mousedown", outside, true);
+      this.closeMoveMenu();
+    };
+    document.addEventListener("mousedown", outside, true);
     const items = [...this.moveMenu.querySelectorAll<HTMLElement>("[role=menuitem]")];
     items[0]?.focus();
     this.moveMenu.onkeydown = (ev) => {
