@@ -22,7 +22,7 @@ export interface EmailSummary {
   to: EmailAddress[] | null;
   subject: string | null;
   receivedAt: string;
-  preview: string;
+  preview?: string; // fetched after the row (see LIST_PROPERTIES)
   hasAttachment: boolean;
   size: number;
   threadSize?: number;
@@ -41,7 +41,9 @@ export interface ListHandlers {
   dragIds(id: string): string[];
 }
 
-const LIST_PROPERTIES = ["id", "threadId", "mailboxIds", "keywords", "from", "to", "subject", "receivedAt", "preview",
+// No "preview" here: the server makes it from the message body (a read of each whole message), so
+// rows come first and their previews in a second request that never holds up the list.
+const LIST_PROPERTIES = ["id", "threadId", "mailboxIds", "keywords", "from", "to", "subject", "receivedAt",
   "hasAttachment", "size"];
 const PAGE = 50;
 const OVERSCAN = 8;
@@ -316,6 +318,19 @@ export class MessageList {
     this.render();
   }
 
+  private async loadPreviews(ids: string[]): Promise<void> {
+    try {
+      const r = await this.jmap.call<{ list: { id: string; preview: string }[] }>("Email/get", { ids, properties: ["preview"] });
+      for (const p of r.list) {
+        const e = this.emails.get(p.id);
+        if (e) e.preview = p.preview || "";
+      }
+      this.render();
+    } catch {
+      /* rows without previews are still rows */
+    }
+  }
+
   private async load(page: number): Promise<void> {
     const q = this.query;
     if (!q) return;
@@ -345,10 +360,15 @@ export class MessageList {
       if (q.collapseThreads && responses[2]) {
         for (const t of unwrap(responses[2]).list as { id: string; emailIds: string[] }[]) sizes.set(t.id, t.emailIds.length);
       }
+      const needPreview: string[] = [];
       for (const e of gr.list as EmailSummary[]) {
         e.threadSize = sizes.get(e.threadId);
+        const known = this.emails.get(e.id);
+        e.preview = known?.preview ?? "";
+        if (known?.preview === undefined) needPreview.push(e.id);
         this.emails.set(e.id, e);
       }
+      if (needPreview.length) void this.loadPreviews(needPreview);
       if (this.queryState && qr.queryState !== this.queryState) {
         this.ids = []; // the query changed under us: other pages are stale
         this.fresh.clear();
