@@ -1,7 +1,7 @@
 // Build the static app into dist/: index.html plus content-hashed assets (app-<hash>.js, app-<hash>.css).
 //
-// In:   src/main.ts (and what it imports, DOMPurify included), static/index.html, static/app.css;
-//       test/*.test.ts (node:test unit tests of the DOM-free modules, run before building).
+// In:   src/main.ts (and what it imports, DOMPurify and the modules' CSS included), static/index.html,
+//       static/app.css; test/*.test.ts (node:test unit tests of the DOM-free modules, run before building).
 // Out:  dist/index.html naming the hashed files (so they can be cached as immutable and index.html
 //       never is), dist/assets/*; nothing else. Unless `--no-check`: `tsc --noEmit` and the unit tests first.
 // Fails: exits non-zero with the compiler's or esbuild's message; dist/ is left as it was until
@@ -76,7 +76,9 @@ function hashed(name, ext, data) {
 
 const js = result.outputFiles.find((f) => f.path.endsWith(".js"));
 const jsPath = hashed("app", "js", js.contents);
-const css = readFileSync(join(here, "static", "app.css"));
+// static/app.css, then the CSS the modules import (compose, settings), which esbuild bundles beside the script
+const imported = result.outputFiles.filter((f) => f.path.endsWith(".css")).map((f) => Buffer.from(f.contents));
+const css = Buffer.concat([readFileSync(join(here, "static", "app.css")), ...imported]);
 const cssPath = hashed("app", "css", css);
 
 const html = readFileSync(join(here, "static", "index.html"), "utf8")

@@ -181,6 +181,7 @@ class App {
       b("action-reply", "Reply", () => this.compose("reply"), "Reply (r)"),
       b("action-reply-all", "Reply all", () => this.compose("replyAll"), "Reply all (a)"),
       b("action-forward", "Forward", () => this.compose("forward"), "Forward (f)"),
+      b("action-edit-draft", "Edit draft", () => this.compose("draft"), "Edit this draft"),
       h("span", { className: "sep", "aria-hidden": "true" }),
       b("action-archive", "Archive", () => void this.archive(), "Archive (e)"),
       b("action-delete", "Delete", () => void this.remove(), "Delete (#)"),
@@ -219,6 +220,7 @@ class App {
     set("action-reply", !!one && this.list.selected.size === 0);
     set("action-reply-all", !!one && this.list.selected.size === 0);
     set("action-forward", !!one && this.list.selected.size === 0);
+    set("action-edit-draft", !!one && this.list.selected.size === 0, !!one?.keywords["$draft"]);
     set("action-archive", any && role !== "archive" && this.ctx.byRole.has("archive"));
     set("action-delete", any);
     set("action-spam", any, role !== "junk");
@@ -412,7 +414,7 @@ class App {
     console.warn(e);
   };
 
-  private compose(mode: "reply" | "replyAll" | "forward"): void {
+  private compose(mode: "reply" | "replyAll" | "forward" | "draft"): void {
     const email = this.reader.email;
     if (email) openCompose(this.ctx, { mode, emailId: email.id });
   }
