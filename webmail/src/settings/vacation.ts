@@ -43,18 +43,27 @@ export function vacationSection(ctx: AppContext, status: Status): HTMLElement {
   const to = h("input", { type: "date", testid: "vacation-to", id: "vacation-to" });
   const save = h("button", { type: "button", testid: "vacation-save", className: "primary" }, "Save vacation reply");
   let html: string | null = null;
+  // what the user changed before the current values arrived is kept (the read may be slow)
+  const touched = new Set<HTMLElement>();
+  for (const el of [enabled, subject, body, from, to]) {
+    el.addEventListener("input", () => touched.add(el));
+    el.addEventListener("change", () => touched.add(el));
+  }
+  const fill = (el: HTMLInputElement | HTMLTextAreaElement, value: string): void => {
+    if (!touched.has(el)) el.value = value;
+  };
 
   const load = async (): Promise<void> => {
     try {
       const got = await ctx.jmap.call<{ list: Vacation[] }>("VacationResponse/get", { ids: ["singleton"] }, using);
       const v = got.list[0];
       if (!v) return;
-      enabled.checked = v.isEnabled;
-      subject.value = v.subject ?? "";
-      body.value = v.textBody ?? "";
+      if (!touched.has(enabled)) enabled.checked = v.isEnabled;
+      fill(subject, v.subject ?? "");
+      fill(body, v.textBody ?? "");
       html = v.htmlBody;
-      from.value = dayOf(v.fromDate);
-      to.value = dayOf(v.toDate);
+      fill(from, dayOf(v.fromDate));
+      fill(to, dayOf(v.toDate));
     } catch (e) {
       status.say(`Could not read the vacation reply: ${(e as Error).message}`, true);
     }
