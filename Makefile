@@ -62,7 +62,7 @@ run: $(STAMP) webmail
 test: $(STAMP) tools webmail
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) webmail
 	$(PY) bench/run_all.py
 
 # Evidence (bench/README: what each measures). Loopback only, bounded in time.

@@ -1,0 +1,202 @@
+"""Webmail: time to the first message list of a 10,000-message mailbox in the browser, against IMAP.
+
+In:   ``main(argv)``: ``--messages N`` (default 10,000; ``--quick`` 1,000), ``--runs R`` timed runs
+      after one warm-up (default 7; ``--quick`` 3), ``--json PATH``. Loopback only: the local stack
+      (moto, the gateway, the local HTTPS front serving ``webmail/dist``, built by ``make webmail``), headless Debian chromium
+      through Selenium (tests/browser.py; installed with apt-get when missing and root).
+Out:  printed, p50 (and min/max) over the runs of:
+      * browser: from the sign-in button's click to the first ``message-row`` in the DOM (seen by a
+        MutationObserver in the page, so no polling lag), with the JMAP/auth requests the page made
+        in that interval and the bytes they took (Resource Timing: ``transferSize``, response
+        headers and body as received; the push WebSocket is not counted);
+      * IMAP, a client that fetches headers only, two ways: ``screenful`` = LOGIN, SELECT INBOX,
+        FETCH the newest 50 (``FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT DATE MESSAGE-ID)]``),
+        what a client shows first; ``all headers`` = the same FETCH for ``1:*``, what a client that
+        caches headers (Thunderbird's first sync) does before it is complete. Commands sent and bytes
+        received counted at the socket.
+      The app's load (navigation start to the sign-in form) is printed apart.
+Fails: exits non-zero when the list never shows a row within 120 s or IMAP answers other than OK.
+
+Seeding goes through the store (``store.append``), not SMTP: the figure is the read path's, and
+10,000 SMTP deliveries through the local Lambdas would take hours. It is still the slow part
+(about 0.1 s per message on moto: some 15-20 minutes for 10,000 on 2 busy cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import imaplib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests"))
+
+from common import percentile  # noqa: E402
+
+USER, PASSWORD = "bench@webmail.test", "webmail-bench-password"
+HEADERS = "FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT DATE MESSAGE-ID)]"
+SCREENFUL = 50
+CEILING = 120.0
+
+# Installed before the click: the first message-row's arrival, timed in the page.
+OBSERVE = """
+window.__bench = {t0: performance.now(), first: null};
+const seen = () => document.querySelector('[data-testid="message-row"]');
+new MutationObserver((_m, obs) => {
+  if (window.__bench.first === null && seen()) { window.__bench.first = performance.now(); obs.disconnect(); }
+}).observe(document.documentElement, {childList: true, subtree: true});
+"""
+REQUESTS = """
+const b = window.__bench;
+return performance.getEntriesByType('resource')
+  .filter(e => e.startTime >= b.t0 && e.startTime <= b.first
+          && /\\/(jmap|auth|\\.well-known\\/jmap)/.test(new URL(e.name).pathname))
+  .map(e => ({url: new URL(e.name).pathname, transfer: e.transferSize, body: e.encodedBodySize}));
+"""
+
+
+def seed(store, user: str, n: int) -> float:
+    """``n`` plain messages into INBOX through the store (``append``, one after another: appends to one
+    account commit through its change log, and concurrent ones only conflict), dated over the last
+    months; seconds taken."""
+    t0 = time.monotonic()
+    now = time.time()
+    for i in range(n):
+        raw = (f"From: Sender {i % 97} <sender{i % 97}@example.org>\r\nTo: {user}\r\n"
+               f"Subject: Message number {i} about topic {i % 13}\r\nMessage-ID: <bench{i}@example.org>\r\n"
+               f"Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+               f"Content-Type: text/plain; charset=utf-8\r\n\r\nBody of message {i}.\r\n").encode()
+        store.append(user, "INBOX", raw, internaldate=now - (n - i) * 600.0)
+        if (i + 1) % 1000 == 0:
+            print(f"  seeded {i + 1:,} in {time.monotonic() - t0:.0f} s", flush=True)
+    return time.monotonic() - t0
+
+
+def browser_run(b, url: str) -> dict:
+    from selenium.webdriver.common.by import By
+
+    d = b.driver
+    d.get(url)
+    b.one("signin-email").send_keys(USER)
+    b.one("signin-password").send_keys(PASSWORD)
+    nav = d.execute_script("const n = performance.getEntriesByType('navigation')[0]; return n.domContentLoadedEventEnd;")
+    d.execute_script(OBSERVE)
+    d.find_element(By.CSS_SELECTOR, '[data-testid="signin-submit"]').click()
+    b.wait(lambda dr: dr.execute_script("return window.__bench.first !== null"), "the first message-row", CEILING)
+    t = d.execute_script("return window.__bench.first - window.__bench.t0")
+    reqs = d.execute_script(REQUESTS)
+    rows = len(b.by_testid("message-row"))
+    return {"ms": t, "app_load_ms": nav, "requests": len(reqs), "bytes": sum(r["transfer"] for r in reqs),
+            "body_bytes": sum(r["body"] for r in reqs), "paths": [r["url"] for r in reqs], "rows_in_dom": rows}
+
+
+class CountingIMAP(imaplib.IMAP4):
+    """imaplib counting the bytes it reads and the commands it sends."""
+
+    received = 0
+    commands = 0
+
+    def read(self, size):
+        data = super().read(size)
+        self.received += len(data)
+        return data
+
+    def readline(self):
+        line = super().readline()
+        self.received += len(line)
+        return line
+
+    def _command(self, name, *args):
+        self.commands += 1
+        return super()._command(name, *args)
+
+
+def imap_run(port: int, mode: str) -> dict:
+    t0 = time.monotonic()
+    c = CountingIMAP("127.0.0.1", port, timeout=CEILING)
+    c.login(USER, PASSWORD)
+    typ, data = c.select("INBOX", readonly=True)
+    exists = int(data[0])
+    span = f"{max(1, exists - SCREENFUL + 1)}:*" if mode == "screenful" else "1:*"
+    typ, fetched = c.fetch(span, f"({HEADERS})")
+    if typ != "OK":
+        raise SystemExit(f"IMAP FETCH {span}: {typ}")
+    ms = (time.monotonic() - t0) * 1000
+    got = sum(1 for f in fetched if isinstance(f, tuple))
+    c.logout()
+    return {"ms": ms, "requests": c.commands, "bytes": c.received, "messages": got}
+
+
+def summary(name: str, runs: list[dict]) -> str:
+    ms = [r["ms"] for r in runs]
+    return (f"{name:<34} p50 {percentile(ms, 50):8.0f} ms  (min {min(ms):.0f}, max {max(ms):.0f}, n={len(ms)})  "
+            f"{runs[-1]['requests']:3d} requests  {runs[-1]['bytes']:>10,} bytes")
+
+
+def run(messages: int, runs: int) -> dict:
+    import browser as B
+    from postern_local.stack import LocalStack
+
+    stack = LocalStack({"POSTERN_LOGIN_FAIL_DELAY": "0"}, ephemeral_ports=True, background=False).start()
+    chrome = None
+    try:
+        domain = USER.split("@")[1]
+        stack.directory.add_domain(domain)
+        stack.directory.add_user(USER, PASSWORD)
+        stack.store.ensure_mailboxes(USER)
+        seconds = seed(stack.store, USER, messages)
+        print(f"seeded {messages:,} messages through the store in {seconds:.1f} s")
+        url = stack.webmail_url
+        if not url:
+            raise SystemExit("webmail/dist/index.html is missing: run `make webmail` (make bench does) first")
+        chrome = B.start_chrome()
+        out = {"messages": messages, "browser": [], "imap_screenful": [], "imap_all": []}
+        for i in range(runs + 1):  # the first of each is a warm-up (cold workers, caches)
+            r = browser_run(chrome, url)
+            s = imap_run(stack.imap_port, "screenful")
+            a = imap_run(stack.imap_port, "all")
+            if a["messages"] != messages:
+                raise SystemExit(f"IMAP fetched {a['messages']} of {messages}")
+            if i:
+                out["browser"].append(r)
+                out["imap_screenful"].append(s)
+                out["imap_all"].append(a)
+        return out
+    finally:
+        if chrome is not None:
+            chrome.quit()
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--messages", type=int, default=None)
+    ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help="1,000 messages, 3 runs")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args(argv)
+    messages = a.messages or (1000 if a.quick else 10_000)
+    runs = a.runs or (3 if a.quick else 7)
+    r = run(messages, runs)
+    b = r["browser"]
+    print(f"mailbox of {messages:,} messages, p50 over {runs} runs after a warm-up (loopback, local stack on moto)")
+    print(summary("browser: sign-in click -> first row", b))
+    print(f"{'':<34} {b[-1]['rows_in_dom']} rows in the DOM; requests: {', '.join(b[-1]['paths'])}")
+    print(f"{'':<34} app load (navigation -> DOMContentLoaded) p50 "
+          f"{percentile([x['app_load_ms'] for x in b], 50):.0f} ms")
+    print(summary(f"IMAP headers, newest {SCREENFUL} (screenful)", r["imap_screenful"]))
+    print(summary("IMAP headers, all (1:*)", r["imap_all"]))
+    ratio = percentile([x["ms"] for x in b], 50) / percentile([x["ms"] for x in r["imap_screenful"]], 50)
+    print(f"ratio browser / IMAP screenful (p50): {ratio:.2f}x")
+    if a.json:
+        a.json.write_text(json.dumps(r, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
