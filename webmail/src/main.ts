@@ -44,6 +44,7 @@ class App {
   private toolbar!: HTMLElement;
   private moveMenu!: HTMLElement;
   private expiry = 0;
+  private expiryWarning = 0;
   private refreshTimer = 0;
   private stopped = false;
   private removeShortcuts: () => void = () => {};
@@ -75,8 +76,12 @@ class App {
 
   async start(): Promise<void> {
     this.layout();
-    this.expiry = window.setTimeout(() => this.signOut("Your session expired: sign in again."),
-      Math.max(0, this.jmap.expiresAt - Date.now()));
+    const left = Math.max(0, this.jmap.expiresAt - Date.now());
+    this.expiry = window.setTimeout(() => this.signOut("Your session expired: sign in again."), left);
+    if (left > 3 * 60_000) {
+      this.expiryWarning = window.setTimeout(() => notify("Your session ends in 2 minutes: you will need to sign in again."),
+        left - 2 * 60_000);
+    }
     await this.loadMailboxes();
     void this.loadIdentities();
     void this.loadQuota();
@@ -89,6 +94,7 @@ class App {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.expiry);
+    clearTimeout(this.expiryWarning);
     clearTimeout(this.refreshTimer);
     this.push.stop();
     this.removeShortcuts();
