@@ -22,7 +22,18 @@ interface Entry {
   score: number;
 }
 
+const KEEP_MS = 10 * 60_000; // one read of the recent mail serves the composes of the next minutes
+let cached: { accountId: string; at: number; people: Correspondents } | null = null;
+
 export class Correspondents {
+  /** The account's correspondents, read again after KEEP_MS (and never across accounts). */
+  static of(ctx: AppContext): Correspondents {
+    if (!cached || cached.accountId !== ctx.accountId || Date.now() - cached.at > KEEP_MS) {
+      cached = { accountId: ctx.accountId, at: Date.now(), people: new Correspondents(ctx) };
+    }
+    return cached.people;
+  }
+
   private entries = new Map<string, Entry>();
   private searched = new Set<string>();
   private loading: Promise<void> | null = null;

@@ -109,7 +109,7 @@ class ComposeView {
   private signature = "";
 
   constructor(private ctx: AppContext, private mode: Mode, private original: Original | null) {
-    this.people = new Correspondents(ctx);
+    this.people = Correspondents.of(ctx);
     this.start = startFrom(mode, original, ctx.identities, ctx.jmap.username, htmlToText);
     if (mode === "draft" && original) this.draftId = original.id;
 
