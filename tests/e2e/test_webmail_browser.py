@@ -17,7 +17,10 @@ background url / @import / @font-face, remote images, meta refresh, a form) runs
 nothing from a loopback server that counts every request, until the user allows remote images for
 that message, which then load; search by subject and by body text; move to a folder, visible over
 IMAP; the phone-sized layout; a wrong password shows an error, and failed sign-ins count towards the
-same account lockout IMAP enforces.
+same account lockout IMAP enforces. Compose and settings: reply all answers everyone but the user,
+threaded; a forward carries the original's attachment; Save draft keeps one draft in Drafts; a filter
+saved in Settings files matching mail into its folder and the vacation reply answers; the signature
+set in Settings is in the next new message.
 """
 
 from __future__ import annotations
@@ -444,3 +447,162 @@ def test_wrong_password_shows_an_error_and_counts_towards_the_imap_lockout(app, 
             imap.login(dave, dave_pw)
     finally:
         imap.shutdown()
+
+
+# --- compose and settings (webcompose) ----------------------------------------------------------
+def _signed_in(app) -> None:
+    """Alice signed in (the lockout test before these ends at the sign-in page)."""
+    if not [e for e in app.b.by_testid("message-list") if e.is_displayed()]:
+        sign_in(app.b, app.url, *app.user)
+        app.b.one("message-list")
+
+
+def _new_user(app, name: str) -> tuple[str, str]:
+    address, password = f"{name}{secrets.token_hex(2)}@{app.user[0].split('@')[1]}", secrets.token_urlsafe(12)
+    app.stack.directory.add_user(address, password)
+    app.stack.store.ensure_mailboxes(address)
+    return address, password
+
+
+def _from_bob(app, bob, subject: str, cc: str = "", attachment: bytes = b"") -> str:
+    """A message from bob to alice over submission (a Cc, an attachment); its Message-ID."""
+    mid = f"{uuid.uuid4().hex}@{bob[0].split('@')[1]}"
+    msg = email.message.EmailMessage()
+    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = bob[0], app.user[0], subject, f"<{mid}>"
+    if cc:
+        msg["Cc"] = cc
+    msg.set_content("Agenda attached.")
+    if attachment:
+        msg.add_attachment(attachment, maintype="application", subtype="octet-stream", filename="agenda.bin")
+    with smtplib.SMTP("127.0.0.1", app.stack.submission_port, timeout=60) as s:
+        s.login(*bob)
+        s.send_message(msg)
+    return mid
+
+
+@pytest.mark.timeout(300)  # two deliveries through the pipeline on a loaded machine
+def test_reply_all_answers_everyone_but_me_threaded(app, accounts, no_csp):
+    _signed_in(app)
+    bob, erin = accounts["bob"], _new_user(app, "erin")
+    subject = f"Offsite plan {uuid.uuid4().hex[:6]}"
+    mid = _from_bob(app, bob, subject, cc=erin[0])
+    app.open_mailbox(role="inbox")
+    app.open(subject)
+    app.b.one("action-reply-all").click()
+    app.b.one("compose")
+    to, cc = app.b.one("compose-to").get_attribute("value"), app.b.one("compose-cc").get_attribute("value")
+    assert app.b.one("compose-subject").get_attribute("value") == f"Re: {subject}"
+    assert bob[0] in to and erin[0] in cc and app.user[0] not in to + cc, (to, cc)
+    app.b.one("compose-body").send_keys("Count me in.")
+    app.b.one("compose-send").click()
+    app.b.gone("compose")
+    for who in (bob, erin):
+        got = arrives(app, who, "INBOX", f"Re: {subject}")
+        assert got["In-Reply-To"].strip() == f"<{mid}>" and mid in got["References"]
+        assert "> Agenda attached." in got.get_body(("plain",)).get_content()
+
+
+def test_forward_carries_the_original_attachment(app, accounts, no_csp):
+    _signed_in(app)
+    bob, erin = accounts["bob"], _new_user(app, "erin")
+    subject = f"Agenda {uuid.uuid4().hex[:6]}"
+    agenda = secrets.token_bytes(20_000)
+    _from_bob(app, bob, subject, attachment=agenda)
+    app.open_mailbox(role="inbox")
+    app.open(subject)
+    app.b.one("action-forward").click()
+    app.b.one("compose")
+    app.b.wait(lambda _d: [(a.get_attribute("data-name"), a.get_attribute("data-state"))
+                           for a in app.b.by_testid("compose-attachment")] == [("agenda.bin", "done")],
+               "the original's attachment listed (by blobId: nothing uploaded again)")
+    app.b.one("compose-to").send_keys(erin[0])
+    app.b.one("compose-send").click()
+    app.b.gone("compose")
+    fwd = arrives(app, erin, "INBOX", f"Fwd: {subject}")
+    assert [p.get_content() for p in fwd.iter_attachments()] == [agenda]
+
+
+def test_save_draft_keeps_one_draft_in_drafts(app, accounts, no_csp):
+    from selenium.webdriver.common.keys import Keys
+
+    _signed_in(app)
+    draft = f"Unfinished thoughts {uuid.uuid4().hex[:6]}"
+    app.b.one("action-compose").click()
+    app.b.one("compose")
+    app.b.one("compose-to").send_keys(accounts["bob"][0])
+    app.b.one("compose-subject").send_keys(draft)
+    app.b.one("compose-body").send_keys("First half.")
+    app.b.one("compose-save-draft").click()
+    app.b.wait(lambda _d: "Draft saved" in app.b.one("compose-saved").text, "the draft saved")
+    app.b.one("compose-subject").send_keys(Keys.END, " v2")
+    app.b.one("compose-save-draft").click()
+    app.b.wait(lambda _d: [m["Subject"] for m in imap_find(app.stack, app.user, "Drafts", draft)] == [f"{draft} v2"],
+               "one draft, the second save")
+    app.b.screenshot("compose-draft")
+    app.b.one("compose-close").click()
+    app.b.gone("compose")
+
+
+@pytest.mark.timeout(300)  # a filtered delivery and a vacation reply through the pipeline
+def test_settings_filter_and_vacation_reply_take_effect(app, accounts, no_csp):
+    """A filter saved in Settings files the next matching message into its folder; the vacation reply
+    answers the sender. Both are undone at the end (the account is shared by the module)."""
+    from selenium.webdriver.support.ui import Select
+
+    _signed_in(app)
+    bob = accounts["bob"]
+    tag = uuid.uuid4().hex[:6]
+    folder = f"Bob {tag}"
+    app.b.one("action-settings").click()
+    app.b.one("settings")
+    app.b.one("vacation-enabled").click()
+    app.b.one("vacation-subject").send_keys(f"Away {tag}")
+    app.b.one("vacation-body").send_keys("Back on Monday.")
+    app.b.one("vacation-save").click()
+    app.b.wait(lambda _d: app.b.one("settings-status").text == "Vacation reply on", "the vacation reply saved")
+    app.b.one("filter-add").click()
+    Select(app.b.one("filter-field")).select_by_value("from")
+    app.b.one("filter-value").send_keys(bob[0])
+    app.b.one("filter-folder").send_keys(folder)
+    app.b.one("filter-save").click()
+    app.b.wait(lambda _d: [f.get_attribute("data-folder") for f in app.b.by_testid("filter")] == [folder],
+               "the filter listed")
+    app.b.screenshot("settings-filled")
+    app.b.one("settings-close").click()
+    app.b.gone("settings")
+
+    subject = f"Filtered {tag}"
+    submit_as(app.stack, bob, app.user[0], subject, "Into my folder, please.")
+    arrives(app, app.user, folder, subject)
+    assert imap_find(app.stack, app.user, "INBOX", subject) == []
+    reply = arrives(app, bob, "INBOX", f"Away {tag}")
+    assert reply["Auto-Submitted"].startswith("auto-replied")
+
+    app.b.one("action-settings").click()
+    app.b.one("settings")
+    app.b.wait(lambda _d: app.b.by_testid("filter-delete"), "the filter listed")[0].click()
+    app.b.wait(lambda _d: app.b.one("settings-status").text == "Filter deleted", "the filter deleted")
+    app.b.wait(lambda _d: app.b.one("vacation-enabled").is_selected(), "the vacation reply shown as on")
+    app.b.one("vacation-enabled").click()
+    app.b.one("vacation-save").click()
+    app.b.wait(lambda _d: app.b.one("settings-status").text == "Vacation reply off", "the vacation reply off")
+    app.b.one("settings-close").click()
+    app.b.gone("settings")
+
+
+def test_signature_from_settings_is_in_the_next_message(app, no_csp):
+    _signed_in(app)
+    tag = uuid.uuid4().hex[:6]
+    app.b.one("action-settings").click()
+    app.b.one("settings")
+    sig = app.b.one("signature-text")
+    sig.clear()
+    sig.send_keys(f"Alice {tag}")
+    app.b.one("signature-save").click()
+    app.b.wait(lambda _d: app.b.one("settings-status").text == "Name and signature saved", "the signature saved")
+    app.b.one("settings-close").click()
+    app.b.gone("settings")
+    app.b.one("action-compose").click()
+    assert app.b.one("compose-body").get_attribute("value") == f"\n\n-- \nAlice {tag}\n"
+    app.b.one("compose-close").click()
+    app.b.gone("compose")
