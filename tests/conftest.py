@@ -31,10 +31,12 @@ def aws():
 
     from postern.aws import Clients
     from postern.config import Settings
+    from postern_local import moto_speed
     from postern_local.moto_atomic import install
     from postern_local.resources import create_resources
 
     install()  # per-item atomicity, as DynamoDB has it (moto_atomic.py)
+    moto_speed.install()  # the stack's moto: requests cost what they cost at any backlog
     with mock_aws():
         bootstrap = Clients(Settings())
         res = create_resources(bootstrap, prefix="t")

@@ -260,9 +260,11 @@ class RulesServer:
                     probe.bind((self.host, self._requested_port))
                 except OSError as exc:
                     raise OSError(exc.errno, f"moto port {self.host}:{self._requested_port} is in use") from None
+        from .. import moto_speed
         from ..moto_atomic import install
 
         install()  # DynamoDB writes are atomic per item; moto's are not across request threads
+        moto_speed.install()  # SQS and Query costs independent of the backlog (moto's grow with it)
         self.app = RulesApp(DomainDispatcherApplication(create_backend_app), self.identities, self.region,
                             self.config)
         self._server = make_server(self.host, self._requested_port, self.app, threaded=True,
