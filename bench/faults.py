@@ -4,7 +4,11 @@ In:   the local stack (started here), the fault layer (postern_local.faults).
 Out:  the table (sent, accepted, temp-failed, delivered, duplicated, lost, in
       DLQ; before and after redriving the DLQs with faults off), what was
       injected, the DLQ contents with the reason each message failed; exit
-      status 1 when anything accepted was lost or duplicated.
+      status 1 when anything accepted was lost or duplicated; the elapsed time
+      against the bound (``--time-limit``, 1,500 s by default), whether the
+      queues drained within it, and the peak resident memory of the campaign
+      process and of its whole process tree (moto processes and Lambda
+      workers included), sampled from /proc every 5 s.
       ``main(argv)``: ``--quick`` (200 messages, 10 clients), ``--messages``,
       ``--clients``, ``--spec`` (POSTERN_FAULTS syntax), ``--time-limit``.
 Fails: stack errors propagate.
@@ -20,9 +24,10 @@ Lambda's event source mapping and are not faulted. Clients retry a 4xx up to
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 import sys
+import threading
 
 DEFAULT_SPEC = "s3=0.1,sqs=0.1,dynamodb=0.1,timeout=0.02,crash=0.02,seed=1"
 
@@ -46,14 +51,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("postern.local").setLevel(logging.ERROR)  # poller failures: worth seeing
     from postern_local.faultrun import run_campaign
 
-    r = run_campaign(args.spec, messages=messages, clients=clients, users=10, max_rcpts=args.rcpts,
-                     time_limit=limit)
+    rss = TreeRss().start()
+    try:
+        r = run_campaign(args.spec, messages=messages, clients=clients, users=10, max_rcpts=args.rcpts,
+                         time_limit=limit)
+    finally:
+        rss.stop()
     print(r.report())
+    drained = not (r.before.stuck or r.before.pending)
+    print(f"bound: {r.seconds:.0f} s of {limit:.0f} s, "
+          f"{'drained within it' if drained and r.seconds <= limit else 'NOT drained within it'}; "
+          f"peak RSS: campaign process {rss.peak_self // 1024} MB, process tree {rss.peak_tree // 1024} MB "
+          f"(sampled every {rss.every:.0f} s); load average at the end {os.getloadavg()[0]:.1f}")
     bad = (r.after.lost or r.after.duplicated or r.before.lost or r.before.duplicated
            or r.after.stuck or r.after.pending)
     summary = {"sent": sum(1 for s in r.sent if s.replies), "accepted": r.accepted, "lost": r.after.lost,
                "duplicated": r.after.duplicated, "twice_after_4xx": r.after.dup_after_4xx, "in_dlq": r.before.in_dlq,
-               "seconds": round(r.seconds, 1)}
+               "seconds": round(r.seconds, 1), "bound": limit, "drained": drained,
+               "peak_rss_mb": rss.peak_self // 1024, "peak_tree_rss_mb": rss.peak_tree // 1024}
     print("summary:", summary)
     if args.out:
         from pathlib import Path
@@ -63,6 +78,68 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(f"# Fault campaign\n\nMeasured by `{cmd}`.\n\n```\n{r.report()}\nsummary: {summary}\n```\n")
     main.result = summary
     return 1 if bad else 0
+
+
+class TreeRss:
+    """Peak resident memory of this process and of this process with all its descendants (the
+    moto processes, the Lambda workers), sampled from /proc every ``every`` seconds (kB)."""
+
+    def __init__(self, every: float = 5.0):
+        self.every = every
+        self.peak_self = 0
+        self.peak_tree = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> TreeRss:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def sample(self) -> None:
+        me = os.getpid()
+        own = _rss_kb(me)
+        self.peak_self = max(self.peak_self, own)
+        self.peak_tree = max(self.peak_tree, own + sum(_rss_kb(p) for p in _descendants(me)))
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:  # gone meanwhile, or no /proc
+        pass
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
 
 
 if __name__ == "__main__":
