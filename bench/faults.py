@@ -7,8 +7,9 @@ Out:  the table (sent, accepted, temp-failed, delivered, duplicated, lost, in
       status 1 when anything accepted was lost or duplicated; the elapsed time
       against the bound (``--time-limit``, 1,500 s by default), whether the
       queues drained within it, and the peak resident memory of the campaign
-      process and of its whole process tree (moto processes and Lambda
-      workers included), sampled from /proc every 5 s.
+      process (moto, the rules proxy, the gateway, the pollers) and of its
+      whole process tree (the Lambda workers included), sampled from /proc
+      every 5 s.
       ``main(argv)``: ``--quick`` (200 messages, 10 clients), ``--messages``,
       ``--clients``, ``--spec`` (POSTERN_FAULTS syntax), ``--time-limit``.
 Fails: stack errors propagate.
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
 class TreeRss:
     """Peak resident memory of this process and of this process with all its descendants (the
-    moto processes, the Lambda workers), sampled from /proc every ``every`` seconds (kB)."""
+    Lambda workers), sampled from /proc every ``every`` seconds (kB)."""
 
     def __init__(self, every: float = 5.0):
         self.every = every
