@@ -88,6 +88,45 @@ def test_mail_is_deferred_while_the_spool_lane_lags_and_transactions_under_way_a
             assert c.sendmail("s@remote.test", ["alice@example.test"], RAW) == {}  # and MAIL works again
 
 
+def test_a_final_dot_behind_a_full_spool_queue_is_deferred(monkeypatch):
+    from postern_gateway.smtp import handler
+
+    monkeypatch.setattr(handler, "SPOOL_QUEUE_PER_SLOT", 1)
+    clock = Clock()
+    backend = memory_backend(spool_max_wait=20.0)
+    backend.blocking.shutdown()
+    backend.blocking = Blocking(4, clock=clock)
+    slots = backend.blocking.bulk_threads
+    backend.directory.add_domain("example.test")
+    backend.directory.add_alias("alice@example.test", ["someone@remote.test"])
+    spooler = backend.spooler = GatedSpooler()
+    results: list[object] = []
+
+    def send():
+        with smtplib.SMTP(HOST, srv.port, timeout=60) as c:
+            results.append(c.sendmail("s@remote.test", ["alice@example.test"], RAW))
+
+    with ServerThread(start_smtp, backend, role="mx") as srv:
+        try:
+            senders = [threading.Thread(target=send) for _ in range(2 * slots)]
+            for t in senders[:slots]:
+                t.start()
+            wait_for(lambda: spooler.running == slots, 30, "spool calls holding every bulk slot")
+            for t in senders[slots:]:
+                t.start()
+            wait_for(lambda: backend.blocking.bulk_queued() == slots, 30, "a slot's worth queued")
+            with smtplib.SMTP(HOST, srv.port, timeout=60) as c:  # no lag yet: MAIL and RCPT pass
+                c.ehlo("client.example")
+                assert c.mail("s@remote.test")[0] == 250 and c.rcpt("alice@example.test")[0] == 250
+                code, text = c.data(RAW)  # but the queue is full: told to come back, nothing spooled
+                assert (code, text[:5]) == (451, b"4.3.2")
+        finally:
+            spooler.gate.set()
+        for t in senders:
+            t.join(60)
+    assert results == [{}] * (2 * slots) and len(spooler.spooled) == 2 * slots
+
+
 def test_bulk_wait_is_the_age_of_the_oldest_call_under_way_and_zero_without_one():
     import asyncio
 

@@ -104,6 +104,11 @@ class BackendFailure(Exception):
         self.reply = reply
 
 
+# Spool calls queued per bulk slot before a final dot is deferred (spool_backlog): a message waits
+# for at most about this many calls ahead of it plus its own.
+SPOOL_QUEUE_PER_SLOT = 4
+
+
 class PolicyHandler(EsmtpHandler):
     """The transaction mechanics both roles share (state, limits, trace, spool)."""
 
@@ -207,22 +212,30 @@ class PolicyHandler(EsmtpHandler):
         envelope.sender = sender
         return str(status.SENDER_OK)
 
-    def spool_backlog(self) -> Reply | None:
+    def spool_backlog(self, at_data: bool = False) -> Reply | None:
         """451 4.3.2 when the oldest spool call under way (queued for a slot or running) started
         POSTERN_SPOOL_MAX_WAIT ago: a new transaction would wait about that long after its final dot,
         and past the sender's timeout
         the message is neither accepted nor refused (`make load`: 200 sessions offering more mail than
         the backend took waited 38 s at the median, and timed out). Refusing MAIL costs the sender no
-        upload; it keeps the message and retries (RFC 5321 §4.2.5). Transactions already under way are
-        not affected."""
+        upload; it keeps the message and retries (RFC 5321 §4.2.5); nothing is taken that is not
+        spooled.
+
+        ``at_data`` (the final dot, before spooling): also when SPOOL_QUEUE_PER_SLOT times the lane's
+        slots are already queued. The lag rule reacts to what has waited; many transactions that
+        passed MAIL together (200 sessions starting at once) would all queue behind each other and
+        wait past the sender's timeout: this bounds a message's wait to about SPOOL_QUEUE_PER_SLOT + 1
+        spool calls."""
         limit = self.settings.spool_max_wait
-        if limit <= 0:
-            return None
         blocking = getattr(self.backend, "blocking", None)
-        lag = blocking.bulk_wait() if blocking is not None else 0.0
-        if lag < limit:
+        if limit <= 0 or blocking is None:
             return None
-        log.info("spool lane %.1f s behind: MAIL deferred (451 4.3.2)", lag)
+        lag = blocking.bulk_wait()
+        queued = blocking.bulk_queued()
+        if lag < limit and not (at_data and queued >= SPOOL_QUEUE_PER_SLOT * blocking.bulk_threads):
+            return None
+        log.info("spool lane %.1f s behind, %d queued: %s deferred (451 4.3.2)", lag, queued,
+                 "DATA" if at_data else "MAIL")
         return status.SPOOL_BUSY
 
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
@@ -299,6 +312,9 @@ class PolicyHandler(EsmtpHandler):
         if spooler is None:
             log.error("no spooler configured; deferring queue_id=%s", queue_id)
             return str(status.TEMP_BACKEND)
+        busy = self.spool_backlog(at_data=True)
+        if busy is not None:
+            return str(busy)
         try:
             env = await self.backend.run_bulk(spooler.spool, ctx.raw, **fields)  # blocking.py: keeps threads for logins
         except Exception as exc:  # StoreUnavailable or anything else: nothing is queued, client retries
