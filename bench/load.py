@@ -94,6 +94,9 @@ class _Timer:
 
 SMTP_MESSAGE = "smtp message (MAIL..DATA 250)"
 SMTP_DEFERRED = "smtp deferred (4xx: try again later)"
+# A deferred sender waits this many think times before trying again (30 s by default). Real MTAs
+# wait far longer: RFC 5321 §4.5.4.1 says the retry interval SHOULD be at least 30 minutes.
+DEFERRED_BACKOFF = 10
 
 
 def smtp_session(port, rcpt, stop, stats, think):
@@ -119,6 +122,8 @@ def smtp_session(port, rcpt, stop, stats, think):
                 # Nothing was accepted, nothing is lost: counted apart, not as a failed session.
                 stats.ok(SMTP_DEFERRED, time.perf_counter() - t0)
                 c.rset()
+                stop.wait(think * DEFERRED_BACKOFF)
+                continue
             except Exception as exc:
                 stats.fail(SMTP_MESSAGE, exc)
                 raise
