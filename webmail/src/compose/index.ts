@@ -16,7 +16,7 @@
 import "./compose.css";
 import type { AppContext } from "../context";
 import { h, humanSize } from "../dom";
-import { CORE, MAIL } from "../jmap";
+import { CORE, MAIL, SUBMISSION } from "../jmap";
 import { attachSuggestions, Correspondents } from "./autocomplete";
 import { cleanSignature, Editor, htmlToText, textNodes } from "./editor";
 import {
@@ -37,6 +37,16 @@ let open: ComposeView | null = null;
 
 export async function openCompose(ctx: AppContext, opts: ComposeOptions): Promise<void> {
   if (open) await open.close(true);
+  if (!ctx.identities.length) {
+    // the app reads them after the mailboxes: a compose opened at once asks for them itself
+    try {
+      const got = await ctx.jmap.call<{ list: AppContext["identities"] }>("Identity/get", {}, [CORE, SUBMISSION]);
+      if (!ctx.identities.length) ctx.identities.push(...got.list);
+    } catch (e) {
+      ctx.notify(`Could not read your addresses: ${(e as Error).message}`);
+      return;
+    }
+  }
   let original: Original | null = null;
   if (opts.mode !== "new") {
     if (!opts.emailId) {

@@ -47,8 +47,13 @@ export function explain(err: SetError | undefined): string {
   return err.description && err.description !== err.type ? `${why}${props}: ${err.description}` : `${why}${props}`;
 }
 
-function mailbox(ctx: AppContext, role: string): string | null {
-  return ctx.byRole.get(role)?.id ?? null;
+/** The mailbox with this role: the app's list, else asked of the server (the list may still be loading). */
+async function mailbox(ctx: AppContext, role: string): Promise<string | null> {
+  const known = ctx.byRole.get(role)?.id;
+  if (known) return known;
+  const got = await ctx.jmap.call<{ list: { id: string; role: string | null }[] }>("Mailbox/get",
+    { ids: null, properties: ["id", "role"] });
+  return got.list.find((m) => m.role === role)?.id ?? null;
 }
 
 function identityOf(ctx: AppContext, d: Draft): Identity {
@@ -69,7 +74,7 @@ const USING = [CORE, MAIL, SUBMISSION];
 
 /** Store the draft in Drafts (replacing the previous save); the new Email's id. */
 export async function saveDraft(ctx: AppContext, d: Draft, previous: string | null): Promise<string> {
-  const drafts = mailbox(ctx, "drafts");
+  const drafts = await mailbox(ctx, "drafts");
   if (!drafts) throw new SendError("there is no Drafts mailbox");
   const args: Record<string, unknown> = { accountId: ctx.accountId, create: { draft: createObject(ctx, d, drafts) } };
   if (previous) args.destroy = [previous];
@@ -91,11 +96,11 @@ export interface SendContext {
 
 /** Send: store, submit, file in Sent. Resolves to the sent Email's id. */
 export async function send(ctx: AppContext, d: Draft, sc: SendContext): Promise<string> {
-  const drafts = mailbox(ctx, "drafts");
+  const drafts = await mailbox(ctx, "drafts");
   if (!drafts) throw new SendError("there is no Drafts mailbox");
   if (!d.to.length && !d.cc.length && !d.bcc.length) throw new SendError("add at least one recipient");
   const ident = identityOf(ctx, d);
-  const sent = mailbox(ctx, "sent");
+  const sent = await mailbox(ctx, "sent");
   const filed: Record<string, unknown> = { "keywords/$draft": null };
   if (sent && sent !== drafts) {
     filed[`mailboxIds/${drafts}`] = null;
