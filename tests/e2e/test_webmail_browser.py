@@ -15,12 +15,14 @@ Scenarios: sign in; a message sent over SMTP appears in the list without a reloa
 opens; a hostile HTML message (script, event handlers, ``javascript:`` links, CSS exfiltration via
 background url / @import / @font-face, remote images, meta refresh, a form) runs no script and loads
 nothing from a loopback server that counts every request, until the user allows remote images for
-that message, which then load; search by subject and by body text; move to a folder, visible over
-IMAP; the phone-sized layout; a wrong password shows an error, and failed sign-ins count towards the
-same account lockout IMAP enforces. Compose and settings: reply all answers everyone but the user,
-threaded; a forward carries the original's attachment; Save draft keeps one draft in Drafts; a filter
-saved in Settings files matching mail into its folder and the vacation reply answers; the signature
-set in Settings is in the next new message.
+that message, which then load; reply, and the reply arrives in the recipient's mailbox (IMAP) with
+a copy in Sent; compose with an attachment that the recipient gets byte-identical (IMAP); search by
+subject and by body text; move to a folder, visible over IMAP; the phone-sized layout; settings
+open and close; a wrong password shows an error, and failed sign-ins count towards the same account
+lockout IMAP enforces. Compose and settings: reply all answers everyone but the user, threaded; a
+forward carries the original's attachment; Save draft keeps one draft in Drafts; a filter saved in
+Settings files matching mail into its folder and the vacation reply answers; the signature set in
+Settings is in the next new message.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ import browser as B  # noqa: E402  (tests/browser.py)
 
 from postern_local.liveness import IMAP4From  # noqa: E402
 
+# Liveness ceiling per test, the module's set-up (stack, chromium, sign-in) included: a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(600)
 PIPELINE = 120.0  # ceiling for mail to go through the pipeline into the page (drained each poll)
 OUTPUT = B.ROOT / "test-output"
 
@@ -284,7 +288,8 @@ def test_smtp_message_appears_without_reload_and_opens(app, no_csp):
     text = app.b.one("reader-text").text
     assert "Shall we try the new place on the corner?" in text
     app.b.screenshot("reader")
-    app.b.wait(lambda _d: app.row(subject, drain=False).get_attribute("data-unread") == "false", "marked read")
+    app.b.wait(lambda _d: app.row(subject, drain=False).get_attribute("data-unread") == "false", "marked read",
+               PIPELINE, tick=app.drain)
 
 
 HOSTILE = """<html><head>
@@ -368,6 +373,59 @@ def test_hostile_html_runs_no_script_and_loads_nothing_remote(app, hits):
     assert set(loaded) <= allowed, loaded
     assert app.driver.execute_script("return window.__pwned") is None
     assert reader.is_displayed()
+
+
+def test_reply_arrives_in_the_recipients_mailbox(app, accounts, no_csp):
+    bob = accounts["bob"]
+    subject = f"Budget question {uuid.uuid4().hex[:6]}"
+    mid = submit_as(app.stack, bob, app.user[0], subject, "Can you check the numbers?")
+    app.open_mailbox(role="inbox")
+    app.open(subject)
+    app.b.one("action-reply").click()
+    app.b.one("compose")
+    app.b.screenshot("compose-reply")
+    body = app.b.one("compose-body")
+    body.send_keys("The numbers look right to me.")
+    app.b.one("compose-send").click()
+    app.b.gone("compose")
+    reply = arrives(app, bob, "INBOX", f"Re: {subject}")
+    assert reply["In-Reply-To"].strip() == f"<{mid}>"
+    assert app.user[0] in reply["From"]
+    assert "The numbers look right to me." in reply.get_body(("plain", "html")).get_content()
+    assert imap_find(app.stack, app.user, "Sent", f"Re: {subject}"), "no copy in Sent"
+
+
+def test_attachment_reaches_the_recipient_byte_identical(app, accounts, no_csp, tmp_path):
+    bob = accounts["bob"]
+    payload = secrets.token_bytes(300_000) + bytes(range(256)) * 4  # binary, every byte value
+    path = tmp_path / "figures.bin"
+    path.write_bytes(payload)
+    subject = f"Figures attached {uuid.uuid4().hex[:6]}"
+    app.b.one("action-compose").click()
+    app.b.one("compose")
+    app.b.one("compose-to").send_keys(bob[0])
+    app.b.one("compose-subject").send_keys(subject)
+    app.b.one("compose-body").send_keys("The figures, as promised.")
+    app.b.one("compose-attach", visible=False).send_keys(str(path))
+    app.b.wait(lambda _d: [a.get_attribute("data-state") for a in app.b.by_testid("compose-attachment")] == ["done"],
+               "the attachment uploaded")
+    app.b.screenshot("compose")
+    app.b.one("compose-send").click()
+    app.b.gone("compose")
+    got = arrives(app, bob, "INBOX", subject)
+    parts = list(got.iter_attachments())
+    assert [p.get_filename() for p in parts] == ["figures.bin"]
+    assert parts[0].get_content() == payload
+
+
+def test_settings_open(app, no_csp):
+    app.b.one("action-settings").click()
+    app.b.one("settings")
+    for hook in ("vacation-enabled", "vacation-save", "filter-add", "password-current", "password-save"):
+        assert app.b.by_testid(hook), hook
+    app.b.screenshot("settings")
+    app.b.one("settings-close").click()
+    app.b.gone("settings")
 
 
 def test_search_by_subject_and_by_body_text(app, no_csp):
