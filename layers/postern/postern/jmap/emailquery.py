@@ -254,6 +254,9 @@ def query(call, args: dict) -> dict:
             raise MethodError("unsupportedSort", f"cannot sort by {str(c.get('property'))[:60]!r}")
     needs_header = (flt is not None and _check(flt)) or any(c["property"] in ("from", "to", "subject", "sentAt")
                                                           for c in sort)
+    fast = _newest_page(call, view, args, flt, sort)
+    if fast is not None:
+        return fast
     ctx = _Ctx(call, view)
     entries = list(view.emails.values())
     if flt is not None and isinstance(flt, dict) and isinstance(flt.get("inMailbox"), str):
@@ -269,6 +272,66 @@ def query(call, args: dict) -> dict:
         seen: set[str] = set()
         entries = [e for e in entries if not (e.thread_id in seen or seen.add(e.thread_id))]
     return window(call, args, [e.id for e in entries], view.state_string)
+
+
+def _newest_page(call, view, args: dict, flt, sort) -> dict | None:
+    """The common query, newest first in one mailbox (``{inMailbox: X}``, receivedAt descending, a
+    ``limit``), answered from a page of that mailbox's entries; None when this cannot be exact (the
+    general path answers then).
+
+    Why a page suffices: the store keeps, per mailbox, ``sorted_above`` (``records.order_fields``): every
+    message above that UID is dated strictly later than every message below it, so newest-first by
+    receivedAt is newest-first by UID there, without ties (the general order breaks ties by Email id).
+    An Email's copies share their INTERNALDATE (COPY/MOVE keep it, RFC 3501 §6.4.7), so a message's date
+    is its Email's receivedAt, and within that range no Email has two UIDs (a copy into the same mailbox
+    is not later than its original, so it is below ``sorted_above``). Reading newest UID first, the
+    answer is exact for as long as the messages read stay above ``sorted_above``; collapseThreads keeps
+    the first Email of each Thread seen, as the general path does. ``total`` (RFC 8620 §5.5) is the
+    mailbox's EXISTS when no Email can have two UIDs in it and threads are not collapsed, or the count
+    once the whole mailbox was read; otherwise the general path counts. An entry newer than the state
+    read first (a UID at or past its UIDNEXT) also hands over to the general path.
+    """
+    if not (isinstance(flt, dict) and set(flt) == {"inMailbox"} and flt["inMailbox"] in view.mailboxes):
+        return None
+    if len(sort) != 1 or sort[0].get("property") != "receivedAt" or sort[0].get("isAscending", True) is not False:
+        return None
+    position = A.integer(args, "position", 0, minimum=None)
+    limit = A.integer(args, "limit", None)
+    anchor = args.get("anchor")
+    offset = A.integer(args, "anchorOffset", 0, minimum=None)
+    collapse = A.boolean(args, "collapseThreads")
+    if limit is None or (anchor is None and position < 0):
+        return None
+    store = call.account.store
+    mbid = flt["inMailbox"]
+    mb = store.get_mailbox_by_id(call.account.user, mbid)
+    need = position + limit if anchor is None else None
+    ids: list[str] = []
+    threads: set[str] = set()
+    complete = True
+    for m in store.list_messages_desc(mb):
+        if m.uid >= mb.uidnext or m.uid <= mb.sorted_above:
+            return None
+        eid = m.email_id or f"E{mbid[:8]}{m.uid}"  # as the account view names it (index.AccountView.emails)
+        if collapse:
+            tid = m.thread_id or "T" + eid[1:]
+            if tid in threads:
+                continue
+            threads.add(tid)
+        ids.append(eid)
+        if need is None and eid == anchor:
+            need = max(0, len(ids) - 1 + offset) + limit
+        if need is not None and len(ids) >= need:
+            complete = False
+            break
+    if complete:  # the whole mailbox was read: the general window over it
+        return window(call, args, ids, view.state_string)
+    out = window(call, args, ids, view.state_string)  # ids holds the whole page: position + limit <= len(ids)
+    if "total" in out:
+        if collapse or mb.self_copied:
+            return None
+        out["total"] = mb.exists
+    return out
 
 
 def query_changes(call, args: dict) -> dict:

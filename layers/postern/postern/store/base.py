@@ -80,6 +80,10 @@ class MailboxInfo:
     keywords: frozenset[str] = frozenset()  # the mailbox's keyword set (FLAGS / PERMANENTFLAGS)
     recent_uid: int = 0  # \Recent has been claimed for every UID up to here (claim_recent)
     pos: int = 0  # account change number this view is exact at: follow(user, pos) brings it up to date
+    # Every live message with a UID above ``sorted_above`` has an INTERNALDATE strictly later than every
+    # message of lower UID (``records.order_fields``): newest-first by date is newest-first by UID there.
+    sorted_above: int = 0
+    self_copied: bool = False  # a COPY/MOVE into this same mailbox happened: one Email may hold two UIDs here
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,11 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     def list_messages(self, mb: MailboxInfo, since_uid: int = 0, light: bool = False) -> Iterator[MessageMeta]:
         """Live messages with UID > since_uid in UID order (paginated Query)."""
+
+    @abc.abstractmethod
+    def list_messages_desc(self, mb: MailboxInfo, light: bool = True) -> Iterator[MessageMeta]:
+        """Live messages below ``mb.uidnext`` newest UID first, read in growing pages (a caller that stops early reads
+        only what it used: the first page is one Query with Limit and ScanIndexForward=False)."""
 
     @abc.abstractmethod
     def get_messages(self, mb: MailboxInfo, uids: Iterable[int]) -> list[MessageMeta]:

@@ -460,7 +460,8 @@ class LogStore(MailStore):
             if spam is not None:
                 m["sv"] = spam.to_dict(STORED_SYMBOLS)
             return {"k": "append", "mb": st["mb"], "uv": int(st["uv"]), "m": [m], "ka": ka, "ud": s.size,
-                    "st": {**_counters(st, un=1, ex=1, sz=s.size, us=0 if SEEN in fl else 1), "hm": v.n}}
+                    "st": {**_counters(st, un=1, ex=1, sz=s.size, us=0 if SEEN in fl else 1), "hm": v.n,
+                           **R.order_fields(st, [m["id"]], uid)}}
 
         try:
             rec = self._commit(u, build)
@@ -493,6 +494,19 @@ class LogStore(MailStore):
         for item in self.items.query(keys.messages_pk(mb.user, mb.mailbox_id), gt=keys.uid_sk(since_uid)):
             if not item.get("x"):
                 yield R.meta(item, light)
+
+    def list_messages_desc(self, mb: MailboxInfo, light: bool = True) -> Iterator[MessageMeta]:
+        pk, below, page = keys.messages_pk(mb.user, mb.mailbox_id), keys.uid_sk(max(mb.uidnext, 1)), 64
+        while True:  # sk < below only (a BETWEEN would make the layer drop its inclusive end: a 2nd Query)
+            got = list(self.items.query(pk, lt=below, reverse=True, limit=page))
+            for item in got:
+                if item["sk"] == keys.STATE_SK:  # sorts below every UID: the partition's end
+                    return
+                if not item.get("x"):
+                    yield R.meta(item, light)
+            if len(got) < page:
+                return
+            below, page = got[-1]["sk"], min(page * 4, 1000)  # tombstones or a deep page: read more per Query
 
     def get_messages(self, mb: MailboxInfo, uids: Iterable[int]) -> list[MessageMeta]:
         wanted = sorted(set(uids))
@@ -654,7 +668,9 @@ class LogStore(MailStore):
                             for j, it in enumerate(src)]
                     unseen = sum(1 for it in src if SEEN not in (it.get("fl") or ()))
                     return {"k": "append", "mb": dst["mb"], "uv": int(dst["uv"]), "m": msgs, "ka": ka, "ud": size,
-                            "st": {**_counters(dst, un=len(src), ex=len(src), sz=size, us=unseen), "hm": v.n}}
+                            "st": {**_counters(dst, un=len(src), ex=len(src), sz=size, us=unseen), "hm": v.n,
+                                   **R.order_fields(dst, [m["id"] for m in msgs], first,
+                                                    same_box=dst["mb"] == mb.mailbox_id)}}
 
                 rec = self._commit(mb.user, build)
                 if rec is None:

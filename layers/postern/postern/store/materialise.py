@@ -247,7 +247,8 @@ class Materialiser:
     def _state(self, rec: dict) -> None:
         st = rec["st"]
         h = int(rec["ms"])
-        upd = Update(set={"un": st["un"], "hm": h, "ex": st["ex"], "sz": st["sz"], "us": st["us"], "ms": h})
+        upd = Update(set={"un": st["un"], "hm": h, "ex": st["ex"], "sz": st["sz"], "us": st["us"], "ms": h,
+                          **{k: st[k] for k in ("ri", "rb", "dp") if k in st}})  # records.order_fields
         if rec.get("ka"):
             upd.add["kw"] = set(rec["ka"])
         try:

@@ -18,7 +18,7 @@ filter can; every other item of the table is derived from these)::
     t   commit time (epoch seconds)                    tk  the writer's token (an ambiguous write recognised)
     mb  mailbox id (message kinds, destroy)           n   mailbox name (destroy, subscribe, unsubscribe)
     st  the mailbox's counters after the change: un (UIDNEXT), hm (HIGHESTMODSEQ = n),
-        ex (EXISTS), sz (bytes), us (unseen)
+        ex (EXISTS), sz (bytes), us (unseen); appends and copies add ri, rb, dp (:func:`order_fields`)
     ka  keywords the change added to the mailbox's keyword set (FLAGS must announce them)
     ud  change of the account's bytes used (quota)
     m   append: one entry per new message: uid, e (email id), th (thread id), fl (flags),
@@ -169,6 +169,38 @@ def state_item(user: str, box: dict, modseq: int) -> dict:
     }
 
 
+def order_fields(st: dict, dates: list[float], first_uid: int, same_box: bool = False) -> dict:
+    """The date-order fields of a mailbox state after appending messages dated ``dates`` at UIDs
+    ``first_uid``.. (a delivery, an APPEND or a COPY/MOVE into it, ``same_box`` when from itself).
+
+    ``ri``: the latest INTERNALDATE ever appended; ``rb``: the highest UID appended at or before ``ri``
+    (out of order). So every message above ``rb`` is strictly later than every message below it, and the
+    newest-first date order of those messages is their UID order (Email/query reads only a page of them).
+    Expunges keep this true (removing messages cannot unsort the rest), so only appends write these.
+    ``dp``: a COPY/MOVE from the mailbox into itself happened (two UIDs may then hold one Email).
+    A state written before these fields existed (``ri`` absent, UIDs already given) knows no order:
+    everything appended to it stays below ``rb`` (the general query path answers for it).
+    """
+    known = "ri" in st or int(st.get("un", 1)) == 1
+    ri = float(st.get("ri", 0.0))
+    rb = sorted_above(st)
+    for j, t in enumerate(dates):
+        if not known or float(t) <= ri:  # a tie is out of order too: ties are ordered by Email id, not UID
+            rb = first_uid + j
+        ri = max(ri, float(t))
+    out = {"rb": rb, "dp": bool(st.get("dp")) or same_box}
+    if known:
+        out["ri"] = ri
+    return out
+
+
+def sorted_above(st: dict) -> int:
+    """``MailboxInfo.sorted_above`` of a state item (all its UIDs when it predates ``order_fields``)."""
+    if "rb" in st:
+        return int(st["rb"])
+    return 0 if int(st.get("un", 1)) == 1 else int(st.get("un", 1)) - 1
+
+
 def mailbox_info(user: str, state: dict, pos: int, name: str | None = None) -> MailboxInfo:
     return MailboxInfo(
         user=user.lower(),
@@ -184,6 +216,8 @@ def mailbox_info(user: str, state: dict, pos: int, name: str | None = None) -> M
         keywords=frozenset(state.get("kw") or ()),
         recent_uid=int(state.get("ru", 0)),
         pos=pos,
+        sorted_above=sorted_above(state),
+        self_copied=bool(state.get("dp")),
     )
 
 
