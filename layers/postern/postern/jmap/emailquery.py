@@ -10,6 +10,11 @@ Fails: ``unsupportedFilter`` / ``unsupportedSort`` for what this server does
       ``invalidArguments`` for a malformed filter (deeper than MAX_FILTER_DEPTH,
       more than MAX_CONDITIONS conditions).
 
+Cost: the webmail's list (``{inMailbox: X}``, receivedAt descending, a ``limit``, with or without
+collapseThreads) is answered from the newest page of X's entries (:func:`_newest_page`: two GetItem
+and one Query for a page of 50, whatever the account's size) whenever the store's date order makes
+that exact; every other query reads the whole account view.
+
 Matching is case-insensitive substring matching over decoded text (the
 ``i;unicode-casemap`` collation read as Unicode case folding). Work budget:
 the filter tree is bounded; body text is read once per message per query.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 
+from ..errors import MailboxNotFound
 from ..mail.header import Header
 from . import args as A
 from . import headers as H
@@ -304,7 +310,10 @@ def _newest_page(call, view, args: dict, flt, sort) -> dict | None:
         return None
     store = call.account.store
     mbid = flt["inMailbox"]
-    mb = store.get_mailbox_by_id(call.account.user, mbid)
+    try:
+        mb = store.get_mailbox_by_id(call.account.user, mbid)  # its counters: UIDNEXT, EXISTS, sorted_above
+    except MailboxNotFound:
+        return None  # deleted since the view was read: the general path answers from the view
     need = position + limit if anchor is None else None
     ids: list[str] = []
     threads: set[str] = set()

@@ -35,6 +35,7 @@ Request costs (what ``make cost`` counts), one message, no contention:
             + paginated Query (entries)
   follow    one Query on the account's log partition
   find_emails  one Query per email id (its index items) + BatchGetItem (the entries)
+  list_messages_desc  Query(Limit 64, ScanIndexForward=False) per page, pages growing to 1,000
 """
 
 from __future__ import annotations
