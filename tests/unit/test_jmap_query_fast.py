@@ -128,20 +128,3 @@ def test_page_path_equals_general_path_through_moves_deletes_and_ties(env):
         _deliver(store, i, BASE + i, thread_of=400 if i % 3 == 0 and i > 400 else None)
     assert _compare(acct, used, inbox) > 0
 
-
-def test_store_order_fields_follow_appends_and_copies():
-    store = memory_store()
-    mailboxes.ensure_defaults(store, USER)
-    _deliver(store, 1, BASE + 1)
-    _deliver(store, 2, BASE + 2)
-    assert store.get_mailbox(USER, "INBOX").sorted_above == 0
-    _deliver(store, 3, BASE + 2)  # a tie is out of order
-    assert store.get_mailbox(USER, "INBOX").sorted_above == 3
-    _deliver(store, 4, BASE + 5)
-    _deliver(store, 5, BASE)  # older
-    box = store.get_mailbox(USER, "INBOX")
-    assert (box.sorted_above, box.self_copied) == (5, False)
-    store.copy(box, list(store.list_messages(box))[:1], "INBOX")
-    box = store.get_mailbox(USER, "INBOX")
-    assert (box.sorted_above, box.self_copied) == (6, True)
-    assert [m.uid for m in store.list_messages_desc(box)] == [6, 5, 4, 3, 2, 1]

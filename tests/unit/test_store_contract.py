@@ -666,3 +666,26 @@ def test_inline_header_is_left_out_when_large():
 
     big = b"X-Big: " + b"a" * INLINE_HEADER_CAP + b"\r\n\r\nbody\r\n"
     assert inline_header(big) == ""
+
+
+def test_newest_first_pages_and_date_order_fields(store):
+    """list_messages_desc is list_messages reversed across its page boundary (64) and past tombstones;
+    sorted_above / self_copied follow appends out of date order, ties and a copy into the same mailbox
+    (records.order_fields), and expunges leave them alone."""
+    for i in range(70):
+        MB.append(store, U, "INBOX", MSG, internaldate=1_700_000_000.0 + i)
+    mb = inbox(store)
+    assert (mb.sorted_above, mb.self_copied) == (0, False)
+    store.expunge(mb, [m for m in store.list_messages(mb) if m.uid % 5 == 0 or m.uid > 66])
+    mb = inbox(store)
+    assert [m.uid for m in store.list_messages_desc(mb)] == [m.uid for m in store.list_messages(mb)][::-1]
+    assert mb.sorted_above == 0 and len(list(store.list_messages_desc(mb))) == mb.exists == 53
+    MB.append(store, U, "INBOX", MSG, internaldate=1_700_000_069.0)  # later than every live one, not the latest
+    assert inbox(store).sorted_above == 71
+    MB.append(store, U, "INBOX", MSG, internaldate=1_700_000_100.0)
+    MB.append(store, U, "INBOX", MSG, internaldate=1_700_000_100.0)  # a tie
+    assert inbox(store).sorted_above == 73
+    store.copy(inbox(store), list(store.list_messages(inbox(store)))[:1], "INBOX")
+    mb = inbox(store)
+    assert (mb.sorted_above, mb.self_copied) == (74, True)
+    assert [m.uid for m in store.list_messages_desc(mb)][:3] == [74, 73, 72]
