@@ -555,3 +555,24 @@ def test_a_bounce_to_our_srs_address_is_accepted_a_forged_one_refused():
         c.quit()
     (env,) = envelopes(clients)
     assert env.rcpt_to == (ours,) and env.mail_from == ""
+
+
+def test_a_strictly_parsed_path_is_not_parsed_again_by_the_stdlib_header_parser(mx, monkeypatch):
+    """MAIL and RCPT read each path once with the gateway's own grammar (paths.py): aiosmtpd's reader
+    (the stdlib header parser, ~10x the CPU) is not run for paths that grammar accepted."""
+    import aiosmtpd.smtp
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the stdlib header parser ran for a strictly parsed path")
+
+    monkeypatch.setattr(aiosmtpd.smtp, "get_angle_addr", refuse)
+    monkeypatch.setattr(aiosmtpd.smtp, "get_addr_spec", refuse)
+    c = client(mx)
+    assert c.sendmail("<>", ["alice@example.test"], MSG) == {}
+    assert c.sendmail("someone@remote.example", ["<postmaster>", "alice+x@example.test"], MSG,
+                      mail_options=["SIZE=%d" % len(MSG), "BODY=8BITMIME"]) == {}
+    c.quit()
+    first, second = envelopes(mx.clients)
+    assert (first.mail_from, first.rcpt_to) == ("", ("alice@example.test",))
+    assert second.mail_from == "someone@remote.example" and second.body_8bit
+    assert second.rcpt_to == ("postmaster@example.test", "alice+x@example.test")
