@@ -988,8 +988,9 @@ def report(run_results: dict, memory: dict, template: dict, reps: int) -> tuple[
                      md_table(["what", "adds"], inc), "",
                      "The first two rows are the difference of two scenarios above run the same way (noise: Lambda"
                      " duration varies by a few cents between runs); the others are priced from the items and"
-                     " requests the code writes for them (the bench's messages reply to nothing and no JMAP client"
-                     " is connected, so those rows are not in the scenarios).",
+                     " requests the code writes for them: those marked \"included above\" are in every scenario's"
+                     " figures, the others are not (the bench's messages reply to nothing and no JMAP client is"
+                     " connected).",
                      ""]
     if stor_rows or idle_row:
         lines_md += ["## Storage and connected clients", "", md_table(["item", "cost"], stor_rows + ([idle_row] if idle_row else [])), ""]
@@ -1073,8 +1074,8 @@ def priced_increments(prices: dict) -> list[list[str]]:
         ["JMAP: the email-id index (one E# item per delivery, 1 WRU), included above", usd({"ddb_wru": 1.0})],
         ["the thread index, a message that replies to another (one T# item, 1 WRU; a thread's first message"
          " writes none: it is found by its own Message-ID)", usd({"ddb_wru": 1.0})],
-        ["JMAP push with nobody connected (FeedFunction's registry Query of the changed account, 0.5 RRU)",
-         usd({"ddb_rru": 0.5})],
+        ["JMAP push with nobody connected (FeedFunction's registry Query of the changed account, 0.5 RRU),"
+         " included above", usd({"ddb_rru": 0.5})],
         ["JMAP push to each connected socket (one @connections message, ~15 ms more FeedFunction at 256 MB;"
          " HTTPS front section)", usd({"apigw_ws_messages": 1.0, "lambda_gb_s_arm64": 0.015 * 0.25})],
     ]
