@@ -40,6 +40,7 @@ EXPECTED = {
     "store_order": ("4 writers on one mailbox, a watcher following the change log", []),
     "sieve": ("store pipeline with a 50-rule Sieve script vs without Sieve (same run)", []),
     "feed": ("change feed: delivery and a flag on another task -> IDLE; requests per idle client", []),
+    "webmail": ("webmail's first message list (chromium) vs IMAP headers-only, same mailbox (same run)", []),
 }
 HEADLINE = re.compile(
     r"(ratio|\d+(\.\d+)?x\b|summary:|gateway RSS|idle floor|SMTP messages accepted|^(inbound|outbound|POP3|IMAP)\b"
