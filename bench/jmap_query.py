@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     f = measure(a.messages, a.others, a.runs)
     import postern
-    print(f"tree {Path(postern.__file__).parents[2]}: {a.messages} messages in INBOX, {a.others} in Archive (seeded in {f['seed_seconds']} s)")
+    print(f"tree {Path(postern.__file__).parents[1]}: {a.messages} messages in INBOX, {a.others} in Archive (seeded in {f['seed_seconds']} s)")
     for label, v in f.items():
         if isinstance(v, dict):
             ops = ", ".join(f"{k} {c}" for k, c in v["by_operation"].items())

@@ -66,12 +66,12 @@ def _compare(acct, used: list[bool], mbid: str) -> int:
     general_filter = {"operator": "AND", "conditions": [{"inMailbox": mbid}]}
     sort = [{"property": "receivedAt", "isAscending": False}]
     _, everything = _query(acct, {"filter": general_filter, "sort": sort})
-    anchors = everything["ids"][:3] + everything["ids"][40:42] + ["Enot-there"]
+    anchors = everything["ids"][:1] + everything["ids"][2:3] + everything["ids"][41:42] + ["Enot-there"]
     taken = 0
     for collapse in (False, True):
         for total in (False, True):
-            windows = [{"position": p, "limit": n} for p in (0, 1, 7, 49, 50, 200) for n in (1, 5, 50)]
-            windows += [{"anchor": a, "anchorOffset": o, "limit": 10} for a in anchors for o in (-3, 0, 2)]
+            windows = [{"position": p, "limit": n} for p in (0, 7, 49, 200) for n in (1, 50)]
+            windows += [{"anchor": a, "anchorOffset": o, "limit": 10} for a in anchors for o in (-3, 2)]
             windows += [{"position": -5, "limit": 3}, {"position": 0}]
             for w in windows:
                 args = {**w, "collapseThreads": collapse, "calculateTotal": total, "sort": sort}
