@@ -293,8 +293,8 @@ def _newest_page(call, view, args: dict, flt, sort) -> dict | None:
     is not later than its original, so it is below ``sorted_above``). Reading newest UID first, the
     answer is exact for as long as the messages read stay above ``sorted_above``; collapseThreads keeps
     the first Email of each Thread seen, as the general path does. ``total`` (RFC 8620 §5.5) is the
-    mailbox's EXISTS when no Email can have two UIDs in it and threads are not collapsed, or the count
-    once the whole mailbox was read; otherwise the general path counts. An entry newer than the state
+    mailbox's EXISTS when no Email can have two UIDs in it and threads are not collapsed; otherwise the
+    general path counts (asked before anything is read). An entry newer than the state
     read first (a UID at or past its UIDNEXT) also hands over to the general path.
     """
     if not (isinstance(flt, dict) and set(flt) == {"inMailbox"} and flt["inMailbox"] in view.mailboxes):
@@ -306,14 +306,17 @@ def _newest_page(call, view, args: dict, flt, sort) -> dict | None:
     anchor = args.get("anchor")
     offset = A.integer(args, "anchorOffset", 0, minimum=None)
     collapse = A.boolean(args, "collapseThreads")
-    if limit is None or (anchor is None and position < 0):
-        return None
+    total = A.boolean(args, "calculateTotal")
+    if limit is None or (anchor is None and position < 0) or (total and collapse):
+        return None  # the whole list, or a count of Threads no counter holds: the general path
     store = call.account.store
     mbid = flt["inMailbox"]
     try:
         mb = store.get_mailbox_by_id(call.account.user, mbid)  # its counters: UIDNEXT, EXISTS, sorted_above
     except MailboxNotFound:
         return None  # deleted since the view was read: the general path answers from the view
+    if total and mb.self_copied:
+        return None  # EXISTS may count one Email twice
     need = position + limit if anchor is None else None
     ids: list[str] = []
     threads: set[str] = set()
@@ -336,9 +339,7 @@ def _newest_page(call, view, args: dict, flt, sort) -> dict | None:
     if complete:  # the whole mailbox was read: the general window over it
         return window(call, args, ids, view.state_string)
     out = window(call, args, ids, view.state_string)  # ids holds the whole page: position + limit <= len(ids)
-    if "total" in out:
-        if collapse or mb.self_copied:
-            return None
+    if total:
         out["total"] = mb.exists
     return out
 
