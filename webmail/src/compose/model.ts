@@ -10,20 +10,13 @@
  *       nothing here throws for mail content.
  */
 
-export interface EmailAddress {
-  name: string | null;
-  email: string;
-}
+import type { EmailAddress, Identity as ServerIdentity } from "../context";
 
-export interface Identity {
-  id: string;
-  name: string;
-  email: string;
-  replyTo?: EmailAddress[] | null;
-  bcc?: EmailAddress[] | null;
-  textSignature?: string;
-  htmlSignature?: string;
-}
+export type { EmailAddress };
+
+/** What compose reads of an Identity (the app context's, fetched with Identity/get): the rest may be absent. */
+export type Identity = Pick<ServerIdentity, "id" | "name" | "email">
+  & Partial<Pick<ServerIdentity, "replyTo" | "bcc" | "textSignature" | "htmlSignature">>;
 
 export interface Attachment {
   blobId: string;
