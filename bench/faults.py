@@ -30,6 +30,8 @@ import os
 import sys
 import threading
 
+from postern_local.liveness import _descendants, _rss_kb  # one reading of /proc for every RSS figure
+
 DEFAULT_SPEC = "s3=0.1,sqs=0.1,dynamodb=0.1,timeout=0.02,crash=0.02,seed=1"
 
 
@@ -111,36 +113,6 @@ class TreeRss:
         own = _rss_kb(me)
         self.peak_self = max(self.peak_self, own)
         self.peak_tree = max(self.peak_tree, own + sum(_rss_kb(p) for p in _descendants(me)))
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:  # gone meanwhile, or no /proc
-        pass
-    return 0
-
-
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    kids = [int(k) for k in f.read().split()]
-            except OSError:
-                continue
-            out.extend(kids)
-            todo.extend(kids)
-    return out
 
 
 if __name__ == "__main__":
