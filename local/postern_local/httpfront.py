@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote
@@ -343,14 +344,10 @@ class HttpFront:
         key = file.relative_to(self.app.root).as_posix()
         etag = '"%s"' % hashlib.md5(data, usedforsecurity=False).hexdigest()  # S3's ETag of a one-part object
         headers = [("Content-Type", webassets.content_type(key)), ("Cache-Control", webassets.cache_control(key)),
-                   ("ETag", etag), ("Last-Modified", self.date(file.stat().st_mtime))]
+                   ("ETag", etag), ("Last-Modified", formatdate(file.stat().st_mtime, usegmt=True))]
         if etag in [t.strip() for t in h.headers.get("If-None-Match", "").split(",")]:
             return self._reply(h, 304, headers, b"", empty=True)
         return self._reply(h, 200, headers, data)
-
-    @staticmethod
-    def date(ts: float) -> str:
-        return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(ts))
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         if self.ws is not None and self._ws_route(h):

@@ -33,6 +33,7 @@ import time
 from postern import status
 from postern.address import parse_address
 from postern.canonical import has_bare_cr
+from postern.directory import ItemCache
 from postern.errors import InvalidAddress, PosternError
 from postern.mail.author import mx_problem
 from postern.mail.header import Header
@@ -119,7 +120,7 @@ class PolicyHandler(EsmtpHandler):
         self.backend = backend
         self.settings = backend.settings
         self.checks = list(checks)
-        self._rcpt_cache: dict[str, float] = {}  # lower-cased recipient -> expiry (monotonic)
+        self._rcpt_cache = ItemCache(ttl=RCPT_CACHE_TTL, size=RCPT_CACHE_SIZE)  # lower-cased recipient -> LOCAL
 
     # --- role policy (overridden by roles) ---------------------------------
     async def mail_policy(self, server, session, envelope, sender: str) -> Reply | None:
@@ -154,15 +155,12 @@ class PolicyHandler(EsmtpHandler):
         the TTL and the router then reports the failure. Saves a DynamoDB read and an
         executor hop per recipient of a busy mailbox."""
         key = rcpt.lower()
-        now = time.monotonic()
-        hit = self._rcpt_cache.get(key)
-        if hit is not None and hit > now:
-            return LOCAL
+        known, kind = self._rcpt_cache.lookup(key)
+        if known:
+            return kind
         kind = await self.call(classify_recipient, self.backend.directory, rcpt, self._srs)
         if kind == LOCAL:
-            if len(self._rcpt_cache) >= RCPT_CACHE_SIZE:
-                self._rcpt_cache.clear()
-            self._rcpt_cache[key] = now + RCPT_CACHE_TTL
+            self._rcpt_cache.store(key, kind)
         return kind
 
     async def _run_checks(self, hook: str, *args) -> Reply | None:

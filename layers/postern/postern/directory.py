@@ -18,7 +18,9 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import keys
 from .address import Address, normalize_domain, parse_address
@@ -410,27 +412,28 @@ class ItemCache:
     What must never be stale is a refusal: the router routes a message that would
     bounce again from fresh reads (:func:`postern.pipeline.router.plan`), so a user
     added a moment ago is never bounced from a cached absence. Bounded: cleared
-    when it reaches ``size`` entries."""
+    when it reaches ``size`` entries. The gateway's RCPT cache is one too, keyed by
+    the recipient and holding only LOCAL answers (postern_gateway.smtp.handler)."""
 
     def __init__(self, ttl: float = 30.0, size: int = 10_000, clock=time.monotonic):
         self.ttl = ttl
         self.size = size
         self.clock = clock
-        self._items: dict[tuple[str, str], tuple[float, dict | None]] = {}
+        self._items: dict[Hashable, tuple[float, Any]] = {}
 
-    def lookup(self, key: tuple[str, str]) -> tuple[bool, dict | None]:
+    def lookup(self, key: Hashable) -> tuple[bool, Any]:
         """(known and fresh, the item or None for a known absence)."""
         hit = self._items.get(key)
         if hit is None or hit[0] <= self.clock():
             return False, None
         return True, hit[1]
 
-    def store(self, key: tuple[str, str], item: dict | None) -> None:
+    def store(self, key: Hashable, item: Any) -> None:
         if len(self._items) >= self.size:
             self._items.clear()
         self._items[key] = (self.clock() + self.ttl, item)
 
-    def forget(self, key: tuple[str, str]) -> None:
+    def forget(self, key: Hashable) -> None:
         self._items.pop(key, None)
 
 
