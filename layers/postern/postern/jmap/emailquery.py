@@ -32,6 +32,7 @@ from . import headers as H
 from . import keywords as K
 from . import mime
 from .errors import MethodError, invalid_arguments
+from .index import email_id_of, thread_id_of
 from .mailbox import window
 
 BODY_BUDGET = 64 * 1024 * 1024
@@ -324,9 +325,9 @@ def _newest_page(call, view, args: dict, flt, sort) -> dict | None:
     for m in store.list_messages_desc(mb):
         if m.uid >= mb.uidnext or m.uid <= mb.sorted_above:
             return None
-        eid = m.email_id or f"E{mbid[:8]}{m.uid}"  # as the account view names it (index.AccountView.emails)
+        eid = email_id_of(mbid, m)
         if collapse:
-            tid = m.thread_id or "T" + eid[1:]
+            tid = thread_id_of(eid, m)
             if tid in threads:
                 continue
             threads.add(tid)

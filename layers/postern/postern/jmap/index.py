@@ -40,6 +40,17 @@ from .account import Account
 _LEGACY = re.compile(r"E[0-9a-f]{24}")  # an id the store could have given (new_id): worth the full look
 
 
+def email_id_of(mailbox_id: str, m: MessageMeta) -> str:
+    """A stored message's Email id: its own, or for a message stored before Email ids, one made
+    from its mailbox and UID."""
+    return m.email_id or f"E{mailbox_id[:8]}{m.uid}"
+
+
+def thread_id_of(email_id: str, m: MessageMeta) -> str:
+    """A stored message's Thread id: its own, or a Thread of that Email alone."""
+    return m.thread_id or "T" + email_id[1:]
+
+
 @dataclass
 class EmailEntry:
     id: str
@@ -98,10 +109,10 @@ class AccountView:
             emails: dict[str, EmailEntry] = {}
             for info in self.mailboxes.values():
                 for m in self.account.store.list_messages(info, light=True):
-                    eid = m.email_id or f"E{info.mailbox_id[:8]}{m.uid}"
+                    eid = email_id_of(info.mailbox_id, m)
                     e = emails.get(eid)
                     if e is None:
-                        e = emails[eid] = EmailEntry(eid, m.thread_id or "T" + eid[1:])
+                        e = emails[eid] = EmailEntry(eid, thread_id_of(eid, m))
                     e.where.append((info.mailbox_id, m))
             self._emails = emails
         return self._emails
@@ -118,7 +129,7 @@ class AccountView:
         for eid, where in self.account.store.find_emails(self.account.user, wanted).items():
             where = [(mbid, m) for mbid, m in where if mbid in self.mailboxes]  # deleted, not yet swept
             if where:
-                out[eid] = EmailEntry(eid, where[0][1].thread_id or "T" + eid[1:], where)
+                out[eid] = EmailEntry(eid, thread_id_of(eid, where[0][1]), where)
         missing = [i for i in wanted if i not in out and _LEGACY.fullmatch(i)]
         if missing:
             out.update((i, self.emails[i]) for i in missing if i in self.emails)
