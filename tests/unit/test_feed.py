@@ -131,7 +131,7 @@ def test_a_failed_publish_retries_from_the_first_record_not_yet_published(monkey
     records = [_record(f"u{i}@example.test", 1, 100 + i) for i in range(12)]
     sns = FlakySns(fail_at=2)
     failed = mod.publish(records, sns, "arn:aws:sns:us-east-1:123456789012:t")
-    sent = [n for body in sns.calls[:1] for n in feed.decode(body)]
+    sent = [n for body in sns.calls[:1] for n in feed.read(body).notices]
     assert sent and len(sent) < 12
     assert failed == [str(100 + len(sent))]  # Lambda retries from there: nothing is skipped
     assert mod.publish(records, FlakySns(fail_at=0), "t") == []
@@ -143,14 +143,14 @@ def test_notices_coalesce_per_account_and_bodies_stay_small():
     many = [feed.Notice(f"user{i}@example.test", i + 1, ("0123456789abcdef" * 2,)) for i in range(5000)]
     bodies = feed.encode(many)
     assert len(bodies) > 1 and all(len(b.encode()) <= feed.MAX_BODY for b, _ in bodies)
-    assert [n for b, _ in bodies for n in feed.decode(b)] == many
+    assert [n for b, _ in bodies for n in feed.read(b).notices] == many
     assert sum(c for _, c in bodies) == len(many)
 
 
 @pytest.mark.parametrize("body", ["", "{", "[]", '{"v": 2, "c": []}', '{"v": 1, "c": [{"u": 3, "n": "x"}, 5]}',
                                   "\x00" * 10])
 def test_a_body_that_is_not_a_notice_is_ignored(body):
-    assert feed.decode(body) == []
+    assert feed.read(body) == feed.Batch()
 
 
 def test_records_that_are_not_new_changes_give_no_notice():

@@ -154,8 +154,3 @@ def read(body: str) -> Batch:
             notices.append(Notice(user, n, tuple(str(m) for m in mbs)))
     cr = doc.get("cr") if isinstance(doc.get("cr"), list) else []
     return Batch(tuple(notices), tuple(a for a in cr if isinstance(a, str) and a))
-
-
-def decode(body: str) -> list[Notice]:
-    """The notices of one message body ([] when it is not one of ours)."""
-    return list(read(body).notices)
