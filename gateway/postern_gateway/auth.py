@@ -112,20 +112,33 @@ def _trusted(backend, cache: VerifiedCache, username: str, cached) -> bool:
     interval = float(backend.settings.change_feed_poll_interval)
     if interval <= 0 or not feed_live(backend) or not cache.confirmed_within(username, interval):
         return False
-    key = username.lower()
-    if not cache.confirmed_within(username, interval / 2) and key not in _confirming:
-        _confirming.add(key)
+    if not cache.confirmed_within(username, interval / 2):
+        key = username.lower()
 
         async def renew():
             try:
                 await _confirm(backend, cache, username, cached)
             except Exception:  # noqa: BLE001 - the next login past the interval confirms in line
                 log.warning("background confirmation of a cached login failed user=%s", key, exc_info=True)
-            finally:
-                _confirming.discard(key)
 
-        backend.mail.later(renew(), "auth-confirm")
+        _in_background(backend, _confirming, key, renew, "auth-confirm")
     return True
+
+
+def _in_background(backend, running: set, key, work, label: str) -> None:
+    """Run ``work()`` (a coroutine function) on the gateway's background lane unless one for ``key``
+    is still running (``running`` holds those keys): a renewal is made once however many logins ask."""
+    if key in running:
+        return
+    running.add(key)
+
+    async def run():
+        try:
+            await work()
+        finally:
+            running.discard(key)
+
+    backend.mail.later(run(), label)
 
 
 async def _verify(backend, cache: VerifiedCache, username: str, password: str):
@@ -234,17 +247,9 @@ def _lockout_known(backend, limits, cache: VerifiedCache, ip: str, account: str,
     age = limits.allowed_age(ip, account)
     if age is None or age >= ALLOWED_MEMO:
         return False
-    key = (ip, account)
-    if age >= ALLOWED_MEMO / 2 and key not in _refreshing:
-        _refreshing.add(key)
-
-        async def refresh():
-            try:
-                await backend.run(limits.auth_allowed, ip, account, protocol)
-            finally:
-                _refreshing.discard(key)
-
-        backend.mail.later(refresh(), "auth-allowed-refresh")
+    if age >= ALLOWED_MEMO / 2:
+        _in_background(backend, _refreshing, (ip, account),
+                       lambda: backend.run(limits.auth_allowed, ip, account, protocol), "auth-allowed-refresh")
     return True
 
 
