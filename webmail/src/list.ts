@@ -2,16 +2,26 @@
  * The message list: Email/query windows (newest first, by message or by thread) rendered as a
  * virtualised list, so a 10,000-message mailbox costs what a 10-message one does: only the rows
  * on screen exist in the DOM, and only the pages of ids around them are fetched (one request per
- * page: Email/query + Email/get by result reference, + Thread/get in thread view).
+ * page: Email/query + Email/get by result reference, + Thread/get in thread view; {@link pageCalls}).
+ * The first page may come prefetched, batched by the caller with its own calls (the shell sends it
+ * beside Mailbox/get: sign-in to the first row in one API request).
  *
- * In:   the JMAP client, a {@link ListQuery}, scrolling, clicks and keys.
- * Out:  `message-list` with `message-row`s; selection (`selected`), the cursor, `open(id)` calls.
+ * How long the list is: by message, the query's `total` (the server has it from the mailbox's
+ * counters). By thread, no `calculateTotal` (a count of Threads would make the server read the whole
+ * account): the length is the caller's hint (the mailbox's `totalThreads`) or what has been seen,
+ * plus one "Loading…" row after a full page, whose coming into view fetches the next page; a short
+ * page says where the list ends.
+ *
+ * In:   the JMAP client, a {@link ListQuery} (and optionally its first page's responses), scrolling,
+ *       clicks and keys.
+ * Out:  `message-list` with `message-row`s; selection (`selected`), the cursor, `open(id)` calls;
+ *       {@link MessageList.shown} resolves once the query's first page is on screen (or failed).
  * Fails: a failed page load is shown in the list and retried on the next scroll or refresh.
  */
 
 import type { EmailAddress } from "./context";
 import { h, shortDate } from "./dom";
-import { type Jmap, unwrap } from "./jmap";
+import { type Invocation, type Jmap, unwrap } from "./jmap";
 
 export interface EmailSummary {
   id: string;
@@ -33,6 +43,8 @@ export interface ListQuery {
   collapseThreads: boolean;
   /** the sent/drafts lists show recipients instead of senders */
   showTo: boolean;
+  /** by thread: how many rows to expect (the mailbox's totalThreads), corrected by what pages say */
+  totalHint?: number;
 }
 
 export interface ListHandlers {
@@ -45,8 +57,39 @@ export interface ListHandlers {
 // rows come first and their previews in a second request that never holds up the list.
 const LIST_PROPERTIES = ["id", "threadId", "mailboxIds", "keywords", "from", "to", "subject", "receivedAt",
   "hasAttachment", "size"];
-const PAGE = 50;
+export const PAGE = 50;
 const OVERSCAN = 8;
+
+/** One page of a list as one batch: Email/query (newest first) + Email/get of the rows' properties by
+ * result reference (RFC 8620 §3.7), + Thread/get of their threads in thread view. A total is asked
+ * only by message (see the module's note). Call ids are prefixed so a caller can batch two lists. */
+export function pageCalls(accountId: string, q: ListQuery, position: number, prefix = "l"): Invocation[] {
+  const calls: Invocation[] = [
+    ["Email/query", {
+      accountId, filter: q.filter, sort: [{ property: "receivedAt", isAscending: false }],
+      collapseThreads: q.collapseThreads, position, limit: PAGE, calculateTotal: !q.collapseThreads,
+    }, `${prefix}q`],
+    ["Email/get", {
+      accountId, "#ids": { resultOf: `${prefix}q`, name: "Email/query", path: "/ids" }, properties: LIST_PROPERTIES,
+    }, `${prefix}g`],
+  ];
+  if (q.collapseThreads) {
+    calls.push(["Thread/get", {
+      accountId, "#ids": { resultOf: `${prefix}g`, name: "Email/get", path: "/list/*/threadId" },
+    }, `${prefix}t`]);
+  }
+  return calls;
+}
+
+/** How many rows the list has, from a page's answer: `total` when the server counted, the end when the
+ * page is short, else at least one row past it ("more"), and at least the hint while not at the end. */
+export function lengthAfter(page: { position: number; ids: string[]; total?: number }, known: number,
+                            hint = 0): number {
+  if (typeof page.total === "number") return page.total;
+  const end = page.position + page.ids.length;
+  if (page.ids.length < PAGE) return end;
+  return Math.max(known, hint, end + 1);
+}
 
 export function addressLabel(list: EmailAddress[] | null | undefined): string {
   if (!list || !list.length) return "";
@@ -62,6 +105,8 @@ export class MessageList {
   private ids: (string | undefined)[] = [];
   private total = -1;
   private queryState = "";
+  private firstShown: Promise<void> = Promise.resolve();
+  private firstDone: () => void = () => {};
   private generation = 0;
   private loading = new Set<number>();
   private fresh = new Set<number>(); // pages fetched in this generation
@@ -92,14 +137,34 @@ export class MessageList {
     return Math.max(this.total, 0);
   }
 
-  /** A new query: everything is dropped and the first page fetched. */
-  setQuery(q: ListQuery): void {
+  /** A new query: everything is dropped and the first page fetched, or taken from `first` (the
+   * responses to {@link pageCalls}(q, 0) that the caller fetched in its own batch). */
+  setQuery(q: ListQuery, first?: Invocation[]): void {
     this.query = q;
     this.selected.clear();
     this.cursor = -1;
     this.el.scrollTop = 0;
-    this.reset();
+    this.firstDone(); // whoever waited for the previous query's first page waits no longer
+    this.firstShown = new Promise((resolve) => (this.firstDone = resolve));
+    if (first) {
+      this.generation++;
+      this.ids = [];
+      this.loading.clear();
+      this.fresh.clear();
+      this.failedPages.clear();
+      this.total = -1;
+      this.queryState = "";
+      this.loading.add(0);
+      this.apply(0, q, this.generation, first);
+    } else {
+      this.reset();
+    }
     this.on.selectionChanged();
+  }
+
+  /** Resolves once the current query's first page is on screen (or failed to load). */
+  shown(): Promise<void> {
+    return this.firstShown;
   }
 
   /** The same query again (new mail, a change elsewhere): the pages on screen are refetched. */
@@ -163,7 +228,7 @@ export class MessageList {
     const height = this.el.clientHeight || 600;
     const first = Math.max(0, Math.floor(this.el.scrollTop / this.rowHeight) - OVERSCAN);
     const last = Math.min(this.total < 0 ? PAGE : this.total, Math.ceil((this.el.scrollTop + height) / this.rowHeight) + OVERSCAN);
-    return [first, last];
+    return [Math.min(first, last), last];
   }
 
   render(): void {
@@ -336,31 +401,33 @@ export class MessageList {
     if (!q) return;
     const generation = this.generation;
     this.loading.add(page);
-    const calls: [string, Record<string, unknown>, string][] = [
-      ["Email/query", {
-        accountId: this.jmap.accountId, filter: q.filter, sort: [{ property: "receivedAt", isAscending: false }],
-        collapseThreads: q.collapseThreads, position: page * PAGE, limit: PAGE, calculateTotal: true,
-      }, "q"],
-      ["Email/get", {
-        accountId: this.jmap.accountId, "#ids": { resultOf: "q", name: "Email/query", path: "/ids" },
-        properties: LIST_PROPERTIES,
-      }, "g"],
-    ];
-    if (q.collapseThreads) {
-      calls.push(["Thread/get", {
-        accountId: this.jmap.accountId, "#ids": { resultOf: "g", name: "Email/get", path: "/list/*/threadId" },
-      }, "t"]);
-    }
+    let responses: Invocation[] | null = null;
     try {
-      const responses = await this.jmap.request(calls);
+      responses = await this.jmap.request(pageCalls(this.jmap.accountId, q, page * PAGE));
+    } catch (e) {
       if (generation !== this.generation) return;
+      this.failed = true;
+      this.failedPages.add(page);
+      this.loading.delete(page);
+      console.warn("message list page failed", e);
+      this.render();
+      if (page === 0) this.firstDone();
+      return;
+    }
+    this.apply(page, q, generation, responses);
+  }
+
+  /** A page's responses ({@link pageCalls}, in that order) into the list, then the rows on screen. */
+  private apply(page: number, q: ListQuery, generation: number, responses: Invocation[]): void {
+    if (generation !== this.generation) return;
+    let needPreview: string[] = [];
+    try {
       const qr = unwrap(responses[0]);
       const gr = unwrap(responses[1]);
       const sizes = new Map<string, number>();
       if (q.collapseThreads && responses[2]) {
         for (const t of unwrap(responses[2]).list as { id: string; emailIds: string[] }[]) sizes.set(t.id, t.emailIds.length);
       }
-      const needPreview: string[] = [];
       for (const e of gr.list as EmailSummary[]) {
         e.threadSize = sizes.get(e.threadId);
         const known = this.emails.get(e.id);
@@ -368,14 +435,13 @@ export class MessageList {
         if (known?.preview === undefined) needPreview.push(e.id);
         this.emails.set(e.id, e);
       }
-      if (needPreview.length) void this.loadPreviews(needPreview);
       if (this.queryState && qr.queryState !== this.queryState) {
         this.ids = []; // the query changed under us: other pages are stale
         this.fresh.clear();
       }
       this.fresh.add(page);
       this.queryState = qr.queryState;
-      this.total = typeof qr.total === "number" ? qr.total : Math.max(this.total, qr.position + qr.ids.length);
+      this.total = lengthAfter(qr, this.total, q.totalHint);
       qr.ids.forEach((id: string, i: number) => {
         this.ids[qr.position + i] = id;
       });
@@ -383,14 +449,17 @@ export class MessageList {
       this.failed = false;
       if (this.openId) this.cursor = Math.max(this.cursor, this.ids.indexOf(this.openId));
     } catch (e) {
-      if (generation !== this.generation) return;
       this.failed = true;
       this.failedPages.add(page);
+      needPreview = [];
       console.warn("message list page failed", e);
     } finally {
-      if (generation === this.generation) this.loading.delete(page);
+      this.loading.delete(page);
     }
     this.render();
     this.on.selectionChanged();
+    if (page === 0) this.firstDone();
+    // previews after the rows are on screen: they never hold up the list
+    if (needPreview.length) window.setTimeout(() => void this.loadPreviews(needPreview), 0);
   }
 }

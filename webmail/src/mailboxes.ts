@@ -2,15 +2,17 @@
  * Mailboxes: fetched with Mailbox/get, ordered special-use first then by sortOrder and name,
  * nested by parentId, each with its unread count.
  *
- * In:   the JMAP client; the selected mailbox id; callbacks for selecting and dropping emails.
- * Out:  {@link loadMailboxes} (the list by id), {@link sortedTree} (display order with depth),
+ * In:   the account id; a Mailbox/get response; the selected mailbox id; callbacks for selecting and
+ *       dropping emails.
+ * Out:  {@link mailboxCall} (the Mailbox/get invocation, for the caller's batch), {@link mailboxesOf}
+ *       (its response as the list by id), {@link sortedTree} (display order with depth),
  *       {@link renderMailboxes} (the `mailbox-list` nav).
  * Fails: Mailbox/get errors propagate (the caller shows them).
  */
 
 import type { Mailbox } from "./context";
 import { h, clear } from "./dom";
-import type { Jmap } from "./jmap";
+import { type Invocation, unwrap } from "./jmap";
 
 /** Special-use mailboxes first, in the order people expect them (RFC 8621 §2 roles). */
 const ROLE_ORDER = ["inbox", "drafts", "sent", "archive", "junk", "trash"];
@@ -18,8 +20,19 @@ const ROLE_ORDER = ["inbox", "drafts", "sent", "archive", "junk", "trash"];
 const PROPERTIES = ["id", "name", "parentId", "role", "sortOrder", "totalEmails", "unreadEmails", "totalThreads",
   "unreadThreads", "myRights", "isSubscribed"];
 
-export async function loadMailboxes(jmap: Jmap): Promise<{ mailboxes: Map<string, Mailbox>; state: string }> {
-  const r = await jmap.call<{ list: Mailbox[]; state: string }>("Mailbox/get", { ids: null, properties: PROPERTIES });
+export interface Mailboxes {
+  mailboxes: Map<string, Mailbox>;
+  state: string;
+}
+
+/** Mailbox/get of every mailbox, as one invocation of a batch (the first list rides with it). */
+export function mailboxCall(accountId: string, callId = "m"): Invocation {
+  return ["Mailbox/get", { accountId, ids: null, properties: PROPERTIES }, callId];
+}
+
+/** A Mailbox/get response as the mailboxes by id; a JmapError for an "error" response. */
+export function mailboxesOf(resp: Invocation): Mailboxes {
+  const r = unwrap(resp) as { list: Mailbox[]; state: string };
   return { mailboxes: new Map(r.list.map((m) => [m.id, m])), state: r.state };
 }
 

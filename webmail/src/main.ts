@@ -3,6 +3,13 @@
  * the reader and the actions, and routes between them by the URL's hash (`#/mailbox/<id>`,
  * `#/email/<id>`), so deep links need no server rule.
  *
+ * Sign-in to the first row is three requests: POST /auth/token, GET the session, and one API request
+ * carrying Mailbox/get with the list's first page (Email/query + Email/get by result reference) of
+ * the mailbox the URL names, or else of the inbox as this browser last saw its id (a mailbox id is
+ * not secret; kept per account in localStorage). Without a remembered id (the first visit), or when
+ * it is no longer the inbox, the page is a fourth request. Identities, the quota, the rows' previews
+ * and push come after the first row is on screen (identities and quota in one request).
+ *
  * In:   the page (static/index.html), the HTTPS front's JMAP API on this origin.
  * Out:  the running app. The bearer token lives in this module's memory only: a reload, a
  *       sign-out or the token's expiry goes back to the sign-in page.
@@ -13,9 +20,9 @@
 import { openCompose } from "./compose/index";
 import type { AppContext, Identity, Mailbox } from "./context";
 import { h, clear, humanSize } from "./dom";
-import { Jmap, JmapError, QUOTA, SUBMISSION, type Token, Unauthorized, CORE, MAIL } from "./jmap";
-import { byRole, displayName, loadMailboxes, renderMailboxes, sortedTree } from "./mailboxes";
-import { MessageList } from "./list";
+import { type Invocation, Jmap, JmapError, QUOTA, SUBMISSION, type Token, Unauthorized, CORE, MAIL, unwrap } from "./jmap";
+import { byRole, displayName, mailboxCall, mailboxesOf, type Mailboxes, renderMailboxes, sortedTree } from "./mailboxes";
+import { type ListQuery, MessageList, pageCalls } from "./list";
 import { Reader, RemoteImages, type ReaderEmail } from "./reader";
 import { parseSearch } from "./search";
 import { showSignIn } from "./signin";
@@ -29,6 +36,33 @@ import { unsubscribe } from "./unsubscribe";
 const root = document.getElementById("app")!;
 
 type View = "message" | "thread";
+
+interface QuotaItem {
+  used: number;
+  hardLimit: number;
+  resourceType: string;
+  name?: string;
+}
+
+/** The inbox's id as this browser last saw it, per account: the first list rides with Mailbox/get. */
+const INBOX_KEY = "postern.inbox.";
+
+function rememberedInbox(accountId: string): string {
+  try {
+    return localStorage.getItem(INBOX_KEY + accountId) || "";
+  } catch {
+    return "";
+  }
+}
+
+function rememberInbox(accountId: string, id: string): void {
+  try {
+    if (id) localStorage.setItem(INBOX_KEY + accountId, id);
+    else localStorage.removeItem(INBOX_KEY + accountId);
+  } catch {
+    /* storage is optional: the next sign-in takes one request more */
+  }
+}
 
 class App {
   readonly ctx: AppContext;
@@ -48,6 +82,8 @@ class App {
   private refreshTimer = 0;
   private stopped = false;
   private removeShortcuts: () => void = () => {};
+  /** the first page of a list, fetched in the sign-in batch, until showMailbox takes it */
+  private prefetched: { mailboxId: string; view: View; responses: Invocation[] } | null = null;
 
   constructor(readonly jmap: Jmap, private onSignOut: (message: string) => void) {
     this.view = (localStorage.getItem("postern.view") as View) === "thread" ? "thread" : "message";
@@ -82,13 +118,31 @@ class App {
       this.expiryWarning = window.setTimeout(() => notify("Your session ends in 2 minutes: you will need to sign in again."),
         left - 2 * 60_000);
     }
-    await this.loadMailboxes();
-    void this.loadIdentities();
-    void this.loadQuota();
+    await this.loadFirst();
     window.addEventListener("hashchange", this.onHash);
     this.removeShortcuts = installShortcuts(this.shortcuts());
     await this.route();
+    await this.list.shown();
+    if (this.stopped) return;
+    void this.loadAccount();
     this.push.start();
+  }
+
+  /** One request: Mailbox/get and the first page of the list the app is about to show (the mailbox
+   * in the URL, else the remembered inbox), so the first rows need no request of their own. */
+  private async loadFirst(): Promise<void> {
+    const m = /^#\/mailbox\/(.+)$/.exec(location.hash);
+    const guess = m ? decodeURIComponent(m[1]) : rememberedInbox(this.jmap.accountId);
+    const calls: Invocation[] = [mailboxCall(this.jmap.accountId)];
+    if (guess) calls.push(...pageCalls(this.jmap.accountId, this.listQuery(guess), 0));
+    const responses = await this.jmap.request(calls);
+    this.setMailboxes(mailboxesOf(responses[0]));
+    const inbox = this.ctx.byRole.get("inbox")?.id || "";
+    rememberInbox(this.jmap.accountId, inbox);
+    // an "error" response (a mailbox since deleted) is not taken: the list asks again by itself
+    if (guess && this.ctx.mailboxes.has(guess) && responses.slice(1).every((r) => r[0] !== "error")) {
+      this.prefetched = { mailboxId: guess, view: this.view, responses: responses.slice(1) };
+    }
   }
 
   stop(): void {
@@ -242,8 +296,17 @@ class App {
   }
 
   // --- data ----------------------------------------------------------------------------------
-  private async loadMailboxes(): Promise<void> {
-    const { mailboxes } = await loadMailboxes(this.jmap);
+  /** Mailbox/get, with Quota/get in the same request when the account has quotas. */
+  private async loadMailboxes(withQuota = false): Promise<void> {
+    const calls: Invocation[] = [mailboxCall(this.jmap.accountId)];
+    const quota = withQuota && this.jmap.has(QUOTA);
+    if (quota) calls.push(["Quota/get", { accountId: this.jmap.accountId, ids: null }, "qu"]);
+    const responses = await this.jmap.request(calls, quota ? [CORE, MAIL, QUOTA] : [CORE, MAIL]);
+    this.setMailboxes(mailboxesOf(responses[0]));
+    if (quota) this.showQuotaOf(responses[1]);
+  }
+
+  private setMailboxes({ mailboxes }: Mailboxes): void {
     this.ctx.mailboxes.clear();
     for (const [k, v] of mailboxes) this.ctx.mailboxes.set(k, v);
     this.ctx.byRole.clear();
@@ -264,20 +327,28 @@ class App {
     document.title = unread ? `(${unread}) Postern Mail` : "Postern Mail";
   }
 
-  private async loadIdentities(): Promise<void> {
+  /** What the shell needs beside the list, once the list is on screen: identities and the quota, one request. */
+  private async loadAccount(): Promise<void> {
+    const quota = this.jmap.has(QUOTA);
+    const calls: Invocation[] = [["Identity/get", { accountId: this.jmap.accountId, ids: null }, "id"]];
+    if (quota) calls.push(["Quota/get", { accountId: this.jmap.accountId, ids: null }, "qu"]);
     try {
-      const r = await this.jmap.call<{ list: Identity[] }>("Identity/get", { ids: null }, [CORE, MAIL, SUBMISSION]);
-      this.ctx.identities.splice(0, this.ctx.identities.length, ...r.list);
+      const responses = await this.jmap.request(calls, quota ? [CORE, MAIL, SUBMISSION, QUOTA] : [CORE, MAIL, SUBMISSION]);
+      try {
+        const r = unwrap(responses[0]) as { list: Identity[] };
+        this.ctx.identities.splice(0, this.ctx.identities.length, ...r.list);
+      } catch (e) {
+        console.warn("Identity/get failed", e);
+      }
+      if (quota) this.showQuotaOf(responses[1]);
     } catch (e) {
-      if (!(e instanceof Unauthorized)) console.warn("Identity/get failed", e);
+      if (!(e instanceof Unauthorized)) console.warn("Identity/get, Quota/get failed", e);
     }
   }
 
-  private async loadQuota(): Promise<void> {
-    if (!this.jmap.has(QUOTA)) return;
+  private showQuotaOf(resp: Invocation): void {
     try {
-      const r = await this.jmap.call<{ list: { used: number; hardLimit: number; resourceType: string; name?: string }[] }>(
-        "Quota/get", { ids: null }, [CORE, QUOTA]);
+      const r = unwrap(resp) as { list: QuotaItem[] };
       const q = r.list.find((x) => x.resourceType === "octets") || r.list[0];
       if (!q) {
         this.quota.textContent = "";
@@ -295,15 +366,14 @@ class App {
       this.quota.dataset.limit = String(q.hardLimit);
       this.quota.classList.toggle("full", pct >= 90);
     } catch (e) {
-      if (!(e instanceof Unauthorized)) console.warn("Quota/get failed", e);
+      console.warn("Quota/get failed", e);
     }
   }
 
-  /** Something changed on the server (push, or our own write): mailboxes, list, quota. */
+  /** Something changed on the server (push, or our own write): mailboxes and quota (one request), the list. */
   refresh(): void {
-    void this.loadMailboxes().catch(this.fail);
+    void this.loadMailboxes(true).catch(this.fail);
     this.list.refresh();
-    void this.loadQuota();
   }
 
   private refreshSoon(): void {
@@ -340,16 +410,24 @@ class App {
     this.updateToolbar();
   }
 
+  /** The list of a mailbox in the current view (the same query whether prefetched or not). */
+  private listQuery(id: string): ListQuery {
+    const mb = this.ctx.mailboxes.get(id);
+    return {
+      filter: id ? { inMailbox: id } : {}, collapseThreads: this.view === "thread",
+      showTo: mb?.role === "sent" || mb?.role === "drafts", totalHint: mb?.totalThreads,
+    };
+  }
+
   private showMailbox(id: string): void {
     this.mailboxId = id;
     this.search = null;
     this.searchInput.value = "";
     const mb = this.ctx.mailboxes.get(id);
     document.getElementById("list-title")!.textContent = mb ? displayName(mb) : "";
-    this.list.setQuery({
-      filter: id ? { inMailbox: id } : {}, collapseThreads: this.view === "thread",
-      showTo: mb?.role === "sent" || mb?.role === "drafts",
-    });
+    const first = this.prefetched?.mailboxId === id && this.prefetched.view === this.view ? this.prefetched.responses : undefined;
+    this.prefetched = null;
+    this.list.setQuery(this.listQuery(id), first);
     this.renderMailboxes();
   }
 
