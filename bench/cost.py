@@ -488,6 +488,12 @@ SERVICE_LABELS = {"GatewayMailService": "mail-in service (MX, submission)",
                   "GatewaySoloService": "small profile's one service (every port)"}
 
 
+def alarm_metric_count(props: dict) -> int:
+    """Metrics an alarm (or a target-tracking metric) reads: 1 for a plain metric, else its MetricStats."""
+    stats = sum(1 for m in props.get("Metrics") or [] if "MetricStat" in m)
+    return stats or 1
+
+
 def idle_floor(template: dict, prices: dict, overrides: dict | None = None) -> tuple[list[list], float, list[str]]:
     """Monthly cost of the stack template.yaml creates for ``overrides`` (parameters), with no mail at all."""
     from postern.costs import cost_of
@@ -544,9 +550,21 @@ def idle_floor(template: dict, prices: dict, overrides: dict | None = None) -> t
     nats = len(by_type.get("AWS::EC2::NatGateway", []))
     if nats:
         usage_rows.append((f"NAT gateways x{nats}", {"nat_gateway_hour": nats * MONTH_H}))
-    alarms = len(by_type.get("AWS::CloudWatch::Alarm", []))
-    if alarms:
-        usage_rows.append((f"CloudWatch alarms x{alarms}", {"cloudwatch_alarm_month": alarms}))
+    # An alarm is billed per metric it reads ($0.10 each a month): a metric-math alarm once per
+    # metric in its expression; a target-tracking scaling policy makes two alarms of its own (scale
+    # out, scale in) on its metric, billed the same way.
+    alarms = by_type.get("AWS::CloudWatch::Alarm", [])
+    alarm_metrics = sum(alarm_metric_count(p) for _n, p in alarms)
+    tracking = [p for _n, p in by_type.get("AWS::ApplicationAutoScaling::ScalingPolicy", [])
+                if p.get("PolicyType") == "TargetTrackingScaling"]
+    tracking_metrics = sum(2 * alarm_metric_count((p.get("TargetTrackingScalingPolicyConfiguration") or {})
+                                                  .get("CustomizedMetricSpecification") or {}) for p in tracking)
+    if alarms or tracking:
+        usage_rows.append((f"CloudWatch alarms x{len(alarms) + 2 * len(tracking)}, {alarm_metrics + tracking_metrics}"
+                           f" alarm metrics ({len(alarms)} of the template's: {alarm_metrics} metrics, metric math"
+                           f" billed per metric"
+                           + (f"; 2 per target-tracking scaling policy x{len(tracking)}" if tracking else "") + ")",
+                           {"cloudwatch_alarm_month": alarm_metrics + tracking_metrics}))
     secrets = [n for n, _p in by_type.get("AWS::SecretsManager::Secret", [])]
     if secrets:
         usage_rows.append((f"Secrets Manager secrets x{len(secrets)} ({', '.join(secrets)})",
@@ -565,6 +583,12 @@ def idle_floor(template: dict, prices: dict, overrides: dict | None = None) -> t
     if emf:
         usage_rows.append((f"OpenSessions metric from the gateway's log line x{emf} (scaling, heartbeat)",
                            {"cloudwatch_metric_month": emf}))
+    if desired and any(p.get("MetricName") == "TlsCertificateDaysLeft" for _n, p in alarms):
+        # postern_gateway/trust/certexpiry.py: every task puts the served certificate's days left
+        # (one metric: the hostname is its only dimension) every POSTERN_TLS_METRIC_INTERVAL (900 s)
+        puts = desired * 3600 / 900 * MONTH_H
+        usage_rows.append((f"TlsCertificateDaysLeft metric x1 ({desired} task(s) putting it every 900 s)",
+                           {"cloudwatch_metric_month": 1, "cloudwatch_api_requests": puts}))
     if desired:
         usage_rows.append((f"gateway log ingestion when idle ({a['gateway_log_bytes_per_task_minute']} B a task-minute:"
                            " the OpenSessions line, health)",

@@ -99,3 +99,32 @@ def test_event_source_requests_are_modelled_for_sqs_fed_functions_only():
     assert {"RouterFunction", "StoreFunction", "DeliverFunction", "NdrFunction"} <= fed
     assert "FeedFunction" not in fed
     assert "sns_publish" in load_prices()["items"]
+
+
+def _alarm_row(rows) -> tuple[str, float]:
+    (row,) = [r for r in rows if r[0].startswith("CloudWatch alarms")]
+    return row[0], float(row[2].strip("$"))
+
+
+def test_alarms_are_priced_per_metric_they_read_and_target_tracking_adds_two_each():
+    """CloudWatch bills $0.10 a month per alarm metric: a metric-math alarm once per metric in its
+    expression, and each target-tracking scaling policy creates two alarms (scale out, scale in)."""
+    import copy
+
+    t, prices = load_template(), load_prices()
+    ha = cost.PROFILES["default (GatewayProfile=ha)"]
+    label, base = _alarm_row(cost.idle_floor(t, prices, ha)[0])
+    assert "2 per target-tracking scaling policy x4" in label  # two policies per service, two services
+    more = copy.deepcopy(t)
+    stat = {"Metric": {"Namespace": "AWS/SQS", "MetricName": "NumberOfMessagesSent"}, "Period": 60, "Stat": "Sum"}
+    more["Resources"]["ThreeMetricAlarm"] = {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "Metrics": [{"Id": f"m{i}", "ReturnData": False, "MetricStat": stat} for i in range(3)]
+        + [{"Id": "e", "Expression": "m0 + m1 + m2", "ReturnData": True}],
+        "EvaluationPeriods": 1, "Threshold": 0, "ComparisonOperator": "GreaterThanThreshold"}}
+    more["Resources"]["PlainAlarm"] = {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "Namespace": "AWS/SQS", "MetricName": "NumberOfMessagesSent", "Statistic": "Sum", "Period": 60,
+        "EvaluationPeriods": 1, "Threshold": 0, "ComparisonOperator": "GreaterThanThreshold"}}
+    assert _alarm_row(cost.idle_floor(more, prices, ha)[0])[1] == pytest.approx(base + 0.40)
+    # the served certificate's days-left metric, which every task puts (the expiry alarm reads it)
+    labels = " | ".join(r[0] for r in cost.idle_floor(t, prices, ha)[0])
+    assert "TlsCertificateDaysLeft metric x1 (2 task(s)" in labels

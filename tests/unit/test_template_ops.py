@@ -92,11 +92,37 @@ def test_every_dead_letter_queue_raises_an_alarm(t):
     assert dlqs <= watched, f"no alarm on {sorted(dlqs - watched)}"
 
 
-def test_every_function_alarms_on_errors_and_throttles(t):
-    for fn in resources_of_type(t, "AWS::Serverless::Function"):
-        seen = {metric for props in alarms(t).values() for ns, metric, rs in alarm_metrics(props)
-                if ns == "AWS/Lambda" and fn in rs}
-        assert {"Errors", "Throttles"} <= seen, fn
+def test_every_function_failure_is_watched_once(t):
+    """Each failure mode raises one alarm, not two (an alarm metric is $0.10 a month, a metric-math
+    alarm billed per metric it reads: docs/cost.md). A function fed by an SQS queue whose age and
+    DLQ are alarmed shows its errors and throttles there (its jobs wait, then land in the DLQ); the
+    certificate function shows on the expiry alarm (it retries twice a day for two weeks before it);
+    every other function alarms on Errors, and on Throttles too when a client calls it (HTTP API,
+    WebSocket) - a throttle there is a client's failed request, not a retried batch."""
+    def watched(ns, metric):
+        return {res for props in alarms(t).values() for n, m, rs in alarm_metrics(props)
+                if (n, m) == (ns, metric) for res in rs}
+
+    errors, throttles = watched("AWS/Lambda", "Errors"), watched("AWS/Lambda", "Throttles")
+    aged = watched("AWS/SQS", "ApproximateAgeOfOldestMessage")
+    dlq_watched = watched("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    queues = resources_of_type(t, "AWS::SQS::Queue")
+    integrations = resources_of_type(t, "AWS::ApiGatewayV2::Integration")
+    by_queue = []
+    for fn, r in resources_of_type(t, "AWS::Serverless::Function").items():
+        events = (r["Properties"].get("Events") or {}).values()
+        fed = [e["Properties"]["Queue"]["Fn::GetAtt"][0] for e in events if e["Type"] == "SQS"]
+        clients = any(e["Type"] in ("HttpApi", "Api") for e in events) or any(fn in refs(i) for i in integrations.values())
+        if fed and all(q in aged and queues[q]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+                       in dlq_watched for q in fed):
+            by_queue.append(fn)
+            assert fn not in errors and fn not in throttles, f"{fn}: its queue's alarms already say it"
+        elif fn == "CertFunction":
+            assert "TlsCertificateExpiryAlarm" in alarms(t) and fn not in errors
+        else:
+            assert fn in errors, fn
+            assert (fn in throttles) == clients, fn
+    assert sorted(by_queue) == ["DeliverFunction", "RouterFunction", "StoreFunction"]
 
 
 def test_the_oldest_inbound_and_outbound_message_is_watched(t):
@@ -105,17 +131,26 @@ def test_the_oldest_inbound_and_outbound_message_is_watched(t):
     assert {"InboundQueue", "OutboundQueue"} <= aged
 
 
-def test_unhealthy_targets_and_running_tasks_are_watched(t):
-    groups = set(resources_of_type(t, "AWS::ElasticLoadBalancingV2::TargetGroup"))
-    unhealthy = {res for props in alarms(t).values() for ns, metric, rs in alarm_metrics(props)
-                 if (ns, metric) == ("AWS/NetworkELB", "UnHealthyHostCount") for res in rs}
-    assert groups <= unhealthy
-    # live tasks: each task's once-a-minute OpenSessions line (its event loop's heartbeat), counted;
+def test_each_gateway_service_is_watched_through_one_of_its_target_groups(t, ha):
+    """A task failing /healthz (wedged loop, listener down) or fewer healthy tasks than
+    GatewayDesiredCount (dead, not starting), per service, from the NLB's free target counts. One
+    group per service is enough because all of a service's groups check the same /healthz of the
+    same tasks, which covers every listener (postern_gateway/health.py)."""
+    groups = resources_of_type(ha, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    services = resources_of_type(ha, "AWS::ECS::Service")
+    assert set(services) == {"GatewayMailService", "GatewayAccessService"}
+    for service, r in services.items():
+        mine = {lb["TargetGroupArn"]["Ref"] for lb in r["Properties"]["LoadBalancers"]}
+        checks = {(g["Properties"]["HealthCheckProtocol"], g["Properties"]["HealthCheckPort"],
+                   g["Properties"]["HealthCheckPath"]) for n, g in groups.items() if n in mine}
+        assert checks == {("HTTP", "8081", "/healthz")}, service
+        (props,) = [p for p in alarms(ha).values()
+                    if {m for ns, m, rs in alarm_metrics(p) if ns == "AWS/NetworkELB" and rs & mine}
+                    == {"HealthyHostCount", "UnHealthyHostCount"}]
+        assert len(alarm_metrics(props)) == 2 and props["TreatMissingData"] == "breaching"
+        (expr,) = [m["Expression"] for m in props["Metrics"] if m.get("ReturnData")]
+        assert "GatewayDesiredCount" in refs(expr) and "unhealthy, 0) > 0" in expr["Fn::Sub"]
     # no Container Insights (docs/cost.md: its custom metrics cost more than the NLB)
-    for service in resources_of_type(t, "AWS::ECS::Service"):
-        assert any((ns, metric) == (NAMESPACE, METRIC) and service in rs and props["Statistic"] == "SampleCount"
-                   and props["TreatMissingData"] == "breaching"
-                   for props in alarms(t).values() for ns, metric, rs in alarm_metrics(props)), service
     for c in resources_of_type(t, "AWS::ECS::Cluster").values():
         assert {"Name": "containerInsights", "Value": "disabled"} in c["Properties"]["ClusterSettings"]
 
