@@ -233,6 +233,24 @@ def test_copy_is_all_or_nothing(h, store):
     check_invariants(h, U)
 
 
+def test_two_copies_of_one_blob_copied_in_one_change_each_keep_their_reference(h, store):
+    """A message and its self-copy (one blob) copied together: each new copy holds a reference, so the last
+    one left still reads after the others are expunged (the blob's reference update ran once per change)."""
+    store.append(U, "INBOX", MSG)
+    mb = inbox(store)
+    store.copy(mb, list(store.list_messages(mb)), "INBOX")  # INBOX 1 and 2 share the blob
+    mb = inbox(store)
+    dest, pairs = store.copy(mb, list(store.list_messages(mb)), "Archive")
+    assert len(pairs) == 2
+    check_invariants(h, U)
+    store.expunge(mb, list(store.list_messages(mb)))
+    (first, last) = store.list_messages(dest)
+    store.expunge(dest, [first])
+    assert store.read(last) == MSG  # was BlobMissing: the blob went with the reference it never got
+    check_invariants(h, U)
+
+
+
 def test_replies_join_their_parents_thread(store):
     a = store.append(U, "INBOX", MSG)
     b = store.append(U, "INBOX", b"Subject: re\r\nMessage-ID: <m2@x>\r\nIn-Reply-To: <m1@example.org>\r\n\r\nx\r\n")

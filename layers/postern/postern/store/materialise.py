@@ -85,6 +85,13 @@ class Materialiser:
     def _append(self, rec: dict, payload: dict[int, bytes | None]) -> None:
         user, mbid, h = rec["u"], rec["mb"], int(rec["ms"])
         side: list[dict] = []
+        # A COPY's references, per blob: one conditional update per blob and change (two copies of one blob in
+        # one change, e.g. a message and its self-copy copied together, each need their reference: the
+        # condition on "ms" passes only once per change)
+        copied: dict[str, set[str]] = {}
+        for m in rec.get("m", ()):
+            if m.get("src") and not self._in_place(m):
+                copied.setdefault(m["bl"], set()).update({ref(mbid, int(m["uid"])), m["src"]})
         for m in rec.get("m", ()):
             uid = int(m["uid"])
             shared = self._in_place(m)  # references counted in B#, across accounts
@@ -97,10 +104,10 @@ class Materialiser:
                 self.items.update(keys.blob_key(m["bl"]), Update(add={"refs": refs}))
             if m.get("src"):
                 prefix, header = self._copy_source(user, m)
-                if not shared:
+                if not shared and m["bl"] in copied:
                     try:
-                        self.items.update(keys.blob_key(m["bl"]), Update(add={"refs": refs}, set={"ms": h}),
-                                          cond=newer("ms", h))
+                        self.items.update(keys.blob_key(m["bl"]), Update(add={"refs": copied.pop(m["bl"])},
+                                                                         set={"ms": h}), cond=newer("ms", h))
                     except ConditionFailed:
                         pass  # this change (or a later one) already counted it
             else:
