@@ -4,25 +4,27 @@ READS
     A CloudFormation custom resource request (``Custom::TlsCertificate``: Create, Update,
     Delete) or the EventBridge schedule's event; both carry the same properties
     (``postern_cert.request``): the names, the certificate secret, the Route 53 hosted zone
-    (empty = bring-your-own), the ACME account secret and the ACME directory. The secret's
-    current certificate.
+    (empty = bring-your-own), the ACME account key's SSM parameter and the ACME directory. The
+    secret's current certificate.
 WRITES
     With a hosted zone: when the certificate is missing, does not cover the names or is in its
     renewal window, a new key and certificate from the ACME server (DNS-01: TXT records in the
     zone, removed afterwards) as a new version of the secret; the gateway sees the new version
-    and reloads without a restart. The ACME account key, once, into its own secret.
+    and reloads without a restart. The ACME account key, once, into its own SecureString
+    parameter (created here: CloudFormation cannot create one), deleted with the resource.
     Bring-your-own: nothing; the certificate is only checked.
     Custom resource: SUCCESS with attributes NotAfter, DaysLeft, Fingerprint, VersionId, Action.
 FAILURES
     Custom resource: FAILED with a sentence saying what to fix (no such zone, a name outside
     it, the CA's refusal, an expired or mismatched bring-your-own certificate); on Create the
-    stack stops before any gateway task starts. Delete always succeeds (the secrets are the
-    template's and go with it). Schedule: the error is logged and raised, so Lambda retries
+    stack stops before any gateway task starts. Delete removes the account key's parameter and
+    always succeeds (the certificate secret is the template's and goes with it; a parameter that
+    cannot be removed is logged and left). Schedule: the error is logged and raised, so Lambda retries
     the event twice and the function's Errors metric counts it; the old certificate stays in
     service, and the gateway's certificate-expiry alarm is the backstop.
 CODE
     postern_cert.renew (the decision), .issuer (ACME, certbot's ``acme``), .route53 (DNS-01),
-    .vault (secrets), .certificate (pure), .cfn (custom resource responses).
+    .vault (the secret and the parameter), .certificate (pure), .cfn (custom resource responses).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from botocore.config import Config
 
 from postern_cert import cfn, renew
 from postern_cert.request import CertRequest
+from postern_cert.vault import Parameters, VaultError
 
 log = logging.getLogger("postern.cert")
 log.setLevel(logging.INFO)  # this function's lines (and its modules', postern.cert.*) at INFO in CloudWatch
@@ -46,7 +49,8 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeou
 
 def _clients():
     session = boto3.session.Session()
-    return session.client("route53", config=_CONFIG), session.client("secretsmanager", config=_CONFIG)
+    return (session.client("route53", config=_CONFIG), session.client("secretsmanager", config=_CONFIG),
+            session.client("ssm", config=_CONFIG))
 
 
 def _deadline(context) -> float:
@@ -61,14 +65,15 @@ def _now() -> dt.datetime:
 def _custom_resource(event: dict, context) -> None:
     kind = event["RequestType"]
     physical = event.get("PhysicalResourceId") or event["LogicalResourceId"]
-    if kind == "Delete":  # nothing of ours outlives the stack: the secrets are template resources
-        cfn.respond(event, cfn.SUCCESS, "nothing to delete", physical)
+    if kind == "Delete":  # nothing of ours outlives the stack: the secret is a template resource,
+        _forget_account(event.get("ResourceProperties") or {})  # the parameter is ours
+        cfn.respond(event, cfn.SUCCESS, "account key removed", physical)
         return
     try:
         req = CertRequest.from_properties(event.get("ResourceProperties") or {})
-        route53, secrets = _clients()
+        route53, secrets, ssm = _clients()
         now = _now()
-        outcome = renew.ensure(req, route53, secrets, now, _deadline(context))
+        outcome = renew.ensure(req, route53, secrets, ssm, now, _deadline(context))
     except renew.EXPECTED as exc:
         log.error("certificate %s failed: %s", kind, exc)
         cfn.respond(event, cfn.FAILED, f"TLS certificate: {exc}", physical)
@@ -81,12 +86,24 @@ def _custom_resource(event: dict, context) -> None:
                 outcome.data(now))
 
 
+def _forget_account(props: dict) -> None:
+    """Delete: the ACME account key's parameter goes with the stack (a Delete must succeed, so a
+    failure is logged: the key can then only revoke this stack's own certificates)."""
+    name = str(props.get("AccountParameter") or "").strip()
+    if not name.startswith("/"):
+        return
+    try:
+        Parameters(_clients()[2]).delete(name)
+    except VaultError as exc:
+        log.error("ACME account key not removed: %s", exc)
+
+
 def _scheduled(event: dict, context) -> dict:
     req = CertRequest.from_properties(event)
-    route53, secrets = _clients()
+    route53, secrets, ssm = _clients()
     now = _now()
     try:
-        outcome = renew.ensure(req, route53, secrets, now, _deadline(context))
+        outcome = renew.ensure(req, route53, secrets, ssm, now, _deadline(context))
     except renew.EXPECTED as exc:
         log.error("certificate renewal failed: %s", exc)
         raise

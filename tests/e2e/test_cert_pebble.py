@@ -106,15 +106,15 @@ def cfn():
 
 @pytest.fixture
 def site(stack, pebble):
-    """A fresh public zone, the empty certificate and account secrets the template creates, and the properties."""
+    """A fresh public zone, the empty certificate secret the template creates, and the properties (the account
+    key's parameter is the function's to create)."""
     zone = f"pebble-{secrets.token_hex(3)}.test"
     r53 = stack.clients.client("route53")
     zone_id = r53.create_hosted_zone(Name=zone, CallerReference=zone)["HostedZone"]["Id"].rsplit("/", 1)[-1]
     sm = stack.clients.secrets
     tls = sm.create_secret(Name=f"postern/{zone}/tls")["ARN"]
-    account = sm.create_secret(Name=f"postern-acme/{zone}/account")["ARN"]
     props = {"Domains": [f"mail.{zone}"], "SecretId": tls, "HostedZoneId": zone_id,
-             "AccountSecretId": account, "DirectoryUrl": pebble.directory_url}
+             "AccountParameter": f"/postern/{zone}/acme-account", "DirectoryUrl": pebble.directory_url}
     return {"zone": zone, "host": f"mail.{zone}", "zone_id": zone_id, "props": props}
 
 
@@ -183,6 +183,11 @@ def test_issue_serve_renew_and_reload_without_restart(stack, acme_env, cert_fn, 
     doc, v1 = _secret(stack, props["SecretId"])
     assert resp["Data"]["VersionId"] == v1 and resp["Data"]["Fingerprint"] == _leaf_fp(doc["cert"])
     assert bridge.served == {}, "the challenge TXT record was left behind"
+    # the ACME account key: a SecureString parameter the function created on registering (no secret)
+    ssm = stack.clients.client("ssm")
+    param = ssm.get_parameter(Name=props["AccountParameter"], WithDecryption=True)["Parameter"]
+    assert param["Type"] == "SecureString"
+    assert set(json.loads(param["Value"])["accounts"]) == {pebble.directory_url}
 
     root = ssl.create_default_context(cadata=pebble.root_pem().decode())
 
@@ -205,6 +210,7 @@ def test_issue_serve_renew_and_reload_without_restart(stack, acme_env, cert_fn, 
         assert data["Action"] == "issued"
         doc2, v2 = _secret(stack, props["SecretId"])
         assert v2 != v1 and _leaf_fp(doc2["cert"]) == data["Fingerprint"] != first
+        assert ssm.get_parameter(Name=props["AccountParameter"])["Parameter"]["Version"] == param["Version"]  # reused
 
         # 5. The running gateway notices the new version and serves it; nothing restarted.
         deadline = time.monotonic() + 15

@@ -65,16 +65,18 @@ def test_byo_problems():
 
 def test_request_from_properties():
     r = CertRequest.from_properties({"Domains": ["Mail.Example.com."], "SecretId": "postern/x/tls",
-                                     "HostedZoneId": "/hostedzone/Z0123ABC", "AccountSecretId": "postern-acme/x",
+                                     "HostedZoneId": "/hostedzone/Z0123ABC", "AccountParameter": "/postern/x/acme",
                                      "DirectoryUrl": ""})
     assert r.domains == ("mail.example.com",) and r.hosted_zone_id == "Z0123ABC" and r.acme
     assert r.directory_url == LETS_ENCRYPT
     assert not CertRequest.from_properties({"Domains": "mail.example.com", "SecretId": "postern/byo",
-                                            "HostedZoneId": "", "AccountSecretId": ""}).acme
+                                            "HostedZoneId": "", "AccountParameter": ""}).acme
     for props, words in [({"SecretId": "s"}, "Domains is empty"),
                          ({"Domains": ["mail_host.example.com"], "SecretId": "s"}, "not a DNS name"),
                          ({"Domains": ["mail.example.com"], "HostedZoneId": "Z1"}, "SecretId is empty"),
-                         ({"Domains": ["mail.example.com"], "SecretId": "s", "HostedZoneId": "Z1"}, "AccountSecretId")]:
+                         ({"Domains": ["mail.example.com"], "SecretId": "s", "HostedZoneId": "Z1"}, "AccountParameter is empty"),
+                         ({"Domains": ["mail.example.com"], "SecretId": "s", "HostedZoneId": "Z1",
+                           "AccountParameter": "postern-acme/x"}, "not a parameter path")]:
         with pytest.raises(RequestError, match=words):
             CertRequest.from_properties(props)
 
@@ -120,7 +122,7 @@ def sm():
         yield boto3.client("secretsmanager", region_name="us-east-1")
 
 
-BYO = {"Domains": ["mail.example.com"], "SecretId": "postern/byo", "HostedZoneId": "", "AccountSecretId": "",
+BYO = {"Domains": ["mail.example.com"], "SecretId": "postern/byo", "HostedZoneId": "", "AccountParameter": "",
        "DirectoryUrl": LETS_ENCRYPT}
 
 
@@ -182,10 +184,47 @@ def test_a_certificate_from_s3_is_not_checked(cfn_out):
     assert r["PhysicalResourceId"] == "TlsS3Uri" and r["Data"]["Action"] == "unchecked"
 
 
-def test_delete_always_succeeds_and_touches_nothing(cfn_out):
+def test_delete_always_succeeds_and_removes_only_the_account_key(sm, cfn_out):
+    """The account key's parameter is the function's own (CloudFormation cannot create a SecureString), so
+    it goes with the resource; the certificate secret is the template's and is left to CloudFormation."""
+    import boto3
+
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    ssm.put_parameter(Name="/postern/a/acme-account", Value="{}", Type="SecureString")
+    sm.create_secret(Name="postern/acme", SecretString="{}")
+    props = {"Domains": ["mail.example.com"], "SecretId": "postern/acme", "HostedZoneId": "Z1",
+             "AccountParameter": "/postern/a/acme-account"}
+    for _ in range(2):  # a second Delete (CloudFormation retries) finds nothing and still succeeds
+        handler({**_event("Delete", props), "PhysicalResourceId": "postern/acme"}, None)
     handler({**_event("Delete", {"Domains": []}), "PhysicalResourceId": "postern/byo"}, None)
-    (r,) = cfn_out.sent
-    assert (r["Status"], r["PhysicalResourceId"]) == ("SUCCESS", "postern/byo")
+    assert [(r["Status"], r["PhysicalResourceId"]) for r in cfn_out.sent] == \
+        [("SUCCESS", "postern/acme")] * 2 + [("SUCCESS", "postern/byo")]
+    assert ssm.describe_parameters()["Parameters"] == []
+    assert sm.get_secret_value(SecretId="postern/acme")["SecretString"] == "{}"
+
+
+def test_the_acme_account_key_is_a_securestring_parameter_in_the_free_tier_while_it_fits(sm):
+    import boto3
+
+    from postern_cert.vault import Parameters, VaultError
+
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    p = Parameters(ssm)
+    assert p.read("/postern/a/acme-account") is None  # no account yet: the issuer registers one
+    doc = {"accounts": {LETS_ENCRYPT: {"key": {"kty": "RSA", "n": "x" * 342}, "uri": "https://ca/acct/1"}}}
+    p.write("/postern/a/acme-account", doc)
+    got = ssm.get_parameter(Name="/postern/a/acme-account")["Parameter"]
+    assert got["Type"] == "SecureString" and got["Value"] != json.dumps(doc)  # encrypted unless asked
+    (meta,) = ssm.describe_parameters()["Parameters"]
+    assert meta["Tier"] == "Standard"
+    assert p.read("/postern/a/acme-account") == doc
+    doc["accounts"]["https://staging.example/dir"] = {"key": {"kty": "RSA", "n": "y" * 4000}, "uri": "u"}
+    p.write("/postern/a/acme-account", doc)  # past 4 KB: advanced ($0.05 a month), not a failure
+    (meta,) = ssm.describe_parameters()["Parameters"]
+    assert meta["Tier"] == "Advanced" and p.read("/postern/a/acme-account") == doc
+    ssm.put_parameter(Name="/postern/a/bad", Value="not json", Type="SecureString")
+    with pytest.raises(VaultError, match="does not hold JSON"):
+        p.read("/postern/a/bad")
 
 
 def test_an_unexpected_error_still_answers_cloudformation(cfn_out, monkeypatch):
@@ -233,7 +272,11 @@ def test_the_schedule_sends_what_the_custom_resource_sends():
         assert props[name] == expr, name  # the same Fn::If in both places
         rendered[name] = "${%s}" % name
     assert json.loads(text) == rendered
-    CertRequest.from_properties({**json.loads(text), "Domains": ["mail.example.com"]})  # keys the function reads
+    CertRequest.from_properties({**json.loads(text), "Domains": ["mail.example.com"],  # keys the function reads
+                                 "AccountParameter": "/postern/p/acme-account-1"})
+    # the account key's parameter: one name, under /postern/<stack>/ (the role's grant: test_rules_iam)
+    (fmt, _ids), = props["AccountParameter"]["Fn::If"][1].values()
+    assert fmt == "/postern/${AWS::StackName}/acme-account-${Id}" and props["AccountParameter"]["Fn::If"][2] == ""
 
 
 def test_gateway_services_wait_for_the_certificate_and_read_its_secret():
@@ -268,7 +311,7 @@ def test_without_a_hosted_zone_a_certificate_is_required_at_deploy_time():
                                       {"Fn::Not": [{"Fn::Equals": [{"Ref": "TlsS3Uri"}, ""]}]}]}
 
 
-def test_sample_events(cfn_out):
+def test_sample_events(sm, cfn_out):
     """events/cert/: what the built-artefact test and `sam local invoke CertFunction -e` can run offline."""
     from pathlib import Path
 
@@ -314,7 +357,7 @@ def test_a_new_acme_server_means_a_new_certificate_and_an_ari_outage_does_not(sm
     FakeIssuer.issued = []
     sm.create_secret(Name="postern/acme")
     props = {"Domains": ["mail.example.com"], "SecretId": "postern/acme", "HostedZoneId": "Z1",
-             "AccountSecretId": "postern-acme/a", "DirectoryUrl": "https://staging.example/dir"}
+             "AccountParameter": "/postern/a/acme-account", "DirectoryUrl": "https://staging.example/dir"}
     assert handler(props, None)["Action"] == "issued"
     assert json.loads(sm.get_secret_value(SecretId="postern/acme")["SecretString"])["directory"] == \
         "https://staging.example/dir"

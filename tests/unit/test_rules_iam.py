@@ -124,3 +124,20 @@ def test_paper_only_lists_conditions_and_inactive_grants(roles):
     # a role no local component signs with (ECS's own) is on paper only as a whole
     assert any(line.startswith("grants of GatewayExecutionRole") for line in lines)
     assert not any(line.startswith("grants of") and "GatewayTaskRole" in line for line in lines)
+
+
+def test_cert_function_keeps_its_acme_account_key_in_one_parameter_and_nothing_else():
+    """The ACME account key is an SSM SecureString the function creates, reads and deletes (docs/cost.md:
+    a secret was $0.40 a month); its role may touch that one parameter, and no secret but the certificate's."""
+    roles = load_roles(load_template(), lambda logical, rtype: physical_name(LocalResources(prefix="p"), logical, rtype),
+                       R, "p", {**PARAMS, "HostedZoneId": "Z0EXAMPLE"})
+    cert = roles.for_component("CertFunction").policy
+    name = "/postern/p/acme-account-local"  # the template's /postern/${AWS::StackName}/acme-account-<stack id part>
+    for op in ("GetParameter", "PutParameter", "DeleteParameter"):
+        ((action, resource),) = required(call("ssm", op, Name=name), R, A)
+        assert cert.decide(action, resource), op
+        ((action, resource),) = required(call("ssm", op, Name="/postern/other/acme-account-local"), R, A)
+        assert not cert.decide(action, resource), op
+    assert not cert.decide("ssm:GetParametersByPath", f"arn:aws:ssm:{R}:{A}:parameter/postern/p")
+    secrets = {r for s in cert.statements for a in s.actions if a.startswith("secretsmanager:") for r in s.resources}
+    assert secrets == {f"arn:aws:secretsmanager:{R}:{A}:secret:p-tlscertificatesecret"}

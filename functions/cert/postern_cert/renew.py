@@ -1,7 +1,8 @@
 """The one decision the cert function makes: keep, check, or (re)issue the gateway's certificate.
 
-In:   a :class:`~postern_cert.request.CertRequest`, boto3 clients for Route 53 and Secrets
-      Manager, the time now, and a deadline on the monotonic clock.
+In:   a :class:`~postern_cert.request.CertRequest`, boto3 clients for Route 53, Secrets Manager
+      and SSM (the ACME account key's parameter), the time now, and a deadline on the monotonic
+      clock.
 Out:  :func:`ensure` -> :class:`Outcome`:
         ACME mode (HostedZoneId given): "kept" while the certificate in the secret covers the
         names, is outside its renewal window (see ``certificate``) and came from the ACME
@@ -27,7 +28,7 @@ from .certificate import Certificate, CertificateError, byo_problem, new_key, pa
 from .issuer import AcmeIssuer, IssueError
 from .request import CertRequest, RequestError
 from .route53 import ChallengeDnsError, DnsChallenges
-from .vault import Vault, VaultError
+from .vault import Parameters, Vault, VaultError
 
 log = logging.getLogger("postern.cert")
 
@@ -77,7 +78,7 @@ def _held(vault: Vault, req: CertRequest) -> _Held:
         return _Held(version_id=version, unusable=f"secret {req.secret_id}: {exc}")
 
 
-def ensure(req: CertRequest, route53, secrets, now: dt.datetime, deadline: float) -> Outcome:
+def ensure(req: CertRequest, route53, secrets, ssm, now: dt.datetime, deadline: float) -> Outcome:
     if not req.acme and not req.secret_id:
         return Outcome("unchecked", "it comes from TlsS3Uri", None, None)
     vault = Vault(secrets)
@@ -89,10 +90,11 @@ def ensure(req: CertRequest, route53, secrets, now: dt.datetime, deadline: float
             raise CertificateError(f"TlsSecretId {req.secret_id}: {problem}")
         return Outcome("checked", "bring-your-own certificate", current, held.version_id)
 
+    account = Parameters(ssm)
     issuer = AcmeIssuer(
         req.directory_url, DnsChallenges(route53, req.hosted_zone_id),
-        load_account=lambda: vault.read(req.account_secret_id)[0],
-        save_account=lambda doc: vault.write(req.account_secret_id, doc),
+        load_account=lambda: account.read(req.account_parameter),
+        save_account=lambda doc: account.write(req.account_parameter, doc),
     )
     reason = held.unusable or renewal_reason(current, req.domains, now)
     if reason is None and held.directory and held.directory != req.directory_url:

@@ -6,7 +6,8 @@ In:   the custom resource's ``ResourceProperties`` or the schedule rule's ``Inpu
         SecretId         the secret that holds {"cert": PEM chain, "key": PEM key}; empty only
                          without a hosted zone (the certificate then comes from TlsS3Uri)
         HostedZoneId     Route 53 zone for DNS-01; empty = bring-your-own (only checked)
-        AccountSecretId  the secret that holds the ACME account key (ACME mode)
+        AccountParameter the SSM parameter (SecureString) that holds the ACME account key (ACME
+                         mode); the function creates it when it registers the account
         DirectoryUrl     the ACME server's directory (Let's Encrypt unless told otherwise)
 Out:  :class:`CertRequest`.
 Fails: :class:`RequestError` naming the missing or malformed property.
@@ -30,7 +31,7 @@ class CertRequest:
     domains: tuple[str, ...]
     secret_id: str
     hosted_zone_id: str = ""
-    account_secret_id: str = ""
+    account_parameter: str = ""
     directory_url: str = LETS_ENCRYPT
 
     @property
@@ -54,8 +55,10 @@ class CertRequest:
         zone = zone.rsplit("/", 1)[-1]  # "/hostedzone/Z123" as Route 53 itself prints it
         if zone and not secret_id:
             raise RequestError("SecretId is empty: no secret to keep the certificate in")
-        account = str(props.get("AccountSecretId") or "").strip()
+        account = str(props.get("AccountParameter") or "").strip()
         if zone and not account:
-            raise RequestError("AccountSecretId is empty: the ACME account key needs a secret")
-        return cls(domains=domains, secret_id=secret_id, hosted_zone_id=zone, account_secret_id=account,
+            raise RequestError("AccountParameter is empty: the ACME account key needs a parameter")
+        if account and not account.startswith("/"):
+            raise RequestError(f"AccountParameter {account} is not a parameter path (/...)")
+        return cls(domains=domains, secret_id=secret_id, hosted_zone_id=zone, account_parameter=account,
                    directory_url=str(props.get("DirectoryUrl") or LETS_ENCRYPT).strip())
