@@ -84,6 +84,8 @@ class App {
   private removeShortcuts: () => void = () => {};
   /** the first page of a list, fetched in the sign-in batch, until showMailbox takes it */
   private prefetched: { mailboxId: string; view: View; responses: Invocation[] } | null = null;
+  /** the Mailbox state of the last Mailbox/get (what the push socket's opening is compared with) */
+  private mailboxState = "";
 
   constructor(readonly jmap: Jmap, private onSignOut: (message: string) => void) {
     this.view = (localStorage.getItem("postern.view") as View) === "thread" ? "thread" : "message";
@@ -107,7 +109,7 @@ class App {
       unsubscribe: (email) => void this.unsubscribe(email),
       back: () => this.go(`#/mailbox/${encodeURIComponent(this.mailboxId)}`),
     });
-    this.push = new Push(jmap, () => this.refreshSoon());
+    this.push = new Push(jmap, () => this.refreshSoon(), () => void this.catchUp());
   }
 
   async start(): Promise<void> {
@@ -306,7 +308,8 @@ class App {
     if (quota) this.showQuotaOf(responses[1]);
   }
 
-  private setMailboxes({ mailboxes }: Mailboxes): void {
+  private setMailboxes({ mailboxes, state }: Mailboxes): void {
+    this.mailboxState = state;
     this.ctx.mailboxes.clear();
     for (const [k, v] of mailboxes) this.ctx.mailboxes.set(k, v);
     this.ctx.byRole.clear();
@@ -374,6 +377,20 @@ class App {
   refresh(): void {
     void this.loadMailboxes(true).catch(this.fail);
     this.list.refresh();
+  }
+
+  /** The push socket opened: refresh only when something changed since the mailboxes were read
+   * (Mailbox/changes: new mail and flag changes change a mailbox's counts), not after every
+   * sign-in, when the app has just read everything. */
+  private async catchUp(): Promise<void> {
+    if (!this.mailboxState) return this.refresh();
+    try {
+      const r = await this.jmap.call<{ created: string[]; updated: string[]; destroyed: string[]; hasMoreChanges: boolean }>(
+        "Mailbox/changes", { sinceState: this.mailboxState, maxChanges: 256 });
+      if (r.hasMoreChanges || r.created.length || r.updated.length || r.destroyed.length) this.refresh();
+    } catch (e) {
+      if (!(e instanceof Unauthorized)) this.refresh(); // cannotCalculateChanges and the like: read it all
+    }
   }
 
   private refreshSoon(): void {

@@ -4,7 +4,8 @@
  * In:   the JMAP client (its session's `urn:ietf:params:jmap:websocket` url), a callback.
  * Out:  {@link Push}: connects with a one-time ticket (POST /auth/ticket, the `ticket` query
  *       parameter, subprotocol "jmap"), enables push for every type, and calls `changed()` for
- *       each StateChange; reconnects with backoff (API Gateway closes sockets after 10 idle
+ *       each StateChange and `connected()` when a socket opens (the app asks what changed while
+ *       it was not listening: {@link Push.start}'s caller decides how); reconnects with backoff (API Gateway closes sockets after 10 idle
  *       minutes and after 2 hours) and re-enables push every few minutes to stay open.
  * Fails: never throws; without push the app still polls every few minutes (`poll`).
  */
@@ -23,7 +24,7 @@ export class Push {
   private reconnect = 0;
   connected = false;
 
-  constructor(private jmap: Jmap, private changed: () => void) {}
+  constructor(private jmap: Jmap, private changed: () => void, private opened: () => void = changed) {}
 
   start(): void {
     this.stopped = false;
@@ -76,7 +77,7 @@ export class Push {
           ws.send(JSON.stringify({ "@type": "WebSocketPushEnable", dataTypes: null }));
         }
       }, PING_MS);
-      this.changed(); // whatever happened while we were not connected
+      this.opened(); // whatever happened while we were not connected
     };
     ws.onmessage = (ev) => {
       try {
