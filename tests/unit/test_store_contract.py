@@ -707,3 +707,74 @@ def test_newest_first_pages_and_date_order_fields(store):
     mb = inbox(store)
     assert (mb.sorted_above, mb.self_copied) == (74, True)
     assert [m.uid for m in store.list_messages_desc(mb)][:3] == [74, 73, 72]
+
+
+def test_a_deliverys_marker_rides_in_its_spool_objects_item_and_outlives_the_message_in_the_window(h):
+    """A delivery writes its spool object's ``B#`` reference anyway: its dedup marker rides there (no
+    ``X#`` item: one write unit less per delivery). Only the first few do, so the item stays under 1 KB
+    (each update of a bigger item costs more); the rest write ``X#``. Every delivery run again is a
+    duplicate, before and after the message is expunged inside the spool window; past the window the
+    spool sweep deletes the object and what is left of its item."""
+    import json
+    import secrets
+
+    from postern import keys
+    from postern.queueid import key_at
+    from postern.store import records as R
+
+    s = h.store
+    now = time.time()
+    key = key_at(s.spool_prefix, now) + secrets.token_hex(5)
+    qid = key[len(s.spool_prefix):]
+    s.blobs.put(key, MSG)
+    header = MSG[: MSG.index(b"\r\n\r\n") + 4]
+    users = [f"u{i}@example.test" for i in range(R.DEDUP_IN_BLOB + 2)]
+
+    def deliver(user: str):
+        return MB.append(s, user, "INBOX", None, spool_key=key, header=header, raw_size=len(MSG),
+                         dedup=f"{qid}#{user}#INBOX")
+
+    first = {u: deliver(u) for u in users}
+    items = h.items()
+    blob = items[tuple(keys.blob_key(key).values())]
+    assert set(R.dedup_markers(blob)) == {f"{u}#INBOX" for u in users[: R.DEDUP_IN_BLOB]}
+    assert {sk for (pk, sk) in items if pk == keys.dedup_pk(qid)} == {f"{u}#INBOX" for u in users[R.DEDUP_IN_BLOB:]}
+    assert len(json.dumps(blob, default=sorted)) < 1024  # one write unit per update
+    for u in users:
+        again = deliver(u)
+        assert again.duplicate and (again.uid, again.modseq, again.email_id, again.thread_id) == (
+            first[u].uid, first[u].modseq, first[u].email_id, first[u].thread_id)
+        box = s.get_mailbox(u, "INBOX")
+        assert box.exists == 1
+        s.expunge(box, list(s.list_messages(box)))
+    assert s.blobs.exists(key)  # inside the window: the pipeline may still read it
+    for u in users:
+        assert deliver(u).duplicate and s.get_mailbox(u, "INBOX").exists == 0, u
+        check_invariants(h, u)
+    assert s.sweep_spool(now + 16 * 86400) == 1
+    assert not s.blobs.exists(key) and tuple(keys.blob_key(key).values()) not in h.items()
+
+
+@pytest.mark.parametrize("h", ["memory", "dynamo"], indirect=True)
+def test_a_delivery_run_again_after_a_fault_at_any_write_stores_it_once_and_completes_it(h):
+    """SQS runs a store job again when its first run died: at whatever write the first run died, the
+    second stores the message exactly once and leaves the account materialised (a duplicate found by its
+    marker rolls forward the change its first run left unfinished), without another writer's help."""
+    _seed(h.store)
+    base = h.items()
+    points = range(1, 40) if isinstance(h.store.items, MemoryItems) else (1, 2, 3, 4, 5, 6, 40)
+    for fail_at in points:
+        faulty, faults = h.faulty(fail_at, "crash")
+        try:
+            OPERATIONS["delivery"](faulty)
+        except Crash:
+            pass
+        if not faults.fired:
+            break
+        OPERATIONS["delivery"](h.twin())  # the job, run again
+        check_invariants(h, U)  # before any reader (a reader that misses an item repairs the account)
+        assert inbox(h.store).exists == 4, fail_at
+        _reset(h, base)
+    else:
+        pytest.fail("the delivery never completed")
+    assert fail_at > 3

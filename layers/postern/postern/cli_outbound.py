@@ -22,7 +22,8 @@ Out:  text on stdout; exit status 0, or 1 with a message on stderr.
         trace ID [--cost]     every stage the message went through: gateway
                               acceptance (the spool object's envelope
                               metadata), local deliveries (the store's dedup
-                              markers, one Query), outbound attempts and
+                              markers: the spool object's B# item and one
+                              Query of X#), outbound attempts and
                               per-recipient states (delivery log, one
                               Query), notices. ``--cost``: the estimate of
                               :func:`postern.costs.message_cost` from the
@@ -142,9 +143,15 @@ def trace_data(settings, clients, queue_id: str) -> dict:
         out["xray"] = trace_id(queue_id, float(out["accepted"].get("received_at") or 0))
     r = clients.dynamodb.query(TableName=settings.mail_table, KeyConditionExpression="pk = :pk",
                                ExpressionAttributeValues={":pk": {"S": keys.dedup_pk(queue_id)}}, ConsistentRead=True)
-    from .items import deserialize
+    from .items import deserialize, serialize
+    from .store.records import dedup_markers
 
     out["local"] = [deserialize(i) for i in r.get("Items", [])]
+    blob = clients.dynamodb.get_item(TableName=settings.mail_table, Key=serialize(keys.blob_key(settings.spool_prefix +
+                                                                                               queue_id)),
+                                     ConsistentRead=True).get("Item")
+    marked = dedup_markers(deserialize(blob) if blob else None)  # the first deliveries' markers ride in B#
+    out["local"] = sorted([{"sk": sk, **m} for sk, m in marked.items()] + out["local"], key=lambda i: i["sk"])
     for item in DeliveryLog(settings, clients).history(queue_id):
         stage = item.get("stage") or item["sk"].split("#", 1)[0]
         if item["sk"].startswith("rcpt#"):

@@ -19,8 +19,11 @@ Mail table (``POSTERN_MAIL_TABLE``; attributes pk, sk; no index; TTL attribute
   pk=L#<user>           sk=<modseq, 20 digits>    the account change log: one self-describing item per change
   pk=M#<user>#<mbid>    sk=#                      a mailbox's state: UIDNEXT, HIGHESTMODSEQ, counts, keywords, \Recent
   pk=M#<user>#<mbid>    sk=<uid, 10 digits>       a message index entry, or its tombstone after EXPUNGE
-  pk=B#<s3 key>         sk=B                      references to a blob shared by COPY (absent: one owner)
-  pk=X#<queue id>       sk=<user>#<mailbox>       "this spool object was delivered to this mailbox" (uid; TTL)
+  pk=B#<s3 key>         sk=B                      references to a blob shared by COPY or by deliveries of one spool
+                                                  object (absent: one owner), and the first deliveries' markers
+                                                  d#<user>#<mailbox> (store.records.dedup_marker)
+  pk=X#<queue id>       sk=<user>#<mailbox>       "this spool object was delivered to this mailbox" (uid; TTL): the
+                                                  deliveries past the B# item's first few, and appends of other blobs
   pk=T#<user>#<hash>    sk=T                      a Message-ID's thread id (JMAP threads, assigned at append)
   pk=E#<user>#<email id> sk=<mbid>#<uid, 10 digits> the email-id index: one item per message holding that email
                                                   id (JMAP Email/get by id without reading the account's entries)

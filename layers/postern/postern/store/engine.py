@@ -25,9 +25,9 @@ a watcher that read the log up to n can ask for "after n" and miss nothing.
 Request costs (what ``make cost`` counts), one message, no contention:
   append    GetItem (account) + BatchGetItem (mailbox name, state, dedup, thread
             ids) + PutItem (change) + UpdateItem (blob reference: the spool object
-            is the blob, no copy) + PutItem (entry) + BatchWriteItem (dedup marker,
-            and the thread id of a reply: a root is found by its name) + 2
-            UpdateItem (state, account)
+            is the blob, no copy; and the delivery's dedup marker) + PutItem (entry)
+            + BatchWriteItem (email-id index, the thread id of a reply: a root is
+            found by its name) + 2 UpdateItem (state, account)
   flags     GetItem + BatchGetItem + PutItem + UpdateItem per message + 2 UpdateItem
   expunge   GetItem + BatchGetItem + PutItem + PutItem (tombstone) per message
             + DeleteObject (blob) + 2 UpdateItem
@@ -434,17 +434,22 @@ class LogStore(MailStore):
             source = f"{self.spool_prefix}{APPEND_SPOOL}{eid}"  # expires with the spool unless committed (no orphan)
             self.blobs.put(source, raw)
 
+        # a delivery's marker rides in its spool object's B# item, which the delivery writes anyway (records.dedup_marker)
+        marked_in = keys.blob_key(blob) if in_place and dedup and blob == self.spool_prefix + dedup.partition("#")[0] \
+            else None
+
         def build(v: View) -> dict:
             want = v.box_keys(name, self._ids.get((u, name)))
             want += [keys.thread_key(u, id_hash(i)) for i in ([own] if own else []) + refs]
             if dedup is not None:
-                want.append(keys.dedup_key(dedup))
+                want += [keys.dedup_key(dedup)] + ([marked_in] if marked_in else [])
             v.fetch(want)
+            markers = R.dedup_markers(v.get(marked_in)) if marked_in else {}
             if dedup is not None:
-                d = v.get(keys.dedup_key(dedup))
+                d = markers.get(dedup.partition("#")[2]) or v.get(keys.dedup_key(dedup))
                 if d is not None:
                     raise _Done(AppendResult(int(d["uid"]), int(d["uv"]), int(d["ms"]), d["mb"], duplicate=True,
-                                             email_id=d.get("e", ""), thread_id=d.get("th", "")))
+                                             email_id=d.get("e") or eid, thread_id=d.get("th", "")))
             st = v.box(name)
             self._remember(u, name, st["mb"])
             if quota and int(v.acct.get("used", 0)) + s.size > quota:
@@ -458,6 +463,8 @@ class LogStore(MailStore):
             m = {"uid": uid, "e": eid, "th": tid, "fl": fl, "sz": s.size, "rs": rsize, "hl": s.header_len,
                  "id": internaldate or time.time(), "bl": blob, "sp": source, "sx": spool_key is None, "pf": bytes(prefix), "dd": dedup,
                  "mi": id_hash(own) if own and refs else None}  # a root is found by its name, not indexed
+            if marked_in and len(markers) < R.DEDUP_IN_BLOB:
+                m["db"] = 1
             if spam is not None:
                 m["sv"] = spam.to_dict(STORED_SYMBOLS)
             return {"k": "append", "mb": st["mb"], "uv": int(st["uv"]), "m": [m], "ka": ka, "ud": s.size,
@@ -468,6 +475,7 @@ class LogStore(MailStore):
             rec = self._commit(u, build)
         except _Done as done:
             self._drop_spool(spool_key, source)
+            self.repair(u)  # the first attempt may have died between its marker and the end of its change
             return done.result
         except PosternError as exc:
             if exc.permanent:  # refused before any write that could name the spool object

@@ -101,7 +101,9 @@ class Materialiser:
                     self.blobs.delete(m["sp"])
             refs = {ref(mbid, uid)} | ({m["src"]} if m.get("src") else set())
             if shared:  # before the entry: an entry is never without its reference
-                self.items.update(keys.blob_key(m["bl"]), Update(add={"refs": refs}))
+                marker = {R.dedup_attr(m["dd"]): R.dedup_marker(m, rec.get("uv", 0), h, mbid, rec.get("t"))} \
+                    if m.get("db") else {}
+                self.items.update(keys.blob_key(m["bl"]), Update(add={"refs": refs}, set=marker))
             if m.get("src"):
                 prefix, header = self._copy_source(user, m)
                 if not shared and m["bl"] in copied:
@@ -121,10 +123,9 @@ class Materialiser:
                     self._settle(user, m["bl"], refs)
                 elif m.get("sp"):
                     self._unresurrect(user, mbid, uid, m["bl"])
-            if m.get("dd"):
-                side.append({**keys.dedup_key(m["dd"]), "uid": uid, "uv": rec.get("uv", 0), "ms": h, "mb": mbid,
-                             "e": m.get("e", ""), "th": m.get("th", ""), "at": rec.get("t"),
-                             "expires": int(time.time()) + DEDUP_TTL})
+            if m.get("dd") and not m.get("db"):
+                side.append({**keys.dedup_key(m["dd"]), **R.dedup_marker(m, rec.get("uv", 0), h, mbid, rec.get("t")),
+                             "e": m.get("e", ""), "expires": int(time.time()) + DEDUP_TTL})
             if m.get("mi") and m.get("th"):
                 side.append({**keys.thread_key(user, m["mi"]), "th": m["th"]})
             if m.get("e"):  # the email-id index (readers check the entry: a stale item is only a wasted read)
@@ -211,9 +212,11 @@ class Materialiser:
             return
         b = self.items.get(keys.blob_key(blob))
         if b is not None and b.get("refs"):
-            left = self.items.update(keys.blob_key(blob), Update(delete={"refs": {reference}}), returns="ALL_NEW")
-            if left.get("refs"):
+            b = self.items.update(keys.blob_key(blob), Update(delete={"refs": {reference}}), returns="ALL_NEW")
+            if b.get("refs"):
                 return
+        if b is not None and R.dedup_markers(b) and self.in_spool_window(blob):
+            return  # its delivery markers answer a store job run again; the spool sweep deletes the item
         if b is not None:
             try:
                 self.items.delete(keys.blob_key(blob), cond=absent("refs"))

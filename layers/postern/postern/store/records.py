@@ -25,7 +25,8 @@ filter can; every other item of the table is derived from these)::
         sz, rs (raw size), hl (header length), id (INTERNALDATE), bl (blob key), and where
         its bytes come from: sp (the spool object: bl == sp, referenced in place; or, older records
         and IMAP APPEND, copied to bl; sx: only this change uses it) or src ("<mailbox id>/<uid>", COPY);
-        pf (trace prefix), dd (dedup key), mi (Message-ID hash for the thread index),
+        pf (trace prefix), dd (dedup key), db (the dedup marker rides in the spool object's B# item, not an
+        X# item: :func:`dedup_marker`), mi (Message-ID hash for the thread index),
         sv (the MX's spam verdict, ``SpamVerdict.to_dict``: SMTP deliveries only; COPY keeps it)
     g   flags: groups {f: resulting flags, u: [uids]}
     x   expunge: {uid, bl, sz, e (email id), th (thread id)}
@@ -55,6 +56,8 @@ from ..verdicts import SpamVerdict
 from .base import Change, MailboxInfo, MessageMeta
 
 TOMBSTONE_TTL = 30 * 86400
+DEDUP_IN_BLOB = 4  # delivery markers a spool object's B# item carries; later ones get X# items (see dedup_marker)
+DEDUP_ATTR = "d#"
 MESSAGE_KINDS = ("append", "flags", "expunge")
 STRUCTURAL_KINDS = ("create", "rename", "destroy", "subscribe", "unsubscribe")
 
@@ -84,6 +87,29 @@ def live(item: dict | None) -> bool:
 
 
 # --- messages ---------------------------------------------------------------------
+def dedup_attr(dedup: str) -> str:
+    """The attribute of a spool object's ``B#`` item that marks one delivery of it: ``d#<user>#<mailbox>``
+    (the dedup key ``<queue id>#<user>#<mailbox>`` less the queue id the item's key already names)."""
+    return DEDUP_ATTR + dedup.partition("#")[2]
+
+
+def dedup_marker(m: dict, uv: int, modseq: int, mbid: str, at: float | None) -> dict:
+    """What a delivery marker holds (in ``B#`` or an ``X#`` item): enough to answer the duplicate again.
+
+    A delivery references its spool object in ``B#`` anyway (one UpdateItem per delivery, materialise), so
+    its marker rides in that same write instead of an ``X#`` item of its own (one write unit less per
+    delivery). Only the first DEDUP_IN_BLOB do: the item is rewritten whole by every delivery, and past
+    1 KB each update costs a write unit more (a message to many local recipients would pay
+    quadratically); the others, and appends whose blob is not a spool object (a report, IMAP APPEND),
+    write ``X#``. Readers look in both (one BatchGetItem)."""
+    return {"uid": int(m["uid"]), "uv": uv, "ms": modseq, "mb": mbid, "th": m.get("th", ""), "at": at}
+
+
+def dedup_markers(blob_item: dict | None) -> dict[str, dict]:
+    """``<user>#<mailbox>`` -> marker, of the deliveries a ``B#`` item marks."""
+    return {k[len(DEDUP_ATTR):]: v for k, v in (blob_item or {}).items() if k.startswith(DEDUP_ATTR)}
+
+
 def header_fields(prefix: bytes, header: bytes | None) -> dict:
     """How an entry stores its header block (``prefix`` + the message's header section): the part after
     the prefix, which the entry holds already as ``pf``, zlib-compressed (``hz``) unless that is no smaller

@@ -22,6 +22,7 @@ only SWEEP_DAYS days of arrivals (1 LIST request per 1,000 objects).
 from __future__ import annotations
 
 from .. import keys
+from ..items import ConditionFailed, absent
 from ..queueid import key_at
 
 SWEEP_DAYS = 7
@@ -51,5 +52,10 @@ def _sweep(items, blobs, batch: list[str]) -> int:
         if b is not None and b.get("refs"):
             continue  # a mailbox holds it
         blobs.delete(k)
+        if b is not None:  # what is left of it: its delivery markers (store.records.dedup_marker), past any retry
+            try:
+                items.delete(keys.blob_key(k), cond=absent("refs"))
+            except ConditionFailed:
+                pass  # referenced meanwhile: cannot happen past the window, and the object is gone anyway
         n += 1
     return n
