@@ -6,18 +6,22 @@ Out:  :func:`submitter` -> the ``submit(user, mail_from, rcpts, raw) -> queue id
       callable an :class:`~.account.Account` carries. The envelope is the one
       port 587 writes (``auth_user`` set, the login vouching for the sender:
       ``AuthFacts(submitted=True)``), with a Received: trace line naming JMAP,
-      so the router relays it, signs it and retries it exactly as SMTP mail.
+      so the router relays it, signs it and retries it exactly as SMTP mail;
+      one log line per message ("submitted", as the gateway's "accepted").
 Fails: StoreUnavailable from the spool (nothing was queued): the method call
       answers ``serverUnavailable`` and the client may try again.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from email.utils import format_datetime
 
 from ..spool import Spooler, new_queue_id
 from ..verdicts import AuthFacts
+
+log = logging.getLogger("postern.jmap")
 
 
 def received(hostname: str, queue_id: str, when: float) -> str:
@@ -38,6 +42,8 @@ def submitter(spooler: Spooler, hostname: str):
                             auth=AuthFacts(submitted=True).to_dict(),
                             smtputf8=not all(a.isascii() for a in [mail_from, *rcpts]),
                             body_8bit=not raw.isascii())
+        log.info("submitted queue_id=%s user=%s from=<%s> rcpts=%d size=%d", env.queue_id, user, mail_from,
+                 len(rcpts), env.size)
         return env.queue_id
 
     return submit
