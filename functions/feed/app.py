@@ -10,8 +10,10 @@ READS
 WRITES
     Compact change notices (account, mailbox ids, the highest change number of the
     batch per account; postern/feed.py) and the accounts whose credentials changed to
-    ChangeFeedTopic, one SNS Publish per up to 200 KiB. Every gateway task's own queue
-    is subscribed to the topic (postern_gateway/changefeed.py); a task that reads a
+    ChangeFeedTopic, one SNS Publish per up to 200 KiB, its message attribute saying which
+    of the two it carries. Every gateway task's own queue is subscribed to the topic
+    (postern_gateway/changefeed.py; a task that serves no mailbox, the ha profile's mail-in
+    service, filters on that attribute for credential changes only); a task that reads a
     notice wakes the IMAP watchers of that account, which read the log after their last
     number; a credential change drops the task's cached logins of that account.
 FAILURES
@@ -67,7 +69,7 @@ def publish(records: list[dict], sns, topic: str) -> list[str]:
     start = 0
     for body, count in feed.encode(merged, changed):
         try:
-            sns.publish(TopicArn=topic, Message=body)
+            sns.publish(TopicArn=topic, Message=body, MessageAttributes=feed.attributes(body))
         except Exception as exc:  # noqa: BLE001 - any fault: retry from here
             pending = [first_seq[i] for i in items[start:] if first_seq.get(i)]
             logger.warning("change notices not published", error=str(exc), pending=len(items) - start)

@@ -1,16 +1,20 @@
 """The gateway task's end of the change feed: a queue of its own on ChangeFeedTopic, long-polled.
 
-In:   Settings (``change_topic_arn``, ``change_queue_prefix``), Clients (``sqs``,
+In:   Settings (``change_topic_arn``, ``change_queue_prefix``, ``change_feed_mail``), Clients (``sqs``,
       ``sqs_long_poll``, ``sns``: the task role's), and ``on_notices``, called on the
       gateway's event loop with each batch of :class:`postern.feed.Notice` read, and
       ``on_credentials`` with the accounts whose credentials changed (postern.feed.Batch).
 Out:  :class:`ChangeFeed`. ``open()`` (blocking) creates the queue
       ``<prefix><random id>`` (SQS-managed encryption, notices kept a minute, a policy
       that lets only the topic send, tags ``postern:feed`` and ``postern:alive``) and
-      subscribes it to the topic with raw delivery (confirming the subscription if SNS asks);
+      subscribes it to the topic with raw delivery (confirming the subscription if SNS asks;
+      with ``change_feed_mail`` off, filtered to credential changes: a task that serves no
+      mailbox reads no notice per change);
       ``start(loop)`` runs one daemon
       thread that long-polls it (20 s: an idle task makes three requests a minute, whatever
-      its number of clients), deletes what it read and hands the notices to the loop; it
+      its number of clients) and hands the notices to the loop, deleting nothing: a notice
+      read stays hidden (:data:`VISIBILITY`) until past the queue's retention, so SQS drops
+      it without a DeleteMessage (one request per poll less, in every task); it
       refreshes ``postern:alive`` every :data:`HEARTBEAT` seconds and, at start and every
       :data:`SWEEP` seconds, removes the queues (and subscriptions) of dead tasks: those
       whose ``postern:alive`` is older than :data:`STALE`, or whose queue is gone.
@@ -40,6 +44,11 @@ log = logging.getLogger("postern.gateway.changefeed")
 
 WAIT = 20  # seconds: SQS's longest long poll
 RETENTION = 60  # seconds (SQS's minimum): a notice older than that is no news (the safety-net poll has it)
+# A received notice is hidden for longer than the queue keeps any message, so it is never received again
+# and needs no DeleteMessage: SQS drops it at its retention (Developer Guide, "visibility timeout": a
+# message not deleted becomes visible again only when the timeout ends, by then past its retention).
+# What is in flight meanwhile is at most a minute of notices, far below SQS's ~120,000 in-flight limit.
+VISIBILITY = 2 * RETENTION
 HEARTBEAT = 300  # seconds between refreshes of the queue's postern:alive tag
 STALE = 1800  # seconds without a heartbeat after which another task removes the queue
 SWEEP = 3600  # seconds between sweeps for the queues of dead tasks
@@ -60,6 +69,7 @@ class ChangeFeed:
                  on_credentials: Callable[[list[str]], None] | None = None):
         self.topic = settings.change_topic_arn
         self.prefix = settings.change_queue_prefix
+        self.mail = getattr(settings, "change_feed_mail", True)  # False: credential changes only
         self.clients = clients
         self.on_notices = on_notices
         self.on_state = on_state
@@ -86,14 +96,17 @@ class ChangeFeed:
         self.queue_url = self.clients.sqs.create_queue(
             QueueName=self.name,
             Attributes={"MessageRetentionPeriod": str(RETENTION), "ReceiveMessageWaitTimeSeconds": str(WAIT),
-                        "VisibilityTimeout": "30", "SqsManagedSseEnabled": "true", "Policy": json.dumps(policy)},
+                        "VisibilityTimeout": str(VISIBILITY), "SqsManagedSseEnabled": "true", "Policy": json.dumps(policy)},
             tags={FEED_TAG: "1", ALIVE_TAG: str(int(time.time()))},
         )["QueueUrl"]
         self._next_heartbeat = time.monotonic() + HEARTBEAT
         try:
+            attributes = {"RawMessageDelivery": "true"}
+            if not self.mail:  # no mailbox served here: the credential changes only (feed.CREDENTIALS_ONLY)
+                attributes["FilterPolicy"] = json.dumps(feed.CREDENTIALS_ONLY)
             self.subscription = self.clients.sns.subscribe(
                 TopicArn=self.topic, Protocol="sqs", Endpoint=self.queue_arn,
-                Attributes={"RawMessageDelivery": "true"}, ReturnSubscriptionArn=True)["SubscriptionArn"]
+                Attributes=attributes, ReturnSubscriptionArn=True)["SubscriptionArn"]
         except Exception:
             self._delete_queue()
             raise
@@ -152,7 +165,7 @@ class ChangeFeed:
                 self._loop.call_soon_threadsafe(self.on_state, live)
 
     def receive_once(self, wait: int = WAIT) -> int:
-        """One long poll: hand the notices to the loop, delete what was read. Returns notices."""
+        """One long poll: hand the notices to the loop (nothing to delete: VISIBILITY). Returns notices."""
         r = self.clients.sqs_long_poll.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
                                                        WaitTimeSeconds=wait)
         messages = r.get("Messages", [])
@@ -168,8 +181,6 @@ class ChangeFeed:
         if notices and self._loop is not None:
             self.received += len(notices)
             self._loop.call_soon_threadsafe(self.on_notices, notices)
-        self.clients.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
         return len(notices)
 
     def _revoke(self, accounts: list[str]) -> None:

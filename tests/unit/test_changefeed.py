@@ -36,6 +36,10 @@ class FakeSqs:
     def delete_message_batch(self, QueueUrl, Entries):  # noqa: N803 - boto3's names
         self.deleted_messages += [e["ReceiptHandle"] for e in Entries]
 
+    def create_queue(self, QueueName, Attributes, tags):  # noqa: N803
+        self.created = Attributes
+        return {"QueueUrl": f"{BASE}/{QueueName}"}
+
     def list_queue_tags(self, QueueUrl):  # noqa: N803
         name = QueueUrl.rsplit("/", 1)[-1]
         if name not in self.tags:
@@ -61,6 +65,10 @@ class FakeSns:
     def unsubscribe(self, SubscriptionArn):  # noqa: N803
         self.unsubscribed.append(SubscriptionArn)
 
+    def subscribe(self, **kw):
+        self.subscribed = kw
+        return {"SubscriptionArn": f"{kw['TopicArn']}:sub"}
+
 
 class Loop:
     def call_soon_threadsafe(self, fn, *args):
@@ -85,7 +93,17 @@ def test_notices_reach_the_loop_and_a_pending_subscription_is_confirmed():
     assert cf.receive_once(0) == 1
     assert got == [feed.Notice("a@x", 9, ("m",))]
     assert sns.confirmed == ["tok"] and cf.subscription == f"{TOPIC}:confirmed"
-    assert sqs.deleted_messages == ["r1", "r2", "r3"]  # nothing read stays to be read again
+    assert sqs.deleted_messages == []  # nothing read is read again, without a DeleteMessage (below)
+
+
+def test_a_notice_read_stays_hidden_until_sqs_has_dropped_it():
+    """No DeleteMessage per poll (one SQS request per notice and task less): a received notice stays
+    invisible for longer than the queue retains any message, so it can never be received twice."""
+    sqs, sns = FakeSqs(), FakeSns()
+    cf = make(sqs, sns, [])
+    cf.open()
+    assert int(sqs.created["VisibilityTimeout"]) > int(sqs.created["MessageRetentionPeriod"]) == 60
+    assert sns.subscribed["Attributes"] == {"RawMessageDelivery": "true"}  # every notice: this task serves mailboxes
 
 
 def test_the_sweep_removes_dead_and_vanished_queues_only():

@@ -89,7 +89,7 @@ def test_the_feed_function_publishes_credential_changes_and_retries_from_the_fir
         def __init__(self, fail_at):
             self.fail_at = fail_at
 
-        def publish(self, TopicArn, Message):  # noqa: N803 - boto3's names
+        def publish(self, TopicArn, Message, MessageAttributes=None):  # noqa: N803 - boto3's names
             sent.append(Message)
             if len(sent) == self.fail_at:
                 raise RuntimeError("throttled")

@@ -26,6 +26,14 @@ def feed_env(aws, handler_env):
     q = clients.sqs.create_queue(QueueName="t-feed-unit")["QueueUrl"]
     arn = clients.sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     clients.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    # a task that serves no mailbox (POSTERN_CHANGE_FEED_MAIL=false) subscribes as the gateway does then
+    from types import SimpleNamespace
+
+    from postern_gateway.changefeed import ChangeFeed
+
+    cred = ChangeFeed(SimpleNamespace(change_topic_arn=topic, change_queue_prefix="t-feed-", change_feed_mail=False),
+                      clients, lambda _n: None, name="t-feed-credentials")
+    cred.open()
     streams = clients._session.client("dynamodbstreams", region_name=settings.region, endpoint_url=STREAMS_ENDPOINT)
     sources = {src.table: src for src in function_specs()["FeedFunction"]["streams"]}
     state = {}
@@ -42,17 +50,18 @@ def feed_env(aws, handler_env):
         out = [lambda_record(x, res.streams[table], settings.region) for x in r["Records"]]
         return [x for x in out if any(matches(f, x) for f in sources[table].filters)], len(out)
 
-    def received(credentials: bool = False):
+    def received(credentials: bool = False, queue: str = q):
         out = []
         while True:
-            got = clients.sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10).get("Messages", [])
+            got = clients.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
             if not got:
                 return out
             for m in got:
                 batch = feed.read(m["Body"])
                 out += batch.credentials if credentials else batch.notices
-                clients.sqs.delete_message(QueueUrl=q, ReceiptHandle=m["ReceiptHandle"])
+                clients.sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
 
+    received.credentials_only = cred.queue_url
     return settings, clients, records, received
 
 
@@ -75,6 +84,7 @@ def test_each_committed_change_reaches_a_subscribed_queue_as_one_notice_per_acco
     assert out == {"batchItemFailures": []}
     got = {n.user: n for n in received()}
     assert set(got) == {"ann@example.test", "bob@example.test"}
+    assert received(queue=received.credentials_only) == []  # a task serving no mailbox reads no notice
     ann = dynamo_store.get_mailbox("ann@example.test", "INBOX")
     assert got["ann@example.test"].modseq == ann.pos == 3  # create, append, append: the highest number
     assert ann.mailbox_id in got["ann@example.test"].mailboxes
@@ -105,13 +115,14 @@ def test_a_password_change_and_a_removed_user_reach_a_subscribed_queue_as_creden
     assert len(recs) == 3 and "NewImage" not in recs[0]["dynamodb"]  # KEYS_ONLY: no password hash leaves
     assert handler()({"Records": recs}, FakeContext("FeedFunction")) == {"batchItemFailures": []}
     assert received(credentials=True) == ["ann@example.test", "bob@example.test"]
+    assert received(credentials=True, queue=received.credentials_only) == ["ann@example.test", "bob@example.test"]
 
 
 class FlakySns:
     def __init__(self, fail_at: int):
         self.calls, self.fail_at = [], fail_at
 
-    def publish(self, TopicArn, Message):  # noqa: N803 - boto3's names
+    def publish(self, TopicArn, Message, MessageAttributes=None):  # noqa: N803 - boto3's names
         self.calls.append(Message)
         if len(self.calls) == self.fail_at:
             raise RuntimeError("throttled")

@@ -101,6 +101,7 @@ class Settings:
     change_topic_arn: str = ""  # POSTERN_CHANGE_TOPIC_ARN (ChangeFeedTopic; empty: no feed, poll every imap_poll_interval)
     change_queue_prefix: str = "postern-feed-"  # POSTERN_CHANGE_QUEUE_PREFIX (the gateway task's own queue: prefix + task id)
     change_feed_poll_interval: float = 60.0  # POSTERN_CHANGE_FEED_POLL_INTERVAL (seconds: the safety-net poll while the feed runs)
+    change_feed_mail: bool = True  # POSTERN_CHANGE_FEED_MAIL (false: this task takes credential changes only from the feed)
     trace_sample_rate: float = 0.01  # POSTERN_TRACE_SAMPLE (share of messages traced in X-Ray, 0..1: postern.tracing)
 
     # --- gateway listeners --------------------------------------------------
@@ -243,6 +244,7 @@ class Settings:
             change_topic_arn=e.get("POSTERN_CHANGE_TOPIC_ARN", d.change_topic_arn),
             change_queue_prefix=e.get("POSTERN_CHANGE_QUEUE_PREFIX", d.change_queue_prefix),
             change_feed_poll_interval=_float(e, "POSTERN_CHANGE_FEED_POLL_INTERVAL", d.change_feed_poll_interval),
+            change_feed_mail=_bool(e, "POSTERN_CHANGE_FEED_MAIL", d.change_feed_mail),
             trace_sample_rate=_float(e, "POSTERN_TRACE_SAMPLE", d.trace_sample_rate),
             bind=e.get("POSTERN_BIND", d.bind),
             smtp_port=_int(e, "POSTERN_SMTP_PORT", d.smtp_port),

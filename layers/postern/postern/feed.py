@@ -9,7 +9,9 @@ Out:  :class:`Notice` (account, the mailbox ids the change touched, the change
       removed: a new password, a removed user); message bodies of at most
       :data:`MAX_BODY` bytes, each ``{"v": 1, "c": [{"u": account, "n": change
       number, "mb": [mailbox ids]}, ...], "cr": [account, ...]}`` ("cr" only when
-      there are credential changes); :class:`Batch` (both lists) from a body.
+      there are credential changes), and each body's SNS message attributes
+      (:func:`attributes`: which of the two it carries, so a task that serves no
+      mailbox subscribes to credential changes only); :class:`Batch` (both lists) from a body.
 Fails: :func:`notice_of` / :func:`credentials_of` return None for a record that is
       not theirs (the Lambda event filters already drop those; a second check costs
       nothing); :func:`read` returns an empty Batch for a body it cannot read (a
@@ -37,6 +39,10 @@ from dataclasses import dataclass
 from . import keys
 
 VERSION = 1
+KINDS = "kinds"  # the SNS message attribute naming what a body carries: "c" change notices, "cr" credential changes
+# The filter policy of a task that serves no mailbox (the ha profile's mail-in service: its IMAP, POP3 and
+# ManageSieve listeners get no traffic): it takes the credential changes only, not a notice per change.
+CREDENTIALS_ONLY = {KINDS: ["cr"]}
 MAX_BODY = 200 * 1024  # SNS and SQS take 256 KiB; room for the envelope SNS adds without raw delivery
 LOG_PREFIX = keys.log_pk("x")[: -len("x")]  # "L#": the change log's partition keys
 
@@ -134,6 +140,14 @@ def _body(items: list[tuple[str, object]]) -> str:
     if credentials:
         doc["cr"] = credentials
     return json.dumps(doc, separators=(",", ":"))
+
+
+def attributes(body: str) -> dict:
+    """The SNS MessageAttributes of a body from :func:`encode`: what it carries, for subscription filters
+    (a String.Array matches a policy naming any of its elements)."""
+    batch = read(body)
+    kinds = (["c"] if batch.notices else []) + (["cr"] if batch.credentials else [])
+    return {KINDS: {"DataType": "String.Array", "StringValue": json.dumps(kinds)}}
 
 
 def read(body: str) -> Batch:
