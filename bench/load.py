@@ -26,7 +26,8 @@ Fails: exit status 1 when any operation failed (issue 12: no session fails; an S
       90 s after the stop; 0 otherwise.
 
 Workload (loopback only, bounded in count and time): every session is a
-thread with a real stdlib client. SMTP sessions stay connected and send a
+thread with a real stdlib client, all of them in one client process of their own (no GIL shared
+with moto and the pollers, which stay in this process, nor with the probes). SMTP sessions stay connected and send a
 10 KB message to a local user every ``--smtp-think`` seconds (3 s by default,
 so 200 sessions offer about 67 messages/s). IMAP IDLE sessions log in,
 SELECT INBOX and IDLE until the end. Active IMAP sessions loop SELECT,
@@ -64,6 +65,20 @@ class Stats:
 
     def time(self, op: str):
         return _Timer(self, op)
+
+    def to_dict(self) -> dict:
+        with self.lock:
+            return {"lat": dict(self.lat), "errors": dict(self.errors),
+                    "kinds": {k: dict(v) for k, v in self.kinds.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Stats:
+        st = cls()
+        st.lat.update(d["lat"])
+        st.errors.update(d["errors"])
+        for op, kinds in d["kinds"].items():
+            st.kinds[op].update(kinds)
+        return st
 
     def ok(self, op: str, dt: float) -> None:
         with self.lock:
@@ -136,12 +151,50 @@ def smtp_session(port, rcpt, stop, stats, think):
             pass
 
 
+REFUSED = "login refused for now (NO [UNAVAILABLE] / -ERR [SYS/TEMP])"
+TEMPORARY = ("[UNAVAILABLE]", "[SYS/TEMP]")  # RFC 5530 §3, RFC 3206 §4: try again later
+
+
+def _temporary(exc: BaseException) -> bool:
+    """A login the gateway refused with a temporary reply (POSTERN_AUTH_QUEUE_WAIT in a login storm,
+    a lockout): an answer the client can act on, not a failure; the session tries again later."""
+    return isinstance(exc, (imaplib.IMAP4.error, poplib.error_proto)) and any(c in str(exc) for c in TEMPORARY)
+
+
+def _login(stats, op, connect, stop, think):
+    """``connect()`` until it logs in (timed as ``op``); a temporary refusal counts apart (REFUSED)
+    and is retried after DEFERRED_BACKOFF think times. None when the load stopped first."""
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        try:
+            c = connect()
+        except Exception as exc:
+            if not _temporary(exc):
+                stats.fail(op, exc)
+                raise
+            stats.ok(REFUSED, time.perf_counter() - t0)
+            stop.wait(think * DEFERRED_BACKOFF)
+            continue
+        stats.ok(op, time.perf_counter() - t0)
+        return c
+    return None
+
+
 def imap_idle_session(port, user, pw, stop, stats):
-    try:
-        with stats.time("imap LOGIN+SELECT (idle sessions)"):
-            c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
+    def connect():
+        c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
+        try:
             c.login(user, pw)
             c.select("INBOX")
+        except BaseException:
+            c.shutdown()
+            raise
+        return c
+
+    try:
+        c = _login(stats, "imap LOGIN+SELECT (idle sessions)", connect, stop, 3.0)
+        if c is None:
+            return
         with stats.time("imap IDLE start"):
             tag = c._new_tag().decode()
             c.send(f"{tag} IDLE\r\n".encode())
@@ -159,10 +212,19 @@ def imap_idle_session(port, user, pw, stop, stats):
 
 
 def imap_active_session(port, user, pw, stop, stats, think):
-    try:
-        with stats.time("imap LOGIN (active)"):
-            c = imaplib.IMAP4("127.0.0.1", port, timeout=60)
+    def connect():
+        c = imaplib.IMAP4("127.0.0.1", port, timeout=60)
+        try:
             c.login(user, pw)
+        except BaseException:
+            c.shutdown()
+            raise
+        return c
+
+    try:
+        c = _login(stats, "imap LOGIN (active)", connect, stop, 3.0)
+        if c is None:
+            return
         while not stop.is_set():
             with stats.time("imap SELECT"):
                 typ, data = c.select("INBOX")
@@ -183,20 +245,32 @@ def imap_active_session(port, user, pw, stop, stats, think):
         pass
 
 
+POP3_SESSION = "pop3 session (login..RETR 1..QUIT)"
+
+
 def pop3_session(port, user, pw, stop, stats, think):
     while not stop.is_set():
+        t0 = time.perf_counter()
         try:
-            with stats.time("pop3 session (login..RETR 1..QUIT)"):
-                c = poplib.POP3("127.0.0.1", port, timeout=60)
-                c.user(user)
+            c = poplib.POP3("127.0.0.1", port, timeout=60)
+            c.user(user)
+            try:
                 c.pass_(pw)
-                n, _ = c.stat()
-                c.uidl()
-                if n:
-                    c.retr(1)
+            except poplib.error_proto as exc:
+                if not _temporary(exc):
+                    raise
+                stats.ok(REFUSED, time.perf_counter() - t0)  # told to come back later: it does
                 c.quit()
-        except Exception:  # noqa: BLE001 - counted
-            pass
+                stop.wait(think * DEFERRED_BACKOFF)
+                continue
+            n, _ = c.stat()
+            c.uidl()
+            if n:
+                c.retr(1)
+            c.quit()
+            stats.ok(POP3_SESSION, time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 - counted
+            stats.fail(POP3_SESSION, exc)
         stop.wait(think)
 
 
@@ -281,8 +355,7 @@ def _probe_main(port, users, value, stop, results) -> None:
     stop.wait()
     for t in threads:
         t.join(60)
-    results.put({ph: {"lat": dict(st.lat), "errors": dict(st.errors), "kinds": {k: dict(v) for k, v in st.kinds.items()}}
-                 for ph, st in view.by_phase.items()})
+    results.put({ph: st.to_dict() for ph, st in view.by_phase.items()})
 
 
 class ProbeProcess:
@@ -310,18 +383,53 @@ class ProbeProcess:
         self.stop.set()
         got = self.results.get(timeout=180)
         self.proc.join(30)
-        out = {}
-        for ph, d in got.items():
-            st = Stats()
-            st.lat.update(d["lat"])
-            st.errors.update(d["errors"])
-            for op, kinds in d["kinds"].items():
-                st.kinds[op].update(kinds)
-            out[ph] = st
-        return out
+        return {ph: Stats.from_dict(d) for ph, d in got.items()}
 
 
-def _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop) -> list:
+def _clients_main(ports, users, pop3_users, counts, smtp_think, stop, results) -> None:
+    """The load's client process: every session thread until ``stop``, then up to 90 s for them to
+    finish their last command; its figures and the threads still running on ``results``."""
+    stats = Stats()
+    threads = _sessions(ports, users, pop3_users, *counts, smtp_think, stats, stop)
+    stop.wait()
+    join_by = time.monotonic() + 90
+    for t in threads:
+        t.join(max(0.0, join_by - time.monotonic()))
+    results.put({"stats": stats.to_dict(), "alive": sum(1 for t in threads if t.is_alive())})
+
+
+class ClientProcess:
+    """The load's 370 client threads in a process of their own: they share no GIL with moto and the
+    pollers (the backend), nor with the probes, so neither side's figures include the other's waits."""
+
+    def __init__(self, ports: dict, users: list[str], pop3_users: list[str], counts: tuple, smtp_think: float):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.stop = ctx.Event()
+        self.results = ctx.Queue()
+        self.proc = ctx.Process(target=_clients_main, name="load-clients", daemon=True,
+                                args=(ports, users, pop3_users, counts, smtp_think, self.stop, self.results))
+
+    def start(self) -> ClientProcess:
+        self.proc.start()
+        return self
+
+    def result(self, timeout: float):
+        """(Stats, threads still running) once the process reported, else None after ``timeout``."""
+        import queue
+
+        try:
+            got = self.results.get(timeout=timeout)
+        except queue.Empty:
+            if not self.proc.is_alive():
+                raise RuntimeError(f"the load's client process died (exit {self.proc.exitcode})") from None
+            return None
+        self.proc.join(30)
+        return Stats.from_dict(got["stats"]), got["alive"]
+
+
+def _sessions(ports, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop) -> list:
     threads = []
 
     def spawn(fn, *args):
@@ -331,23 +439,92 @@ def _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_thin
 
     for i in range(n_idle):
         u = users[i % len(users)]
-        spawn(imap_idle_session, gw.ports["imap"], u, "pw-" + u, stop, stats)
+        spawn(imap_idle_session, ports["imap"], u, "pw-" + u, stop, stats)
     for i in range(n_active):
         u = users[i % len(users)]
-        spawn(imap_active_session, gw.ports["imap"], u, "pw-" + u, stop, stats, 0.5)
+        spawn(imap_active_session, ports["imap"], u, "pw-" + u, stop, stats, 0.5)
     for u in pop3_users[:n_pop3]:
-        spawn(pop3_session, gw.ports["pop3"], u, "pw-" + u, stop, stats, 1.0)
+        spawn(pop3_session, ports["pop3"], u, "pw-" + u, stop, stats, 1.0)
     for i in range(n_smtp):
-        spawn(smtp_session, gw.ports["smtp"], users[i % len(users)], stop, stats, smtp_think)
+        spawn(smtp_session, ports["smtp"], users[i % len(users)], stop, stats, smtp_think)
     return threads
 
 
+def _split_cores(pinned: bool) -> tuple[set[int], set[int]] | None:
+    """(the gateway's core, everyone else's cores) for a pinned run; None for a shared one or
+    when this process may use a single core."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pinned or len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def _pin_this_process(cores: set[int]) -> None:
+    """Every thread of this process on ``cores``; threads and processes started later inherit it."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cores)
+        except OSError:
+            pass
+
+
+# Pinned runs: nice levels added to this process (moto, the pollers, the load's client threads) and
+# the Lambda workers, not to the gateway nor the probe process. They stand for AWS and for other
+# people's machines; the probes are one user's client, which waits on its own machine for nothing
+# but the gateway.
+OTHERS_NICE = 10
+
+
+def _renice_tree(increment: int, keep: set[int]) -> None:
+    """Every thread of this process and of its descendants not in ``keep`` ``increment`` nice
+    levels lower (threads and processes started later inherit it from their parent)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            children[int(stat.rsplit(")", 1)[1].split()[1])].append(int(entry))
+    todo, seen = [os.getpid()], set()
+    while todo:
+        pid = todo.pop()
+        if pid in keep or pid in seen:
+            continue
+        seen.add(pid)
+        todo += children.get(pid, [])
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                now = os.getpriority(os.PRIO_PROCESS, int(tid))
+                os.setpriority(os.PRIO_PROCESS, int(tid), min(19, now + increment))
+            except OSError:
+                pass
+
+
 def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, smtp_think: float,
-        rounds: int = 1, settle: float = 30.0, n_probes: int = 4, baseline: float = 20.0) -> dict:
-    """``rounds`` loads one after another against the same gateway (a leak grows with them)."""
+        rounds: int = 1, settle: float = 30.0, n_probes: int = 4, baseline: float = 20.0,
+        pinned: bool = False, profile: str | None = None) -> dict:
+    """``rounds`` loads one after another against the same gateway (a leak grows with them).
+
+    ``pinned``: the gateway process alone on one core, this process (moto, the pollers, the
+    client threads), the Lambda workers and the probe process on the others, as deployed (the
+    gateway's Fargate task has its vCPU to itself; AWS, the functions and the clients run
+    elsewhere); there, all but the probe process run OTHERS_NICE levels lower (the probes stand
+    for one user's client, on a machine of its own). Other processes on the machine are not
+    moved. ``profile``: a py-spy file prefix (one record per round, the load period)."""
     from postern_local.gatewayproc import GatewayProcess
     from postern_local.stack import LocalStack
 
+    from _gwprofile import PySpy, SchedSample, sched_lines
+
+    saved = os.sched_getaffinity(0)
+    cores = _split_cores(pinned)
+    if cores is not None:
+        _pin_this_process(cores[1])
     stack = LocalStack({"POSTERN_LOGIN_FAIL_DELAY": "0", "POSTERN_MAX_CONN_PER_IP": "5000",
                         "POSTERN_MAX_SESSIONS": "2000"},
                        ephemeral_ports=True, background=True, gateway=False).start()
@@ -362,8 +539,10 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
         for u in users + pop3_users + probe_users:
             stack.directory.add_user(u, "pw-" + u)
             stack.store.ensure_mailboxes(u)
+        gw_cores = cores[0] if cores is not None else None
         gw = GatewayProcess(stack, {"POSTERN_MAX_CONN_PER_IP": "5000", "POSTERN_MAX_SESSIONS": "2000",
-                                    "POSTERN_LOG_LEVEL": "ERROR"}).start()
+                                    "POSTERN_LOG_LEVEL": "ERROR"},
+                            preexec_fn=(lambda: os.sched_setaffinity(0, gw_cores)) if gw_cores else None).start()
         # A few messages in every mailbox so RETR and FETCH have something.
         for u in users + pop3_users + probe_users:
             _mid, raw = message("seed@remote.test", [u], 10 * 1024)
@@ -379,31 +558,36 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
         # connected into the load (a fresh SELECT under load would be a backend-bound command).
         loadavg_start = os.getloadavg()[0]
         prober = ProbeProcess(gw.ports["imap"], probe_users).start() if probe_users else None
+        if cores is not None:
+            _renice_tree(OTHERS_NICE, {gw.pid} | ({prober.proc.pid} if prober is not None else set()))
         if prober is not None:
             time.sleep(baseline)
         out = []
         for n in range(1, rounds + 1):
-            stats = Stats()
             if prober is not None:
                 prober.set_phase(n)
-            stop = threading.Event()
             la_start = os.getloadavg()[0]
-            threads = _sessions(gw, users, pop3_users, n_smtp, n_idle, n_active, n_pop3, smtp_think, stats, stop)
+            spy = PySpy(gw.pid, seconds, f"{profile}.{n}.txt") if profile else None
+            if spy is not None:
+                spy.start()
+            sched0 = SchedSample.read(gw.pid)
+            clients = ClientProcess(gw.ports, users, pop3_users, (n_smtp, n_idle, n_active, n_pop3),
+                                    smtp_think).start()
             peak = gw.rss_kb()
             t_end = time.monotonic() + seconds
             while time.monotonic() < t_end:
                 peak = max(peak, gw.rss_kb())
                 time.sleep(0.25)
-            stop.set()
+            clients.stop.set()
+            sched = sched_lines(gw.pid, SchedSample.read(gw.pid) - sched0, seconds)
             la_end = os.getloadavg()[0]
             if prober is not None:
                 prober.set_phase(-1)  # the probes' commands after the load period are not counted
-            join_by = time.monotonic() + 90
-            for t in threads:  # sessions finish their last command: still load, still sampled
-                while t.is_alive() and time.monotonic() < join_by:
-                    t.join(0.25)
-                    peak = max(peak, gw.rss_kb())
-            alive = sum(1 for t in threads if t.is_alive())
+            got = None
+            while got is None:  # sessions finish their last command (up to 90 s): still load, still sampled
+                got = clients.result(0.25)
+                peak = max(peak, gw.rss_kb())
+            stats, alive = got
             closed = time.monotonic()
             after = {}
             for mark in (5.0, settle):
@@ -411,18 +595,23 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
                 after[mark] = gw.rss_kb()
             out.append({"stats": stats, "loadavg": (la_start, la_end),
                         "rss_start": out[-1]["after"][settle] if out else rss_base,
-                        "rss_peak": peak, "after": after, "stuck_threads": alive})
+                        "rss_peak": peak, "after": after, "stuck_threads": alive,
+                        "sched": sched, "profile": spy.summary() if spy is not None else []})
         by_phase = prober.finish() if prober is not None else {}
         for n, rd in enumerate(out, 1):
             rd["probes"] = by_phase.get(n, Stats())
         unloaded = by_phase.get(0, Stats())
         return {"rounds": out, "unloaded": unloaded, "baseline": baseline, "loadavg_start": loadavg_start,
+                "cpu": (f"pinned: the gateway alone on CPU {sorted(cores[0])}, everything else of the bench on"
+                        f" {sorted(cores[1])}, all of it but the probes at nice +{OTHERS_NICE}"
+                        if cores is not None else "shared: every process on every core, one priority"),
                 "rss_base": rss_base, "seconds": seconds, "settle": settle,
                 "sessions": {"smtp": n_smtp, "imap idle": n_idle, "imap active": n_active, "pop3": n_pop3}}
     finally:
         if gw is not None:
             gw.stop()
         stack.stop()
+        _pin_this_process(saved)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -439,7 +628,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probes", type=int, default=4, help="probe sessions (LOGIN, FETCH FLAGS, NOOP, IDLE start)")
     ap.add_argument("--baseline", type=float, help="seconds the probes run alone first (unloaded p99; 20, --quick 10)")
     ap.add_argument("--out", help="also write the report to this file (markdown)")
+    ap.add_argument("--cpu", choices=("both", "shared", "pinned"), default="both",
+                    help="shared: every process on every core; pinned: the gateway alone on one core, the rest of"
+                         " the bench on the others (as deployed: its Fargate task has its vCPU to itself); both"
+                         " (default): a shared run, then a pinned one, each its own stack and process")
+    ap.add_argument("--profile", metavar="PREFIX",
+                    help="py-spy record --gil of the gateway during the load, to PREFIX.<round>.txt, summarised")
     args = ap.parse_args(argv)
+    if args.cpu == "both":
+        return _both(sys.argv[1:] if argv is None else list(argv), args.out)
     os.environ.setdefault("LOG_LEVEL", "ERROR")  # the handlers' Powertools loggers: quiet unless asked
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF blobs on stdout
     warnings.filterwarnings("ignore", "No application metrics to publish")  # what disabled metrics say
@@ -447,7 +644,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (10.0 if args.quick else 60.0)
     r = run(seconds, args.smtp, args.imap_idle, args.imap_active, args.pop3, args.smtp_think,
             rounds=max(1, args.rounds), settle=args.settle, n_probes=args.probes,
-            baseline=args.baseline or (10.0 if args.quick else 20.0))
+            baseline=args.baseline or (10.0 if args.quick else 20.0), pinned=args.cpu == "pinned",
+            profile=args.profile)
     out_lines: list[str] = []
 
     def print(*a):  # noqa: A001 - tee the report
@@ -457,8 +655,9 @@ def main(argv: list[str] | None = None) -> int:
 
     total = errors = stuck = over = 0
     rss_lines = []
-    print(f"load: {r['sessions']} for {r['seconds']:.0f} s (loopback; 2 shared cores)"
+    print(f"load: {r['sessions']} for {r['seconds']:.0f} s (loopback; {os.cpu_count()} cores; CPU {r['cpu']})"
           + (f", {len(r['rounds'])} rounds against one gateway" if len(r["rounds"]) > 1 else ""))
+    print(f"run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, code {_commit()}")
     for n, rd in enumerate(r["rounds"], 1):
         st = rd["stats"]
         rows = []
@@ -466,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
             lat = st.lat.get(op, [])
             err = st.errors.get(op, 0)
             total += len(lat) + err
-            if op != SMTP_DEFERRED:
+            if op not in (SMTP_DEFERRED, REFUSED):
                 errors += err
             rows.append([op, len(lat), err, f"{percentile(lat, 50) * 1000:.1f}", f"{percentile(lat, 99) * 1000:.1f}"])
         for op in PROBE_OPS:
@@ -490,6 +689,10 @@ def main(argv: list[str] | None = None) -> int:
         deferred = len(st.lat.get(SMTP_DEFERRED, []))
         print(f"SMTP messages accepted: {msgs} ({msgs / r['seconds']:.1f}/s); transactions deferred with 4xx"
               f" (the sender retries, nothing lost): {deferred}")
+        print(f"IMAP/POP3 logins refused for now with a temporary reply (the client tries again later;"
+              f" not counted as failures): {len(st.lat.get(REFUSED, []))}")
+        for line in rd["sched"] + rd["profile"]:
+            print(line)
         la = rd["loadavg"]
         print(f"load average (1 min) of the machine: {r['loadavg_start']:.1f} when the probes started alone,"
               f" {la[0]:.1f} when the load started, {la[1]:.1f} when it stopped")
@@ -518,6 +721,66 @@ def main(argv: list[str] | None = None) -> int:
     main.result["interactive_over_target"] = over
     # Issue 12: no session fails, and every interactive command within TARGET_RATIO x its unloaded p99.
     return 1 if not total or errors or stuck or over else 0
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + (" (with uncommitted changes)" if dirty else "")
+
+
+def _both(argv: list[str], out: str | None) -> int:
+    """A shared run, then a pinned one, each in a process of its own (its own stack): the report of
+    each as it comes, then one verdict (1 when either run failed a target)."""
+    import subprocess
+
+    def without(args: list[str], name: str) -> list[str]:
+        keep, skip = [], False
+        for a in args:
+            if skip:
+                skip = False
+            elif a == name:
+                skip = True
+            elif not a.startswith(name + "="):
+                keep.append(a)
+        return keep
+
+    base = without(without(argv, "--cpu"), "--out")
+    texts, rcs = [], {}
+    for mode in ("shared", "pinned"):
+        builtins.print(f"===== {mode} ({'every process on every core' if mode == 'shared' else 'the gateway on a core of its own'})",
+                       flush=True)
+        extra = []
+        if "--profile" in base:  # one py-spy file per run
+            i = base.index("--profile")
+            extra = ["--profile", f"{base[i + 1]}.{mode}"]
+        args = without(base, "--profile") + extra
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), *args, "--cpu", mode],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("{") or "UserWarning" in line or "flush_metrics(" in line:
+                continue  # the Lambda workers' Powertools output
+            builtins.print(line, end="", flush=True)
+            lines.append(line.rstrip("\n"))
+        rcs[mode] = proc.wait()
+        texts.append(f"{mode}:\n" + "\n".join(lines))
+    builtins.print(f"verdict: shared run exit {rcs['shared']}, pinned run exit {rcs['pinned']}"
+                   " (0: no failed session, every interactive command within 5x)")
+    if out:
+        from pathlib import Path
+
+        cmd = "make load" if not argv else "bench/load.py " + " ".join(argv)
+        Path(out).write_text(f"# Load\n\nMeasured by `{cmd}`.\n\n```\n" + "\n\n".join(texts) + "\n```\n")
+    return 1 if any(rcs.values()) else 0
 
 
 def _interactive(unloaded: Stats, rd: dict, baseline: float) -> dict:

@@ -4,8 +4,8 @@ In:   a username and password from any protocol, the client IP, the protocol nam
 Out:  :func:`authenticate` -> the directory :class:`~postern.directory.User`
       or None. A failure costs the client a delay (``POSTERN_LOGIN_FAIL_DELAY``,
       growing with consecutive failures on the connection) before the caller
-      answers; password hashing runs on the bounded executor, never on the loop,
-      at most MAX_CONCURRENT_PASSWORD_CHECKS at a time, and a password verified
+      answers; password hashing runs on the executor's hashing pool, never on the loop,
+      at most ``blocking.HASH_THREADS`` at a time, and a password verified
       within POSTERN_AUTH_CACHE_TTL is not hashed again (authcache.py); logins
       arriving together with the same credentials share one check. A cached login makes no
       backend call while the change feed is live (credential changes arrive on it: :func:`revoke`;
@@ -18,7 +18,9 @@ Out:  :func:`authenticate` -> the directory :class:`~postern.directory.User`
       the user is logged in / idling, released when it ends (postern.limits caps).
 Fails: backend errors propagate as StoreUnavailable (caller answers a temporary
       failure: 454 4.7.0, ``NO [UNAVAILABLE]``, ``-ERR [SYS/TEMP]``); a locked account or
-      address raises AuthLocked, too many sessions TooManySessions (each knows its replies).
+      address raises AuthLocked, a login that found no password-check slot within
+      POSTERN_AUTH_QUEUE_WAIT AuthBusy (an AuthLocked: the same temporary replies), too many
+      sessions TooManySessions (each knows its replies).
 
 Every name a client types goes through :func:`postern.directory.account_name` first: the lockout,
 the failure counters, the verified-password cache, the per-account caps and the log lines all
@@ -44,13 +46,7 @@ from postern.authcache import VerifiedCache
 
 log = logging.getLogger("postern.auth")
 
-# At most this many password verifications at once per event loop. Each argon2id
-# check takes 64 MiB (postern.passwords); unbounded, every executor thread could run
-# one: `make load` measured 964 MiB peak RSS from 12 simultaneous IMAP logins, on a
-# 1 GB Fargate task, and starved the executor the SMTP spooler needs.
-MAX_CONCURRENT_PASSWORD_CHECKS = 4
-_password_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_running_loop, _Semaphore = asyncio.get_running_loop, asyncio.Semaphore  # bound now: tests patch asyncio.sleep
+_running_loop = asyncio.get_running_loop  # bound now: tests patch asyncio.sleep
 _shield = asyncio.shield
 # Checks in progress per loop, keyed by VerifiedCache.key (user + HMAC of the password):
 # a client opening several connections at once (or a reconnect storm) hashes once, not
@@ -59,14 +55,6 @@ _shield = asyncio.shield
 _in_flight: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _refreshing: set[tuple[str, str]] = set()  # (ip, account) whose lockout read is being renewed in the background
 _confirming: set[str] = set()  # accounts whose cached login is being confirmed in the background
-
-
-def _slots():
-    loop = _running_loop()
-    sem = _password_slots.get(loop)
-    if sem is None:
-        sem = _password_slots[loop] = _Semaphore(MAX_CONCURRENT_PASSWORD_CHECKS)
-    return sem
 
 
 def _cache(backend) -> VerifiedCache:
@@ -143,7 +131,8 @@ def _in_background(backend, running: set, key, work, label: str) -> None:
 
 async def _verify(backend, cache: VerifiedCache, username: str, password: str):
     """The directory user for these credentials or None: from the cache, a check already
-    running for the same user and password, or a new check (at most MAX_CONCURRENT at once).
+    running for the same user and password, or a new check on the hashing pool (AuthBusy when
+    it found no slot within ``POSTERN_AUTH_QUEUE_WAIT``: every waiter gets it, nothing is kept).
 
     The check is a task of its own, shielded: a waiter that disconnects does not cancel
     it for the others, and its result still reaches the cache. Only identical credentials
@@ -165,9 +154,9 @@ async def _verify(backend, cache: VerifiedCache, username: str, password: str):
     task = pending.get(key)
     if task is None:
         async def check():
-            async with _slots():
+            async with backend.blocking.hashing(backend.settings.auth_queue_wait):
                 token = cache.token()  # a revocation arriving during the check keeps its answer out of the cache
-                found = await backend.run(backend.directory.authenticate, username, password)
+                found = await backend.blocking.run_hashing(backend.directory.authenticate, username, password)
             if found is not None:
                 cache.put(username, password, found, token)
             return found

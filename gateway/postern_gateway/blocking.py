@@ -1,4 +1,4 @@
-"""The one bounded executor between asyncio and blocking code (boto3, argon2), in three lanes.
+"""The bounded executors between asyncio and blocking code (boto3, argon2): three lanes and a hasher.
 
 In:   a blocking callable and its arguments.
 Out:  ``await Blocking.run(fn, *args)`` runs it on a fixed-size thread pool
@@ -17,7 +17,20 @@ Out:  ``await Blocking.run(fn, *args)`` runs it on a fixed-size thread pool
       ``bulk_wait()``: seconds since the oldest bulk call not yet finished asked for a slot
       (0 when none is under way): how far behind the bulk lane is (the SMTP sessions'
       admission check).
-Fails: after ``shutdown()`` new calls raise RuntimeError.
+      ``async with blocking.hashing(max_wait):`` then ``await blocking.run_hashing(fn, ...)``:
+      password hashing (argon2id, 64 MiB and ~0.3 s of CPU per check) on a pool of its own of
+      ``hash_threads`` threads, so a login storm never holds the threads other sessions' backend
+      calls need, and at most that many checks run at once (memory).
+      Every executor thread runs at a lower CPU priority than the event loop's thread
+      (``nice``, ``hash_nice`` added to the process's; Linux applies ``setpriority`` to one
+      thread): `make load` showed the loop runnable but waiting for a core 20 times longer than
+      it ran, behind this process's own executor threads (argon2 and boto3's request signing and
+      response parsing). A NOOP the loop answers from its own state then waits for nothing but the
+      loop (docs/load.md).
+Fails: after ``shutdown()`` new calls raise RuntimeError. ``hashing`` raises
+      :class:`~postern.errors.AuthBusy` (a temporary refusal every protocol can say: 454 4.7.0,
+      ``NO [UNAVAILABLE]``, ``-ERR [SYS/TEMP]``) when no hashing slot came free within
+      ``max_wait`` seconds, instead of leaving the client to time out.
 
 Nothing in the gateway calls boto3 on the event loop (pymap ``concurrent.py``).
 """
@@ -29,14 +42,45 @@ import contextlib
 import contextvars
 import functools
 import itertools
+import logging
+import os
+import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
+from postern.errors import AuthBusy
+
+log = logging.getLogger("postern.gateway")
+
+# At most this many password checks at once. Each argon2id check takes 64 MiB (postern.passwords);
+# unbounded, `make load` measured 964 MiB peak RSS from 12 simultaneous IMAP logins, on a 1 GB
+# Fargate task. More at once would not finish sooner on the task's vCPU either.
+HASH_THREADS = 4
+# Nice values added to every executor thread (boto3 calls) and hashing thread. The loop's thread
+# keeps the process's own priority, so when it is runnable it gets the core first: CFS gives a
+# thread at +5 about a third of the share of one at +0, at +10 about a tenth.
+WORKER_NICE = 5
+HASH_NICE = 10
+
+
+def lower_priority(increment: int) -> None:
+    """Run the calling thread ``increment`` nice levels below its process (Linux: per thread;
+    raising one's own nice value needs no privilege). Elsewhere, or if refused, nothing changes."""
+    if increment <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+    except OSError:
+        log.debug("could not lower an executor thread's priority", exc_info=True)
+
 
 class Blocking:
-    def __init__(self, threads: int = 16, clock=time.monotonic):
+    def __init__(self, threads: int = 16, clock=time.monotonic, *, hash_threads: int = HASH_THREADS,
+                 nice: int = WORKER_NICE, hash_nice: int = HASH_NICE):
         self.threads = threads
+        self.hash_threads = max(1, hash_threads)
         self._clock = clock
         self._bulk_calls: dict[int, float] = {}  # bulk call number -> when it asked for a slot (in order)
         self._bulk_queued = 0  # of those, still waiting for their slot
@@ -52,13 +96,45 @@ class Blocking:
         self.bulk_threads = max(1, threads // 2)
         self.background_threads = max(1, threads // 4)
         self._lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="postern-aws")
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="postern-aws",
+                                        initializer=lower_priority, initargs=(nice,))
+        self._hash_pool = ThreadPoolExecutor(max_workers=self.hash_threads, thread_name_prefix="postern-hash",
+                                             initializer=lower_priority, initargs=(hash_nice,))
+        self._hash_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     async def run(self, fn, /, *args, **kwargs):
+        return await self._on(self._pool, fn, *args, **kwargs)
+
+    @staticmethod
+    async def _on(pool, fn, /, *args, **kwargs):
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         call = functools.partial(ctx.run, fn, *args, **kwargs)
-        return await loop.run_in_executor(self._pool, call)
+        return await loop.run_in_executor(pool, call)
+
+    @contextlib.asynccontextmanager
+    async def hashing(self, max_wait: float):
+        """Hold one of the ``hash_threads`` hashing slots while the body runs (``run_hashing``);
+        AuthBusy when none came free within ``max_wait`` seconds (<= 0: wait as long as it takes)."""
+        loop = asyncio.get_running_loop()
+        slots = self._hash_slots.get(loop)
+        if slots is None:
+            slots = self._hash_slots[loop] = asyncio.Semaphore(self.hash_threads)
+        if max_wait > 0:
+            try:
+                await asyncio.wait_for(slots.acquire(), max_wait)
+            except TimeoutError:
+                raise AuthBusy() from None
+        else:
+            await slots.acquire()
+        try:
+            yield
+        finally:
+            slots.release()
+
+    async def run_hashing(self, fn, /, *args, **kwargs):
+        """``fn`` (a password check) on the hashing pool; hold a ``hashing`` slot around it."""
+        return await self._on(self._hash_pool, fn, *args, **kwargs)
 
     def _slots(self) -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
         """(non-interactive slots, background slots) of the running loop."""
@@ -111,3 +187,4 @@ class Blocking:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._hash_pool.shutdown(wait=False, cancel_futures=True)

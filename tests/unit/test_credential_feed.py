@@ -143,6 +143,13 @@ def feed_backend(clock: Clock, live: bool = True):
         return await real(fn, *args, **kwargs)
 
     b.run = run
+    real_hashing = b.blocking.run_hashing
+
+    async def run_hashing(fn, *args, **kwargs):  # the password checks, on their own pool
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await real_hashing(fn, *args, **kwargs)
+
+    b.blocking.run_hashing = run_hashing
     return b, d, calls
 
 

@@ -6,10 +6,12 @@ behind bulk or background work, and what the gateway already knows costs no back
 - a cached login (credentials verified moments ago, the address let in by the lockout counters
   moments ago) reads only the directory's credential generation; a failure makes the next one
   read the lockout counters again;
-- NOOP/IDLE answer from the watcher while the change feed is live; EXPUNGE still reads the log.
+- NOOP/IDLE answer from the watcher while the change feed is live; EXPUNGE still reads the log;
+- every executor thread (boto3 calls, password hashing) runs below the event loop's CPU priority.
 """
 
 import asyncio
+import os
 import threading
 from types import SimpleNamespace
 
@@ -68,13 +70,36 @@ def test_background_and_bulk_work_leave_threads_for_interactive_calls():
         jobs += [asyncio.create_task(b.run_bulk(work, "bulk")) for _ in range(10)]
         await until(lambda: running["bulk"] + running["background"] == 4)
         served = await asyncio.wait_for(b.run(lambda: "served"), 10)  # not queued behind either lane
+        with lock:
+            held = dict(most)  # once the gate opens, bulk calls take the background's slots too
         gate.set()
         await asyncio.gather(*jobs)
-        return served
+        return served, held
 
-    assert asyncio.run(run()) == "served"
+    served, held = asyncio.run(run())
     b.shutdown()
-    assert most == {"bulk": 2, "background": 2, "both": 4}
+    assert served == "served"
+    assert held == {"bulk": 2, "background": 2, "both": 4}
+    assert most["both"] <= 4
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice values are a Linux feature")
+def test_executor_threads_run_below_the_event_loop_priority():
+    b = Blocking(2, nice=5, hash_nice=10)
+
+    def mine():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    async def run():
+        async with b.hashing(0):
+            hashing = await b.run_hashing(mine)
+        return mine(), await b.run(mine), hashing
+
+    loop_nice, worker_nice, hash_nice = asyncio.run(run())
+    b.shutdown()
+    assert loop_nice == os.getpriority(os.PRIO_PROCESS, 0)  # the loop's thread keeps the process's priority
+    assert worker_nice == min(19, loop_nice + 5)
+    assert hash_nice == min(19, loop_nice + 10)
 
 
 def counting_backend():
@@ -92,6 +117,13 @@ def counting_backend():
         return await real(fn, *args, **kwargs)
 
     b.run = run
+    real_hashing = b.blocking.run_hashing
+
+    async def run_hashing(fn, *args, **kwargs):  # the password checks, on their own pool
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await real_hashing(fn, *args, **kwargs)
+
+    b.blocking.run_hashing = run_hashing
     return b, calls
 
 

@@ -209,6 +209,15 @@ class AuthLocked(PosternError):
         return "Too many failed logins, try again later"
 
 
+class AuthBusy(AuthLocked):
+    """Too many password checks already waiting on this gateway task (a login storm): the login
+    is refused for now with the same temporary reply as a lockout, not left to time out."""
+
+    @classmethod
+    def default_message(cls) -> str:
+        return "Server busy checking passwords, try again shortly"
+
+
 class TooManySessions(PosternError):
     """The account already has as many sessions (or IDLE commands) open as postern.limits allows."""
 
