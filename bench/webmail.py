@@ -57,6 +57,12 @@ new MutationObserver((_m, obs) => {
   if (window.__bench.first === null && seen()) { window.__bench.first = performance.now(); obs.disconnect(); }
 }).observe(document.documentElement, {childList: true, subtree: true});
 """
+# A row, or the app saying it could not load (a toast, or the list's own status): stop waiting.
+GAVE_UP = """
+if (window.__bench.first !== null) return true;
+const said = [...document.querySelectorAll('[data-testid="status"], .list-status')].map(e => e.textContent).join(' ');
+return /could not|cannot|unavailable/i.test(said);
+"""
 REQUESTS = """
 const b = window.__bench;
 return performance.getEntriesByType('resource')
@@ -136,10 +142,13 @@ def browser_run(b, url: str, first_visit: bool = False, view: str = "message") -
     d.execute_script(OBSERVE)
     d.find_element(By.CSS_SELECTOR, '[data-testid="signin-submit"]').click()
     try:
-        b.wait(lambda dr: dr.execute_script("return window.__bench.first !== null"), "the first message-row", CEILING)
+        b.wait(lambda dr: dr.execute_script(GAVE_UP), "the first message-row", CEILING)
     except TimeoutException:
+        pass
+    if not d.execute_script("return window.__bench.first !== null"):
         status = [e.text for e in b.by_testid("status")] + [e.text for e in b.by_testid("message-list")]
-        return {"ms": None, "failed": f"no message-row within {CEILING:.0f} s; page says {status!r}"}
+        settle(b)
+        return {"ms": None, "failed": f"no message-row (ceiling {CEILING:.0f} s); page says {status!r}"}
     t = d.execute_script("return window.__bench.first - window.__bench.t0")
     reqs = d.execute_script(REQUESTS)
     rows = len(b.by_testid("message-row"))
@@ -153,6 +162,7 @@ def settle(b, quiet: float = 1.0, ceiling: float = 30.0) -> list[str]:
     is shown: identities and quota, previews, the push ticket), so the next run's navigation cuts none
     short; the paths of those requests."""
     d = b.driver
+    d.execute_script("if (window.__bench.first === null) window.__bench.first = performance.now()")  # a failed run
     script = "return performance.getEntriesByType('resource').filter(e => e.startTime > window.__bench.first).length"
     seen, since = -1, time.monotonic()
     deadline = since + ceiling
