@@ -33,6 +33,7 @@ import os
 import secrets
 import smtplib
 import sys
+import time
 import urllib.request
 import uuid
 from email import policy
@@ -664,3 +665,52 @@ def test_signature_from_settings_is_in_the_next_message(app, no_csp):
     assert app.b.one("compose-body").get_attribute("value") == f"\n\n-- \nAlice {tag}\n"
     app.b.one("compose-close").click()
     app.b.gone("compose")
+
+
+def test_conversation_view_groups_threads_and_pages_to_the_end(app, no_csp):
+    """By conversation: a reply is one row with its count, and a mailbox of more threads than one page
+    (50) scrolls to its oldest (the list asks no count of Threads: the mailbox's totalThreads and "a
+    full page means more" give its length; a page past the end says where it stops)."""
+    tag = uuid.uuid4().hex[:6]
+    folder = f"Bulk {tag}"
+    with imaplib.IMAP4("127.0.0.1", app.stack.imap_port, timeout=30) as c:
+        c.login(*app.user)
+        assert c.create(f'"{folder}"')[0] == "OK"
+    now = time.time()
+    n = 55
+    for i in range(n):  # through the store, oldest first: 55 threads
+        raw = (f"From: Sender {i} <s{i}@origin.example>\r\nTo: {app.user[0]}\r\nSubject: Bulk {tag} {i:02d}\r\n"
+               f"Message-ID: <bulk{i}.{tag}@origin.example>\r\nMIME-Version: 1.0\r\n"
+               f"Content-Type: text/plain; charset=utf-8\r\n\r\nNumber {i}.\r\n").encode()
+        app.stack.store.append(app.user[0], folder, raw, internaldate=now - (n - i) * 60)
+    reply = (f"From: Sender 9 <s9@origin.example>\r\nTo: {app.user[0]}\r\nSubject: Re: Bulk {tag} 09\r\n"
+             f"Message-ID: <bulk-re.{tag}@origin.example>\r\nIn-Reply-To: <bulk9.{tag}@origin.example>\r\n"
+             f"References: <bulk9.{tag}@origin.example>\r\nMIME-Version: 1.0\r\n"
+             f"Content-Type: text/plain; charset=utf-8\r\n\r\nAgreed.\r\n").encode()
+    app.stack.store.append(app.user[0], folder, reply, internaldate=now)
+    toggle = app.driver.find_element("css selector", ".view-toggle input")
+    app.b.wait(lambda _d: [m for m in app.b.by_testid("mailbox") if m.get_attribute("data-name") == folder],
+               f"the mailbox {folder!r} listed", PIPELINE, tick=app.drain)
+    try:
+        toggle.click()
+        app.open_mailbox(name=folder)
+        first = app.row(f"Re: Bulk {tag} 09", drain=False)  # the thread's newest message leads its row
+        assert first.find_element("css selector", ".row-count").text.strip() == "2"
+        assert app.subjects()[0] == f"Re: Bulk {tag} 09"
+        assert f"Bulk {tag} 09" not in app.subjects(), "the thread's older message has no row of its own"
+        listing = app.b.one("message-list")
+        oldest = f"Bulk {tag} 00"
+
+        def at_the_end(d):
+            d.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight", listing)
+            return oldest in app.subjects() and not d.find_elements("css selector", ".message-list .placeholder")
+
+        app.b.wait(at_the_end, "the oldest thread listed, nothing left loading", PIPELINE)
+        rows = int(app.driver.execute_script(
+            "return Math.round(parseFloat(getComputedStyle(arguments[0].querySelector('.list-spacer')).height)"
+            " / parseFloat(getComputedStyle(arguments[0]).getPropertyValue('--row-height') || 70))", listing))
+        assert rows == n, f"the list is {rows} rows long, the mailbox has {n} threads"
+        app.b.screenshot("conversations")
+    finally:
+        if toggle.is_selected():
+            toggle.click()
