@@ -1096,6 +1096,9 @@ def priced_increments(prices: dict) -> list[list[str]]:
         ["sorting, for every delivery even without a script: the Sieve read (active script and managed rules, one"
          " BatchGetItem of two items, eventually consistent), included above", usd({"ddb_rru": 1.0})],
         ["JMAP: the email-id index (one E# item per delivery, 1 WRU), included above", usd({"ddb_wru": 1.0})],
+        ["JMAP: mailbox thread counts, the thread's members item in its mailbox (one H# UpdateItem per delivery,"
+         " 1 WRU while the thread has under ~150 messages there; read in the existing BatchGetItem, 1 RRU;"
+         " postern/store/counts.py), included above", usd({"ddb_wru": 1.0, "ddb_rru": 1.0})],
         ["the thread index, a message that replies to another (one T# item, 1 WRU; a thread's first message"
          " writes none: it is found by its own Message-ID)", usd({"ddb_wru": 1.0})],
         ["JMAP push with nobody connected (FeedFunction's registry Query of the changed account, 0.5 RRU),"

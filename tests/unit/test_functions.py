@@ -151,11 +151,12 @@ def test_store_steady_state_request_count(env):
     # read the account marker, then (one batch) the mailbox name, its state, the dedup marker and the
     # thread index; write the change record (the commit), then the blob reference (the spool object
     # is the blob: no CopyObject), the entry, dedup marker + thread id, mailbox state and account
-    # (postern/store/engine.py). No transaction. Plus one BatchGetItem: the user's active Sieve
-    # script and managed rules (postern.sieve.delivery).
+    # (postern/store/engine.py), and the thread's members item in the mailbox (JMAP's thread counts,
+    # postern/store/counts.py: read in the same batch as the state, one UpdateItem). No transaction.
+    # Plus one BatchGetItem: the user's active Sieve script and managed rules (postern.sieve.delivery).
     assert calls == Counter({"s3.GetObject": 1, "dynamodb.GetItem": 1,
                              "dynamodb.BatchGetItem": 2, "dynamodb.PutItem": 2, "dynamodb.BatchWriteItem": 1,
-                             "dynamodb.UpdateItem": 3})
+                             "dynamodb.UpdateItem": 4})
 
 
 def test_store_duplicate_job_creates_one_message(env):
@@ -225,7 +226,7 @@ def test_store_with_inline_header_reads_nothing_from_s3(env):
     calls = counting(c)
     assert h(ev, ctx("store")) == {"batchItemFailures": []}
     assert calls == Counter({"dynamodb.GetItem": 1, "dynamodb.BatchGetItem": 2,  # + Sieve; no S3 at all
-                             "dynamodb.PutItem": 2, "dynamodb.BatchWriteItem": 1, "dynamodb.UpdateItem": 3})
+                             "dynamodb.PutItem": 2, "dynamodb.BatchWriteItem": 1, "dynamodb.UpdateItem": 4})
     stored = [m for m in _messages(s, c, "alice@example.test") if m.endswith(RAW)]
     assert len(stored) == 2 and all(m.startswith(b"Return-Path: <") for m in stored)
 

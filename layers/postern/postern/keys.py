@@ -27,6 +27,8 @@ Mail table (``POSTERN_MAIL_TABLE``; attributes pk, sk; no index; TTL attribute
   pk=T#<user>#<hash>    sk=T                      a Message-ID's thread id (JMAP threads, assigned at append)
   pk=E#<user>#<email id> sk=<mbid>#<uid, 10 digits> the email-id index: one item per message holding that email
                                                   id (JMAP Email/get by id without reading the account's entries)
+  pk=H#<user>#<thread id> sk=<mbid>#<generation>  a thread's messages in one mailbox: UIDs, unseen UIDs (JMAP
+                                                  thread counts and Thread/get; postern.store.counts)
 
 State table (``POSTERN_STATE_TABLE``; attributes pk, sk; TTL ``expires``):
   pk=Q#<queue id>       sk=<stage>#<time>#<n>     trace/delivery log events of one message
@@ -198,6 +200,14 @@ def dedup_pk(queue_id: str) -> str:
 
 def thread_key(user: str, message_id_hash: str) -> dict:
     return {"pk": f"T#{_user(user)}#{message_id_hash}", "sk": "T"}
+
+
+def members_pk(user: str, thread_id: str) -> str:
+    return f"H#{_user(user)}#{thread_id}"
+
+
+def members_key(user: str, thread_id: str, mailbox_id: str, generation: str) -> dict:
+    return {"pk": members_pk(user, thread_id), "sk": f"{mailbox_id}#{generation}"}
 
 
 # --- state ----------------------------------------------------------------

@@ -20,6 +20,7 @@ messages' flags (a keyword change writes all of them). The state is read
 see a change twice, never miss one.
 
 Cost: the mailboxes and the state are one Query of the user partition; the
+counts one BatchGetItem of the mailboxes' states (``store.counts``); the
 messages, read only by a call that needs them, one Query per mailbox (light
 entries). Calls that name Emails by id (Email/get with ids, Email/set update
 and destroy, blob downloads, EmailSubmission) use :meth:`AccountView.entries`:
@@ -33,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 
 from .. import mailboxes as rules
+from ..store import counts as C
 from ..store.base import MailboxInfo, MessageMeta
 from .account import Account
 
@@ -41,14 +43,13 @@ _LEGACY = re.compile(r"E[0-9a-f]{24}")  # an id the store could have given (new_
 
 
 def email_id_of(mailbox_id: str, m: MessageMeta) -> str:
-    """A stored message's Email id: its own, or for a message stored before Email ids, one made
-    from its mailbox and UID."""
-    return m.email_id or f"E{mailbox_id[:8]}{m.uid}"
+    """A stored message's Email id (the store's rule: ``store.counts.email_of``)."""
+    return C.email_of(mailbox_id, m.uid, m.email_id)
 
 
 def thread_id_of(email_id: str, m: MessageMeta) -> str:
-    """A stored message's Thread id: its own, or a Thread of that Email alone."""
-    return m.thread_id or "T" + email_id[1:]
+    """A stored message's Thread id (the store's rule: ``store.counts.thread_of``)."""
+    return C.thread_of(email_id, m.thread_id)
 
 
 @dataclass
@@ -156,16 +157,11 @@ class AccountView:
         return {mb.name: mb for mb in self.mailboxes.values()}
 
     def counts(self, mailbox_id: str) -> tuple[int, int, int, int]:
-        """(Emails, unread Emails, Threads, unread Threads) of a mailbox (RFC 8621 §2), one pass for all."""
+        """(Emails, unread Emails, Threads, unread Threads) of a mailbox (RFC 8621 §2), as the store keeps
+        them (``store.counts``: one BatchGetItem for every mailbox of the view, read on first use)."""
         if self._counts is None:
-            acc: dict[str, tuple[int, int, dict[str, bool]]] = {}
-            for e in self.emails.values():
-                unread = "\\Seen" not in e.flags
-                for mbid in e.mailbox_ids:
-                    t, u, th = acc.get(mbid, (0, 0, {}))
-                    th[e.thread_id] = th.get(e.thread_id, False) or unread
-                    acc[mbid] = (t + 1, u + unread, th)
-            self._counts = {k: (t, u, len(th), sum(th.values())) for k, (t, u, th) in acc.items()}
+            got = self.account.store.mailbox_counts(self.account.user, list(self.mailboxes))
+            self._counts = {k: (c.emails, c.unread_emails, c.threads, c.unread_threads) for k, c in got.items()}
         return self._counts.get(mailbox_id, (0, 0, 0, 0))
 
     def full(self, entry: EmailEntry) -> MessageMeta:

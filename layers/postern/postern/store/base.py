@@ -40,10 +40,14 @@ over DynamoDB+S3 or their in-memory twins; checked by one contract suite):
 from __future__ import annotations
 
 import abc
+from typing import TYPE_CHECKING
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..verdicts import SpamVerdict
+
+if TYPE_CHECKING:
+    from .counts import Counts
 
 DELIMITER = "/"
 SEEN = "\\Seen"
@@ -174,6 +178,12 @@ class MailStore(abc.ABC):
     @abc.abstractmethod
     def get_mailbox_by_id(self, user: str, mailbox_id: str) -> MailboxInfo:
         """The same, by stable id (whatever its name now). MailboxNotFound once deleted."""
+
+    @abc.abstractmethod
+    def mailbox_counts(self, user: str, mailbox_ids: Iterable[str]) -> dict[str, Counts]:
+        """JMAP's four counts of each mailbox (``counts``: Emails, unread Emails, Threads, unread Threads),
+        exact; one BatchGetItem of the states (a mailbox whose counts are not all kept is read once more,
+        its own entries only). A deleted mailbox is absent."""
 
     @abc.abstractmethod
     def create_mailboxes(self, user: str, boxes: Iterable[tuple[str, str | None]],

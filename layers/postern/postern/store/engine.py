@@ -24,11 +24,13 @@ a watcher that read the log up to n can ask for "after n" and miss nothing.
 
 Request costs (what ``make cost`` counts), one message, no contention:
   append    GetItem (account) + BatchGetItem (mailbox name, state, dedup, thread
-            ids) + PutItem (change) + UpdateItem (blob reference: the spool object
-            is the blob, no copy; and the delivery's dedup marker) + PutItem (entry)
-            + BatchWriteItem (email-id index, the thread id of a reply: a root is
-            found by its name) + 2 UpdateItem (state, account)
+            ids, the thread's members item) + PutItem (change) + UpdateItem (blob
+            reference: the spool object is the blob, no copy; and the delivery's
+            dedup marker) + PutItem (entry) + BatchWriteItem (email-id index, the
+            thread id of a reply: a root is found by its name) + UpdateItem
+            (members item, ``counts``) + 2 UpdateItem (state, account)
   flags     GetItem + BatchGetItem + PutItem + UpdateItem per message + 2 UpdateItem
+            (+ a BatchGetItem and an UpdateItem per thread whose unseen messages change)
   expunge   GetItem + BatchGetItem + PutItem + PutItem (tombstone) per message
             + DeleteObject (blob) + 2 UpdateItem
   SELECT    BatchGetItem (account, name) + Query (log above it) + GetItem (state)
@@ -36,6 +38,7 @@ Request costs (what ``make cost`` counts), one message, no contention:
   follow    one Query on the account's log partition
   find_emails  one Query per email id (its index items) + BatchGetItem (the entries)
   list_messages_desc  Query(Limit 64, ScanIndexForward=False) per page, pages growing to 1,000
+  mailbox_counts  one BatchGetItem of the states (``counts``)
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from ..errors import (KeywordLimit, MailboxExists, MailboxLimit, MailboxNotFound
                       StoreUnavailable)
 from ..items import ConditionFailed, Update, absent, lt, present
 from ..verdicts import STORED_SYMBOLS
+from . import counts as C
 from . import records as R
 from .base import (
     SEEN,
@@ -68,6 +72,7 @@ from .base import (
     normalize_mailbox_name,
     MAX_KEYWORDS,
 )
+from .counts import Counts, Move
 from .materialise import Materialiser
 from .schema import CURRENT
 from .threads import id_hash, message_ids, thread_root
@@ -198,6 +203,7 @@ class LogStore(MailStore):
         self.stats = CommitStats()
         self.repair_grace = REPAIR_GRACE
         self._ids: dict[tuple[str, str], str] = {}  # (user, name) -> mailbox id last seen (a hint, verified)
+        self._gens: dict[str, str] = {}  # mailbox id -> its thread-count generation last seen (a hint)
 
     # --- the commit -----------------------------------------------------------------
     def _commit(self, user: str, build: Callable[[View], dict | None]) -> dict | None:
@@ -336,6 +342,54 @@ class LogStore(MailStore):
             raise MailboxNotFound()
         return R.mailbox_info(u, st, int(acct.get("ms", 0)))
 
+    def mailbox_counts(self, user: str, mailbox_ids: Iterable[str]) -> dict[str, Counts]:
+        u = user.lower()
+        ids = list(dict.fromkeys(mailbox_ids))
+        got = self.items.batch_get([keys.state_key(u, i) for i in ids])
+        out: dict[str, Counts] = {}
+        for mbid in ids:
+            k = keys.state_key(u, mbid)
+            st = got.get((k["pk"], k["sk"]))
+            if not R.live(st):
+                continue
+            counts = C.from_state(st)
+            out[mbid] = counts if counts is not None else self._recount(u, st)
+        return out
+
+    def _recount(self, user: str, st: dict) -> Counts:
+        """The counts of one mailbox read from its entries (``counts.recount``); a mailbox that does not
+        count threads yet starts counting here (``counts``: legacy mail)."""
+        metas = list(self.list_messages(R.mailbox_info(user, st, 0), light=True))
+        counts, threads = C.recount(st["mb"], metas)
+        if not C.counting(st):
+            try:
+                self._start_counting(user, st, counts, threads, duplicates=counts.emails < len(metas))
+            except PosternError:
+                log.warning("could not start thread counts of %s/%s (the next read tries again)", user, st["mb"],
+                            exc_info=True)
+        return counts
+
+    def _start_counting(self, user: str, st: dict, counts: Counts, threads: dict, duplicates: bool) -> None:
+        """Write the members items under a fresh generation, then commit a ``count`` change that sets the
+        state's thread counters, only if no message change touched the mailbox since ``st`` was read (its
+        HIGHESTMODSEQ is unchanged: then the entries read are exactly what the counters start from).
+        ``duplicates``: some Email has two UIDs in it (``dp``, from a COPY before COPY checked for that)."""
+        mbid, h0 = st["mb"], int(st.get("hm", 0))
+        gen = uuid.uuid4().hex[:12]
+        self.items.batch_put([{**keys.members_key(user, tid, mbid, gen), "m": m, "s": s or None, "ms": h0}
+                              for tid, (m, s) in threads.items()])
+
+        def build(v: View) -> dict | None:
+            cur = v.state(mbid)
+            if C.counting(cur) or int(cur.get("hm", 0)) != h0:
+                return None  # started by someone else, or mail moved meanwhile: a later read starts again
+            return {"k": "count", "mb": mbid, "st": {"tt": counts.threads, "ut": counts.unread_threads, "tg": gen,
+                                                     "dp": bool(cur.get("dp")) or duplicates}}
+
+        rec = self._commit(user, build)
+        if rec is not None:
+            self._finish(rec)
+
     # --- mailbox changes --------------------------------------------------------------
     def create_mailboxes(self, user, boxes, subscribe=()) -> list[MailboxInfo]:
         wanted = [(normalize_mailbox_name(n), su) for n, su in boxes]
@@ -437,12 +491,17 @@ class LogStore(MailStore):
         # a delivery's marker rides in its spool object's B# item, which the delivery writes anyway (records.dedup_marker)
         marked_in = keys.blob_key(blob) if in_place and dedup and blob == self.spool_prefix + dedup.partition("#")[0] \
             else None
+        root = thread_root(own, refs)  # names the thread when none of it is indexed (threads.py)
+        guess = new_id("T", f"{u}#{id_hash(root)}") if root else None  # its members item, fetched with the state
 
         def build(v: View) -> dict:
-            want = v.box_keys(name, self._ids.get((u, name)))
+            hint = self._ids.get((u, name))
+            want = v.box_keys(name, hint)
             want += [keys.thread_key(u, id_hash(i)) for i in ([own] if own else []) + refs]
             if dedup is not None:
                 want += [keys.dedup_key(dedup)] + ([marked_in] if marked_in else [])
+            if hint and guess:
+                want.append(keys.members_key(u, guess, hint, self._gens.get(hint, C.FIRST_GENERATION)))
             v.fetch(want)
             markers = R.dedup_markers(v.get(marked_in)) if marked_in else {}
             if dedup is not None:
@@ -450,15 +509,19 @@ class LogStore(MailStore):
                 if d is not None:
                     raise _Done(AppendResult(int(d["uid"]), int(d["uv"]), int(d["ms"]), d["mb"], duplicate=True,
                                              email_id=d.get("e") or eid, thread_id=d.get("th", "")))
-            st = v.box(name)
+            entry = v.entry(name)
+            if entry is None:
+                raise MailboxNotFound()
+            mbid = entry["mb"]
+            gen = self._gens.get(mbid, C.FIRST_GENERATION)
+            v.fetch([keys.state_key(u, mbid)] + ([keys.members_key(u, guess, mbid, gen)] if guess else []))
+            st = v.state(mbid)
             self._remember(u, name, st["mb"])
             if quota and int(v.acct.get("used", 0)) + s.size > quota:
                 raise QuotaExceeded()
             ka = _keywords_added(st, fl)
-            root = thread_root(own, refs)  # names the thread when none of it is indexed (threads.py)
             tid = next((t["th"] for i in ([own] if own else []) + refs
-                        if (t := v.get(keys.thread_key(u, id_hash(i)))) is not None), None) or new_id(
-                "T", f"{u}#{id_hash(root)}" if root else None)
+                        if (t := v.get(keys.thread_key(u, id_hash(i)))) is not None), None) or guess or new_id("T")
             uid = int(st.get("un", 1))
             m = {"uid": uid, "e": eid, "th": tid, "fl": fl, "sz": s.size, "rs": rsize, "hl": s.header_len,
                  "id": internaldate or time.time(), "bl": blob, "sp": source, "sx": spool_key is None, "pf": bytes(prefix), "dd": dedup,
@@ -467,9 +530,11 @@ class LogStore(MailStore):
                 m["db"] = 1
             if spam is not None:
                 m["sv"] = spam.to_dict(STORED_SYMBOLS)
-            return {"k": "append", "mb": st["mb"], "uv": int(st["uv"]), "m": [m], "ka": ka, "ud": s.size,
-                    "st": {**_counters(st, un=1, ex=1, sz=s.size, us=0 if SEEN in fl else 1), "hm": v.n,
-                           **R.order_fields(st, [m["id"]], uid)}}
+            rec = {"k": "append", "mb": st["mb"], "uv": int(st["uv"]), "m": [m], "ka": ka, "ud": s.size,
+                   "st": {**_counters(st, un=1, ex=1, sz=s.size, us=0 if SEEN in fl else 1), "hm": v.n,
+                          **R.order_fields(st, [m["id"]], uid)}}
+            moves = [Move(tid, uid, False, True, False, SEEN not in fl)]
+            return self._with_threads(rec, self._thread_fields(v, st, moves, frozenset() if root else {tid}))
 
         try:
             rec = self._commit(u, build)
@@ -490,6 +555,50 @@ class LogStore(MailStore):
         if len(self._ids) > 10_000:
             self._ids.clear()
         self._ids[(user, name)] = mbid
+
+    def _thread_fields(self, v: View, st: dict, moves: list[Move], fresh: frozenset[str] = frozenset()) -> dict:
+        """The change record's thread-count fields for these moves (``counts.change``): ``tc`` and ``tg``
+        for the record, ``tt``/``ut`` for its ``st``; {} when the mailbox does not count threads yet.
+        The members items come in one BatchGetItem (none when the build fetched them already); a thread
+        in ``fresh`` is new (its id was just made), so it has no item to read."""
+        if not C.counting(st) or not moves:
+            return {}
+        mbid, gen = st["mb"], C.generation(st)
+        self._gens[mbid] = gen
+        tids = sorted({mv.thread for mv in moves})
+        ks = {t: keys.members_key(v.user, t, mbid, gen) for t in tids}
+        v.fetch([k for t, k in ks.items() if t not in fresh])
+        tc, st_fields = C.change(st, {t: None if t in fresh else v.get(k) for t, k in ks.items()}, moves)
+        return {"tc": tc, "tg": gen, "st": st_fields}
+
+    def _duplicates(self, v: View, st: dict, msgs: list[dict]) -> bool:
+        """This COPY brings an Email the mailbox holds already, or two messages of one Email: one Email would
+        have two UIDs there (``dp``; the state's EXISTS then counts it twice, ``counts``). The mailbox's
+        messages of the copied threads are its members items (read by ``_thread_fields``); their entries
+        are read only when there are some. A mailbox that does not count threads yet is checked when its
+        counting starts (``_start_counting``)."""
+        eids = [m["e"] for m in msgs if m.get("e")]  # a message without one is an Email of its own
+        if len(set(eids)) < len(eids):
+            return True
+        if not eids or not C.counting(st):
+            return False
+        mbid, gen = st["mb"], C.generation(st)
+        uids: set[int] = set()
+        for m in msgs:
+            if m.get("e"):
+                uids |= C.members(v.get(keys.members_key(v.user, C.thread_of_entry(mbid, m), mbid, gen)))[0]
+        if not uids:
+            return False
+        v.fetch([keys.message_key(v.user, mbid, u) for u in uids])
+        return any(R.live(it := v.get(keys.message_key(v.user, mbid, u))) and it.get("e") in set(eids) for u in uids)
+
+    @staticmethod
+    def _with_threads(rec: dict, fields: dict) -> dict:
+        if fields:
+            rec["st"].update(fields["st"])
+            if fields["tc"]:
+                rec["tc"], rec["tg"] = fields["tc"], fields["tg"]
+        return rec
 
     def _drop_spool(self, given: str | None, ours: str) -> None:
         if given is None:
@@ -591,6 +700,7 @@ class LogStore(MailStore):
                 st = v.state(mb.mailbox_id)
                 groups: dict[frozenset, list[int]] = {}
                 unseen = 0
+                moves: list[Move] = []
                 for uid in chunk:
                     it = v.get(keys.message_key(v.user, mb.mailbox_id, uid))
                     if not R.live(it):
@@ -604,12 +714,16 @@ class LogStore(MailStore):
                         continue  # no change, no new MODSEQ
                     groups.setdefault(new, []).append(uid)
                     unseen += (SEEN in old) - (SEEN in new)
+                    if (SEEN in old) != (SEEN in new):
+                        moves.append(Move(C.thread_of_entry(mb.mailbox_id, it), uid, True, True, SEEN not in old,
+                                          SEEN not in new))
                 if not groups:
                     return None
                 ka = _keywords_added(st, set().union(*groups))
-                return {"k": "flags", "mb": mb.mailbox_id, "ka": ka,
-                        "g": [{"f": sorted(f), "u": us} for f, us in groups.items()],
-                        "st": {**_counters(st, us=unseen), "hm": v.n}}
+                rec = {"k": "flags", "mb": mb.mailbox_id, "ka": ka,
+                       "g": [{"f": sorted(f), "u": us} for f, us in groups.items()],
+                       "st": {**_counters(st, us=unseen), "hm": v.n}}
+                return self._with_threads(rec, self._thread_fields(v, st, moves))
 
             rec = self._commit(mb.user, build)
             result.failed.extend(failed)
@@ -637,11 +751,14 @@ class LogStore(MailStore):
                     return None
                 size = sum(int(it["sz"]) for it in gone)
                 unseen = sum(1 for it in gone if SEEN not in (it.get("fl") or ()))
-                return {"k": "expunge", "mb": mb.mailbox_id, "ud": -size,
-                        "x": [{"uid": int(it["uid"]), "bl": it["bl"], "sz": int(it["sz"]), "e": it.get("e", ""),
-                               "th": it.get("th", "")}
-                              for it in gone],
-                        "st": {**_counters(st, ex=-len(gone), sz=-size, us=-unseen), "hm": v.n}}
+                rec = {"k": "expunge", "mb": mb.mailbox_id, "ud": -size,
+                       "x": [{"uid": int(it["uid"]), "bl": it["bl"], "sz": int(it["sz"]), "e": it.get("e", ""),
+                              "th": it.get("th", "")}
+                             for it in gone],
+                       "st": {**_counters(st, ex=-len(gone), sz=-size, us=-unseen), "hm": v.n}}
+                moves = [Move(C.thread_of_entry(mb.mailbox_id, it), int(it["uid"]), True, False,
+                              SEEN not in (it.get("fl") or ()), False) for it in gone]
+                return self._with_threads(rec, self._thread_fields(v, st, moves))
 
             rec = self._commit(mb.user, build)
             if rec is not None:
@@ -676,10 +793,14 @@ class LogStore(MailStore):
                              **({"sv": it["sv"]} if it.get("sv") else {})}
                             for j, it in enumerate(src)]
                     unseen = sum(1 for it in src if SEEN not in (it.get("fl") or ()))
-                    return {"k": "append", "mb": dst["mb"], "uv": int(dst["uv"]), "m": msgs, "ka": ka, "ud": size,
-                            "st": {**_counters(dst, un=len(src), ex=len(src), sz=size, us=unseen), "hm": v.n,
-                                   **R.order_fields(dst, [m["id"] for m in msgs], first,
-                                                    same_box=dst["mb"] == mb.mailbox_id)}}
+                    moves = [Move(C.thread_of_entry(dst["mb"], m), int(m["uid"]), False, True, False,
+                                  SEEN not in m["fl"]) for m in msgs]
+                    threads = self._thread_fields(v, dst, moves)  # reads the members items _duplicates looks at
+                    dup = dst["mb"] == mb.mailbox_id or self._duplicates(v, dst, msgs)
+                    rec = {"k": "append", "mb": dst["mb"], "uv": int(dst["uv"]), "m": msgs, "ka": ka, "ud": size,
+                           "st": {**_counters(dst, un=len(src), ex=len(src), sz=size, us=unseen), "hm": v.n,
+                                  **R.order_fields(dst, [m["id"] for m in msgs], first, duplicate=dup)}}
+                    return self._with_threads(rec, threads)
 
                 rec = self._commit(mb.user, build)
                 if rec is None:

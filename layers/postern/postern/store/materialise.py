@@ -41,6 +41,7 @@ from .. import keys
 from ..errors import BlobMissing
 from ..items import ConditionFailed, Update, absent, newer, present
 from ..queueid import spooled_at
+from . import counts as C
 from . import records as R
 from .summary import HEADER_CAP
 
@@ -75,9 +76,12 @@ class Materialiser:
             self._flags(rec)
         elif k == "expunge":
             self._expunge(rec)
+        elif k == "count":
+            self._count(rec)
         else:
             self._structural(rec)
         if k in R.MESSAGE_KINDS:
+            self._members(rec)
             self._state(rec)
         self._account(rec)
 
@@ -254,11 +258,32 @@ class Materialiser:
             self.items.put({**keys.sweep_key(user, rec["mb"]), "mb": rec["mb"], "n": rec["n"], "ms": h,
                             "at": rec.get("t", time.time())})
 
+    def _members(self, rec: dict) -> None:
+        """The thread members items a change moves (``counts``), each applied once."""
+        user, mbid, h = rec["u"], rec["mb"], int(rec["ms"])
+        for entry in rec.get("tc", ()):
+            try:
+                self.items.update(keys.members_key(user, entry["th"], mbid, rec["tg"]),
+                                  C.members_update(entry, h, R.expires(rec.get("t"))), cond=newer("ms", h))
+            except ConditionFailed:
+                pass  # applied already (this change rolled forward twice)
+
+    def _count(self, rec: dict) -> None:
+        """A mailbox starts counting threads (``counts``: its members items are written already)."""
+        st, h = rec["st"], int(rec["ms"])
+        try:
+            self.items.update(keys.state_key(rec["u"], rec["mb"]),
+                              Update(set={"tt": st["tt"], "ut": st["ut"], "tg": st["tg"], "dp": st.get("dp", False),
+                                          "ms": h}),
+                              cond=present("mb") & newer("ms", h))
+        except ConditionFailed:
+            pass
+
     def _state(self, rec: dict) -> None:
         st = rec["st"]
         h = int(rec["ms"])
         upd = Update(set={"un": st["un"], "hm": h, "ex": st["ex"], "sz": st["sz"], "us": st["us"], "ms": h,
-                          **{k: st[k] for k in ("ri", "rb", "dp") if k in st}})  # records.order_fields
+                          **{k: st[k] for k in ("ri", "rb", "dp", "tt", "ut") if k in st}})  # order_fields, counts
         if rec.get("ka"):
             upd.add["kw"] = set(rec["ka"])
         try:
@@ -285,10 +310,13 @@ class Materialiser:
         released = 0
         for sw in list(self.items.query(keys.user_pk(user), keys.SWEEP_PREFIX)):
             mbid, h = sw["mb"], int(sw["ms"])
+            st = self.items.get(keys.state_key(user, mbid)) or {}
             for it in self.items.query(keys.messages_pk(user, mbid), gt=keys.uid_sk(0)):
                 if it.get("x"):
                     continue
                 uid = int(it["uid"])
+                if C.counting(st):
+                    self.items.delete(keys.members_key(user, C.thread_of_entry(mbid, it), mbid, C.generation(st)))
                 try:
                     self.items.put(R.tombstone_item(user, mbid, uid, h), cond=newer("ms", h))
                 except ConditionFailed:

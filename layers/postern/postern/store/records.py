@@ -14,11 +14,14 @@ filter can; every other item of the table is derived from these)::
 
     v   schema version (postern.store.schema.CURRENT)
     u   the account (user address, lower case)       ms  the change number n
-    k   kind: append | flags | expunge | create | rename | destroy | subscribe | unsubscribe
+    k   kind: append | flags | expunge | create | rename | destroy | subscribe | unsubscribe | count
     t   commit time (epoch seconds)                    tk  the writer's token (an ambiguous write recognised)
     mb  mailbox id (message kinds, destroy)           n   mailbox name (destroy, subscribe, unsubscribe)
     st  the mailbox's counters after the change: un (UIDNEXT), hm (HIGHESTMODSEQ = n),
-        ex (EXISTS), sz (bytes), us (unseen); appends and copies add ri, rb, dp (:func:`order_fields`)
+        ex (EXISTS), sz (bytes), us (unseen); appends and copies add ri, rb, dp (:func:`order_fields`);
+        tt, ut (threads, unread threads: ``counts``) when the mailbox counts threads; a count
+        change (the mailbox starts counting threads, ``counts``) holds tt, ut, tg only
+    tc  the thread members items the change moves (``counts.change``), tg their generation
     ka  keywords the change added to the mailbox's keyword set (FLAGS must announce them)
     ud  change of the account's bytes used (quota)
     m   append: one entry per new message: uid, e (email id), th (thread id), fl (flags),
@@ -39,7 +42,7 @@ header block when small (:func:`header_fields`: hz, the part after the trace pre
 zlib-compressed, or hr uncompressed when that is smaller; entries written before hold hd,
 the whole block, prefix included), hl, e, th, sv (when delivered over SMTP); a tombstone has x=True and a TTL. Mailbox
 state (``keys.state_key``): mb, n (current name), uv, su, un, hm, ex, sz, us, kw
-(keyword set), ru (\\Recent claimed through), ms; gone=True after DELETE. Name
+(keyword set), ru (\\Recent claimed through), tt, ut, tg (``counts``), ms; gone=True after DELETE. Name
 entry (``keys.mailbox_key``): n, mb, uv, su, ms; gone=True (tombstone) after
 DELETE or RENAME. Every materialised item carries ``ms``, the change that last
 wrote it, and is only ever written if that change is newer (``items.newer``): a
@@ -54,6 +57,7 @@ import zlib
 from .. import keys
 from ..verdicts import SpamVerdict
 from .base import Change, MailboxInfo, MessageMeta
+from .counts import new_state_fields
 
 TOMBSTONE_TTL = 30 * 86400
 DEDUP_IN_BLOB = 4  # delivery markers a spool object's B# item carries; later ones get X# items (see dedup_marker)
@@ -191,19 +195,20 @@ def state_item(user: str, box: dict, modseq: int) -> dict:
     return {
         **keys.state_key(user, box["mb"]),
         "mb": box["mb"], "n": box["n"], "uv": int(box["uv"]), "su": box.get("su"),
-        "un": 1, "hm": modseq, "ex": 0, "sz": 0, "us": 0, "ms": modseq,
+        "un": 1, "hm": modseq, "ex": 0, "sz": 0, "us": 0, "ms": modseq, **new_state_fields(),
     }
 
 
-def order_fields(st: dict, dates: list[float], first_uid: int, same_box: bool = False) -> dict:
+def order_fields(st: dict, dates: list[float], first_uid: int, duplicate: bool = False) -> dict:
     """The date-order fields of a mailbox state after appending messages dated ``dates`` at UIDs
-    ``first_uid``.. (a delivery, an APPEND or a COPY/MOVE into it, ``same_box`` when from itself).
+    ``first_uid``.. (a delivery, an APPEND or a COPY/MOVE into it, ``duplicate`` when that brings an Email
+    the mailbox holds already: ``engine``'s COPY says when).
 
     ``ri``: the latest INTERNALDATE ever appended; ``rb``: the highest UID appended at or before ``ri``
     (out of order). So every message above ``rb`` is strictly later than every message below it, and the
     newest-first date order of those messages is their UID order (Email/query reads only a page of them).
     Expunges keep this true (removing messages cannot unsort the rest), so only appends write these.
-    ``dp``: a COPY/MOVE from the mailbox into itself happened (two UIDs may then hold one Email).
+    ``dp``: a COPY/MOVE brought an Email the mailbox held already (two UIDs may then hold one Email).
     A state written before these fields existed (``ri`` absent, UIDs already given) knows no order:
     everything appended to it stays below ``rb`` (the general query path answers for it).
     """
@@ -214,7 +219,7 @@ def order_fields(st: dict, dates: list[float], first_uid: int, same_box: bool = 
         if not known or float(t) <= ri:  # a tie is out of order too: ties are ordered by Email id, not UID
             rb = first_uid + j
         ri = max(ri, float(t))
-    out = {"rb": rb, "dp": bool(st.get("dp")) or same_box}
+    out = {"rb": rb, "dp": bool(st.get("dp")) or duplicate}
     if known:
         out["ri"] = ri
     return out
@@ -335,6 +340,6 @@ def change(rec: dict) -> Change:
 
 def touches(rec: dict) -> set[str]:
     """Mailbox ids whose state a change writes."""
-    if rec["k"] in MESSAGE_KINDS or rec["k"] == "destroy":
+    if rec["k"] in MESSAGE_KINDS or rec["k"] in ("destroy", "count"):
         return {rec["mb"]}
     return {mv["mb"] for mv in rec.get("mv", ())} | {b["mb"] for b in rec.get("b", ())}
