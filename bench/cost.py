@@ -581,7 +581,8 @@ def idle_floor(template: dict, prices: dict, overrides: dict | None = None) -> t
                            " task family; an estimate of AWS's metric list)", {"cloudwatch_metric_month": metrics}))
     emf = sum(1 for _n, p in services)  # OpenSessions: one metric per service (ClusterName, ServiceName)
     if emf:
-        usage_rows.append((f"OpenSessions metric from the gateway's log line x{emf} (scaling, heartbeat)",
+        usage_rows.append((f"OpenSessions metric from the gateway's log line x{emf}"
+                           " (ha: sessions scaling; small: the heartbeat alarm)",
                            {"cloudwatch_metric_month": emf}))
     if desired and any(p.get("MetricName") == "TlsCertificateDaysLeft" for _n, p in alarms):
         # postern_gateway/trust/certexpiry.py: every task puts the served certificate's days left
@@ -699,10 +700,33 @@ def floor_section(template: dict, prices: dict, floors: dict) -> list[str]:
         " next to no CPU (one OpenSessions line a minute, the change feed's long poll), an MX message costs"
         " about 1.2 ms of gateway CPU (6 ms with rspamd in the task: bench/smtp_ingest.py, README \"Spam"
         " filtering\"), so a quarter vCPU carries tens of messages a second and the CPU scaling policy adds tasks"
-        " before it saturates. Memory: the gateway's RSS is 77 MiB idle and peaked at 277 MiB under `make load`"
-        " (docs/load.md); a mailbox-access task also holds IMAP's two work-budget workers (2 x 320 MiB"
-        " RLIMIT_AS), hence 1 GB; a mail-in task 0.5 GB (its workers stay idle), 1 GB with rspamd. arm64"
+        " before it saturates. Memory: 0.5 GB per task, Fargate's least for a quarter vCPU. The gateway's RSS is"
+        " about 85 MiB idle; under the mailbox-access share of `make load` (`bench/load.py --quick --smtp 0`:"
+        " 100 IMAP IDLE, 20 active IMAP and 50 POP3 sessions, 4 probes) it peaked at 345 MiB with four argon2id"
+        " password checks at a time (64 MiB each) and at 152 MiB with one, which is what the template runs on a"
+        " quarter vCPU (`POSTERN_PASSWORD_CHECKS` from GatewayCpu: hashing is CPU work, so more checks than CPU"
+        " buy no logins a second; in that run one at a time also logged in sooner, LOGIN p50 8.1 s against"
+        " 11.9 s, and no POP3 session timed out, against 11 of 50, on a shared 2-core machine at load 8-16);"
+        " the whole quick mix (200 SMTP sessions too: the small profile's one task) peaked at 157 MiB with one."
+        " IMAP's work budget runs one worker in a 512 MiB task, `RLIMIT_AS` 160 MiB (two of 256 MiB from"
+        " 1024): a 25 MiB message (one base64 attachment, or 16 MiB of 5,242 small parts) parsed, sectioned and"
+        " searched peaked at 124 MiB in a worker, 24 MiB idle (`python bench/worker_memory.py`). 152 + 160 = 312 MiB of 512, and a worker cannot pass its limit:"
+        " about 200 MiB stay free for sessions beyond the load's (test_template_ops holds every task size to"
+        " three quarters). What the one worker gives up: two accounts' CPU-heavy commands (SEARCH of a large"
+        " mailbox, SORT, THREAD) run one after the other instead of side by side, which on a quarter vCPU"
+        " shared one CPU anyway; one that waits past its budget answers `NO [UNAVAILABLE]` and the CPU"
+        " policy adds a task. A mail-in task's workers never start (no IMAP traffic); 1 GB with rspamd. arm64"
         " (Graviton) Fargate is 20 % cheaper than x86_64 and the gateway image is built for it.",
+        "",
+        "Alarms are priced per alarm metric ($0.10 a month each): a metric-math alarm once per metric it reads,"
+        " and each target-tracking scaling policy makes two alarms (scale out, scale in) of its own. The set"
+        " watches each failure once: a DLQ with a message; the age of the inbound, store and outbound queues"
+        " (which is how a failing or throttled router, store or deliver function shows, so they have no Errors"
+        " alarm of their own); Errors of the feed, NDR, reports and junk-expiry functions (a throttled batch of"
+        " theirs is retried and ends in a DLQ); Errors and Throttles of the HTTPS and push functions (clients"
+        " call them); the certificate's days left (a failing CertFunction shows there, two weeks after it"
+        " starts retrying); per gateway service, one target group's healthy and unhealthy counts (every group"
+        " of a service checks the same `/healthz`, which covers the event loop and every listener).",
         "",
         "## Spam filtering, priced apart (added to the floors above, per month)",
         "",
@@ -721,13 +745,22 @@ def floor_section(template: dict, prices: dict, floors: dict) -> list[str]:
             f"**Why the default is above ${t:g}.** ${nlb + ips:,.2f} of its ${ha_total:,.2f} is the shape a highly"
             f" available front needs: the NLB (${nlb:,.2f}) and four public IPv4 addresses (${ips:,.2f}: one per NLB"
             " node in two zones, one per task, which reaches ECR and the AWS APIs through it; a NAT gateway or the"
-            " seven interface endpoints the tasks would need instead cost $36 and $102 a month). Fargate is down to"
-            f" ${fargate:,.2f} (two quarter-vCPU arm64 tasks: the least Fargate runs, and the issue's split needs two"
-            f" services). What would reach ${t:g}, not done: a front without the NLB (each service's tasks publishing"
-            " their own addresses in Route 53 with health checks, as the small profile's task does: about -$22 a"
-            " month, but a failed task's address lingers for the TTL and a client may be sent to it); an NLB in one"
-            " zone (-$3.65, but then one zone's outage takes the front down: not highly available); a Compute Savings"
-            " Plan on Fargate (a billing choice, -20 % to -50 % of the Fargate line).",
+            " seven interface endpoints the tasks would need instead cost $36 and $102 a month). Fargate is at its"
+            f" least, ${fargate:,.2f} (two quarter-vCPU, half-GB arm64 tasks; the issue's split needs two services)."
+            f" What would reach ${t:g}, not done: the tasks reaching ECR and the AWS APIs over IPv6 (dual-stack"
+            " subnets and an egress-only path, no public IPv4 on the tasks: -$7.30 a month; it needs every service"
+            " the tasks call - ECR, S3, SQS, SNS, DynamoDB, CloudWatch and its Logs, Secrets Manager, SSM - reachable"
+            " on dual-stack endpoints from Fargate, which cannot be checked from here and would break the gateway"
+            " on the first one that is not); the TLS certificate and the SRS key as SSM SecureString parameters"
+            " like the ACME account key (-$0.80: the certificate's secret is also the bring-your-own one operators"
+            " write, versioned for the gateway's reload; the SRS key is made by CloudFormation, so something would"
+            " have to make it at first use, with write access for readers that only need to read); a front without"
+            " the NLB (each service's tasks publishing their own addresses in Route 53 with health checks, as the"
+            " small profile's task does: about -$22 a month, but a failed task's address lingers for the TTL and a"
+            " client may be sent to it); an NLB in one zone (-$3.65, but then one zone's outage takes the front"
+            " down: not highly available); a Compute Savings Plan on Fargate (a billing choice, -20 % to -50 % of"
+            " the Fargate line). The HTTPS origin secret stays a secret: CloudFront reads it by a"
+            " `resolve:secretsmanager` reference, and SecureString references are not accepted there.",
             "",
         ]
     out += [

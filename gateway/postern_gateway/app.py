@@ -102,7 +102,7 @@ def build_backend(settings: Settings, clients: Clients) -> Backend:
         settings=settings,
         store=DynamoMailStore(settings, clients),
         directory=dynamo_directory(settings, clients),
-        blocking=Blocking(settings.aws_threads),
+        blocking=Blocking(settings.aws_threads, hash_threads=settings.password_checks),
         spooler=spooler,
         clients=clients,
     )

@@ -53,9 +53,11 @@ from postern.errors import AuthBusy
 
 log = logging.getLogger("postern.gateway")
 
-# At most this many password checks at once. Each argon2id check takes 64 MiB (postern.passwords);
-# unbounded, `make load` measured 964 MiB peak RSS from 12 simultaneous IMAP logins, on a 1 GB
-# Fargate task. More at once would not finish sooner on the task's vCPU either.
+# At most this many password checks at once (the gateway passes POSTERN_PASSWORD_CHECKS). Each
+# argon2id check takes 64 MiB (postern.passwords); unbounded, `make load` measured 964 MiB peak RSS
+# from 12 simultaneous IMAP logins, on a 1 GB Fargate task. More at once would not finish sooner on
+# the task's vCPU either: the template sets one on a quarter vCPU (the access task's peak 345 -> 152
+# MiB under its share of `make load`, docs/cost.md "Task sizes").
 HASH_THREADS = 4
 # Nice values added to every executor thread (boto3 calls) and hashing thread. The loop's thread
 # keeps the process's own priority, so when it is runnable it gets the core first: CFS gives a

@@ -133,3 +133,41 @@ def test_bulk_work_leaves_a_thread_for_other_calls():
     assert asyncio.run(run()) == "served"
     b.shutdown()
     assert running[1] == 2
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_no_more_password_checks_at_once_than_the_hashing_threads(slots):
+    """The hashing pool bounds the argon2id checks (64 MiB each) running together: on a quarter vCPU one
+    at a time gives the same logins a second as four, and 192 MiB less peak memory (docs/cost.md)."""
+    b, gate, calls = gated_backend()
+    b.blocking.shutdown()
+    b.blocking = Blocking(8, hash_threads=slots)
+    for n in range(4):
+        b.directory.add_user(f"u{n}@example.test", "secret")
+
+    async def run():
+        logins = [asyncio.create_task(authenticate(b, f"u{n}@example.test", "secret")) for n in range(4)]
+        await until(lambda: len(calls) == slots)
+        await asyncio.sleep(0.1)  # a check past the bound would have started by now
+        started = len(calls)
+        gate.set()
+        return started, await asyncio.gather(*logins)
+
+    started, users = asyncio.run(run())
+    b.blocking.shutdown()
+    assert started == slots and len(calls) == 4
+    assert [u.address for u in users] == [f"u{n}@example.test" for n in range(4)]
+
+
+def test_the_gateway_hashes_with_as_many_threads_as_postern_password_checks():
+    from postern.aws import Clients
+    from postern_gateway.app import build_backend
+
+    assert Settings.from_env({}).password_checks == 4
+    assert Settings.from_env({"POSTERN_PASSWORD_CHECKS": "0"}).password_checks == 1
+    settings = Settings.from_env({"POSTERN_PASSWORD_CHECKS": "1", "AWS_DEFAULT_REGION": "us-east-1"})
+    backend = build_backend(settings, Clients(settings))
+    try:
+        assert backend.blocking.hash_threads == 1
+    finally:
+        backend.blocking.shutdown()

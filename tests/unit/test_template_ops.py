@@ -321,3 +321,33 @@ def test_default_profile_neither_publishes_nor_opens_low_ports(t, ha):
         assert env["POSTERN_PUBLISH_ZONE_ID"] == "" and "SystemControls" not in c
     rule = t["Rules"]["SmallProfileNeedsAZone"]
     assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "HostedZoneId"}, ""]}]}
+
+
+# The gateway's peak RSS under the mailbox-access share of `make load` (100 IMAP IDLE, 20 active IMAP,
+# 50 POP3 sessions, 4 probes; bench/load.py --quick --smtp 0) with POSTERN_PASSWORD_CHECKS=1, and one
+# work-budget worker's peak on a 25 MiB message (parse, section, search); docs/cost.md, "Task sizes".
+GATEWAY_PEAK_MIB = 152
+ARGON2_MIB = 64  # per password check at once (postern.passwords)
+FARGATE_MIN_MEMORY = {"256": 512, "512": 1024, "1024": 2048, "2048": 4096, "4096": 8192}
+
+
+@pytest.mark.parametrize("memory", ["512", "1024", "2048"])
+def test_gateway_tasks_fit_the_gateway_peak_and_their_workers_with_room(t, memory):
+    """Each task's memory holds the gateway's measured peak (one more argon2id check per extra slot) plus
+    POSTERN_WORK_WORKERS x POSTERN_WORK_MEMORY_MB (RLIMIT_AS, so a worker cannot go past it), with at
+    least a quarter of the task left over (sessions beyond the load's, the allocator)."""
+    for cpu in t["Parameters"]["GatewayCpu"]["AllowedValues"]:
+        checks = int(t["Mappings"]["GatewaySizing"][cpu]["PasswordChecks"])
+        assert 1 <= checks <= max(1, int(cpu) * 2 // 1024), cpu  # about two per vCPU: more buys no logins
+        d = deployed(t, {"GatewayMemory": memory, "GatewayCpu": cpu})
+        for name in ("GatewayAccessTaskDefinition", "GatewayMailTaskDefinition"):
+            td = d["Resources"][name]["Properties"]
+            env = {e["Name"]: e["Value"] for e in td["ContainerDefinitions"][0]["Environment"]}
+            assert env["POSTERN_PASSWORD_CHECKS"] == {"Fn::FindInMap": ["GatewaySizing", {"Ref": "GatewayCpu"},
+                                                                        "PasswordChecks"]}
+            if name == "GatewayAccessTaskDefinition":
+                workers, limit = int(env["POSTERN_WORK_WORKERS"]), int(env["POSTERN_WORK_MEMORY_MB"])
+                peak = GATEWAY_PEAK_MIB + (checks - 1) * ARGON2_MIB + workers * limit
+                assert limit >= 160  # a 25 MiB message's worst case peaked at 124 MiB (bench/worker_memory.py)
+                if FARGATE_MIN_MEMORY[cpu] <= int(memory):  # a pair Fargate runs
+                    assert peak <= int(memory) * 0.75, (memory, cpu, peak)

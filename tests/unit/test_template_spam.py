@@ -88,7 +88,8 @@ def test_the_two_gateway_containers_differ_only_in_rspamd_and_the_ports_they_ser
     d = deployed(t, {"RspamdImage": IMAGE})
     mail = containers(d)["gateway"]
     access = containers(d, "GatewayAccessTaskDefinition")["gateway"]
-    rspamd_vars = {"POSTERN_RSPAMD_URL", "POSTERN_RSPAMD_CONTROLLER_URL"}
+    # rspamd's, and the change feed's mail notices, which a mail-in task (no mailbox served) does not take
+    rspamd_vars = {"POSTERN_RSPAMD_URL", "POSTERN_RSPAMD_CONTROLLER_URL", "POSTERN_CHANGE_FEED_MAIL"}
     assert {k: v for k, v in env(mail).items() if k not in rspamd_vars} == \
         {k: v for k, v in env(access).items() if k not in rspamd_vars}
     assert {k: v for k, v in mail.items() if k not in ("Environment", "PortMappings")} == \
@@ -169,7 +170,7 @@ def test_rspamd_is_refused_without_room_for_it_in_its_task(t):
     assert refused(t, {**zone, "RspamdImage": IMAGE}) == ["RspamdNeedsRoom"]
     assert refused(t, {**zone, "RspamdImage": IMAGE, "MailInMemory": "1024"}) == []
     small = {**zone, "GatewayProfile": "small", "RspamdImage": IMAGE}
-    assert refused(t, small) == ["RspamdNeedsRoom"]  # GatewayMemory 1024 holds the IMAP workers, not rspamd too
+    assert refused(t, small) == ["RspamdNeedsRoom"]  # GatewayMemory 512 holds the IMAP worker, not rspamd too
     assert refused(t, {**small, "GatewayMemory": "2048"}) == []
     assert refused(t, {**zone, "RspamdValkey": "true"}) == ["ValkeyNeedsRspamd"]
     both = {**zone, "RspamdImage": IMAGE, "MailInMemory": "1024", "RspamdValkey": "true", "RspamdRedis": "r.internal:6379"}

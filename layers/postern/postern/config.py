@@ -125,6 +125,7 @@ class Settings:
     login_fail_delay: float = 1.0  # POSTERN_LOGIN_FAIL_DELAY (seconds after a failed login)
     auth_cache_ttl: float = 120.0  # POSTERN_AUTH_CACHE_TTL (seconds a verified password is remembered; 0 = off)
     auth_queue_wait: float = 15.0  # POSTERN_AUTH_QUEUE_WAIT (seconds a login may wait for a password-check slot before a temporary refusal; 0 = no limit)
+    password_checks: int = 4  # POSTERN_PASSWORD_CHECKS (argon2id checks at once, 64 MiB each: the hashing pool's threads)
     preauth_max_bytes: int = 16 * 1024  # POSTERN_PREAUTH_MAX_BYTES (per connection before login; 0 = off)
     work_workers: int = 2  # POSTERN_WORK_WORKERS (processes for CPU-heavy per-command work: SEARCH, SORT, MIME)
     work_seconds: float = 20.0  # POSTERN_WORK_SECONDS (work budget of one command; past it NO [LIMIT])
@@ -268,6 +269,7 @@ class Settings:
             auth_cache_ttl=_float(e, "POSTERN_AUTH_CACHE_TTL", d.auth_cache_ttl),
             auth_queue_wait=_float(e, "POSTERN_AUTH_QUEUE_WAIT", d.auth_queue_wait),
             preauth_max_bytes=_int(e, "POSTERN_PREAUTH_MAX_BYTES", d.preauth_max_bytes),
+            password_checks=max(1, _int(e, "POSTERN_PASSWORD_CHECKS", d.password_checks)),
             work_workers=_int(e, "POSTERN_WORK_WORKERS", d.work_workers),
             work_seconds=_float(e, "POSTERN_WORK_SECONDS", d.work_seconds),
             work_memory_mb=_int(e, "POSTERN_WORK_MEMORY_MB", d.work_memory_mb),
