@@ -117,3 +117,37 @@ class FakeClamd:
         self.released.set()
         self._server.shutdown()
         self._server.server_close()
+
+
+class LessonTap:
+    """One user's spam lessons read off the stack's learn queue (``LearnQueue``: where the JMAP function, and
+    a gateway without rspamd, put them) by the gateway's own reader, as a task with rspamd reads them
+    (:class:`postern_gateway.spam.relay.LessonReader`): ``got`` lists (spam, mailbox name, copies) and each
+    is handed on to ``learner`` (a Learner teaching a real rspamd) when one is given. The queue is the
+    session's: another user's lesson is taken off it and ignored."""
+
+    def __init__(self, stack, user: str, learner=None):
+        from postern_gateway.spam.relay import LessonReader
+
+        self.user, self.learner = user.lower(), learner
+        self.got: list[tuple[bool, str, int]] = []
+        self.reader = LessonReader(stack.gateway.backend, self, stack.resources.queues["LearnQueue"])
+        self.reader._loop = stack._loop  # the gateway's loop, as LessonReader.start sets it
+
+    async def teach(self, spam: bool, mb, uids: list[int]) -> None:
+        if mb.user != self.user:
+            return
+        self.got.append((spam, mb.name, len(uids)))
+        if self.learner is not None:
+            await self.learner.teach(spam, mb, uids)
+
+    def lessons(self, at_least: int, ceiling: float = 60.0) -> list[tuple[bool, str, int]]:
+        """Every lesson of the user so far, read until there are ``at_least`` (or the ceiling passed), then
+        one more poll so that a lesson too many would be seen too."""
+        import time
+
+        deadline = time.monotonic() + ceiling
+        while len(self.got) < at_least and time.monotonic() < deadline:
+            self.reader.receive_once(1)
+        self.reader.receive_once(1)
+        return list(self.got)

@@ -123,11 +123,11 @@ class MailFacade:
         return await self._run(self.store.expunge, mb, list(metas))
 
     async def copy(self, mb: MailboxInfo, metas: Iterable[MessageMeta], dest: str,
-                   quota: int = 0) -> tuple[MailboxInfo, list[tuple[int, int]]]:
-        return await self._run(self._copy, mb, list(metas), dest, quota)
+                   quota: int = 0, by_user: bool = False) -> tuple[MailboxInfo, list[tuple[int, int]]]:
+        return await self._run(self._copy, mb, list(metas), dest, quota, by_user)
 
-    def _copy(self, mb, metas, dest, quota):
-        return self.store.copy(mb, metas, rules.validate_name(dest), quota)
+    def _copy(self, mb, metas, dest, quota, by_user):
+        return self.store.copy(mb, metas, rules.validate_name(dest), quota, by_user=by_user)
 
     async def claim_recent(self, mb: MailboxInfo, upto_uid: int) -> int:
         return await self._run(self.store.claim_recent, mb, upto_uid)

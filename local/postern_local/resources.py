@@ -25,6 +25,9 @@ QUEUE_ENV = {
     "OutboundQueue": "POSTERN_OUTBOUND_QUEUE_URL",
     "NdrQueue": "POSTERN_NDR_QUEUE_URL",
     "ReportsQueue": "POSTERN_REPORTS_QUEUE_URL",
+    # deployed only WithRspamd; locally always: the JMAP function's lessons (postern/junk.py) reach a gateway
+    # with rspamd (make run) through it, and without rspamd they wait a day unread (nothing reads the queue)
+    "LearnQueue": "POSTERN_LEARN_QUEUE_URL",
 }
 TABLE_ENV = {
     "DirectoryTable": "POSTERN_DIRECTORY_TABLE",

@@ -6,7 +6,10 @@ GTUBE refused in the session (550 5.7.1); a ham message in INBOX with our X-Spam
 whose reject score (``postern user spam``) keeps GTUBE finds it in Junk; rspamd stopped -> the message
 is still accepted, into INBOX, counted unchecked. Learning: IMAP MOVE into Junk reaches rspamd's
 /learnspam, out of it /learnham (rspamd's own counters say so), and a hung controller does not slow
-the MOVE.
+the MOVE. The user's moves (postern.junk, one rule for both protocols): a JMAP Email/set into Junk
+and out of it (the webmail's Spam / Not spam) is exactly one lesson each, through the learn queue to
+the gateway's reader and on to rspamd, with $Junk / $NotJunk right over IMAP; an IMAP MOVE out of
+Junk clears $Junk; delivery into Junk and Junk -> Trash teach nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from postern.cli import main as postern
 from postern_gateway.spam import check
 from postern_gateway.spam.learn import Learner
 from postern_gateway.spam.rspamd import Rspamd
-from rspamd_testing import scanner_for
+from rspamd_testing import LessonTap, scanner_for
 
 HOST = "127.0.0.1"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -92,6 +95,7 @@ def test_users_own_reject_score_keeps_gtube_in_junk(stack, rspamd, monkeypatch, 
     (junk,) = mailbox(stack, user, pw, "Junk")
     assert b"X-Spam-Action: reject\r\n" in junk and b"X-Spam-Flag: YES\r\n" in junk
     assert mailbox(stack, user, pw, "INBOX") == []
+    assert LessonTap(stack, user).lessons(0) == []  # the filter's own verdict is no lesson
 
 
 def flags(stack, user, password, name) -> list[bytes]:
@@ -216,3 +220,95 @@ def test_a_hung_controller_does_not_slow_the_move(stack, monkeypatch, new_user):
         assert len(mailbox(stack, user, pw, "Junk")) == 1
     finally:
         hung.close()
+
+
+# --- the user's moves into and out of Junk, over IMAP and JMAP: one rule (postern.junk) -------------
+def imap_flags(stack, user, pw, name) -> list[set[str]]:
+    """FETCH FLAGS of every message in ``name``, without \\Recent (a session's own view)."""
+    return [{x.decode() for x in imaplib.ParseFlags(f)} - {"\\Recent"} for f in flags(stack, user, pw, name)]
+
+
+def test_imap_move_out_of_junk_clears_junk_and_each_move_is_one_lesson(stack, new_user):
+    """Mail filed in Junk at delivery (here an APPEND with $Junk, as delivery writes it) teaches nothing; a
+    MOVE out sets $NotJunk and clears $Junk (it did not), back in the reverse; one lesson per move, through
+    the learn queue (the session's gateway has no rspamd: it sends, as a mailbox-access task does)."""
+    user, pw = new_user()
+    tap = LessonTap(stack, user)
+    c = imaplib.IMAP4(HOST, stack.imap_port, timeout=30)
+    try:
+        c.login(user, pw)
+        assert c.append("Junk", "($Junk)", None, b"Subject: cheap\r\n\r\nBuy now.\r\n")[0] == "OK"
+    finally:
+        c.logout()
+    assert tap.lessons(0) == []  # filed by the filter (or APPEND): not the user's move
+    move(stack, user, pw, "Junk", "INBOX")
+    assert tap.lessons(1) == [(False, "INBOX", 1)]
+    assert imap_flags(stack, user, pw, "INBOX") == [{"$NotJunk"}]
+    move(stack, user, pw, "INBOX", "Junk")
+    assert tap.lessons(2) == [(False, "INBOX", 1), (True, "Junk", 1)]
+    assert imap_flags(stack, user, pw, "Junk") == [{"$Junk"}]
+    move(stack, user, pw, "Junk", "Trash")  # deleting spam teaches nothing and keeps $Junk
+    assert tap.lessons(2) == [(False, "INBOX", 1), (True, "Junk", 1)]
+    assert imap_flags(stack, user, pw, "Trash") == [{"$Junk"}]
+
+
+class Jmap:
+    """JMAP over HTTP at the stack's local front (Basic auth on loopback), as the webmail talks to it."""
+
+    def __init__(self, stack, user: str, password: str):
+        import base64
+        import urllib.parse
+
+        self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        session = self._http(stack.http_url + "/.well-known/jmap")
+        self.api = urllib.parse.urljoin(stack.http_url + "/", session["apiUrl"])
+        self.account = session["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+
+    def _http(self, url: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, headers={"Authorization": self.auth,
+                                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read())
+
+    def call(self, method: str, args: dict) -> dict:
+        out = self._http(self.api, {"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+                                    "methodCalls": [[method, {"accountId": self.account, **args}, "0"]]})
+        (name, result, _), = out["methodResponses"]
+        assert name == method, result
+        return result
+
+
+def test_jmap_move_into_and_out_of_junk_teaches_rspamd_once_and_sets_the_keywords(stack, rspamd, monkeypatch,
+                                                                                  new_user):
+    """Email/set moving an Email into Junk (the webmail's Spam) is one spam lesson that reaches rspamd,
+    $Junk over IMAP ($junk over JMAP); the same update again changes nothing; out of Junk (Not spam) is one
+    ham lesson, $NotJunk and no $Junk."""
+    use(stack, monkeypatch, rspamd)
+    learner = Learner(stack.gateway.backend, stack.gateway.backend.spam)
+    user, pw = new_user()
+    words = " ".join(secrets.token_hex(4) for _ in range(40))  # a message rspamd has not learned yet
+    send(stack, user, "cheap offer", f"Buy now, limited offer: {words}")
+    stack.drain()
+    tap = LessonTap(stack, user, learner)
+    before = learned(rspamd)
+    j = Jmap(stack, user, pw)
+    boxes = {m["role"]: m["id"] for m in j.call("Mailbox/get", {"properties": ["role"]})["list"] if m["role"]}
+    (eid,) = j.call("Email/query", {"filter": {"inMailbox": boxes["inbox"]}})["ids"]
+    spam = {eid: {f"mailboxIds/{boxes['inbox']}": None, f"mailboxIds/{boxes['junk']}": True}}
+    assert list(j.call("Email/set", {"update": spam})["updated"]) == [eid]
+    assert tap.lessons(1) == [(True, "Junk", 1)]
+    idle(stack, learner)
+    assert learner.counts["learned"] == 1 and learned(rspamd) == before + 1  # /learnspam
+    assert "$Junk" in imap_flags(stack, user, pw, "Junk")[0] and "$NotJunk" not in imap_flags(stack, user, pw, "Junk")[0]
+    (got,) = j.call("Email/get", {"ids": [eid], "properties": ["keywords", "mailboxIds"]})["list"]
+    assert got["mailboxIds"] == {boxes["junk"]: True} and got["keywords"].get("$junk") and "$notjunk" not in got["keywords"]
+    assert list(j.call("Email/set", {"update": spam})["updated"]) == [eid]  # again: already there, no lesson
+    assert tap.lessons(1) == [(True, "Junk", 1)]
+    ham = {eid: {f"mailboxIds/{boxes['junk']}": None, f"mailboxIds/{boxes['inbox']}": True}}
+    assert list(j.call("Email/set", {"update": ham})["updated"]) == [eid]
+    assert tap.lessons(2) == [(True, "Junk", 1), (False, "INBOX", 1)]
+    idle(stack, learner)
+    assert learner.counts["learned"] == 2 and learned(rspamd) == before + 2  # /learnham
+    (inbox,) = imap_flags(stack, user, pw, "INBOX")
+    assert "$NotJunk" in inbox and "$Junk" not in inbox and imap_flags(stack, user, pw, "Junk") == []

@@ -187,7 +187,7 @@ def test_router_gives_each_recipient_their_thresholds(run, directory):
 ])
 def test_which_moves_teach_rspamd(source, dest, expected):
     from postern.store.base import MailboxInfo
-    from postern_gateway.spam.learn import lesson
+    from postern.junk import lesson
 
     src, dst = (MailboxInfo("u@x.test", n, "id", 1, special_use=su) for n, su in (source, dest))
     assert lesson(src, dst) is expected

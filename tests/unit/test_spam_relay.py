@@ -14,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from postern.errors import MailboxNotFound
+from postern.junk import Lesson, decode, encode
 from postern.store.base import MailboxInfo
 from postern_gateway.spam import relay
 
@@ -97,7 +98,7 @@ def test_a_failed_send_is_counted_and_the_move_never_sees_it(queue):
 
 def test_the_task_with_rspamd_teaches_what_arrives_and_deletes_what_it_handled(queue):
     sqs, url = queue
-    for body in (relay.encode(USER, "mb-junk", [5, 6], True), relay.encode(USER, "mb-deleted", [7], True),
+    for body in (*encode(Lesson(USER, "mb-junk", (5, 6), True)), *encode(Lesson(USER, "mb-deleted", (7,), True)),
                  "not a lesson"):
         sqs.send_message(QueueUrl=url, MessageBody=body)
     learner = Learner()
@@ -116,7 +117,7 @@ def test_the_task_with_rspamd_teaches_what_arrives_and_deletes_what_it_handled(q
 
 def test_a_store_fault_leaves_the_lesson_on_the_queue_for_another_try(queue):
     sqs, url = queue
-    sqs.send_message(QueueUrl=url, MessageBody=relay.encode(USER, "mb-junk", [5], True))
+    sqs.send_message(QueueUrl=url, MessageBody=encode(Lesson(USER, "mb-junk", (5,), True))[0])
     learner = Learner()
     reader = relay.LessonReader(backend(sqs, url, Store(JUNK, fail=True)), learner, url)
 
@@ -143,4 +144,4 @@ def test_which_end_a_task_runs_follows_its_settings(queue):
                                   '{"u": "a", "m": "x", "uids": ["z"], "spam": true}',
                                   '{"u": "a", "m": "x", "uids": [1], "spam": "yes"}', "[]"])
 def test_a_body_that_is_not_a_lesson_decodes_to_none(body):
-    assert relay.decode(body) is None
+    assert decode(body) is None

@@ -250,6 +250,26 @@ def test_two_copies_of_one_blob_copied_in_one_change_each_keep_their_reference(h
     check_invariants(h, U)
 
 
+def test_a_users_copy_into_junk_is_junk_and_out_of_it_not_junk_in_the_same_change(h, store):
+    """postern.junk through copy(by_user=True): $Junk set and $NotJunk cleared (any case) on the copy into
+    Junk, the reverse out of it (not into Trash); the server's own copies keep the flags as they were."""
+    store.append(U, "INBOX", MSG, flags=["\\Seen", "$notjunk", "Work"])
+    mb = inbox(store)
+    hm = store.get_mailbox(U, "Junk").highestmodseq
+    junk, pairs = store.copy(mb, list(store.list_messages(mb)), "Junk", by_user=True)
+    (m,) = store.get_messages(junk, [pairs[0][1]])
+    assert m.flags == {"\\Seen", "$Junk", "Work"} and m.modseq == junk.highestmodseq > hm  # one change
+    assert "$Junk" in junk.keywords
+    back, pairs = store.copy(junk, [m], "INBOX", by_user=True)
+    assert store.get_messages(back, [pairs[0][1]])[0].flags == {"\\Seen", "$NotJunk", "Work"}
+    trash, pairs = store.copy(junk, [m], "Trash", by_user=True)  # deleting spam says nothing about it
+    assert store.get_messages(trash, [pairs[0][1]])[0].flags == {"\\Seen", "$Junk", "Work"}
+    server, pairs = store.copy(mb, list(store.list_messages(mb)), "Junk")  # not the user's: flags as they were
+    assert store.get_messages(server, [pairs[0][1]])[0].flags == {"\\Seen", "$notjunk", "Work"}
+    again, pairs = store.copy(junk, [m], "Junk", by_user=True)  # within Junk: nothing to say
+    assert store.get_messages(again, [pairs[0][1]])[0].flags == m.flags
+    check_invariants(h, U)
+
 
 def test_replies_join_their_parents_thread(store):
     a = store.append(U, "INBOX", MSG)

@@ -60,8 +60,8 @@ def _resource_vars() -> dict[str, str]:
     return {n: n for n in names if n.endswith(("_QUEUE_URL", "_TABLE")) or n == "POSTERN_BUCKET"}
 
 
-# Read by the gateway alone, set in both gateway task definitions only when the resource exists
-# (GatewayProfile=ha with rspamd: the spam lesson relay, postern_gateway/spam/relay.py).
+# Not in Globals: set in both gateway task definitions (and the HttpsFunction: JMAP's moves) only when rspamd
+# runs (the spam lesson relay, postern/junk.py, postern_gateway/spam/relay.py).
 GATEWAY_ONLY = {"POSTERN_LEARN_QUEUE_URL": "LearnQueue"}
 
 
@@ -73,6 +73,10 @@ def test_gateway_only_resource_variables_are_set_in_both_task_definitions(t):
         for var, logical in GATEWAY_ONLY.items():
             assert env[var] == {"Ref": logical}, (name, var)
             assert var not in t["Globals"]["Function"]["Environment"]["Variables"]
+    https = d["Resources"]["HttpsFunction"]["Properties"]["Environment"]["Variables"]
+    assert https["POSTERN_LEARN_QUEUE_URL"] == {"Ref": "LearnQueue"}  # the webmail's Spam / Not spam
+    without = deployed(t, {})["Resources"]["HttpsFunction"]["Properties"]["Environment"]["Variables"]
+    assert without["POSTERN_LEARN_QUEUE_URL"] == ""  # no rspamd: nothing would read a lesson
 
 
 def test_every_resource_variable_the_code_reads_is_declared(t):

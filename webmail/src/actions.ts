@@ -1,6 +1,7 @@
 /**
  * What the user does to messages, as JMAP writes (RFC 8621 §4.6 Email/set): keywords (read,
- * flagged, $junk/$notjunk), moves between mailboxes (archive, delete to Trash, spam, not spam),
+ * flagged), moves between mailboxes (archive, delete to Trash, spam, not spam: the server sets $junk /
+ * $notjunk on a move into / out of Junk and teaches the filter),
  * destroy (delete from Trash or Junk, empty them).
  *
  * In:   the JMAP client, email ids, mailbox ids.

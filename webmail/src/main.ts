@@ -583,9 +583,9 @@ class App {
   private async spam(isSpam: boolean): Promise<void> {
     const target = isSpam ? this.ctx.byRole.get("junk") : this.ctx.byRole.get("inbox");
     if (!target) return notify(isSpam ? "There is no Junk mailbox" : "There is no Inbox");
-    // $junk / $notjunk (RFC 9051 §2.3.2 keywords) say what the user decided
-    const keywords = isSpam ? { $junk: true, $notjunk: null } : { $junk: null, $notjunk: true };
-    await this.moveTo(target.id, undefined, keywords, isSpam ? "Marked as spam:" : "Not spam:");
+    // The move is the whole message: the server sets $junk / $notjunk on it and teaches the spam filter
+    // (postern/junk.py, the rule IMAP moves follow too)
+    await this.moveTo(target.id, undefined, {}, isSpam ? "Marked as spam:" : "Not spam:");
   }
 
   private async toggleKeyword(keyword: string): Promise<void> {

@@ -54,8 +54,9 @@ class Services:
         (postern.spool: the same path as SMTP submission on port 587); the Sieve scripts and the
         managed rules (postern.sieve.repository: ManageSieve's items and limits), the stored
         identities, the user's own password change (postern.credentials, the lockout keyed on the
-        viewer's address), one-click unsubscribe (postern.unsubscribe: the server POSTs, RFC 8058) and,
-        for admins, the DMARC/TLS report summaries."""
+        viewer's address), one-click unsubscribe (postern.unsubscribe: the server POSTs, RFC 8058),
+        the spam lessons of moves into / out of Junk (postern.junk, the learn queue) and, for admins,
+        the DMARC/TLS report summaries."""
         from postern.credentials import change_password
         from postern.identities import IdentityStore
         from postern.jmap.account import Account
@@ -94,7 +95,16 @@ class Services:
                                 # user is the directory's item as it is now (auth.require: a cached login is
                                 # confirmed against it, a token reads it), so the admin role is current
                                 reports=reports if user.admin else None,
-                                unsubscribe=lambda raw: unsubscribe(raw, self._resolver()))
+                                unsubscribe=lambda raw: unsubscribe(raw, self._resolver()),
+                                learn=self._lessons())
+
+    def _lessons(self):
+        """Where a user's moves into / out of Junk teach the filter: the learn queue (POSTERN_LEARN_QUEUE_URL,
+        set when the stack runs rspamd; a gateway task with it reads them), else nowhere."""
+        from postern.junk import LessonQueue
+
+        url = self.settings.learn_queue_url
+        return LessonQueue(self.clients.sqs, url).send if url else None
 
     def origin_secret(self) -> str:
         """The value CloudFront's origin header must carry; "" when none is configured

@@ -6,8 +6,8 @@ In:   IMAP COPY and MOVE (RFC 6851: MOVE is a copy then an expunge; the copy is 
       user sees it: our prefix, X-Spam block included, then the received bytes); rspamd's
       controller (``POSTERN_RSPAMD_CONTROLLER_URL``; deployed, the task's sidecar, whose Bayes
       state lives in the shared Redis/Valkey, so any task's rspamd learns for all).
-Out:  :func:`lesson` - True (into Junk: spam), False (out of Junk, except into Trash: ham), None
-      (nothing to learn). :meth:`Learner.after_copy` schedules the lesson in a task of its own and
+Out:  the lesson (:func:`postern.junk.lesson`: True into Junk, spam; False out of Junk, except into
+      Trash, ham; None nothing) taught: :meth:`Learner.after_copy` schedules the lesson in a task of its own and
       returns at once: the MOVE's reply never waits for rspamd or S3. At most
       :data:`CONCURRENCY` messages are read and posted at a time, at most :data:`PENDING` wait;
       ``counts`` (learned / failed / dropped / too large) for logs and tests.
@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections import Counter
 
-from postern.mailboxes import JUNK, TRASH, has_role
+from postern.junk import lesson  # the one rule, the store's too (it sets $Junk / $NotJunk)
 
 from .rspamd import FilterUnavailable, Rspamd
 
@@ -32,16 +32,6 @@ log = logging.getLogger("postern.spam")
 CONCURRENCY = 2  # messages read and posted at once, per gateway process
 PENDING = 500  # lessons waiting at most, per gateway process
 MAX_LEARN_BYTES = 10 * 1024 * 1024  # larger messages teach Bayes nothing useful (rspamd's own cap: 50 MiB)
-
-
-def lesson(source, dest) -> bool | None:
-    """True: learn spam (into Junk); False: learn ham (out of Junk, not into Trash); None: nothing."""
-    src_junk, dst_junk = has_role(source, JUNK), has_role(dest, JUNK)  # the one rule: postern.mailboxes
-    if dst_junk and not src_junk:
-        return True
-    if src_junk and not dst_junk and not has_role(dest, TRASH):
-        return False
-    return None
 
 
 class Learner:

@@ -3,8 +3,9 @@
 In:   ``POSTERN_LEARN_QUEUE_URL`` (template.yaml ``LearnQueue``: GatewayProfile=ha with RspamdImage, where
       rspamd runs in the mail-in tasks only and IMAP sessions land on the mailbox-access tasks). On a
       task without rspamd's controller, :class:`LessonSender` stands where the Learner would:
-      ``after_copy`` (the same call, the same rule: :func:`~postern_gateway.spam.learn.lesson`) puts one
-      small message ``{"u": user, "m": mailbox id, "uids": [...], "spam": bool}`` on the queue. On a
+      ``after_copy`` (the same call, the same rule: :func:`postern.junk.lesson`) puts one
+      small message ``{"u": user, "m": mailbox id, "uids": [...], "spam": bool}`` (:func:`postern.junk.encode`,
+      the form the JMAP function sends too) on the queue. On a
       task with the controller, :class:`LessonReader` long-polls the queue in a thread of its own and
       hands each lesson to the task's :class:`~postern_gateway.spam.learn.Learner`, which reads the
       copies from the store and teaches its rspamd, whose Bayes state is the shared Valkey/Redis.
@@ -20,38 +21,19 @@ Fails: never into the IMAP session (advice, as the Learner's lessons are): the s
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from collections import Counter
 
 from postern.errors import MailboxNotFound
-
-from .learn import lesson
+from postern.junk import Lesson, decode, encode, lesson
 
 log = logging.getLogger("postern.spam")
 
 PENDING = 500  # sends waiting at most, per gateway process (as the Learner's lessons)
-MAX_UIDS = 1000  # per message: a body stays far under SQS's size limit (a MOVE of more sends several)
 WAIT = 20  # seconds of one long poll
 TEACH_TIMEOUT = 100.0  # seconds a batch of lessons may take; under the queue's visibility timeout (120 s)
 BACKOFF = 5.0  # seconds after a failed receive
-
-
-def encode(user: str, mailbox_id: str, uids: list[int], spam: bool) -> str:
-    return json.dumps({"u": user, "m": mailbox_id, "uids": uids, "spam": spam}, separators=(",", ":"))
-
-
-def decode(body: str) -> tuple[str, str, list[int], bool] | None:
-    """(user, mailbox id, uids, spam), or None for a body that is not a lesson."""
-    try:
-        d = json.loads(body)
-        uids = [int(u) for u in d["uids"]]
-        if not isinstance(d["u"], str) or not isinstance(d["m"], str) or not isinstance(d["spam"], bool):
-            return None
-        return d["u"], d["m"], uids, d["spam"]
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 class LessonSender:
@@ -73,7 +55,7 @@ class LessonSender:
             log.warning("learn relay full: %d lessons dropped user=%s", len(mapping), dest.user)
             return
         uids = [d for _, d in mapping]
-        bodies = [encode(dest.user, dest.mailbox_id, uids[i:i + MAX_UIDS], spam) for i in range(0, len(uids), MAX_UIDS)]
+        bodies = encode(Lesson(dest.user, dest.mailbox_id, tuple(uids), spam))  # postern.junk: the queue form
         task = asyncio.get_running_loop().create_task(self._send(bodies, len(uids), dest.user))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -149,7 +131,7 @@ class LessonReader:
             self.counts["dropped"] += 1
             log.warning("learn relay: a message that is not a lesson, dropped")
             return True
-        user, mailbox_id, uids, spam = item
+        user, mailbox_id, uids, spam = item.user, item.mailbox_id, list(item.uids), item.spam
         try:
             mb = await self.backend.run(self.backend.store.get_mailbox_by_id, user, mailbox_id)
         except MailboxNotFound:

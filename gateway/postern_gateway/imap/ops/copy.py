@@ -4,8 +4,9 @@ COPY shares the blobs (``store.copy``) and answers ``OK [COPYUID v src dst]``;
 a missing target is ``NO [TRYCREATE]`` (MailboxNotFound's code). MOVE is
 copy + expunge of the source messages: ``* OK [COPYUID ...]`` untagged, then
 the EXPUNGE responses, then the tagged OK (RFC 6851 §4.3). Quota is the
-user's directory quota. A copy into or out of Junk is a lesson for rspamd
-(``postern_gateway.spam.learn``, scheduled, never awaited here).
+user's directory quota. A copy into or out of Junk is the user's: the store
+sets ``$Junk`` or ``$NotJunk`` on the copies (``postern.junk``) and it is a lesson
+for rspamd (``postern_gateway.spam.learn``, scheduled, never awaited here).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ async def _copy(s: Session, cmd: Command) -> tuple[MailboxInfo | None, list[tupl
         # still validate the target (RFC 3501: TRYCREATE for a missing mailbox)
         await s.backend.mail.get_mailbox(s.user.address, dest)
         return None, []
-    dmb, mapping = await s.backend.mail.copy(sel.watcher.mb, metas, dest, quota)
+    dmb, mapping = await s.backend.mail.copy(sel.watcher.mb, metas, dest, quota, by_user=True)  # $Junk/$NotJunk
     await s.runtime.notify(dmb.user, dmb.mailbox_id)
     if s.backend.learner is not None:  # into / out of Junk teaches rspamd, off this command's path
         s.backend.learner.after_copy(sel.watcher.mb, dmb, mapping)

@@ -55,6 +55,9 @@ class Account:
     # List/unsubscribe (the Postern capability): a stored message's bytes -> the HTTP status of the RFC 8058
     # one-click POST (postern.unsubscribe.unsubscribe), raising postern.unsubscribe's errors (None: not offered)
     unsubscribe: Callable[[bytes], int] | None = None
+    # a user's moves into / out of Junk: their lessons for the spam filter (postern.junk.LessonQueue.send, the
+    # learn queue a gateway task with rspamd reads); None: no filter learns here (Email/set still retags)
+    learn: Callable[[list], int] | None = None
 
     @property
     def id(self) -> str:

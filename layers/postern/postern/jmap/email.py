@@ -16,7 +16,10 @@ preview) parse the whole message with the stdlib email package (``mime``).
 Writes are the IMAP primitives: a keyword change is a STORE (``add``/``remove``
 for a patch, so a concurrent IMAP change is never undone; ``replace`` for a
 whole keywords object), a mailbox change is COPY then EXPUNGE (the email id
-survives, so the Email keeps its id), destroy is EXPUNGE in every mailbox.
+survives, so the Email keeps its id), destroy is EXPUNGE in every mailbox. A mailbox change is the
+user's own move: into Junk the copy gets ``$junk`` (and loses ``$notjunk``), out of Junk (not into Trash)
+the reverse, in the store's copy (``postern.junk``, as IMAP MOVE), and the lessons for the spam filter
+go to ``Account.learn`` once the updates are done (the learn queue; none when no filter learns).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import datetime as _dt
 from collections import Counter
 from email.parser import BytesParser
 
+from .. import junk
 from ..errors import KeywordLimit, MailboxNotFound, QuotaExceeded
 from ..mail.header import Header
 from . import args as A
@@ -280,7 +284,7 @@ def _read_patch(call, view, patch: dict):
     return kw_full, kw_add, kw_remove, mb_full, mb_add, mb_remove
 
 
-def _update(call, view, entry, patch: dict) -> None:
+def _update(call, view, entry, patch: dict, lessons: list) -> None:
     store = call.account.store
     kw_full, kw_add, kw_remove, mb_full, mb_add, mb_remove = _read_patch(call, view, patch)
     for mbid, meta in entry.where:
@@ -300,7 +304,12 @@ def _update(call, view, entry, patch: dict) -> None:
         raise _Invalid(["mailboxIds"], "an Email is in at least one mailbox")  # RFC 8621 §4.1.1
     src_id, src = entry.where[0]
     for mbid in sorted(target - current):  # copy first: the Email is never in no mailbox
-        store.copy(view.mailboxes[src_id], [src], view.mailboxes[mbid].name, quota=call.account.quota)
+        # the user's move: into Junk is $junk and a spam lesson, out of it $notjunk and ham (postern.junk)
+        dmb, pairs = store.copy(view.mailboxes[src_id], [src], view.mailboxes[mbid].name, quota=call.account.quota,
+                                by_user=True)
+        spam = junk.lesson(view.mailboxes[src_id], dmb)
+        if spam is not None and pairs:
+            lessons.append(junk.Lesson(dmb.user, dmb.mailbox_id, tuple(d for _, d in pairs), spam))
     for mbid, meta in entry.where:
         if mbid not in target:
             store.expunge(view.mailboxes[mbid], [meta])
@@ -343,6 +352,7 @@ def set_(call, args: dict) -> dict:
         call.changed()
         view = call.view()
     targets = view.entries([call.resolve_id(i) or i for i in list(update) + list(destroy)])
+    lessons: list[junk.Lesson] = []
     for raw_id, patch in update.items():
         eid = call.resolve_id(raw_id) or raw_id
         entry = targets.get(eid)
@@ -352,7 +362,7 @@ def set_(call, args: dict) -> dict:
         try:
             if not isinstance(patch, dict):
                 raise _Invalid([], "not a patch object")
-            _update(call, view, entry, patch)
+            _update(call, view, entry, patch, lessons)
             out["updated"][eid] = None
         except (_Invalid, KeywordLimit, QuotaExceeded, MailboxNotFound) as exc:
             out["notUpdated"][raw_id] = _set_error(exc)
@@ -368,6 +378,8 @@ def set_(call, args: dict) -> dict:
             out["destroyed"].append(eid)
         except MailboxNotFound:
             out["notDestroyed"][raw_id] = set_error("notFound")
+    if lessons and call.account.learn is not None:  # after the moves, one send per mailbox (advice: never fails)
+        call.account.learn(lessons)
     call.changed()
     out["newState"] = call.view().state_string
     return out

@@ -287,8 +287,13 @@ class MailStore(abc.ABC):
         """Remove these messages (leaving tombstones); returns the UIDs actually expunged."""
 
     @abc.abstractmethod
-    def copy(self, mb: MailboxInfo, metas: Iterable[MessageMeta], dest: str, quota: int = 0) -> tuple[MailboxInfo, list[tuple[int, int]]]:
-        """Copy into ``dest`` sharing blobs and email ids; returns (dest info, [(src uid, dest uid)]) for COPYUID."""
+    def copy(self, mb: MailboxInfo, metas: Iterable[MessageMeta], dest: str, quota: int = 0,
+             by_user: bool = False) -> tuple[MailboxInfo, list[tuple[int, int]]]:
+        """Copy into ``dest`` sharing blobs and email ids; returns (dest info, [(src uid, dest uid)]) for COPYUID.
+
+        ``by_user``: the user's own copy or move (IMAP COPY/MOVE, JMAP Email/set), never one the server
+        makes: a copy into Junk gets ``$Junk`` and loses ``$NotJunk``, one out of Junk (not into Trash)
+        the reverse, in the same change (:mod:`postern.junk`: the one rule, which also says the lesson)."""
 
     @abc.abstractmethod
     def claim_recent(self, mb: MailboxInfo, upto_uid: int) -> int:

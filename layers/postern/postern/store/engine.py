@@ -766,7 +766,9 @@ class LogStore(MailStore):
                 done.extend(int(x["uid"]) for x in rec["x"])
         return done
 
-    def copy(self, mb, metas, dest, quota=0):
+    def copy(self, mb, metas, dest, quota=0, by_user=False):
+        from ..junk import lesson, retag  # the Junk rule (above the store: it reads mailbox roles)
+
         uids = sorted({m.uid for m in metas})
         dname = normalize_mailbox_name(dest)
         pairs: list[tuple[int, int]] = []
@@ -785,9 +787,12 @@ class LogStore(MailStore):
                     size = sum(int(it["sz"]) for it in src)
                     if quota and int(v.acct.get("used", 0)) + size > quota:
                         raise QuotaExceeded()
-                    ka = _keywords_added(dst, {f for it in src for f in it.get("fl") or ()})
+                    # a user's copy into Junk is $Junk, out of it $NotJunk (postern.junk), in this same change
+                    spam = lesson(mb, R.mailbox_info(v.user, dst, v.n, name=dname)) if by_user else None
+                    fls = [sorted(it.get("fl") or ()) if spam is None else retag(it.get("fl") or (), spam) for it in src]
+                    ka = _keywords_added(dst, {f for fl in fls for f in fl})
                     first = int(dst.get("un", 1))
-                    msgs = [{"uid": first + j, "e": it.get("e", ""), "th": it.get("th", ""), "fl": sorted(it.get("fl") or ()),
+                    msgs = [{"uid": first + j, "e": it.get("e", ""), "th": it.get("th", ""), "fl": fls[j],
                              "sz": int(it["sz"]), "rs": int(it["rs"]), "hl": int(it["hl"]), "id": it.get("id", 0.0),
                              "bl": it["bl"], "src": f"{mb.mailbox_id}/{int(it['uid'])}", "orig": int(it["uid"]),
                              **({"sv": it["sv"]} if it.get("sv") else {})}
