@@ -599,9 +599,16 @@ def idle_floor(template: dict, prices: dict, overrides: dict | None = None) -> t
         # feed function cost nothing idle (Lambda reads a stream at no charge).
         usage_rows.append((f"change feed: {desired} gateway task(s) long-polling their own queue (20 s)",
                            {"sqs_requests": desired * 3 * 60 * MONTH_H}))
-    if any(n == "LearnQueue" for n, _p in by_type.get("AWS::SQS::Queue", [])):
-        # postern_gateway/spam/relay.py: each mail-in task long-polls the spam lessons (20 s)
-        readers = sum(int(value(p.get("DesiredCount"), 1) or 0) for n, p in services if n == "GatewayMailService")
+    # postern_gateway/spam/relay.py: each task with rspamd (its gateway has the controller and the learn queue:
+    # the mail-in tasks, or the small profile's one task) long-polls the spam lessons (20 s); without rspamd the
+    # queue exists but nobody is handed its URL
+    readers = 0
+    for _n, sp in services:
+        for c in task_defs.get((sp.get("TaskDefinition") or {}).get("Ref", ""), {}).get("ContainerDefinitions") or []:
+            env = {e.get("Name"): e.get("Value") for e in c.get("Environment") or []}
+            if env.get("POSTERN_LEARN_QUEUE_URL") and env.get("POSTERN_RSPAMD_CONTROLLER_URL"):
+                readers += int(value(sp.get("DesiredCount"), 1) or 0)
+    if readers:
         usage_rows.append((f"spam lesson relay: {readers} mail-in task(s) long-polling LearnQueue (20 s)",
                            {"sqs_requests": readers * 3 * 60 * MONTH_H}))
     # Lambda's SQS pollers long-poll every queue with an event source even when idle.
@@ -639,7 +646,7 @@ def spam_extras(template: dict, prices: dict) -> list[list[str]]:
 
     a = prices["assumptions"]
     rows = {"rspamd sidecar in the mail-in task(s) (RspamdImage; ~240 MiB measured: MailInMemory=1024,"
-            " small profile GatewayMemory=2048; SpamUncheckedAlarm; ha: the lesson relay's polls)": [],
+            " small profile GatewayMemory=2048; SpamUncheckedAlarm; the lesson relay's polls)": [],
             "shared Bayes and greylisting state (RspamdValkey=true: ElastiCache Serverless Valkey at its"
             f" {a['valkey_serverless_min_gb'] * 1000:.0f} MB minimum; a Redis of your own via RspamdRedis instead:"
             " its own price)": []}

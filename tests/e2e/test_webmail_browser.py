@@ -714,3 +714,139 @@ def test_conversation_view_groups_threads_and_pages_to_the_end(app, no_csp):
     finally:
         if toggle.is_selected():
             toggle.click()
+
+
+# --- Spam / Not spam, rich text, password (webjunk) ---------------------------------------------
+def imap_flags(stack, user: tuple[str, str], mailbox: str, subject: str) -> list[set[str]]:
+    """FETCH FLAGS of the messages of ``mailbox`` whose Subject contains ``subject`` (a read-only SELECT)."""
+    with imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=30) as c:
+        c.login(*user)
+        assert c.select(f'"{mailbox}"', readonly=True)[0] == "OK", mailbox
+        typ, data = c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT", f'"{subject}"')
+        assert typ == "OK"
+        out = []
+        for uid in data[0].split():
+            typ, fetched = c.uid("FETCH", uid, "(FLAGS)")
+            assert typ == "OK"
+            out.append({f.decode() for f in imaplib.ParseFlags(fetched[0])} - {"\\Recent"})
+        return out
+
+
+def test_spam_and_not_spam_move_set_the_keywords_and_teach_the_filter_once(app, no_csp):
+    """Spam: the message goes to Junk, $Junk over IMAP, one spam lesson on the learn queue; Not spam from
+    Junk: back in the Inbox, $NotJunk and no $Junk, one ham lesson (postern/junk.py, as IMAP moves)."""
+    from rspamd_testing import LessonTap
+
+    _signed_in(app)
+    tap = LessonTap(app.stack, app.user[0])
+    tap.lessons(0, ceiling=0)  # whatever earlier tests left for alice (nothing: no move into or out of Junk)
+    base = len(tap.got)
+    subject = f"Cheap watches {uuid.uuid4().hex[:6]}"
+    smtp_in(app.stack, app.user[0], subject, body="Limited offer, buy now.")
+    app.open_mailbox(role="inbox")
+    app.open(subject)
+    app.b.one("action-spam").click()
+    app.b.wait(lambda _d: subject not in app.subjects(), "the message left the inbox list")
+    app.b.wait(lambda _d: imap_flags(app.stack, app.user, "Junk", subject), "in Junk over IMAP")
+    (flags,) = imap_flags(app.stack, app.user, "Junk", subject)
+    assert "$Junk" in flags and "$NotJunk" not in flags, flags
+    assert tap.lessons(base + 1)[base:] == [(True, "Junk", 1)]
+
+    app.open_mailbox(role="junk")
+    app.open(subject)
+    app.b.screenshot("reader-junk")
+    app.b.one("action-notspam").click()
+    app.b.wait(lambda _d: subject not in app.subjects(), "the message left the Junk list")
+    app.b.wait(lambda _d: imap_flags(app.stack, app.user, "INBOX", subject), "back in INBOX over IMAP")
+    (flags,) = imap_flags(app.stack, app.user, "INBOX", subject)
+    assert "$NotJunk" in flags and "$Junk" not in flags, flags
+    assert imap_flags(app.stack, app.user, "Junk", subject) == []
+    assert tap.lessons(base + 2)[base:] == [(True, "Junk", 1), (False, "INBOX", 1)]
+    app.open_mailbox(role="inbox")
+
+
+def test_rich_text_arrives_as_multipart_alternative_with_html_and_plain(app, accounts, no_csp):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    _signed_in(app)
+    bob = accounts["bob"]
+    subject = f"Formatted notes {uuid.uuid4().hex[:6]}"
+    app.b.one("action-compose").click()
+    app.b.one("compose")
+    app.b.one("compose-to").send_keys(bob[0])
+    app.b.one("compose-subject").send_keys(subject)
+    app.b.one("compose-rich").click()
+    body = app.b.wait(lambda _d: [e for e in app.b.by_testid("compose-body")
+                                  if e.get_attribute("contenteditable") == "true" and e.is_displayed()],
+                      "the rich-text editor")[0]
+    # the caret before the signature (typed to the focused editor: WebDriver's element send_keys would move
+    # the caret to the end of a contenteditable)
+    app.driver.execute_script("const el = arguments[0]; el.focus(); const r = document.createRange();"
+                              " r.setStart(el, 0); r.collapse(true); const s = window.getSelection();"
+                              " s.removeAllRanges(); s.addRange(r);", body)
+    ActionChains(app.driver).send_keys("Plain words, then ").perform()
+    app.driver.find_element(By.CSS_SELECTOR, '[aria-label="Bold (Ctrl+B)"]').click()
+    ActionChains(app.driver).send_keys("strong words").perform()
+    app.b.wait(lambda _d: "strong words" in (body.get_attribute("innerHTML") or "")
+               and ("<b>" in body.get_attribute("innerHTML") or "<strong>" in body.get_attribute("innerHTML")),
+               "bold text in the editor")
+    app.b.screenshot("compose-rich")
+    app.b.one("compose-send").click()
+    app.b.gone("compose")
+    got = arrives(app, bob, "INBOX", subject)
+    alternative = got if got.get_content_type() == "multipart/alternative" else next(
+        (p for p in got.walk() if p.get_content_type() == "multipart/alternative"), None)
+    assert alternative is not None, got.get_content_type()
+    types = [p.get_content_type() for p in alternative.iter_parts()]
+    assert types == ["text/plain", "text/html"], types  # RFC 2046 §5.1.4: the richest last
+    plain, html = (p.get_content() for p in alternative.iter_parts())
+    assert "Plain words, then strong words" in plain and "<b>" not in plain and "<strong>" not in plain, plain
+    assert "strong words" in html and ("<b>strong words</b>" in html or "<strong>strong words</strong>" in html), html
+
+
+@pytest.mark.timeout(300)  # a few sign-ins, each an argon2id check, on a loaded machine
+def test_password_change_in_settings_new_works_old_fails_in_the_browser_and_over_imap(app, no_csp):
+    """A user of its own changes the password in Settings: signed out, the old password refused and the new
+    one accepted by the webmail's sign-in and by IMAP LOGIN. Alice is signed in again at the end."""
+    from postern_local.liveness import IMAP4From
+
+    b = app.b
+    frank, old = _new_user(app, "frank")
+    new = secrets.token_urlsafe(14)
+    if [e for e in b.by_testid("signout") if e.is_displayed()]:
+        b.one("signout").click()
+    b.one("signin-email")
+    try:
+        sign_in(b, app.url, frank, old)
+        b.one("message-list")
+        b.one("action-settings").click()
+        b.one("settings")
+        b.one("password-current").send_keys(old)
+        b.one("password-new").send_keys(new)
+        b.one("password-confirm").send_keys(new)
+        b.one("password-save").click()
+        b.wait(lambda _d: b.one("settings-status").text.startswith("Password changed"), "the password changed")
+        b.screenshot("settings-password")
+        b.one("signin-email")  # the server revoked every token of frank's: back at the sign-in page
+
+        sign_in(b, app.url, frank, old)
+        error = b.wait(lambda _d: [e.text for e in b.by_testid("signin-error") if e.is_displayed() and e.text.strip()
+                                   and b.one("signin-submit").is_enabled()], "the old password refused")[0]
+        assert "password" in error.lower(), error
+        sign_in(b, app.url, frank, new)
+        b.one("message-list")
+        imap = IMAP4From(app.stack.imap_port, "127.0.0.9")  # its own address: no other test's failures count
+        try:
+            with pytest.raises(imaplib.IMAP4.error):
+                imap.login(frank, old)
+        finally:
+            imap.shutdown()
+        with imaplib.IMAP4("127.0.0.1", app.stack.imap_port, timeout=30) as c:
+            assert c.login(frank, new)[0] == "OK"
+    finally:
+        if [e for e in b.by_testid("signout") if e.is_displayed()]:
+            b.one("signout").click()
+        b.one("signin-email")
+        sign_in(b, app.url, *app.user)
+        b.one("message-list")
