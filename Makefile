@@ -29,7 +29,7 @@ WEBMAIL_BUILT = $(WEBMAIL)/dist/index.html
 WEBMAIL_SRC   = $(shell find $(WEBMAIL)/src $(WEBMAIL)/static $(WEBMAIL)/test -type f 2>/dev/null) \
                 $(wildcard $(WEBMAIL)/build.mjs $(WEBMAIL)/tsconfig.json)
 
-.PHONY: run test venv tools webmail bench compat faults load cost cost-floor fuzz-long build lint image rspamd-image deploy deploy-webmail clean
+.PHONY: run test test-big venv tools webmail bench compat faults load cost cost-floor fuzz-long build lint image rspamd-image deploy deploy-webmail clean
 
 $(STAMP): requirements-dev.txt constraints.txt layers/postern/requirements.txt gateway/requirements.txt \
           layers/postern/pyproject.toml gateway/pyproject.toml local/pyproject.toml
@@ -61,6 +61,11 @@ run: $(STAMP) webmail
 
 test: $(STAMP) tools webmail
 	$(PY) -m pytest
+
+# The tests make test skips for their time (POSTERN_BIG_TESTS=1): an attachment at the SMTP limit through the
+# presigned upload and EmailSubmission, read back over IMAP (tests/e2e/test_jmap_blobs.py; README "Webmail").
+test-big: $(STAMP)
+	POSTERN_BIG_TESTS=1 $(PY) -m pytest -m slow tests/e2e/test_jmap_blobs.py
 
 bench: $(STAMP) webmail
 	$(PY) bench/run_all.py

@@ -143,11 +143,12 @@ class LessonTap:
 
     def lessons(self, at_least: int, ceiling: float = 60.0) -> list[tuple[bool, str, int]]:
         """Every lesson of the user so far, read until there are ``at_least`` (or the ceiling passed), then
-        one more poll so that a lesson too many would be seen too."""
+        one more (short) poll so that a lesson too many already sent would be seen too."""
         import time
 
         deadline = time.monotonic() + ceiling
         while len(self.got) < at_least and time.monotonic() < deadline:
             self.reader.receive_once(1)
-        self.reader.receive_once(1)
+        while self.reader.receive_once(0):
+            pass
         return list(self.got)

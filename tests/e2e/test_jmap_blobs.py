@@ -50,13 +50,26 @@ def _post(form: dict, data: bytes) -> requests.Response:
     return requests.post(form["url"], data=form["fields"], files={"file": ("a.bin", data)}, timeout=60)
 
 
-def _send_and_receive(stack, c: Client, sender: str, rcpt: tuple[str, str], payload: bytes) -> tuple[dict, bytes]:
-    """``payload`` up by the presigned POST, attached to a draft, sent by EmailSubmission, drained through the
-    pipeline; (the created draft, the attachment as the recipient reads it over IMAP)."""
+def _send_and_receive(stack, c: Client, sender: str, rcpt: tuple[str, str], payload: bytes,
+                      one_request: bool = True, times: dict | None = None) -> tuple[dict, bytes]:
+    """``payload`` up by the presigned POST, attached to a draft, sent by EmailSubmission (in the same request as
+    the draft's Email/set, as the webmail sends, or in a second one), drained through the pipeline; (the created
+    draft, the attachment as the recipient reads it over IMAP). ``times``: seconds each step took."""
+    import time
+
+    times = {} if times is None else times
+    t = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.monotonic()
+        times[name], t = round(now - t, 1), now
+
     form = c.presign("application/octet-stream", len(payload))
     assert form["fields"]["key"].startswith("upload/") and form["fields"]["key"].endswith(form["blobId"])
     r = _post(form, payload)
     assert r.status_code == 204, r.text
+    lap("presigned POST")
 
     boxes = {m["role"]: m["id"] for m in c.call(("Mailbox/get", {"accountId": c.account}, "m"))[0][1]["list"]}
     ident = c.call(("Identity/get", {"accountId": c.account}, "i"))[0][1]["list"][0]["id"]
@@ -64,11 +77,21 @@ def _send_and_receive(stack, c: Client, sender: str, rcpt: tuple[str, str], payl
              "to": [{"email": rcpt[0]}], "subject": "the big file", "textBody": [{"partId": "t"}],
              "bodyValues": {"t": {"value": "attached"}},
              "attachments": [{"blobId": form["blobId"], "type": "application/octet-stream", "name": "big.bin"}]}
-    out = c.call(("Email/set", {"accountId": c.account, "create": {"d": draft}}, "0"),
-                 ("EmailSubmission/set", {"accountId": c.account,
-                                          "create": {"s": {"identityId": ident, "emailId": "#d"}}}, "1"))
+    create = ("Email/set", {"accountId": c.account, "create": {"d": draft}}, "0")
+    if one_request:
+        out = c.call(create, ("EmailSubmission/set", {"accountId": c.account,
+                                                      "create": {"s": {"identityId": ident, "emailId": "#d"}}}, "1"))
+        lap("Email/set + EmailSubmission/set")
+    else:
+        out = c.call(create)
+        lap("Email/set")
+        draft_id = out[0][1]["created"]["d"]["id"]
+        out += c.call(("EmailSubmission/set", {"accountId": c.account,
+                                               "create": {"s": {"identityId": ident, "emailId": draft_id}}}, "1"))
+        lap("EmailSubmission/set")
     assert "d" in out[0][1]["created"] and "s" in out[1][1]["created"], out
     stack.drain()
+    lap("pipeline (drain)")
 
     imap = imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=120)
     try:
@@ -79,6 +102,7 @@ def _send_and_receive(stack, c: Client, sender: str, rcpt: tuple[str, str], payl
         raw = data[0][1]
     finally:
         imap.logout()
+    lap("IMAP FETCH")
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     (att,) = list(msg.iter_attachments())
     assert att.get_filename() == "big.bin"
@@ -119,8 +143,6 @@ def test_six_megabytes_by_presigned_post_attached_sent_and_read_over_imap(stack,
 @pytest.mark.timeout(1200)
 @pytest.mark.skipif(os.environ.get("POSTERN_BIG_TESTS") != "1", reason="POSTERN_BIG_TESTS=1 (make test-big) runs it")
 def test_an_attachment_at_the_smtp_limit_arrives_byte_identical(stack, new_user):
-    import time
-
     from postern.jmap.session import attachments_limit
 
     domain_user, pw = new_user("alice")
@@ -129,9 +151,11 @@ def test_an_attachment_at_the_smtp_limit_arrives_byte_identical(stack, new_user)
     limit = c.session["accounts"][c.account]["accountCapabilities"][S.MAIL]["maxSizeAttachmentsPerEmail"]
     assert limit == attachments_limit(stack.settings.max_message_size) > 18 * 1024 * 1024
     payload = os.urandom(limit)
-    t0 = time.monotonic()
-    _, received = _send_and_receive(stack, c, domain_user, (bob, bob_pw), payload)
-    print(f"\n{limit:,} bytes: presigned POST, EmailSubmission, pipeline, IMAP FETCH in {time.monotonic() - t0:.1f} s")
+    times: dict = {}
+    # two requests: on a loaded 2-core machine the local HTTPS function (moto and the rules proxy in the S3
+    # path) can pass its 10 s Timeout doing both in one (README "Webmail": measured)
+    _, received = _send_and_receive(stack, c, domain_user, (bob, bob_pw), payload, one_request=False, times=times)
+    print(f"\n{limit:,} bytes: {times}, {sum(times.values()):.1f} s")
     assert received == payload
 
 
