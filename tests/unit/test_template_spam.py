@@ -187,7 +187,10 @@ def test_the_rspamd_image_is_debians_rspamd_with_our_configuration_and_the_task_
     assert task["HealthCheck"]["Command"] == ["CMD-SHELL", health]
 
 
-def test_the_lesson_relay_exists_only_where_imap_and_rspamd_are_in_different_tasks(t):
+def test_the_lesson_queue_is_handed_to_whoever_sends_or_reads_lessons_only_with_rspamd(t):
+    """LearnQueue always exists (idle it costs nothing); its URL goes to every gateway container and to the
+    HttpsFunction (JMAP's moves into / out of Junk, postern/junk.py) only when rspamd runs: with ha the
+    mailbox-access tasks send and the mail-in tasks read, with small the one task reads what JMAP sent."""
     ha = deployed(t, {"RspamdImage": IMAGE})
     queue = ha["Resources"]["LearnQueue"]["Properties"]
     assert queue["MessageRetentionPeriod"] <= 86400 and queue["SqsManagedSseEnabled"] is True
@@ -195,7 +198,16 @@ def test_the_lesson_relay_exists_only_where_imap_and_rspamd_are_in_different_tas
     statements = ha["Resources"]["GatewayTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     (grant,) = [s for s in statements if s["Resource"] == {"Fn::GetAtt": ["LearnQueue", "Arn"]}]
     assert sorted(grant["Action"]) == ["sqs:DeleteMessage", "sqs:ReceiveMessage", "sqs:SendMessage"]
-    for overrides in ({}, {"RspamdImage": IMAGE, "GatewayProfile": "small", "HostedZoneId": "Z0123456789ABC"}):
-        d = deployed(t, overrides)  # no rspamd, or one task doing both: nothing to relay
-        assert "LearnQueue" not in d["Resources"]
-        assert env(containers(d)["gateway"])["POSTERN_LEARN_QUEUE_URL"] == ""
+    https = ha["Resources"]["HttpsFunction"]["Properties"]
+    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["LearnQueue", "QueueName"]}}} in https["Policies"]
+    small = deployed(t, {"RspamdImage": IMAGE, "GatewayProfile": "small", "HostedZoneId": "Z0123456789ABC"})
+    for d, task_defs in ((ha, ("GatewayMailTaskDefinition", "GatewayAccessTaskDefinition")),
+                         (small, ("GatewayMailTaskDefinition",))):
+        for name in task_defs:
+            assert env(containers(d, name)["gateway"])["POSTERN_LEARN_QUEUE_URL"] == {"Ref": "LearnQueue"}, name
+        assert d["Resources"]["HttpsFunction"]["Properties"]["Environment"]["Variables"][
+            "POSTERN_LEARN_QUEUE_URL"] == {"Ref": "LearnQueue"}
+    off = deployed(t, {})  # no rspamd: nobody would read a lesson, so nobody sends one
+    assert "LearnQueue" in off["Resources"]
+    assert env(containers(off)["gateway"])["POSTERN_LEARN_QUEUE_URL"] == ""
+    assert off["Resources"]["HttpsFunction"]["Properties"]["Environment"]["Variables"]["POSTERN_LEARN_QUEUE_URL"] == ""
