@@ -748,7 +748,7 @@ def test_a_deliverys_marker_rides_in_its_spool_objects_item_and_outlives_the_mes
     qid = key[len(s.spool_prefix):]
     s.blobs.put(key, MSG)
     header = MSG[: MSG.index(b"\r\n\r\n") + 4]
-    users = [f"u{i}@example.test" for i in range(R.DEDUP_IN_BLOB + 2)]
+    users = [f"u{i}@example.test" for i in range(R.DEDUP_IN_BLOB + 1)]
 
     def deliver(user: str):
         return MB.append(s, user, "INBOX", None, spool_key=key, header=header, raw_size=len(MSG),
