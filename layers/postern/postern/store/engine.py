@@ -23,12 +23,12 @@ So the order in which changes become visible is the order of their numbers, and
 a watcher that read the log up to n can ask for "after n" and miss nothing.
 
 Request costs (what ``make cost`` counts), one message, no contention:
-  append    GetItem (account) + BatchGetItem (mailbox name, state, dedup, thread
-            ids, the thread's members item) + PutItem (change) + UpdateItem (blob
-            reference: the spool object is the blob, no copy; and the delivery's
-            dedup marker) + PutItem (entry) + BatchWriteItem (email-id index, the
-            thread id of a reply: a root is found by its name) + UpdateItem
-            (members item, ``counts``) + 2 UpdateItem (state, account)
+  append    GetItem (account) + BatchGetItem (mailbox name, state, the dedup
+            markers in B# and X#, thread ids, the thread's members item) + PutItem
+            (change) + UpdateItem (blob reference: the spool object is the blob, no
+            copy; and the delivery's dedup marker) + PutItem (entry) + BatchWriteItem
+            (email-id index, the thread id of a reply: a root is found by its name)
+            + UpdateItem (members item, ``counts``) + 2 UpdateItem (state, account)
   flags     GetItem + BatchGetItem + PutItem + UpdateItem per message + 2 UpdateItem
             (+ a BatchGetItem and an UpdateItem per thread whose unseen messages change)
   expunge   GetItem + BatchGetItem + PutItem + PutItem (tombstone) per message
