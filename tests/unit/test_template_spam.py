@@ -84,14 +84,17 @@ def test_only_the_mail_in_task_runs_rspamd_and_the_small_profiles_task_does(t):
     assert d["Resources"]["GatewayAccessTaskDefinition"]["Properties"]["Memory"] == {"Ref": "GatewayMemory"}
 
 
-def test_the_two_gateway_containers_differ_only_in_rspamd_and_the_ports_they_serve(t):
+def test_the_two_gateway_containers_differ_only_in_rspamd_the_feed_notices_and_the_ports_they_serve(t):
     d = deployed(t, {"RspamdImage": IMAGE})
     mail = containers(d)["gateway"]
     access = containers(d, "GatewayAccessTaskDefinition")["gateway"]
-    # rspamd's, and the change feed's mail notices, which a mail-in task (no mailbox served) does not take
-    rspamd_vars = {"POSTERN_RSPAMD_URL", "POSTERN_RSPAMD_CONTROLLER_URL", "POSTERN_CHANGE_FEED_MAIL"}
-    assert {k: v for k, v in env(mail).items() if k not in rspamd_vars} == \
-        {k: v for k, v in env(access).items() if k not in rspamd_vars}
+    apart = {"POSTERN_RSPAMD_URL", "POSTERN_RSPAMD_CONTROLLER_URL", "POSTERN_CHANGE_FEED_MAIL"}
+    assert {k: v for k, v in env(mail).items() if k not in apart} == \
+        {k: v for k, v in env(access).items() if k not in apart}
+    # the mail-in tasks serve no mailbox: credential changes only from the feed, not a notice per change
+    assert (env(mail)["POSTERN_CHANGE_FEED_MAIL"], env(access)["POSTERN_CHANGE_FEED_MAIL"]) == ("false", "true")
+    small = deployed(t, {"GatewayProfile": "small", "HostedZoneId": "Z0123456789ABC"})
+    assert env(containers(small)["gateway"])["POSTERN_CHANGE_FEED_MAIL"] == "true"  # one task serves everything
     assert {k: v for k, v in mail.items() if k not in ("Environment", "PortMappings")} == \
         {k: v for k, v in access.items() if k not in ("Environment", "PortMappings")}
     mail_task, access_task = (d["Resources"][n]["Properties"] for n in ("GatewayMailTaskDefinition",
