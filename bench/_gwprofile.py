@@ -62,6 +62,13 @@ def sched_lines(pid: int, delta: SchedSample, seconds: float) -> list[str]:
             f" {o_wait:.1f} s waiting for a core"]
 
 
+def process_line(what: str, delta: SchedSample, seconds: float) -> str:
+    """All threads of a process together: seconds on a CPU and runnable but waiting for one."""
+    run = sum(r for r, _ in delta.threads.values())
+    wait = sum(w for _, w in delta.threads.values())
+    return f"{what}: {run:.1f} s on a CPU, {wait:.1f} s runnable but waiting for a core, over {seconds:.0f} s"
+
+
 class PySpy:
     """``py-spy record --gil --threads --nonblocking`` of a running process for ``seconds``."""
 

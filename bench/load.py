@@ -519,7 +519,7 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
     from postern_local.gatewayproc import GatewayProcess
     from postern_local.stack import LocalStack
 
-    from _gwprofile import PySpy, SchedSample, sched_lines
+    from _gwprofile import PySpy, SchedSample, process_line, sched_lines
 
     saved = os.sched_getaffinity(0)
     cores = _split_cores(pinned)
@@ -571,6 +571,7 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
             if spy is not None:
                 spy.start()
             sched0 = SchedSample.read(gw.pid)
+            probe0 = SchedSample.read(prober.proc.pid) if prober is not None else None
             clients = ClientProcess(gw.ports, users, pop3_users, (n_smtp, n_idle, n_active, n_pop3),
                                     smtp_think).start()
             peak = gw.rss_kb()
@@ -580,6 +581,9 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
                 time.sleep(0.25)
             clients.stop.set()
             sched = sched_lines(gw.pid, SchedSample.read(gw.pid) - sched0, seconds)
+            if probe0 is not None:  # the client side must not be what is slow
+                sched.append(process_line("probe process (the probes' client side)",
+                                          SchedSample.read(prober.proc.pid) - probe0, seconds))
             la_end = os.getloadavg()[0]
             if prober is not None:
                 prober.set_phase(-1)  # the probes' commands after the load period are not counted
