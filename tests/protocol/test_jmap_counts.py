@@ -129,6 +129,42 @@ class World:
         assert name == "Email/set" and got["created"], got
 
 
+def check_conversations(world: World) -> None:
+    """Each mailbox's conversation view, first page: Email/query with collapseThreads (the page path, with
+    calculateTotal) against the same query without a limit (the general path, over the whole account),
+    and Thread/get of the page's Threads (by id: the members items) against the entries."""
+    a = world.account()
+    truth = threads_truth(world.store)
+    for mbid, counts in recount(world.store).items():
+        q = {"accountId": a, "filter": {"inMailbox": mbid}, "collapseThreads": True,
+             "sort": [{"property": "receivedAt", "isAscending": False}]}
+        page, full, got, threads = world.jmap([
+            ["Email/query", {**q, "position": 0, "limit": 5, "calculateTotal": True}, "p"],
+            ["Email/query", q, "f"],
+            ["Email/get", {"accountId": a, "#ids": {"resultOf": "p", "name": "Email/query", "path": "/ids"},
+                           "properties": ["threadId"]}, "g"],
+            ["Thread/get", {"accountId": a, "#ids": {"resultOf": "g", "name": "Email/get", "path": "/list/*/threadId"}},
+             "t"]])
+        assert page[1]["ids"] == full[1]["ids"][:5] and page[1]["total"] == len(full[1]["ids"]) == counts[2]
+        assert {t["id"]: t["emailIds"] for t in threads[1]["list"]} == \
+            {t["threadId"]: truth[t["threadId"]] for t in got[1]["list"]}
+
+
+def threads_truth(store) -> dict[str, list[str]]:
+    """Every Thread's Email ids in receivedAt order (then id), from the entries of every mailbox."""
+    received: dict[str, tuple[str, float]] = {}  # Email id -> (thread, earliest date)
+    for listed in store.list_mailboxes(USER):
+        mb = store.get_mailbox(USER, listed.name)
+        for m in store.list_messages(mb, light=True):
+            eid = m.email_id or f"E{mb.mailbox_id[:8]}{m.uid}"
+            tid, when = received.get(eid, (m.thread_id or "T" + eid[1:], m.internaldate))
+            received[eid] = (tid, min(when, m.internaldate))
+    out: dict[str, list[str]] = {}
+    for eid, (tid, when) in sorted(received.items(), key=lambda kv: (kv[1][1], kv[0])):
+        out.setdefault(tid, []).append(eid)
+    return out
+
+
 def pipeline_header(raw: bytes):
     from postern.store.summary import inline_header
 
@@ -262,7 +298,7 @@ def world(tmp_path, request):
         yield w
 
 
-def run(world: World, rnd: random.Random, rounds: int, ops: int) -> None:
+def run(world: World, rnd: random.Random, rounds: int, ops: int, conversations: bool = True) -> None:
     c = imaplib.IMAP4(HOST, world.imap_port, timeout=30)
     c.login(USER, PW)
     try:
@@ -280,6 +316,8 @@ def run(world: World, rnd: random.Random, rounds: int, ops: int) -> None:
                     pop3_op(world.pop3_port, rnd)
             assert world.mailbox_counts() == recount(world.store)
             assert members_of(world.store) == members_recount(world.store)
+            if conversations:
+                check_conversations(world)
     finally:
         c.logout()
 
@@ -297,7 +335,8 @@ def test_counts_equal_a_recount_after_random_operations_over_every_path(world, s
 @pytest.mark.parametrize("world", ["dynamo"], indirect=True)
 def test_counts_equal_a_recount_on_the_dynamodb_store(world):
     """The same over DynamoDB (moto): set ADD/DELETE and their conditions as DynamoDB applies them."""
-    run(world, random.Random(99), rounds=3, ops=25)
+    run(world, random.Random(99), rounds=2, ops=20, conversations=False)
+    check_conversations(world)
 
 
 def test_a_legacy_mailbox_is_recounted_once_then_kept(world):
@@ -327,6 +366,9 @@ def test_a_legacy_mailbox_is_recounted_once_then_kept(world):
     assert world.mailbox_counts() == recount(world.store)  # recounted, and counting starts now
     assert C.counting(state_of(inbox))
     run(world, rnd, rounds=3, ops=25)
+    strip_counters(world.store)  # Thread/get while some mailbox does not count threads: the account is read
+    check_conversations(world)
+    assert world.mailbox_counts() == recount(world.store)
 
 
 def test_a_change_rolled_forward_twice_counts_once(world):
@@ -361,6 +403,37 @@ def test_mailbox_get_reads_no_message_entry(world):
         del world.store.items.query
     assert sum(c[0] for c in counts.values()) == 60
     assert not [pk for pk in seen if pk.startswith("M#")], seen  # states come by BatchGetItem, entries never
+
+
+def test_the_conversation_views_first_page_reads_no_whole_mailbox(world):
+    """Mailbox/get and the webmail's thread view page (Email/query collapseThreads with calculateTotal,
+    Email/get, Thread/get by result reference) in one request read no mailbox's entries in full."""
+    rnd = random.Random(4)
+    for _ in range(80):
+        world.deliver(rnd)
+    inbox = world.store.get_mailbox(USER, "INBOX")
+    whole = []
+    real = world.store.list_messages
+    world.store.list_messages = lambda mb, *a, **kw: whole.append(mb.name) or real(mb, *a, **kw)
+    a = world.account()
+    try:
+        boxes, page, got, threads = world.jmap([
+            ["Mailbox/get", {"accountId": a}, "m"],
+            ["Email/query", {"accountId": a, "filter": {"inMailbox": inbox.mailbox_id}, "collapseThreads": True,
+                             "sort": [{"property": "receivedAt", "isAscending": False}], "position": 0, "limit": 10,
+                             "calculateTotal": True}, "p"],
+            ["Email/get", {"accountId": a, "#ids": {"resultOf": "p", "name": "Email/query", "path": "/ids"},
+                           "properties": ["threadId"]}, "g"],
+            ["Thread/get", {"accountId": a, "#ids": {"resultOf": "g", "name": "Email/get", "path": "/list/*/threadId"}},
+             "t"]])
+    finally:
+        del world.store.list_messages
+    assert whole == []
+    total_threads = next(m["totalThreads"] for m in boxes[1]["list"] if m["id"] == inbox.mailbox_id)
+    assert page[1]["total"] == total_threads == recount(world.store)[inbox.mailbox_id][2]
+    assert len(page[1]["ids"]) == 10 and len(threads[1]["list"]) == 10
+    truth = threads_truth(world.store)
+    assert all(t["emailIds"] == truth[t["id"]] for t in threads[1]["list"])
 
 
 def test_one_email_copied_twice_into_a_mailbox_is_one_email_there(world):

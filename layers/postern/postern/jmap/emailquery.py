@@ -12,8 +12,8 @@ Fails: ``unsupportedFilter`` / ``unsupportedSort`` for what this server does
 
 Cost: the webmail's list (``{inMailbox: X}``, receivedAt descending, a ``limit``, with or without
 collapseThreads) is answered from the newest page of X's entries (:func:`_newest_page`: two GetItem
-and one Query for a page of 50, whatever the account's size) whenever the store's date order makes
-that exact; every other query reads the whole account view.
+and one Query for a page of 50, whatever the account's size, and one BatchGetItem for calculateTotal)
+whenever the store's date order makes that exact; every other query reads the whole account view.
 
 Matching is case-insensitive substring matching over decoded text (the
 ``i;unicode-casemap`` collation read as Unicode case folding). Work budget:
@@ -294,8 +294,8 @@ def _newest_page(call, view, args: dict, flt, sort) -> dict | None:
     is not later than its original, so it is below ``sorted_above``). Reading newest UID first, the
     answer is exact for as long as the messages read stay above ``sorted_above``; collapseThreads keeps
     the first Email of each Thread seen, as the general path does. ``total`` (RFC 8620 §5.5) is the
-    mailbox's EXISTS when no Email can have two UIDs in it and threads are not collapsed; otherwise the
-    general path counts (asked before anything is read). An entry newer than the state
+    mailbox's totalEmails, or its totalThreads when threads are collapsed: the counts the store keeps
+    (``store.counts``, the same numbers Mailbox/get shows). An entry newer than the state
     read first (a UID at or past its UIDNEXT) also hands over to the general path.
     """
     if not (isinstance(flt, dict) and set(flt) == {"inMailbox"} and flt["inMailbox"] in view.mailboxes):
@@ -308,16 +308,17 @@ def _newest_page(call, view, args: dict, flt, sort) -> dict | None:
     offset = A.integer(args, "anchorOffset", 0, minimum=None)
     collapse = A.boolean(args, "collapseThreads")
     total = A.boolean(args, "calculateTotal")
-    if limit is None or (anchor is None and position < 0) or (total and collapse):
-        return None  # the whole list, or a count of Threads no counter holds: the general path
+    if limit is None or (anchor is None and position < 0):
+        return None  # the whole list: the general path
     store = call.account.store
     mbid = flt["inMailbox"]
     try:
         mb = store.get_mailbox_by_id(call.account.user, mbid)  # its counters: UIDNEXT, EXISTS, sorted_above
     except MailboxNotFound:
         return None  # deleted since the view was read: the general path answers from the view
-    if total and mb.self_copied:
-        return None  # EXISTS may count one Email twice
+    counted = store.mailbox_counts(call.account.user, [mbid]).get(mbid) if total else None
+    if total and counted is None:
+        return None  # deleted since: the general path answers from the view
     need = position + limit if anchor is None else None
     ids: list[str] = []
     threads: set[str] = set()
@@ -340,8 +341,8 @@ def _newest_page(call, view, args: dict, flt, sort) -> dict | None:
     if complete:  # the whole mailbox was read: the general window over it
         return window(call, args, ids, view.state_string)
     out = window(call, args, ids, view.state_string)  # ids holds the whole page: position + limit <= len(ids)
-    if total:
-        out["total"] = mb.exists
+    if total:  # the mailbox's Emails, or its Threads when collapsed (store.counts: exact, kept at each write)
+        out["total"] = counted.threads if collapse else counted.emails
     return out
 
 

@@ -153,6 +153,25 @@ class AccountView:
             self._threads = {t: [e.id for e in sorted(es, key=lambda e: (e.received, e.id))] for t, es in out.items()}
         return self._threads
 
+    def thread_emails(self, ids) -> dict[str, list[str]]:
+        """The Email ids of these Threads in receivedAt order (as :attr:`threads` has them). A loaded view
+        answers from memory; otherwise the store's members items do (``thread_messages``: one Query per
+        Thread, whatever the account's size), unless a mailbox's threads are not counted yet (mail stored
+        before the counters): then the whole view is read, once."""
+        wanted = [i for i in dict.fromkeys(ids) if isinstance(i, str) and i]
+        got = None if self._emails is not None else \
+            self.account.store.thread_messages(self.account.user, list(self.mailboxes), wanted)
+        if got is None:
+            return {t: self.threads[t] for t in wanted if t in self.threads}
+        out: dict[str, list[str]] = {}
+        for tid, where in got.items():
+            emails: dict[str, EmailEntry] = {}
+            for mbid, m in where:
+                eid = email_id_of(mbid, m)
+                emails.setdefault(eid, EmailEntry(eid, tid)).where.append((mbid, m))
+            out[tid] = [e.id for e in sorted(emails.values(), key=lambda e: (e.received, e.id))]
+        return out
+
     def by_name(self) -> dict[str, MailboxInfo]:
         return {mb.name: mb for mb in self.mailboxes.values()}
 

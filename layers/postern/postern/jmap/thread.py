@@ -12,7 +12,7 @@ def get(call, args: dict) -> dict:
     A.known(args, {"accountId", "ids", "properties"})
     ids = A.ids(args)
     view = call.view()
-    threads = view.threads
+    threads = view.threads if ids is None else view.thread_emails(ids)  # by id: the members items, not the account
     wanted = list(threads) if ids is None else ids
     if ids is None and len(wanted) > A.CORE_LIMITS["maxObjectsInGet"]:
         from .errors import MethodError

@@ -186,6 +186,14 @@ class MailStore(abc.ABC):
         its own entries only). A deleted mailbox is absent."""
 
     @abc.abstractmethod
+    def thread_messages(self, user: str, mailbox_ids: Iterable[str],
+                        thread_ids: Iterable[str]) -> dict[str, list[tuple[str, MessageMeta]]] | None:
+        """Where each thread's messages are, in these mailboxes: (mailbox id, light metadata) per live
+        message, from the threads' members items (``counts``: one BatchGetItem of the states, one Query
+        per thread, one BatchGetItem per 100 entries); a thread with none is absent. None when one of the
+        mailboxes does not count threads yet (mail stored before: the caller reads the account)."""
+
+    @abc.abstractmethod
     def create_mailboxes(self, user: str, boxes: Iterable[tuple[str, str | None]],
                          subscribe: Iterable[str] = ()) -> list[MailboxInfo]:
         """Create all (name, special_use) pairs in one change (MailboxExists if any exists)."""

@@ -356,6 +356,37 @@ class LogStore(MailStore):
             out[mbid] = counts if counts is not None else self._recount(u, st)
         return out
 
+    def thread_messages(self, user: str, mailbox_ids: Iterable[str],
+                        thread_ids: Iterable[str]) -> dict[str, list[tuple[str, MessageMeta]]] | None:
+        u = user.lower()
+        ids = list(dict.fromkeys(mailbox_ids))
+        got = self.items.batch_get([keys.state_key(u, i) for i in ids])
+        gens: dict[str, str] = {}
+        for mbid in ids:
+            k = keys.state_key(u, mbid)
+            st = got.get((k["pk"], k["sk"]))
+            if not R.live(st):
+                continue
+            if not C.counting(st):
+                return None  # its threads' members are not known yet: the caller reads the account
+            gens[mbid] = C.generation(st)
+        wanted: dict[tuple[str, str], tuple[str, str]] = {}  # entry key -> (thread id, mailbox id)
+        for tid in dict.fromkeys(thread_ids):
+            for it in self.items.query(keys.members_pk(u, tid)):
+                mbid, _, gen = it["sk"].partition("#")
+                if gens.get(mbid) == gen:
+                    for uid in C.members(it)[0]:
+                        k = keys.message_key(u, mbid, uid)
+                        wanted[(k["pk"], k["sk"])] = (tid, mbid)
+        out: dict[str, list[tuple[str, MessageMeta]]] = {}
+        found = self.items.batch_get([{"pk": pk, "sk": sk} for pk, sk in wanted]) if wanted else {}
+        for k in sorted(wanted):
+            tid, mbid = wanted[k]
+            it = found.get(k)
+            if R.live(it):  # an entry expunged while its members item was read is skipped
+                out.setdefault(tid, []).append((mbid, R.meta(it, light=True)))
+        return out
+
     def _recount(self, user: str, st: dict) -> Counts:
         """The counts of one mailbox read from its entries (``counts.recount``); a mailbox that does not
         count threads yet starts counting here (``counts``: legacy mail)."""
