@@ -28,6 +28,8 @@ CODE
 
 from __future__ import annotations
 
+import contextlib
+
 from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -106,7 +108,23 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
-    metrics.add_metric(name="Records", unit=MetricUnit.Count, value=len(event.get("Records", [])))
+    records = event.get("Records", [])
+    metrics.add_metric(name="Records", unit=MetricUnit.Count, value=len(records))
+    sv = sieve(get_settings(), get_clients())
+    # The batch's Sieve items in one read, not one per record (SieveDelivery.batch).
     # Partial failures are reported per record; if every record fails, Powertools raises
     # BatchProcessingError and Lambda returns the whole batch to the queue.
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    with sv.batch(_users(records)) if sv is not None else contextlib.nullcontext():
+        return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                        context=context)
+
+
+def _users(records: list[dict]) -> list[str]:
+    """The recipients of a batch's store jobs (a body that is not one is left to its record's handler)."""
+    out = []
+    for r in records:
+        try:
+            out.append(StoreJob.from_json(r.get("body", "")).user)
+        except Exception:  # noqa: BLE001 - poison: record_handler fails it, as before
+            continue
+    return out

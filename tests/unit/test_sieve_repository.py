@@ -143,3 +143,30 @@ def test_managed_rules_round_trip_and_render(repo):
                 lambda: m.set_vacation(USER, VacationSettings(text="x", from_date=10.0, to_date=5.0))):
         with pytest.raises(ManagedRuleError):
             bad()
+
+
+def test_a_store_batch_reads_its_recipients_sieve_items_once(repo):
+    """The store function reads the Sieve items of all its batch's recipients in one BatchGetItem, not one
+    per record (one request per delivery less at volume); outside the batch every delivery reads its own."""
+    users = [USER, "bob@example.test", "carol@example.test"]
+    repo.put(USER, "main", GOOD)
+    repo.activate(USER, "main")
+    repo.put_managed_rules("bob@example.test", {"filters": []})
+    alone = {u: repo.for_delivery(u) for u in users}
+    calls = []
+    real = repo.items.batch_get
+
+    def counted(ks, consistent=True):
+        calls.append(len(ks))
+        return real(ks, consistent=consistent)
+
+    repo.items.batch_get = counted
+    with repo.batch(users + [USER]):
+        batched = {u: repo.for_delivery(u) for u in users}
+        assert calls == [6]  # two items per recipient, each once
+        assert repo.for_delivery("dave@example.test") == (None, {}) and calls == [6, 2]  # not in the batch
+    assert {u: (s and s.text, r) for u, (s, r) in batched.items()} == \
+        {u: (s and s.text, r) for u, (s, r) in alone.items()}
+    assert batched[USER][0].text == GOOD and batched["bob@example.test"][1] == {"filters": []}
+    repo.put_managed_rules(USER, {"filters": [{"x": 1}]})  # changed after the batch: the next read sees it
+    assert repo.for_delivery(USER)[1] == {"filters": [{"x": 1}]} and calls == [6, 2, 2]

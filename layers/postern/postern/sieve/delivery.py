@@ -29,6 +29,8 @@ again, and no copy goes to a target already named in a ``Delivered-To``.
 
 from __future__ import annotations
 
+import contextlib
+
 import datetime as _dt
 import logging
 import time
@@ -103,6 +105,11 @@ class SieveDelivery:
                        AuthFacts.from_dict(job.auth), SpamVerdict.from_dict(job.spam))
         return Context(env, MessageView(view, size, loader), _dt.datetime.fromtimestamp(now, _dt.timezone.utc),
                        exists, environment(self.hostname))
+
+    def batch(self, users):
+        """Read the Sieve items of a store batch's recipients at once (``ScriptRepository.batch``)."""
+        batch = getattr(self.repo, "batch", None)
+        return batch(users) if batch is not None else contextlib.nullcontext()
 
     def decide(self, job, ctx: Context) -> tuple[Outcome, list[str], str]:
         """(outcome, notes, error). Runs the managed script, then the user's."""
