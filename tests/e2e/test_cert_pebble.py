@@ -114,7 +114,7 @@ def site(stack, pebble):
     sm = stack.clients.secrets
     tls = sm.create_secret(Name=f"postern/{zone}/tls")["ARN"]
     props = {"Domains": [f"mail.{zone}"], "SecretId": tls, "HostedZoneId": zone_id,
-             "AccountParameter": f"/postern/{zone}/acme-account", "DirectoryUrl": pebble.directory_url}
+             "AccountParameter": f"/postern-acme/{zone}/account", "DirectoryUrl": pebble.directory_url}
     return {"zone": zone, "host": f"mail.{zone}", "zone_id": zone_id, "props": props}
 
 

@@ -190,10 +190,10 @@ def test_delete_always_succeeds_and_removes_only_the_account_key(sm, cfn_out):
     import boto3
 
     ssm = boto3.client("ssm", region_name="us-east-1")
-    ssm.put_parameter(Name="/postern/a/acme-account", Value="{}", Type="SecureString")
+    ssm.put_parameter(Name="/postern-acme/a/account", Value="{}", Type="SecureString")
     sm.create_secret(Name="postern/acme", SecretString="{}")
     props = {"Domains": ["mail.example.com"], "SecretId": "postern/acme", "HostedZoneId": "Z1",
-             "AccountParameter": "/postern/a/acme-account"}
+             "AccountParameter": "/postern-acme/a/account"}
     for _ in range(2):  # a second Delete (CloudFormation retries) finds nothing and still succeeds
         handler({**_event("Delete", props), "PhysicalResourceId": "postern/acme"}, None)
     handler({**_event("Delete", {"Domains": []}), "PhysicalResourceId": "postern/byo"}, None)
@@ -210,18 +210,18 @@ def test_the_acme_account_key_is_a_securestring_parameter_in_the_free_tier_while
 
     ssm = boto3.client("ssm", region_name="us-east-1")
     p = Parameters(ssm)
-    assert p.read("/postern/a/acme-account") is None  # no account yet: the issuer registers one
+    assert p.read("/postern-acme/a/account") is None  # no account yet: the issuer registers one
     doc = {"accounts": {LETS_ENCRYPT: {"key": {"kty": "RSA", "n": "x" * 342}, "uri": "https://ca/acct/1"}}}
-    p.write("/postern/a/acme-account", doc)
-    got = ssm.get_parameter(Name="/postern/a/acme-account")["Parameter"]
+    p.write("/postern-acme/a/account", doc)
+    got = ssm.get_parameter(Name="/postern-acme/a/account")["Parameter"]
     assert got["Type"] == "SecureString" and got["Value"] != json.dumps(doc)  # encrypted unless asked
     (meta,) = ssm.describe_parameters()["Parameters"]
     assert meta["Tier"] == "Standard"
-    assert p.read("/postern/a/acme-account") == doc
+    assert p.read("/postern-acme/a/account") == doc
     doc["accounts"]["https://staging.example/dir"] = {"key": {"kty": "RSA", "n": "y" * 4000}, "uri": "u"}
-    p.write("/postern/a/acme-account", doc)  # past 4 KB: advanced ($0.05 a month), not a failure
+    p.write("/postern-acme/a/account", doc)  # past 4 KB: advanced ($0.05 a month), not a failure
     (meta,) = ssm.describe_parameters()["Parameters"]
-    assert meta["Tier"] == "Advanced" and p.read("/postern/a/acme-account") == doc
+    assert meta["Tier"] == "Advanced" and p.read("/postern-acme/a/account") == doc
     ssm.put_parameter(Name="/postern/a/bad", Value="not json", Type="SecureString")
     with pytest.raises(VaultError, match="does not hold JSON"):
         p.read("/postern/a/bad")
@@ -273,10 +273,11 @@ def test_the_schedule_sends_what_the_custom_resource_sends():
         rendered[name] = "${%s}" % name
     assert json.loads(text) == rendered
     CertRequest.from_properties({**json.loads(text), "Domains": ["mail.example.com"],  # keys the function reads
-                                 "AccountParameter": "/postern/p/acme-account-1"})
-    # the account key's parameter: one name, under /postern/<stack>/ (the role's grant: test_rules_iam)
+                                 "AccountParameter": "/postern-acme/p/account-1"})
+    # the account key's parameter: one name, outside the /postern/ path other roles read (DKIM keys: /postern/dkim/*),
+    # as the secret it replaces was outside postern/* (the role's grant: test_rules_iam)
     (fmt, _ids), = props["AccountParameter"]["Fn::If"][1].values()
-    assert fmt == "/postern/${AWS::StackName}/acme-account-${Id}" and props["AccountParameter"]["Fn::If"][2] == ""
+    assert fmt == "/postern-acme/${AWS::StackName}/account-${Id}" and props["AccountParameter"]["Fn::If"][2] == ""
 
 
 def test_gateway_services_wait_for_the_certificate_and_read_its_secret():
@@ -357,7 +358,7 @@ def test_a_new_acme_server_means_a_new_certificate_and_an_ari_outage_does_not(sm
     FakeIssuer.issued = []
     sm.create_secret(Name="postern/acme")
     props = {"Domains": ["mail.example.com"], "SecretId": "postern/acme", "HostedZoneId": "Z1",
-             "AccountParameter": "/postern/a/acme-account", "DirectoryUrl": "https://staging.example/dir"}
+             "AccountParameter": "/postern-acme/a/account", "DirectoryUrl": "https://staging.example/dir"}
     assert handler(props, None)["Action"] == "issued"
     assert json.loads(sm.get_secret_value(SecretId="postern/acme")["SecretString"])["directory"] == \
         "https://staging.example/dir"

@@ -132,12 +132,17 @@ def test_cert_function_keeps_its_acme_account_key_in_one_parameter_and_nothing_e
     roles = load_roles(load_template(), lambda logical, rtype: physical_name(LocalResources(prefix="p"), logical, rtype),
                        R, "p", {**PARAMS, "HostedZoneId": "Z0EXAMPLE"})
     cert = roles.for_component("CertFunction").policy
-    name = "/postern/p/acme-account-local"  # the template's /postern/${AWS::StackName}/acme-account-<stack id part>
+    name = "/postern-acme/p/account-local"  # the template's /postern-acme/${AWS::StackName}/account-<stack id part>
     for op in ("GetParameter", "PutParameter", "DeleteParameter"):
         ((action, resource),) = required(call("ssm", op, Name=name), R, A)
         assert cert.decide(action, resource), op
-        ((action, resource),) = required(call("ssm", op, Name="/postern/other/acme-account-local"), R, A)
+        ((action, resource),) = required(call("ssm", op, Name="/postern-acme/other/account-local"), R, A)
         assert not cert.decide(action, resource), op
-    assert not cert.decide("ssm:GetParametersByPath", f"arn:aws:ssm:{R}:{A}:parameter/postern/p")
+    assert not cert.decide("ssm:GetParametersByPath", f"arn:aws:ssm:{R}:{A}:parameter/postern-acme/p")
+    # and no other role reads it: the DKIM readers' grant is /postern/dkim/*, a stack may be called "dkim"
+    for component in roles.by_component:
+        if component != "CertFunction":
+            assert not roles.for_component(component).policy.decide(
+                "ssm:GetParameter", f"arn:aws:ssm:{R}:{A}:parameter/postern-acme/dkim/account-local"), component
     secrets = {r for s in cert.statements for a in s.actions if a.startswith("secretsmanager:") for r in s.resources}
     assert secrets == {f"arn:aws:secretsmanager:{R}:{A}:secret:p-tlscertificatesecret"}
