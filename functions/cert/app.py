@@ -50,7 +50,11 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeou
 def _clients():
     session = boto3.session.Session()
     return (session.client("route53", config=_CONFIG), session.client("secretsmanager", config=_CONFIG),
-            session.client("ssm", config=_CONFIG))
+            _ssm(session))
+
+
+def _ssm(session=None):
+    return (session or boto3.session.Session()).client("ssm", config=_CONFIG)
 
 
 def _deadline(context) -> float:
@@ -93,7 +97,7 @@ def _forget_account(props: dict) -> None:
     if not name.startswith("/"):
         return
     try:
-        Parameters(_clients()[2]).delete(name)
+        Parameters(_ssm()).delete(name)
     except VaultError as exc:
         log.error("ACME account key not removed: %s", exc)
 
