@@ -245,7 +245,7 @@ def test_issue_serve_renew_and_reload_without_restart(stack, acme_env, cert_fn, 
     print(f"\nPebble: first certificate issued in {issue_seconds:.2f} s")
 
 
-def test_update_keeps_a_valid_certificate_an_extra_name_is_a_new_one_and_delete_touches_nothing(
+def test_update_keeps_a_valid_certificate_an_extra_name_is_a_new_one_and_delete_leaves_the_secret(
         stack, acme_env, cert_fn, cfn, site):
     handler, _ = cert_fn
     props = site["props"]
@@ -264,7 +264,10 @@ def test_update_keeps_a_valid_certificate_an_extra_name_is_a_new_one_and_delete_
 
     handler(cfn.event("Delete", wider, physical=props["SecretId"]), None)
     assert [r["Status"] for r in cfn.responses] == ["SUCCESS"] * 4
-    assert _secret(stack, props["SecretId"])[1] == v2
+    assert _secret(stack, props["SecretId"])[1] == v2  # the certificate is the template's secret: left to it
+    ssm = stack.clients.client("ssm")  # the account key's parameter is the function's own: gone with it
+    assert ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [props["AccountParameter"]]}]
+                                   )["Parameters"] == []
 
 
 def test_a_record_the_ca_cannot_see_fails_with_the_cas_words(stack, monkeypatch, pebble, cert_fn, cfn, site):
