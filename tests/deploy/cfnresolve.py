@@ -4,7 +4,7 @@ In:   the parsed template (``postern_local.template.load_template``), parameter 
       template's defaults, then samconfig.toml's example ``parameter_overrides``, then the
       test's own) and what each resource's ``Ref`` / ``Fn::GetAtt`` stands for locally.
 Out:  :class:`Resolver`: ``value(x)`` for one property value (``Ref``, ``Fn::If``,
-      ``Fn::Sub``, ``Fn::Join``, ``Fn::Select``, ``Fn::Split``, ``Fn::GetAtt``,
+      ``Fn::Sub``, ``Fn::Join``, ``Fn::Select``, ``Fn::Split``, ``Fn::FindInMap``, ``Fn::GetAtt``,
       conditions); ``function_environment(logical)`` (Globals plus the function's own
       variables) and ``container_environment(task, container)`` (an ECS task definition's).
 Fails: ``KeyError`` naming the reference it cannot resolve, so a new template variable that
@@ -111,6 +111,9 @@ class Resolver:
             return self.value(arg[1])[int(self.value(arg[0]))]
         if fn == "Fn::Split":
             return str(self.value(arg[1])).split(arg[0])
+        if fn == "Fn::FindInMap":
+            name, top, second = (self.value(a) for a in arg)
+            return self.value(self.t["Mappings"][name][top][second])
         raise KeyError(f"unsupported intrinsic {fn}")
 
     # --- environments ----------------------------------------------------------------------
