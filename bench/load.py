@@ -280,7 +280,7 @@ TARGET_RATIO = 5.0  # issue 12: interactive commands stay within 5x their unload
 LOAD_ROWS = {"imap NOOP": "NOOP", "imap FETCH 1:* (FLAGS)": "FETCH 1:* (FLAGS)", "imap IDLE start": "IDLE start"}
 
 
-def probe_session(port, user, pw, stop, phase, think):
+def probe_session(port, user, pw, stop, phase, think, ready=None):
     """The selected-mailbox commands of issue 12 on one session, logged in and selected once:
     FETCH 1:* (FLAGS), NOOP and IDLE start (IDLE sent, until its "+"), then DONE, over and over.
     Each command counts in ``phase["stats"]`` as it is when the command starts (unloaded, then
@@ -289,6 +289,8 @@ def probe_session(port, user, pw, stop, phase, think):
         c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
         c.login(user, pw)
         c.select("INBOX")
+        if ready is not None:
+            ready.release()
         while not stop.is_set():
             with phase["stats"].time("FETCH 1:* (FLAGS)"):
                 c.fetch("1:*", "(FLAGS)")
@@ -321,14 +323,17 @@ def login_probe(port, user, pw, stop, phase, think):
         stop.wait(think)
 
 
-def start_probes(port, users, phase, stop, think=0.25) -> list:
-    """A session probe and a login probe per user, running until ``stop``."""
+def start_probes(port, users, phase, stop, think=0.25, ready=None) -> list:
+    """A session probe and a login probe per user, running until ``stop``; each session probe
+    releases ``ready`` (a semaphore) once it is logged in and selected."""
     for u in users:  # the login each probe repeats is a cached one: verified just now
         c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
         c.login(u, "pw-" + u)
         c.logout()
-    threads = [threading.Thread(target=fn, args=(port, u, "pw-" + u, stop, phase, think), daemon=True)
-               for u in users for fn in (probe_session, login_probe)]
+    threads = [threading.Thread(target=probe_session, args=(port, u, "pw-" + u, stop, phase, think, ready),
+                                daemon=True) for u in users]
+    threads += [threading.Thread(target=login_probe, args=(port, u, "pw-" + u, stop, phase, think), daemon=True)
+                for u in users]
     for t in threads:
         t.start()
     return threads
@@ -348,10 +353,15 @@ class _PhaseView:
             return self.by_phase.setdefault(self.value.value, Stats())
 
 
-def _probe_main(port, users, value, stop, results) -> None:
-    """The probe process: every probe thread, until ``stop``; then each phase's figures on ``results``."""
+def _probe_main(port, users, value, stop, results, ready) -> None:
+    """The probe process: every probe thread, until ``stop`` (``ready`` set once every session
+    probe is selected); then each phase's figures on ``results``."""
     view = _PhaseView(value)
-    threads = start_probes(port, users, view, stop)
+    selected = threading.Semaphore(0)
+    threads = start_probes(port, users, view, stop, ready=selected)
+    for _ in users:
+        selected.acquire()
+    ready.set()
     stop.wait()
     for t in threads:
         t.join(60)
@@ -366,11 +376,12 @@ class ProbeProcess:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of moto's threads forked
-        self.phase = ctx.Value("i", 0)
+        self.phase = ctx.Value("i", -1)  # not counted until every probe is selected: then 0, unloaded
         self.stop = ctx.Event()
+        self.ready = ctx.Event()
         self.results = ctx.Queue()
-        self.proc = ctx.Process(target=_probe_main, args=(port, users, self.phase, self.stop, self.results),
-                                name="load-probes", daemon=True)
+        self.proc = ctx.Process(target=_probe_main, args=(port, users, self.phase, self.stop, self.results,
+                                                          self.ready), name="load-probes", daemon=True)
 
     def start(self) -> ProbeProcess:
         self.proc.start()
@@ -561,6 +572,11 @@ def run(seconds: float, n_smtp: int, n_idle: int, n_active: int, n_pop3: int, sm
         if cores is not None:
             _renice_tree(OTHERS_NICE, {gw.pid} | ({prober.proc.pid} if prober is not None else set()))
         if prober is not None:
+            # the unloaded period starts once every probe session is logged in and selected (their
+            # first logins are argon2 checks, which a loaded machine can take seconds over)
+            if not prober.ready.wait(180):
+                builtins.print("probes not selected within 180 s; the unloaded figures start anyway")
+            prober.set_phase(0)
             time.sleep(baseline)
         out = []
         for n in range(1, rounds + 1):
