@@ -77,6 +77,19 @@ class WorkLimit(PosternError):
     def default_message(cls) -> str:
         return "Too much work for one command; narrow it down"
 
+    @classmethod
+    def memory(cls) -> WorkLimit:
+        """The task ran out of memory (MemoryError, in a worker or inline)."""
+        return cls("memory budget exhausted")
+
+
+# What ends a task as over its budget, never as an answer about the data: RLIMIT_AS shows as
+# MemoryError. Code on the workers' path that turns a failure into an answer ("unreadable data
+# does not match", "a malformed header reads as the default") lets these through
+# (``except workers.EXHAUSTED: raise`` before its ``except Exception``): the worker then answers
+# "memory" and the client gets WorkLimit's NO [LIMIT], never a silently wrong result.
+EXHAUSTED: tuple[type[BaseException], ...] = (MemoryError, WorkLimit)
+
 
 class WorkBusy(PosternError):
     imap_code = "UNAVAILABLE"
@@ -156,7 +169,7 @@ class _Worker:
             return value
         if status == "memory":
             self.kill()  # after a MemoryError the worker starts afresh
-            raise WorkLimit("memory budget exhausted")
+            raise WorkLimit.memory()
         raise WorkFailed(value)
 
     @staticmethod
@@ -305,7 +318,7 @@ def main(argv: list[str]) -> int:
             return 0
         try:
             reply = ("ok", _resolve(name)(*args))
-        except MemoryError:
+        except EXHAUSTED:
             reply = ("memory", "")
         except Exception as exc:  # noqa: BLE001 - reported to the gateway, which answers the client
             log.exception("work task %s failed", name)

@@ -164,3 +164,40 @@ def test_keywords_per_mailbox_are_capped(server, backend):
     select = b"".join(r.cmd("SELECT INBOX"))
     assert b"[PERMANENTFLAGS (" in select and b"\\*)" not in select
     r.cmd("LOGOUT")
+
+
+@pytest.fixture
+def small_workers():
+    """The worker pool started afresh with the smallest memory share (64 MiB of RLIMIT_AS), and
+    stopped after, so the next test's first command starts one with its own settings."""
+    from postern_gateway import workers
+
+    workers.shutdown_pool()
+    backend = make_backend(imap_poll_interval=0.05, work_memory_mb=64, work_workers=2,
+                           work_seconds=300.0)  # wide: the memory limit, not the clock, ends the work
+    yield backend
+    workers.shutdown_pool()
+
+
+def test_search_out_of_worker_memory_is_no_limit(small_workers):
+    """A BODY search whose decoding needs more than the worker's RLIMIT_AS: 2 MiB of one-byte lines
+    (the email parser holds a str per line, ~100 MiB) answers NO [LIMIT] for SEARCH, SORT and
+    THREAD -- before the fix the evaluator caught the MemoryError as "unreadable, no match" and
+    answered an empty * SEARCH. The session and a second one go on."""
+    backend = small_workers
+    backend.store.append(USER, "INBOX", b"Subject: small\r\n\r\nthe needle\r\n")
+    backend.store.append(USER, "INBOX", b"Subject: lines\r\nContent-Type: text/plain\r\n\r\n" + b"x\n" * (1 << 20))
+    with ServerThread(start_imap, backend) as server:
+        c = client(server)
+        c.select("INBOX")
+        assert _status(c.search(None, "BODY", "needle")) == "LIMIT"
+        assert _status(c.sort("(SUBJECT)", "UTF-8", "BODY", "needle")) == "LIMIT"
+        assert _status(c.thread("ORDEREDSUBJECT", "UTF-8", "BODY", "needle")) == "LIMIT"
+        # the same session goes on: the big message's body is not read for this one
+        assert c.uid("SEARCH", "UID", "1", "BODY", "needle") == ("OK", [b"1"])
+        other = client(server)
+        other.select("INBOX")
+        assert other.search(None, "SUBJECT", "lines") == ("OK", [b"2"])
+        assert other.noop()[0] == "OK" and c.noop()[0] == "OK"
+        other.logout()
+        c.logout()

@@ -313,3 +313,22 @@ def test_repeated_address_fields_are_merged():
 )
 def test_address_details(value, expected):
     assert m.addresses(value) == expected
+
+
+def test_content_type_out_of_memory_is_not_a_malformed_header(monkeypatch):
+    """A MemoryError while parsing Content-Type propagates (NO [LIMIT] from the worker) and is not
+    cached as the RFC 2045 §5.2 default for that value; a malformed value still reads as the default."""
+    from postern_gateway.imap.message import mime
+
+    value = b"text/html; charset=memory-test"
+    real = mime._hvp.parse_content_type_header
+
+    def boom(_):
+        raise MemoryError
+
+    monkeypatch.setattr(mime._hvp, "parse_content_type_header", boom)
+    with pytest.raises(MemoryError):
+        mime._parse_content_type(value, ("text", "plain"))
+    monkeypatch.setattr(mime._hvp, "parse_content_type_header", real)
+    assert mime._parse_content_type(value, ("text", "plain"))[:2] == ("text", "html")
+    assert mime._parse_content_type(b"\x00;;=", ("text", "plain"))[:2] == ("text", "plain")

@@ -334,3 +334,38 @@ def test_within_older_younger():
     for bad in ("OLDER", "OLDER 0", "YOUNGER x"):
         with pytest.raises(S.SearchSyntaxError):
             S.parse_search(tok(bad))
+
+
+@pytest.mark.parametrize("error, outcome", [(ValueError("unreadable"), False), (MemoryError(), MemoryError)])
+def test_unreadable_data_does_not_match_but_memory_is_not_no_match(monkeypatch, error, outcome):
+    """A part that cannot be decoded simply does not match; a MemoryError (the worker's RLIMIT_AS)
+    propagates, so the worker answers "memory" and the client NO [LIMIT], not an empty SEARCH."""
+    from postern_gateway.imap import searchview
+
+    def fail(self):
+        raise error
+
+    monkeypatch.setattr(searchview.View, "body_texts", fail)
+    key = S.parse_search([A("BODY"), b"needle"])
+    m = msg_from(b"Subject: s\r\n\r\nthe needle\r\n")
+    if outcome is False:
+        assert S.evaluate(key, m) is False
+    else:
+        with pytest.raises(MemoryError):
+            S.evaluate(key, m)
+
+
+def test_inline_search_out_of_memory_is_work_limit(monkeypatch):
+    """The inline path (small input, on the event loop) answers a MemoryError as the workers do."""
+    import asyncio
+
+    from postern_gateway import workers
+    from postern_gateway.imap import work
+
+    def boom(*_):
+        raise MemoryError
+
+    budget = work.Budget(SimpleNamespace(work_seconds=60.0))
+    with pytest.raises(workers.WorkLimit) as info:
+        asyncio.run(budget.inline(boom))
+    assert info.value.imap_response("a1").startswith(b"a1 NO [LIMIT] ")

@@ -11,8 +11,10 @@ Out:  :func:`parse_search` -> a :class:`SearchKey` tree; :func:`needs` -> which
 Fails: :class:`SearchSyntaxError` (a ValueError) from the parser, with
       ``.code`` set to ``BADCHARSET (UTF-8 US-ASCII)`` for an unsupported
       CHARSET (RFC 3501 §6.4.4: tagged NO [BADCHARSET]); otherwise a BAD.
-      :func:`evaluate` never raises: a message whose data cannot be read as
-      asked simply does not match that key.
+      :func:`evaluate`: a message whose data cannot be read as asked simply
+      does not match that key; running out of memory (the worker's RLIMIT_AS)
+      or budget is not "no match" and propagates
+      (``workers.EXHAUSTED``, answered ``NO [LIMIT]``).
 
 What a message offers to the keys (decoded values, address texts, body texts,
 dates) is read by :mod:`.searchview`; this module parses and decides.
@@ -51,6 +53,7 @@ from dataclasses import dataclass
 
 from postern.mail.dates import parse_imap_date
 
+from ..workers import EXHAUSTED
 from .searchview import View, internal_date, sent_date
 from .seqset import SeqSet
 
@@ -441,14 +444,19 @@ def _eval(key: SearchKey, msg, view: View, flags: frozenset[str]) -> bool:
             if any(key.needle in t for t in view.body_texts()):
                 return True
             return key.text and key.needle in view.part_headers_text()
+    except EXHAUSTED:  # out of memory is not "no match": the client gets NO [LIMIT]
+        raise
     except Exception:  # unreadable message data: this key does not match
         return False
     return False
 
 
 def evaluate(key: SearchKey, msg) -> bool:
-    """Does ``msg`` match ``key``? Never raises (unreadable data does not match)."""
+    """Does ``msg`` match ``key``? Unreadable data does not match; raises only
+    :data:`~postern_gateway.workers.EXHAUSTED` (memory or work budget: ``NO [LIMIT]``)."""
     try:
         return _eval(key, msg, View(msg), _flags_upper(msg))
+    except EXHAUSTED:
+        raise
     except Exception:
         return False

@@ -7,7 +7,8 @@ Out:  :class:`View`: decoded casefolded header values (:meth:`View.values`), the
       removed, group names; RFC 3501 §6.4.4), the whole decoded header, the decoded text of every
       text/* part and the MIME headers of the parts; :func:`sent_date` (Date: as written, 1 Jan
       1970 when unreadable) and :func:`internal_date` (UTC date of INTERNALDATE).
-Fails: the methods raise on unreadable data (the evaluator treats that as "no match");
+Fails: the methods raise on unreadable data (the evaluator treats that as "no match"), and
+      ``workers.EXHAUSTED`` (MemoryError) when out of memory, never caught here;
       :func:`internal_date` returns None for an unusable INTERNALDATE.
 
 Headers are read through :mod:`postern.mail.header` (its caps, its linear RFC 2047 decoder);
@@ -26,6 +27,7 @@ from postern.mail.addresses import Group
 from postern.mail.encoded import decode_words
 from postern.mail.header import Header, header_length
 
+from ..workers import EXHAUSTED
 from . import message as _message
 
 __all__ = ["View", "sent_date", "internal_date", "body_texts_of", "text_entities"]
@@ -170,6 +172,8 @@ def body_texts_of(raw: bytes, root: _message.Entity) -> list[str]:
                 text = payload.decode("utf-8", "replace")
             if not isinstance(text, str):
                 text = bytes(text).decode("utf-8", "replace")
+        except EXHAUSTED:  # out of memory: NO [LIMIT], not the raw bytes as a fallback
+            raise
         except Exception:
             text = raw[e.body_start : e.end].decode("utf-8", "replace")
         out.append(text.casefold())

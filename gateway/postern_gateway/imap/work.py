@@ -147,7 +147,10 @@ class Budget:
     async def inline(self, fn, *args):
         """Small work on the loop; checks the deadline and lets other sessions run after it."""
         self.left()
-        out = fn(*args)
+        try:
+            out = fn(*args)
+        except MemoryError:  # as a worker's MemoryError is answered (workers.EXHAUSTED)
+            raise workers.WorkLimit.memory() from None
         await asyncio.sleep(0)
         self._slice_start = time.monotonic()
         return out

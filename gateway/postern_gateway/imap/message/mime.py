@@ -38,6 +38,8 @@ from email import _header_value_parser as _hvp
 from postern.mail import limits
 from postern.mail.header import Header, split
 
+from ...workers import EXHAUSTED
+
 __all__ = ["Entity", "parse", "content_disposition", "MAX_PARTS", "MAX_DEPTH", "TOKEN_RE"]
 
 MAX_DEPTH = 100  # nesting deeper than this is treated as opaque application/octet-stream
@@ -141,6 +143,8 @@ def _parse_content_type_uncached(value: bytes | None, default: tuple[str, str]):
         if not all(TOKEN_RE.fullmatch(t.encode("utf-8", "replace")) for t in (maintype, subtype)):
             return "text", "plain", (), True
         return maintype, subtype, params, True
+    except EXHAUSTED:  # out of memory is no malformed header (and must not be cached as one)
+        raise
     except Exception:  # malformed header: RFC 2045 §5.2 default
         return "text", "plain", (), True
 
@@ -246,6 +250,8 @@ def content_disposition(value: bytes | None) -> tuple[str, list[tuple[str, bytes
         for tok in cd:
             if tok.token_type == "mime-parameters":
                 params = _params(tok)
+    except EXHAUSTED:
+        raise
     except Exception:
         return None
     return (kind.lower(), params) if kind else None
