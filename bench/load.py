@@ -161,6 +161,16 @@ def _temporary(exc: BaseException) -> bool:
     return isinstance(exc, (imaplib.IMAP4.error, poplib.error_proto)) and any(c in str(exc) for c in TEMPORARY)
 
 
+def _deferred(stats, exc: BaseException, t0: float, stop, think) -> bool:
+    """Was ``exc`` a temporary refusal? Then it is counted apart (REFUSED, not a failure) and the
+    caller tries again after DEFERRED_BACKOFF think times (waited here)."""
+    if not _temporary(exc):
+        return False
+    stats.ok(REFUSED, time.perf_counter() - t0)
+    stop.wait(think * DEFERRED_BACKOFF)
+    return True
+
+
 def _login(stats, op, connect, stop, think):
     """``connect()`` until it logs in (timed as ``op``); a temporary refusal counts apart (REFUSED)
     and is retried after DEFERRED_BACKOFF think times. None when the load stopped first."""
@@ -169,30 +179,33 @@ def _login(stats, op, connect, stop, think):
         try:
             c = connect()
         except Exception as exc:
-            if not _temporary(exc):
-                stats.fail(op, exc)
-                raise
-            stats.ok(REFUSED, time.perf_counter() - t0)
-            stop.wait(think * DEFERRED_BACKOFF)
-            continue
+            if _deferred(stats, exc, t0, stop, think):
+                continue
+            stats.fail(op, exc)
+            raise
         stats.ok(op, time.perf_counter() - t0)
         return c
     return None
 
 
-def imap_idle_session(port, user, pw, stop, stats):
+def _imap_connect(port, user, pw, select=False, timeout=120):
+    """A function connecting an imaplib session to ``port``, logged in (and INBOX selected)."""
     def connect():
-        c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
+        c = imaplib.IMAP4("127.0.0.1", port, timeout=timeout)
         try:
             c.login(user, pw)
-            c.select("INBOX")
+            if select:
+                c.select("INBOX")
         except BaseException:
             c.shutdown()
             raise
         return c
+    return connect
 
+
+def imap_idle_session(port, user, pw, stop, stats):
     try:
-        c = _login(stats, "imap LOGIN+SELECT (idle sessions)", connect, stop, 3.0)
+        c = _login(stats, "imap LOGIN+SELECT (idle sessions)", _imap_connect(port, user, pw, select=True), stop, 3.0)
         if c is None:
             return
         with stats.time("imap IDLE start"):
@@ -212,17 +225,8 @@ def imap_idle_session(port, user, pw, stop, stats):
 
 
 def imap_active_session(port, user, pw, stop, stats, think):
-    def connect():
-        c = imaplib.IMAP4("127.0.0.1", port, timeout=60)
-        try:
-            c.login(user, pw)
-        except BaseException:
-            c.shutdown()
-            raise
-        return c
-
     try:
-        c = _login(stats, "imap LOGIN (active)", connect, stop, 3.0)
+        c = _login(stats, "imap LOGIN (active)", _imap_connect(port, user, pw, timeout=60), stop, 3.0)
         if c is None:
             return
         while not stop.is_set():
@@ -274,6 +278,7 @@ def pop3_session(port, user, pw, stop, stats, think):
         stop.wait(think)
 
 
+PROBE_SELECT = "LOGIN+SELECT (probe)"  # the probe sessions' first login, before any phase counts
 PROBE_OPS = ("LOGIN (cached)", "FETCH 1:* (FLAGS)", "NOOP", "IDLE start")
 TARGET_RATIO = 5.0  # issue 12: interactive commands stay within 5x their unloaded p99
 # The load sessions' rows that are the same commands as a probe's (compared with its unloaded p99).
@@ -286,11 +291,13 @@ def probe_session(port, user, pw, stop, phase, think, ready=None):
     Each command counts in ``phase["stats"]`` as it is when the command starts (unloaded, then
     under the load)."""
     try:
-        c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
-        c.login(user, pw)
-        c.select("INBOX")
-        if ready is not None:
-            ready.release()
+        try:  # a temporary refusal (a login storm) is counted and retried, never the end of the probe
+            c = _login(phase["stats"], PROBE_SELECT, _imap_connect(port, user, pw, select=True), stop, think)
+        finally:
+            if ready is not None:
+                ready.release()  # selected, or failed or stopped: the probe process never waits forever
+        if c is None:
+            return
         while not stop.is_set():
             with phase["stats"].time("FETCH 1:* (FLAGS)"):
                 c.fetch("1:*", "(FLAGS)")
@@ -313,12 +320,26 @@ def probe_session(port, user, pw, stop, phase, think, ready=None):
 def login_probe(port, user, pw, stop, phase, think):
     """LOGIN with credentials the gateway verified moments ago (a cached login), then LOGOUT."""
     while not stop.is_set():
+        stats = phase["stats"]
         try:
             c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
-            with phase["stats"].time("LOGIN (cached)"):
-                c.login(user, pw)
+        except Exception as exc:  # noqa: BLE001 - counted
+            stats.fail("LOGIN (cached)", exc)
+            stop.wait(think)
+            continue
+        t0 = time.perf_counter()
+        try:
+            c.login(user, pw)
+        except Exception as exc:  # noqa: BLE001 - counted
+            c.shutdown()
+            if not _deferred(stats, exc, t0, stop, think):
+                stats.fail("LOGIN (cached)", exc)
+                stop.wait(think)
+            continue
+        stats.ok("LOGIN (cached)", time.perf_counter() - t0)
+        try:
             c.logout()
-        except Exception:  # noqa: BLE001 - counted by the timer
+        except Exception:  # noqa: BLE001 - the login was the measure
             pass
         stop.wait(think)
 
@@ -327,9 +348,9 @@ def start_probes(port, users, phase, stop, think=0.25, ready=None) -> list:
     """A session probe and a login probe per user, running until ``stop``; each session probe
     releases ``ready`` (a semaphore) once it is logged in and selected."""
     for u in users:  # the login each probe repeats is a cached one: verified just now
-        c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
-        c.login(u, "pw-" + u)
-        c.logout()
+        c = _login(phase["stats"], PROBE_SELECT, _imap_connect(port, u, "pw-" + u), stop, think)
+        if c is not None:
+            c.logout()
     threads = [threading.Thread(target=probe_session, args=(port, u, "pw-" + u, stop, phase, think, ready),
                                 daemon=True) for u in users]
     threads += [threading.Thread(target=login_probe, args=(port, u, "pw-" + u, stop, phase, think), daemon=True)
@@ -710,7 +731,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SMTP messages accepted: {msgs} ({msgs / r['seconds']:.1f}/s); transactions deferred with 4xx"
               f" (the sender retries, nothing lost): {deferred}")
         print(f"IMAP/POP3 logins refused for now with a temporary reply (the client tries again later;"
-              f" not counted as failures): {len(st.lat.get(REFUSED, []))}")
+              f" not counted as failures): {len(st.lat.get(REFUSED, []))}"
+              f" (probes: {len(rd['probes'].lat.get(REFUSED, []))})")
         for line in rd["sched"] + rd["profile"]:
             print(line)
         la = rd["loadavg"]
