@@ -157,11 +157,18 @@ def browser_run(b, url: str, first_visit: bool = False, view: str = "message") -
             "body_bytes": sum(r["body"] for r in reqs), "paths": [r["url"] for r in reqs], "rows_in_dom": rows}
 
 
-def settle(b, quiet: float = 1.0, ceiling: float = 30.0) -> list[str]:
-    """Wait until the page has started no request for ``quiet`` seconds (what the app asks once the list
-    is shown: identities and quota, previews, the push ticket), so the next run's navigation cuts none
-    short; the paths of those requests."""
+def settle(b, quiet: float = 3.0, ceiling: float = 60.0) -> list[str]:
+    """Wait until the quota is shown (identities and quota are asked once the list is on screen) and no
+    request has completed for ``quiet`` seconds (previews, the push ticket, Mailbox/changes: a Resource
+    Timing entry appears when its request completes), so the next run's navigation cuts none short;
+    the paths of those requests."""
     d = b.driver
+    try:
+        b.wait(lambda dr: dr.execute_script(
+            "const q = document.querySelector('[data-testid=quota]'); return !q || q.dataset.used !== undefined"),
+            "the quota shown", ceiling)
+    except Exception:  # noqa: BLE001 - a page that never shows it is settled by the quiet period alone
+        pass
     d.execute_script("if (window.__bench.first === null) window.__bench.first = performance.now()")  # a failed run
     script = "return performance.getEntriesByType('resource').filter(e => e.startTime > window.__bench.first).length"
     seen, since = -1, time.monotonic()
