@@ -7,7 +7,8 @@
  * carrying Mailbox/get with the list's first page (Email/query + Email/get by result reference) of
  * the mailbox the URL names, or else of the inbox as this browser last saw its id (a mailbox id is
  * not secret; kept per account in localStorage). Without a remembered id (the first visit), or when
- * it is no longer the inbox, the page is a fourth request. Identities, the quota, the rows' previews
+ * it is no longer the inbox, the page is a fourth request; if that API request fails, Mailbox/get
+ * is asked alone and the list fetches (or reports) its page itself. Identities, the quota, the rows' previews
  * and push come after the first row is on screen (identities and quota in one request).
  *
  * In:   the page (static/index.html), the HTTPS front's JMAP API on this origin.
@@ -137,7 +138,15 @@ class App {
     const guess = m ? decodeURIComponent(m[1]) : rememberedInbox(this.jmap.accountId);
     const calls: Invocation[] = [mailboxCall(this.jmap.accountId)];
     if (guess) calls.push(...pageCalls(this.jmap.accountId, this.listQuery(guess), 0));
-    const responses = await this.jmap.request(calls);
+    let responses: Invocation[];
+    try {
+      responses = await this.jmap.request(calls);
+    } catch (e) {
+      // the list's part may be what failed (e.g. past the function's timeout in a huge mailbox):
+      // the mailboxes alone, and the list asks for its page itself (and says if it cannot)
+      if (e instanceof Unauthorized || calls.length === 1) throw e;
+      responses = await this.jmap.request(calls.slice(0, 1));
+    }
     this.setMailboxes(mailboxesOf(responses[0]));
     const inbox = this.ctx.byRole.get("inbox")?.id || "";
     rememberInbox(this.jmap.accountId, inbox);
