@@ -5,9 +5,12 @@ In:   ``main(argv)``: ``--messages N`` (default 10000) delivered to INBOX, plus 
       tree to measure (a "before" run against an older checkout).
 Out:  on stdout, for each call the webmail makes when it opens a mailbox (a fresh account view, as
       the HTTPS function serves each request): ``Email/query {inMailbox, receivedAt desc, limit 50,
-      calculateTotal}`` without and with ``collapseThreads``, and ``Mailbox/get``: the p50 wall time
-      over the runs, the AWS requests by operation and the DynamoDB items they read.
-Fails: exits non-zero when the query does not return the 50 newest Emails.
+      calculateTotal}`` without and with ``collapseThreads``, ``Mailbox/get``, and the conversation
+      view's first page as the webmail asks it in one request (Email/query with collapseThreads and
+      calculateTotal, Email/get and Thread/get by result reference): the p50 wall time over the runs,
+      the AWS requests by operation and the DynamoDB items they read.
+Fails: exits non-zero when the query does not return the 50 newest Emails, or a count is not the
+      seeded one (INBOX: N Emails, N/4 Threads).
 
 Method: the DynamoDB + S3 store on moto in process (``mock_aws``), the mail table as template.yaml
 declares it; messages go in through the store's append (the path a delivery takes, without SMTP) on
@@ -77,26 +80,39 @@ def measure(n: int, others: int, runs: int) -> dict:
         out: dict = {"seed_seconds": round(seed_s, 1)}
         query = {"filter": {"inMailbox": inbox}, "sort": [{"property": "receivedAt", "isAscending": False}],
                  "position": 0, "limit": 50, "calculateTotal": True}
-        calls = {"Email/query": ("Email/query", query),
-                 "Email/query collapseThreads": ("Email/query", {**query, "collapseThreads": True}),
-                 "Mailbox/get": ("Mailbox/get", {})}
-        for label, (method, args) in calls.items():
+        thread_page = [["Email/query", {**query, "collapseThreads": True}, "p"],
+                       ["Email/get", {"#ids": {"resultOf": "p", "name": "Email/query", "path": "/ids"},
+                                      "properties": ["threadId", "subject", "receivedAt", "keywords"]}, "g"],
+                       ["Thread/get", {"#ids": {"resultOf": "g", "name": "Email/get", "path": "/list/*/threadId"}},
+                        "t"]]
+        calls = {"Email/query": [["Email/query", query, "c"]],
+                 "Email/query collapseThreads": [["Email/query", {**query, "collapseThreads": True}, "c"]],
+                 "Mailbox/get": [["Mailbox/get", {}, "c"]],
+                 "conversation view page": thread_page}
+        for label, batch in calls.items():
             times, result = [], {}
             seen = items = None
             for _ in range(runs):
                 def call():
                     acct = Account(user=user, store=DynamoMailStore(settings, clients))  # a fresh request's view
                     result["r"] = api.handle(acct, {"using": USING, "methodCalls": [
-                        [method, {"accountId": acct.id, **args}, "c"]]})
+                        [m, {"accountId": acct.id, **args}, cid] for m, args, cid in batch]})
 
                 t = time.perf_counter()
                 seen, items = _count(clients, call)
                 times.append(time.perf_counter() - t)
+            for (name, body, _), (method, _, _) in zip(result["r"]["methodResponses"], batch):
+                if name != method:
+                    raise SystemExit(f"{label}: {body}")
             name, body, _ = result["r"]["methodResponses"][0]
-            if name != method:
-                raise SystemExit(f"{label}: {body}")
             if label == "Email/query" and (body["ids"] != newest or body.get("total") != n):
                 raise SystemExit(f"{label}: not the 50 newest of {n}: {body['ids'][:3]}... total {body.get('total')}")
+            if label == "Email/query collapseThreads" and body.get("total") not in (None, n // 4):
+                raise SystemExit(f"{label}: total {body.get('total')}, seeded {n // 4} threads")
+            if label == "Mailbox/get":
+                box = next(b for b in body["list"] if b["id"] == inbox)
+                if (box["totalEmails"], box["unreadEmails"], box["totalThreads"]) != (n, n, n // 4):
+                    raise SystemExit(f"{label}: INBOX counts {box}, seeded {n} Emails in {n // 4} Threads")
             out[label] = {"p50_ms": round(statistics.median(times) * 1000, 1), "requests": sum(seen.values()),
                           "items_read": items, "by_operation": dict(sorted(seen.items()))}
         return out

@@ -405,9 +405,14 @@ def test_mailbox_get_reads_no_message_entry(world):
     assert not [pk for pk in seen if pk.startswith("M#")], seen  # states come by BatchGetItem, entries never
 
 
-def test_the_conversation_views_first_page_reads_no_whole_mailbox(world):
+@pytest.mark.parametrize("members_batch", [1000, 0])
+def test_the_conversation_views_first_page_reads_no_whole_mailbox(world, monkeypatch, members_batch):
     """Mailbox/get and the webmail's thread view page (Email/query collapseThreads with calculateTotal,
-    Email/get, Thread/get by result reference) in one request read no mailbox's entries in full."""
+    Email/get, Thread/get by result reference) in one request read no mailbox's entries in full
+    (Thread/get's members items by BatchGetItem, and by one Query per thread for many mailboxes)."""
+    from postern.store import engine
+
+    monkeypatch.setattr(engine, "MEMBERS_BATCH", members_batch)
     rnd = random.Random(4)
     for _ in range(80):
         world.deliver(rnd)

@@ -84,6 +84,7 @@ REPAIR_GRACE = 2.0  # seconds a committed change is left to its own writer befor
 FLAGS_CHUNK = 1000  # messages per change record (keeps a record far below DynamoDB's 400 KB)
 EXPUNGE_CHUNK = 500
 COPY_CHUNK = 250
+MEMBERS_BATCH = 1000  # thread_messages reads (thread, mailbox) keys by BatchGetItem up to this many, else Queries
 APPEND_SPOOL = "a/"  # under the spool prefix: an APPEND's bytes until their change commits (bucket lifecycle expires it)
 
 
@@ -370,14 +371,20 @@ class LogStore(MailStore):
             if not C.counting(st):
                 return None  # its threads' members are not known yet: the caller reads the account
             gens[mbid] = C.generation(st)
+        tids = list(dict.fromkeys(thread_ids))
+        if len(tids) * len(gens) <= MEMBERS_BATCH:  # every (thread, mailbox) key: a few BatchGetItem
+            found = self.items.batch_get([keys.members_key(u, t, mbid, gen) for t in tids for mbid, gen in gens.items()])
+            pks = {keys.members_pk(u, t): t for t in tids}
+            items = [(pks[pk], it) for (pk, _), it in found.items()]
+        else:  # many mailboxes: one Query per thread
+            items = [(t, it) for t in tids for it in self.items.query(keys.members_pk(u, t))]
         wanted: dict[tuple[str, str], tuple[str, str]] = {}  # entry key -> (thread id, mailbox id)
-        for tid in dict.fromkeys(thread_ids):
-            for it in self.items.query(keys.members_pk(u, tid)):
-                mbid, _, gen = it["sk"].partition("#")
-                if gens.get(mbid) == gen:
-                    for uid in C.members(it)[0]:
-                        k = keys.message_key(u, mbid, uid)
-                        wanted[(k["pk"], k["sk"])] = (tid, mbid)
+        for tid, it in items:
+            mbid, _, gen = it["sk"].partition("#")
+            if gens.get(mbid) == gen:
+                for uid in C.members(it)[0]:
+                    k = keys.message_key(u, mbid, uid)
+                    wanted[(k["pk"], k["sk"])] = (tid, mbid)
         out: dict[str, list[tuple[str, MessageMeta]]] = {}
         found = self.items.batch_get([{"pk": pk, "sk": sk} for pk, sk in wanted]) if wanted else {}
         for k in sorted(wanted):
