@@ -7,8 +7,8 @@
  * beside Mailbox/get: sign-in to the first row in one API request).
  *
  * How long the list is: by message, the query's `total` (the server has it from the mailbox's
- * counters). By thread, no `calculateTotal` (a count of Threads would make the server read the whole
- * account): the length is the caller's hint (the mailbox's `totalThreads`) or what has been seen,
+ * counters). By thread, no `calculateTotal` (the mailbox's `totalThreads` is the same number, already in
+ * hand: a server without a counter for it would count Threads over the whole account): the length is the caller's hint (the mailbox's `totalThreads`) or what has been seen,
  * plus one "Loading…" row after a full page, whose coming into view fetches the next page; a short
  * page says where the list ends.
  *
