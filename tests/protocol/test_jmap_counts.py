@@ -138,14 +138,18 @@ def check_conversations(world: World) -> None:
     for mbid, counts in recount(world.store).items():
         q = {"accountId": a, "filter": {"inMailbox": mbid}, "collapseThreads": True,
              "sort": [{"property": "receivedAt", "isAscending": False}]}
-        page, full, got, threads = world.jmap([
+        props = ["threadId", "mailboxIds", "keywords", "receivedAt"]
+        page, got, threads = world.jmap([  # the page path: Email/get through the page's threads
             ["Email/query", {**q, "position": 0, "limit": 5, "calculateTotal": True}, "p"],
-            ["Email/query", q, "f"],
             ["Email/get", {"accountId": a, "#ids": {"resultOf": "p", "name": "Email/query", "path": "/ids"},
-                           "properties": ["threadId"]}, "g"],
+                           "properties": props}, "g"],
             ["Thread/get", {"accountId": a, "#ids": {"resultOf": "g", "name": "Email/get", "path": "/list/*/threadId"}},
              "t"]])
+        full, again = world.jmap([  # the general path over the whole account, and Email/get from that view
+            ["Email/query", q, "f"],
+            ["Email/get", {"accountId": a, "ids": page[1]["ids"], "properties": props}, "g"]])
         assert page[1]["ids"] == full[1]["ids"][:5] and page[1]["total"] == len(full[1]["ids"]) == counts[2]
+        assert got[1]["list"] == again[1]["list"] and not got[1]["notFound"]
         assert {t["id"]: t["emailIds"] for t in threads[1]["list"]} == \
             {t["threadId"]: truth[t["threadId"]] for t in got[1]["list"]}
 
@@ -417,9 +421,10 @@ def test_the_conversation_views_first_page_reads_no_whole_mailbox(world, monkeyp
     for _ in range(80):
         world.deliver(rnd)
     inbox = world.store.get_mailbox(USER, "INBOX")
-    whole = []
-    real = world.store.list_messages
+    whole, by_id = [], []
+    real, real_find = world.store.list_messages, world.store.find_emails
     world.store.list_messages = lambda mb, *a, **kw: whole.append(mb.name) or real(mb, *a, **kw)
+    world.store.find_emails = lambda user, ids: by_id.extend(ids) or real_find(user, ids)
     a = world.account()
     try:
         boxes, page, got, threads = world.jmap([
@@ -432,8 +437,8 @@ def test_the_conversation_views_first_page_reads_no_whole_mailbox(world, monkeyp
             ["Thread/get", {"accountId": a, "#ids": {"resultOf": "g", "name": "Email/get", "path": "/list/*/threadId"}},
              "t"]])
     finally:
-        del world.store.list_messages
-    assert whole == []
+        del world.store.list_messages, world.store.find_emails
+    assert whole == [] and by_id == []  # Email/get found the page's Emails through their threads, not per id
     total_threads = next(m["totalThreads"] for m in boxes[1]["list"] if m["id"] == inbox.mailbox_id)
     assert page[1]["total"] == total_threads == recount(world.store)[inbox.mailbox_id][2]
     assert len(page[1]["ids"]) == 10 and len(threads[1]["list"]) == 10

@@ -333,6 +333,7 @@ def _newest_page(call, view, args: dict, flt, sort) -> dict | None:
                 continue
             threads.add(tid)
         ids.append(eid)
+        view.thread_hints[eid] = thread_id_of(eid, m)  # Email/get of this page finds it through its thread
         if need is None and eid == anchor:
             need = max(0, len(ids) - 1 + offset) + limit
         if need is not None and len(ids) >= need:

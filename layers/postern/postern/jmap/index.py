@@ -91,6 +91,9 @@ class AccountView:
     _emails: dict[str, EmailEntry] | None = None
     _threads: dict[str, list[str]] | None = None
     _counts: dict[str, tuple[int, int, int, int]] | None = None
+    # Email id -> its Thread id, as an Email/query page of this view read them (entries() looks such Emails
+    # up through their threads' members items: a few BatchGetItem for a page instead of a Query per id)
+    thread_hints: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, account: Account) -> AccountView:
@@ -119,21 +122,38 @@ class AccountView:
         return self._emails
 
     def entries(self, ids) -> dict[str, EmailEntry]:
-        """The Emails with these ids. A loaded view answers from memory; otherwise the store's
-        email-id index does (``find_emails``: one Query per id and one BatchGetItem, whatever the
+        """The Emails with these ids. A loaded view answers from memory; otherwise an Email a query page
+        of this view named comes through its thread (:meth:`_hinted`), any other from the store's
+        email-id index (``find_emails``: one Query per id and one BatchGetItem, whatever the
         account's size). An id the index does not know (a message stored before the index existed)
         is looked for in the whole view, so such mail is never missed; only then is it read."""
         wanted = [i for i in dict.fromkeys(ids) if isinstance(i, str) and i]
         if self._emails is not None:
             return {i: self._emails[i] for i in wanted if i in self._emails}
-        out: dict[str, EmailEntry] = {}
-        for eid, where in self.account.store.find_emails(self.account.user, wanted).items():
+        out = self._hinted(wanted)
+        rest = [i for i in wanted if i not in out]
+        for eid, where in self.account.store.find_emails(self.account.user, rest).items():
             where = [(mbid, m) for mbid, m in where if mbid in self.mailboxes]  # deleted, not yet swept
             if where:
                 out[eid] = EmailEntry(eid, thread_id_of(eid, where[0][1]), where)
         missing = [i for i in wanted if i not in out and _LEGACY.fullmatch(i)]
         if missing:
             out.update((i, self.emails[i]) for i in missing if i in self.emails)
+        return out
+
+    def _hinted(self, wanted: list[str]) -> dict[str, EmailEntry]:
+        """The wanted Emails whose Thread a page of this view named, from the threads' members items: every
+        message of an Email carries its Thread id (COPY keeps it), so the Thread's messages in every
+        mailbox hold all of the Email's. {} when a mailbox's threads are not counted yet."""
+        tids = {self.thread_hints[i] for i in wanted if i in self.thread_hints}
+        got = self.account.store.thread_messages(self.account.user, list(self.mailboxes), tids, light=False) \
+            if tids else None
+        out: dict[str, EmailEntry] = {}
+        for tid, where in (got or {}).items():
+            for mbid, m in where:
+                eid = email_id_of(mbid, m)
+                if eid in wanted and self.thread_hints.get(eid) == tid:
+                    out.setdefault(eid, EmailEntry(eid, tid)).where.append((mbid, m))
         return out
 
     @property

@@ -186,9 +186,9 @@ class MailStore(abc.ABC):
         its own entries only). A deleted mailbox is absent."""
 
     @abc.abstractmethod
-    def thread_messages(self, user: str, mailbox_ids: Iterable[str],
-                        thread_ids: Iterable[str]) -> dict[str, list[tuple[str, MessageMeta]]] | None:
-        """Where each thread's messages are, in these mailboxes: (mailbox id, light metadata) per live
+    def thread_messages(self, user: str, mailbox_ids: Iterable[str], thread_ids: Iterable[str],
+                        light: bool = True) -> dict[str, list[tuple[str, MessageMeta]]] | None:
+        """Where each thread's messages are, in these mailboxes: (mailbox id, metadata) per live
         message, from the threads' members items (``counts``: one BatchGetItem of the states, one per 100
         (thread, mailbox) keys, or one Query per thread when that is fewer requests, and one per 100
         entries); a thread with none is absent. None when one of the

@@ -357,8 +357,8 @@ class LogStore(MailStore):
             out[mbid] = counts if counts is not None else self._recount(u, st)
         return out
 
-    def thread_messages(self, user: str, mailbox_ids: Iterable[str],
-                        thread_ids: Iterable[str]) -> dict[str, list[tuple[str, MessageMeta]]] | None:
+    def thread_messages(self, user: str, mailbox_ids: Iterable[str], thread_ids: Iterable[str],
+                        light: bool = True) -> dict[str, list[tuple[str, MessageMeta]]] | None:
         u = user.lower()
         ids = list(dict.fromkeys(mailbox_ids))
         got = self.items.batch_get([keys.state_key(u, i) for i in ids])
@@ -391,7 +391,7 @@ class LogStore(MailStore):
             tid, mbid = wanted[k]
             it = found.get(k)
             if R.live(it):  # an entry expunged while its members item was read is skipped
-                out.setdefault(tid, []).append((mbid, R.meta(it, light=True)))
+                out.setdefault(tid, []).append((mbid, R.meta(it, light=light)))
         return out
 
     def _recount(self, user: str, st: dict) -> Counts:
