@@ -3,7 +3,8 @@
 READS
     The store queue: one ``StoreJob`` per (message, local mailbox) from the
     router (SQS batches of up to 10, ReportBatchItemFailures). The spool
-    object in S3 (GetObject) and the mail table.
+    object in S3 (GetObject) and the mail table; the Sieve script and
+    managed rules of every recipient of the batch in one BatchGetItem.
 WRITES
     One message through the one ingest path (``postern.mailboxes.append`` ->
     ``MailStore.append``): a change record in the account's change log (one
