@@ -373,7 +373,7 @@ class LogStore(MailStore):
             gens[mbid] = C.generation(st)
         tids = list(dict.fromkeys(thread_ids))
         if len(tids) * len(gens) <= MEMBERS_BATCH:  # every (thread, mailbox) key: a few BatchGetItem
-            found = self.items.batch_get([keys.members_key(u, t, mbid, gen) for t in tids for mbid, gen in gens.items()])
+            found = self.items.batch_get([keys.members_key(u, t, mb, gen) for t in tids for mb, gen in gens.items()])
             pks = {keys.members_pk(u, t): t for t in tids}
             items = [(pks[pk], it) for (pk, _), it in found.items()]
         else:  # many mailboxes: one Query per thread
