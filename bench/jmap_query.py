@@ -38,6 +38,9 @@ from jmap_email_get import _count  # noqa: E402  (the request counter, written o
 
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
 BASE = 1_700_000_000.0
+# The webmail's list rows (webmail/src/list.ts LIST_PROPERTIES).
+LIST_PROPERTIES = ["id", "threadId", "mailboxIds", "keywords", "from", "to", "subject", "receivedAt",
+                   "hasAttachment", "size"]
 
 
 def measure(n: int, others: int, runs: int) -> dict:
@@ -50,7 +53,10 @@ def measure(n: int, others: int, runs: int) -> dict:
     from postern.jmap.account import Account
     from postern.store import memory_store
     from postern.store.dynamo import DynamoMailStore
+    from postern_local import moto_speed
     from postern_local.template import load_template, resources_of_type
+
+    moto_speed.install()  # as the local stack's moto (make run, bench/webmail.py)
 
     with mock_aws():
         settings = Settings.from_env({**os.environ, "POSTERN_MAIL_TABLE": "bench-mail", "POSTERN_BUCKET": "bench-mail"})
@@ -85,10 +91,15 @@ def measure(n: int, others: int, runs: int) -> dict:
                                       "properties": ["threadId", "subject", "receivedAt", "keywords"]}, "g"],
                        ["Thread/get", {"#ids": {"resultOf": "g", "name": "Email/get", "path": "/list/*/threadId"}},
                         "t"]]
+        list_page = [["Email/query", query, "q"],
+                     ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                                    "properties": LIST_PROPERTIES}, "g"]]
         calls = {"Email/query": [["Email/query", query, "c"]],
                  "Email/query collapseThreads": [["Email/query", {**query, "collapseThreads": True}, "c"]],
                  "Mailbox/get": [["Mailbox/get", {}, "c"]],
-                 "conversation view page": thread_page}
+                 "conversation view page": thread_page,
+                 "list page (query + Email/get)": list_page,
+                 "webmail first request": [["Mailbox/get", {}, "m"], *list_page]}
         for label, batch in calls.items():
             times, result = [], {}
             seen = items = None

@@ -176,3 +176,75 @@ def test_a_query_reads_its_own_partition_only(aws, monkeypatch):
                       ExpressionAttributeValues={":p": {"S": "a"}})["Items"]
     assert len(items) == 6
     assert compared["n"] < 50  # moto's own compares the key of every item of the table (218)
+
+
+def make_string_table(ddb, n: int = 40) -> None:
+    """A string sort key, as the mail table's: a partition of mixed prefixes (an account's items)."""
+    ddb.create_table(TableName="s", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                               {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    for p in ("a", "b"):
+        for i in range(n):
+            for prefix in ("E#", "M#in#", "M#old#", "T#"):
+                ddb.put_item(TableName="s", Item={"pk": {"S": p}, "sk": {"S": f"{prefix}{i:04d}"},
+                                                  "v": {"S": f"{p}{prefix}{i}"}})
+    ddb.put_item(TableName="s", Item={"pk": {"S": "a"}, "sk": {"S": "M#in#\u00e9t\u00e9"}})  # past ASCII
+
+
+def string_queries(ddb) -> list:
+    out = []
+    conds = [("pk = :p AND begins_with(sk, :a)", {":a": {"S": "M#in#"}}),
+             ("pk = :p AND sk BETWEEN :a AND :b", {":a": {"S": "M#in#0005"}, ":b": {"S": "M#old#0003"}}),
+             ("pk = :p AND sk > :a", {":a": {"S": "M#old#0030"}}), ("pk = :p AND sk >= :a", {":a": {"S": "T#0039"}}),
+             ("pk = :p AND sk < :a", {":a": {"S": "E#0003"}}), ("pk = :p AND sk <= :a", {":a": {"S": "E#0003"}}),
+             ("pk = :p AND sk = :a", {":a": {"S": "M#in#0007"}}), ("pk = :p AND begins_with(sk, :a)", {":a": {"S": "X"}})]
+    for cond, values in conds:
+        for extra in ({}, {"Limit": 7}, {"Limit": 7, "ScanIndexForward": False}, {"ScanIndexForward": False},
+                      {"Limit": 1}, {"Limit": 5, "FilterExpression": "v <> :x", "ExpressionAttributeValues":
+                                     {":p": {"S": "a"}, ":x": {"S": "aM#in#3"}, **values}}):
+            args = {"TableName": "s", "KeyConditionExpression": cond,
+                    "ExpressionAttributeValues": {":p": {"S": "a"}, **values}, **extra}
+            r = ddb.query(**args)
+            pages = [(r["Items"], r.get("LastEvaluatedKey"))]
+            while "LastEvaluatedKey" in r:
+                r = ddb.query(**args, ExclusiveStartKey=r["LastEvaluatedKey"])
+                pages.append((r["Items"], r.get("LastEvaluatedKey")))
+            out.append(pages)
+    return out
+
+
+def test_a_string_key_condition_query_answers_as_moto_s_own(aws, monkeypatch):
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    make_string_table(ddb)
+    fast = string_queries(ddb)
+    assert sum(len(items) for items, _ in fast[0]) == 41  # begins_with M#in#: 40 + the accented one
+    assert [len(items) for items, _ in fast[1]] == [7, 7, 7, 7, 7, 6]  # Limit 7 over 41
+    moto_own(monkeypatch)
+    assert string_queries(ddb) == fast
+
+
+def test_a_page_query_reads_its_page_not_the_partition(aws, monkeypatch):
+    """A Query of one page (begins_with + Limit, either direction, with a start key) sizes a few
+    items however many the partition holds: moto's own sized each item of the partition."""
+    from moto.dynamodb.models.dynamo_type import Item
+
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    make_string_table(ddb, n=300)
+    sized = {"n": 0}
+    size = Item.size
+
+    def counting(self):
+        sized["n"] += 1
+        return size(self)
+
+    monkeypatch.setattr(Item, "size", counting)
+    for forward in (True, False):
+        args = {"TableName": "s", "KeyConditionExpression": "pk = :p AND begins_with(sk, :a)",
+                "ExpressionAttributeValues": {":p": {"S": "a"}, ":a": {"S": "M#in#"}}, "Limit": 5,
+                "ScanIndexForward": forward}
+        first = ddb.query(**args)
+        second = ddb.query(**args, ExclusiveStartKey=first["LastEvaluatedKey"])
+        assert len(first["Items"]) == len(second["Items"]) == 5
+    assert sized["n"] < 100  # moto's own: every item of the 1,200-item partition, each Query
