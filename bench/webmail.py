@@ -23,9 +23,12 @@ Out:  printed, p50 (and min/max) over the runs of:
 Fails: exits 1 (after printing every figure) when a browser run shows no row within 120 s; IMAP
       answering other than OK stops it.
 
-Seeding goes through the store (``store.append``), not SMTP: the figure is the read path's, and
-10,000 SMTP deliveries through the local Lambdas would take hours. It is still the slow part
-(about 0.1 s per message on moto: some 15-20 minutes for 10,000 on 2 busy cores).
+Seeding goes through the store's ``append``, not SMTP: the figure is the read path's, and
+10,000 SMTP deliveries through the local Lambdas would take hours. By default (``--seed twin``)
+the appends run on the store's in-memory twin (the same engine), whose items are then written to
+the stack's table as they are (BatchWriteItem) and its blobs to the stack's bucket, as
+bench/jmap_query.py seeds: 10,000 in a few minutes, where ``--seed append`` (each append on the
+stack's moto, one after another) took 28 minutes.
 """
 
 from __future__ import annotations
@@ -72,12 +75,17 @@ return performance.getEntriesByType('resource')
 """
 
 
-def seed(store, user: str, n: int) -> float:
+def seed(store, user: str, n: int, how: str = "twin") -> float:
     """``n`` plain messages into INBOX through the store (``append``, one after another: appends to one
     account commit through its change log, and concurrent ones only conflict), dated over the last
-    months; seconds taken."""
+    months; seconds taken. ``twin``: appended on the in-memory twin of the store (the same engine,
+    its default mailboxes included), then its items and blobs copied to ``store`` as they are."""
+    from postern.store import memory_store
+
     t0 = time.monotonic()
     now = time.time()
+    target, store = store, (memory_store() if how == "twin" else store)
+    store.ensure_mailboxes(user)
     for i in range(n):
         raw = (f"From: Sender {i % 97} <sender{i % 97}@example.org>\r\nTo: {user}\r\n"
                f"Subject: Message number {i} about topic {i % 13}\r\nMessage-ID: <bench{i}@example.org>\r\n"
@@ -86,6 +94,12 @@ def seed(store, user: str, n: int) -> float:
         store.append(user, "INBOX", raw, internaldate=now - (n - i) * 600.0)
         if (i + 1) % 1000 == 0:
             print(f"  seeded {i + 1:,} in {time.monotonic() - t0:.0f} s", flush=True)
+    if store is not target:
+        target.items.batch_put(list(store.items.dump().values()))  # BatchWriteItem, 25 a request
+        blobs = store.blobs.keys()
+        for key in sorted(blobs):
+            target.blobs.put(key, store.blobs.read(key))
+        print(f"  copied {len(blobs):,} blobs and the items to the stack in {time.monotonic() - t0:.0f} s", flush=True)
     return time.monotonic() - t0
 
 
@@ -227,7 +241,7 @@ def summary(name: str, runs: list[dict]) -> str:
             f"{runs[-1]['requests']:3d} requests  {runs[-1]['bytes']:>10,} bytes")
 
 
-def run(messages: int, runs: int) -> dict:
+def run(messages: int, runs: int, how: str = "twin") -> dict:
     import browser as B
     from postern_local.stack import LocalStack
 
@@ -237,8 +251,7 @@ def run(messages: int, runs: int) -> dict:
         domain = USER.split("@")[1]
         stack.directory.add_domain(domain)
         stack.directory.add_user(USER, PASSWORD)
-        stack.store.ensure_mailboxes(USER)
-        seconds = seed(stack.store, USER, messages)
+        seconds = seed(stack.store, USER, messages, how)
         print(f"seeded {messages:,} messages through the store in {seconds:.1f} s")
         url = stack.webmail_url
         if not url:
@@ -279,11 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=None)
     ap.add_argument("--runs", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="1,000 messages, 3 runs")
+    ap.add_argument("--seed", choices=("twin", "append"), default="twin",
+                    help="twin: append on the in-memory twin, then copy (default); append: on the stack")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     messages = a.messages or (1000 if a.quick else 10_000)
     runs = a.runs or (3 if a.quick else 7)
-    r = run(messages, runs)
+    r = run(messages, runs, a.seed)
     print(f"mailbox of {messages:,} messages, p50 over {runs} runs after a warm-up (loopback, local stack on moto)")
     failed = []
     for key, name in (("browser", "browser: sign-in click -> first row"),
