@@ -146,18 +146,10 @@ export class MessageList {
     this.el.scrollTop = 0;
     this.firstDone(); // whoever waited for the previous query's first page waits no longer
     this.firstShown = new Promise((resolve) => (this.firstDone = resolve));
+    this.reset(!first); // a first page handed in is drawn by apply() below
     if (first) {
-      this.generation++;
-      this.ids = [];
-      this.loading.clear();
-      this.fresh.clear();
-      this.failedPages.clear();
-      this.total = -1;
-      this.queryState = "";
       this.loading.add(0);
       this.apply(0, q, this.generation, first);
-    } else {
-      this.reset();
     }
     this.on.selectionChanged();
   }
@@ -178,7 +170,8 @@ export class MessageList {
     this.render(); // the rows on screen stay until their page is back
   }
 
-  private reset(): void {
+  /** Forget the previous query's pages; ``draw``: show the empty list now. */
+  private reset(draw = true): void {
     this.generation++;
     this.ids = [];
     this.loading.clear();
@@ -186,7 +179,7 @@ export class MessageList {
     this.failedPages.clear();
     this.total = -1;
     this.queryState = "";
-    this.render();
+    if (draw) this.render();
   }
 
   /** Ids at positions [from, to) that are known. */

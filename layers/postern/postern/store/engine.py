@@ -343,16 +343,22 @@ class LogStore(MailStore):
             raise MailboxNotFound()
         return R.mailbox_info(u, st, int(acct.get("ms", 0)))
 
-    def mailbox_counts(self, user: str, mailbox_ids: Iterable[str]) -> dict[str, Counts]:
-        u = user.lower()
+    def _live_states(self, u: str, mailbox_ids: Iterable[str]) -> dict[str, dict]:
+        """The state items of those mailboxes that still exist, by id, in one BatchGetItem."""
         ids = list(dict.fromkeys(mailbox_ids))
         got = self.items.batch_get([keys.state_key(u, i) for i in ids])
-        out: dict[str, Counts] = {}
+        out: dict[str, dict] = {}
         for mbid in ids:
             k = keys.state_key(u, mbid)
             st = got.get((k["pk"], k["sk"]))
-            if not R.live(st):
-                continue
+            if R.live(st):
+                out[mbid] = st
+        return out
+
+    def mailbox_counts(self, user: str, mailbox_ids: Iterable[str]) -> dict[str, Counts]:
+        u = user.lower()
+        out: dict[str, Counts] = {}
+        for mbid, st in self._live_states(u, mailbox_ids).items():
             counts = C.from_state(st)
             out[mbid] = counts if counts is not None else self._recount(u, st)
         return out
@@ -360,14 +366,8 @@ class LogStore(MailStore):
     def thread_messages(self, user: str, mailbox_ids: Iterable[str], thread_ids: Iterable[str],
                         light: bool = True) -> dict[str, list[tuple[str, MessageMeta]]] | None:
         u = user.lower()
-        ids = list(dict.fromkeys(mailbox_ids))
-        got = self.items.batch_get([keys.state_key(u, i) for i in ids])
         gens: dict[str, str] = {}
-        for mbid in ids:
-            k = keys.state_key(u, mbid)
-            st = got.get((k["pk"], k["sk"]))
-            if not R.live(st):
-                continue
+        for mbid, st in self._live_states(u, mailbox_ids).items():
             if not C.counting(st):
                 return None  # its threads' members are not known yet: the caller reads the account
             gens[mbid] = C.generation(st)
