@@ -43,7 +43,7 @@ LIST_PROPERTIES = ["id", "threadId", "mailboxIds", "keywords", "from", "to", "su
                    "hasAttachment", "size"]
 
 
-def measure(n: int, others: int, runs: int) -> dict:
+def measure(n: int, others: int, runs: int, profile: Path | None = None) -> dict:
     from moto import mock_aws
 
     from postern import mailboxes as MB
@@ -100,6 +100,9 @@ def measure(n: int, others: int, runs: int) -> dict:
                  "conversation view page": thread_page,
                  "list page (query + Email/get)": list_page,
                  "webmail first request": [["Mailbox/get", {}, "m"], *list_page]}
+        import cProfile
+
+        profiler = cProfile.Profile() if profile else None  # the calls only, not the seeding
         for label, batch in calls.items():
             times, result = [], {}
             seen = items = None
@@ -110,7 +113,11 @@ def measure(n: int, others: int, runs: int) -> dict:
                         [m, {"accountId": acct.id, **args}, cid] for m, args, cid in batch]})
 
                 t = time.perf_counter()
+                if profiler:
+                    profiler.enable()
                 seen, items = _count(clients, call)
+                if profiler:
+                    profiler.disable()
                 times.append(time.perf_counter() - t)
             for (name, body, _), (method, _, _) in zip(result["r"]["methodResponses"], batch):
                 if name != method:
@@ -126,6 +133,8 @@ def measure(n: int, others: int, runs: int) -> dict:
                     raise SystemExit(f"{label}: INBOX counts {box}, seeded {n} Emails in {n // 4} Threads")
             out[label] = {"p50_ms": round(statistics.median(times) * 1000, 1), "requests": sum(seen.values()),
                           "items_read": items, "by_operation": dict(sorted(seen.items()))}
+        if profiler:
+            profiler.dump_stats(str(profile))
         return out
 
 
@@ -135,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--others", type=int, default=500)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--profile", type=Path, help="cProfile stats of the timed calls (not the seeding) to this file")
     a = ap.parse_args(argv)
-    f = measure(a.messages, a.others, a.runs)
+    f = measure(a.messages, a.others, a.runs, a.profile)
     import postern
     print(f"tree {Path(postern.__file__).parents[1]}: {a.messages} messages in INBOX, {a.others} in Archive (seeded in {f['seed_seconds']} s)")
     for label, v in f.items():
