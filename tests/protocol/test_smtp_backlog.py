@@ -46,15 +46,22 @@ class GatedSpooler:
         return SimpleNamespace(queue_id=fields["queue_id"], size=len(raw))
 
 
-def test_mail_is_deferred_while_the_spool_lane_lags_and_transactions_under_way_are_accepted():
+def backlogged():
+    """A backend whose spool calls wait on ``spooler.gate``, its bulk lane timed by ``clock``
+    (4 threads, POSTERN_SPOOL_MAX_WAIT 20 s), mail for alice@example.test relayed: (clock, backend, spooler)."""
     clock = Clock()
     backend = memory_backend(spool_max_wait=20.0)
     backend.blocking.shutdown()
     backend.blocking = Blocking(4, clock=clock)
-    slots = backend.blocking.bulk_threads
     backend.directory.add_domain("example.test")
     backend.directory.add_alias("alice@example.test", ["someone@remote.test"])
-    spooler = backend.spooler = GatedSpooler()
+    backend.spooler = GatedSpooler()
+    return clock, backend, backend.spooler
+
+
+def test_mail_is_deferred_while_the_spool_lane_lags_and_transactions_under_way_are_accepted():
+    clock, backend, spooler = backlogged()
+    slots = backend.blocking.bulk_threads
     results: list[object] = []
 
     def send():
@@ -92,14 +99,8 @@ def test_a_final_dot_behind_a_full_spool_queue_is_deferred(monkeypatch):
     from postern_gateway.smtp import handler
 
     monkeypatch.setattr(handler, "SPOOL_QUEUE_PER_SLOT", 1)
-    clock = Clock()
-    backend = memory_backend(spool_max_wait=20.0)
-    backend.blocking.shutdown()
-    backend.blocking = Blocking(4, clock=clock)
+    _, backend, spooler = backlogged()
     slots = backend.blocking.bulk_threads
-    backend.directory.add_domain("example.test")
-    backend.directory.add_alias("alice@example.test", ["someone@remote.test"])
-    spooler = backend.spooler = GatedSpooler()
     results: list[object] = []
 
     def send():
