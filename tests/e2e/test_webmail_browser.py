@@ -239,8 +239,9 @@ def submit_as(stack, user: tuple[str, str], rcpt: str, subject: str, body: str) 
     return mid
 
 
-def imap_find(stack, user: tuple[str, str], mailbox: str, subject: str) -> list[email.message.EmailMessage]:
-    """The messages of ``mailbox`` whose Subject contains ``subject``, parsed (IMAP SEARCH + FETCH)."""
+def imap_fetch(stack, user: tuple[str, str], mailbox: str, subject: str, item: str) -> list:
+    """FETCH ``item`` of the messages of ``mailbox`` whose Subject contains ``subject`` (a read-only
+    SELECT, UID SEARCH): each message's first response part."""
     with imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=30) as c:
         c.login(*user)
         typ, _ = c.select(f'"{mailbox}"', readonly=True)
@@ -249,10 +250,16 @@ def imap_find(stack, user: tuple[str, str], mailbox: str, subject: str) -> list[
         assert typ == "OK"
         out = []
         for uid in data[0].split():
-            typ, fetched = c.uid("FETCH", uid, "(BODY.PEEK[])")
+            typ, fetched = c.uid("FETCH", uid, item)
             assert typ == "OK"
-            out.append(email.message_from_bytes(fetched[0][1], policy=policy.default))
+            out.append(fetched[0])
         return out
+
+
+def imap_find(stack, user: tuple[str, str], mailbox: str, subject: str) -> list[email.message.EmailMessage]:
+    """The messages of ``mailbox`` whose Subject contains ``subject``, parsed (IMAP SEARCH + FETCH)."""
+    return [email.message_from_bytes(part[1], policy=policy.default)
+            for part in imap_fetch(stack, user, mailbox, subject, "(BODY.PEEK[])")]
 
 
 def arrives(app: App, user: tuple[str, str], mailbox: str, subject: str) -> email.message.EmailMessage:
@@ -719,17 +726,8 @@ def test_conversation_view_groups_threads_and_pages_to_the_end(app, no_csp):
 # --- Spam / Not spam, rich text, password (webjunk) ---------------------------------------------
 def imap_flags(stack, user: tuple[str, str], mailbox: str, subject: str) -> list[set[str]]:
     """FETCH FLAGS of the messages of ``mailbox`` whose Subject contains ``subject`` (a read-only SELECT)."""
-    with imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=30) as c:
-        c.login(*user)
-        assert c.select(f'"{mailbox}"', readonly=True)[0] == "OK", mailbox
-        typ, data = c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT", f'"{subject}"')
-        assert typ == "OK"
-        out = []
-        for uid in data[0].split():
-            typ, fetched = c.uid("FETCH", uid, "(FLAGS)")
-            assert typ == "OK"
-            out.append({f.decode() for f in imaplib.ParseFlags(fetched[0])} - {"\\Recent"})
-        return out
+    return [{f.decode() for f in imaplib.ParseFlags(part)} - {"\\Recent"}
+            for part in imap_fetch(stack, user, mailbox, subject, "(FLAGS)")]
 
 
 def test_spam_and_not_spam_move_set_the_keywords_and_teach_the_filter_once(app, no_csp):
