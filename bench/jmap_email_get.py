@@ -69,24 +69,32 @@ def _count(clients, fn) -> tuple[Counter, int]:
     return seen, items[0]
 
 
-def measure(n: int) -> dict:
-    from moto import mock_aws
-
+def moto_store():
+    """Inside ``mock_aws``: (settings, clients, store) of a DynamoDB + S3 store whose mail table is
+    declared as template.yaml declares MailTable, and its bucket."""
     from postern.aws import Clients
     from postern.config import Settings
-    from postern.jmap import api
-    from postern.jmap.account import Account
     from postern.store.dynamo import DynamoMailStore
     from postern_local.template import load_template, resources_of_type
 
+    settings = Settings.from_env({**os.environ, "POSTERN_MAIL_TABLE": "bench-mail", "POSTERN_BUCKET": "bench-mail"})
+    clients = Clients(settings)
+    props = resources_of_type(load_template(), "AWS::DynamoDB::Table")["MailTable"]["Properties"]
+    clients.dynamodb.create_table(TableName="bench-mail", AttributeDefinitions=props["AttributeDefinitions"],
+                                  KeySchema=props["KeySchema"], BillingMode="PAY_PER_REQUEST")
+    clients.s3.create_bucket(Bucket="bench-mail")
+    return settings, clients, DynamoMailStore(settings, clients)
+
+
+def measure(n: int) -> dict:
+    from moto import mock_aws
+
+    from postern.jmap import api
+    from postern.jmap.account import Account
+    from postern.store.dynamo import DynamoMailStore
+
     with mock_aws():
-        settings = Settings.from_env({**os.environ, "POSTERN_MAIL_TABLE": "bench-mail", "POSTERN_BUCKET": "bench-mail"})
-        clients = Clients(settings)
-        props = resources_of_type(load_template(), "AWS::DynamoDB::Table")["MailTable"]["Properties"]
-        clients.dynamodb.create_table(TableName="bench-mail", AttributeDefinitions=props["AttributeDefinitions"],
-                                      KeySchema=props["KeySchema"], BillingMode="PAY_PER_REQUEST")
-        clients.s3.create_bucket(Bucket="bench-mail")
-        store = DynamoMailStore(settings, clients)
+        settings, clients, store = moto_store()
         user = "bench@example.test"
         ids = _fill(store, user, n)
         out = {}

@@ -34,7 +34,7 @@ for p in ("layers/postern", "local"):
     sys.path.insert(0, str(ROOT / p))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from jmap_email_get import _count  # noqa: E402  (the request counter, written once)
+from jmap_email_get import _count, moto_store  # noqa: E402  (the request counter and the store, written once)
 
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
 BASE = 1_700_000_000.0
@@ -47,25 +47,16 @@ def measure(n: int, others: int, runs: int, profile: Path | None = None) -> dict
     from moto import mock_aws
 
     from postern import mailboxes as MB
-    from postern.aws import Clients
-    from postern.config import Settings
     from postern.jmap import api
     from postern.jmap.account import Account
     from postern.store import memory_store
     from postern.store.dynamo import DynamoMailStore
     from postern_local import moto_speed
-    from postern_local.template import load_template, resources_of_type
 
     moto_speed.install()  # as the local stack's moto (make run, bench/webmail.py)
 
     with mock_aws():
-        settings = Settings.from_env({**os.environ, "POSTERN_MAIL_TABLE": "bench-mail", "POSTERN_BUCKET": "bench-mail"})
-        clients = Clients(settings)
-        props = resources_of_type(load_template(), "AWS::DynamoDB::Table")["MailTable"]["Properties"]
-        clients.dynamodb.create_table(TableName="bench-mail", AttributeDefinitions=props["AttributeDefinitions"],
-                                      KeySchema=props["KeySchema"], BillingMode="PAY_PER_REQUEST")
-        clients.s3.create_bucket(Bucket="bench-mail")
-        store = DynamoMailStore(settings, clients)
+        settings, clients, store = moto_store()
         user = "bench@example.test"
         seed = memory_store()  # the same engine over in-memory items: its items are what DynamoDB would hold
         MB.ensure_defaults(seed, user)
